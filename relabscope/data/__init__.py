@@ -1,0 +1,43 @@
+"""Data sets relabscope reads, each from its published layout.
+
+``load_dataset(name, root, **options)`` returns the train and test splits as
+:class:`~relabscope.data.base.DataSplits`. Every loader module exposes one function,
+``load(root, **options)``; the table below maps the names the CLI accepts to a module and
+fixed options. Loaders raise :class:`~relabscope.errors.DataError` with one line naming the
+missing or malformed file.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+from relabscope.data.base import DataSplits, FERDataset
+from relabscope.errors import DataError
+
+DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "synthetic": ("relabscope.data.synthetic", {}),
+    "rafdb": ("relabscope.data.rafdb", {}),
+    "fer2013": ("relabscope.data.fer2013", {}),
+    "ferplus": ("relabscope.data.ferplus", {}),
+    "affectnet": ("relabscope.data.affectnet", {"num_classes": 7}),
+    "affectnet8": ("relabscope.data.affectnet", {"num_classes": 8}),
+    "imagefolder": ("relabscope.data.imagefolder", {}),
+}
+
+
+def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> DataSplits:
+    """Load data set ``name`` from ``root`` (its published layout) as train/test splits."""
+    if name not in DATASETS:
+        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    module_name, fixed = DATASETS[name]
+    if root is None and name != "synthetic":
+        raise DataError(f"data set {name!r} needs --data pointing at its folder")
+    if root is not None and not Path(root).exists():
+        raise DataError(f"{root}: data folder not found")
+    module = import_module(module_name)
+    return module.load(None if root is None else Path(root), **{**fixed, **options})
+
+
+__all__ = ["DATASETS", "DataSplits", "FERDataset", "load_dataset"]

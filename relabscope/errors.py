@@ -1,0 +1,40 @@
+"""User-facing errors.
+
+Anything a user can cause (a wrong path, a malformed label file, an out directory that
+already holds a run, a diverging loss) raises :class:`RelabscopeError` with a message of
+one line that names the file and the problem. The CLI prints that line and exits non-zero;
+library callers can catch the class. Programming errors stay ordinary exceptions so their
+tracebacks remain useful.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RelabscopeError(Exception):
+    """An error caused by input or state the user controls; its message is one line."""
+
+    exit_code = 1
+
+
+class DataError(RelabscopeError):
+    """A data set, label file or noise file that is missing or malformed."""
+
+
+class RunDirError(RelabscopeError):
+    """A run directory that cannot be created, resumed or read."""
+
+
+class DivergedError(RelabscopeError):
+    """Training produced a non-finite loss; the last good checkpoint and log are kept."""
+
+
+def missing(path: Path | str, what: str = "file") -> DataError:
+    """The standard error for a required file or folder that is not there."""
+    return DataError(f"{path}: {what} not found")
+
+
+def bad_line(path: Path | str, line_no: int, problem: str) -> DataError:
+    """The standard error for one malformed line of a text or CSV file (1-based line)."""
+    return DataError(f"{path}:{line_no}: {problem}")
