@@ -1,0 +1,36 @@
+"""relabscope: train noisy-label FER models and see what relabelling does to them.
+
+The top level re-exports the public API. Heavy modules load on first use, so
+``import relabscope`` stays fast and ``relabscope train`` needs only the training stack.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "train": "relabscope.train.runner",
+    "TrainConfig": "relabscope.config",
+    "RunLogWriter": "relabscope.runlog.writer",
+    "RunLogReader": "relabscope.runlog.reader",
+    "SampleTable": "relabscope.runlog.schema",
+    "Hook": "relabscope.train.hooks",
+    "load_dataset": "relabscope.data",
+    "RelabscopeError": "relabscope.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'relabscope' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = ["__version__", *_EXPORTS]

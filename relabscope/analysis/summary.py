@@ -1,0 +1,40 @@
+"""The few numbers that sum up a finished run, as printed after ``relabscope train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from relabscope.analysis.flipflops import count_flipflops
+from relabscope.runlog.reader import RunLogReader
+
+
+def run_numbers(path: str | Path) -> dict[str, float]:
+    """Epochs, last test accuracy, relabel events and flip-flops of a run log."""
+    with RunLogReader(path) as log:
+        n = log.num_epochs
+        events = log.relabels()
+        return {
+            "epochs": n,
+            "test_acc": float(log.epoch_array("test_acc", -1)) if n else float("nan"),
+            "relabels": len(events),
+            "flipflops": count_flipflops(events["sample"], events["old"], events["new"]),
+            "relabelled_samples": int(len(np.unique(events["sample"]))),
+            "status": log.status,
+            "log": str(log.path),
+        }
+
+
+def run_summary(path: str | Path, seconds: float | None = None) -> str:
+    """Two lines: what the run achieved, and where its log is."""
+    s = run_numbers(path)
+    took = ""
+    if seconds is not None:
+        minutes, secs = divmod(int(round(seconds)), 60)
+        took = f" in {minutes}m {secs:02d}s" if minutes else f" in {secs}s"
+    return (
+        f"{s['status']}: {s['epochs']} epochs{took} · test accuracy {s['test_acc']:.1%} · "
+        f"{s['relabels']} relabel events on {s['relabelled_samples']} samples ({s['flipflops']} flip-flops)\n"
+        f"run log: {s['log']}"
+    )

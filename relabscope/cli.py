@@ -1,0 +1,132 @@
+"""The ``relabscope`` command: argument parsing only; the work is in the Python API.
+
+Errors a user can cause print one line (``relabscope: error: ...``) and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from relabscope import __version__
+from relabscope.errors import RelabscopeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class _Group(click.Group):
+    """Turns RelabscopeError and Ctrl-C into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RelabscopeError as exc:
+            click.echo(f"relabscope: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("relabscope: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="relabscope")
+def main() -> None:
+    """Train noisy-label facial-expression models and see what relabelling does to them."""
+
+
+def _dataset_option(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any] | None:
+    if not values:
+        return None
+    out = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+class _RegistryChoice(click.Choice):
+    """A Choice over a registry's names, imported only when needed (keeps --version fast)."""
+
+    def __init__(self, module: str, name: str):
+        self._source = (module, name)
+        super().__init__([])
+
+    @property
+    def choices(self) -> list[str]:  # type: ignore[override]
+        from importlib import import_module
+
+        module, name = self._source
+        return list(getattr(import_module(module), name))
+
+    @choices.setter
+    def choices(self, value: Any) -> None:
+        pass
+
+
+@main.command(context_settings={"show_default": False})
+@click.option("--dataset", type=_RegistryChoice("relabscope.data", "DATASETS"), help="Data set layout (default: synthetic, generated on first use).")
+@click.option("--data", type=click.Path(path_type=str), help="Folder holding the data set in its published layout.")
+@click.option("-O", "--dataset-option", "dataset_options", multiple=True, callback=_dataset_option, metavar="KEY=VALUE", help="Data set option, e.g. -O num_train=4000 (repeatable).")
+@click.option("--method", type=_RegistryChoice("relabscope.methods", "METHODS"), help="Training method (default: scn-c).")
+@click.option("--noise", type=float, help="Replace each training label with prob. P by a random other class.")
+@click.option("--noise-file", type=click.Path(path_type=str), help="Published noise file (SCN or RAF-DB format).")
+@click.option("--noise-seed", type=int, help="Seed of the injected noise (default: --seed).")
+@click.option("--epochs", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--image-size", type=int, help="Side length the network sees (below 100 px: small stem).")
+@click.option("--lr", type=float, help="Adam learning rate.")
+@click.option("--weight-decay", type=float)
+@click.option("--lr-decay", type=float, help="ExponentialLR factor per epoch.")
+@click.option("--gamma", type=float, help="Center-loss weight of -c methods.")
+@click.option("--center-lr", type=float, help="Center update rate (alpha of Wen et al.).")
+@click.option("--relabel-epoch", type=int, help="First epoch (1-based) in which SCN relabels.")
+@click.option("--delta", type=float, help="Relabel when p_max - p_label > delta.")
+@click.option("--relabel-scope", type=click.Choice(["all", "low"]), help="Relabel any sample (reference code) or only the low-importance group (SCN paper).")
+@click.option("--rr/--no-rr", default=None, help="SCN's rank regularisation (default on).")
+@click.option("--rr-margin", type=float)
+@click.option("--seed", type=int)
+@click.option("--limit", type=int, metavar="N", help="Train on the first N training samples only.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--amp/--no-amp", default=None, help="bf16 autocast on CUDA.")
+@click.option("--pretrained", type=click.Path(path_type=str), help="ResNet-18 weights file (torchvision or MS-Celeb-1M).")
+@click.option("--embed-every", type=int, metavar="N", help="Keep embeddings every N epochs (and the last).")
+@click.option("--probe-every", type=int, metavar="N", help="Eval-mode embedding pass over the training set every N epochs.")
+@click.option("--workers", type=int, help="Image decoding workers.")
+@click.option("--cache-gb", type=float, help="Decode images into memory when they fit in this many GiB.")
+@click.option("--out", type=click.Path(path_type=str), help="Run directory (default: runs/<method>-<dataset>-<time>).")
+@click.option("--resume", type=click.Path(path_type=str), metavar="RUNDIR", help="Continue the run in RUNDIR from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace the run in --out if there is one.")
+@click.option("--config", "config_file", type=click.Path(path_type=str), help="TOML file with any of these settings.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or epoch lines.")
+def train(resume: str | None, overwrite: bool, config_file: str | None, quiet: bool, **options: Any) -> None:
+    """Train a method and log every sample's labels, relabels and distances to class centers.
+
+    With no options: SCN-C on the synthetic data set, into runs/.
+    """
+    from relabscope.analysis.summary import run_summary
+    from relabscope.config import resolve
+    from relabscope.train.runner import train as run_training
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if resume:
+        if config_file:
+            raise RelabscopeError("--config cannot be combined with --resume (the run keeps its config)")
+        result = run_training(given, resume=resume, progress=not quiet)
+    else:
+        result = run_training(resolve(given, config_file), overwrite=overwrite, progress=not quiet)
+    click.echo(run_summary(Path(result.run_dir), seconds=result.seconds))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,197 @@
+"""The training configuration: one dataclass, read from and written to TOML.
+
+Values are resolved in this order, later winning: built-in defaults, the data set's preset
+(its paper hyperparameters, or a small fast setting for ``synthetic``), a ``--config`` TOML
+file, then options given on the command line. The resolved config is written next to the
+run log as ``config.toml`` and stored inside the log, so a run can always be repeated.
+
+Epoch numbers a user types (``relabel_epoch``) are 1-based, as in the papers ("relabel
+from epoch 10"); epochs inside the run log are 0-based array rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from relabscope.errors import RelabscopeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+DEVICES = ("auto", "cpu", "cuda")
+RELABEL_SCOPES = ("all", "low")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides what a training run does. Field names are the CLI options."""
+
+    dataset: str = "synthetic"
+    data: str | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    method: str = "scn-c"
+    noise: float = 0.0
+    noise_file: str | None = None
+    noise_seed: int | None = None  # None: use ``seed``
+    epochs: int = 70
+    batch_size: int = 64
+    image_size: int = 224
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    lr_decay: float = 0.9  # ExponentialLR factor per epoch, as the SCN and RUL references
+    gamma: float = 0.01  # weight of the center loss in "-C" methods
+    center_lr: float = 0.5  # alpha of Wen et al.'s center update
+    relabel_epoch: int = 10  # 1-based: relabelling starts in this epoch
+    delta: float = 0.2  # SCN's margin_2: relabel when p_max - p_label > delta
+    relabel_scope: str = "all"  # "all" (reference code) or "low" (SCN paper: low-importance group)
+    rr: bool = True  # SCN's rank regularisation
+    rr_margin: float = 0.15  # SCN's margin_1
+    rr_beta: float = 0.7  # fraction of the batch in the high-importance group
+    seed: int = 0
+    limit: int | None = None  # first N training samples only
+    device: str = "auto"
+    amp: bool = False  # bf16 autocast on CUDA
+    pretrained: str | None = None
+    embed_every: int = 5  # store embeddings every N epochs (and always the last)
+    probe_every: int = 0  # eval-mode pass over the training set every N epochs (0: never)
+    workers: int | None = None  # DataLoader workers (None: from the CPU count)
+    cache_gb: float = 8.0  # decode images once into memory when they fit in this many GiB
+    out: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def effective_noise_seed(self) -> int:
+        return self.seed if self.noise_seed is None else self.noise_seed
+
+
+# Per data set: the hyperparameters the seed paper reports (gamma per data set) and the
+# image size the references train at. ``synthetic`` is tuned to finish in minutes on 2 CPU
+# cores while still relabelling: small images, few epochs, relabelling from epoch 4.
+PRESETS: dict[str, dict[str, Any]] = {
+    "synthetic": {
+        "image_size": 32,
+        "epochs": 8,
+        "relabel_epoch": 4,
+        "embed_every": 1,
+        "gamma": 0.01,
+    },
+    "rafdb": {"image_size": 224, "gamma": 0.01},
+    "fer2013": {"image_size": 224, "gamma": 0.002},
+    "ferplus": {"image_size": 224, "gamma": 0.1},
+    "affectnet": {"image_size": 224, "gamma": 0.02},
+    "affectnet8": {"image_size": 224, "gamma": 0.02},
+    "imagefolder": {"image_size": 224, "gamma": 0.01},
+}
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _normalise_keys(values: dict[str, Any], where: str) -> dict[str, Any]:
+    out = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in FIELDS:
+            raise RelabscopeError(f"{where}: unknown setting {key!r}")
+        out[name] = value
+    return out
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Settings from a TOML file with the CLI's keys (dashes or underscores)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            values = tomllib.load(fh)
+    except FileNotFoundError:
+        raise RelabscopeError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RelabscopeError(f"{path}: not valid TOML ({exc})") from None
+    return _normalise_keys(values, str(path))
+
+
+def write_toml(config: TrainConfig, path: str | Path) -> None:
+    """Write ``config`` as TOML (None values are left out: TOML has no null)."""
+    import tomli_w
+
+    values = {k: v for k, v in config.to_dict().items() if v is not None}
+    Path(path).write_text(tomli_w.dumps(values))
+
+
+def resolve(
+    overrides: dict[str, Any] | None = None, config_file: str | Path | None = None
+) -> TrainConfig:
+    """Defaults, then the data set's preset, then ``config_file``, then ``overrides``."""
+    file_values = read_toml(config_file) if config_file else {}
+    overrides = _normalise_keys(overrides or {}, "option")
+    dataset = overrides.get("dataset", file_values.get("dataset", TrainConfig.dataset))
+    values = {**PRESETS.get(dataset, {}), **file_values, **overrides}
+    return validate(TrainConfig(**values), str(config_file or "option"))
+
+
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "dict[str, Any]": dict}
+
+
+def _coerce(name: str, annotation: str, value: Any, fail: Any) -> Any:
+    """Check ``value`` against the field's annotation; ints are accepted for floats."""
+    base, _, rest = annotation.partition(" | ")
+    if value is None and rest == "None":
+        return None
+    kind = _TYPES[base]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        fail(f"{name} must be {base}, got {value!r}")
+    return value
+
+
+def validate(cfg: TrainConfig, where: str = "config") -> TrainConfig:
+    """Check types and ranges; raise one line naming the setting."""
+    from relabscope.data import DATASETS
+    from relabscope.methods import METHODS
+
+    def fail(msg: str) -> None:
+        raise RelabscopeError(f"{where}: {msg}")
+
+    for name, f in FIELDS.items():
+        setattr(cfg, name, _coerce(name, str(f.type), getattr(cfg, name), fail))
+    if cfg.dataset not in DATASETS:
+        fail(f"unknown dataset {cfg.dataset!r}; choose one of {', '.join(DATASETS)}")
+    if cfg.method not in METHODS:
+        fail(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
+    if not (0.0 <= cfg.noise < 1.0) or math.isnan(cfg.noise):
+        fail(f"noise must be in [0, 1), got {cfg.noise}")
+    if cfg.noise and cfg.noise_file:
+        fail("give either noise or noise_file, not both")
+    for name in ("epochs", "batch_size", "image_size", "relabel_epoch", "embed_every"):
+        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
+            fail(f"{name} must be a positive whole number, got {getattr(cfg, name)!r}")
+    if cfg.batch_size < 2:
+        fail("batch_size must be at least 2 (batch normalisation needs two samples)")
+    if cfg.probe_every < 0:
+        fail("probe_every must be >= 0")
+    if cfg.limit is not None and cfg.limit < 2:
+        fail(f"limit must be at least 2, got {cfg.limit}")
+    if cfg.device not in DEVICES:
+        fail(f"device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
+    if cfg.relabel_scope not in RELABEL_SCOPES:
+        fail(f"relabel_scope must be one of {', '.join(RELABEL_SCOPES)}")
+    for name in ("lr", "center_lr", "lr_decay"):
+        if not getattr(cfg, name) > 0:
+            fail(f"{name} must be positive")
+    for name in ("gamma", "delta", "weight_decay", "rr_margin"):
+        if getattr(cfg, name) < 0:
+            fail(f"{name} must be >= 0")
+    if not 0 < cfg.rr_beta < 1:
+        fail("rr_beta must be in (0, 1)")
+    if cfg.workers is not None and cfg.workers < 0:
+        fail("workers must be >= 0")
+    return cfg

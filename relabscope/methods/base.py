@@ -1,0 +1,103 @@
+"""The Method interface: what the trainer needs from a training method, and no more.
+
+A method owns its network (trunk and heads), computes its loss for one batch given the
+labels in effect, may propose new labels (relabelling), and may keep state that is not a
+parameter (center-loss centers). The trainer owns everything else: data, optimiser steps,
+the label state, hooks, checkpoints. Adding RUL or DMUE means writing one of these; the
+loop does not change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from relabscope.config import TrainConfig
+from relabscope.methods.center_loss import CenterLoss
+from relabscope.models import LoadReport, load_pretrained
+
+
+@dataclass
+class StepOutput:
+    """One training batch's results.
+
+    ``loss`` is what the trainer backpropagates; ``logits`` (B x K) are what predictions,
+    probabilities and relabelling read; ``embedding`` (B x D) is the vector logged, whose
+    class means define distances, and on which "-C" methods put their center loss;
+    ``sample_loss`` (B) is each sample's classification loss; ``fields`` holds the
+    method's own per-sample quantities (SCN's importance weight), named in
+    ``Method.sample_fields``; ``parts`` holds scalar loss terms for display.
+    """
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    embedding: torch.Tensor
+    sample_loss: torch.Tensor
+    fields: dict[str, torch.Tensor] = field(default_factory=dict)
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    """Base class of training methods. Subclasses set the class attributes and override
+    ``training_step`` and ``predict``; the rest has sensible defaults."""
+
+    #: the name used on the command line and in logs
+    name: ClassVar[str] = ""
+    #: whether ``relabel`` may change labels (the trainer only calls it when True)
+    relabels: ClassVar[bool] = False
+    #: per-sample quantities this method logs: name -> trailing shape (() for a scalar)
+    sample_fields: ClassVar[dict[str, tuple[int, ...]]] = {}
+
+    def __init__(self, num_classes: int, cfg: TrainConfig):
+        super().__init__()
+        self.num_classes = num_classes
+        self.cfg = cfg
+        self.embed_dim = 0  # set by the subclass once its network is built
+        self.center: CenterLoss | None = None
+
+    def add_center_loss(self, embed_dim: int) -> None:
+        """Attach the "-C" center loss on ``embed_dim``-d embeddings (call from __init__)."""
+        self.center = CenterLoss(self.num_classes, embed_dim, alpha=self.cfg.center_lr)
+
+    def center_term(self, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``gamma * L_C`` for "-C" methods (labels in effect); zero otherwise."""
+        if self.center is None:
+            return embedding.new_zeros(())
+        return self.cfg.gamma * self.center.loss(embedding, labels)
+
+    def training_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int) -> StepOutput:
+        """Forward one augmented batch and compute the loss against ``labels`` (in effect)."""
+        raise NotImplementedError
+
+    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode logits (B x K) and embeddings (B x D)."""
+        raise NotImplementedError
+
+    def relabel(self, out: StepOutput, labels: torch.Tensor, epoch: int) -> torch.Tensor:
+        """The labels in effect after this batch (``labels`` when nothing changes)."""
+        return labels
+
+    @torch.no_grad()
+    def after_step(self, out: StepOutput, labels: torch.Tensor) -> None:
+        """Update non-parameter state after the optimiser step (the centers)."""
+        if self.center is not None:
+            self.center.update(out.embedding.detach(), labels)
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups for the optimiser (one group at the base lr by default)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def epoch_arrays(self) -> dict[str, torch.Tensor]:
+        """Arrays logged once per epoch: the learned centers of "-C" methods."""
+        return {} if self.center is None else {"centers": self.center.centers}
+
+    def load_pretrained(self, path: str) -> LoadReport:
+        """Load backbone weights from a file (methods with several trunks override this)."""
+        return load_pretrained(self.backbone, path)
+
+    def cam_layer(self) -> nn.Module:
+        """The last convolutional block, for Grad-CAM."""
+        raise NotImplementedError

@@ -1,0 +1,45 @@
+"""Baseline: ResNet-18 with a linear classifier and cross-entropy; ``baseline-c`` adds the
+center loss on the 512-d pooled feature."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from relabscope.config import TrainConfig
+from relabscope.methods.base import Method, StepOutput
+from relabscope.models import ResNet18Trunk
+
+
+class Baseline(Method):
+    name = "baseline"
+
+    def __init__(self, num_classes: int, cfg: TrainConfig, with_center: bool = False):
+        super().__init__(num_classes, cfg)
+        self.backbone = ResNet18Trunk(cfg.image_size)
+        self.embed_dim = self.backbone.out_dim
+        self.fc = nn.Linear(self.embed_dim, num_classes)
+        if with_center:
+            self.add_center_loss(self.embed_dim)
+
+    def training_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int) -> StepOutput:
+        embedding = self.backbone(images)
+        logits = self.fc(embedding).float()
+        sample_loss = F.cross_entropy(logits, labels, reduction="none")
+        ce = sample_loss.mean()
+        center = self.center_term(embedding, labels)
+        return StepOutput(
+            loss=ce + center,
+            logits=logits,
+            embedding=embedding,
+            sample_loss=sample_loss,
+            parts={"ce": ce, "center": center},
+        )
+
+    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding = self.backbone(images)
+        return self.fc(embedding).float(), embedding
+
+    def cam_layer(self) -> nn.Module:
+        return self.backbone.layer4

@@ -1,0 +1,60 @@
+"""The hook that turns trainer events into a run log."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+from relabscope.runlog.schema import LOG_NAME
+from relabscope.runlog.writer import RunLogWriter
+from relabscope.train.hooks import BatchRecord, EpochSummary, Hook, RunInfo, RunResult
+
+
+class RunLogHook(Hook):
+    """Creates (or, after ``--resume``, reopens) ``run.h5`` in the run directory and feeds
+    it every batch record; commits run in the background and the trainer waits for them
+    before it checkpoints an epoch."""
+
+    def __init__(self) -> None:
+        self.writer: RunLogWriter | None = None
+
+    def on_run_start(self, run: RunInfo) -> None:
+        path = run.run_dir / LOG_NAME
+        cfg = run.config
+        if run.start_epoch > 0:
+            self.writer = RunLogWriter.resume(path, keep_epochs=run.start_epoch, embed_every=cfg.embed_every)
+            return
+        self.writer = RunLogWriter.create(
+            path,
+            run.samples,
+            run.class_names,
+            embed_dim=run.method.embed_dim,
+            fields=run.method.sample_fields,
+            has_centers=run.method.center is not None,
+            config=cfg.to_dict(),
+            metadata=run.metadata,
+            skipped=run.skipped,
+            embed_every=cfg.embed_every,
+        )
+
+    def on_batch_end(self, record: BatchRecord) -> None:
+        assert self.writer is not None
+        self.writer.log_batch(
+            record.sample_ids, record.labels, record.logits, record.embeddings,
+            phase=record.phase, loss=record.loss, new_labels=record.new_labels,
+            step=record.step if record.phase == "train" else None, fields=record.fields,
+        )
+
+    def on_epoch_end(self, summary: EpochSummary) -> Future:
+        assert self.writer is not None
+        return self.writer.end_epoch(
+            centers=summary.arrays.get("centers"),
+            lr=summary.metrics["lr"],
+            seconds=summary.metrics["seconds"],
+            unreadable=summary.unreadable,
+            save_embeddings=summary.save_embeddings,
+            wait=False,
+        )
+
+    def on_run_end(self, result: RunResult) -> None:
+        if self.writer is not None:
+            self.writer.close(result.status)

@@ -1,0 +1,608 @@
+"""Writing a run log from any training loop.
+
+:class:`RunLogWriter` takes batch records keyed by sample id (ids, labels, logits,
+embeddings, ...) and writes one HDF5 file per run. It is the only code that writes run
+logs: relabscope's trainer reaches it through a hook, a hand-written loop calls it
+directly, and a multi-GPU run gathers every rank's records to one writer.
+
+Why it is built this way:
+
+- **No stalls on the GPU.** ``log_batch`` only queues device-side work (softmax, argmax,
+  casts) and non-blocking copies into pinned host memory, then returns. A background
+  thread waits for the copies and scatters them into per-epoch buffers by sample id.
+- **Crash safety.** The file is written in SWMR mode: after ``kill -9`` at any moment it
+  opens with ``h5py.File(path, "r", swmr=True)`` and holds every committed epoch. An epoch
+  is committed by growing ``epochs/done`` after everything else was written and flushed;
+  readers take its length as the number of epochs. The file only appears under its final
+  name once its layout exists (it is built under ``run.h5.partial`` and renamed).
+- **SWMR rules.** No dataset or attribute may be created once SWMR starts, so all of them
+  are created up front with a growable epoch axis.
+- **Distances are to class means.** At each commit the writer computes, per class, the mean
+  embedding of the training samples under the labels in effect, and every sample's distance
+  to every such mean: one definition for every method, so SCN and SCN-C compare.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Union
+
+import h5py
+import numpy as np
+import torch
+
+from relabscope.runlog import schema
+from relabscope.runlog.repair import clear_write_flags, write_flags
+
+ArrayLike = Union[torch.Tensor, np.ndarray]
+_QUEUE_DEPTH = 256  # batch records in flight before log_batch waits for the writer thread
+
+
+def _open_swmr_writer(path: Path, mode: str) -> h5py.File:
+    return h5py.File(path, mode, libver="latest")
+
+
+@dataclass
+class _Record:
+    """One batch's arrays on their way to the host (``event`` set while copies run)."""
+
+    phase: str
+    step: int
+    arrays: dict[str, Any]
+    event: Any = None
+
+    def host(self) -> dict[str, np.ndarray]:
+        if self.event is not None:
+            self.event.synchronize()
+        return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in self.arrays.items()}
+
+
+@dataclass
+class _EpochEnd:
+    future: Future
+    arrays: dict[str, Any]
+    event: Any
+    scalars: dict[str, float]
+    save_embeddings: bool
+    discard: bool = False
+
+
+@dataclass
+class _Buffers:
+    """One epoch's per-sample values, filled by sample id as records arrive."""
+
+    n: int
+    k: int
+    d: int
+    fields: dict[str, tuple[int, ...]]
+    label: np.ndarray = field(init=False)
+    pred: np.ndarray = field(init=False)
+    prob: np.ndarray = field(init=False)
+    loss: np.ndarray = field(init=False)
+    emb: np.ndarray = field(init=False)
+    extra: dict[str, np.ndarray] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.label = np.empty(self.n, np.int16)
+        self.pred = np.empty(self.n, np.int16)
+        self.prob = np.empty((self.n, self.k), np.float16)
+        self.loss = np.empty(self.n, np.float32)
+        self.emb = np.empty((self.n, self.d), np.float16)
+        self.extra = {name: np.empty((self.n, *shape), np.float32) for name, shape in self.fields.items()}
+        self.reset()
+
+    def reset(self) -> None:
+        self.label.fill(-1)
+        self.pred.fill(-1)
+        self.prob.fill(np.nan)
+        self.loss.fill(np.nan)
+        self.emb.fill(np.nan)
+        for arr in self.extra.values():
+            arr.fill(np.nan)
+        self.has_emb = np.zeros(self.n, bool)
+        self.probed = False
+        self.events: list[np.ndarray] = []
+
+
+class RunLogWriter:
+    """Writes one run's log. Use :meth:`create` for a new run, :meth:`resume` to append.
+
+    A hand-written loop needs four calls::
+
+        with RunLogWriter.create("runs/mine/run.h5", samples, class_names, embed_dim=512) as log:
+            for epoch in range(epochs):
+                for images, ids in train_loader:
+                    logits, emb = model(images)
+                    new = my_relabel(logits, labels[ids])         # optional
+                    log.log_batch(ids, labels[ids], logits, emb, new_labels=new)
+                for images, ids in test_loader:
+                    logits, emb = model(images)
+                    log.log_batch(ids, given[ids], logits, emb, phase="test")
+                log.end_epoch()   # class means, distances, test accuracy; then commit
+
+    Sample ids are rows of the ``samples`` table given at creation (train and test in one
+    id space). Arguments may be torch tensors on any device or numpy arrays.
+    """
+
+    def __init__(self, file: h5py.File, path: Path, embed_every: int, next_epoch: int):
+        self._file = file
+        self.path = path
+        self.embed_every = embed_every
+        self.epoch = next_epoch
+        meta = file["meta"].attrs
+        self.num_classes = int(meta["num_classes"])
+        self.embed_dim = int(meta["embed_dim"])
+        self.fields = json.loads(meta["fields"])
+        self.fields = {k: tuple(v) for k, v in self.fields.items()}
+        self.has_centers = "center" in file["epochs"]
+        self._split = file["samples/split"][:]
+        self._given = file["samples/given_label"][:]
+        self._train = self._split == schema.SPLIT_CODES["train"]
+        self._buf = _Buffers(len(self._split), self.num_classes, self.embed_dim, self.fields)
+        self._step = 0
+        self._committed = next_epoch  # owned by the writer thread
+        self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="relabscope-runlog", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        samples: schema.SampleTable,
+        class_names: Iterable[str],
+        *,
+        embed_dim: int,
+        fields: Mapping[str, tuple[int, ...]] | None = None,
+        has_centers: bool = False,
+        config: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        skipped: Iterable[str] = (),
+        embed_every: int = 1,
+    ) -> "RunLogWriter":
+        """Create the log at ``path`` (a ``.h5`` file, or a directory to hold ``run.h5``).
+
+        ``fields`` names per-sample method quantities (name -> trailing shape) logged each
+        epoch; ``has_centers`` reserves room for learned centers; ``metadata`` goes into the
+        ``meta`` group's attributes; ``skipped`` lists keys of unreadable samples left out.
+        """
+        path = Path(path)
+        if path.suffix != ".h5":
+            path = path / schema.LOG_NAME
+        if path.exists():
+            raise FileExistsError(f"{path}: run log already exists")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        class_names = list(class_names)
+        fields = {k: tuple(v) for k, v in (fields or {}).items()}
+        partial = path.with_name(path.name + schema.PARTIAL_SUFFIX)
+        f = _open_swmr_writer(partial, "w")
+        try:
+            _build_layout(f, samples, class_names, embed_dim, fields, has_centers,
+                          dict(config or {}), dict(metadata or {}), list(skipped))
+            f.swmr_mode = True
+            f.flush()
+            os.replace(partial, path)
+        except BaseException:
+            f.close()
+            partial.unlink(missing_ok=True)
+            raise
+        return cls(f, path, embed_every, next_epoch=0)
+
+    @classmethod
+    def resume(cls, path: str | Path, *, keep_epochs: int, embed_every: int = 1) -> "RunLogWriter":
+        """Reopen a log to append after its first ``keep_epochs`` epochs; later rows go.
+
+        A writer killed mid-run leaves HDF5's write flags set; they are cleared first (the
+        caller guarantees no other process writes the file).
+        """
+        path = Path(path)
+        if write_flags(path):
+            clear_write_flags(path)
+        f = _open_swmr_writer(path, "a")
+        try:
+            _truncate(f, keep_epochs)
+            f.swmr_mode = True
+            f.flush()
+        except BaseException:
+            f.close()
+            raise
+        return cls(f, path, embed_every, next_epoch=keep_epochs)
+
+    # ------------------------------------------------------------------ logging
+    def log_batch(
+        self,
+        sample_ids: ArrayLike,
+        labels: ArrayLike,
+        logits: ArrayLike,
+        embeddings: ArrayLike,
+        *,
+        phase: str = "train",
+        loss: ArrayLike | None = None,
+        new_labels: ArrayLike | None = None,
+        step: int | None = None,
+        fields: Mapping[str, ArrayLike] | None = None,
+    ) -> None:
+        """Record one batch of the current epoch.
+
+        ``phase`` is "train" (labels are the labels in effect the loss used), "test"
+        (labels are the given labels) or "probe" (an eval pass over training samples: only
+        its embeddings are kept, and they replace the training pass's for this epoch).
+        ``new_labels`` are the labels in effect after this batch's relabelling; every
+        difference from ``labels`` becomes a relabel event with p(old) and p(new).
+        ``step`` numbers the batch for relabel events (default: a running count).
+        """
+        self._check()
+        if phase not in ("train", "test", "probe"):
+            raise ValueError(f"phase must be train, test or probe, not {phase!r}")
+        if step is None:
+            step = self._step
+        if phase == "train":
+            self._step = step + 1
+        with torch.no_grad():
+            logits_t = torch.as_tensor(logits).detach().float()
+            probs = logits_t.softmax(dim=1)
+            labels_t = torch.as_tensor(labels).detach().to(device=logits_t.device, dtype=torch.long)
+            arrays: dict[str, torch.Tensor] = {
+                "ids": torch.as_tensor(sample_ids).detach(),
+                "emb": torch.as_tensor(embeddings).detach().to(torch.float16),
+            }
+            if phase != "probe":
+                arrays.update(label=labels_t, pred=probs.argmax(dim=1), prob=probs.to(torch.float16))
+                if loss is not None:
+                    arrays["loss"] = torch.as_tensor(loss).detach().float()
+                for name, value in (fields or {}).items():
+                    if name not in self.fields:
+                        raise KeyError(f"field {name!r} was not declared when the log was created")
+                    arrays["field/" + name] = torch.as_tensor(value).detach().float()
+            if new_labels is not None and phase == "train":
+                new_t = torch.as_tensor(new_labels).detach().to(device=logits_t.device, dtype=torch.long)
+                arrays["new"] = new_t
+                arrays["p_old"] = probs.gather(1, labels_t.unsqueeze(1)).squeeze(1)
+                arrays["p_new"] = probs.gather(1, new_t.unsqueeze(1)).squeeze(1)
+        record = _Record(phase, step, *_start_copy(arrays))
+        self._put(("batch", record))
+
+    def end_epoch(
+        self,
+        *,
+        centers: ArrayLike | None = None,
+        lr: float = float("nan"),
+        seconds: float = float("nan"),
+        unreadable: int = 0,
+        save_embeddings: bool | None = None,
+        wait: bool = True,
+    ) -> Future:
+        """Commit the current epoch: class means, distances, test metrics, embeddings.
+
+        ``save_embeddings`` None keeps them every ``embed_every`` epochs. With
+        ``wait=False`` the commit runs in the background; the returned future is done
+        once the epoch is on disk (call ``result()`` before reporting it complete).
+        """
+        self._check()
+        if centers is not None and not self.has_centers:
+            raise ValueError("this log was created without room for learned centers")
+        if save_embeddings is None:
+            save_embeddings = (self.epoch + 1) % self.embed_every == 0
+        arrays = {} if centers is None else {"center": torch.as_tensor(centers).detach().float()}
+        arrays, event = _start_copy(arrays)
+        future: Future = Future()
+        scalars = {"lr": lr, "seconds": seconds, "unreadable": unreadable}
+        self._put(("end", _EpochEnd(future, arrays, event, scalars, bool(save_embeddings))))
+        self.epoch += 1
+        if wait:
+            future.result()
+        return future
+
+    def discard_epoch(self) -> None:
+        """Drop the current epoch's records without committing (e.g. after a NaN loss)."""
+        self._check()
+        future: Future = Future()
+        self._put(("end", _EpochEnd(future, {}, None, {}, False, discard=True)))
+        future.result()
+
+    def flush(self) -> None:
+        """Wait until every queued record and commit has been handled."""
+        self._check()
+        self._queue.join()
+        self._check()
+
+    def close(self, status: str = "finished") -> None:
+        """Finish pending commits, record the run's status and close the file."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(("stop", None))
+        self._thread.join()
+        try:
+            if self._file.id.valid:
+                self._file["status"][0] = schema.STATUS[status]
+                self._file.flush()
+        finally:
+            self._file.close()
+        if self._error is not None:
+            raise RuntimeError(f"run log writer failed: {self._error}") from self._error
+
+    def __enter__(self) -> "RunLogWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close("finished" if exc_type is None else "interrupted")
+
+    # ------------------------------------------------------------------ internals
+    def _check(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"run log writer failed: {self._error}") from self._error
+        if self._closed:
+            raise RuntimeError("run log writer is closed")
+
+    def _put(self, item: tuple) -> None:
+        while True:
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                self._check()
+
+    def _run(self) -> None:
+        while True:
+            kind, item = self._queue.get()
+            try:
+                if kind == "stop":
+                    return
+                if self._error is not None:
+                    continue  # drain; the error is reported to the caller
+                if kind == "batch":
+                    self._scatter(item)
+                elif item.discard:
+                    self._buf.reset()
+                    item.future.set_result(None)
+                else:
+                    self._commit(item)
+            except BaseException as exc:  # reported to the caller on its next call
+                self._error = exc
+                if kind == "end":
+                    item.future.set_exception(exc)
+            finally:
+                self._queue.task_done()
+
+    def _scatter(self, record: _Record) -> None:
+        a = record.host()
+        ids = a["ids"].astype(np.int64)
+        buf = self._buf
+        if record.phase == "probe":
+            if not buf.probed:  # the probe pass replaces the training pass's embeddings
+                buf.has_emb[self._train] = False
+                buf.probed = True
+            buf.emb[ids] = a["emb"]
+            buf.has_emb[ids] = True
+            return
+        if not (buf.probed and record.phase == "train"):
+            buf.emb[ids] = a["emb"]
+            buf.has_emb[ids] = True
+        buf.label[ids] = a["label"]
+        buf.pred[ids] = a["pred"]
+        buf.prob[ids] = a["prob"]
+        if "loss" in a:
+            buf.loss[ids] = a["loss"]
+        for name, arr in buf.extra.items():
+            if "field/" + name in a:
+                arr[ids] = a["field/" + name].reshape(arr[ids].shape)
+        if "new" in a:
+            changed = np.flatnonzero(a["new"] != a["label"])
+            if len(changed):
+                ev = np.empty(len(changed), schema.RELABEL_DTYPE)
+                ev["epoch"] = self._committed
+                ev["step"] = record.step
+                ev["sample"] = ids[changed]
+                ev["old"] = a["label"][changed]
+                ev["new"] = a["new"][changed]
+                ev["p_old"] = a["p_old"][changed]
+                ev["p_new"] = a["p_new"][changed]
+                buf.events.append(ev)
+
+    def _commit(self, end: _EpochEnd) -> None:
+        f, buf = self._file, self._buf
+        e = self._committed
+        host = _Record("end", 0, end.arrays, end.event).host()
+        labels = buf.label.astype(np.int64)
+        means, counts = class_means(buf.emb, labels, self._train & buf.has_emb, self.num_classes)
+        distance = class_distances(buf.emb, means)
+        distance[~buf.has_emb] = np.nan
+        test = (~self._train) & (buf.pred >= 0)
+        confusion = confusion_matrix(self._given[test], buf.pred[test], self.num_classes)
+        seen = self._train & (buf.pred >= 0)
+        events = np.concatenate(buf.events) if buf.events else np.empty(0, schema.RELABEL_DTYPE)
+        relabel_end = (f["relabels"].shape[0]) + len(events)
+        rows = {
+            "epochs/label": buf.label,
+            "epochs/pred": buf.pred,
+            "epochs/prob": buf.prob,
+            "epochs/loss": buf.loss,
+            "epochs/distance": distance.astype(np.float32),
+            "epochs/class_mean": means.astype(np.float32),
+            "epochs/class_count": counts.astype(np.int32),
+            "epochs/embed_source": np.int8(schema.EMBED_SOURCES["probe" if buf.probed else "train"]),
+            "epochs/test_acc": _ratio(np.trace(confusion), confusion.sum()),
+            "epochs/class_acc": _class_accuracy(confusion),
+            "epochs/confusion": confusion,
+            "epochs/train_loss": np.float32(np.nanmean(buf.loss[seen])) if seen.any() else np.float32(np.nan),
+            "epochs/train_acc": _ratio((buf.pred[seen] == buf.label[seen]).sum(), seen.sum()),
+            "epochs/lr": np.float32(end.scalars["lr"]),
+            "epochs/seconds": np.float32(end.scalars["seconds"]),
+            "epochs/unreadable": np.int32(end.scalars["unreadable"]),
+            "epochs/relabel_end": np.int64(relabel_end),
+        }
+        for name, arr in buf.extra.items():
+            rows["epochs/field/" + name] = arr
+        if self.has_centers:
+            rows["epochs/center"] = host.get("center", np.full((self.num_classes, self.embed_dim), np.nan, np.float32))
+        for name, row in rows.items():
+            _append_row(f[name], e, row)
+        if len(events):
+            ds = f["relabels"]
+            start = ds.shape[0]
+            ds.resize((start + len(events),))
+            ds[start:] = events
+        if end.save_embeddings:
+            data, which = f["embeddings/data"], f["embeddings/epoch"]
+            m = which.shape[0]
+            data.resize((m + 1, *data.shape[1:]))
+            data[m] = buf.emb
+            which.resize((m + 1,))
+            which[m] = e
+        f.flush()
+        done = f["epochs/done"]
+        done.resize((e + 1,))
+        done[e] = time.time()
+        f.flush()
+        buf.reset()
+        self._committed = e + 1
+        end.future.set_result(e)
+
+
+# ---------------------------------------------------------------------- helpers
+def _start_copy(arrays: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Start device-to-host copies; return host-side handles and a CUDA event (or None)."""
+    out: dict[str, Any] = {}
+    event = None
+    for name, value in arrays.items():
+        if isinstance(value, torch.Tensor) and value.is_cuda:
+            out[name] = value.to("cpu", non_blocking=True)  # lands in pinned memory
+            event = True
+        elif isinstance(value, torch.Tensor):
+            out[name] = value.numpy().copy()  # a CPU loop may reuse its buffers
+        else:
+            out[name] = np.array(value, copy=True)
+    if event:
+        event = torch.cuda.Event()
+        event.record()
+    return out, event
+
+
+def class_means(
+    emb: np.ndarray, labels: np.ndarray, mask: np.ndarray, num_classes: int, chunk: int = 1 << 15
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class mean of ``emb`` rows where ``mask`` (and a label >= 0); NaN for empty classes."""
+    sums = np.zeros((num_classes, emb.shape[1]), np.float64)
+    rows = np.flatnonzero(mask & (labels >= 0))
+    counts = np.bincount(labels[rows], minlength=num_classes)
+    order = rows[np.argsort(labels[rows], kind="stable")]
+    sorted_labels = labels[order]
+    for start in range(0, len(order), chunk):
+        part = order[start:start + chunk]
+        lab = sorted_labels[start:start + chunk]
+        bounds = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
+        sums[lab[bounds]] += np.add.reduceat(emb[part].astype(np.float64), bounds, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts[:, None]
+    means[counts == 0] = np.nan
+    return means, counts
+
+
+def class_distances(emb: np.ndarray, means: np.ndarray, chunk: int = 1 << 14) -> np.ndarray:
+    """Euclidean distance of every row of ``emb`` to every class mean (N x K, float64)."""
+    out = np.empty((emb.shape[0], means.shape[0]), np.float64)
+    mean_sq = (means ** 2).sum(axis=1)
+    for start in range(0, emb.shape[0], chunk):
+        x = emb[start:start + chunk].astype(np.float64)
+        sq = (x ** 2).sum(axis=1)[:, None] - 2.0 * x @ means.T + mean_sq[None, :]
+        out[start:start + chunk] = np.sqrt(np.maximum(sq, 0.0))
+    return out
+
+
+def confusion_matrix(true: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """K x K counts, rows the given label, columns the prediction."""
+    idx = true.astype(np.int64) * num_classes + pred.astype(np.int64)
+    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes).astype(np.int32)
+
+
+def _class_accuracy(confusion: np.ndarray) -> np.ndarray:
+    totals = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(confusion) / totals, np.nan).astype(np.float32)
+
+
+def _ratio(num: Any, den: Any) -> np.float32:
+    return np.float32(num / den) if den else np.float32(np.nan)
+
+
+def _append_row(ds: h5py.Dataset, e: int, row: Any) -> None:
+    if ds.shape[0] < e + 1:
+        ds.resize((e + 1, *ds.shape[1:]))
+    ds[e] = row
+
+
+def _build_layout(
+    f: h5py.File,
+    samples: schema.SampleTable,
+    class_names: list[str],
+    embed_dim: int,
+    fields: dict[str, tuple[int, ...]],
+    has_centers: bool,
+    config: dict[str, Any],
+    metadata: dict[str, Any],
+    skipped: list[str],
+) -> None:
+    n, k, d = len(samples), len(class_names), embed_dim
+    text = h5py.string_dtype()
+    f.attrs["format"] = schema.FORMAT
+    f.attrs["schema_version"] = schema.SCHEMA_VERSION
+    meta = f.create_group("meta")
+    for key, value in metadata.items():
+        meta.attrs[key] = str(value) if isinstance(value, str) else value  # np.str_ -> str
+    meta.attrs.update(num_classes=k, embed_dim=d, num_samples=n, fields=json.dumps(fields),
+                      skipped_count=len(skipped))
+    meta.create_dataset("config", data=json.dumps(config, default=str), dtype=text)
+    meta.create_dataset("class_names", data=np.array(class_names, dtype=object), dtype=text)
+    meta.create_dataset("skipped", data=np.array(skipped, dtype=object), dtype=text)
+    s = f.create_group("samples")
+    s.create_dataset("key", data=np.array(samples.key, dtype=object), dtype=text)
+    s.create_dataset("split", data=samples.split)
+    s.create_dataset("given_label", data=samples.given_label)
+    s.create_dataset("clean_label", data=samples.clean_label)
+    for name, col in samples.extras.items():
+        s.create_dataset(f"extra/{name}", data=np.asarray(col))
+    for name, (row, dtype) in schema.per_epoch_datasets(n, k, d, fields, has_centers).items():
+        itemsize = np.dtype(dtype).itemsize
+        f.create_dataset(name, shape=(0, *row), maxshape=(None, *row), dtype=dtype,
+                         chunks=schema.chunk_shape(row, itemsize),
+                         fillvalue=_fill(dtype))
+    f.create_dataset("epochs/done", shape=(0,), maxshape=(None,), dtype="<f8", chunks=(1024,))
+    f.create_dataset("relabels", shape=(0,), maxshape=(None,), dtype=schema.RELABEL_DTYPE, chunks=(4096,))
+    f.create_dataset("embeddings/epoch", shape=(0,), maxshape=(None,), dtype="<i4", chunks=(256,))
+    f.create_dataset("embeddings/data", shape=(0, n, d), maxshape=(None, n, d), dtype="<f2",
+                     chunks=schema.chunk_shape((n, d), 2))
+    f.create_dataset("status", data=np.array([schema.STATUS["running"]], dtype=np.int8))
+
+
+def _fill(dtype: str) -> Any:
+    return np.nan if np.dtype(dtype).kind == "f" else -1
+
+
+def _truncate(f: h5py.File, keep: int) -> None:
+    """Cut every per-epoch dataset, the relabel list and kept embeddings to ``keep`` epochs."""
+    if keep > f["epochs/done"].shape[0]:
+        raise ValueError(f"log holds {f['epochs/done'].shape[0]} epochs, cannot keep {keep}")
+    keep_events = int(f["epochs/relabel_end"][keep - 1]) if keep else 0
+    for name, ds in f["epochs"].items():
+        if isinstance(ds, h5py.Group):
+            for sub in ds.values():
+                sub.resize((min(sub.shape[0], keep), *sub.shape[1:]))
+        else:
+            ds.resize((min(ds.shape[0], keep), *ds.shape[1:]))
+    f["relabels"].resize((keep_events,))
+    which = f["embeddings/epoch"][:]
+    m = int(np.sum(which < keep))
+    f["embeddings/epoch"].resize((m,))
+    f["embeddings/data"].resize((m, *f["embeddings/data"].shape[1:]))
+    f["status"][0] = schema.STATUS["running"]

@@ -1,0 +1,70 @@
+"""Checkpoints: everything a resumed run needs to continue exactly where it stopped.
+
+``last.pt`` in the run's ``checkpoints/`` folder holds the model (including center-loss
+centers, which are buffers), optimiser, scheduler, labels in effect, step counter and every
+random generator's state. It is replaced atomically after each complete epoch, only once
+the run log has committed that epoch, so the log never lags behind the checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global random generator's state (Python, numpy, torch CPU and CUDA)."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def to_cpu(obj: Any) -> Any:
+    """A deep copy of ``obj`` with every tensor cloned to the CPU (a snapshot that later
+    training steps cannot change)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
+def path_in(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / LAST
+
+
+def save(state: dict[str, Any], path: Path) -> None:
+    """Write atomically: a reader (or a crash) sees the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load(path: Path) -> dict[str, Any]:
+    # Our own files hold numpy RNG state and Python tuples, so weights_only is off; only
+    # checkpoints relabscope wrote in the user's run directory are read this way.
+    return torch.load(path, map_location="cpu", weights_only=False)

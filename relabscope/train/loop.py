@@ -1,0 +1,279 @@
+"""The training loop: one loop for every method.
+
+Per epoch: a training pass (augment on the device, method step, optimiser step, center
+update, relabelling into the label state), a test pass, optionally a probe pass (the
+training images in eval mode, without augmentation), then the epoch's end. Every pass
+emits batch records to the hooks; nothing here writes files except checkpoints.
+
+What the loop guarantees:
+
+- **No per-step host syncs.** Running numbers (loss, accuracy, relabels, non-finite
+  losses) accumulate in device tensors and are read at most twice a second.
+- **Exact resume.** Shuffling, augmentation and the global generators are re-seeded from
+  ``(seed, epoch)`` at each epoch start, and the checkpoint holds everything else, so a run
+  interrupted after epoch e and resumed replays epochs e+1.. exactly (on the CPU).
+- **Order of completion.** An epoch counts as complete only after the hooks' commits
+  (the run log) and then the checkpoint are on disk; both happen in a background thread
+  while the next epoch trains.
+- **Divergence.** A non-finite loss stops training; the last good checkpoint and the
+  committed epochs of the log stay as they were.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from relabscope.config import TrainConfig
+from relabscope.data.augment import eval_transform, train_transform
+from relabscope.data.pipeline import ImageBatches, PreparedData, split_batches
+from relabscope.errors import DivergedError
+from relabscope.methods import Method
+from relabscope.train import checkpoint
+from relabscope.train.hooks import BatchRecord, EpochSummary, Hook, HookList, RunInfo, RunResult
+from relabscope.train.labels import LabelState
+
+PROGRESS_INTERVAL_S = 0.5
+
+
+def epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """A seed for one random stream of one epoch, independent of what ran before."""
+    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
+
+
+class _Running:
+    """Device-side running sums for one pass; read on the host only when asked."""
+
+    def __init__(self, device: torch.device):
+        self.values = torch.zeros(5, dtype=torch.float64, device=device)  # loss, correct, seen, relabels, bad
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, seen: int, relabels: torch.Tensor | None) -> None:
+        finite = torch.isfinite(loss)
+        update = torch.stack([
+            torch.where(finite, loss, torch.zeros_like(loss)).sum().double(),
+            correct.sum().double(),
+            torch.tensor(float(seen), device=loss.device, dtype=torch.float64),
+            (relabels.sum().double() if relabels is not None else loss.new_zeros((), dtype=torch.float64)),
+            (~finite).sum().double(),
+        ])
+        self.values += update
+
+    def read(self) -> dict[str, float]:
+        loss, correct, seen, relabels, bad = self.values.tolist()
+        seen = max(seen, 1.0)
+        return {"loss": loss / seen, "acc": correct / seen, "relabels": int(relabels), "nonfinite": int(bad)}
+
+
+class Trainer:
+    """Trains one method on prepared data and tells hooks about it."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: PreparedData,
+        train_batches: ImageBatches,
+        test_batches: ImageBatches,
+        method: Method,
+        device: torch.device,
+        hooks: list[Hook],
+        run_dir: Path,
+        metadata: dict[str, Any] | None = None,
+    ):
+        self.cfg = cfg
+        self.data = data
+        self.train_batches = train_batches
+        self.test_batches = test_batches
+        self.device = device
+        self.method = method.to(device=device, memory_format=torch.channels_last)
+        self.hooks = HookList(hooks)
+        self.run_dir = Path(run_dir)
+        self.metadata = dict(metadata or {})
+        self.opt = torch.optim.Adam(method.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.ExponentialLR(self.opt, gamma=cfg.lr_decay)
+        self.labels = LabelState(data.train.labels, device)
+        self.test_labels = torch.as_tensor(data.test.labels, device=device)
+        self.epoch = 0  # the next epoch to run
+        self.step = 0  # training batches so far
+        use_amp = cfg.amp and device.type == "cuda"
+        self._autocast = (
+            (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
+        )
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "model": self.method.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "labels": self.labels.state_dict(),
+            "rng": checkpoint.rng_state(),
+            "config": self.cfg.to_dict(),
+            "fingerprint": self.data.fingerprint,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.method.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.labels.load_state_dict(state["labels"])
+        checkpoint.set_rng_state(state["rng"])
+        self.epoch = int(state["epoch"])
+        self.step = int(state["step"])
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> RunResult:
+        """Run epochs ``self.epoch .. cfg.epochs - 1``; returns how the run ended."""
+        cfg = self.cfg
+        start = time.perf_counter()
+        steps = len(split_batches(torch.arange(len(self.train_batches)), cfg.batch_size))
+        self.hooks.on_run_start(RunInfo(
+            cfg, self.run_dir, self.data.class_names, self.data.sample_table(), self.method,
+            self.device, self.epoch, steps, self.metadata, self.data.skipped,
+        ))
+        finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relabscope-epoch")
+        pending: Future | None = None
+        completed = self.epoch
+        last: dict[str, float] = {}
+        status = "interrupted"
+        try:
+            while self.epoch < cfg.epochs:
+                epoch = self.epoch
+                t0 = time.perf_counter()
+                metrics = self._run_epoch(epoch)
+                metrics["seconds"] = time.perf_counter() - t0
+                self.sched.step()
+                self.epoch += 1
+                save_emb = (epoch + 1) % cfg.embed_every == 0 or epoch == cfg.epochs - 1
+                summary = EpochSummary(epoch, metrics, self.method.epoch_arrays(), save_emb,
+                                       self.train_batches.unreadable)
+                futures = self.hooks.epoch_end(summary)
+                snapshot = checkpoint.to_cpu(self.state_dict())
+                if pending is not None:
+                    completed = pending.result() + 1
+                pending = finisher.submit(self._complete, epoch, futures, snapshot, metrics)
+                last = metrics
+            if pending is not None:
+                completed = pending.result() + 1
+                pending = None
+            status = "finished"
+        except DivergedError as exc:
+            status = "diverged"
+            completed = self._settle(pending, completed)
+            pending = None
+            raise DivergedError(
+                f"{exc}; the log and {checkpoint.path_in(self.run_dir)} keep the last good "
+                f"epoch ({completed} complete)"
+            ) from None
+        finally:
+            completed = self._settle(pending, completed)  # keep the last good epoch on errors
+            finisher.shutdown(wait=True)
+            result = RunResult(self.run_dir, status, completed, last, time.perf_counter() - start)
+            self.hooks.on_run_end(result)
+        return result
+
+    @staticmethod
+    def _settle(pending: Future | None, completed: int) -> int:
+        """Wait for the epoch being finished in the background; epochs complete after it."""
+        if pending is None:
+            return completed
+        try:
+            return pending.result() + 1
+        except Exception:
+            return completed
+
+    def _complete(self, epoch: int, futures: list[Future], snapshot: dict, metrics: dict) -> int:
+        for f in futures:
+            f.result()
+        checkpoint.save(snapshot, checkpoint.path_in(self.run_dir))
+        self.hooks.on_epoch_complete(epoch, metrics)
+        return epoch
+
+    def _run_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.cfg
+        torch.manual_seed(epoch_seed(cfg.seed, epoch, 2))
+        train = self._train_pass(epoch)
+        test = self._eval_pass(epoch, "test", self.test_batches)
+        if cfg.probe_every and (epoch + 1) % cfg.probe_every == 0:
+            self._eval_pass(epoch, "probe", self.train_batches)
+        metrics = {
+            "epoch": epoch,
+            "train_loss": train["loss"],
+            "train_acc": train["acc"],
+            "relabels": train["relabels"],
+            "test_acc": test["acc"],
+            "lr": self.opt.param_groups[0]["lr"],
+        }
+        return metrics
+
+    def _train_pass(self, epoch: int) -> dict[str, float]:
+        cfg, method = self.cfg, self.method
+        method.train()
+        n = len(self.train_batches)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 0)))
+        gen = torch.Generator(device=self.device).manual_seed(epoch_seed(cfg.seed, epoch, 1))
+        relabelling = method.relabels and epoch + 1 >= cfg.relabel_epoch
+        running = _Running(self.device)
+        total = -(-n // cfg.batch_size)
+        next_report = time.monotonic() + PROGRESS_INTERVAL_S
+        for i, (images, ids) in enumerate(self.train_batches.batches(order, cfg.batch_size)):
+            labels = self.labels[ids]
+            x = train_transform(images, cfg.image_size, gen)
+            with self._autocast():
+                out = method.training_step(x, labels, epoch)
+            self.opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            self.opt.step()
+            method.after_step(out, labels)
+            new_labels = None
+            if relabelling:
+                new_labels = method.relabel(out, labels, epoch)
+                self.labels.update(ids, new_labels)
+            pred = out.logits.detach().argmax(dim=1)
+            running.add(out.sample_loss.detach(), pred == labels, len(ids),
+                        None if new_labels is None else new_labels != labels)
+            record = BatchRecord("train", epoch, self.step, ids, labels, out.logits.detach(),
+                                 out.embedding.detach(), out.sample_loss.detach(),
+                                 {k: v.detach() for k, v in out.fields.items()}, new_labels)
+            self.hooks.on_batch_end(record)
+            if new_labels is not None:
+                self.hooks.on_relabel(record)
+            self.step += 1
+            if time.monotonic() >= next_report:
+                self._report(epoch, i + 1, total, running)
+                next_report = time.monotonic() + PROGRESS_INTERVAL_S
+        return self._report(epoch, total, total, running)
+
+    def _report(self, epoch: int, done: int, total: int, running: _Running) -> dict[str, float]:
+        stats = running.read()  # the one host sync, at most twice a second
+        if stats["nonfinite"]:
+            raise DivergedError(f"{self.run_dir}: loss became NaN or infinite in epoch {epoch + 1}; training stopped")
+        self.hooks.on_progress(epoch, done, total, stats)
+        return stats
+
+    @torch.no_grad()
+    def _eval_pass(self, epoch: int, phase: str, batches: ImageBatches) -> dict[str, float]:
+        method = self.method
+        method.eval()
+        offset = 0 if phase == "probe" else self.data.num_train
+        given = self.labels.current if phase == "probe" else self.test_labels
+        running = _Running(self.device)
+        order = torch.arange(len(batches))
+        for step, (images, idx) in enumerate(batches.batches(order, self.cfg.batch_size)):
+            x = eval_transform(images, self.cfg.image_size)
+            with self._autocast():
+                logits, embedding = method.predict(x)
+            labels = given[idx]
+            logits = logits.float()
+            loss = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+            running.add(loss, logits.argmax(dim=1) == labels, len(idx), None)
+            self.hooks.on_batch_end(BatchRecord(phase, epoch, step, idx + offset, labels, logits, embedding, loss))
+        method.train()
+        return running.read()
