@@ -106,7 +106,7 @@ class FileSource(ImageSource):
                     x, y, w, h = (int(v) for v in self.boxes[index])
                     if w > 0 and h > 0:
                         im = im.crop((x, y, x + w, y + h))
-                arr = np.asarray(im, dtype=np.uint8)
+                arr = np.array(im, dtype=np.uint8)
         except (OSError, ValueError, SyntaxError) as exc:  # PIL raises these for bad files
             raise UnreadableImage(f"{path}: {exc.__class__.__name__}: {exc}") from None
         return arr[..., None] if arr.ndim == 2 else arr
@@ -127,7 +127,7 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
 
     channels = image.shape[2]
     im = Image.fromarray(image[..., 0] if channels == 1 else image)
-    out = np.asarray(im.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    out = np.array(im.resize((size, size), Image.BILINEAR), dtype=np.uint8)
     return out[..., None] if out.ndim == 2 else out
 
 
