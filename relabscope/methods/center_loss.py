@@ -33,14 +33,14 @@ class CenterLoss(nn.Module):
 
         Classes whose center is not yet initialised contribute nothing (their first batch
         initialises them in ``update``)."""
-        x = x.float()
+        x = x.to(self.centers.dtype)
         sq = (x - self.centers[labels]).pow(2).sum(dim=1)
         return (sq * self.initialised[labels]).sum() / x.shape[0]
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, labels: torch.Tensor) -> None:
         """Move each center toward its class's samples in this batch (no gradient)."""
-        x = x.float()
+        x = x.to(self.centers.dtype)
         k = self.centers.shape[0]
         counts = torch.bincount(labels, minlength=k).to(x.dtype)
         sums = torch.zeros_like(self.centers).index_add_(0, labels, x)
