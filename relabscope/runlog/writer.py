@@ -435,7 +435,7 @@ class RunLogWriter:
             "epochs/test_acc": _ratio(np.trace(confusion), confusion.sum()),
             "epochs/class_acc": _class_accuracy(confusion),
             "epochs/confusion": confusion,
-            "epochs/train_loss": np.float32(np.nanmean(buf.loss[seen])) if seen.any() else np.float32(np.nan),
+            "epochs/train_loss": _nanmean(buf.loss[seen]),
             "epochs/train_acc": _ratio((buf.pred[seen] == buf.label[seen]).sum(), seen.sum()),
             "epochs/lr": np.float32(end.scalars["lr"]),
             "epochs/seconds": np.float32(end.scalars["seconds"]),
@@ -530,6 +530,11 @@ def _class_accuracy(confusion: np.ndarray) -> np.ndarray:
     totals = confusion.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(totals > 0, np.diag(confusion) / totals, np.nan).astype(np.float32)
+
+
+def _nanmean(values: np.ndarray) -> np.float32:
+    finite = values[~np.isnan(values)]
+    return np.float32(finite.mean()) if len(finite) else np.float32(np.nan)
 
 
 def _ratio(num: Any, den: Any) -> np.float32:
