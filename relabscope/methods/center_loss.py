@@ -42,7 +42,8 @@ class CenterLoss(nn.Module):
         """Move each center toward its class's samples in this batch (no gradient)."""
         x = x.to(self.centers.dtype)
         k = self.centers.shape[0]
-        counts = torch.bincount(labels, minlength=k).to(x.dtype)
+        # index_add_ rather than bincount: bincount reads the max label back to the host
+        counts = torch.zeros(k, dtype=x.dtype, device=x.device).index_add_(0, labels, torch.ones_like(labels, dtype=x.dtype))
         sums = torch.zeros_like(self.centers).index_add_(0, labels, x)
         present = counts > 0
         fresh = present & ~self.initialised

@@ -48,25 +48,27 @@ def epoch_seed(seed: int, epoch: int, stream: int) -> int:
 
 
 class _Running:
-    """Device-side running sums for one pass; read on the host only when asked."""
+    """Running sums of one pass, kept on the device and read on the host only when asked
+    (a Python scalar sent to a CUDA tensor would sync the stream, so counts stay host-side)."""
 
     def __init__(self, device: torch.device):
-        self.values = torch.zeros(5, dtype=torch.float64, device=device)  # loss, correct, seen, relabels, bad
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, correct, relabels, non-finite
+        self.seen = 0
 
-    def add(self, loss: torch.Tensor, correct: torch.Tensor, seen: int, relabels: torch.Tensor | None) -> None:
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, relabels: torch.Tensor | None) -> None:
         finite = torch.isfinite(loss)
-        update = torch.stack([
-            torch.where(finite, loss, torch.zeros_like(loss)).sum().double(),
-            correct.sum().double(),
-            torch.tensor(float(seen), device=loss.device, dtype=torch.float64),
-            (relabels.sum().double() if relabels is not None else loss.new_zeros((), dtype=torch.float64)),
-            (~finite).sum().double(),
-        ])
-        self.values += update
+        parts = [
+            torch.where(finite, loss, torch.zeros_like(loss)).sum(),
+            correct.sum(),
+            relabels.sum() if relabels is not None else loss.new_zeros(()),
+            (~finite).sum(),
+        ]
+        self.sums += torch.stack([p.double() for p in parts])
+        self.seen += loss.shape[0]
 
     def read(self) -> dict[str, float]:
-        loss, correct, seen, relabels, bad = self.values.tolist()
-        seen = max(seen, 1.0)
+        loss, correct, relabels, bad = self.sums.tolist()
+        seen = max(self.seen, 1)
         return {"loss": loss / seen, "acc": correct / seen, "relabels": int(relabels), "nonfinite": int(bad)}
 
 
@@ -237,7 +239,7 @@ class Trainer:
                 new_labels = method.relabel(out, labels, epoch)
                 self.labels.update(ids, new_labels)
             pred = out.logits.detach().argmax(dim=1)
-            running.add(out.sample_loss.detach(), pred == labels, len(ids),
+            running.add(out.sample_loss.detach(), pred == labels,
                         None if new_labels is None else new_labels != labels)
             record = BatchRecord("train", epoch, self.step, ids, labels, out.logits.detach(),
                                  out.embedding.detach(), out.sample_loss.detach(),
@@ -273,7 +275,7 @@ class Trainer:
             labels = given[idx]
             logits = logits.float()
             loss = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
-            running.add(loss, logits.argmax(dim=1) == labels, len(idx), None)
+            running.add(loss, logits.argmax(dim=1) == labels, None)
             self.hooks.on_batch_end(BatchRecord(phase, epoch, step, idx + offset, labels, logits, embedding, loss))
         method.train()
         return running.read()

@@ -1,0 +1,119 @@
+"""What the run log costs: training with the run-log hook on and off, in one process.
+
+Both arms train the same config from the same seed on the same prepared data (decoded
+once, outside the timings); the arms alternate (on/off, off/on, ...) so drift in machine
+load hits both. Each trial's time is the wall time of ``Trainer.fit`` after its first
+epoch (warm-up), i.e. training, test passes, checkpoints and, in the "on" arm, everything
+the log adds. The figure of merit is the ratio of the medians, on / off.
+
+    python benchmarks/logging_overhead.py                       # CPU, the default config
+    python benchmarks/logging_overhead.py --device cuda --image-size 224 \\
+        --batch-size 256 --amp --num-train 20000 --epochs 3     # the GPU setting
+
+Prints a table and writes JSON next to this file under results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from relabscope.config import resolve
+from relabscope.data.pipeline import default_workers, load_images, prepare
+from relabscope.methods import build_method
+from relabscope.runlog.hook import RunLogHook
+from relabscope.train.hooks import Hook
+from relabscope.train.loop import Trainer
+from relabscope.train.runner import pick_device, run_metadata
+
+
+class EpochClock(Hook):
+    """Host time at which each epoch is complete (log committed, checkpoint written)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_epoch_complete(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.times.append(time.perf_counter())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--method", default="scn-c")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--image-size", type=int)
+    ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--amp", action="store_true")
+    ap.add_argument("--num-train", type=int, help="synthetic training images (default: the data set's)")
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per trial; the first is warm-up")
+    ap.add_argument("--repeats", type=int, default=3, help="trials per arm")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "logging_overhead.json")
+    args = ap.parse_args()
+
+    overrides = {"method": args.method, "device": args.device, "epochs": args.epochs, "amp": args.amp}
+    if args.image_size:
+        overrides["image_size"] = args.image_size
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
+    if args.num_train:
+        overrides["dataset_options"] = {"num_train": args.num_train}
+    cfg = resolve(overrides)
+    device = pick_device(cfg.device)
+    data, train_b, test_b = load_images(prepare(cfg), device, default_workers(), cfg.cache_gb, print)
+    meta = run_metadata(cfg, device, data.fingerprint, len(data.train), len(data.test))
+
+    def trial(log_on: bool) -> float:
+        torch.manual_seed(cfg.seed)
+        method = build_method(cfg.method, len(data.class_names), cfg)
+        clock = EpochClock()
+        hooks: list[Hook] = [clock] + ([RunLogHook()] if log_on else [])
+        with tempfile.TemporaryDirectory() as tmp:
+            Trainer(cfg, data, train_b, test_b, method, device, hooks, Path(tmp), meta).fit()
+        return clock.times[-1] - clock.times[0]
+
+    times: dict[str, list[float]] = {"on": [], "off": []}
+    for r in range(args.repeats):
+        for arm in (("on", "off") if r % 2 == 0 else ("off", "on")):
+            t = trial(arm == "on")
+            times[arm].append(t)
+            print(f"trial {r + 1}/{args.repeats} log {arm:>3}: {t:.2f} s", flush=True)
+
+    timed_epochs = args.epochs - 1
+    images = timed_epochs * len(data.train)
+    on, off = statistics.median(times["on"]), statistics.median(times["off"])
+    result = {
+        "device": str(device),
+        "device_name": meta["device_name"],
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "config": {k: getattr(cfg, k) for k in ("method", "image_size", "batch_size", "amp", "epochs")},
+        "num_train": len(data.train),
+        "num_test": len(data.test),
+        "timed_epochs_per_trial": timed_epochs,
+        "seconds": times,
+        "median_on_s": on,
+        "median_off_s": off,
+        "ratio_on_off": on / off,
+        "train_images_per_s_on": images / on,
+        "train_images_per_s_off": images / off,
+    }
+    print()
+    print(f"{'arm':<8}{'median s':>10}{'train img/s':>14}   trials")
+    print(f"{'log off':<8}{off:>10.2f}{images / off:>14.1f}   {', '.join(f'{t:.2f}' for t in times['off'])}")
+    print(f"{'log on':<8}{on:>10.2f}{images / on:>14.1f}   {', '.join(f'{t:.2f}' for t in times['on'])}")
+    print(f"ratio on/off: {on / off:.3f}  ({device}, {cfg.method}, {len(data.train)} train images, "
+          f"{cfg.image_size}px, batch {cfg.batch_size}{', bf16' if cfg.amp else ''})")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
