@@ -134,7 +134,7 @@ def resolve(
     overrides = _normalise_keys(overrides or {}, "option")
     dataset = overrides.get("dataset", file_values.get("dataset", TrainConfig.dataset))
     values = {**PRESETS.get(dataset, {}), **file_values, **overrides}
-    return validate(TrainConfig(**values), str(config_file or "option"))
+    return validate(TrainConfig(**values), str(config_file or "invalid setting"))
 
 
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str, "dict[str, Any]": dict}

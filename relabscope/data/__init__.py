@@ -9,6 +9,7 @@ missing or malformed file.
 
 from __future__ import annotations
 
+import inspect
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,12 @@ def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> D
     if root is not None and name != "synthetic" and not Path(root).exists():
         raise DataError(f"{root}: data folder not found")
     module = import_module(module_name)
+    accepted = [p for p in inspect.signature(module.load).parameters if p != "root"]
+    unknown = sorted(set(options) - set(accepted) | set(options) & set(fixed))
+    if unknown:
+        raise DataError(
+            f"data set {name!r} has no option {unknown[0]!r}; its options: {', '.join(a for a in accepted if a not in fixed) or 'none'}"
+        )
     return module.load(None if root is None else Path(root), **{**fixed, **options})
 
 

@@ -17,6 +17,7 @@ Images are stored at ``min(native size, training size)``: upsampling (RAF-DB's 1
 
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import threading
@@ -55,6 +56,13 @@ class PreparedData:
     @property
     def num_train(self) -> int:
         return len(self.train)
+
+    def samples_fingerprint(self) -> str:
+        """A hash of the samples a run covers (keys and given labels, train then test):
+        changes when an image becomes unreadable or a noise setting differs."""
+        h = hashlib.sha256("\n".join(self.train.keys + self.test.keys).encode())
+        h.update(np.concatenate([self.train.labels, self.test.labels]).astype("<i8").tobytes())
+        return h.hexdigest()[:16]
 
     def sample_table(self) -> SampleTable:
         """Train rows then test rows: the sample id of a test image is ``num_train + i``."""

@@ -101,10 +101,8 @@ def load_pretrained(trunk: nn.Module, path: str | Path) -> LoadReport:
         raise RelabscopeError(f"{path}: pretrained weights file not found")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for foreign or corrupt files
-        raise RelabscopeError(
-            f"{path}: cannot read as PyTorch weights ({exc.__class__.__name__}: {str(exc).splitlines()[0]})"
-        ) from None
+    except Exception:  # torch raises several types for foreign or corrupt files
+        raise RelabscopeError(f"{path}: not a PyTorch weights file (or one holding more than tensors)") from None
     source = _state_dict_from(obj, path)
     target = trunk.state_dict()
     report = LoadReport(str(path))

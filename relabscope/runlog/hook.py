@@ -21,7 +21,8 @@ class RunLogHook(Hook):
         path = run.run_dir / LOG_NAME
         cfg = run.config
         if run.start_epoch > 0:
-            self.writer = RunLogWriter.resume(path, keep_epochs=run.start_epoch, embed_every=cfg.embed_every)
+            self.writer = RunLogWriter.resume(path, keep_epochs=run.start_epoch,
+                                              embed_every=cfg.embed_every, config=cfg.to_dict())
             return
         self.writer = RunLogWriter.create(
             path,

@@ -199,11 +199,15 @@ class RunLogWriter:
         return cls(f, path, embed_every, next_epoch=0)
 
     @classmethod
-    def resume(cls, path: str | Path, *, keep_epochs: int, embed_every: int = 1) -> "RunLogWriter":
+    def resume(
+        cls, path: str | Path, *, keep_epochs: int, embed_every: int = 1,
+        config: Mapping[str, Any] | None = None,
+    ) -> "RunLogWriter":
         """Reopen a log to append after its first ``keep_epochs`` epochs; later rows go.
 
         A writer killed mid-run leaves HDF5's write flags set; they are cleared first (the
-        caller guarantees no other process writes the file).
+        caller guarantees no other process writes the file). ``config`` replaces the stored
+        config (a resumed run may extend its epochs).
         """
         path = Path(path)
         if write_flags(path):
@@ -211,6 +215,8 @@ class RunLogWriter:
         f = _open_swmr_writer(path, "a")
         try:
             _truncate(f, keep_epochs)
+            if config is not None:  # before SWMR starts: afterwards strings cannot change
+                f["meta/config"][()] = json.dumps(dict(config), default=str)
             f.swmr_mode = True
             f.flush()
         except BaseException:

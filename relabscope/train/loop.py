@@ -119,6 +119,7 @@ class Trainer:
             "rng": checkpoint.rng_state(),
             "config": self.cfg.to_dict(),
             "fingerprint": self.data.fingerprint,
+            "samples": self.data.samples_fingerprint(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -170,10 +171,11 @@ class Trainer:
             status = "diverged"
             completed = self._settle(pending, completed)
             pending = None
-            raise DivergedError(
-                f"{exc}; the log and {checkpoint.path_in(self.run_dir)} keep the last good "
-                f"epoch ({completed} complete)"
-            ) from None
+            kept = (
+                f"the log and {checkpoint.path_in(self.run_dir)} keep the last good epoch ({completed} complete)"
+                if completed else "no epoch had completed, so there is no checkpoint"
+            )
+            raise DivergedError(f"{exc}; {kept}") from None
         finally:
             completed = self._settle(pending, completed)  # keep the last good epoch on errors
             finisher.shutdown(wait=True)
@@ -202,9 +204,9 @@ class Trainer:
         cfg = self.cfg
         torch.manual_seed(epoch_seed(cfg.seed, epoch, 2))
         train = self._train_pass(epoch)
-        test = self._eval_pass(epoch, "test", self.test_batches)
+        test = self._check_finite(epoch, self._eval_pass(epoch, "test", self.test_batches))
         if cfg.probe_every and (epoch + 1) % cfg.probe_every == 0:
-            self._eval_pass(epoch, "probe", self.train_batches)
+            self._check_finite(epoch, self._eval_pass(epoch, "probe", self.train_batches))
         metrics = {
             "epoch": epoch,
             "train_loss": train["loss"],
@@ -254,10 +256,15 @@ class Trainer:
         return self._report(epoch, total, total, running)
 
     def _report(self, epoch: int, done: int, total: int, running: _Running) -> dict[str, float]:
-        stats = running.read()  # the one host sync, at most twice a second
+        stats = self._check_finite(epoch, running.read())  # the one host sync, twice a second at most
+        self.hooks.on_progress(epoch, done, total, stats)
+        return stats
+
+    def _check_finite(self, epoch: int, stats: dict[str, float]) -> dict[str, float]:
+        """Stop on a NaN or infinite loss, in training or (weights gone bad in an epoch's
+        last step) in an evaluation pass, before anything of the epoch is kept."""
         if stats["nonfinite"]:
             raise DivergedError(f"{self.run_dir}: loss became NaN or infinite in epoch {epoch + 1}; training stopped")
-        self.hooks.on_progress(epoch, done, total, stats)
         return stats
 
     @torch.no_grad()

@@ -29,6 +29,8 @@ from relabscope.data.pipeline import default_workers, load_images, prepare
 from relabscope.errors import RelabscopeError, RunDirError
 from relabscope.methods import build_method
 from relabscope.runlog.hook import RunLogHook
+from relabscope.runlog.reader import RunLogReader
+from relabscope.runlog.writer import RunLogWriter
 from relabscope.runlog.schema import LOG_NAME, PARTIAL_SUFFIX
 from relabscope.train import checkpoint
 from relabscope.train.hooks import Hook, RunResult
@@ -60,15 +62,23 @@ def train(
     settings (e.g. more epochs). Raises RelabscopeError subclasses for bad input.
     """
     log = log or (lambda line: print(line, file=sys.stderr))
+    created = False
     if resume is not None:
         run_dir, cfg = _resume_config(Path(resume), config)
     else:
         cfg = config if isinstance(config, TrainConfig) else resolve(dict(config or {}))
         cfg = validate(cfg)
         run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-        _claim_run_dir(run_dir, overwrite)
-    with RunDirLock(run_dir):
-        return _train_in(run_dir, cfg, resume is not None, progress, list(hooks), log)
+        created = _claim_run_dir(run_dir, overwrite)
+    try:
+        with RunDirLock(run_dir):
+            return _train_in(run_dir, cfg, resume is not None, progress, list(hooks), log)
+    except BaseException:
+        if created and not (run_dir / CONFIG_NAME).exists():  # failed before the run began:
+            (run_dir / LOCK_NAME).unlink(missing_ok=True)  # leave no half-made run behind
+            if not any(run_dir.iterdir()):
+                run_dir.rmdir()
+        raise
 
 
 def _train_in(run_dir: Path, cfg: TrainConfig, resuming: bool, progress: bool,
@@ -94,14 +104,31 @@ def _train_in(run_dir: Path, cfg: TrainConfig, resuming: bool, progress: bool,
                       [RunLogHook(), *([ProgressHook()] if progress else []), *hooks],
                       run_dir, run_metadata(cfg, device, data.fingerprint, len(data.train), len(data.test)))
     if state is not None:
-        if state.get("fingerprint") not in (None, data.fingerprint):
+        if state.get("fingerprint") != data.fingerprint:
             raise RunDirError(f"{run_dir}: the data set changed since this run started; cannot resume")
+        if state.get("samples") != data.samples_fingerprint():
+            raise RunDirError(
+                f"{run_dir}: the readable samples changed since this run started "
+                "(an image became unreadable, or an unreadable one was fixed); cannot resume"
+            )
+        if not (run_dir / LOG_NAME).is_file():
+            raise RunDirError(f"{run_dir / LOG_NAME}: run log missing; cannot resume")
         trainer.load_state_dict(state)
         if trainer.epoch >= cfg.epochs:
+            _mark_finished(run_dir / LOG_NAME, trainer.epoch)
             log(f"{run_dir}: already trained {trainer.epoch} epochs; pass --epochs N (> {trainer.epoch}) to extend")
             return RunResult(run_dir, "finished", trainer.epoch)
     write_toml(cfg, run_dir / CONFIG_NAME)
     return trainer.fit()
+
+
+def _mark_finished(log_path: Path, epochs: int) -> None:
+    """A run killed after its last checkpoint but before closing its log still says
+    "running"; resuming it has nothing left to train, so close the log properly."""
+    with RunLogReader(log_path) as log:
+        if log.status == "finished":
+            return
+    RunLogWriter.resume(log_path, keep_epochs=epochs).close("finished")
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
@@ -161,12 +188,13 @@ class RunDirLock:
 
     def __enter__(self) -> "RunDirLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "w")
+        self._fh = open(self.path, "a+")  # not "w": a failed attempt must not wipe the holder's pid
         try:
             fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._fh.close()
             raise RunDirError(f"{self.path.parent}: another process is training into this run directory") from None
+        self._fh.truncate(0)
         self._fh.write(str(os.getpid()))
         self._fh.flush()
         return self
@@ -177,14 +205,15 @@ class RunDirLock:
         self._fh.close()
 
 
-def _claim_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Refuse a directory that already holds something, unless told to overwrite our files."""
+def _claim_run_dir(run_dir: Path, overwrite: bool) -> bool:
+    """Refuse a directory that already holds something, unless told to overwrite our files.
+    Returns whether the run directory is new (nothing of a run in it yet)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: exists and is not a directory")
-    if not run_dir.exists() or not any(run_dir.iterdir()):
+    if not run_dir.exists() or all(p.name == LOCK_NAME for p in run_dir.iterdir()):
         run_dir.mkdir(parents=True, exist_ok=True)
-        return
-    ours = [p for p in run_dir.iterdir() if p.name in RUN_FILES]
+        return True
+    ours = [p for p in run_dir.iterdir() if p.name in RUN_FILES and p.name != LOCK_NAME]
     others = [p for p in run_dir.iterdir() if p.name not in RUN_FILES]
     if not overwrite:
         what = "holds a run" if ours else "is not empty"
@@ -193,6 +222,7 @@ def _claim_run_dir(run_dir: Path, overwrite: bool) -> None:
         raise RunDirError(f"{run_dir}: --overwrite only replaces a run directory, and this one holds other files ({others[0].name})")
     with RunDirLock(run_dir):
         _remove_run_files(run_dir, keep_lock=True)
+    return True
 
 
 def _remove_run_files(run_dir: Path, keep_lock: bool) -> None:
