@@ -84,6 +84,9 @@ def train(
 def _train_in(run_dir: Path, cfg: TrainConfig, resuming: bool, progress: bool,
               hooks: list[Hook], log: Callable[[str], None]) -> RunResult:
     device = pick_device(cfg.device)
+    if device.type == "cuda":  # fixed input sizes: let cuDNN pick kernels; TF32 for float32 matmuls
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
     if cfg.amp and device.type != "cuda":
         log("note: --amp only applies on CUDA; training in float32")
     state = None
