@@ -18,15 +18,6 @@ from relabscope.models import ResNet18Trunk, load_pretrained
 SMALL, LARGE = 16, 112  # image sizes below / above the small-stem threshold (100 px)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: fast and deterministic on a small, busy CPU machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _torchvision_state(seed: int = 1) -> dict[str, torch.Tensor]:
     torch.manual_seed(seed)
     return torchvision.models.resnet18(weights=None).state_dict()

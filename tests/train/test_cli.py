@@ -37,14 +37,6 @@ TINY_CFG = {"dataset_options": {"num_train": 96, "num_test": 32, "size": 32}, "i
             "batch_size": 16, "workers": 0, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _invoke(*args: str) -> Result:
     return CliRunner().invoke(main, ["train", *args])
 

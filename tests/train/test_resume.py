@@ -35,16 +35,6 @@ CLI_ARGS = [
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+)  loss ")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread here and in the subprocess: CPU results are then bit-identical
-    across processes (the thread count changes float reduction order)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _env() -> dict[str, str]:
     assert "RELABSCOPE_CACHE" in os.environ  # set by conftest's session fixture
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
