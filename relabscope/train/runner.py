@@ -103,9 +103,10 @@ def _train_in(run_dir: Path, cfg: TrainConfig, resuming: bool, progress: bool,
     method = build_method(cfg.method, len(data.class_names), cfg)
     if cfg.pretrained and state is None:
         log(method.load_pretrained(cfg.pretrained).summary())
+    metadata = run_metadata(cfg, device, data.fingerprint, len(data.train), len(data.test))
+    metadata["method_relabels"] = int(method.relabels)
     trainer = Trainer(cfg, data, train_batches, test_batches, method, device,
-                      [RunLogHook(), *([ProgressHook()] if progress else []), *hooks],
-                      run_dir, run_metadata(cfg, device, data.fingerprint, len(data.train), len(data.test)))
+                      [RunLogHook(), *([ProgressHook()] if progress else []), *hooks], run_dir, metadata)
     if state is not None:
         if state.get("fingerprint") != data.fingerprint:
             raise RunDirError(f"{run_dir}: the data set changed since this run started; cannot resume")

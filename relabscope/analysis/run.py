@@ -1,0 +1,340 @@
+"""``Run``: one logged run, for notebooks, ``relabscope report`` and the dashboard.
+
+A Run reads and forwards: every number it returns comes from an analysis function that
+takes plain arrays, so each view is one call here and one testable function there.
+Arrays are read lazily and cached per number of committed epochs, so a Run over a run
+that is still training shows new epochs on the next call.
+
+Conventions: epochs are 0-based rows (``epoch=-1`` is the last committed one); sample ids
+are rows of ``samples`` (training samples first, then test samples); class ids are the
+data set's own, named by ``class_names``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+import numpy as np
+import pandas as pd
+
+from relabscope.analysis import compactness as _compactness
+from relabscope.analysis import consistency as _consistency
+from relabscope.analysis import distances as _distances
+from relabscope.analysis import dynamics as _dynamics
+from relabscope.analysis import flipflops as _flipflops
+from relabscope.runlog.reader import RunLogReader
+from relabscope.runlog.schema import SPLIT_CODES
+
+LabelKind = Literal["effect", "given", "clean"]
+
+
+class Run:
+    """A run log opened for analysis. Cheap to open; reads on demand."""
+
+    def __init__(self, path: str | Path):
+        self.log = RunLogReader(path)
+        self.path = self.log.path
+        self.run_dir = self.path.parent
+        self._cache: dict[Any, Any] = {}
+
+    def __repr__(self) -> str:
+        return (f"Run({str(self.run_dir)!r}: {self.method} on {self.log.meta.get('dataset')}, "
+                f"{self.num_epochs} epochs, {self.status})")
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.log.class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def num_epochs(self) -> int:
+        """Committed epochs (grows while the run trains)."""
+        return self.log.num_epochs
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.log.config
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.log.meta
+
+    @property
+    def method(self) -> str:
+        return str(self.log.meta.get("method", self.config.get("method", "?")))
+
+    @property
+    def status(self) -> str:
+        return self.log.status
+
+    @property
+    def relabels_at_all(self) -> bool:
+        """Whether the method can relabel (views say so instead of drawing empty charts)."""
+        return bool(self.meta.get("method_relabels", True))
+
+    @cached_property
+    def samples(self) -> pd.DataFrame:
+        """One row per sample: sample_id, key, split ("train"/"test"), given_label,
+        clean_label (-1 unknown), noisy (given != clean, when clean is known), and the data
+        set's extra columns (a column per component for multi-valued extras)."""
+        raw = self.log.samples
+        split_names = {v: k for k, v in SPLIT_CODES.items()}
+        df = pd.DataFrame({
+            "sample_id": np.arange(len(raw["key"])),
+            "key": raw["key"],
+            "split": pd.Categorical([split_names[int(s)] for s in raw["split"]], categories=list(SPLIT_CODES)),
+            "given_label": raw["given_label"].astype(np.int64),
+            "clean_label": raw["clean_label"].astype(np.int64),
+        })
+        known = df["clean_label"] >= 0
+        df["noisy"] = pd.array(np.where(known, df["given_label"] != df["clean_label"], False), dtype="boolean")
+        df.loc[~known, "noisy"] = pd.NA
+        for name, col in raw.items():
+            if name in ("key", "split", "given_label", "clean_label"):
+                continue
+            if col.ndim == 1:
+                df[name] = col
+            else:
+                for j in range(col.shape[1]):
+                    df[f"{name}_{j}"] = col[:, j]
+        return df
+
+    @cached_property
+    def _split(self) -> np.ndarray:
+        return self.log.samples["split"]
+
+    @property
+    def train_mask(self) -> np.ndarray:
+        return self._split == SPLIT_CODES["train"]
+
+    @property
+    def given_labels(self) -> np.ndarray:
+        return self.log.samples["given_label"].astype(np.int64)
+
+    @property
+    def clean_labels(self) -> np.ndarray | None:
+        """Clean labels, or None when the run's data set does not know them."""
+        clean = self.log.samples["clean_label"].astype(np.int64)
+        return clean if (clean >= 0).any() else None
+
+    # ------------------------------------------------------------------ raw arrays
+    def _cached(self, key: str, read: Any) -> Any:
+        n = self.num_epochs
+        if self._cache.get(key, (None,))[0] != n:
+            self._cache[key] = (n, read())
+        return self._cache[key][1]
+
+    def labels(self) -> np.ndarray:
+        """Label in effect per epoch and sample, ``(epochs, samples)`` int (-1: not seen)."""
+        return self._cached("labels", lambda: self.log.epoch_array("label").astype(np.int64))
+
+    def final_labels(self) -> np.ndarray:
+        """Labels in effect after the last committed epoch (its relabels applied)."""
+        return self._cached("final", lambda: _flipflops.final_labels(
+            self.labels()[-1] if self.num_epochs else self.given_labels, self._events()))
+
+    def predictions(self) -> np.ndarray:
+        return self._cached("pred", lambda: self.log.epoch_array("pred").astype(np.int64))
+
+    def probabilities(self, epoch: int | None = None) -> np.ndarray:
+        """``(samples, classes)`` at ``epoch``, or ``(epochs, samples, classes)`` for None."""
+        if epoch is None:
+            return self._cached("prob", lambda: self.log.epoch_array("prob"))
+        return self.log.epoch_array("prob", epoch)
+
+    def _events(self) -> np.ndarray:
+        return self._cached("events", self.log.relabels)
+
+    def relabel_events(self) -> pd.DataFrame:
+        """Every relabel: epoch, step, sample_id, old, new, p_old, p_new."""
+        ev = self._events()
+        return pd.DataFrame({
+            "epoch": ev["epoch"].astype(np.int64), "step": ev["step"], "sample_id": ev["sample"],
+            "old": ev["old"].astype(np.int64), "new": ev["new"].astype(np.int64),
+            "p_old": ev["p_old"], "p_new": ev["p_new"],
+        })
+
+    def distances(self, epoch: int | None = -1) -> np.ndarray:
+        """Distance of each sample's embedding to each class mean: ``(samples, classes)`` at
+        ``epoch``, or ``(epochs, samples, classes)`` for None."""
+        if epoch is None:
+            return self._cached("distance", lambda: self.log.epoch_array("distance"))
+        return self.log.epoch_array("distance", epoch)
+
+    def class_means(self, epoch: int = -1) -> np.ndarray:
+        return self.log.epoch_array("class_mean", epoch)
+
+    def embeddings(self, epoch: int = -1) -> np.ndarray:
+        """``(samples, D)`` float16 embeddings kept at ``epoch`` (see ``embedding_epochs``)."""
+        return self.log.embeddings(epoch)
+
+    def embedding_epochs(self) -> list[int]:
+        return [int(e) for e in self.log.embedding_epochs()]
+
+    def field(self, name: str, epoch: int | None = None) -> np.ndarray:
+        """A method's per-sample quantity (SCN: ``weight``), all epochs or one."""
+        return self.log.epoch_array("field/" + name, epoch)
+
+    # ------------------------------------------------------------------ views
+    def metrics(self) -> pd.DataFrame:
+        """Per epoch: test_acc, train_acc, train_loss, lr, seconds, relabels, and per-class
+        test accuracy as ``acc_<class>``."""
+        n = self.num_epochs
+        df = pd.DataFrame({"epoch": np.arange(n)})
+        for name in ("test_acc", "train_acc", "train_loss", "lr", "seconds"):
+            df[name] = self.log.epoch_array(name)
+        df["relabels"] = _flipflops.relabels_per_epoch(self._events()["epoch"], n)
+        per_class = self.log.epoch_array("class_acc")
+        for j, cls in enumerate(self.class_names):
+            df[f"acc_{cls}"] = per_class[:, j] if n else []
+        return df
+
+    def confusion(self, epoch: int = -1) -> pd.DataFrame:
+        """Test confusion matrix (rows given label, columns prediction)."""
+        m = self.log.epoch_array("confusion", epoch)
+        return pd.DataFrame(m, index=self.class_names, columns=self.class_names)
+
+    def flipflops(self) -> pd.DataFrame:
+        """Per training sample (paper Fig. 3): changes, flipflops, labels_visited,
+        epochs_<class> (epochs spent in each class), first/last relabel epoch,
+        final_label and final_is_clean."""
+        return _flipflops.flipflop_table(
+            labels=self.labels()[:, self.train_mask],
+            events=self._events(),
+            given=self.given_labels[self.train_mask],
+            clean=None if self.clean_labels is None else self.clean_labels[self.train_mask],
+            sample_ids=np.flatnonzero(self.train_mask),
+            class_names=self.class_names,
+        )
+
+    def oscillation_matrix(self) -> pd.DataFrame:
+        """Counts of A -> B -> A cycles, rows A, columns B."""
+        m = _flipflops.oscillation_matrix(self._events(), self.num_classes)
+        return pd.DataFrame(m, index=self.class_names, columns=self.class_names)
+
+    def consistency(self) -> pd.Series:
+        """The paper's claim as numbers: after a relabel old -> new, is the sample's
+        embedding at the next epoch closer to the new class mean than to the old one?"""
+        return _consistency.consistency_summary(self.consistency_events())
+
+    def consistency_events(self) -> pd.DataFrame:
+        """One row per relabel event with the distances before and after it."""
+        return self._cached("consistency", lambda: _consistency.consistency_events(
+            self._events(), lambda e: self.distances(e), self.num_epochs))
+
+    def compactness(self, epoch: int = -1, labels: LabelKind = "effect", split: str = "train") -> pd.DataFrame:
+        """Paper Table 2: per class, mean and std of each sample's distance to its class
+        center. Centers are the epoch's class means (labels in effect); ``labels`` picks
+        which label makes a class "its" class."""
+        return _compactness.compactness(
+            self.distances(epoch), self._label_kind(labels, epoch), self._split_mask(split), self.class_names)
+
+    def distance_profile(self, sample_id: int, epochs: Iterable[int] | None = None) -> pd.DataFrame:
+        """Paper Fig. 1/4 data: the sample's distance to every class mean at ``epochs``
+        (default: before its first relabel, just after it, and the last epoch), with the
+        given label, label in effect and clean label marked."""
+        if epochs is None:
+            epochs = _distances.key_epochs(self._events(), sample_id, self.num_epochs)
+        return _distances.distance_profile(
+            sample_id, list(epochs), lambda e: self.distances(e)[sample_id], self.labels()[:, sample_id],
+            int(self.given_labels[sample_id]),
+            None if self.clean_labels is None else int(self.clean_labels[sample_id]),
+            self.class_names)
+
+    def dynamics(self) -> pd.DataFrame:
+        """Per training sample: forgetting events, area under the margin and data-map
+        confidence/variability, each against the given label and the label in effect."""
+        mask = self.train_mask
+        return _dynamics.dynamics_table(
+            probs=self.probabilities()[:, mask], preds=self.predictions()[:, mask],
+            effect=self.labels()[:, mask], given=self.given_labels[mask],
+            sample_ids=np.flatnonzero(mask))
+
+    def noise_detection(self) -> pd.DataFrame:
+        """When clean labels are known: AUROC of each dynamics score (and of being
+        relabelled) for finding the samples whose given label is wrong."""
+        clean = self._require_clean()
+        mask = self.train_mask
+        return _dynamics.noise_detection(self.dynamics(), self.flipflops(),
+                                         self.given_labels[mask] != clean[mask])
+
+    def noise_recovery(self) -> pd.DataFrame:
+        """Per epoch, when clean labels are known: precision and recall of relabel events,
+        fraction of noisy samples corrected and of clean samples corrupted."""
+        clean = self._require_clean()
+        mask = self.train_mask
+        return _dynamics.noise_recovery(self.labels()[:, mask], self.final_labels()[mask],
+                                        self._events(), self.given_labels, clean, mask)
+
+    def project(
+        self,
+        method: Literal["umap", "tsne"] = "umap",
+        epoch: int = -1,
+        classes: Iterable[int] | None = None,
+        max_points: int | None = None,
+        seed: int = 0,
+        split: str = "train",
+    ) -> pd.DataFrame:
+        """Paper Fig. 5: a 2-D t-SNE or UMAP of the embeddings kept at ``epoch``, for
+        ``classes`` (by label in effect; None: all), stratified-subsampled to at most
+        ``max_points``. Deterministic by ``seed``; cached next to the log. Columns:
+        sample_id, x, y, label (in effect), given_label, clean_label."""
+        from relabscope.analysis.projection import project_run
+
+        return project_run(self, method=method, epoch=epoch, classes=classes,
+                           max_points=max_points, seed=seed, split=split)
+
+    def gradcam(self, sample_ids: Iterable[int], label: LabelKind | int = "given", **options: Any) -> Any:
+        """Paper Fig. 6: Grad-CAM on the last convolutional block of the run's final
+        checkpoint, for each sample's given label, label in effect or a fixed class.
+        Returns heat maps, images and overlays (see ``relabscope.analysis.gradcam``)."""
+        from relabscope.analysis.gradcam import run_gradcam
+
+        return run_gradcam(self, list(sample_ids), label=label, **options)
+
+    # ------------------------------------------------------------------ helpers
+    def _require_clean(self) -> np.ndarray:
+        clean = self.clean_labels
+        if clean is None:
+            raise ValueError(f"{self.path}: the run's data set has no clean labels")
+        return clean
+
+    def _split_mask(self, split: str) -> np.ndarray:
+        if split == "all":
+            return np.ones(len(self._split), bool)
+        if split not in SPLIT_CODES:
+            raise ValueError(f"split must be train, test or all, not {split!r}")
+        return self._split == SPLIT_CODES[split]
+
+    def _label_kind(self, kind: LabelKind, epoch: int) -> np.ndarray:
+        if kind == "effect":
+            return self.labels()[epoch]
+        if kind == "given":
+            return self.given_labels
+        if kind == "clean":
+            return self._require_clean()
+        raise ValueError(f"labels must be effect, given or clean, not {kind!r}")
+
+    def close(self) -> None:
+        self.log.close()
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open_run(path: str | Path) -> Run:
+    """Open a run directory (or its ``run.h5``) for analysis."""
+    return Run(path)
