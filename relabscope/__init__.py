@@ -12,6 +12,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "open_run": "relabscope.analysis.run",
+    "Run": "relabscope.analysis.run",
+    "compare": "relabscope.analysis.compare",
+    "Comparison": "relabscope.analysis.compare",
     "train": "relabscope.train.runner",
     "TrainConfig": "relabscope.config",
     "RunLogWriter": "relabscope.runlog.writer",
@@ -23,14 +27,19 @@ _EXPORTS = {
 }
 
 
+_MODULES = {"plot": "relabscope.plot"}
+
+
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
+    if name in _MODULES:
+        return import_module(_MODULES[name])
     raise AttributeError(f"module 'relabscope' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    return sorted([*globals(), *_EXPORTS, *_MODULES])
 
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS, *_MODULES]

@@ -141,7 +141,8 @@ class Run:
     def final_labels(self) -> np.ndarray:
         """Labels in effect after the last committed epoch (its relabels applied)."""
         return self._cached("final", lambda: _flipflops.final_labels(
-            self.labels()[-1] if self.num_epochs else self.given_labels, self._events()))
+            self.labels()[-1] if self.num_epochs else self.given_labels, self._events(),
+            last_epoch=self.num_epochs - 1))
 
     def predictions(self) -> np.ndarray:
         return self._cached("pred", lambda: self.log.epoch_array("pred").astype(np.int64))

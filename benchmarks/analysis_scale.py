@@ -1,0 +1,155 @@
+"""The analysis API on a run log at AffectNet scale, without training.
+
+Step 1 writes a run log through ``RunLogWriter`` (the same code path training uses) for
+287,651 training samples and 8 classes over 40 epochs, embeddings kept at 4 epochs.
+Embeddings are drawn around class centers; a fraction of samples is mislabelled and a
+relabel rule like SCN's moves some of them back and forth between two classes, so the
+relabel table has the structure real runs have (about half a million events).
+
+Step 2 runs in a fresh process (so its peak memory is its own) and times: ``open_run``,
+``flipflops()``, ``compactness()``, ``consistency()``, ``dynamics()`` and ``project("umap")``
+on 50,000 points, and reports peak resident memory.
+
+    python benchmarks/analysis_scale.py                 # writes the log once, then times
+    python benchmarks/analysis_scale.py --samples 20000 # a quicker, smaller variant
+
+Prints a table and writes JSON under benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+GOALS = {"open_run": 0.5, "flipflops": 2.0, "compactness": 2.0, "consistency": 3.0}
+
+
+def write_log(path: Path, n_train: int, n_test: int, epochs: int, k: int, d: int, embed_at: set[int], seed: int) -> dict:
+    from relabscope.runlog import RunLogWriter, SampleTable
+
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    clean = rng.integers(0, k, n)
+    given = clean.copy()
+    noisy = rng.random(n_train) < 0.2
+    given[:n_train][noisy] = (clean[:n_train][noisy] + rng.integers(1, k, noisy.sum())) % k
+    samples = SampleTable(key=[f"img/{i:06d}.jpg" for i in range(n)], split=np.r_[np.zeros(n_train), np.ones(n_test)],
+                          given_label=given, clean_label=clean)
+    centers = rng.normal(0, 4, (k, d)).astype(np.float32)
+    base = (centers[clean] + rng.normal(0, 3, (n, d))).astype(np.float32)
+    effect = given[:n_train].copy()
+    # ambiguous samples sit between their clean class and a second one: they flip
+    other = (clean + rng.integers(1, k, n)) % k
+    wobble = rng.random(n_train) < 0.15
+    batch = 4096
+    t0 = time.perf_counter()
+    with RunLogWriter.create(path, samples, [f"class{c}" for c in range(k)], embed_dim=d,
+                             fields={"weight": ()}, has_centers=True, embed_every=epochs + 1) as log:
+        for e in range(epochs):
+            drift = (e / epochs) * 0.5
+            emb = base + rng.normal(0, 0.5 + drift, (n, d)).astype(np.float32)
+            logits = rng.normal(0, 1, (n, k)).astype(np.float32)
+            logits[np.arange(n), clean] += 2.0 + e * 0.1
+            flip_to = np.where(rng.random(n_train) < 0.5, other[:n_train], clean[:n_train])
+            for s in range(0, n_train, batch):
+                ids = np.arange(s, min(s + batch, n_train))
+                new = effect[ids].copy()
+                w = wobble[ids] & (rng.random(len(ids)) < 0.4)
+                new[w] = np.where(effect[ids][w] == flip_to[ids][w], clean[ids][w], flip_to[ids][w])
+                log.log_batch(ids, effect[ids], logits[ids], emb[ids], loss=rng.random(len(ids)),
+                              new_labels=new, fields={"weight": rng.random(len(ids))})
+                effect[ids] = new
+            ids = np.arange(n_train, n)
+            log.log_batch(ids, given[ids], logits[ids], emb[ids], phase="test")
+            log.end_epoch(centers=centers, lr=0.001, seconds=1.0, save_embeddings=e in embed_at)
+            print(f"  wrote epoch {e + 1}/{epochs} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return {"write_seconds": time.perf_counter() - t0, "file_bytes": path.stat().st_size}
+
+
+def time_analysis(path: str, umap_points: int) -> dict:
+    import relabscope as rs
+
+    out: dict = {}
+    t = time.perf_counter()
+    run = rs.open_run(path)
+    _ = (run.num_epochs, run.class_names, run.config)
+    out["open_run"] = time.perf_counter() - t
+    for name, call in (
+        ("flipflops", lambda: run.flipflops()),
+        ("compactness", lambda: run.compactness()),
+        ("consistency", lambda: run.consistency()),
+        ("dynamics", lambda: run.dynamics()),
+    ):
+        t = time.perf_counter()
+        result = call()
+        out[name] = time.perf_counter() - t
+        out[name + "_rows"] = int(len(result))
+    t = time.perf_counter()
+    proj = run.project("umap", max_points=umap_points, seed=0)
+    out["project_umap"] = time.perf_counter() - t
+    out["project_umap_points"] = int(len(proj))
+    t = time.perf_counter()
+    run.project("umap", max_points=umap_points, seed=0)
+    out["project_umap_cached"] = time.perf_counter() - t
+    out["events"] = int(len(run.relabel_events()))
+    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=287_651, help="training samples (AffectNet: 287,651)")
+    ap.add_argument("--test", type=int, default=3_999)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--classes", type=int, default=8)
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--umap-points", type=int, default=50_000)
+    ap.add_argument("--log", type=Path, help="reuse (or keep) the log at this path")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "analysis_scale.json")
+    ap.add_argument("--_time", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._time:  # the child process: time the analysis only
+        print(json.dumps(time_analysis(args._time, args.umap_points)))
+        return
+
+    tmp = None
+    log = args.log
+    if log is None:
+        tmp = tempfile.TemporaryDirectory()
+        log = Path(tmp.name) / "run.h5"
+    written = {}
+    if not log.exists():
+        print(f"writing a {args.samples:,}-sample, {args.epochs}-epoch log to {log}")
+        embed_at = {args.epochs // 4 - 1, args.epochs // 2 - 1, 3 * args.epochs // 4 - 1, args.epochs - 1}
+        written = write_log(log, args.samples, args.test, args.epochs, args.classes, args.dim, embed_at, seed=0)
+    child = subprocess.run([sys.executable, __file__, "--_time", str(log), "--umap-points", str(args.umap_points)],
+                           capture_output=True, text=True, check=True)
+    timings = json.loads(child.stdout.strip().splitlines()[-1])
+    result = {"samples": args.samples, "test": args.test, "epochs": args.epochs, "classes": args.classes,
+              **written, **timings}
+    print()
+    print(f"{'call':<22}{'seconds':>10}{'goal':>8}")
+    for name in ("open_run", "flipflops", "compactness", "consistency", "dynamics", "project_umap", "project_umap_cached"):
+        goal = GOALS.get(name)
+        print(f"{name:<22}{timings[name]:>10.2f}{(f'< {goal:g}' if goal else ''):>8}")
+    print(f"{'peak memory (GiB)':<22}{timings['peak_rss_gib']:>10.2f}{'< 3':>8}")
+    print(f"relabel events: {timings['events']:,}; UMAP points: {timings['project_umap_points']:,}")
+    if written:
+        print(f"log written in {written['write_seconds']:.0f} s, {written['file_bytes'] / 2**30:.2f} GiB")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

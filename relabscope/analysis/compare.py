@@ -1,0 +1,107 @@
+"""Run against run: the same tables for two runs, side by side, samples aligned by key.
+
+The seed paper's argument is comparative (SCN vs SCN-C on the same data), so every table
+here puts run A and run B in adjacent columns plus their difference (B - A). Samples are
+aligned by their key (path or ``file#row``), which is stable across runs of the same data
+set whatever ``--limit`` or unreadable images did to the row order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from relabscope.analysis.run import LabelKind, Run
+
+
+@dataclass
+class Comparison:
+    """Two runs compared; build it with :func:`compare`."""
+
+    a: Run
+    b: Run
+
+    @property
+    def names(self) -> tuple[str, str]:
+        a, b = self.a.name, self.b.name
+        return (f"{a} (A)", f"{b} (B)") if a == b else (a, b)
+
+    def summary(self) -> pd.DataFrame:
+        """Headline numbers per run: last test accuracy, relabels, flip-flops, relabel
+        consistency, mean compactness and (when clean labels are known) noise recovery."""
+        rows = {name: _headline(run) for name, run in zip(self.names, (self.a, self.b))}
+        df = pd.DataFrame(rows)
+        df["difference (B - A)"] = df[self.names[1]] - df[self.names[0]]
+        return df
+
+    def metrics(self) -> pd.DataFrame:
+        """Per epoch: test accuracy and relabels of both runs (outer join on epoch)."""
+        cols = ["epoch", "test_acc", "train_acc", "relabels"]
+        a, b = self.a.metrics()[cols], self.b.metrics()[cols]
+        return a.merge(b, on="epoch", how="outer", suffixes=("_a", "_b"))
+
+    def compactness(self, epoch: int = -1, labels: LabelKind = "effect") -> pd.DataFrame:
+        """Paper Table 2 for both runs, and the change of the mean (B - A)."""
+        a = self.a.compactness(epoch, labels).add_suffix("_a")
+        b = self.b.compactness(epoch, labels).add_suffix("_b")
+        df = a.join(b, how="outer")
+        df["mean_difference"] = df["mean_b"] - df["mean_a"]
+        return df
+
+    def consistency(self) -> pd.DataFrame:
+        """The relabel-consistency summary of both runs side by side."""
+        return pd.DataFrame({name: run.consistency() for name, run in zip(self.names, (self.a, self.b))})
+
+    def samples(self) -> pd.DataFrame:
+        """Training samples present in both runs, aligned by key: each run's sample id,
+        final label, relabel count, flip-flops and last-epoch distance to its own class."""
+        parts = []
+        for tag, run in (("a", self.a), ("b", self.b)):
+            ff = run.flipflops().set_index("sample_id")
+            s = run.samples.set_index("sample_id").loc[ff.index]
+            dist = run.distances(-1)[ff.index.to_numpy()]
+            labels = run.labels()[-1][ff.index.to_numpy()]
+            own = np.where(labels >= 0, dist[np.arange(len(labels)), np.clip(labels, 0, None)], np.nan)
+            parts.append(pd.DataFrame({
+                "key": s["key"].to_numpy(),
+                f"sample_id_{tag}": ff.index.to_numpy(),
+                f"given_label_{tag}": ff["given_label"].to_numpy(),
+                "clean_label": ff["clean_label"].to_numpy(),
+                f"final_label_{tag}": ff["final_label"].to_numpy(),
+                f"changes_{tag}": ff["changes"].to_numpy(),
+                f"flipflops_{tag}": ff["flipflops"].to_numpy(),
+                f"distance_own_{tag}": own,
+            }))
+        merged = parts[0].merge(parts[1].drop(columns="clean_label"), on="key", how="inner")
+        return merged
+
+
+def compare(run_a: Run | str, run_b: Run | str) -> Comparison:
+    """Compare two runs (``Run`` objects or run directories)."""
+    a = run_a if isinstance(run_a, Run) else Run(run_a)
+    b = run_b if isinstance(run_b, Run) else Run(run_b)
+    return Comparison(a, b)
+
+
+def _headline(run: Run) -> pd.Series:
+    metrics = run.metrics()
+    flip = run.flipflops()
+    cons = run.consistency()
+    comp = run.compactness()
+    out = {
+        "test_acc": float(metrics["test_acc"].iloc[-1]) if len(metrics) else np.nan,
+        "relabel_events": float(flip["changes"].sum()),
+        "relabelled_samples": float((flip["changes"] > 0).sum()),
+        "flipflops": float(flip["flipflops"].sum()),
+        "closer_to_new": float(cons["closer_to_new"]),
+        "mean_gap_change": float(cons["mean_gap_change"]),
+        "undone_fraction": float(cons["undone_fraction"]),
+        "mean_compactness": float(np.average(comp["mean"].fillna(0), weights=comp["n"])) if comp["n"].sum() else np.nan,
+    }
+    if run.clean_labels is not None:
+        rec = run.noise_recovery()
+        out["noisy_corrected"] = float(rec["noisy_corrected"].iloc[-1]) if len(rec) else np.nan
+        out["clean_corrupted"] = float(rec["clean_corrupted"].iloc[-1]) if len(rec) else np.nan
+    return pd.Series(out)

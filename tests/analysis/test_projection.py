@@ -1,0 +1,129 @@
+"""t-SNE / UMAP maps of logged embeddings: subsampling, determinism, filters, the cache."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from relabscope.analysis import projection
+from relabscope.analysis.projection import project, project_run, stratified_subsample
+
+
+@pytest.fixture
+def fresh_run(tiny_runs: dict[str, Path], tmp_path: Path):
+    """The SCN tiny run's log copied into an empty directory, so cache files written here
+    do not leak into other tests."""
+    from relabscope.analysis.run import Run
+
+    shutil.copy(tiny_runs["scn"] / "run.h5", tmp_path / "run.h5")
+    run = Run(tmp_path)
+    yield run
+    run.close()
+
+
+def _clusters(n: int = 60, dim: int = 16, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=4.0, size=(3, dim))
+    return (centers[np.arange(n) % 3] + rng.normal(size=(n, dim))).astype(np.float16)
+
+
+# ---------------------------------------------------------------------- subsampling
+def test_stratified_subsample_keeps_class_shares():
+    labels = np.random.default_rng(1).permutation(np.repeat(np.arange(5), [50, 30, 10, 7, 3]))
+    counts = np.bincount(labels)
+    for max_points in (10, 20, 33, 60, 99):
+        idx = stratified_subsample(labels, max_points, seed=0)
+        assert len(idx) == max_points
+        assert np.all(np.diff(idx) > 0)  # sorted, no repeats
+        kept = np.bincount(labels[idx], minlength=5)
+        assert (kept >= 1).all()
+        assert np.all(np.abs(kept - max_points * counts / len(labels)) <= 1.0), (max_points, kept)
+    # deterministic by seed; another seed picks other samples
+    assert np.array_equal(stratified_subsample(labels, 20, seed=3), stratified_subsample(labels, 20, seed=3))
+    assert not np.array_equal(stratified_subsample(labels, 20, seed=3), stratified_subsample(labels, 20, seed=4))
+    # everything when there is no limit or the limit is not below n
+    assert np.array_equal(stratified_subsample(labels, None, seed=0), np.arange(len(labels)))
+    assert np.array_equal(stratified_subsample(labels, 500, seed=0), np.arange(len(labels)))
+    # as many classes as points, or more: one per present class (the minimum wins)
+    for max_points in (2, 5):
+        assert np.array_equal(np.bincount(labels[stratified_subsample(labels, max_points, seed=0)]), np.ones(5))
+
+
+# ---------------------------------------------------------------------- projection
+@pytest.mark.parametrize("method", ["tsne", "umap"])
+def test_project_is_deterministic_by_seed(method: str):
+    x = _clusters()
+    a = project(x, method=method, seed=7)
+    b = project(x, method=method, seed=7)
+    assert a.shape == (60, 2) and a.dtype == np.float32
+    assert np.isfinite(a).all()
+    assert np.array_equal(a, b)
+
+
+def test_project_rejects_bad_input():
+    with pytest.raises(ValueError, match="umap, tsne"):
+        project(_clusters(), method="pca", seed=0)
+    with pytest.raises(ValueError, match="at least 3"):
+        project(_clusters()[:2], method="tsne", seed=0)
+
+
+# ---------------------------------------------------------------------- a run's map
+def test_project_run_columns_and_filters(fresh_run):
+    run = fresh_run
+    epoch = run.embedding_epochs()[-1]
+    effect = run.labels()[epoch]
+    train = np.flatnonzero(run.train_mask)
+    top2 = [int(c) for c in np.argsort(-np.bincount(effect[train]))[:2]]
+
+    df = project_run(run, method="tsne", classes=top2, max_points=30, seed=0, split="train")
+    assert list(df.columns) == ["sample_id", "x", "y", "label", "given_label", "clean_label"]
+    ids = df["sample_id"].to_numpy()
+    assert 3 <= len(df) <= 30 and np.isin(ids, train).all()
+    assert set(df["label"]) <= set(top2)
+    assert np.array_equal(df["label"], effect[ids])
+    assert np.array_equal(df["given_label"], run.given_labels[ids])
+    assert np.array_equal(df["clean_label"], run.clean_labels[ids])
+    assert np.isfinite(df[["x", "y"]].to_numpy()).all()
+
+    test = project_run(run, method="tsne", split="test", seed=0)
+    assert len(test) == (~run.train_mask).sum() and (~run.train_mask[test["sample_id"]]).all()
+    assert len(project_run(run, method="tsne", split="all", max_points=50, seed=0)) == 50
+
+
+def test_project_run_caches_next_to_the_log(fresh_run, monkeypatch):
+    run = fresh_run
+    first = project_run(run, method="tsne", max_points=40, seed=1)
+    files = list((run.run_dir / ".relabscope-cache").glob("projection-*.npz"))
+    assert len(files) == 1
+
+    def no_projection(*args, **kwargs):
+        raise AssertionError("projection recomputed")
+
+    monkeypatch.setattr(projection, "project", no_projection)
+    again = project_run(run, method="tsne", max_points=40, seed=1)  # hit: projector not called
+    assert again.equals(first)
+    assert project_run(run, method="tsne", max_points=40, seed=1, epoch=run.embedding_epochs()[-1]).equals(first)
+    for changed in ({"seed": 2}, {"max_points": 41}, {"split": "all"}, {"classes": [0, 1, 2]},
+                    {"epoch": run.embedding_epochs()[0]}, {"method": "umap"}):
+        with pytest.raises(AssertionError, match="recomputed"):
+            project_run(run, **{"method": "tsne", "max_points": 40, "seed": 1, **changed})
+
+
+def test_project_run_without_a_writable_cache(fresh_run):
+    (fresh_run.run_dir / ".relabscope-cache").write_text("not a folder")  # mkdir fails, even as root
+    df = project_run(fresh_run, method="tsne", max_points=20, seed=0)
+    assert len(df) == 20
+    assert not list(fresh_run.run_dir.glob("*.tmp")) and not list(fresh_run.run_dir.glob(".relabscope-cache*/*"))
+
+
+def test_project_run_needs_an_epoch_with_embeddings(fresh_run):
+    kept = fresh_run.embedding_epochs()
+    missing = next(e for e in range(fresh_run.num_epochs) if e not in kept)
+    with pytest.raises(ValueError, match=re.escape(str(kept))):
+        project_run(fresh_run, method="tsne", epoch=missing)
+    with pytest.raises(ValueError, match="split"):
+        project_run(fresh_run, method="tsne", split="val")
