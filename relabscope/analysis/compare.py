@@ -46,7 +46,8 @@ class Comparison:
         """Paper Table 2 for both runs, and the change of the mean (B - A)."""
         a = self.a.compactness(epoch, labels).add_suffix("_a")
         b = self.b.compactness(epoch, labels).add_suffix("_b")
-        df = a.join(b, how="outer")
+        order = list(dict.fromkeys([*a.index, *b.index]))  # class order, not alphabetical
+        df = a.join(b, how="outer").reindex(order)
         df["mean_difference"] = df["mean_b"] - df["mean_a"]
         return df
 
