@@ -30,13 +30,15 @@ Caveats:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 import numpy as np
 import pandas as pd
@@ -132,9 +134,28 @@ def project(embeddings: np.ndarray, *, method: ProjectionMethod = "umap", seed: 
             warnings.filterwarnings("ignore", message=".*random_state.*", category=UserWarning)
             import umap
 
-            out = umap.UMAP(n_components=2, n_neighbors=min(15, n - 1), init=init,
-                            random_state=seed).fit_transform(x)
+            with _torch_threads_kept():
+                out = umap.UMAP(n_components=2, n_neighbors=min(15, n - 1), init=init,
+                                random_state=seed).fit_transform(x)
     return np.asarray(out, dtype=np.float32)
+
+
+@contextlib.contextmanager
+def _torch_threads_kept() -> Iterator[None]:
+    """Give torch back its intra-op thread count after UMAP.
+
+    numba's OpenMP threading layer (which UMAP's kernels run on) sets the thread count of
+    the OpenMP runtime it shares with torch. Left alone, a notebook that projects and then
+    trains would silently train on another number of threads, and CPU results change with
+    the reduction order (a resumed run would no longer match an uninterrupted one).
+    """
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if torch is not None and torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------------- a run's map

@@ -127,3 +127,17 @@ def test_project_run_needs_an_epoch_with_embeddings(fresh_run):
         project_run(fresh_run, method="tsne", epoch=missing)
     with pytest.raises(ValueError, match="split"):
         project_run(fresh_run, method="tsne", split="val")
+
+
+def test_umap_leaves_torch_thread_count_alone():
+    """numba (under UMAP) resets the OpenMP thread count it shares with torch; training
+    after a projection must still run on the threads the user chose."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        project(np.random.default_rng(0).normal(size=(60, 8)), method="umap")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
