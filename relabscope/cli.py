@@ -128,5 +128,23 @@ def train(resume: str | None, overwrite: bool, config_file: str | None, quiet: b
     click.echo(run_summary(Path(result.run_dir), seconds=result.seconds))
 
 
+@main.command(context_settings={"show_default": False})
+@click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN2]", type=click.Path(path_type=str))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Folder for index.html, figures/ and tables/ (created if needed).")
+@click.option("--png/--no-png", default=True, help="Also export every figure as PNG (needs Chrome or Chromium).")
+def report(runs: tuple[str, ...], out: str, png: bool) -> None:
+    """Write every view of a run (or of two runs, plus comparisons) as HTML, PNG and tables.
+
+    Prints the path of the report's index.html.
+    """
+    from relabscope.report import write_report
+
+    if len(runs) > 2:
+        raise RelabscopeError(f"report takes one or two run directories, not {len(runs)}")
+    index = write_report(list(runs), out, png=png, log=lambda line: click.echo(line, err=True))
+    click.echo(str(index))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

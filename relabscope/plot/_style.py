@@ -1,0 +1,170 @@
+"""One look for every relabscope figure: template, class colours, role colours, notes.
+
+Class colours are keyed by the class *name*, not its id, so "Happiness" has the same
+colour in a RAF-DB run (id 3) and an AffectNet run (id 1); names the palette does not know
+get colours by position. ``display_order`` maps each data set's own class order to one
+canonical order for axes (methods.md: keep each data set's ids, map to one display order).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+TEMPLATE_NAME = "relabscope"
+
+# roles in the paper's Fig. 1/4: the given (GT) label, the label in effect, the others
+GIVEN = "#2ca02c"      # green
+EFFECT = "#f5a623"     # amber
+OTHER = "#4c78a8"      # blue
+CLEAN = "#111111"      # outline / marker of the clean label
+NOISY = "#d62728"      # noisy samples in scatter plots
+FAINT = "#b0b0b0"      # clean samples, unknown values
+
+# canonical expression order and colours; synonyms across data sets map onto one key
+_CANONICAL = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
+_SYNONYMS = {"happy": "happiness", "sad": "sadness", "angry": "anger", "surprised": "surprise",
+             "fearful": "fear", "disgusted": "disgust"}
+_CLASS_COLOURS = {
+    "neutral": "#7f7f7f", "happiness": "#e6b800", "surprise": "#17becf", "sadness": "#1f77b4",
+    "anger": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "contempt": "#e377c2",
+}
+_FALLBACK = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d",
+             "#666666", "#1f78b4", "#b2df8a", "#fb9a99", "#fdbf6f"]
+
+# one colour per run in comparison figures (A, B, ...)
+RUN_COLOURS = ["#4c78a8", "#e45756", "#54a24b", "#b279a2", "#ff9da6", "#9d755d"]
+
+
+def _key(name: str) -> str:
+    k = str(name).strip().lower()
+    return _SYNONYMS.get(k, k)
+
+
+def class_colours(class_names: Sequence[str]) -> dict[str, str]:
+    """Class name -> colour, stable across data sets for the usual expression names."""
+    out, spare = {}, iter(_FALLBACK * (1 + len(class_names) // len(_FALLBACK)))
+    for name in class_names:
+        out[name] = _CLASS_COLOURS.get(_key(name)) or next(spare)
+    return out
+
+
+def display_order(class_names: Sequence[str]) -> list[int]:
+    """Class ids in display order: known expressions in canonical order, then the rest in
+    the data set's own order."""
+    known = [(i, _CANONICAL.index(_key(n))) for i, n in enumerate(class_names) if _key(n) in _CANONICAL]
+    rest = [i for i, n in enumerate(class_names) if _key(n) not in _CANONICAL]
+    return [i for i, _ in sorted(known, key=lambda t: t[1])] + rest
+
+
+def ordered_names(class_names: Sequence[str]) -> list[str]:
+    return [class_names[i] for i in display_order(class_names)]
+
+
+def run_colour(i: int) -> str:
+    return RUN_COLOURS[i % len(RUN_COLOURS)]
+
+
+def _register() -> None:
+    if TEMPLATE_NAME in pio.templates:
+        return
+    base = pio.templates["plotly_white"]
+    t = go.layout.Template(base)
+    t.layout.font = dict(family="Inter, Helvetica, Arial, sans-serif", size=13, color="#222")
+    t.layout.title = dict(x=0.01, xanchor="left", font=dict(size=16))
+    t.layout.margin = dict(l=70, r=30, t=80, b=60)
+    t.layout.legend = dict(bgcolor="rgba(255,255,255,0.7)")
+    t.layout.hoverlabel = dict(namelength=-1)
+    t.layout.colorway = RUN_COLOURS
+    pio.templates[TEMPLATE_NAME] = t
+
+
+def title(what: str, run_name: str | Iterable[str] | None = None) -> str:
+    """Figure title that names the run(s)."""
+    if run_name is None:
+        return what
+    if not isinstance(run_name, str):
+        run_name = " vs ".join(str(n) for n in run_name)
+    return f"{what} — {run_name}" if run_name else what
+
+
+def finish(fig: go.Figure, title_text: str, *, height: int | None = None, width: int | None = None,
+           subtitle: str | None = None, **layout) -> go.Figure:
+    """Apply the template, the title (and a subtitle line) and a size."""
+    _register()
+    fig.update_layout(template=TEMPLATE_NAME, title_text=title_text, **layout)
+    if subtitle:
+        fig.update_layout(title_subtitle_text=subtitle, title_subtitle_font=dict(size=12, color="#555"))
+        fig.layout.meta = {**(fig.layout.meta or {}), "subtitle": subtitle}
+    if height is not None:
+        fig.update_layout(height=height)
+    if width is not None:
+        fig.update_layout(width=width)
+    return fig
+
+
+def note(fig: go.Figure, text: str, *, y: float = 1.0, **kwargs) -> go.Figure:
+    """A small italic note in the top right corner (outside no data)."""
+    fig.add_annotation(text=f"<i>{text}</i>", xref="paper", yref="paper", x=1.0, y=y,
+                       xanchor="right", yanchor="bottom", showarrow=False,
+                       font=dict(size=12, color="#555"), **kwargs)
+    return fig
+
+
+def note_figure(message: str, title_text: str, *, height: int = 260) -> go.Figure:
+    """A figure that says why there is nothing to draw (instead of an empty chart)."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+                       font=dict(size=16, color="#555"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig = finish(fig, title_text, height=height)
+    fig.layout.meta = {"note": message}
+    return fig
+
+
+def figure_subtitle(fig: go.Figure) -> str | None:
+    """The subtitle line :func:`finish` added (e.g. which runs never relabel), else None."""
+    meta = fig.layout.meta
+    return meta.get("subtitle") if isinstance(meta, dict) else None
+
+
+def figure_note(fig: go.Figure) -> str | None:
+    """The message of a figure made by :func:`note_figure`, else None."""
+    meta = fig.layout.meta
+    if isinstance(meta, dict):
+        return meta.get("note")
+    return None
+
+
+def never_relabels(method: str | None = None, run_name: str | None = None) -> str:
+    """The note for a method that cannot relabel ("baseline never relabels")."""
+    who = method or "this method"
+    if run_name and run_name != method:
+        who = f"{run_name} ({method})" if method else run_name
+    return f"{who} never relabels"
+
+
+def as_list(runs) -> list:
+    """One run or several -> a list of runs."""
+    if isinstance(runs, (list, tuple)):
+        return list(runs)
+    return [runs]
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Run names for legends; equal names get (A), (B), ... appended."""
+    names = [str(n) for n in names]
+    if len(set(names)) == len(names):
+        return names
+    return [f"{n} ({chr(ord('A') + i)})" for i, n in enumerate(names)]
+
+
+def silent_message(names: Sequence[str], methods: dict | None = None) -> str:
+    """The note for runs whose method cannot relabel (no run name when there is one)."""
+    methods = methods or {}
+    if len(names) == 1 and not methods.get(names[0]):
+        return never_relabels(None)
+    return "; ".join(never_relabels(methods.get(n), n) for n in names)

@@ -1,0 +1,157 @@
+"""Relabel consistency (the seed paper's claim as numbers): after a relabel old -> new, is
+the sample's embedding closer to the new class mean than to the old one at the next
+epoch, and how did the gap d(new) - d(old) change? Several runs side by side."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from relabscope.plot._style import (as_list, finish, never_relabels, note, note_figure, run_colour,
+                                    silent_message, title, unique_names)
+
+
+def _split(names, relabels_at_all, methods):
+    can = {n: relabels_at_all for n in names} if isinstance(relabels_at_all, bool) else dict(relabels_at_all)
+    drawn = [n for n in names if can.get(n, True)]
+    silent = [n for n in names if n not in drawn]
+    methods = methods or {}
+    return drawn, silent, methods
+
+
+def _runs(runs):
+    runs = as_list(runs)
+    names = unique_names([r.name for r in runs])
+    return runs, names, {n: r.relabels_at_all for n, r in zip(names, runs)}, {n: r.method for n, r in zip(names, runs)}
+
+
+def consistency_summary(runs) -> go.Figure:
+    """Per run: fraction of relabels after which the sample is closer to the new class
+    mean, fraction undone later, and the mean change of the gap d(new) - d(old)."""
+    runs, names, can, methods = _runs(runs)
+    summaries = {n: (r.consistency() if can[n] else None) for n, r in zip(names, runs)}
+    return consistency_summary_figure(summaries, relabels_at_all=can, methods=methods)
+
+
+def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
+                               relabels_at_all: Mapping[str, bool] | bool = True,
+                               methods: Mapping[str, str] | None = None) -> go.Figure:
+    """``summaries``: run name -> Series with events, evaluated, closer_to_new,
+    mean_gap_change, undone, undone_fraction (None for runs that cannot relabel)."""
+    names = list(summaries)
+    drawn, silent, methods = _split(names, relabels_at_all, methods)
+    head = title("Relabel consistency", names)
+    if not drawn:
+        return note_figure(silent_message(silent, methods), head)
+    panels = [("closer_to_new", "closer to the new class mean<br>at the next epoch", ".0%"),
+              ("undone_fraction", "undone later<br>(relabelled back to the old label)", ".0%"),
+              ("mean_gap_change", "mean change of d(new) − d(old)<br>(negative: moved towards new)", ".3f")]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[p[1] for p in panels], horizontal_spacing=0.09)
+    for i, name in enumerate(names):
+        if name not in drawn:
+            continue
+        s = summaries[name]
+        for col, (key, _, fmt) in enumerate(panels, start=1):
+            v = float(s[key]) if s is not None and pd.notna(s[key]) else np.nan
+            count = f"{int(s['evaluated'])} of {int(s['events'])} evaluated" if key != "undone_fraction" \
+                else f"{int(s['undone'])} of {int(s['events'])} events"
+            fig.add_trace(go.Bar(
+                x=[name], y=[v], name=name, marker_color=run_colour(i), showlegend=col == 1, legendgroup=name,
+                text=["n/a" if np.isnan(v) else format(v, fmt)], textposition="outside", cliponaxis=False,
+                hovertemplate=f"{name}<br>%{{y:{fmt}}}<br>{count}<extra></extra>"), row=1, col=col)
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.1], row=1, col=1)
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.1], row=1, col=2)
+    gaps = [float(summaries[n]["mean_gap_change"]) for n in drawn
+            if summaries[n] is not None and pd.notna(summaries[n]["mean_gap_change"])]
+    lo, hi = min([0.0, *gaps]), max([0.0, *gaps])
+    pad = 0.25 * (hi - lo) if hi > lo else 1.0
+    fig.update_yaxes(range=[lo - pad, hi + pad], row=1, col=3)
+    fig.add_hline(y=0, line_color="#666", line_width=1, row=1, col=3)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_layout(legend=dict(orientation="h", y=-0.08, x=0))
+    return finish(fig, head, subtitle=silent_message(silent, methods) if silent else None, height=440, margin=dict(t=120))
+
+
+def gap_change_histogram(runs, *, bins: int = 40) -> go.Figure:
+    """Distribution of the gap change per relabel event, one histogram per run (overlaid)."""
+    runs, names, can, methods = _runs(runs)
+    events = {n: (r.consistency_events() if can[n] else None) for n, r in zip(names, runs)}
+    return gap_change_histogram_figure(events, relabels_at_all=can, methods=methods, bins=bins)
+
+
+def gap_change_histogram_figure(events: Mapping[str, pd.DataFrame | None], *,
+                                relabels_at_all: Mapping[str, bool] | bool = True,
+                                methods: Mapping[str, str] | None = None, bins: int = 40) -> go.Figure:
+    """``events``: run name -> consistency events table (needs gap_change)."""
+    names = list(events)
+    drawn, silent, methods = _split(names, relabels_at_all, methods)
+    head = title("Gap change per relabel: (d(new) − d(old)) after minus before", names)
+    if not drawn:
+        return note_figure(silent_message(silent, methods), head)
+    values = {n: events[n]["gap_change"].to_numpy(float) for n in drawn}
+    values = {n: v[np.isfinite(v)] for n, v in values.items()}
+    if not any(len(v) for v in values.values()):
+        return note_figure("no relabel event has a next epoch to compare with", head)
+    lo = min(float(v.min()) for v in values.values() if len(v))
+    hi = max(float(v.max()) for v in values.values() if len(v))
+    size = (hi - lo) / bins if hi > lo else 1.0
+    fig = go.Figure()
+    for i, name in enumerate(names):
+        if name not in drawn:
+            continue
+        v = values[name]
+        fig.add_trace(go.Histogram(
+            x=v, name=f"{name} ({len(v)} events, {np.mean(v < 0):.0%} < 0)" if len(v) else f"{name} (no events)",
+            marker_color=run_colour(i), opacity=0.6 if len(drawn) > 1 else 0.9,
+            xbins=dict(start=lo, end=hi + size, size=size)))
+    fig.add_vline(x=0, line_color="#333", line_dash="dash", annotation_text="← towards new   towards old →",
+                  annotation_position="top")
+    fig.update_layout(barmode="overlay")
+    fig.update_xaxes(title_text="gap change")
+    fig.update_yaxes(title_text="relabel events")
+    return finish(fig, head, subtitle=silent_message(silent, methods) if silent else None, height=420)
+
+
+def consistency_scatter(run, *, max_points: int = 5000) -> go.Figure:
+    """Per relabel event: distance to the old vs the new class mean at the next epoch;
+    points below the diagonal sit closer to the new class."""
+    head = title("After each relabel: distance to old vs new class mean", run.name)
+    if not run.relabels_at_all:
+        return note_figure(never_relabels(run.method), head)
+    return consistency_scatter_figure(run.consistency_events(), run.class_names, run_name=run.name,
+                                      max_points=max_points)
+
+
+def consistency_scatter_figure(events: pd.DataFrame, class_names, *, run_name: str | None = None,
+                               max_points: int = 5000) -> go.Figure:
+    """``events``: consistency events (old, new, d_old_after, d_new_after, undone)."""
+    head = title("After each relabel: distance to old vs new class mean", run_name)
+    ok = events[np.isfinite(events["d_old_after"].to_numpy(float)) & np.isfinite(events["d_new_after"].to_numpy(float))]
+    if ok.empty:
+        return note_figure("no relabel event has a next epoch to compare with", head)
+    if len(ok) > max_points:
+        ok = ok.sample(max_points, random_state=0)
+    fig = go.Figure()
+    for undone, colour, label in ((False, "#4c78a8", "kept"), (True, "#e45756", "undone later")):
+        part = ok[ok["undone"].astype(bool).to_numpy() == undone]
+        if part.empty:
+            continue
+        fig.add_trace(go.Scattergl(
+            x=part["d_old_after"], y=part["d_new_after"], mode="markers", name=f"{label} ({len(part)})",
+            marker=dict(color=colour, size=6, opacity=0.7),
+            customdata=np.column_stack([part["sample_id"], [class_names[int(o)] for o in part["old"]],
+                                        [class_names[int(n)] for n in part["new"]], part["epoch"]]),
+            hovertemplate="sample %{customdata[0]}: %{customdata[1]} → %{customdata[2]} in epoch %{customdata[3]}"
+                          "<br>d(old) %{x:.3f}, d(new) %{y:.3f}<extra></extra>"))
+    top = float(np.nanmax(ok[["d_old_after", "d_new_after"]].to_numpy(float)))
+    fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", line=dict(color="#777", dash="dash"),
+                             name="equal distance", hoverinfo="skip"))
+    fig.update_xaxes(title_text="distance to old class mean (next epoch)", rangemode="tozero")
+    fig.update_yaxes(title_text="distance to new class mean (next epoch)", rangemode="tozero",
+                     scaleanchor="x", scaleratio=1)
+    note(fig, "below the diagonal: closer to the new class")
+    return finish(fig, head, height=560, width=640)

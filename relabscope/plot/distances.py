@@ -1,0 +1,144 @@
+"""Distances to class centers: the paper's Fig. 1/4 (one sample's distance to every class
+mean, before and after a relabel) and Table 2 (per class, mean +- std distance of the
+samples to their class center) for one run or several side by side."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from relabscope.plot._style import (CLEAN, EFFECT, GIVEN, OTHER, as_list, class_colours, finish, note,
+                                    ordered_names, run_colour, title, unique_names)
+
+
+# ---------------------------------------------------------------- Fig. 1 / 4
+def distance_bars(run, sample_id: int, epochs: Iterable[int] | None = None) -> go.Figure:
+    """Paper Fig. 1/4: the sample's distance to every class mean at ``epochs`` (default:
+    before its first relabel, just after it and the last epoch), one panel per epoch."""
+    sid = int(sample_id)
+    profile = run.distance_profile(sid, epochs)
+    ev = run.relabel_events()
+    return distance_bars_figure(profile, events=ev[ev["sample_id"] == sid], class_names=run.class_names,
+                                sample_id=sid, run_name=run.name)
+
+
+def bar_colours(profile: pd.DataFrame) -> list[str]:
+    """Given label green, label in effect (when not the given one) amber, others blue."""
+    return [GIVEN if g else EFFECT if e else OTHER
+            for g, e in zip(profile["is_given"].to_numpy(bool), profile["is_effect"].to_numpy(bool))]
+
+
+def _event_text(events: pd.DataFrame | None, class_names: Sequence[str], limit: int = 4) -> str:
+    if events is None or len(events) == 0:
+        return "never relabelled"
+    parts = [f"{class_names[int(r.old)]} → {class_names[int(r.new)]} in epoch {int(r.epoch)}"
+             for r in events.sort_values(["epoch"], kind="stable").head(limit).itertuples()]
+    more = f" (+{len(events) - limit} more)" if len(events) > limit else ""
+    return "relabelled " + ", ".join(parts) + more
+
+
+def distance_bars_figure(profile: pd.DataFrame, *, events: pd.DataFrame | None = None,
+                         class_names: Sequence[str] | None = None, sample_id: int | None = None,
+                         run_name: str | None = None) -> go.Figure:
+    """``profile``: rows of epoch, class_id, class_name, distance, is_given, is_effect,
+    is_clean, label_in_effect (the output of ``Run.distance_profile``); ``events``: the
+    sample's relabel events (epoch, old, new), for the title."""
+    if class_names is None:
+        class_names = list(profile.drop_duplicates("class_id").sort_values("class_id")["class_name"])
+    class_names = list(class_names)
+    order = ordered_names(class_names)
+    epochs = list(dict.fromkeys(int(e) for e in profile["epoch"]))
+    ev_by_epoch = {} if events is None else {int(e): g for e, g in events.groupby("epoch")}
+    sub_titles = []
+    for e in epochs:
+        rows = profile[profile["epoch"] == e]
+        eff = rows.loc[rows["is_effect"].to_numpy(bool), "class_name"]
+        text = f"epoch {e} · in effect: {eff.iloc[0] if len(eff) else '?'}"
+        if e in ev_by_epoch:
+            moves = ", ".join(f"{class_names[int(r.new)]}" for r in ev_by_epoch[e].itertuples())
+            text += f"<br>relabelled → {moves} in this epoch"
+        sub_titles.append(text)
+    fig = make_subplots(rows=1, cols=max(1, len(epochs)), shared_yaxes=True, subplot_titles=sub_titles,
+                        horizontal_spacing=0.04)
+    for col, e in enumerate(epochs, start=1):
+        rows = profile[profile["epoch"] == e].set_index("class_name").loc[order].reset_index()
+        clean = rows["is_clean"].to_numpy(bool)
+        nearest = int(np.nanargmin(rows["distance"].to_numpy(float))) if rows["distance"].notna().any() else -1
+        text = [("clean" if c else "") + (" · nearest" if i == nearest else "") for i, c in enumerate(clean)]
+        fig.add_trace(go.Bar(
+            x=rows["class_name"], y=rows["distance"], marker_color=bar_colours(rows),
+            marker_line_color=[CLEAN if c else "rgba(0,0,0,0)" for c in clean],
+            marker_line_width=[3 if c else 0 for c in clean],
+            text=[t.strip(" ·") for t in text], textposition="outside", cliponaxis=False,
+            textfont=dict(size=11), constraintext="none",
+            showlegend=False, name=f"epoch {e}",
+            hovertemplate="%{x}: distance %{y:.3f}<extra>epoch " + str(e) + "</extra>"), row=1, col=col)
+        fig.update_xaxes(categoryorder="array", categoryarray=order, row=1, col=col)
+    for name, colour, outline in (("given label", GIVEN, None), ("label in effect (when not the given one)", EFFECT, None),
+                                  ("other classes", OTHER, None), ("clean label (outlined)", "white", CLEAN)):
+        fig.add_trace(go.Bar(x=[None], y=[None], name=name, marker_color=colour,
+                             marker_line=dict(color=outline or colour, width=2 if outline else 0)), row=1, col=1)
+    fig.update_yaxes(title_text="distance to class mean", row=1, col=1)
+    fig.update_layout(legend=dict(orientation="h", y=-0.18, x=0), bargap=0.2)
+    head = f"Distance to class centers, sample {sample_id}" if sample_id is not None else "Distance to class centers"
+    given_rows = profile.loc[profile["is_given"].to_numpy(bool), "class_name"]
+    given = f"given {given_rows.iloc[0]}; " if len(given_rows) else ""
+    return finish(fig, title(head, run_name), subtitle=given + _event_text(events, class_names),
+                  height=500, width=max(700, 360 * len(epochs)), margin=dict(t=130))
+
+
+# ---------------------------------------------------------------- Table 2
+def compactness(runs, epoch: int = -1, labels: str = "effect", split: str = "train") -> go.Figure:
+    """Paper Table 2 as bars: per class mean +- std distance to the class center; with two
+    or more runs, grouped by run plus the difference of the means against the first."""
+    runs = as_list(runs)
+    names = unique_names([r.name for r in runs])
+    return compactness_figure({n: r.compactness(epoch, labels, split) for n, r in zip(names, runs)},
+                              class_names=runs[0].class_names, labels=labels)
+
+
+def compactness_figure(tables: Mapping[str, pd.DataFrame], *, class_names: Sequence[str] | None = None,
+                       labels: str = "effect") -> go.Figure:
+    """``tables``: run name -> DataFrame indexed by class name with n, mean, std."""
+    names = list(tables)
+    if class_names is None:
+        class_names = list(dict.fromkeys(c for t in tables.values() for c in t.index))
+    order = [c for c in ordered_names(list(class_names)) if any(c in t.index for t in tables.values())]
+    head = title(f"Compactness: distance to own class center (labels {labels}), mean ± std", names)
+    colours = class_colours(list(class_names))
+    if len(names) == 1:
+        t = tables[names[0]].reindex(order)
+        fig = go.Figure(go.Bar(
+            x=order, y=t["mean"], error_y=dict(type="data", array=t["std"].to_numpy(float), visible=True),
+            marker_color=[colours[c] for c in order], customdata=t[["n", "std"]].to_numpy(),
+            text=[f"n={int(n)}" if pd.notna(n) else "" for n in t["n"]], textposition="inside",
+            hovertemplate="%{x}: %{y:.3f} ± %{customdata[1]:.3f} (n=%{customdata[0]})<extra></extra>",
+            showlegend=False))
+        fig.update_yaxes(title_text="distance")
+        return finish(fig, head, height=440)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32], vertical_spacing=0.08)
+    for i, name in enumerate(names):
+        t = tables[name].reindex(order)
+        fig.add_trace(go.Bar(
+            x=order, y=t["mean"], name=name, marker_color=run_colour(i),
+            error_y=dict(type="data", array=t["std"].to_numpy(float), visible=True),
+            customdata=t[["n", "std"]].to_numpy(),
+            hovertemplate="%{x}: %{y:.3f} ± %{customdata[1]:.3f} (n=%{customdata[0]})<extra>" + name + "</extra>"),
+            row=1, col=1)
+    base = tables[names[0]].reindex(order)["mean"]
+    for i, name in enumerate(names[1:], start=1):
+        diff = tables[name].reindex(order)["mean"] - base
+        fig.add_trace(go.Bar(
+            x=order, y=diff, name=f"{name} − {names[0]}", marker_color=run_colour(i), opacity=0.75,
+            text=[f"{d:+.3f}" if pd.notna(d) else "" for d in diff], textposition="outside", cliponaxis=False,
+            hovertemplate="%{x}: %{y:+.3f}<extra>" + name + " − " + names[0] + "</extra>"), row=2, col=1)
+    fig.add_hline(y=0, line_color="#666", line_width=1, row=2, col=1)
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(title_text="distance", row=1, col=1)
+    fig.update_yaxes(title_text="difference of means", row=2, col=1)
+    note(fig, "below zero: more compact than " + names[0])
+    return finish(fig, head, height=620)

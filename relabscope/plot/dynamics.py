@@ -1,0 +1,160 @@
+"""Training dynamics per sample: the data map (confidence vs variability), noise recovery
+over epochs and noise detection scores (when clean labels are known), and one sample's
+class probabilities over epochs."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from relabscope.plot._style import (CLEAN, EFFECT, FAINT, GIVEN, NOISY, class_colours, finish, never_relabels,
+                                    note, note_figure, ordered_names, title)
+
+NO_CLEAN = "clean labels are unknown for this data set"
+
+
+# ---------------------------------------------------------------- data map
+def data_map(run, *, label: str = "given") -> go.Figure:
+    """Swayamdipta et al.'s data map: mean p(label) vs its std over epochs, per training
+    sample; noisy samples in red when clean labels are known."""
+    dyn = run.dynamics()
+    noisy = None
+    if run.clean_labels is not None:
+        s = run.samples.set_index("sample_id")["noisy"]
+        noisy = s.reindex(dyn["sample_id"].to_numpy())
+    return data_map_figure(dyn, label=label, noisy=noisy, run_name=run.name)
+
+
+def data_map_figure(dynamics: pd.DataFrame, *, label: str = "given", noisy: pd.Series | None = None,
+                    run_name: str | None = None) -> go.Figure:
+    """``dynamics``: sample_id, confidence_<label>, variability_<label>; ``noisy``: a
+    boolean per sample (aligned by sample id), None when unknown."""
+    x = dynamics[f"variability_{label}"].to_numpy(float)
+    y = dynamics[f"confidence_{label}"].to_numpy(float)
+    ids = dynamics["sample_id"].to_numpy()
+    word = "given label" if label == "given" else "label in effect"
+    fig = go.Figure()
+    if noisy is not None:
+        flag = np.asarray(pd.array(np.asarray(noisy), dtype="boolean").fillna(False), dtype=bool)
+        groups = [("clean", ~flag, FAINT), ("noisy (given ≠ clean)", flag, NOISY)]
+    else:
+        groups = [("samples", np.ones(len(ids), bool), "#4c78a8")]
+    for name, mask, colour in groups:
+        if not mask.any():
+            continue
+        fig.add_trace(go.Scattergl(
+            x=x[mask], y=y[mask], mode="markers", name=f"{name} ({int(mask.sum())})",
+            marker=dict(color=colour, size=6, opacity=0.7), customdata=ids[mask],
+            hovertemplate="sample %{customdata}<br>variability %{x:.3f}<br>confidence %{y:.3f}<extra></extra>"))
+    fig.update_xaxes(title_text=f"variability (std of p({word}) over epochs)", rangemode="tozero")
+    fig.update_yaxes(title_text=f"confidence (mean p({word}))", range=[-0.02, 1.02])
+    if noisy is None:
+        note(fig, NO_CLEAN + ": noisy samples not marked")
+    return finish(fig, title(f"Data map against the {word}", run_name), height=540, width=680)
+
+
+# ---------------------------------------------------------------- noise recovery
+def noise_recovery(run) -> go.Figure:
+    """Per epoch: relabel precision and recall against clean labels, fraction of noisy
+    samples corrected and of clean samples corrupted."""
+    head = title("Noise recovery", run.name)
+    if run.clean_labels is None:
+        return note_figure(NO_CLEAN, head)
+    if not run.relabels_at_all:
+        return note_figure(never_relabels(run.method) + ": its labels stay as given", head)
+    return noise_recovery_figure(run.noise_recovery(), run_name=run.name)
+
+
+def noise_recovery_figure(df: pd.DataFrame, *, relabels_at_all: bool = True, method: str | None = None,
+                          run_name: str | None = None) -> go.Figure:
+    """``df``: epoch, relabels, relabel_precision, relabel_recall, noisy_corrected,
+    clean_corrupted."""
+    head = title("Noise recovery", run_name)
+    if not relabels_at_all:
+        return note_figure(never_relabels(method) + ": its labels stay as given", head)
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Bar(x=df["epoch"], y=df["relabels"], name="relabel events", marker_color="#d9d9d9",
+                         hovertemplate="epoch %{x}: %{y} relabels<extra></extra>"), secondary_y=True)
+    lines = [("relabel_precision", "relabel precision (new label = clean)", "#4c78a8", "solid"),
+             ("relabel_recall", "recall (noisy samples ever relabelled to clean)", "#72b7b2", "dash"),
+             ("noisy_corrected", "noisy samples now correct", GIVEN, "solid"),
+             ("clean_corrupted", "clean samples now wrong", NOISY, "solid")]
+    for col, name, colour, dash in lines:
+        fig.add_trace(go.Scatter(x=df["epoch"], y=df[col], name=name, mode="lines+markers",
+                                 line=dict(color=colour, dash=dash),
+                                 hovertemplate="epoch %{x}: %{y:.1%}<extra>" + name + "</extra>"), secondary_y=False)
+    fig.update_yaxes(title_text="fraction", tickformat=".0%", range=[-0.02, 1.02], secondary_y=False)
+    fig.update_yaxes(title_text="relabel events", showgrid=False, secondary_y=True)
+    fig.update_xaxes(title_text="epoch", dtick=1 if len(df) <= 30 else None)
+    fig.update_layout(legend=dict(orientation="h", y=-0.2, x=0))
+    return finish(fig, head, height=480)
+
+
+# ---------------------------------------------------------------- noise detection
+def noise_detection(run) -> go.Figure:
+    """AUROC of each per-sample score for finding the samples whose given label is wrong."""
+    head = title("Finding noisy labels: AUROC per score", run.name)
+    if run.clean_labels is None:
+        return note_figure(NO_CLEAN, head)
+    return noise_detection_figure(run.noise_detection(), run_name=run.name)
+
+
+def noise_detection_figure(df: pd.DataFrame, *, run_name: str | None = None) -> go.Figure:
+    """``df``: score, auroc, direction (and n)."""
+    head = title("Finding noisy labels: AUROC per score", run_name)
+    d = df.sort_values("auroc", ascending=True, na_position="first")
+    text = [("n/a" if pd.isna(a) else f"{a:.3f}") for a in d["auroc"]]
+    fig = go.Figure(go.Bar(
+        y=d["score"], x=d["auroc"].fillna(0.0), orientation="h", marker_color="#4c78a8", text=text,
+        textposition="outside", cliponaxis=False, customdata=d["direction"],
+        hovertemplate="%{y}: AUROC %{x:.3f}<br>%{customdata} values point to noise<extra></extra>"))
+    fig.add_vline(x=0.5, line_dash="dash", line_color="#777", annotation_text="chance", annotation_position="top")
+    fig.update_xaxes(title_text="AUROC", range=[0, 1.08])
+    return finish(fig, head, height=120 + 38 * len(d))
+
+
+# ---------------------------------------------------------------- one sample
+def probability_trace(run, sample_id: int) -> go.Figure:
+    """One sample's softmax probability of every class per epoch; the label in effect of
+    each epoch is marked, the given label drawn thick."""
+    sid = int(sample_id)
+    clean = run.clean_labels
+    return probability_trace_figure(
+        run.probabilities()[:, sid, :], run.class_names, given=int(run.given_labels[sid]),
+        labels=run.labels()[:, sid], clean=None if clean is None else int(clean[sid]),
+        sample_id=sid, run_name=run.name)
+
+
+def probability_trace_figure(probs: np.ndarray, class_names: Sequence[str], *, given: int,
+                             labels: Sequence[int] | None = None, clean: int | None = None,
+                             sample_id: int | None = None, run_name: str | None = None) -> go.Figure:
+    """``probs``: ``(epochs, classes)``; ``labels``: the label in effect per epoch."""
+    probs = np.asarray(probs, dtype=float)
+    class_names = list(class_names)
+    colours = class_colours(class_names)
+    epochs = np.arange(probs.shape[0])
+    fig = go.Figure()
+    for name in ordered_names(class_names):
+        k = class_names.index(name)
+        tags = [" (given)" if k == given else "", " (clean)" if clean is not None and k == clean else ""]
+        fig.add_trace(go.Scatter(
+            x=epochs, y=probs[:, k], mode="lines", name=name + "".join(tags),
+            line=dict(color=colours[name], width=4 if k == given else 1.8,
+                      dash="dot" if clean is not None and k == clean and k != given else "solid"),
+            hovertemplate="epoch %{x}: p=%{y:.3f}<extra>" + name + "</extra>"))
+    if labels is not None:
+        labels = np.asarray(labels, dtype=np.int64)
+        ok = labels >= 0
+        fig.add_trace(go.Scatter(
+            x=epochs[ok], y=probs[ok, labels[ok]], mode="markers", name="label in effect",
+            marker=dict(symbol="diamond", size=11, color=EFFECT, line=dict(color=CLEAN, width=1)),
+            customdata=[class_names[v] for v in labels[ok]],
+            hovertemplate="epoch %{x}: trained as %{customdata} (p=%{y:.3f})<extra></extra>"))
+    fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 30 else None)
+    fig.update_yaxes(title_text="probability", range=[-0.02, 1.02])
+    what = f"Class probabilities of sample {sample_id}" if sample_id is not None else "Class probabilities"
+    return finish(fig, title(what, run_name), height=440)

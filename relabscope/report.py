@@ -1,0 +1,463 @@
+"""``relabscope report``: every view of one run (or two runs and their comparison) as files.
+
+Layout of the output folder::
+
+    index.html                 key numbers at the top, then every figure and table, linked
+    tables/key_numbers.csv     the key numbers (and .md)
+    figures/plotly.min.js      plotly.js, written once: the HTML figures work offline
+    figures/<run>__<view>.html interactive figure (and .png next to it unless png=False)
+    tables/<run>__<table>.csv  every table as CSV, and as Markdown (.md)
+
+``<run>`` is the run's folder name (``a-``/``b-`` prefixed when two runs share one) or
+``compare`` for the comparison views. Views that cannot apply are not drawn as empty
+charts: the index says why instead (a method that never relabels, a data set without clean
+labels). A view whose analysis raises is listed as failed in the index (``strict=True``
+re-raises instead).
+
+PNG export: plotly's ``fig.write_image`` through kaleido >= 1.0, which drives a headless
+Chrome/Chromium it finds on the system; relabscope was set up and tested with Debian's
+``chromium`` package (``apt-get install chromium``, found as ``/usr/bin/chromium``). All
+figures go through one ``plotly.io.write_images`` call, i.e. one browser start (about 2 s)
+for the whole report. Without a browser the report still writes everything else and says
+in the index (and through ``log``) that the PNGs were skipped; ``--no-png`` skips them on
+purpose.
+
+Markdown tables come from ``DataFrame.to_markdown`` (needs ``tabulate``); long tables are
+cut to their first rows in Markdown (the CSV has them all).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import html
+import re
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from relabscope.analysis.run import Run
+from relabscope.errors import RunDirError
+
+MARKDOWN_ROWS = 50
+PNG_WIDTH = 1000
+
+
+@dataclass
+class _Item:
+    section: str
+    key: str
+    title: str
+    kind: str                      # "figure" | "table"
+    files: dict[str, str] = field(default_factory=dict)  # kind of file -> path relative to out_dir
+    note: str | None = None        # why there is nothing to draw
+    error: str | None = None       # the view failed
+    rows: int | None = None
+    inline: str | None = None      # small table rendered into the index
+
+
+@dataclass
+class _Report:
+    out: Path
+    strict: bool
+    log: Callable[[str], None]
+    items: list[_Item] = field(default_factory=list)
+    figures: list[tuple[Any, Path]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    # ---------------------------------------------------------------- figures
+    def figure(self, section: str, slug: str, key: str, make: Callable[[], Any], *, png: Any = True,
+               describe: str | None = None) -> None:
+        from relabscope.plot import figure_note
+
+        item = _Item(section, key, key.replace("_", " "), "figure")
+        self.items.append(item)
+        try:
+            fig = make()
+        except Exception as exc:  # a failing view must not cost the whole report
+            self._failed(item, exc)
+            return
+        item.title = _plain(fig.layout.title.text or key)
+        if describe:
+            item.title += f" ({describe})"
+        note = figure_note(fig)
+        if note:
+            item.note = note
+            return
+        name = f"{slug}__{key}"
+        path = self.out / "figures" / f"{name}.html"
+        fig.write_html(path, include_plotlyjs="directory", full_html=True,
+                       config={"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name}})
+        item.files["html"] = f"figures/{name}.html"
+        if _wants_png(png, key):
+            self.figures.append((fig, self.out / "figures" / f"{name}.png"))
+            item.files["png"] = f"figures/{name}.png"
+
+    # ---------------------------------------------------------------- tables
+    def table(self, section: str, slug: str, key: str, make: Callable[[], pd.DataFrame | pd.Series | None], *,
+              index: bool = False, inline: bool = False, title: str | None = None, note: str | None = None) -> None:
+        item = _Item(section, key, title or key.replace("_", " "), "table")
+        self.items.append(item)
+        if note:
+            item.note = note
+            return
+        try:
+            df = make()
+        except Exception as exc:
+            self._failed(item, exc)
+            return
+        if isinstance(df, pd.Series):
+            df = df.to_frame()
+            index = True
+        name = f"{slug}__{key}"
+        csv = self.out / "tables" / f"{name}.csv"
+        df.to_csv(csv, index=index)
+        md = self.out / "tables" / f"{name}.md"
+        md.write_text(_markdown(df, index=index, title=f"{item.title} ({slug})"), encoding="utf-8")
+        item.files = {"csv": f"tables/{name}.csv", "md": f"tables/{name}.md"}
+        item.rows = len(df)
+        if inline:
+            item.inline = _format(df).to_html(index=index, border=0, classes="data", na_rep="n/a", escape=True)
+
+    def _failed(self, item: _Item, exc: BaseException) -> None:
+        if self.strict:
+            raise exc
+        item.error = f"{type(exc).__name__}: {exc}"
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        self.log(f"report: {item.section} / {item.key} failed: {item.error} "
+                 f"({Path(where.filename).name}:{where.lineno})")
+
+    # ---------------------------------------------------------------- PNG
+    def write_pngs(self) -> None:
+        if not self.figures:
+            return
+        import plotly.io as pio
+
+        figs = [f for f, _ in self.figures]
+        paths = [p for _, p in self.figures]
+        try:
+            pio.write_images(figs, paths, width=[f.layout.width or PNG_WIDTH for f in figs],
+                             height=[f.layout.height or 500 for f in figs])
+        except Exception as exc:
+            if self.strict:
+                raise
+            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            msg = (f"PNG export skipped ({reason}). kaleido needs Chrome or Chromium "
+                   "(Debian: apt-get install chromium); or pass --no-png.")
+            self.notes.append(msg)
+            self.log("report: " + msg)
+            for item in self.items:
+                item.files.pop("png", None)
+            for p in paths:
+                p.unlink(missing_ok=True)
+
+
+# ==================================================================== public entry point
+def write_report(runs: Sequence[Run | str | Path] | Run | str | Path, out_dir: str | Path, *,
+                 png: bool | Iterable[str] = True,
+                 top: int = 20, samples: int = 3, gradcam_samples: int = 4, projection: str | None = "umap",
+                 max_points: int = 2000, strict: bool = False, log: Callable[[str], None] | None = None) -> Path:
+    """Write every view of one run, or of two runs plus comparison views, into ``out_dir``
+    and return the path of its ``index.html``.
+
+    ``png``: export every figure as PNG too (True), none (False), or only the views whose
+    key matches one of the given ``fnmatch`` patterns (e.g. ``{"accuracy", "distances_*"}``).
+    ``top``: samples in the flip-flop bars; ``samples``: samples that get their own distance
+    bars, label timeline and probability trace (the most flip-flopping ones); ``gradcam_samples``
+    for the Grad-CAM grid; ``projection``: "umap", "tsne" or None (no embedding map) of the
+    last kept embedding epoch, at most ``max_points`` points. ``log`` receives one line per
+    failed view or skipped export.
+    """
+    started = time.perf_counter()
+    runs = [runs] if isinstance(runs, (Run, str, Path)) else list(runs)
+    if not 1 <= len(runs) <= 2:
+        raise ValueError(f"write_report takes one or two runs, not {len(runs)}")
+    runs = [r if isinstance(r, Run) else open_for_report(r) for r in runs]
+    out = Path(out_dir)
+    try:
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+        (out / "tables").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"{out}: cannot create the report folder ({exc.strerror or exc})") from exc
+    rep = _Report(out, strict, log or (lambda line: None))
+    slugs = _slugs(runs)
+
+    for run, slug in zip(runs, slugs):
+        _run_views(rep, run, slug, png=png, top=top, samples=samples, gradcam_samples=gradcam_samples,
+                   projection=projection, max_points=max_points)
+    if len(runs) == 2:
+        _comparison_views(rep, runs, png=png)
+    rep.write_pngs()
+    headline = _headline(runs, slugs)
+    headline.to_csv(out / "tables" / "key_numbers.csv", index=False)
+    (out / "tables" / "key_numbers.md").write_text(_markdown(headline, index=False, title="Key numbers"), encoding="utf-8")
+    index = out / "index.html"
+    index.write_text(_index_html(rep, runs, slugs, headline, seconds=time.perf_counter() - started), encoding="utf-8")
+    return index
+
+
+def open_for_report(path: str | Path) -> Run:
+    """Open a run directory (or its run.h5); a path that is not a run raises RunDirError
+    with one line (the reader's message)."""
+    return Run(path)
+
+
+# ==================================================================== the views
+def _run_views(rep: _Report, run: Run, slug: str, *, png: Any, top: int, samples: int, gradcam_samples: int,
+               projection: str | None, max_points: int) -> None:
+    from relabscope import plot
+
+    sec = slug
+    relabels = run.relabels_at_all
+    clean_known = run.clean_labels is not None
+    no_relabel = plot.never_relabels(run.method)
+    no_clean = "clean labels are unknown for this data set"
+
+    # training
+    rep.figure(sec, slug, "accuracy", lambda: plot.accuracy_curves(run), png=png)
+    rep.figure(sec, slug, "class_accuracy", lambda: plot.class_accuracy(run), png=png)
+    rep.figure(sec, slug, "confusion", lambda: plot.confusion(run), png=png)
+    rep.figure(sec, slug, "relabels_per_epoch", lambda: plot.relabels_per_epoch(run), png=png)
+    rep.table(sec, slug, "metrics", run.metrics)
+
+    # relabel inconsistency
+    rep.figure(sec, slug, "flipflops", lambda: plot.flipflops(run, top=top), png=png)
+    rep.figure(sec, slug, "oscillations", lambda: plot.oscillation_heatmap(run), png=png)
+    rep.table(sec, slug, "flipflops", run.flipflops, note=None if relabels else no_relabel,
+              title="flip-flops per training sample")
+    rep.table(sec, slug, "oscillation_matrix", run.oscillation_matrix, index=True,
+              note=None if relabels else no_relabel, title="oscillation matrix (A → B → A)")
+
+    # consistency (the paper's claim)
+    rep.figure(sec, slug, "consistency", lambda: plot.consistency_summary(run), png=png)
+    rep.figure(sec, slug, "gap_change", lambda: plot.gap_change_histogram(run), png=png)
+    rep.figure(sec, slug, "consistency_scatter", lambda: plot.consistency_scatter(run), png=png)
+    rep.table(sec, slug, "consistency", run.consistency, inline=relabels,
+              note=None if relabels else no_relabel, title="relabel consistency")
+    rep.table(sec, slug, "consistency_events", run.consistency_events,
+              note=None if relabels else no_relabel, title="relabel events with distances before and after")
+
+    # distances: Table 2 and Fig. 1/4 for a few samples
+    rep.figure(sec, slug, "compactness", lambda: plot.compactness(run), png=png)
+    rep.table(sec, slug, "compactness", run.compactness, index=True, inline=True,
+              title="compactness (Table 2): distance to own class center")
+    try:
+        chosen, why = _chosen_samples(run, max(samples, gradcam_samples))
+    except Exception as exc:
+        chosen, why = [], ""
+        rep._failed(_Item(sec, "sample choice", "sample choice", "figure"), exc)
+    for sid in chosen[:samples]:
+        rep.figure(sec, slug, f"distances_sample{sid}", lambda sid=sid: plot.distance_bars(run, sid), png=png,
+                   describe=why)
+        rep.figure(sec, slug, f"timeline_sample{sid}", lambda sid=sid: plot.label_timeline(run, sid), png=png)
+        rep.figure(sec, slug, f"probabilities_sample{sid}", lambda sid=sid: plot.probability_trace(run, sid), png=png)
+
+    # embeddings and attention
+    if projection:
+        rep.figure(sec, slug, "projection", lambda: plot.projection(
+            run, method=projection, max_points=max_points), png=png)
+        rep.figure(sec, slug, "projection_given", lambda: plot.projection(
+            run, method=projection, max_points=max_points, color="given"), png=png)
+        if relabels:
+            rep.figure(sec, slug, "projection_flipflops", lambda: plot.projection(
+                run, method=projection, max_points=max_points, color="flipflops"), png=png)
+    if gradcam_samples and chosen:
+        rep.figure(sec, slug, "gradcam", lambda: plot.gradcam(run, chosen[:gradcam_samples]), png=png,
+                   describe=why)
+
+    # dynamics and noise
+    rep.figure(sec, slug, "data_map", lambda: plot.data_map(run), png=png)
+    rep.table(sec, slug, "dynamics", run.dynamics, title="training dynamics per sample")
+    rep.figure(sec, slug, "noise_recovery", lambda: plot.noise_recovery(run), png=png)
+    rep.table(sec, slug, "noise_recovery", run.noise_recovery,
+              note=(no_clean if not clean_known else None if relabels else no_relabel + ": its labels stay as given"))
+    rep.figure(sec, slug, "noise_detection", lambda: plot.noise_detection(run), png=png)
+    rep.table(sec, slug, "noise_detection", run.noise_detection, inline=clean_known,
+              note=None if clean_known else no_clean, title="noise detection (AUROC per score)")
+
+
+def _comparison_views(rep: _Report, runs: list[Run], *, png: Any) -> None:
+    from relabscope import plot
+    from relabscope.analysis.compare import compare
+
+    sec, slug = "compare", "compare"
+    rep.figure(sec, slug, "accuracy", lambda: plot.accuracy_curves(runs), png=png)
+    rep.figure(sec, slug, "relabels_per_epoch", lambda: plot.relabels_per_epoch(runs), png=png)
+    rep.figure(sec, slug, "compactness", lambda: plot.compactness(runs), png=png)
+    rep.figure(sec, slug, "consistency", lambda: plot.consistency_summary(runs), png=png)
+    rep.figure(sec, slug, "gap_change", lambda: plot.gap_change_histogram(runs), png=png)
+    rep.figure(sec, slug, "flipflop_totals", lambda: plot.flipflop_totals(runs), png=png)
+    comp = compare(runs[0], runs[1])
+    rep.table(sec, slug, "summary", comp.summary, index=True, inline=True, title="headline numbers, B − A")
+    rep.table(sec, slug, "compactness", comp.compactness, index=True, title="compactness of both runs")
+    rep.table(sec, slug, "consistency", comp.consistency, index=True, title="relabel consistency of both runs")
+    rep.table(sec, slug, "metrics", comp.metrics, title="per-epoch metrics of both runs")
+    rep.table(sec, slug, "samples", comp.samples, title="training samples of both runs, aligned by key")
+
+
+def _chosen_samples(run: Run, n: int) -> tuple[list[int], str]:
+    """Samples worth a closer look: the most flip-flopping ones when the method relabels,
+    else the training samples with the lowest area under the margin of their given label."""
+    from relabscope.plot import select_flipflopping
+
+    if run.relabels_at_all:
+        ids = select_flipflopping(run.flipflops(), n)["sample_id"].astype(int).tolist()
+        if ids:
+            return ids, "most flip-flopping"
+    dyn = run.dynamics().sort_values(["aum_given", "sample_id"], na_position="last", kind="stable")
+    return dyn["sample_id"].head(n).astype(int).tolist(), "lowest AUM of the given label"
+
+
+# ==================================================================== index
+def _headline(runs: list[Run], slugs: list[str]) -> pd.DataFrame:
+    rows = []
+    for run, slug in zip(runs, slugs):
+        row: dict[str, Any] = {"run": run.name, "method": run.method, "dataset": run.meta.get("dataset", "?"),
+                               "epochs": run.num_epochs, "status": run.status}
+        try:
+            m = run.metrics()
+            row["final test accuracy"] = float(m["test_acc"].iloc[-1]) if len(m) else np.nan
+        except Exception:
+            row["final test accuracy"] = np.nan
+        if run.relabels_at_all:
+            try:
+                ff = run.flipflops()
+                row["relabel events"] = int(ff["changes"].sum())
+                row["relabelled samples"] = int((ff["changes"] > 0).sum())
+                row["flip-flops"] = int(ff["flipflops"].sum())
+            except Exception:
+                pass
+            try:
+                row["closer to new (consistency)"] = float(run.consistency()["closer_to_new"])
+            except Exception:
+                pass
+        else:
+            row["relabel events"] = row["relabelled samples"] = row["flip-flops"] = "never relabels"
+            row["closer to new (consistency)"] = "—"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+_CSS = """
+body{font-family:Inter,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1180px;color:#222;padding:0 1em}
+h1{margin-bottom:.2em} h2{border-bottom:2px solid #eee;padding-bottom:.2em;margin-top:2em}
+.muted{color:#666} .note{color:#555;font-style:italic} .error{color:#b00020}
+table.data{border-collapse:collapse;margin:.5em 0 1em} table.data th,table.data td{padding:.25em .7em;
+border-bottom:1px solid #e5e5e5;text-align:right} table.data th:first-child,table.data td:first-child{text-align:left}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:1.2em}
+.card{border:1px solid #e5e5e5;border-radius:6px;padding:.6em .8em;background:#fafafa}
+.card img{width:100%;border:1px solid #eee;background:white} .card .t{font-size:.92em;margin-bottom:.4em}
+ul.tables li{margin:.2em 0}
+"""
+
+
+def _index_html(rep: _Report, runs: list[Run], slugs: list[str], headline: pd.DataFrame, *, seconds: float) -> str:
+    e = html.escape
+    names = " vs ".join(r.name for r in runs)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>relabscope report: {e(names)}</title>"
+             f"<style>{_CSS}</style></head><body>",
+             f"<h1>relabscope report: {e(names)}</h1>",
+             f"<p class='muted'>{len([i for i in rep.items if i.kind == 'figure' and i.files])} figures, "
+             f"{len([i for i in rep.items if i.kind == 'table' and i.files])} tables, written in {seconds:.0f} s "
+             f"on {time.strftime('%Y-%m-%d %H:%M')}. Epochs are 0-based rows as in the run log.</p>",
+             "<h2 id='key-numbers'>Key numbers</h2>",
+             _format(_percent(headline, ["final test accuracy", "closer to new (consistency)"])).to_html(
+                 index=False, border=0, classes="data", na_rep="n/a", escape=True),
+             "<p><a href='tables/key_numbers.csv'>CSV</a> · <a href='tables/key_numbers.md'>Markdown</a></p>"]
+    for msg in rep.notes:
+        parts.append(f"<p class='note'>{e(msg)}</p>")
+    failed = [i for i in rep.items if i.error]
+    if failed:
+        parts.append("<p class='error'>Views that failed: " + ", ".join(
+            f"{e(i.section)} / {e(i.key)}" for i in failed) + " (details below).</p>")
+    sections = [(slug, f"{run.name} ({run.method}, {run.meta.get('dataset', '?')}, {run.num_epochs} epochs)")
+                for run, slug in zip(runs, slugs)]
+    if len(runs) == 2:
+        sections.insert(0, ("compare", f"Comparison: {runs[0].name} (A) vs {runs[1].name} (B)"))
+    parts.append("<p>" + " · ".join(f"<a href='#{e(s)}'>{e(t.split(' (')[0])}</a>" for s, t in sections) + "</p>")
+    for sec, heading in sections:
+        items = [i for i in rep.items if i.section == sec]
+        parts.append(f"<h2 id='{e(sec)}'>{e(heading)}</h2>")
+        inline = [i for i in items if i.kind == "table" and i.inline]
+        for i in inline:
+            parts.append(f"<h3>{e(i.title)}</h3>{i.inline}")
+        parts.append("<div class='grid'>")
+        for i in items:
+            if i.kind != "figure":
+                continue
+            if i.error:
+                parts.append(f"<div class='card'><div class='t'>{e(i.title)}</div><p class='error'>failed: {e(i.error)}</p></div>")
+            elif i.note:
+                parts.append(f"<div class='card'><div class='t'>{e(i.title)}</div><p class='note'>{e(i.note)}</p></div>")
+            else:
+                img = (f"<a href='{e(i.files['html'])}'><img src='{e(i.files['png'])}' alt='{e(i.title)}'></a>"
+                       if "png" in i.files else "")
+                links = f"<a href='{e(i.files['html'])}'>interactive</a>"
+                if "png" in i.files:
+                    links += f" · <a href='{e(i.files['png'])}'>PNG</a>"
+                parts.append(f"<div class='card'><div class='t'>{e(i.title)}</div>{img}<div>{links}</div></div>")
+        parts.append("</div><h3>Tables</h3><ul class='tables'>")
+        for i in items:
+            if i.kind != "table":
+                continue
+            if i.error:
+                parts.append(f"<li>{e(i.title)}: <span class='error'>failed: {e(i.error)}</span></li>")
+            elif i.note:
+                parts.append(f"<li>{e(i.title)}: <span class='note'>{e(i.note)}</span></li>")
+            else:
+                parts.append(f"<li>{e(i.title)} ({i.rows} rows): <a href='{e(i.files['csv'])}'>CSV</a> · "
+                             f"<a href='{e(i.files['md'])}'>Markdown</a></li>")
+        parts.append("</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# ==================================================================== helpers
+def _wants_png(png: Any, key: str) -> bool:
+    if isinstance(png, bool):
+        return png
+    if isinstance(png, str):
+        png = [png]
+    return any(fnmatch.fnmatchcase(key, pattern) for pattern in png)
+
+
+def _slugs(runs: list[Run]) -> list[str]:
+    base = [re.sub(r"[^A-Za-z0-9._-]+", "-", r.name).strip("-.") or "run" for r in runs]
+    if len(set(base)) < len(base) or "compare" in base:
+        base = [f"{chr(ord('a') + i)}-{b}" for i, b in enumerate(base)]
+    return base
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"<[^>]+>", " ", str(text)).strip()
+
+
+def _format(df: pd.DataFrame) -> pd.DataFrame:
+    """Floats to 4 significant digits for display (tables in files keep full precision)."""
+    out = df.copy()
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(out[col]):
+            out[col] = out[col].map(lambda v: "n/a" if pd.isna(v) else f"{v:.4g}")
+        elif out[col].dtype == object:
+            out[col] = out[col].map(lambda v: f"{v:.4g}" if isinstance(v, float) and not pd.isna(v) else v)
+    return out
+
+
+def _percent(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    out = df.copy()
+    for col in columns:
+        if col in out:
+            out[col] = out[col].map(lambda v: f"{v:.1%}" if isinstance(v, (float, np.floating)) and not pd.isna(v)
+                                    else "n/a" if isinstance(v, float) else v)
+    return out
+
+
+def _markdown(df: pd.DataFrame, *, index: bool, title: str) -> str:
+    shown = df.head(MARKDOWN_ROWS)
+    cut = f"\n\nFirst {MARKDOWN_ROWS} of {len(df)} rows; the CSV next to this file has them all.\n" \
+        if len(df) > MARKDOWN_ROWS else "\n"
+    return f"# {title}\n\n" + _format(shown).to_markdown(index=index) + cut
