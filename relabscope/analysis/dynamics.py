@@ -239,12 +239,15 @@ def noise_detection(dynamics: pd.DataFrame, flipflops: pd.DataFrame, noisy: np.n
     over the same training samples. Each score is oriented so that higher means "more
     likely noisy" (``direction`` says which raw values point to noise) and passed to
     ``sklearn.metrics.roc_auc_score``; "relabelled" is ``changes > 0``. Samples whose score
-    is NaN (never seen) are left out of that score (``n`` says how many were scored). AUROC
-    is NaN when the scored samples are all noisy or all clean. 0.5 is chance.
+    is NaN (never seen) are left out of that score, and so are samples whose ``noisy`` is
+    NA (clean label unknown); ``n`` says how many were scored. AUROC is NaN when the scored
+    samples are all noisy or all clean. 0.5 is chance.
     """
     from sklearn.metrics import roc_auc_score
 
-    noisy = np.asarray(pd.array(noisy, dtype="boolean").fillna(False), dtype=bool)
+    flags = pd.array(noisy, dtype="boolean")
+    known = ~np.asarray(flags.isna(), dtype=bool)
+    noisy = np.asarray(flags.fillna(False), dtype=bool)
     if len(dynamics) != len(noisy) or len(flipflops) != len(noisy):
         raise ValueError(f"tables have {len(dynamics)} and {len(flipflops)} rows, noisy has {len(noisy)}")
     if "sample_id" in dynamics and "sample_id" in flipflops and not np.array_equal(
@@ -257,7 +260,7 @@ def noise_detection(dynamics: pd.DataFrame, flipflops: pd.DataFrame, noisy: np.n
         if name == "relabelled":
             raw = (raw > 0).astype(np.float64)
         score = -raw if direction == "low" else raw
-        ok = np.isfinite(score)
+        ok = np.isfinite(score) & known
         y = noisy[ok]
         auroc = float(roc_auc_score(y, score[ok])) if 0 < y.sum() < len(y) else float("nan")
         rows.append({"score": name, "auroc": auroc, "direction": direction, "n": int(ok.sum())})

@@ -183,7 +183,7 @@ def project_run(
         raise ValueError(f"projection method must be one of {', '.join(METHODS)}, not {method!r}")
     if split not in (*SPLIT_CODES, "all"):
         raise ValueError(f"split must be train, test or all, not {split!r}")
-    e = _resolve_epoch(run, epoch)
+    e = run.embedding_epoch(epoch)
     wanted = None if classes is None else sorted({int(c) for c in classes})
     samples = run.log.samples
     n_samples = len(samples["key"])
@@ -217,20 +217,6 @@ def project_run(
     })
     _write_cache(path, df)
     return df
-
-
-def _resolve_epoch(run: Any, epoch: int) -> int:
-    """The absolute epoch index ``epoch`` names, checked to have kept embeddings."""
-    kept = [int(k) for k in run.embedding_epochs()]
-    if not kept:
-        raise ValueError(f"{run.path}: no embeddings kept yet (no committed epoch stored them)")
-    if epoch == -1:
-        return kept[-1]
-    e = epoch + run.num_epochs if epoch < 0 else epoch
-    if e not in kept:
-        raise ValueError(f"{run.path}: no embeddings kept for epoch {epoch}; "
-                         f"epochs with embeddings: {kept}")
-    return e
 
 
 # ---------------------------------------------------------------------- cache

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Literal
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ from relabscope.analysis import dynamics as _dynamics
 from relabscope.analysis import flipflops as _flipflops
 from relabscope.runlog.reader import RunLogReader
 from relabscope.runlog.schema import SPLIT_CODES
+
+if TYPE_CHECKING:
+    from relabscope.analysis.gradcam import GradCamResult
 
 LabelKind = Literal["effect", "given", "clean"]
 
@@ -176,11 +179,27 @@ class Run:
         return self.log.epoch_array("class_mean", epoch)
 
     def embeddings(self, epoch: int = -1) -> np.ndarray:
-        """``(samples, D)`` float16 embeddings kept at ``epoch`` (see ``embedding_epochs``)."""
-        return self.log.embeddings(epoch)
+        """``(samples, D)`` float16 embeddings kept at ``epoch`` (see ``embedding_epoch``)."""
+        return self.log.embeddings(self.embedding_epoch(epoch))
 
     def embedding_epochs(self) -> list[int]:
+        """The epochs whose embeddings the log kept (``--embed-every``, and the last)."""
         return [int(e) for e in self.log.embedding_epochs()]
+
+    def embedding_epoch(self, epoch: int = -1) -> int:
+        """The absolute epoch ``epoch`` names among those with embeddings: -1 is the latest
+        epoch that kept them (mid-run with ``--embed-every`` > 1 that is not the last
+        committed one); other negative values count back from the last committed epoch, as
+        everywhere else. Raises ValueError when that epoch kept no embeddings."""
+        kept = self.embedding_epochs()
+        if not kept:
+            raise ValueError(f"{self.path}: no embeddings kept yet (no committed epoch stored them)")
+        if epoch == -1:
+            return kept[-1]
+        e = epoch + self.num_epochs if epoch < 0 else epoch
+        if e not in kept:
+            raise ValueError(f"{self.path}: no embeddings kept for epoch {epoch}; epochs with embeddings: {kept}")
+        return e
 
     def field(self, name: str, epoch: int | None = None) -> np.ndarray:
         """A method's per-sample quantity (SCN: ``weight``), all epochs or one."""
@@ -223,6 +242,26 @@ class Run:
         m = _flipflops.oscillation_matrix(self._events(), self.num_classes)
         return pd.DataFrame(m, index=self.class_names, columns=self.class_names)
 
+    def oscillations(self) -> pd.DataFrame:
+        """The A -> B -> A cycles behind ``oscillation_matrix``, one row each: sample_id, a,
+        b (class ids) and epoch (of the relabel that returned to A). Counting rows per
+        (a, b) gives the matrix (same history definition: a sample's first ``old``, then
+        each ``new`` in time order)."""
+        ev = _flipflops.time_ordered(self._events())
+        sample = np.asarray(ev["sample"], dtype=np.int64)
+        order = np.argsort(sample, kind="stable")
+        s = sample[order]
+        old = np.asarray(ev["old"], dtype=np.int64)[order]
+        new = np.asarray(ev["new"], dtype=np.int64)[order]
+        epoch = np.asarray(ev["epoch"], dtype=np.int64)[order]
+        before = np.where(np.r_[True, s[1:] != s[:-1]], old, np.r_[-1, new[:-1]]) if len(s) else old
+        same = s[1:] == s[:-1]
+        a, b, c = before[:-1][same], new[:-1][same], new[1:][same]
+        k = self.num_classes
+        cyc = (a == c) & (a >= 0) & (a < k) & (b >= 0) & (b < k)
+        return pd.DataFrame({"sample_id": s[1:][same][cyc], "a": a[cyc], "b": b[cyc],
+                             "epoch": epoch[1:][same][cyc]})
+
     def consistency(self) -> pd.Series:
         """The paper's claim as numbers: after a relabel old -> new, is the sample's
         embedding at the next epoch closer to the new class mean than to the old one?"""
@@ -264,10 +303,10 @@ class Run:
     def noise_detection(self) -> pd.DataFrame:
         """When clean labels are known: AUROC of each dynamics score (and of being
         relabelled) for finding the samples whose given label is wrong."""
-        clean = self._require_clean()
-        mask = self.train_mask
-        return _dynamics.noise_detection(self.dynamics(), self.flipflops(),
-                                         self.given_labels[mask] != clean[mask])
+        clean = self._require_clean()[self.train_mask]
+        noisy = pd.array(self.given_labels[self.train_mask] != clean, dtype="boolean")
+        noisy[clean < 0] = pd.NA  # clean label unknown for this sample: not scored
+        return _dynamics.noise_detection(self.dynamics(), self.flipflops(), noisy)
 
     def noise_recovery(self) -> pd.DataFrame:
         """Per epoch, when clean labels are known: precision and recall of relabel events,
@@ -295,13 +334,31 @@ class Run:
         return project_run(self, method=method, epoch=epoch, classes=classes,
                            max_points=max_points, seed=seed, split=split)
 
-    def gradcam(self, sample_ids: Iterable[int], label: LabelKind | int = "given", **options: Any) -> Any:
+    def gradcam(self, sample_ids: Iterable[int], label: LabelKind | int = "given", **options: Any) -> "GradCamResult":
         """Paper Fig. 6: Grad-CAM on the last convolutional block of the run's final
         checkpoint, for each sample's given label, label in effect or a fixed class.
         Returns heat maps, images and overlays (see ``relabscope.analysis.gradcam``)."""
         from relabscope.analysis.gradcam import run_gradcam
 
         return run_gradcam(self, list(sample_ids), label=label, **options)
+
+    def images(self, sample_ids: Iterable[int], size: int | None = None) -> np.ndarray:
+        """The samples' images as training stored them: ``(n, H, W, 3)`` uint8 (grey images
+        repeated over 3 channels), re-read from the data set the run's config names (the
+        log keeps keys, not pixels). ``size``: the storage size asked for (default the
+        run's image_size; the data set's native size when that is smaller). Raises
+        ValueError for ids out of range, RunDirError when the images cannot be found."""
+        from relabscope.analysis.gradcam import load_images
+
+        ids = np.asarray(list(sample_ids), dtype=np.int64).reshape(-1)
+        n = len(self._split)
+        bad = ids[(ids < 0) | (ids >= n)]
+        if len(bad):
+            raise ValueError(f"sample id {int(bad[0])} out of range: the run has {n} samples (0..{n - 1})")
+        pixels = load_images(self, ids, image_size=int(size or self.config["image_size"]))
+        if pixels.shape[1] == 1:
+            pixels = pixels.expand(-1, 3, -1, -1)
+        return pixels.permute(0, 2, 3, 1).contiguous().numpy()
 
     # ------------------------------------------------------------------ helpers
     def _require_clean(self) -> np.ndarray:

@@ -34,9 +34,9 @@ def gradcam(run, sample_ids: Iterable[int] | None = None, *, top: int = 4, **opt
 
 
 def gradcam_figure(images: np.ndarray, given_overlays: np.ndarray, effect_overlays: np.ndarray, *,
-                        sample_ids: Sequence[int], given_labels: Sequence[int], effect_labels: Sequence[int],
-                        class_names: Sequence[str], probabilities: np.ndarray | None = None,
-                        title_text: str | None = None, run_name: str | None = None) -> go.Figure:
+                   sample_ids: Sequence[int], given_labels: Sequence[int], effect_labels: Sequence[int],
+                   class_names: Sequence[str], probabilities: np.ndarray | None = None,
+                   title_text: str | None = None, run_name: str | None = None) -> go.Figure:
     """Rows: samples. Columns: the image, the CAM overlay for the given label, the CAM
     overlay for the label in effect. Images ``(n, H, W, 3)`` uint8."""
     head = title_text or title("Grad-CAM: given label vs label in effect", run_name)

@@ -18,15 +18,12 @@ _LABEL_WORDS = {"label": "label in effect", "given_label": "given label", "clean
 
 
 def projection(run, *, method: str = "umap", epoch: int = -1, classes: Iterable[int] | None = None,
-                       color: str = "effect", values: pd.Series | None = None, max_points: int | None = 2000,
-                       seed: int = 0, split: str = "train") -> go.Figure:
+               color: str = "effect", values: pd.Series | None = None, max_points: int | None = 2000,
+               seed: int = 0, split: str = "train") -> go.Figure:
     """Paper Fig. 5 for ``run``. ``color``: effect, given, clean, or the name of a column of
     ``run.flipflops()`` / ``run.dynamics()`` (e.g. flipflops, aum_given); or pass ``values``
     (a Series indexed by sample id) and a ``color`` name for the colour bar."""
-    e = epoch
-    if e < 0:
-        kept = run.embedding_epochs()
-        e = kept[e] if kept and -len(kept) <= e else e
+    e = run.embedding_epoch(epoch)
     head = title(f"{method.upper() if method == 'umap' else 't-SNE'} of the embeddings (epoch {e})", run.name)
     if color == "clean" and run.clean_labels is None:
         return note_figure("clean labels are unknown for this data set", head)

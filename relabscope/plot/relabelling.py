@@ -41,8 +41,8 @@ def select_flipflopping(table: pd.DataFrame, top: int) -> pd.DataFrame:
 
 
 def flipflops_figure(table: pd.DataFrame, class_names: Sequence[str], *, top: int = 20,
-                         relabels_at_all: bool = True, method: str | None = None,
-                         run_name: str | None = None) -> go.Figure:
+                     relabels_at_all: bool = True, method: str | None = None,
+                     run_name: str | None = None) -> go.Figure:
     """``table``: the flip-flop table (sample_id, given_label, final_label, changes,
     flipflops, epochs_<class> per class)."""
     head = title(f"Most flip-flopping samples (top {top}): epochs spent in each class", run_name)

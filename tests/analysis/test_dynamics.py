@@ -287,3 +287,15 @@ def test_tiny_runs_against_h5py(tiny_runs, method: str) -> None:
     pd.testing.assert_frame_equal(rec, ref, check_dtype=False)
     if method == "baseline":
         assert (rec["relabels"] == 0).all() and (rec["clean_corrupted"] == 0).all()
+
+
+def test_noise_detection_leaves_out_unknown_clean_labels() -> None:
+    """A sample whose clean label is unknown (NA) is neither noisy nor clean: not scored."""
+    dyn = pd.DataFrame({"sample_id": [0, 1, 2, 3], "aum_given": [3.0, -1.0, 2.0, -3.0],
+                        "confidence_given": [0.9, 0.3, 0.8, 0.1], "variability_given": [0.1, 0.3, 0.1, 0.2],
+                        "forgetting_given": [0, 2, 0, 3]})
+    flips = pd.DataFrame({"sample_id": [0, 1, 2, 3], "changes": [0, 1, 0, 2], "flipflops": [0, 0, 0, 1]})
+    noisy = pd.array([False, True, False, pd.NA], dtype="boolean")
+    df = noise_detection(dyn, flips, noisy).set_index("score")
+    assert (df["n"] == 3).all()
+    assert df.loc["aum_given", "auroc"] == pytest.approx(ref_auroc([-3.0, 1.0, -2.0], [False, True, False]))

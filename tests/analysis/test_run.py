@@ -278,3 +278,19 @@ def test_run_reads_a_log_being_written(tmp_path) -> None:
 def test_summary_is_nan_safe_on_empty_consistency() -> None:
     s = S.consistency_summary(S.consistency_events(np.zeros(0, RELABEL_DTYPE), lambda e: None, 0))
     assert s["events"] == 0 and math.isnan(s["closer_to_new"])
+
+
+def test_embedding_epoch_names_kept_epochs(tiny_runs) -> None:
+    run = Run(tiny_runs["scn"])
+    kept = run.embedding_epochs()
+    assert kept and kept[-1] == run.num_epochs - 1  # the last epoch always keeps them
+    assert run.embedding_epoch(-1) == kept[-1]
+    for e in kept:
+        assert run.embedding_epoch(e) == e and run.embedding_epoch(e - run.num_epochs) == e
+    missing = sorted(set(range(run.num_epochs)) - set(kept))
+    assert missing, "TINY keeps embeddings every 2nd epoch"
+    with pytest.raises(ValueError, match="no embeddings kept for epoch"):
+        run.embedding_epoch(missing[0])
+    with pytest.raises(ValueError, match="no embeddings kept for epoch"):
+        run.embeddings(missing[0])
+    np.testing.assert_array_equal(run.embeddings(-1), run.embeddings(kept[-1]))
