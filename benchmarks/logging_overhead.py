@@ -30,9 +30,9 @@ from relabscope.config import resolve
 from relabscope.data.pipeline import default_workers, load_images, prepare
 from relabscope.methods import build_method
 from relabscope.runlog.hook import RunLogHook
-from relabscope.train.hooks import Hook
-from relabscope.train.loop import Trainer
-from relabscope.train.runner import pick_device, run_metadata
+from relabscope.training.hooks import Hook
+from relabscope.training.loop import Trainer
+from relabscope.training.runner import pick_device, run_metadata
 
 
 class EpochClock(Hook):

@@ -116,7 +116,7 @@ def train(resume: str | None, overwrite: bool, config_file: str | None, quiet: b
     """
     from relabscope.analysis.summary import run_summary
     from relabscope.config import resolve
-    from relabscope.train.runner import train as run_training
+    from relabscope.training.runner import train as run_training
 
     given = {k: v for k, v in options.items() if v is not None}
     if resume:

@@ -39,7 +39,7 @@ def _one_thread():
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory: pytest.TempPathFactory, _isolated_cache) -> dict[str, Path]:
     """Run directories of SCN, SCN-C and baseline trained on the same noisy tiny data."""
-    from relabscope.train.runner import train
+    from relabscope.training.runner import train
 
     root = tmp_path_factory.mktemp("runs")
     runs = {}

@@ -1,12 +1,16 @@
 """The notebooks in notebooks/ run top to bottom on two tiny real runs, and are stored clean.
 
 Each notebook's first code cell reads ``$RELABSCOPE_RUNS`` and trains ``scn-20`` /
-``scn-c-20`` there only when they are missing; here both exist (trained by the fixture on
-the tests' tiny noisy data), so the kernel only reads them.
+``scn-c-20`` there only when they are missing. ``test_notebook_runs`` gives it both runs
+(trained by the fixture on the tests' tiny noisy data), so the kernel only reads them;
+``test_first_cell_trains_missing_runs`` runs that cell alone on an empty directory, with
+tiny settings passed through ``$RELABSCOPE_TRAIN_OPTIONS``, so the "from nothing" path is
+covered too.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -26,7 +30,7 @@ RUN_NAMES = {"scn": "scn-20", "scn-c": "scn-c-20"}
 @pytest.fixture(scope="module")
 def runs_root(tmp_path_factory: pytest.TempPathFactory, _isolated_cache) -> Path:
     """``<tmp>/scn-20`` and ``<tmp>/scn-c-20``: tiny SCN and SCN-C runs on the same noisy data."""
-    from relabscope.train.runner import train
+    from relabscope.training.runner import train
 
     root = tmp_path_factory.mktemp("notebook-runs")
     for method, name in RUN_NAMES.items():
@@ -35,11 +39,14 @@ def runs_root(tmp_path_factory: pytest.TempPathFactory, _isolated_cache) -> Path
     return root
 
 
-def _execute(name: str, runs_root: Path, monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookNode:
+def _execute(name: str, runs_root: Path, monkeypatch: pytest.MonkeyPatch, *,
+             first_cell_only: bool = False) -> nbformat.NotebookNode:
     """Run the notebook in a fresh python3 kernel (which inherits this environment)."""
     monkeypatch.setenv("RELABSCOPE_RUNS", str(runs_root))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # RELABSCOPE_CACHE: set by tests/conftest.py
     nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    if first_cell_only:
+        nb.cells = _code_cells(nb)[:1]
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(runs_root)}})
     client.execute()
@@ -106,6 +113,24 @@ def test_notebook_runs(name: str, runs_root: Path, monkeypatch: pytest.MonkeyPat
         # Both runs side by side (the comparison tables and the figure titles name them).
         assert any("scn-20 vs scn-c-20" in t for t in titles)
         assert "closer_to_new" in text and "scn-c-20" in text
+
+
+def test_first_cell_trains_missing_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From nothing: the setup cell (the same in every notebook) trains both runs, here with
+    the tiny settings for one epoch passed through $RELABSCOPE_TRAIN_OPTIONS."""
+    import relabscope as rs
+
+    setups = {name: _code_cells(nbformat.read(NOTEBOOK_DIR / name, as_version=4))[0].source for name in NOTEBOOKS}
+    assert len(set(setups.values())) == 1, "the notebooks' setup cells differ"
+    monkeypatch.setenv("RELABSCOPE_TRAIN_OPTIONS", json.dumps({**TINY, "epochs": 1}))
+    root = tmp_path / "fresh"
+    root.mkdir()  # the kernel's working directory; the runs do not exist yet
+    nb = _execute(NOTEBOOKS[0], root, monkeypatch, first_cell_only=True)
+    assert "trained now: scn, scn-c" in _texts(nb.cells[0])
+    for method, name in RUN_NAMES.items():
+        with rs.open_run(root / name) as run:
+            assert (run.method, run.num_epochs, run.status) == (method, 1, "finished")
+            assert run.config["noise"] == TINY["noise"]
 
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOK_DIR.glob("*.ipynb")), ids=lambda p: p.name)

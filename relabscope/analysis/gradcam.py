@@ -224,7 +224,7 @@ def load_model(run: Any) -> tuple[nn.Module, dict[str, Any]]:
     """
     from relabscope.config import FIELDS, TrainConfig
     from relabscope.methods import build_method
-    from relabscope.train import checkpoint
+    from relabscope.training import checkpoint
 
     path = checkpoint.path_in(Path(run.run_dir))
     if not path.is_file():

@@ -6,7 +6,7 @@ from concurrent.futures import Future
 
 from relabscope.runlog.schema import LOG_NAME
 from relabscope.runlog.writer import RunLogWriter
-from relabscope.train.hooks import BatchRecord, EpochSummary, Hook, RunInfo, RunResult
+from relabscope.training.hooks import BatchRecord, EpochSummary, Hook, RunInfo, RunResult
 
 
 class RunLogHook(Hook):

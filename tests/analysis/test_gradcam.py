@@ -85,7 +85,7 @@ def test_no_gradients_or_hooks_left_behind(spied):
 
 def test_effect_and_fixed_targets(tiny_runs, ids):
     from relabscope.analysis.run import Run
-    from relabscope.train import checkpoint
+    from relabscope.training import checkpoint
 
     with Run(tiny_runs["scn-c"]) as run:
         effect = run_gradcam(run, ids, label="effect")

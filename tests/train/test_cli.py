@@ -23,8 +23,8 @@ from PIL import Image
 from relabscope.cli import main
 from relabscope.errors import DivergedError
 from relabscope.runlog import RunLogReader
-from relabscope.train.hooks import BatchRecord, Hook, RunInfo
-from relabscope.train.runner import train
+from relabscope.training.hooks import BatchRecord, Hook, RunInfo
+from relabscope.training.runner import train
 
 if sys.version_info >= (3, 11):
     import tomllib

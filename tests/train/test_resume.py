@@ -18,7 +18,7 @@ import torch
 
 from relabscope.errors import RunDirError
 from relabscope.runlog import RunLogReader
-from relabscope.train.runner import train
+from relabscope.training.runner import train
 
 DATA = {"num_train": 96, "num_test": 32, "size": 32}
 BASE = {

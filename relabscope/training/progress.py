@@ -8,7 +8,7 @@ from typing import TextIO
 
 from tqdm.auto import tqdm
 
-from relabscope.train.hooks import EpochSummary, Hook, RunInfo, RunResult
+from relabscope.training.hooks import EpochSummary, Hook, RunInfo, RunResult
 
 
 class ProgressHook(Hook):

@@ -32,10 +32,10 @@ from relabscope.runlog.hook import RunLogHook
 from relabscope.runlog.reader import RunLogReader
 from relabscope.runlog.writer import RunLogWriter
 from relabscope.runlog.schema import LOG_NAME, PARTIAL_SUFFIX
-from relabscope.train import checkpoint
-from relabscope.train.hooks import Hook, RunResult
-from relabscope.train.loop import Trainer
-from relabscope.train.progress import ProgressHook
+from relabscope.training import checkpoint
+from relabscope.training.hooks import Hook, RunResult
+from relabscope.training.loop import Trainer
+from relabscope.training.progress import ProgressHook
 
 CONFIG_NAME = "config.toml"
 LOCK_NAME = ".lock"

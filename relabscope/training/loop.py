@@ -35,9 +35,9 @@ from relabscope.data.augment import eval_transform, train_transform
 from relabscope.data.pipeline import ImageBatches, PreparedData, split_batches
 from relabscope.errors import DivergedError
 from relabscope.methods import Method
-from relabscope.train import checkpoint
-from relabscope.train.hooks import BatchRecord, EpochSummary, Hook, HookList, RunInfo, RunResult
-from relabscope.train.labels import LabelState
+from relabscope.training import checkpoint
+from relabscope.training.hooks import BatchRecord, EpochSummary, Hook, HookList, RunInfo, RunResult
+from relabscope.training.labels import LabelState
 
 PROGRESS_INTERVAL_S = 0.5
 
