@@ -21,3 +21,16 @@ def test_exports_are_not_shadowed_by_submodules() -> None:
         assert getattr(value, "__name__", name) == name
     assert callable(rs.train) and rs.train.__module__ == "relabscope.training.runner"
     assert isinstance(rs.plot, types.ModuleType)
+
+
+def test_reading_a_run_does_not_import_torch(tiny_runs) -> None:
+    """Opening and analysing a run needs h5py, numpy and pandas only: torch's import alone
+    costs seconds (the open_run goal is < 0.5 s) and about a GiB of memory."""
+    import subprocess
+    import sys
+
+    code = ("import sys, relabscope as rs; r = rs.open_run(sys.argv[1]); r.flipflops(); r.consistency(); "
+            "r.compactness(); r.dynamics(); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tiny_runs["scn"])], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
