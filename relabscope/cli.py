@@ -146,5 +146,54 @@ def report(runs: tuple[str, ...], out: str, png: bool) -> None:
     click.echo(str(index))
 
 
+def _serve_options(f: Any) -> Any:
+    f = click.option("--auth", metavar="USER:PASS",
+                     help="Require HTTP basic auth (default: the RELABSCOPE_AUTH environment variable).")(f)
+    f = click.option("--port", type=int, default=8050, show_default=True)(f)
+    f = click.option("--host", default="127.0.0.1", show_default=True,
+                     help="Address to bind; 0.0.0.0 makes the dashboard reachable from other machines.")(f)
+    return f
+
+
+def _serve(roots: list[str], host: str, port: int, auth: str | None, page: str = "") -> None:
+    import os
+
+    from relabscope.dashboard.app import AUTH_ENV, parse_auth, serve as run_server
+
+    credentials = parse_auth(auth if auth is not None else os.environ.get(AUTH_ENV))
+    run_server(roots, host=host, port=port, auth=credentials, page=page, log=lambda line: click.echo(line, err=True))
+
+
+@main.command(context_settings={"show_default": False})
+@click.argument("roots", nargs=-1, metavar="[PATH ...]", type=click.Path(path_type=str))
+@_serve_options
+def serve(roots: tuple[str, ...], host: str, port: int, auth: str | None) -> None:
+    """Dashboard of every run under PATH (default: runs/), newest first, until Ctrl-C.
+
+    Runs still training show new epochs as they commit.
+    """
+    _serve(list(roots) or ["runs"], host, port, auth)
+
+
+@main.command(context_settings={"show_default": False})
+@click.option("--out", default="runs/demo", show_default=True, type=click.Path(file_okay=False, path_type=str),
+              help="Folder for the two runs (finished runs there are reused).")
+@click.option("--noise", type=float, default=0.2, show_default=True, help="Injected label noise.")
+@click.option("--epochs", type=int, help="Epochs per run (default: the synthetic preset).")
+@click.option("--no-serve", is_flag=True, help="Only train the runs.")
+@_serve_options
+def demo(out: str, noise: float, epochs: int | None, no_serve: bool, host: str, port: int, auth: str | None) -> None:
+    """Train SCN and SCN-C on synthetic data with injected noise, then serve both runs."""
+    from relabscope.dashboard.demo import demo_runs
+
+    dirs = demo_runs(out, noise=noise, epochs=epochs, log=lambda line: click.echo(line, err=True))
+    if no_serve:
+        for d in dirs:
+            click.echo(str(d))
+        return
+    # TODO(compare page): open the side-by-side comparison once the dashboard has it
+    _serve([out], host, port, auth, page=f"?run={dirs[-1].name}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

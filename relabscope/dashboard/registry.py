@@ -149,9 +149,8 @@ class RunRegistry:
                 real = folder.resolve(strict=True)
             except (OSError, RuntimeError):
                 continue
-            if real in seen or not _inside(real, self.roots):
-                continue  # a link cycle, or a link out of every root
-            seen.add(real)
+            if not _inside(real, self.roots):
+                continue  # a link out of every root
             try:
                 names = os.listdir(real)
             except OSError:
@@ -162,8 +161,9 @@ class RunRegistry:
                     continue  # run.h5 itself links out of the root
                 found.append(folder)
                 continue  # runs do not nest
-            if depth >= MAX_DEPTH:
-                continue
+            if real in seen or depth >= MAX_DEPTH:
+                continue  # a link cycle, or too deep
+            seen.add(real)
             for name in sorted(names, reverse=True):
                 if name.startswith(".") or name in SKIP_DIRS:
                     continue
@@ -179,16 +179,20 @@ class RunRegistry:
             if not force and now - self._scanned < self.rescan_seconds:
                 return
             self._scanned = now
-            current: dict[str, RunEntry] = {}
+            # one id per run directory: reached through links too, it keeps the name of its
+            # real path when that lies under a root, else the shortest linked name
+            by_real: dict[Path, tuple] = {}
             for root in self.roots:
                 for folder in self._walk(root):
-                    # ids from the path as found under the root (links inside keep their name)
                     run_id = self._run_id(root, folder)
-                    if run_id in current:
-                        continue
-                    old = self._entries.get(run_id)
                     real = folder.resolve()
-                    current[run_id] = old if old is not None and old.path == real else RunEntry(run_id, real, root)
+                    rank = (folder != real, len(run_id), run_id)
+                    if real not in by_real or rank < by_real[real][2]:
+                        by_real[real] = (run_id, root, rank)
+            current: dict[str, RunEntry] = {}
+            for real, (run_id, root, _) in by_real.items():
+                old = self._entries.get(run_id)
+                current[run_id] = old if old is not None and old.path == real else RunEntry(run_id, real, root)
             self._entries = current
 
     # ------------------------------------------------------------------ lookup
@@ -292,7 +296,27 @@ class RunRegistry:
                     e.run = None
 
 
+def _precheck(log: Path) -> None:
+    """Refuse a truncated log before the SWMR reader sees it: HDF5 skips its end-of-file
+    check in SWMR mode and retries failing metadata reads for a long time (minutes), which
+    would hang the request. A plain read-only open finds truncation at once; any other
+    failure (e.g. the flags of a writer that is still running) is left to the reader."""
+    import h5py
+
+    if not log.is_file():
+        return  # the reader explains (e.g. still .partial)
+    try:
+        with h5py.File(log, "r", locking=False):
+            pass
+    except OSError as exc:
+        text = str(exc)
+        if "truncated file" in text:
+            detail = text[text.index("truncated file"):].rstrip(")")
+            raise RunDirError(f"{log}: not a readable HDF5 run log ({detail})") from None
+
+
 def _open(entry: RunEntry) -> Run:
+    _precheck(entry.log_path)
     run = Run(entry.path)
     # touch what every page needs, so a log that opens but cannot be read fails here
     run.num_epochs, run.class_names, run.config, run.status  # noqa: B018

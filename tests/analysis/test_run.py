@@ -294,3 +294,31 @@ def test_embedding_epoch_names_kept_epochs(tiny_runs) -> None:
     with pytest.raises(ValueError, match="no embeddings kept for epoch"):
         run.embeddings(missing[0])
     np.testing.assert_array_equal(run.embeddings(-1), run.embeddings(kept[-1]))
+
+
+def test_oscillations_add_up_to_the_matrix(tiny_runs) -> None:
+    for method in ("scn", "scn-c", "baseline"):
+        with Run(tiny_runs[method]) as run:
+            osc = run.oscillations()
+            assert list(osc.columns) == ["sample_id", "a", "b", "epoch"]
+            counts = np.zeros((run.num_classes, run.num_classes), np.int64)
+            np.add.at(counts, (osc["a"].to_numpy(), osc["b"].to_numpy()), 1)
+            np.testing.assert_array_equal(counts, run.oscillation_matrix().to_numpy())
+            ev = run.relabel_events()
+            for row in osc.itertuples():  # each cycle ends with a relabel back to a, in that epoch
+                mine = ev[(ev["sample_id"] == row.sample_id) & (ev["epoch"] == row.epoch)]
+                assert (mine["new"] == row.a).any() and (mine["old"] == row.b).any()
+
+
+def test_images_are_the_training_pixels(tiny_runs) -> None:
+    from relabscope.analysis.gradcam import load_images
+
+    with Run(tiny_runs["scn"]) as run:
+        ids = [0, 5, len(run.samples) - 1]  # a test sample too
+        pixels = run.images(ids)
+        assert pixels.dtype == np.uint8 and pixels.shape[0] == 3 and pixels.shape[-1] == 3
+        raw = load_images(run, np.array(ids), image_size=run.config["image_size"])
+        np.testing.assert_array_equal(pixels, raw.expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy())
+        for bad in ([-1], [len(run.samples)]):
+            with pytest.raises(ValueError, match="out of range"):
+                run.images(bad)

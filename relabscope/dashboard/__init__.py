@@ -1,0 +1,13 @@
+"""``relabscope serve``: a Dash app over every run under some folders.
+
+``create_app(roots, auth=...)`` builds it (``app.server`` is the Flask WSGI app);
+``RunRegistry`` is what it may show. Modules: ``registry`` (run discovery and opening),
+``images`` (the sample-image route), ``context`` (shared caches and URLs), ``components``
+(cards, safe figures), and one module per page (``overview``, ``flipflops``, ``sample``),
+each with plain functions the tests call and a ``register(app, ctx)`` that wires them up.
+"""
+
+from relabscope.dashboard.app import create_app, serve
+from relabscope.dashboard.registry import RunRegistry, RunUnavailable
+
+__all__ = ["create_app", "serve", "RunRegistry", "RunUnavailable"]

@@ -1,0 +1,261 @@
+"""``create_app``: the Dash app behind ``relabscope serve``.
+
+One page per view, chosen by the URL path; the run (and a sample, epochs...) by query
+parameters, so every view has a link that reopens it: ``/flipflops?run=scn-c-20``,
+``/sample?run=scn-c-20&sample=123``. The run list on the left shows every run found under
+the roots, newest first, and runs that cannot be read with their error. A tick every few
+seconds checks whether the shown run committed a new epoch; if so the page's views
+redraw (a run still training updates without a restart).
+
+Security: only runs the registry discovered can be named, and only their samples' images
+served (see ``registry`` and ``images``); ``auth=("user", "password")`` puts every route,
+Dash's own included, behind HTTP basic auth (constant-time comparison).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+from typing import Any, Iterable, Sequence
+
+import dash
+from dash import Input, Output, State, dcc, html, no_update
+
+from relabscope.dashboard import flipflops, overview, sample
+from relabscope.dashboard.components import error_card
+from relabscope.dashboard.context import Context, parse_search
+from relabscope.dashboard.images import register_route
+from relabscope.dashboard.registry import RunRegistry, RunUnavailable
+from relabscope.errors import RelabscopeError
+
+#: path segment -> page module (layout(ctx, run_id, params), register(app, ctx), TITLE)
+PAGES = {overview.PATH: overview, flipflops.PATH: flipflops, sample.PATH: sample}
+AUTH_ENV = "RELABSCOPE_AUTH"
+
+_CSS = """
+body{font-family:Inter,Helvetica,Arial,sans-serif;margin:0;color:#222;background:#f6f7f9}
+a{color:#2a6fb0;text-decoration:none} a:hover{text-decoration:underline}
+.top{display:flex;align-items:center;gap:1.5em;padding:.6em 1.2em;background:#1f2a37;color:#fff}
+.top .brand{font-weight:700;font-size:1.1em} .top a{color:#d6e4f5} .top a.active{color:#fff;font-weight:600}
+.body{display:flex;align-items:flex-start}
+.side{width:250px;min-width:250px;padding:.8em;box-sizing:border-box;font-size:.9em}
+.side .run{display:block;padding:.35em .5em;border-radius:4px;margin-bottom:2px;word-break:break-all}
+.side .run.active{background:#dce8f6;font-weight:600} .side .run .sub{color:#666;font-size:.85em;font-weight:400}
+.side .run.bad{color:#a33}
+.main{flex:1;padding:.8em 1.2em;min-width:0}
+.card{background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:.7em 1em;margin:.4em 0}
+.error-card{border-color:#e5a3a3;background:#fff6f6} .err-title{font-weight:600;color:#a33} .err-msg{font-family:monospace;font-size:.9em;white-space:pre-wrap}
+.note-card{color:#555}
+.num-row{display:flex;flex-wrap:wrap;gap:.6em} .num-card{min-width:150px} .num{font-size:1.5em;font-weight:600} .lbl{color:#555;font-size:.85em}
+.grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:.8em}
+.cell{background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:.4em;min-width:0}
+.controls{display:flex;flex-wrap:wrap;align-items:center;gap:.8em;margin:.5em 0}
+.muted{color:#666;font-size:.9em} .chip{font-size:.85em;color:#444}
+.btn{padding:.3em .8em;border:1px solid #aab;border-radius:4px;background:#fff;cursor:pointer}
+.thumb{width:96px;height:auto;image-rendering:pixelated;border:1px solid #ccc}
+.big-thumb{width:224px;height:auto;image-rendering:pixelated;border:1px solid #ccc;float:left;margin:0 1em .5em 0}
+.dash-cell img{width:40px;height:auto;image-rendering:pixelated}
+"""
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """``USER:PASS`` -> (user, password); None or "" -> None. Raises RelabscopeError for a
+    value without a user or a password."""
+    if value is None or value == "":
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise RelabscopeError("--auth expects USER:PASS (both non-empty)")
+    return user, password
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def create_app(roots: Iterable[str | os.PathLike] | str | os.PathLike = ("runs",), *,
+               auth: tuple[str, str] | str | None = None, refresh_seconds: float = 5.0,
+               max_points: int = 20000, rescan_seconds: float = 5.0,
+               url_base_pathname: str | None = None) -> dash.Dash:
+    """The dashboard over every run found under ``roots``.
+
+    ``auth``: ("user", "password") or "user:password" for HTTP basic auth on every route
+    (None: no auth). ``refresh_seconds``: how often a page checks its run for new epochs
+    (0: never). ``max_points``: cap of points in embedding maps.
+    """
+    if isinstance(roots, (str, os.PathLike)):
+        roots = [roots]
+    registry = RunRegistry(list(roots), rescan_seconds=rescan_seconds)
+    if isinstance(auth, str):
+        auth = parse_auth(auth)
+    kwargs: dict[str, Any] = {}
+    if url_base_pathname:
+        kwargs["url_base_pathname"] = url_base_pathname
+    app = dash.Dash(__name__, title="relabscope", update_title=None, suppress_callback_exceptions=True,
+                    serve_locally=True, assets_folder=os.path.join(os.path.dirname(__file__), "_no_assets"),
+                    **kwargs)
+    app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + _CSS + "</style>")
+    ctx = Context(registry, prefix=app.config.requests_pathname_prefix, refresh_seconds=refresh_seconds,
+                  max_points=max_points)
+    app.relabscope = ctx  # for tests and embedding
+    server = app.server
+    if auth is not None:
+        _basic_auth(server, *auth)
+    register_route(server, ctx.images, app.config.routes_pathname_prefix)
+
+    app.layout = html.Div([
+        dcc.Location(id="url", refresh="callback-nav"),
+        dcc.Store(id="live-version"),
+        dcc.Interval(id="tick", interval=max(1.0, refresh_seconds) * 1000, disabled=refresh_seconds <= 0),
+        html.Div(id="topnav", className="top"),
+        html.Div([html.Div(id="runs-nav", className="side"), html.Div(id="page", className="main")],
+                 className="body"),
+    ])
+    _register_shell(app, ctx)
+    for page in PAGES.values():
+        page.register(app, ctx)
+    return app
+
+
+def _basic_auth(server, user: str, password: str) -> None:
+    from flask import Response, request
+
+    want_user, want_pass = user.encode(), password.encode()
+
+    @server.before_request
+    def _check():
+        given = request.authorization
+        ok = given is not None and given.type == "basic"
+        # compare both parts always (no early exit on the user name)
+        u_ok = hmac.compare_digest((given.username or "").encode() if ok else b"", want_user)
+        p_ok = hmac.compare_digest((given.password or "").encode() if ok else b"", want_pass)
+        if not (ok and u_ok and p_ok):
+            return Response("authentication required", 401, {"WWW-Authenticate": 'Basic realm="relabscope"'})
+        return None
+
+
+# ---------------------------------------------------------------------- routing
+def page_of(pathname: str | None, prefix: str) -> str:
+    """The page key of a URL path (its first segment after the app's prefix)."""
+    path = pathname or "/"
+    if path.startswith(prefix):
+        path = path[len(prefix):]
+    return path.strip("/").split("/")[0]
+
+
+def resolve_run(ctx: Context, params: dict[str, str]) -> str | None:
+    """The run a URL names (must be a registered id), or the newest when it names none;
+    raises RunUnavailable for a name the registry does not know."""
+    run_id = params.get("run")
+    if run_id is None:
+        return ctx.registry.newest()
+    if run_id not in ctx.registry:
+        raise RunUnavailable(f"unknown run {run_id[:200]!r}")
+    return run_id
+
+
+def render_page(ctx: Context, pathname: str | None, search: str | None) -> Any:
+    """The page for a URL: its layout, or an error card (unknown page or run, unreadable
+    run); never raises."""
+    key = page_of(pathname, ctx.prefix)
+    page = PAGES.get(key)
+    if page is None:
+        return error_card(f"no page {key[:100]!r}; pages: " + ", ".join(p.TITLE for p in PAGES.values()),
+                          "Page not found")
+    params = parse_search(search)
+    try:
+        run_id = resolve_run(ctx, params)
+    except RunUnavailable as exc:
+        return error_card(str(exc), "Run not found")
+    if run_id is None:
+        roots = ", ".join(str(r) for r in ctx.registry.roots)
+        return error_card(f"no run (a folder holding run.h5) under {roots}", "No runs yet")
+    try:
+        ctx.run(run_id)
+        return page.layout(ctx, run_id, params)
+    except Exception as exc:
+        from relabscope.dashboard.components import describe_error
+
+        return error_card(describe_error(exc), f"Run {run_id} cannot be shown")
+
+
+def run_list(ctx: Context, current: str | None, page: str) -> list:
+    items = [html.Div("Runs", className="muted")]
+    for info in ctx.registry.infos():
+        classes = "run" + (" active" if info.id == current else "") + (" bad" if info.error else "")
+        if info.error:
+            sub = info.error
+        else:
+            sub = f"{info.method} · {info.dataset} · {info.epochs} ep · {info.status}"
+        items.append(dcc.Link([html.Div(info.id), html.Div(sub, className="sub")],
+                              href=ctx.href(page if page in PAGES else "", info.id), className=classes,
+                              title=info.error or ""))
+    if len(items) == 1:
+        items.append(html.Div("none found", className="muted"))
+    return items
+
+
+def nav(ctx: Context, current: str | None, page: str) -> list:
+    links = [html.Span("relabscope", className="brand")]
+    for key, mod in PAGES.items():
+        links.append(dcc.Link(mod.TITLE, href=ctx.href(key, current), className="active" if key == page else ""))
+    return links
+
+
+def _register_shell(app: dash.Dash, ctx: Context) -> None:
+    @app.callback(Output("page", "children"), Output("topnav", "children"),
+                  Output("live-version", "data", allow_duplicate=True),
+                  Input("url", "pathname"), Input("url", "search"), prevent_initial_call="initial_duplicate")
+    def _route(pathname, search):
+        params = parse_search(search)
+        try:
+            current = resolve_run(ctx, params)
+        except RunUnavailable:
+            current = None
+        key = page_of(pathname, ctx.prefix)
+        version = ctx.registry.version(current) if current else None
+        return render_page(ctx, pathname, search), nav(ctx, current, key), version
+
+    @app.callback(Output("runs-nav", "children"), Input("url", "pathname"), Input("url", "search"),
+                  Input("tick", "n_intervals"))
+    def _runs(pathname, search, _tick):
+        try:
+            current = resolve_run(ctx, parse_search(search))
+        except RunUnavailable:
+            current = None
+        return run_list(ctx, current, page_of(pathname, ctx.prefix))
+
+    @app.callback(Output("live-version", "data", allow_duplicate=True), Input("tick", "n_intervals"), State("url", "search"),
+                  State("live-version", "data"), prevent_initial_call=True)
+    def _tick(_n, search, seen):
+        try:
+            current = resolve_run(ctx, parse_search(search))
+        except RunUnavailable:
+            return no_update
+        if current is None:
+            return no_update
+        version = ctx.registry.version(current)
+        return no_update if version == seen else version
+
+
+def serve(roots: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", port: int = 8050,
+          auth: tuple[str, str] | str | None = None, page: str = "", log=print) -> None:
+    """Run the dashboard with Flask's threaded server (debug off) until Ctrl-C. ``auth``
+    None reads ``RELABSCOPE_AUTH``; ``page`` is the path (and query) the printed URL opens."""
+    if auth is None:
+        auth = os.environ.get(AUTH_ENV) or None
+    app = create_app(roots, auth=auth)
+    registry = app.relabscope.registry
+    if not is_loopback(host):
+        log(f"relabscope: warning: serving on {host}, reachable from other machines"
+            + ("" if auth else "; anyone who can reach it sees the runs (add --auth USER:PASS)"))
+    shown = "[" + host + "]" if ":" in host else host
+    log(f"relabscope: {len(registry.ids())} run(s) under {', '.join(str(r) for r in registry.roots)}; "
+        f"open http://{shown}:{port}/{page.lstrip('/')}")
+    app.run(host=host, port=port, debug=False)

@@ -1,0 +1,97 @@
+"""Building blocks every page uses: error cards, figures that fail alone, number cards,
+tables from DataFrames."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import pandas as pd
+from dash import dash_table, dcc, html
+
+from relabscope.dashboard.registry import RunUnavailable
+
+GRAPH_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png"}}
+
+
+def error_card(message: str, title: str = "Cannot show this") -> html.Div:
+    return html.Div([html.Div(title, className="err-title"), html.Div(message, className="err-msg")],
+                    className="card error-card")
+
+
+def note_card(message: str) -> html.Div:
+    return html.Div(message, className="card note-card")
+
+
+def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, RunUnavailable):
+        return str(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+def safe(make: Callable[[], Any], title: str = "Cannot show this") -> Any:
+    """``make()``, or an error card saying why it failed (one failing view never takes
+    the page down)."""
+    try:
+        return make()
+    except Exception as exc:
+        return error_card(describe_error(exc), title)
+
+
+def graph(fig: Any, graph_id: Any = None, **kwargs: Any) -> dcc.Graph:
+    props = {"figure": fig, "config": GRAPH_CONFIG, **kwargs}
+    if graph_id is not None:
+        props["id"] = graph_id
+    return dcc.Graph(**props)
+
+
+def figure_block(make: Callable[[], Any], graph_id: Any = None, **kwargs: Any) -> Any:
+    """A graph of ``make()`` (a plotly figure), or an error card."""
+    return safe(lambda: graph(make(), graph_id, **kwargs))
+
+
+def fmt(value: Any, kind: str = "") -> str:
+    """One number for display: percent, integer or 4 significant digits; n/a for NaN."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    try:
+        if pd.isna(value):
+            return "n/a"
+    except (TypeError, ValueError):
+        pass
+    if kind == "%":
+        return f"{float(value):.1%}"
+    if isinstance(value, (int,)) or (hasattr(value, "is_integer") and float(value).is_integer() and kind == "int"):
+        return f"{int(value):,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def number_cards(items: list[tuple[str, str, str | None]]) -> html.Div:
+    """Cards of (label, shown value, hover text)."""
+    return html.Div([html.Div([html.Div(v, className="num"), html.Div(label, className="lbl")],
+                              className="card num-card", title=hint or "") for label, v, hint in items],
+                    className="num-row")
+
+
+def frame_table(df: pd.DataFrame, *, index: bool = False, table_id: Any = None, page_size: int = 25,
+                **kwargs: Any) -> dash_table.DataTable:
+    """A small DataTable of ``df`` (floats to 4 significant digits)."""
+    shown = df.reset_index() if index else df
+    shown = shown.copy()
+    shown.columns = [str(c) for c in shown.columns]
+    for c in shown.columns:
+        if pd.api.types.is_float_dtype(shown[c]):
+            shown[c] = shown[c].map(lambda v: fmt(float(v)))
+        elif not pd.api.types.is_integer_dtype(shown[c]):
+            shown[c] = shown[c].map(lambda v: fmt(v) if isinstance(v, float) else ("n/a" if v is pd.NA else str(v)))
+    props = dict(columns=[{"name": c, "id": c} for c in shown.columns], data=shown.to_dict("records"),
+                 page_size=page_size, style_table={"overflowX": "auto"}, style_cell={"fontSize": 13, "padding": "3px 8px"},
+                 style_header={"fontWeight": "600"}, **kwargs)
+    if table_id is not None:
+        props["id"] = table_id
+    return dash_table.DataTable(**props)

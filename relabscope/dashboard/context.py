@@ -1,0 +1,92 @@
+"""What every page's callbacks share: the registry, result caches, images, URL building.
+
+Pages compute nothing themselves: they ask a ``Run`` (through ``Context.run``) or a
+``relabscope.plot`` helper, and ``Context.cached`` keeps results that are expensive to
+recompute (flip-flop tables, Grad-CAM) per run *version*, so a live run that commits an
+epoch gets new results.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlencode
+
+import pandas as pd
+
+from relabscope.analysis.run import Run
+from relabscope.dashboard.cache import Memo
+from relabscope.dashboard.images import SIZES, ImageStore, image_url
+from relabscope.dashboard.registry import RunRegistry
+
+
+class Context:
+    def __init__(self, registry: RunRegistry, *, prefix: str = "/", refresh_seconds: float = 5.0,
+                 max_points: int = 20000):
+        self.registry = registry
+        self.prefix = prefix if prefix.endswith("/") else prefix + "/"
+        self.refresh_seconds = refresh_seconds
+        self.max_points = max_points
+        self.results = Memo(128)
+        self.gradcams = Memo(256)
+        self.images = ImageStore(registry)
+
+    # ------------------------------------------------------------------ runs and results
+    def run(self, run_id: Any) -> Run:
+        """The open run (raises RunUnavailable for unknown ids and unreadable logs)."""
+        return self.registry.get(run_id)
+
+    def version_key(self, run_id: str) -> tuple:
+        run = self.run(run_id)
+        return (run_id, id(run), run.num_epochs)
+
+    def cached(self, run_id: str, name: Any, compute: Callable[[Run], Any]) -> Any:
+        """``compute(run)``, kept per run version and ``name``."""
+        run = self.run(run_id)
+        return self.results.get((run_id, id(run), run.num_epochs, name), lambda: compute(run))
+
+    def flipflops(self, run_id: str) -> pd.DataFrame:
+        return self.cached(run_id, "flipflops", lambda r: r.flipflops())
+
+    def oscillations(self, run_id: str) -> pd.DataFrame:
+        return self.cached(run_id, "oscillations", lambda r: r.oscillations())
+
+    def gradcam(self, run_id: str, sample_id: int, label: str) -> Any:
+        run = self.run(run_id)
+        key = (run_id, id(run), run.num_epochs, int(sample_id), label)
+        return self.gradcams.get(key, lambda: run.gradcam([int(sample_id)], label=label))
+
+    def has_gradcam(self, run_id: str, sample_id: int, label: str) -> bool:
+        run = self.run(run_id)
+        return (run_id, id(run), run.num_epochs, int(sample_id), label) in self.gradcams
+
+    # ------------------------------------------------------------------ URLs
+    def href(self, page: str, run_id: str | None = None, **params: Any) -> str:
+        """Link to ``page`` (e.g. "flipflops"; "" for the overview) with query params."""
+        query = {"run": run_id} if run_id else {}
+        query.update({k: v for k, v in params.items() if v is not None and v != ""})
+        return self.prefix + page.strip("/") + ("?" + urlencode(query) if query else "")
+
+    def image_url(self, run_id: str, sample_id: int, size: int = SIZES[0]) -> str:
+        return image_url(self.prefix, run_id, sample_id, size)
+
+
+def parse_search(search: str | None) -> dict[str, str]:
+    """``?a=1&b=2`` -> {"a": "1", "b": "2"} (first value of each key)."""
+    if not search:
+        return {}
+    return {k: v[0] for k, v in parse_qs(search.lstrip("?"), keep_blank_values=False).items() if v}
+
+
+def parse_sample(value: Any, num_samples: int) -> int:
+    """A sample id from a URL or an input box; ValueError with a one-line message."""
+    if isinstance(value, bool):
+        raise ValueError("sample id must be an integer")
+    if isinstance(value, (int, float)) and float(value).is_integer():
+        sid = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        sid = int(value.strip())
+    else:
+        raise ValueError(f"sample id must be a non-negative integer, not {str(value)[:40]!r}")
+    if not 0 <= sid < num_samples:
+        raise ValueError(f"sample id {sid} out of range: the run has {num_samples} samples (0..{num_samples - 1})")
+    return sid

@@ -1,0 +1,128 @@
+"""Page 1, the run overview: what ran (config), how it trained (test accuracy, relabels per
+epoch), whether relabelling fixed the noise (when clean labels are known) and the paper's
+headline claim as numbers (relabel consistency)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+from dash import Input, Output, dcc, html
+
+from relabscope.analysis.run import Run
+from relabscope.dashboard.components import error_card, figure_block, fmt, frame_table, number_cards, safe
+from relabscope.dashboard.context import Context
+
+PATH = ""
+TITLE = "Overview"
+FIGURES = ("accuracy", "relabels", "recovery", "consistency")
+
+
+def headline(run: Run, flip: pd.DataFrame) -> dict[str, Any]:
+    """The key numbers, straight from the Run API (``flip``: ``run.flipflops()``)."""
+    metrics = run.metrics()
+    out: dict[str, Any] = {
+        "epochs": run.num_epochs,
+        "status": run.status,
+        "test_acc": float(metrics["test_acc"].iloc[-1]) if len(metrics) else float("nan"),
+        "best_test_acc": float(metrics["test_acc"].max()) if len(metrics) else float("nan"),
+        "relabel_events": int(flip["changes"].sum()),
+        "relabelled_samples": int((flip["changes"] > 0).sum()),
+        "flipflops": int(flip["flipflops"].sum()),
+        "flipflopping_samples": int((flip["flipflops"] > 0).sum()),
+    }
+    if run.relabels_at_all:
+        cons = run.consistency()
+        out["closer_to_new"] = float(cons["closer_to_new"])
+        out["undone_fraction"] = float(cons["undone_fraction"])
+    if run.clean_labels is not None and run.relabels_at_all and run.num_epochs:
+        rec = run.noise_recovery()
+        out["noisy_corrected"] = float(rec["noisy_corrected"].iloc[-1])
+        out["clean_corrupted"] = float(rec["clean_corrupted"].iloc[-1])
+    return out
+
+
+def headline_cards(numbers: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    cards = [
+        ("final test accuracy", fmt(numbers["test_acc"], "%"), f"best {fmt(numbers['best_test_acc'], '%')}"),
+        ("epochs", f"{numbers['epochs']} ({numbers['status']})", None),
+        ("relabel events", fmt(numbers["relabel_events"]), f"on {numbers['relabelled_samples']} samples"),
+        ("flip-flops", fmt(numbers["flipflops"]), f"{numbers['flipflopping_samples']} samples flip-flopped"),
+    ]
+    if "closer_to_new" in numbers:
+        cards.append(("closer to new class after relabel", fmt(numbers["closer_to_new"], "%"),
+                      f"undone later: {fmt(numbers['undone_fraction'], '%')}"))
+    if "noisy_corrected" in numbers:
+        cards.append(("noisy labels corrected", fmt(numbers["noisy_corrected"], "%"),
+                      f"clean labels corrupted: {fmt(numbers['clean_corrupted'], '%')}"))
+    return cards
+
+
+def config_table(run: Run) -> pd.DataFrame:
+    """The run's resolved settings, one row per key (nested values as JSON)."""
+    rows = [(k, v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v))
+            for k, v in run.config.items()]
+    return pd.DataFrame({"setting": [r[0] for r in rows], "value": ["" if r[1] is None else str(r[1]) for r in rows]})
+
+
+def figure(run: Run, which: str):
+    from relabscope import plot
+
+    if which == "accuracy":
+        return plot.accuracy_curves(run)
+    if which == "relabels":
+        return plot.relabels_per_epoch(run)
+    if which == "recovery":
+        return plot.noise_recovery(run)
+    if which == "consistency":
+        return plot.consistency_summary(run)
+    raise ValueError(f"unknown overview figure {which!r}")
+
+
+def header(ctx: Context, run_id: str) -> Any:
+    run = ctx.run(run_id)
+    meta = run.meta
+    facts = [f"method {run.method}", f"data set {meta.get('dataset', '?')}",
+             f"{meta.get('num_train', '?')} train / {meta.get('num_test', '?')} test samples",
+             f"{run.num_classes} classes", f"device {meta.get('device_name') or meta.get('device', '?')}",
+             f"created {meta.get('created', '?')}"]
+    return html.Div([html.H2(run_id), html.Div(" · ".join(str(f) for f in facts), className="muted")])
+
+
+# ---------------------------------------------------------------------- Dash
+def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
+    return html.Div([
+        dcc.Store(id="ov-args", data={"run": run_id}),
+        html.Div(id="ov-head"),
+        dcc.Loading(html.Div(id="ov-numbers")),
+        html.Div([dcc.Loading(html.Div(id=f"ov-{w}"), className="cell") for w in FIGURES], className="grid2"),
+        html.H3("Settings"),
+        html.Div(id="ov-config"),
+    ])
+
+
+def register(app, ctx: Context) -> None:
+    args = [Input("ov-args", "data"), Input("live-version", "data")]
+
+    @app.callback(Output("ov-head", "children"), Output("ov-numbers", "children"), Output("ov-config", "children"),
+                  *args)
+    def _summary(a, _version):
+        run_id = (a or {}).get("run")
+        try:
+            run = ctx.run(run_id)
+        except Exception as exc:
+            card = error_card(str(exc), "Run not readable")
+            return card, None, None
+        numbers = safe(lambda: number_cards(headline_cards(headline(run, ctx.flipflops(run_id)))))
+        return (safe(lambda: header(ctx, run_id)), numbers,
+                safe(lambda: frame_table(config_table(run), page_size=60)))
+
+    def figure_callback(which: str) -> None:
+        @app.callback(Output(f"ov-{which}", "children"), *args)
+        def _figure(a, _version):
+            run_id = (a or {}).get("run")
+            return figure_block(lambda: figure(ctx.run(run_id), which))
+
+    for which in FIGURES:
+        figure_callback(which)

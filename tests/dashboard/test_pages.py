@@ -1,0 +1,337 @@
+"""Each page's callbacks on the tiny runs, called as the browser calls them: what they show
+equals what the Run API returns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from relabscope.dashboard import flipflops as ffpage
+from relabscope.dashboard import overview, sample
+from tests.dashboard.conftest import dash_call, find, texts
+
+ROUTER = ["page.children", "topnav.children", "live-version.data"]
+TABLE = ["ff-table.data", "ff-table.page_count", "ff-table.page_current", "ff-count.children"]
+
+
+def _route(app, client, path, search):
+    return dash_call(app, client, ROUTER, {"url.pathname": path, "url.search": search})
+
+
+def _table(app, client, run_id="scn", changed=None, **inputs):
+    values = {"ff-args.data": {"run": run_id}, "live-version.data": None, "ff-mode.value": "flipflopping",
+              "ff-given.value": None, "ff-final.value": None, "ff-cell.data": None,
+              "ff-table.page_current": 0, "ff-table.sort_by": None}
+    values.update(inputs)
+    return dash_call(app, client, TABLE, values, changed=changed or [k for k in inputs] or ["ff-args.data"])
+
+
+# ---------------------------------------------------------------------- shell
+def test_opens_on_the_newest_run_and_lists_every_run(app, client) -> None:
+    reg = app.relabscope.registry
+    out = _route(app, client, "/", "")
+    assert out["live-version"]["data"]["run"] == reg.newest()
+    nav = dash_call(app, client, ["runs-nav.children"], {"url.pathname": "/", "url.search": "",
+                                                         "tick.n_intervals": None})
+    shown = texts(nav)
+    for run_id in reg.ids():
+        assert run_id in shown
+    assert "not a readable HDF5 run log" in shown  # the broken run's card, beside the good ones
+    links = [c["props"]["href"] for c in find(nav, lambda c: c["type"] == "Link")]
+    assert "/?run=scn" in links and "/?run=group%2Fnested" in links
+
+
+def test_tick_reports_a_new_version_only_when_it_changed(app, client) -> None:
+    state = {"url.search": "?run=scn", "live-version.data": None}
+    out = dash_call(app, client, ["live-version.data"], {"tick.n_intervals": 1}, state)
+    version = out["live-version"]["data"]
+    assert version == {"run": "scn", "epochs": 4, "status": "finished"}
+    again = dash_call(app, client, ["live-version.data"], {"tick.n_intervals": 2},
+                      {"url.search": "?run=scn", "live-version.data": version})
+    assert again == {}  # no_update: nothing redraws
+
+
+# ---------------------------------------------------------------------- overview
+@pytest.mark.parametrize("run_id", ["scn", "scn-c", "baseline"])
+def test_overview_numbers_are_the_run_api(app, client, run_id) -> None:
+    run = app.relabscope.registry.get(run_id)
+    out = dash_call(app, client, ["ov-head.children", "ov-numbers.children", "ov-config.children"],
+                    {"ov-args.data": {"run": run_id}, "live-version.data": None})
+    numbers = overview.headline(run, run.flipflops())
+    metrics, flip = run.metrics(), run.flipflops()
+    assert numbers["test_acc"] == pytest.approx(float(metrics["test_acc"].iloc[-1]))
+    assert numbers["relabel_events"] == len(run.relabel_events()) == int(flip["changes"].sum())
+    assert numbers["flipflops"] == int(flip["flipflops"].sum())
+    shown = texts(out["ov-numbers"]["children"])
+    assert f"{numbers['test_acc']:.1%}" in shown and f"{numbers['relabel_events']:,}" in shown
+    if run.relabels_at_all:
+        cons = run.consistency()
+        assert numbers["closer_to_new"] == pytest.approx(float(cons["closer_to_new"]))
+        assert f"{float(cons['closer_to_new']):.1%}" in shown
+        rec = run.noise_recovery()
+        assert f"{float(rec['noisy_corrected'].iloc[-1]):.1%}" in shown
+    else:
+        assert "closer_to_new" not in numbers
+    config = {r["setting"]: r["value"] for r in out["ov-config"]["children"]["props"]["data"]}
+    assert config["method"] == run.method and config["noise"] == str(run.config["noise"])
+    assert run_id in texts(out["ov-head"]["children"])
+
+
+def test_overview_figures_show_the_run_api(app, client) -> None:
+    run = app.relabscope.registry.get("scn")
+    figs = {}
+    for which in overview.FIGURES:
+        out = dash_call(app, client, [f"ov-{which}.children"], {"ov-args.data": {"run": "scn"},
+                                                               "live-version.data": None})
+        figs[which] = out[f"ov-{which}"]["children"]["props"]["figure"]
+    test_trace = figs["accuracy"]["data"][0]
+    np.testing.assert_allclose(_values(test_trace["y"]), run.metrics()["test_acc"].to_numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(_values(figs["relabels"]["data"][0]["y"]), run.metrics()["relabels"].to_numpy())
+    rec = run.noise_recovery()
+    lines = {t["name"]: t for t in figs["recovery"]["data"]}
+    np.testing.assert_allclose(_values(lines["noisy samples now correct"]["y"]), rec["noisy_corrected"].to_numpy())
+    cons = run.consistency()
+    assert _values(figs["consistency"]["data"][0]["y"])[0] == pytest.approx(float(cons["closer_to_new"]))
+
+
+def test_overview_of_a_baseline_says_it_never_relabels(app, client) -> None:
+    out = dash_call(app, client, ["ov-consistency.children"], {"ov-args.data": {"run": "baseline"},
+                                                              "live-version.data": None})
+    assert out["ov-consistency"]["children"]["props"]["figure"]["layout"]["meta"]["note"] == "baseline never relabels"
+
+
+def test_overview_of_a_broken_run_is_an_error_card(app, client) -> None:
+    out = dash_call(app, client, ["ov-head.children", "ov-numbers.children", "ov-config.children"],
+                    {"ov-args.data": {"run": "broken"}, "live-version.data": None})
+    assert "not a readable HDF5 run log" in texts(out["ov-head"]["children"])
+    good = dash_call(app, client, ["ov-head.children", "ov-numbers.children", "ov-config.children"],
+                     {"ov-args.data": {"run": "scn-c"}, "live-version.data": None})
+    assert "scn-c" in texts(good["ov-head"]["children"])
+
+
+# ---------------------------------------------------------------------- flip-flops
+def test_flipflop_table_is_the_flipflop_table(app, client) -> None:
+    run = app.relabscope.registry.get("scn")
+    flip = run.flipflops()
+    expect = flip[flip["flipflops"] > 0].sort_values(["flipflops", "changes", "sample_id"],
+                                                     ascending=[False, False, True])
+    out = _table(app, client)
+    rows = out["ff-table"]["data"]
+    assert [r["sample_id"] for r in rows] == expect["sample_id"].tolist()[:ffpage.PAGE_SIZE]
+    by_id = flip.set_index("sample_id")
+    for r in rows:
+        f = by_id.loc[r["sample_id"]]
+        assert (r["changes"], r["flipflops"], r["labels_visited"]) == (f["changes"], f["flipflops"], f["labels_visited"])
+        assert r["given"] == run.class_names[f["given_label"]] and r["final"] == run.class_names[f["final_label"]]
+        assert f"sample={r['sample_id']}" in r["image"] and "run=scn" in r["image"]
+    assert out["ff-count"]["children"].startswith(f"{len(expect)} of {len(flip)} ")
+
+
+def test_flipflop_table_sorts_pages_and_filters(app, client) -> None:
+    run = app.relabscope.registry.get("scn")
+    flip = run.flipflops()
+    everyone = flip.sort_values(["changes", "sample_id"], ascending=[True, True])
+    out = _table(app, client, **{"ff-mode.value": "all", "ff-table.sort_by": [{"column_id": "changes",
+                                                                               "direction": "asc"}],
+                                 "ff-table.page_current": 2}, changed=["ff-table.page_current"])
+    assert out["ff-table"]["page_count"] == -(-len(flip) // ffpage.PAGE_SIZE)
+    assert out["ff-table"]["page_current"] == 2
+    assert [r["sample_id"] for r in out["ff-table"]["data"]] == everyone["sample_id"].tolist()[40:60]
+    # a page past the end shows the last one; unknown sort columns are ignored
+    last = _table(app, client, **{"ff-mode.value": "all", "ff-table.page_current": 999,
+                                  "ff-table.sort_by": [{"column_id": "__class__", "direction": "asc"}]},
+                  changed=["ff-table.page_current"])
+    assert last["ff-table"]["page_current"] == last["ff-table"]["page_count"] - 1
+    # a filter change goes back to the first page
+    given = int(flip["given_label"].mode()[0])
+    filtered = _table(app, client, **{"ff-mode.value": "relabelled", "ff-given.value": given,
+                                      "ff-table.page_current": 3})
+    want = flip[(flip["changes"] > 0) & (flip["given_label"] == given)]
+    assert filtered["ff-table"]["page_current"] == 0
+    assert sorted(r["sample_id"] for r in filtered["ff-table"]["data"]) == sorted(want["sample_id"])[:ffpage.PAGE_SIZE] \
+        or len(want) > ffpage.PAGE_SIZE
+
+
+def test_matrix_cell_filters_to_that_cycle(app, client) -> None:
+    run = app.relabscope.registry.get("scn")
+    osc = run.oscillations()
+    matrix = run.oscillation_matrix()
+    a, b = np.unravel_index(int(np.argmax(matrix.to_numpy())), matrix.shape)
+    assert matrix.iloc[a, b] > 0
+    click = {"points": [{"x": run.class_names[b], "y": run.class_names[a], "z": int(matrix.iloc[a, b])}]}
+    cell = dash_call(app, client, ["ff-cell.data"], {"ff-heatmap.clickData": click, "ff-clear.n_clicks": 0},
+                     {"ff-args.data": {"run": "scn"}}, changed=["ff-heatmap.clickData"])
+    assert cell["ff-cell"]["data"] == [a, b]
+    out = _table(app, client, **{"ff-mode.value": "all", "ff-cell.data": [int(a), int(b)]})
+    want = set(osc[(osc["a"] == a) & (osc["b"] == b)]["sample_id"])
+    assert {r["sample_id"] for r in out["ff-table"]["data"]} == want
+    cleared = dash_call(app, client, ["ff-cell.data"], {"ff-heatmap.clickData": click, "ff-clear.n_clicks": 1},
+                        {"ff-args.data": {"run": "scn"}}, changed=["ff-clear.n_clicks"])
+    assert cleared["ff-cell"]["data"] is None
+
+
+def test_flipflop_figures_and_row_selection(app, client) -> None:
+    run = app.relabscope.registry.get("scn")
+    figs = dash_call(app, client, ["ff-heatmap.figure", "ff-bars.figure"],
+                     {"ff-args.data": {"run": "scn"}, "live-version.data": None})
+    z = _values(figs["ff-heatmap"]["figure"]["data"][0]["z"])
+    assert z.sum() == run.oscillation_matrix().to_numpy().sum()
+    rows = _table(app, client)["ff-table"]["data"]
+    picked = dash_call(app, client, ["ff-selected.data"],
+                       {"ff-table.active_cell": {"row": 1, "column": 1, "column_id": "sample_id"},
+                        "ff-bars.clickData": None}, {"ff-table.data": rows}, changed=["ff-table.active_cell"])
+    sid = picked["ff-selected"]["data"]
+    assert sid == rows[1]["sample_id"]
+    bar_label = figs["ff-bars"]["figure"]["data"][0]["y"][0]
+    bar = dash_call(app, client, ["ff-selected.data"], {"ff-table.active_cell": None,
+                                                        "ff-bars.clickData": {"points": [{"y": bar_label}]}},
+                    {"ff-table.data": rows}, changed=["ff-bars.clickData"])
+    assert bar["ff-selected"]["data"] == int(bar_label.split()[0][1:])
+    detail = dash_call(app, client, ["ff-detail.children"], {"ff-selected.data": sid, "ff-args.data": {"run": "scn"},
+                                                             "live-version.data": None})
+    timeline = find(detail, lambda c: c["type"] == "Graph")[0]["props"]["figure"]
+    shown = [y for y in timeline["data"][1]["y"]]
+    assert shown == [run.class_names[v] for v in run.labels()[:, sid]]
+    hrefs = [c["props"]["href"] for c in find(detail, lambda c: c["type"] == "Link")]
+    assert hrefs == [f"/sample?run=scn&sample={sid}"]
+
+
+def test_flipflop_page_of_a_baseline_says_so(app, client) -> None:
+    out = _route(app, client, "/flipflops", "?run=baseline")
+    assert "baseline never relabels" in texts(out["page"]["children"])
+
+
+def test_flipflop_table_thumbnails_are_served(app, client) -> None:
+    rows = _table(app, client)["ff-table"]["data"]
+    url = rows[0]["image"].split("(", 1)[1].rstrip(")")
+    resp = client.get(url)
+    assert resp.status_code == 200 and resp.mimetype == "image/png"
+
+
+# ---------------------------------------------------------------------- sample inspector
+def test_sample_page_defaults_to_the_most_flipflopping_sample(app, client) -> None:
+    run = app.relabscope.registry.get("scn")
+    from relabscope.plot import select_flipflopping
+
+    top = int(select_flipflopping(run.flipflops(), 1)["sample_id"].iloc[0])
+    out = _route(app, client, "/sample", "?run=scn")
+    store = find(out["page"]["children"], lambda c: c["props"].get("id") == "sm-args")[0]
+    assert store["props"]["data"] == {"run": "scn", "sample": top}
+    epochs = find(out["page"]["children"], lambda c: c["props"].get("id") == "sm-epochs")[0]["props"]["value"]
+    assert epochs == [int(e) for e in run.distance_profile(top)["epoch"].unique()]
+    deep = _route(app, client, "/sample", "?run=scn&sample=7&epochs=0,-1")
+    assert find(deep["page"]["children"], lambda c: c["props"].get("id") == "sm-epochs")[0]["props"]["value"] == [0, 3]
+
+
+def test_sample_views_are_the_run_api(app, client) -> None:
+    run = app.relabscope.registry.get("scn")
+    flip = run.flipflops().set_index("sample_id")
+    sid = int(flip["changes"].idxmax())
+    out = dash_call(app, client, ["sm-facts.children", "sm-timeline.children", "sm-probs.children"],
+                    {"sm-args.data": {"run": "scn", "sample": sid}, "live-version.data": None})
+    facts = {r["field"]: r["value"] for r in out["sm-facts"]["children"]["props"]["data"]}
+    assert facts["key"] == run.samples.loc[sid, "key"]
+    assert facts["given label"] == run.class_names[run.given_labels[sid]]
+    assert facts["label in effect after the last epoch"] == run.class_names[run.final_labels()[sid]]
+    assert int(facts["relabel events"]) == flip.loc[sid, "changes"]
+    assert int(facts["flip-flops"]) == flip.loc[sid, "flipflops"]
+    probs = out["sm-probs"]["children"]["props"]["figure"]["data"]
+    by_name = {t["name"].split(" (")[0]: t for t in probs if t.get("mode") == "lines"}
+    for k, name in enumerate(run.class_names):
+        np.testing.assert_allclose(_values(by_name[name]["y"]), run.probabilities()[:, sid, k].astype(float), rtol=1e-3)
+    dist = dash_call(app, client, ["sm-distances.children"], {"sm-args.data": {"run": "scn", "sample": sid},
+                                                             "sm-epochs.value": [3, 0], "live-version.data": None})
+    bars = [t for t in dist["sm-distances"]["children"]["props"]["figure"]["data"] if t.get("x") and t["x"][0]]
+    profile = run.distance_profile(sid, [0, 3])
+    for trace, e in zip(bars, (0, 3)):
+        want = profile[profile["epoch"] == e].set_index("class_name")["distance"]
+        got = dict(zip(trace["x"], _values(trace["y"])))
+        for name, d in want.items():
+            assert got[name] == pytest.approx(d, rel=1e-5)
+    bad = dash_call(app, client, ["sm-distances.children"], {"sm-args.data": {"run": "scn", "sample": sid},
+                                                            "sm-epochs.value": [99], "live-version.data": None})
+    assert "epoch 99 out of range" in texts(bad)
+
+
+def test_sample_open_box_updates_the_url(app, client) -> None:
+    out = dash_call(app, client, ["url.search"], {"sm-open.n_clicks": 1, "sm-input.n_submit": None},
+                    {"sm-input.value": 12, "url.search": "?run=group/nested&sample=3"}, changed=["sm-open.n_clicks"])
+    assert out["url"]["search"] == "?run=group%2Fnested&sample=12"
+
+
+def test_gradcam_is_computed_on_request_and_cached(app, client) -> None:
+    run = app.relabscope.registry.get("scn-c")
+    sid = 5
+    args = {"sm-args.data": {"run": "scn-c", "sample": sid}}
+    idle = dash_call(app, client, ["sm-gradcam.children"], {"sm-gradcam-go.n_clicks": 0, **args})
+    assert "press the button" in texts(idle)
+    out = dash_call(app, client, ["sm-gradcam.children"], {"sm-gradcam-go.n_clicks": 1, **args},
+                    changed=["sm-gradcam-go.n_clicks"])
+    fig = out["sm-gradcam"]["children"]["props"]["figure"]
+    titles = [a["text"] for a in fig["layout"]["annotations"]]
+    given, effect = run.gradcam([sid], label="given"), run.gradcam([sid], label="effect")
+    assert titles[1].startswith(f"given: {run.class_names[given.labels[0]]}")
+    assert titles[2].startswith(f"in effect: {run.class_names[effect.labels[0]]}")
+    assert app.relabscope.has_gradcam("scn-c", sid, "given")
+    again = dash_call(app, client, ["sm-gradcam.children"], {"sm-gradcam-go.n_clicks": 0, **args})
+    assert again["sm-gradcam"]["children"]["props"]["figure"]["layout"]["annotations"][1]["text"] == titles[1]
+
+
+# ---------------------------------------------------------------------- plain functions
+def test_plain_helpers() -> None:
+    flip = pd.DataFrame({"sample_id": [3, 1, 2], "given_label": [0, 1, 0], "final_label": [1, 1, 0],
+                         "changes": [2, 0, 3], "flipflops": [1, 0, 1]})
+    assert ffpage.select_rows(flip, mode="all", given=0)["sample_id"].tolist() == [3, 2]
+    assert ffpage.sort_rows(flip, None)["sample_id"].tolist() == [2, 3, 1]
+    with pytest.raises(ValueError):
+        ffpage.select_rows(flip, mode="bogus")
+    assert ffpage.page_rows(flip, "2", page_size=2)[2] == 0  # not an int: first page
+    assert ffpage.cycle_from_click({"points": [{"x": "b", "y": "a"}]}, ["a", "b"]) == (0, 1)
+    assert ffpage.cycle_from_click({"points": [{"x": "zz", "y": "a"}]}, ["a", "b"]) is None
+    assert ffpage.sample_from_bar_click({"points": [{"y": "#12 a→b"}]}) == 12
+    assert sample.parse_epochs("0, -1", 4) == [0, 3] and sample.parse_epochs(None, 4) is None
+    for bad in ("4", "x"):
+        with pytest.raises(ValueError):
+            sample.parse_epochs(bad, 4)
+
+
+def test_cli_serve_reports_errors_on_one_line(tmp_path) -> None:
+    from relabscope.cli import main
+
+    result = CliRunner().invoke(main, ["serve", str(tmp_path / "missing")])
+    assert result.exit_code == 1 and result.output.strip().count("\n") == 0
+    assert "run folder not found" in result.output
+    result = CliRunner().invoke(main, ["serve", str(tmp_path), "--auth", "nopass"])
+    assert result.exit_code == 1 and "USER:PASS" in result.output
+
+
+def test_wsgi_entry_point(served, monkeypatch) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    monkeypatch.setenv("RELABSCOPE_RUNS", str(served))
+    monkeypatch.setenv("RELABSCOPE_AUTH", "u:p")
+    spec = importlib.util.spec_from_file_location("relabscope_wsgi", Path(__file__).parents[2] / "apps" / "wsgi.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    client = module.server.test_client()
+    assert client.get("/").status_code == 401
+    import base64
+
+    ok = client.get("/", headers={"Authorization": "Basic " + base64.b64encode(b"u:p").decode()})
+    assert ok.status_code == 200
+
+
+def _values(v):
+    """A plotly array from figure JSON (a list, or Dash's typed-array dict)."""
+    if isinstance(v, dict) and "bdata" in v:
+        import base64
+
+        arr = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        shape = v.get("shape")
+        if isinstance(shape, str):
+            shape = [int(x) for x in shape.split(",")]
+        return arr.reshape(shape) if shape else arr
+    return np.asarray(v, dtype=float)
