@@ -296,27 +296,7 @@ class RunRegistry:
                     e.run = None
 
 
-def _precheck(log: Path) -> None:
-    """Refuse a truncated log before the SWMR reader sees it: HDF5 skips its end-of-file
-    check in SWMR mode and retries failing metadata reads for a long time (minutes), which
-    would hang the request. A plain read-only open finds truncation at once; any other
-    failure (e.g. the flags of a writer that is still running) is left to the reader."""
-    import h5py
-
-    if not log.is_file():
-        return  # the reader explains (e.g. still .partial)
-    try:
-        with h5py.File(log, "r", locking=False):
-            pass
-    except OSError as exc:
-        text = str(exc)
-        if "truncated file" in text:
-            detail = text[text.index("truncated file"):].rstrip(")")
-            raise RunDirError(f"{log}: not a readable HDF5 run log ({detail})") from None
-
-
 def _open(entry: RunEntry) -> Run:
-    _precheck(entry.log_path)
     run = Run(entry.path)
     # touch what every page needs, so a log that opens but cannot be read fails here
     run.num_epochs, run.class_names, run.config, run.status  # noqa: B018

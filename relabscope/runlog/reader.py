@@ -31,11 +31,28 @@ def find_log(path: str | Path) -> Path:
     raise RunDirError(f"{log}: run log not found")
 
 
+def _refuse_truncated(log: Path) -> None:
+    """Refuse a truncated log before opening it in SWMR mode: HDF5 skips its end-of-file
+    check in SWMR mode and then retries failing metadata reads for minutes, which would
+    hang the first read. A plain read-only open finds truncation at once. It fails for
+    other reasons too (the flags of a writer that is still running, or was killed): those
+    are the SWMR open's to judge, so only truncation is reported here."""
+    try:
+        with h5py.File(log, "r", locking=False):
+            pass
+    except OSError as exc:
+        text = str(exc)
+        if "truncated file" in text:
+            detail = text[text.index("truncated file"):].rstrip(")")
+            raise RunDirError(f"{log}: not a readable HDF5 run log ({detail})") from None
+
+
 class RunLogReader:
     """Read-only access to one run log; cheap to open, reads lazily."""
 
     def __init__(self, path: str | Path):
         self.path = find_log(path)
+        _refuse_truncated(self.path)
         try:
             self._file = h5py.File(self.path, "r", libver="latest", swmr=True)
         except OSError as exc:

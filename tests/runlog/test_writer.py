@@ -226,3 +226,23 @@ def test_lookup3_known_values_and_flag_clearing(tmp_path) -> None:
     assert clear_write_flags(path) is True
     with h5py.File(path, "r") as f:
         assert list(f["x"][:]) == [0, 1, 2]
+
+
+def test_reader_refuses_a_truncated_log_at_once(tmp_path) -> None:
+    """HDF5 skips its end-of-file check in SWMR mode and then retries failing reads for
+    minutes; the reader must say "truncated" when it opens the file instead."""
+    import time
+
+    from relabscope.errors import RunDirError
+
+    log = tmp_path / "run.h5"
+    _hand_written_loop(log, epochs=2)
+    data = log.read_bytes()
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(data[: len(data) // 3])
+    started = time.perf_counter()
+    with pytest.raises(RunDirError, match=r"cut\.h5: not a readable HDF5 run log \(truncated file"):
+        RunLogReader(cut)
+    assert time.perf_counter() - started < 10
+    with RunLogReader(log) as whole:  # the check costs a finished log nothing
+        assert whole.num_epochs == 2
