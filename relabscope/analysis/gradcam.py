@@ -249,22 +249,43 @@ def load_model(run: Any) -> tuple[nn.Module, dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------- images
-def load_images(run: Any, ids: np.ndarray, *, image_size: int) -> torch.Tensor:
-    """uint8 ``n x C x S x S`` images of samples ``ids`` as training stored them.
+@dataclass
+class ImageSource:
+    """A run's data set, re-opened once: its splits and, per split, sample key -> row.
 
-    Re-opens the data set the run's config names and finds each sample by its key in its
-    split; ``image_size`` (the run's training size) picks the storage size exactly as
-    training did (native size when smaller, else resized by the same code).
+    ``Run`` keeps one (``Run._image_source``), so Grad-CAM calls and the dashboard's
+    thumbnails do not re-parse a data set's label files (AffectNet: a 290k-row CSV) and
+    re-index its keys on every request.
     """
+
+    splits: Any
+    rows: dict[str, dict[str, int]]
+
+
+def open_image_source(run: Any) -> ImageSource:
+    """Re-open the data set ``run``'s config names; RunDirError when it cannot be found."""
     from relabscope.data import load_dataset
-    from relabscope.data.pipeline import decode_all, storage_size
 
     cfg = run.config
-    where = cfg.get("data") or cfg.get("dataset")
     try:
         splits = load_dataset(cfg["dataset"], cfg.get("data"), **(cfg.get("dataset_options") or {}))
     except RelabscopeError as exc:
         raise RunDirError(f"{run.run_dir}: cannot re-open the run's images: {exc}") from None
+    rows = {name: {key: i for i, key in enumerate(getattr(splits, name).keys)} for name in SPLIT_CODES}
+    return ImageSource(splits, rows)
+
+
+def load_images(run: Any, ids: np.ndarray, *, image_size: int) -> torch.Tensor:
+    """uint8 ``n x C x S x S`` images of samples ``ids`` as training stored them.
+
+    Finds each sample by its key in its split of the run's data set (``run._image_source``);
+    ``image_size`` (the run's training size) picks the storage size exactly as training did
+    (native size when smaller, else resized by the same code).
+    """
+    from relabscope.data.pipeline import decode_all, storage_size
+
+    where = run.config.get("data") or run.config.get("dataset")
+    source = run._image_source
     samples = run.log.samples
     codes = {v: k for k, v in SPLIT_CODES.items()}
     out: torch.Tensor | None = None
@@ -272,16 +293,16 @@ def load_images(run: Any, ids: np.ndarray, *, image_size: int) -> torch.Tensor:
         rows = np.flatnonzero(samples["split"][ids] == code)
         if not len(rows):
             continue
-        ds = getattr(splits, name)
-        index = {key: i for i, key in enumerate(ds.keys)}
-        missing = [samples["key"][ids[r]] for r in rows if samples["key"][ids[r]] not in index]
+        index = source.rows[name]
+        keys = [samples["key"][ids[r]] for r in rows]
+        missing = [key for key in keys if key not in index]
         if missing:
             raise RunDirError(f"{where}: {name} sample {missing[0]!r} of {run.run_dir} is no longer in the data set")
-        sub = ds.subset([index[samples["key"][ids[r]]] for r in rows])
+        sub = getattr(source.splits, name).subset([index[key] for key in keys])
         sub.size = storage_size(sub, image_size)
         images, failures = decode_all(sub, workers=0)
         if failures:
-            raise RunDirError(f"{failures[0][1]} (needed for Grad-CAM of {run.run_dir})")
+            raise RunDirError(f"{failures[0][1]} (needed for the images of {run.run_dir})")
         if out is None:
             out = torch.empty((len(ids), *images.shape[1:]), dtype=torch.uint8)
         if images.shape[1:] != out.shape[1:]:  # e.g. grey train and colour test: make both 3-channel

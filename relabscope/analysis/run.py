@@ -28,7 +28,7 @@ from relabscope.runlog.reader import RunLogReader
 from relabscope.runlog.schema import SPLIT_CODES
 
 if TYPE_CHECKING:
-    from relabscope.analysis.gradcam import GradCamResult
+    from relabscope.analysis.gradcam import GradCamResult, ImageSource
 
 LabelKind = Literal["effect", "given", "clean"]
 
@@ -359,6 +359,13 @@ class Run:
         if pixels.shape[1] == 1:
             pixels = pixels.expand(-1, 3, -1, -1)
         return pixels.permute(0, 2, 3, 1).contiguous().numpy()
+
+    @cached_property
+    def _image_source(self) -> "ImageSource":
+        """The run's data set, re-opened on the first image request and kept."""
+        from relabscope.analysis.gradcam import open_image_source
+
+        return open_image_source(self)
 
     # ------------------------------------------------------------------ helpers
     def _require_clean(self) -> np.ndarray:
