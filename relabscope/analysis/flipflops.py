@@ -226,28 +226,34 @@ def flipflop_table(
 
 
 # ---------------------------------------------------------------------- A -> B -> A cycles
-def oscillation_matrix(events: np.ndarray, num_classes: int) -> np.ndarray:
-    """``(K, K)`` counts of A -> B -> A cycles: rows A, columns B.
+def oscillation_cycles(events: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
+    """Every A -> B -> A cycle: arrays ``sample``, ``a``, ``b`` and ``epoch`` (of the
+    relabel that returned to A), one entry per cycle.
 
     Each sample's history (its first event's ``old``, then every ``new`` in time order) is
-    scanned for consecutive triples a -> b -> a; each counts once at ``[a, b]``. A sample
-    going A -> B -> A -> B holds two triples (A,B,A) and (B,A,B), so counts once at [A, B]
-    and once at [B, A].
+    scanned for consecutive triples a -> b -> a. A sample going A -> B -> A -> B holds two
+    triples, (A,B,A) and (B,A,B).
     """
-    if len(events) < 2:
-        return np.zeros((num_classes, num_classes), np.int64)
     events = time_ordered(events)
     sample = np.asarray(events["sample"], dtype=np.int64)
     order = np.argsort(sample, kind="stable")  # per sample, time order kept
     s = sample[order]
     old = np.asarray(events["old"], dtype=np.int64)[order]
     new = np.asarray(events["new"], dtype=np.int64)[order]
+    epoch = np.asarray(events["epoch"], dtype=np.int64)[order]
     first = np.r_[True, s[1:] != s[:-1]]
     # label held before each event, by the history's definition
-    before = np.where(first, old, np.r_[-1, new[:-1]])
+    before = np.where(first, old, np.r_[-1, new[:-1]]) if len(s) else old
     # triple (before_j, new_j, new_{j+1}) for consecutive events j, j+1 of one sample
     same = s[1:] == s[:-1]
     a, b, c = before[:-1][same], new[:-1][same], new[1:][same]
     cyc = (a == c) & (a >= 0) & (a < num_classes) & (b >= 0) & (b < num_classes)
-    counts = np.bincount(a[cyc] * num_classes + b[cyc], minlength=num_classes * num_classes)
+    return {"sample": s[1:][same][cyc], "a": a[cyc], "b": b[cyc], "epoch": epoch[1:][same][cyc]}
+
+
+def oscillation_matrix(events: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(K, K)`` counts of A -> B -> A cycles (:func:`oscillation_cycles`): rows A,
+    columns B. A -> B -> A -> B counts once at [A, B] and once at [B, A]."""
+    cycles = oscillation_cycles(events, num_classes)
+    counts = np.bincount(cycles["a"] * num_classes + cycles["b"], minlength=num_classes * num_classes)
     return counts.reshape(num_classes, num_classes).astype(np.int64)

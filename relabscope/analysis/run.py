@@ -247,20 +247,9 @@ class Run:
         b (class ids) and epoch (of the relabel that returned to A). Counting rows per
         (a, b) gives the matrix (same history definition: a sample's first ``old``, then
         each ``new`` in time order)."""
-        ev = _flipflops.time_ordered(self._events())
-        sample = np.asarray(ev["sample"], dtype=np.int64)
-        order = np.argsort(sample, kind="stable")
-        s = sample[order]
-        old = np.asarray(ev["old"], dtype=np.int64)[order]
-        new = np.asarray(ev["new"], dtype=np.int64)[order]
-        epoch = np.asarray(ev["epoch"], dtype=np.int64)[order]
-        before = np.where(np.r_[True, s[1:] != s[:-1]], old, np.r_[-1, new[:-1]]) if len(s) else old
-        same = s[1:] == s[:-1]
-        a, b, c = before[:-1][same], new[:-1][same], new[1:][same]
-        k = self.num_classes
-        cyc = (a == c) & (a >= 0) & (a < k) & (b >= 0) & (b < k)
-        return pd.DataFrame({"sample_id": s[1:][same][cyc], "a": a[cyc], "b": b[cyc],
-                             "epoch": epoch[1:][same][cyc]})
+        cycles = _flipflops.oscillation_cycles(self._events(), self.num_classes)
+        return pd.DataFrame({"sample_id": cycles["sample"], "a": cycles["a"], "b": cycles["b"],
+                             "epoch": cycles["epoch"]})
 
     def consistency(self) -> pd.Series:
         """The paper's claim as numbers: after a relabel old -> new, is the sample's
