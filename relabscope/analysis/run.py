@@ -150,8 +150,12 @@ class Run:
     def predictions(self) -> np.ndarray:
         return self._cached("pred", lambda: self.log.epoch_array("pred").astype(np.int64))
 
-    def probabilities(self, epoch: int | None = None) -> np.ndarray:
-        """``(samples, classes)`` at ``epoch``, or ``(epochs, samples, classes)`` for None."""
+    def probabilities(self, epoch: int | None = None, *, sample_id: int | None = None) -> np.ndarray:
+        """``(samples, classes)`` at ``epoch``, or ``(epochs, samples, classes)`` for None;
+        with ``sample_id``, that sample's ``(epochs, classes)`` alone (read from disk without
+        the rest: what a per-sample view wants from a large log)."""
+        if sample_id is not None:
+            return self.log.sample_array("prob", int(sample_id))
         if epoch is None:
             return self._cached("prob", lambda: self.log.epoch_array("prob"))
         return self.log.epoch_array("prob", epoch)
@@ -227,15 +231,16 @@ class Run:
     def flipflops(self) -> pd.DataFrame:
         """Per training sample (paper Fig. 3): changes, flipflops, labels_visited,
         epochs_<class> (epochs spent in each class), first/last relabel epoch,
-        final_label and final_is_clean."""
-        return _flipflops.flipflop_table(
+        final_label and final_is_clean. Computed once per committed epoch count; each call
+        returns its own copy."""
+        return self._cached("flipflops", lambda: _flipflops.flipflop_table(
             labels=self.labels()[:, self.train_mask],
             events=self._events(),
             given=self.given_labels[self.train_mask],
             clean=None if self.clean_labels is None else self.clean_labels[self.train_mask],
             sample_ids=np.flatnonzero(self.train_mask),
             class_names=self.class_names,
-        )
+        )).copy()
 
     def oscillation_matrix(self) -> pd.DataFrame:
         """Counts of A -> B -> A cycles, rows A, columns B."""

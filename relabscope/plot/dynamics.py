@@ -124,7 +124,7 @@ def probability_trace(run, sample_id: int) -> go.Figure:
     sid = int(sample_id)
     clean = run.clean_labels
     return probability_trace_figure(
-        run.probabilities()[:, sid, :], run.class_names, given=int(run.given_labels[sid]),
+        run.probabilities(sample_id=sid), run.class_names, given=int(run.given_labels[sid]),
         labels=run.labels()[:, sid], clean=None if clean is None else int(clean[sid]),
         sample_id=sid, run_name=run.name)
 

@@ -137,6 +137,16 @@ class RunLogReader:
             raise IndexError(f"epoch {epochs} out of range: {n} committed epochs")
         return ds[e]
 
+    def sample_array(self, name: str, sample: int) -> np.ndarray:
+        """One sample's column of ``epochs/<name>`` over the committed epochs, read without
+        the rest (the datasets are chunked by epoch and uncompressed)."""
+        n = self.num_epochs
+        ds = self._file["epochs/" + name]
+        ds.refresh()
+        if not 0 <= sample < ds.shape[1]:
+            raise IndexError(f"sample {sample} out of range: the log has {ds.shape[1]} samples")
+        return ds[:n, sample]
+
     def relabels(self) -> np.ndarray:
         """Relabel events of committed epochs (structured: epoch, step, sample, old, new,
         p_old, p_new)."""

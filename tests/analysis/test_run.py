@@ -337,3 +337,12 @@ def test_the_data_set_is_opened_once_per_run(tiny_runs, monkeypatch) -> None:
         np.testing.assert_array_equal(run.images([1]), first[1:])
         run.images([len(run.samples) - 1])
     assert len(calls) == 1
+
+
+def test_one_samples_probabilities(tiny_runs) -> None:
+    with Run(tiny_runs["scn"]) as run:
+        every = run.probabilities()
+        for sid in (0, 7, len(run.samples) - 1):
+            np.testing.assert_array_equal(run.probabilities(sample_id=sid), every[:, sid, :])
+        with pytest.raises(IndexError, match="out of range"):
+            run.probabilities(sample_id=len(run.samples))
