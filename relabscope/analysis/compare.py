@@ -96,8 +96,10 @@ def _headline(run: Run) -> pd.Series:
         "relabel_events": float(flip["changes"].sum()),
         "relabelled_samples": float((flip["changes"] > 0).sum()),
         "flipflops": float(flip["flipflops"].sum()),
+        "closer_before": float(cons["closer_before"]),
         "closer_to_new": float(cons["closer_to_new"]),
         "mean_gap_change": float(cons["mean_gap_change"]),
+        "mean_rel_gap_change": float(cons["mean_rel_gap_change"]),
         "undone_fraction": float(cons["undone_fraction"]),
         "mean_compactness": float(np.average(comp["mean"].fillna(0), weights=comp["n"])) if comp["n"].sum() else np.nan,
     }

@@ -8,6 +8,10 @@ epoch e we read the sample's distances to the ``old`` and ``new`` class means at
 epoch trained on ``new``), and ask whether it now sits closer to ``new`` than to ``old``,
 how much the gap d(new) - d(old) changed, and whether a later event undid the relabel.
 
+The raw gap is in the model's embedding units, which differ between methods (a center loss
+shrinks the embedding) and grow or shrink during training; ``rel_gap_change`` divides each
+gap by d(new) + d(old) first, so runs of different methods compare on one scale.
+
 Caveats:
 
 - Class means are recomputed every epoch from the labels in effect, so "after" compares
@@ -31,7 +35,7 @@ import pandas as pd
 from relabscope.analysis.flipflops import time_ordered
 
 COLUMNS = ["epoch", "sample_id", "old", "new", "d_old_before", "d_new_before", "d_old_after",
-           "d_new_after", "closer_to_new", "gap_change", "undone"]
+           "d_new_after", "closer_before", "closer_to_new", "gap_change", "rel_gap_change", "undone"]
 
 
 def _undone(sample: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
@@ -56,9 +60,11 @@ def consistency_events(
     ``distance_at(e)`` returns epoch e's ``(N, K)`` distances of every sample to every class
     mean; it is called at most once per epoch. Columns: epoch, sample_id, old, new,
     d_old_before, d_new_before (epoch e), d_old_after, d_new_after (epoch e + 1; NaN for
-    the last epoch), closer_to_new (d_new_after < d_old_after, nullable boolean, NA where
-    undefined), gap_change ((d_new - d_old) after minus before; negative = moved towards
-    new), undone (a later event of the sample returns it to ``old``).
+    the last epoch), closer_before and closer_to_new (d_new < d_old before / after,
+    nullable boolean, NA where undefined), gap_change ((d_new - d_old) after minus before;
+    negative = moved towards new), rel_gap_change (the same with each gap divided by
+    d_new + d_old: scale-free, within [-2, 2]), undone (a later event of the sample returns
+    it to ``old``).
     """
     events = time_ordered(events)
     r = len(events)
@@ -84,46 +90,74 @@ def consistency_events(
                 d[f"d_old_{when}"][idx] = row[sample[idx], old[idx]]
                 d[f"d_new_{when}"][idx] = row[sample[idx], new[idx]]
 
-    defined = np.isfinite(d["d_old_after"]) & np.isfinite(d["d_new_after"])
-    closer = pd.array(d["d_new_after"] < d["d_old_after"], dtype="boolean")
-    closer[~defined] = pd.NA
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):
         gap_change = (d["d_new_after"] - d["d_old_after"]) - (d["d_new_before"] - d["d_old_before"])
+        rel_gap_change = _relative_gap(d["d_new_after"], d["d_old_after"]) - \
+            _relative_gap(d["d_new_before"], d["d_old_before"])
     return pd.DataFrame({
         "epoch": epoch, "sample_id": sample, "old": old, "new": new,
         **d,
-        "closer_to_new": closer,
+        "closer_before": _closer(d["d_new_before"], d["d_old_before"]),
+        "closer_to_new": _closer(d["d_new_after"], d["d_old_after"]),
         "gap_change": gap_change,
+        "rel_gap_change": rel_gap_change,
         "undone": _undone(sample, old, new),
     }, columns=COLUMNS)
 
 
+def _closer(d_new: np.ndarray, d_old: np.ndarray) -> pd.arrays.BooleanArray:
+    """d_new < d_old, NA where either distance is not finite."""
+    closer = pd.array(d_new < d_old, dtype="boolean")
+    closer[~(np.isfinite(d_new) & np.isfinite(d_old))] = pd.NA
+    return closer
+
+
+def _relative_gap(d_new: np.ndarray, d_old: np.ndarray) -> np.ndarray:
+    """(d_new - d_old) / (d_new + d_old), in [-1, 1]; 0 when both distances are 0."""
+    total = d_new + d_old
+    return np.where(total > 0, (d_new - d_old) / np.where(total > 0, total, 1.0), 0.0 * total)
+
+
 def consistency_summary(events_df: pd.DataFrame) -> pd.Series:
-    """The table of :func:`consistency_events` in six numbers.
+    """The table of :func:`consistency_events` in eight numbers.
 
     events (rows), evaluated (rows with ``closer_to_new`` defined: a next epoch and finite
-    distances), closer_to_new (fraction of evaluated rows; NaN when none), mean_gap_change
-    (over evaluated rows whose before-distances are finite too; NaN when none), undone (count) and undone_fraction (of all
-    events; NaN when there are none). Counts are ints and fractions floats, so the Series
-    has object dtype; an empty table gives zeros and NaNs.
+    distances), closer_before and closer_to_new (fractions of the evaluated rows that sat
+    closer to ``new`` before / after the relabel; NaN when none), mean_gap_change and
+    mean_rel_gap_change (over evaluated rows whose before-distances are finite too; NaN
+    when none), undone (count) and undone_fraction (of all events; NaN when there are none).
+    Counts are ints and fractions floats, so the Series has object dtype; an empty table
+    gives zeros and NaNs.
     """
     n = len(events_df)
+    nan = float("nan")
+    evaluated, closer_before, closer_after, mean_gap, mean_rel, undone = 0, nan, nan, nan, nan, 0
     if n:
-        closer = events_df["closer_to_new"].astype("boolean")
-        evaluated_mask = closer.notna().to_numpy()
+        evaluated_mask = events_df["closer_to_new"].astype("boolean").notna().to_numpy()
         evaluated = int(evaluated_mask.sum())
-        closer_frac = float(closer[evaluated_mask].astype(bool).mean()) if evaluated else float("nan")
-        gaps = events_df["gap_change"].to_numpy(dtype=float)[evaluated_mask]
-        gaps = gaps[np.isfinite(gaps)]
-        mean_gap = float(gaps.mean()) if len(gaps) else float("nan")
+        closer_before = _fraction(events_df["closer_before"][evaluated_mask])
+        closer_after = _fraction(events_df["closer_to_new"][evaluated_mask])
+        mean_gap = _finite_mean(events_df["gap_change"].to_numpy(dtype=float)[evaluated_mask])
+        mean_rel = _finite_mean(events_df["rel_gap_change"].to_numpy(dtype=float)[evaluated_mask])
         undone = int(events_df["undone"].astype(bool).sum())
-    else:
-        evaluated, closer_frac, mean_gap, undone = 0, float("nan"), float("nan"), 0
     return pd.Series({
         "events": n,
         "evaluated": evaluated,
-        "closer_to_new": closer_frac,
+        "closer_before": closer_before,
+        "closer_to_new": closer_after,
         "mean_gap_change": mean_gap,
+        "mean_rel_gap_change": mean_rel,
         "undone": undone,
-        "undone_fraction": undone / n if n else float("nan"),
+        "undone_fraction": undone / n if n else nan,
     }, dtype=object, name="consistency")
+
+
+def _fraction(flags: pd.Series) -> float:
+    """Fraction of True among the defined values; NaN when none is defined."""
+    known = flags.astype("boolean").dropna()
+    return float(known.astype(bool).mean()) if len(known) else float("nan")
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else float("nan")

@@ -41,7 +41,7 @@ def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
                                relabels_at_all: Mapping[str, bool] | bool = True,
                                methods: Mapping[str, str] | None = None) -> go.Figure:
     """``summaries``: run name -> Series with events, evaluated, closer_to_new,
-    mean_gap_change, undone, undone_fraction (None for runs that cannot relabel)."""
+    mean_rel_gap_change, undone, undone_fraction (None for runs that cannot relabel)."""
     names = list(summaries)
     drawn, silent, methods = _split(names, relabels_at_all, methods)
     head = title("Relabel consistency", names)
@@ -49,7 +49,8 @@ def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
         return note_figure(silent_message(silent, methods), head)
     panels = [("closer_to_new", "closer to the new class mean<br>at the next epoch", ".0%"),
               ("undone_fraction", "undone later<br>(relabelled back to the old label)", ".0%"),
-              ("mean_gap_change", "mean change of d(new) − d(old)<br>(negative: moved towards new)", ".3f")]
+              ("mean_rel_gap_change", "mean change of (d(new) − d(old)) / (d(new) + d(old))<br>"
+                                      "(negative: moved towards new; scale-free)", ".3f")]
     fig = make_subplots(rows=1, cols=3, subplot_titles=[p[1] for p in panels], horizontal_spacing=0.09)
     for i, name in enumerate(names):
         if name not in drawn:
@@ -65,8 +66,8 @@ def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
                 hovertemplate=f"{name}<br>%{{y:{fmt}}}<br>{count}<extra></extra>"), row=1, col=col)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.1], row=1, col=1)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.1], row=1, col=2)
-    gaps = [float(summaries[n]["mean_gap_change"]) for n in drawn
-            if summaries[n] is not None and pd.notna(summaries[n]["mean_gap_change"])]
+    gaps = [float(summaries[n]["mean_rel_gap_change"]) for n in drawn
+            if summaries[n] is not None and pd.notna(summaries[n]["mean_rel_gap_change"])]
     lo, hi = min([0.0, *gaps]), max([0.0, *gaps])
     pad = 0.25 * (hi - lo) if hi > lo else 1.0
     fig.update_yaxes(range=[lo - pad, hi + pad], row=1, col=3)

@@ -14,7 +14,7 @@ from relabscope.analysis.consistency import consistency_events, consistency_summ
 from relabscope.runlog.schema import RELABEL_DTYPE
 
 COLUMNS = ["epoch", "sample_id", "old", "new", "d_old_before", "d_new_before", "d_old_after",
-           "d_new_after", "closer_to_new", "gap_change", "undone"]
+           "d_new_after", "closer_before", "closer_to_new", "gap_change", "rel_gap_change", "undone"]
 
 
 def make_events(rows):
@@ -49,8 +49,10 @@ def reference(events: np.ndarray, distances: np.ndarray, num_epochs: int) -> lis
         rows.append({
             "epoch": e, "sample_id": s, "old": old, "new": new,
             "d_old_before": d_ob, "d_new_before": d_nb, "d_old_after": d_oa, "d_new_after": d_na,
+            "closer_before": (d_nb < d_ob) if not (math.isnan(d_ob) or math.isnan(d_nb)) else None,
             "closer_to_new": (d_na < d_oa) if defined else None,
             "gap_change": (d_na - d_oa) - (d_nb - d_ob),
+            "rel_gap_change": (d_na - d_oa) / (d_na + d_oa) - (d_nb - d_ob) / (d_nb + d_ob),
             "undone": any(evs[i][2] == s and evs[i][4] == old for i in range(j + 1, len(evs))),
         })
     return rows
@@ -61,7 +63,7 @@ def assert_matches(df: pd.DataFrame, ref: list[dict]) -> None:
     assert str(df["closer_to_new"].dtype) == "boolean"
     for got, want in zip(df.to_dict("records"), ref):
         for key, value in want.items():
-            if key == "closer_to_new":
+            if key in ("closer_to_new", "closer_before"):
                 assert pd.isna(got[key]) if value is None else bool(got[key]) == value
             elif isinstance(value, float) and math.isnan(value):
                 assert math.isnan(got[key]), key
@@ -74,17 +76,22 @@ def assert_matches(df: pd.DataFrame, ref: list[dict]) -> None:
 def reference_summary(ref: list[dict]) -> dict:
     evaluated = [r for r in ref if r["closer_to_new"] is not None]
     gaps = [r["gap_change"] for r in evaluated if not math.isnan(r["gap_change"])]
+    rel = [r["rel_gap_change"] for r in evaluated if not math.isnan(r["rel_gap_change"])]
+    before = [r["closer_before"] for r in evaluated if r["closer_before"] is not None]
     undone = sum(r["undone"] for r in ref)
     return {
         "events": len(ref), "evaluated": len(evaluated),
+        "closer_before": sum(before) / len(before) if before else math.nan,
         "closer_to_new": sum(r["closer_to_new"] for r in evaluated) / len(evaluated) if evaluated else math.nan,
         "mean_gap_change": sum(gaps) / len(gaps) if gaps else math.nan,
+        "mean_rel_gap_change": sum(rel) / len(rel) if rel else math.nan,
         "undone": undone, "undone_fraction": undone / len(ref) if ref else math.nan,
     }
 
 
 def assert_summary(s: pd.Series, want: dict) -> None:
-    assert list(s.index) == ["events", "evaluated", "closer_to_new", "mean_gap_change", "undone", "undone_fraction"]
+    assert list(s.index) == ["events", "evaluated", "closer_before", "closer_to_new", "mean_gap_change",
+                             "mean_rel_gap_change", "undone", "undone_fraction"]
     for key, value in want.items():
         if isinstance(value, float) and math.isnan(value):
             assert math.isnan(s[key]), key
@@ -110,6 +117,8 @@ def test_hand_made() -> None:
     assert df["closer_to_new"].tolist() == [True, True, pd.NA, pd.NA]
     assert df["gap_change"].tolist()[:2] == [(2 - 4) - (3 - 1), (1.5 - 2.5) - (4 - 2)]
     assert df["undone"].tolist() == [True, False, False, False]
+    assert df["rel_gap_change"].iloc[0] == pytest.approx((2 - 4) / (2 + 4) - (3 - 1) / (3 + 1))  # scale-free
+    assert df["closer_before"].tolist()[:2] == [False, False]  # both were relabelled while nearer the old class
     assert_matches(df, reference(events, d, 3))
     s = consistency_summary(df)
     assert s["events"] == 4 and s["evaluated"] == 2 and s["closer_to_new"] == 1.0 and s["undone"] == 1

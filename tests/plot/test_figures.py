@@ -211,17 +211,19 @@ def test_confusion_and_class_accuracy():
 
 
 # ---------------------------------------------------------------- consistency
-def _summary(closer, undone=0.1) -> pd.Series:
+def _summary(closer, undone=0.1, rel=-0.1) -> pd.Series:
     return pd.Series({"events": 10, "evaluated": 8, "closer_to_new": closer, "mean_gap_change": -0.3,
-                      "undone": 1, "undone_fraction": undone}, dtype=object)
+                      "mean_rel_gap_change": rel, "undone": 1, "undone_fraction": undone}, dtype=object)
 
 
 def test_consistency_summary_side_by_side():
-    fig = plot.consistency_summary_figure({"scn": _summary(0.6), "scn-c": _summary(0.9), "base": None},
+    fig = plot.consistency_summary_figure({"scn": _summary(0.6, rel=0.05), "scn-c": _summary(0.9), "base": None},
                                           relabels_at_all={"scn": True, "scn-c": True, "base": False},
                                           methods={"base": "baseline"})
     closer = [t for t in _bars(fig) if t.xaxis == "x"]
     assert {t.x[0]: t.y[0] for t in closer} == {"scn": 0.6, "scn-c": 0.9}
+    gaps = [t for t in _bars(fig) if t.xaxis == "x3"]  # the scale-free gap change, not the raw one
+    assert {t.x[0]: t.y[0] for t in gaps} == {"scn": 0.05, "scn-c": -0.1}
     assert "never relabels" in fig.layout.title.subtitle.text
     all_silent = plot.consistency_summary_figure({"base": None}, relabels_at_all=False, methods={"base": "baseline"})
     assert plot.figure_note(all_silent)
