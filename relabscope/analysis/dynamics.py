@@ -291,7 +291,7 @@ def noise_recovery(
     clean samples whose label after the epoch is not). Samples unseen in the row that gives
     "label after" (label -1) are left out of the last two for that epoch.
     """
-    labels = np.asarray(labels, dtype=np.int64)
+    labels = np.asarray(labels)
     mask = np.asarray(mask, dtype=bool)
     given = np.asarray(given, dtype=np.int64)
     clean = np.asarray(clean, dtype=np.int64)
@@ -327,14 +327,15 @@ def noise_recovery(
 
     corrected = np.full(num_epochs, np.nan)
     corrupted = np.full(num_epochs, np.nan)
-    for e in range(num_epochs):  # a loop over epochs, vectorised over samples
+    for e in range(num_epochs):  # a loop over epochs, vectorised over samples; counts, no copies
         after = labels[e + 1] if e + 1 < num_epochs else final
         seen = after >= 0
-        nn, cc = noisy & seen, is_clean & seen
-        if nn.any():
-            corrected[e] = float(np.mean(after[nn] == c[nn]))
-        if cc.any():
-            corrupted[e] = float(np.mean(after[cc] != c[cc]))
+        now_clean = after == c
+        n_nn, n_cc = np.count_nonzero(noisy & seen), np.count_nonzero(is_clean & seen)
+        if n_nn:
+            corrected[e] = np.count_nonzero(noisy & seen & now_clean) / n_nn
+        if n_cc:
+            corrupted[e] = np.count_nonzero(is_clean & seen & ~now_clean) / n_cc
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = np.where(known_events > 0, hits / np.maximum(known_events, 1), np.nan)
         recall = np.cumsum(first_fix) / n_noisy if n_noisy else np.full(num_epochs, np.nan)

@@ -234,7 +234,7 @@ class Run:
         final_label and final_is_clean. Computed once per committed epoch count; each call
         returns its own copy."""
         return self._cached("flipflops", lambda: _flipflops.flipflop_table(
-            labels=self.labels()[:, self.train_mask],
+            labels=self._train_columns(self.labels()),
             events=self._events(),
             given=self.given_labels[self.train_mask],
             clean=None if self.clean_labels is None else self.clean_labels[self.train_mask],
@@ -290,8 +290,8 @@ class Run:
         confidence/variability, each against the given label and the label in effect."""
         mask = self.train_mask
         return _dynamics.dynamics_table(
-            probs=self.probabilities()[:, mask], preds=self.predictions()[:, mask],
-            effect=self.labels()[:, mask], given=self.given_labels[mask],
+            probs=self._train_columns(self.probabilities()), preds=self._train_columns(self.predictions()),
+            effect=self._train_columns(self.labels()), given=self.given_labels[mask],
             sample_ids=np.flatnonzero(mask))
 
     def noise_detection(self) -> pd.DataFrame:
@@ -304,11 +304,13 @@ class Run:
 
     def noise_recovery(self) -> pd.DataFrame:
         """Per epoch, when clean labels are known: precision and recall of relabel events,
-        fraction of noisy samples corrected and of clean samples corrupted."""
+        fraction of noisy samples corrected and of clean samples corrupted. Computed once per
+        committed epoch count; each call returns its own copy."""
         clean = self._require_clean()
         mask = self.train_mask
-        return _dynamics.noise_recovery(self.labels()[:, mask], self.final_labels()[mask],
-                                        self._events(), self.given_labels, clean, mask)
+        return self._cached("noise_recovery", lambda: _dynamics.noise_recovery(
+            self._train_columns(self.labels()), self.final_labels()[mask], self._events(),
+            self.given_labels, clean, mask)).copy()
 
     def project(
         self,
@@ -362,6 +364,14 @@ class Run:
         return open_image_source(self)
 
     # ------------------------------------------------------------------ helpers
+    def _train_columns(self, per_epoch: np.ndarray) -> np.ndarray:
+        """The training samples' columns of an ``(epochs, samples, ...)`` array: a view when
+        they are the leading samples (as training writes them), else a copy."""
+        ids = np.flatnonzero(self.train_mask)
+        if len(ids) == 0 or ids[-1] == len(ids) - 1:
+            return per_epoch[:, :len(ids)]
+        return per_epoch[:, ids]
+
     def _require_clean(self) -> np.ndarray:
         clean = self.clean_labels
         if clean is None:
