@@ -183,7 +183,7 @@ def serve(roots: tuple[str, ...], host: str, port: int, auth: str | None) -> Non
 @click.option("--no-serve", is_flag=True, help="Only train the runs.")
 @_serve_options
 def demo(out: str, noise: float, epochs: int | None, no_serve: bool, host: str, port: int, auth: str | None) -> None:
-    """Train SCN and SCN-C on synthetic data with injected noise, then serve both runs."""
+    """Train SCN and SCN-C on synthetic data with injected noise, then serve them side by side."""
     from relabscope.dashboard.demo import demo_runs
 
     dirs = demo_runs(out, noise=noise, epochs=epochs, log=lambda line: click.echo(line, err=True))
@@ -191,8 +191,18 @@ def demo(out: str, noise: float, epochs: int | None, no_serve: bool, host: str, 
         for d in dirs:
             click.echo(str(d))
         return
-    # TODO(compare page): open the side-by-side comparison once the dashboard has it
-    _serve([out], host, port, auth, page=f"?run={dirs[-1].name}")
+    _serve([out], host, port, auth, page=demo_page(out, dirs))
+
+
+def demo_page(out: str, dirs: list) -> str:
+    """The compare page of the demo's runs (SCN as A, SCN-C as B), with the ids the
+    dashboard gives them: their paths relative to ``out``, the folder it serves."""
+    from pathlib import Path
+    from urllib.parse import urlencode
+
+    root = Path(out).resolve()
+    a, b = (Path(d).resolve().relative_to(root).as_posix() for d in dirs[:2])
+    return "compare?" + urlencode({"run": a, "against": b})
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,7 +3,8 @@
 ``create_app(roots, auth=...)`` builds it (``app.server`` is the Flask WSGI app);
 ``RunRegistry`` is what it may show. Modules: ``registry`` (run discovery and opening),
 ``images`` (the sample-image route), ``context`` (shared caches and URLs), ``components``
-(cards, safe figures), and one module per page (``overview``, ``flipflops``, ``sample``),
+(cards, safe figures), and one module per page (``overview``, ``flipflops``, ``sample``,
+``embedding_map``, ``compactness``, ``compare``),
 each with plain functions the tests call and a ``register(app, ctx)`` that wires them up.
 """
 

@@ -2,7 +2,8 @@
 
 One page per view, chosen by the URL path; the run (and a sample, epochs...) by query
 parameters, so every view has a link that reopens it: ``/flipflops?run=scn-c-20``,
-``/sample?run=scn-c-20&sample=123``. The run list on the left shows every run found under
+``/sample?run=scn-c-20&sample=123``,
+``/compare?run=scn-20&against=scn-c-20``. The run list on the left shows every run found under
 the roots, newest first, and runs that cannot be read with their error. A tick every few
 seconds checks whether the shown run committed a new epoch; if so the page's views
 redraw (a run still training updates without a restart).
@@ -22,7 +23,7 @@ from typing import Any, Iterable, Sequence
 import dash
 from dash import Input, Output, State, dcc, html, no_update
 
-from relabscope.dashboard import flipflops, overview, sample
+from relabscope.dashboard import compactness, compare, embedding_map, flipflops, overview, sample
 from relabscope.dashboard.components import error_card
 from relabscope.dashboard.context import Context, parse_search
 from relabscope.dashboard.images import register_route
@@ -30,7 +31,8 @@ from relabscope.dashboard.registry import RunRegistry, RunUnavailable
 from relabscope.errors import RelabscopeError
 
 #: path segment -> page module (layout(ctx, run_id, params), register(app, ctx), TITLE)
-PAGES = {overview.PATH: overview, flipflops.PATH: flipflops, sample.PATH: sample}
+PAGES = {overview.PATH: overview, flipflops.PATH: flipflops, sample.PATH: sample, embedding_map.PATH: embedding_map,
+         compactness.PATH: compactness, compare.PATH: compare}
 AUTH_ENV = "RELABSCOPE_AUTH"
 
 _CSS = """
@@ -50,6 +52,7 @@ a{color:#2a6fb0;text-decoration:none} a:hover{text-decoration:underline}
 .num-row{display:flex;flex-wrap:wrap;gap:.6em} .num-card{min-width:150px} .num{font-size:1.5em;font-weight:600} .lbl{color:#555;font-size:.85em}
 .grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:.8em}
 .cell{background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:.4em;min-width:0}
+.dash-table-container .cell{background:none;border:0;border-radius:0;padding:0}
 .controls{display:flex;flex-wrap:wrap;align-items:center;gap:.8em;margin:.5em 0}
 .muted{color:#666;font-size:.9em} .chip{font-size:.85em;color:#444}
 .btn{padding:.3em .8em;border:1px solid #aab;border-radius:4px;background:#fff;cursor:pointer}

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlencode
 
 import pandas as pd
 
+from relabscope.analysis.compare import Comparison, compare
 from relabscope.analysis.run import Run
 from relabscope.dashboard.cache import Memo
 from relabscope.dashboard.images import SIZES, ImageStore, image_url
@@ -43,6 +44,16 @@ class Context:
         """``compute(run)``, kept per run version and ``name``."""
         run = self.run(run_id)
         return self.results.get((run_id, id(run), run.num_epochs, name), lambda: compute(run))
+
+    def comparison(self, a_id: str, b_id: str) -> Comparison:
+        """``compare`` of two registered runs (cheap: it reads nothing until asked)."""
+        return compare(self.run(a_id), self.run(b_id))
+
+    def pair_cached(self, a_id: str, b_id: str, name: Any, compute: Callable[[Comparison], Any]) -> Any:
+        """``compute(comparison)``, kept per version of both runs and ``name``."""
+        a, b = self.run(a_id), self.run(b_id)
+        key = ("pair", a_id, id(a), a.num_epochs, b_id, id(b), b.num_epochs, name)
+        return self.results.get(key, lambda: compute(compare(a, b)))
 
     def flipflops(self, run_id: str) -> pd.DataFrame:
         return self.cached(run_id, "flipflops", lambda r: r.flipflops())

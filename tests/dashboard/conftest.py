@@ -49,11 +49,13 @@ def dash_call(app, client, outputs: list[str], inputs: dict[str, Any], state: di
     """Call the callback whose outputs are ``outputs`` ("id.prop") through Dash's HTTP
     endpoint; returns {"id": {"prop": value}} of what it returned."""
     state = state or {}
-    for key, cb in app.callback_map.items():
-        if _key_outputs(key) == outputs:
-            break
-    else:
-        raise KeyError(f"no callback with outputs {outputs}")
+    matches = [(key, cb) for key, cb in app.callback_map.items() if _key_outputs(key) == outputs]
+    if len(matches) > 1:  # several callbacks write one output (allow_duplicate): pick by inputs
+        matches = [(key, cb) for key, cb in matches
+                   if set(inputs) <= {f"{i['id']}.{i['property']}" for i in cb["inputs"]}]
+    if len(matches) != 1:
+        raise KeyError(f"{len(matches)} callbacks with outputs {outputs} and inputs {sorted(inputs)}")
+    key, cb = matches[0]
 
     def spec(items, values):
         out = []

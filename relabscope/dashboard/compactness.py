@@ -1,0 +1,184 @@
+"""Page 5, class compactness (the paper's Table 2): per class, the mean ± std distance of
+the training samples to their class center at an epoch, with "their" class by the label in
+effect, the given label or the clean label. A second run (any other registered run) adds
+its bars and the difference of the means (B - A).
+
+``?run=A&against=B&labels=given&epoch=3`` opens it directly. Every number is
+``Run.compactness`` (one run) or ``Comparison.compactness`` (two), drawn by
+``relabscope.plot.compactness``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from dash import Input, Output, dash_table, dcc, html
+
+from relabscope.dashboard.components import GRAPH_CONFIG, describe_error, error_card
+from relabscope.dashboard.context import Context
+
+PATH = "compactness"
+TITLE = "Compactness"
+LABELS = {"effect": "label in effect", "given": "given label", "clean": "clean label"}
+LAST = -1
+
+
+# ---------------------------------------------------------------------- plain functions
+def label_choices(run) -> list[str]:
+    return [k for k in LABELS if k != "clean" or run.clean_labels is not None]
+
+
+def parse_labels(value: Any, run) -> str:
+    if value not in LABELS:
+        raise ValueError(f"labels must be one of {', '.join(LABELS)}, not {str(value)[:40]!r}")
+    if value == "clean" and run.clean_labels is None:
+        raise ValueError("clean labels are unknown for this run's data set")
+    return str(value)
+
+
+def parse_epoch(value: Any, num_epochs: int) -> int:
+    """An epoch row (-1: the last committed one); ValueError (one line) out of range."""
+    if num_epochs == 0:
+        raise ValueError("the run has no committed epoch yet")
+    if value is None or value == "":
+        return LAST
+    try:
+        e = int(str(value).strip()) if not isinstance(value, bool) else None
+    except ValueError:
+        e = None
+    if e is None:
+        raise ValueError(f"epoch must be an integer, not {str(value)[:40]!r}")
+    if not -num_epochs <= e < num_epochs:
+        raise ValueError(f"epoch {e} out of range: the run has {num_epochs} committed epochs")
+    return e
+
+
+def _num(v: Any) -> float | None:
+    """A float for a table cell (None for NaN, which JSON cannot carry)."""
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+def _pm(mean: Any, std: Any) -> str:
+    return "n/a" if pd.isna(mean) else f"{float(mean):.4g} ± {float(std):.4g}"
+
+
+def single_rows(table: pd.DataFrame) -> list[dict]:
+    """Rows of ``Run.compactness()`` (index class; n, mean, std) for the DataTable."""
+    return [{"class": str(c), "n": int(r["n"]), "mean": _num(r["mean"]), "std": _num(r["std"]),
+             "mean ± std": _pm(r["mean"], r["std"])} for c, r in table.iterrows()]
+
+
+def pair_rows(table: pd.DataFrame) -> list[dict]:
+    """Rows of ``Comparison.compactness()`` (n/mean/std of A and B, mean_difference)."""
+    rows = []
+    for c, r in table.iterrows():
+        row = {"class": str(c)}
+        for tag in ("a", "b"):
+            row[f"n_{tag}"] = None if pd.isna(r[f"n_{tag}"]) else int(r[f"n_{tag}"])
+            row[f"mean_{tag}"] = _num(r[f"mean_{tag}"])
+            row[f"std_{tag}"] = _num(r[f"std_{tag}"])
+            row[f"pm_{tag}"] = _pm(r[f"mean_{tag}"], r[f"std_{tag}"])
+        row["mean_difference"] = _num(r["mean_difference"])
+        rows.append(row)
+    return rows
+
+
+def _columns(pairs: list[tuple[str, str]]) -> list[dict]:
+    from dash.dash_table.Format import Format, Scheme
+
+    out = []
+    for cid, name in pairs:
+        col = {"name": name, "id": cid}
+        if cid.startswith(("mean", "std")):
+            col.update(type="numeric", format=Format(precision=4, scheme=Scheme.decimal_or_exponent))
+        out.append(col)
+    return out
+
+
+def table_view(rows: list[dict], names: tuple[str, ...] | None = None) -> dash_table.DataTable:
+    if names is None:
+        cols = [("class", "class"), ("n", "n"), ("mean ± std", "mean ± std"), ("mean", "mean"), ("std", "std")]
+    else:
+        a, b = names
+        cols = [("class", "class"), ("n_a", f"n {a}"), ("pm_a", f"{a}: mean ± std"), ("n_b", f"n {b}"),
+                ("pm_b", f"{b}: mean ± std"), ("mean_difference", "difference of means (B − A)")]
+    return dash_table.DataTable(id="cm-table-data", columns=_columns(cols), data=rows, page_size=40,
+                                style_table={"overflowX": "auto"}, style_cell={"fontSize": 13, "padding": "3px 8px"},
+                                style_header={"fontWeight": "600"})
+
+
+def other_runs(ctx: Context, run_id: str) -> list[str]:
+    """Every registered run but ``run_id``, newest first."""
+    return [i for i in ctx.registry.ids() if i != run_id]
+
+
+def view(ctx: Context, run_id: str, against: str | None, labels: Any, epoch: Any) -> tuple[Any, Any]:
+    """(table, figure) for the run (and the second run when ``against`` is given)."""
+    from relabscope import plot
+
+    run = ctx.run(run_id)
+    labels = parse_labels(labels, run)
+    e = parse_epoch(epoch, run.num_epochs)
+    if not against:
+        table = ctx.cached(run_id, ("compactness", e, labels), lambda r: r.compactness(e, labels))
+        fig = plot.compactness(run, e, labels)
+        return table_view(single_rows(table)), dcc.Graph(figure=fig, config=GRAPH_CONFIG)
+    other = ctx.run(against)  # RunUnavailable for an unknown or unreadable run
+    if labels == "clean" and other.clean_labels is None:
+        raise ValueError(f"clean labels are unknown for {against}'s data set")
+    parse_epoch(e, other.num_epochs)
+    comparison = ctx.comparison(run_id, against)
+    table = ctx.pair_cached(run_id, against, ("compactness", e, labels), lambda c: c.compactness(e, labels))
+    fig = plot.compactness([run, other], e, labels)
+    names = tuple(comparison.names)
+    return table_view(pair_rows(table), names), dcc.Graph(figure=fig, config=GRAPH_CONFIG)
+
+
+# ---------------------------------------------------------------------- Dash
+def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
+    run = ctx.run(run_id)
+    head = html.H2(f"Compactness (Table 2) — {run_id}")
+    if run.num_epochs == 0:
+        return html.Div([head, error_card("no committed epoch yet", "Nothing to show")])
+    labels = params.get("labels") if params.get("labels") in label_choices(run) else "effect"
+    try:
+        epoch = parse_epoch(params.get("epoch"), run.num_epochs)
+    except ValueError:
+        epoch = LAST
+    others = other_runs(ctx, run_id)
+    against = params.get("against")
+    return html.Div([
+        dcc.Store(id="cm-args", data={"run": run_id}),
+        head,
+        html.Div([
+            html.Span("class of a sample by"),
+            dcc.RadioItems(id="cm-labels", options=[{"label": LABELS[k], "value": k} for k in label_choices(run)],
+                           value=labels, inline=True),
+            html.Span("epoch"),
+            dcc.Dropdown(id="cm-epoch", options=[{"label": f"last ({run.num_epochs - 1})", "value": LAST}]
+                         + [{"label": f"epoch {e}", "value": e} for e in range(run.num_epochs)],
+                         value=epoch, clearable=False, style={"width": "140px"}),
+            html.Span("compare with"),
+            dcc.Dropdown(id="cm-against", options=[{"label": i, "value": i} for i in others],
+                         value=against, placeholder="no second run", clearable=True, style={"minWidth": "240px"}),
+        ], className="controls"),
+        html.Div("Distance of each training sample to the center of its class (the epoch's class means); "
+                 "lower means tighter classes.", className="muted"),
+        html.Div([html.Div(dcc.Loading(html.Div(id="cm-table")), className="cell"),
+                  html.Div(dcc.Loading(html.Div(id="cm-figure")), className="cell")], className="grid2"),
+    ])
+
+
+def register(app, ctx: Context) -> None:
+    @app.callback(Output("cm-table", "children"), Output("cm-figure", "children"),
+                  Input("cm-args", "data"), Input("cm-against", "value"), Input("cm-labels", "value"),
+                  Input("cm-epoch", "value"), Input("live-version", "data"))
+    def _view(a, against, labels, epoch, _version):
+        run_id = (a or {}).get("run")
+        try:
+            return view(ctx, run_id, against, labels, epoch)
+        except Exception as exc:
+            return error_card(describe_error(exc), "Cannot show compactness"), None

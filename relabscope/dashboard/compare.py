@@ -1,0 +1,282 @@
+"""Page 6, two runs side by side (the seed paper's argument is comparative: SCN vs SCN-C on
+the same data): the headline numbers of both and their difference, accuracy curves,
+relabel and flip-flop totals, relabel consistency and compactness of both, and one
+training sample in both runs (aligned by its key): its label timelines and its distances
+to the class centers.
+
+``?run=A&against=B&sample=N`` opens it directly (N: a sample id of run A); without
+``against`` it compares with the newest other readable run. Every number comes from
+``relabscope.analysis.compare.Comparison`` (``summary``, ``samples``) or a
+``relabscope.plot`` helper given both runs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from dash import Input, Output, State, dash_table, dcc, html, no_update
+
+from relabscope.dashboard.components import (GRAPH_CONFIG, describe_error, error_card, figure_block, fmt,
+                                             note_card, safe)
+from relabscope.dashboard.context import Context, parse_sample
+
+PATH = "compare"
+TITLE = "Compare"
+FIGURES = ("accuracy", "totals", "consistency", "compactness")
+#: summary row -> (what the table calls it, shown as a fraction)
+SUMMARY_ROWS = {
+    "test_acc": ("final test accuracy", True),
+    "relabel_events": ("relabel events", False),
+    "relabelled_samples": ("relabelled samples", False),
+    "flipflops": ("flip-flops", False),
+    "closer_before": ("closer to the new class already before the relabel", True),
+    "closer_to_new": ("closer to the new class after the relabel", True),
+    "mean_gap_change": ("mean change of d(new) − d(old)", False),
+    "mean_rel_gap_change": ("mean change of the relative gap", False),
+    "undone_fraction": ("relabels undone later", True),
+    "mean_compactness": ("mean compactness (distance to own center)", False),
+    "noisy_corrected": ("noisy labels corrected", True),
+    "clean_corrupted": ("clean labels corrupted", True),
+}
+
+
+# ---------------------------------------------------------------------- plain functions
+def default_against(ctx: Context, run_id: str) -> str | None:
+    """The newest other run that can be read, or None."""
+    for other in ctx.registry.ids():
+        if other != run_id and ctx.registry.error(other) is None:
+            return other
+    return None
+
+
+def _num(v: Any) -> float | None:
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+def summary_rows(summary: pd.DataFrame) -> list[dict]:
+    """Rows of ``Comparison.summary()`` (index metric; columns A, B, difference): the raw
+    numbers (``a``, ``b``, ``difference``) and how the table shows them."""
+    rows = []
+    for metric, r in summary.iterrows():
+        label, fraction = SUMMARY_ROWS.get(str(metric), (str(metric), False))
+        a, b, d = (r.iloc[0], r.iloc[1], r.iloc[2])
+        kind = "%" if fraction else ""
+        shown = [fmt(float(v), kind) for v in (a, b)]
+        diff = "n/a" if pd.isna(d) else (f"{float(d):+.1%}" if fraction else f"{float(d):+.4g}")
+        rows.append({"metric": str(metric), "what": label, "a": _num(a), "b": _num(b), "difference": _num(d),
+                     "a_shown": shown[0], "b_shown": shown[1], "difference_shown": diff})
+    return rows
+
+
+def summary_table(summary: pd.DataFrame) -> dash_table.DataTable:
+    names = list(summary.columns)
+    return dash_table.DataTable(
+        id="cp-summary-table", data=summary_rows(summary), page_size=40, style_table={"overflowX": "auto"},
+        columns=[{"name": "", "id": "what"}, {"name": names[0], "id": "a_shown"},
+                 {"name": names[1], "id": "b_shown"}, {"name": "difference (B − A)", "id": "difference_shown"}],
+        style_cell={"fontSize": 13, "padding": "3px 8px", "textAlign": "right"},
+        style_cell_conditional=[{"if": {"column_id": "what"}, "textAlign": "left"}],
+        style_header={"fontWeight": "600"})
+
+
+def figure(ctx: Context, a_id: str, b_id: str, which: str):
+    from relabscope import plot
+
+    runs = [ctx.run(a_id), ctx.run(b_id)]
+    if which == "accuracy":
+        return plot.accuracy_curves(runs)
+    if which == "totals":
+        return plot.flipflop_totals(runs)
+    if which == "consistency":
+        return plot.consistency_summary(runs)
+    if which == "compactness":
+        return plot.compactness(runs)
+    raise ValueError(f"unknown comparison figure {which!r}")
+
+
+def aligned_samples(ctx: Context, a_id: str, b_id: str) -> pd.DataFrame:
+    """``Comparison.samples()``: training samples present in both runs, aligned by key."""
+    return ctx.pair_cached(a_id, b_id, "samples", lambda c: c.samples())
+
+
+def top_samples(aligned: pd.DataFrame, n: int = 5) -> list[int]:
+    """Run A's ids of the ``n`` samples that flip-flopped (then were relabelled) most in
+    the two runs together."""
+    if len(aligned) == 0:
+        return []
+    score = aligned.assign(_ff=aligned["flipflops_a"] + aligned["flipflops_b"],
+                           _ch=aligned["changes_a"] + aligned["changes_b"])
+    score = score.sort_values(["_ff", "_ch", "sample_id_a"], ascending=[False, False, True], kind="stable")
+    return [int(s) for s in score["sample_id_a"].head(n)]
+
+
+def counterpart(ctx: Context, a_id: str, b_id: str, value: Any) -> pd.Series:
+    """The aligned row (``Comparison.samples()``) of run A's sample ``value``; ValueError
+    (one line) for a bad id, a test sample or a key run B does not have."""
+    run_a = ctx.run(a_id)
+    sid = parse_sample(value, len(run_a.samples))
+    aligned = aligned_samples(ctx, a_id, b_id)
+    hit = aligned[aligned["sample_id_a"] == sid]
+    if len(hit) == 0:
+        if run_a.samples["split"].iloc[sid] != "train":
+            raise ValueError(f"sample {sid} is a test sample; only training samples are compared")
+        raise ValueError(f"sample {sid} of {a_id} (key {run_a.samples['key'].iloc[sid]}) is not in {b_id}")
+    return hit.iloc[0]
+
+
+def pair_facts(row: pd.Series, class_names_a: list[str], class_names_b: list[str], names: tuple[str, str]) -> pd.DataFrame:
+    """The aligned row as (field, run A, run B)."""
+    def name(names_: list[str], i: Any) -> str:
+        i = int(i)
+        return names_[i] if 0 <= i < len(names_) else "unknown"
+
+    rows = [("sample id", int(row["sample_id_a"]), int(row["sample_id_b"])),
+            ("given label", name(class_names_a, row["given_label_a"]), name(class_names_b, row["given_label_b"])),
+            ("label after the last epoch", name(class_names_a, row["final_label_a"]),
+             name(class_names_b, row["final_label_b"])),
+            ("relabel events", int(row["changes_a"]), int(row["changes_b"])),
+            ("flip-flops", int(row["flipflops_a"]), int(row["flipflops_b"])),
+            ("distance to own class center (last epoch)", fmt(float(row["distance_own_a"])),
+             fmt(float(row["distance_own_b"])))]
+    if int(row["clean_label"]) >= 0:
+        clean = name(class_names_a, row["clean_label"])
+        rows.insert(2, ("clean label", clean, clean))
+    return pd.DataFrame(rows, columns=["field", names[0], names[1]])
+
+
+def same_sample(ctx: Context, a_id: str, b_id: str, value: Any) -> Any:
+    """One training sample in both runs: facts, label timelines, distance bars."""
+    from relabscope import plot
+    from relabscope.dashboard.components import frame_table
+
+    row = counterpart(ctx, a_id, b_id, value)
+    run_a, run_b = ctx.run(a_id), ctx.run(b_id)
+    sa, sb = int(row["sample_id_a"]), int(row["sample_id_b"])
+    names = tuple(ctx.comparison(a_id, b_id).names)
+    facts = pair_facts(row, run_a.class_names, run_b.class_names, names)
+
+    def side(run_id: str, run, sid: int, name: str) -> Any:
+        return html.Div([
+            html.Div([html.Img(src=ctx.image_url(run_id, sid, 96), className="thumb", alt=f"sample {sid}"),
+                      html.B(name),
+                      dcc.Link(f"open sample {sid} of {run_id} in the inspector →",
+                               href=ctx.href("sample", run_id, sample=sid))], className="controls"),
+            safe(lambda: dcc.Graph(figure=plot.label_timeline(run, sid), config=GRAPH_CONFIG)),
+            safe(lambda: dcc.Graph(figure=plot.distance_bars(run, sid), config=GRAPH_CONFIG)),
+        ], className="cell")
+
+    return html.Div([
+        html.Div(f"key {row['key']}", className="muted"),
+        frame_table(facts, page_size=20),
+        html.Div([side(a_id, run_a, sa, names[0]), side(b_id, run_b, sb, names[1])], className="grid2"),
+    ])
+
+
+# ---------------------------------------------------------------------- Dash
+def _picker(ctx: Context, run_id: str, against: str | None) -> Any:
+    others = [i for i in ctx.registry.ids() if i != run_id]
+    return html.Div([
+        html.Span(f"A: {run_id}   against B:"),
+        dcc.Dropdown(id="cp-against", options=[{"label": i, "value": i} for i in others], value=against,
+                     placeholder="choose a run", clearable=False, style={"minWidth": "260px"}),
+        dcc.Link("swap A and B", href=ctx.href(PATH, against, against=run_id)) if against else None,
+    ], className="controls")
+
+
+def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
+    against = params.get("against")
+    head = html.H2(f"Compare — {run_id}" + (f" vs {against}" if against else ""))
+    if against is None:
+        against = default_against(ctx, run_id)
+        if against is None:
+            return html.Div([html.H2(f"Compare — {run_id}"), note_card(
+                f"Comparing needs two runs, and {run_id} is the only readable one under "
+                f"{', '.join(str(r) for r in ctx.registry.roots)}. Train another run into the same folder "
+                "(e.g. the same data set with another method, or `relabscope demo` for SCN vs SCN-C) and it "
+                "shows up here within seconds.")])
+        head = html.H2(f"Compare — {run_id} vs {against}")
+    if against not in ctx.registry:
+        return html.Div([dcc.Store(id="cp-args", data={"run": run_id, "against": None}), head,
+                         error_card(f"unknown run {against[:200]!r}", "Run B not found"), _picker(ctx, run_id, None)])
+    try:
+        ctx.run(against)
+    except Exception as exc:
+        return html.Div([dcc.Store(id="cp-args", data={"run": run_id, "against": None}), head,
+                         error_card(describe_error(exc), f"Run {against} cannot be shown"), _picker(ctx, run_id, None)])
+    try:
+        aligned = aligned_samples(ctx, run_id, against)
+        top = top_samples(aligned)
+    except Exception:
+        top = []
+    sample_value = params.get("sample")
+    if sample_value is None and top:
+        sample_value = str(top[0])
+    quick = [dcc.Link(str(s), href=ctx.href(PATH, run_id, against=against, sample=s), style={"marginRight": ".6em"})
+             for s in top]
+    return html.Div([
+        dcc.Store(id="cp-args", data={"run": run_id, "against": against}),
+        head,
+        _picker(ctx, run_id, against),
+        dcc.Loading(html.Div(id="cp-summary"), className="cell"),
+        html.Div([html.Div(dcc.Loading(html.Div(id=f"cp-{w}")), className="cell") for w in FIGURES],
+                 className="grid2"),
+        html.H3("The same sample in both runs"),
+        html.Div([
+            html.Span(f"sample id (of {run_id}) "),
+            dcc.Input(id="cp-sample", type="text", inputMode="numeric", value=sample_value, debounce=True,
+                      style={"width": "110px"}),
+            html.Span(["most flip-flopping in both: ", *quick] if quick else "", className="muted"),
+        ], className="controls"),
+        dcc.Loading(html.Div(id="cp-sample-view")),
+    ])
+
+
+def register(app, ctx: Context) -> None:
+    args = [Input("cp-args", "data"), Input("live-version", "data")]
+
+    def pair(a: Any) -> tuple[str, str]:
+        a = a or {}
+        return a.get("run"), a.get("against")
+
+    @app.callback(Output("cp-summary", "children"), *args)
+    def _summary(a, _version):
+        run_id, against = pair(a)
+        try:
+            summary = ctx.pair_cached(run_id, against, "summary", lambda c: c.summary())
+        except Exception as exc:
+            return error_card(describe_error(exc), "Cannot compare these runs")
+        return [html.H3("Headline numbers"), summary_table(summary)]
+
+    def figure_callback(which: str) -> None:
+        @app.callback(Output(f"cp-{which}", "children"), *args)
+        def _figure(a, _version):
+            run_id, against = pair(a)
+            return figure_block(lambda: figure(ctx, run_id, against, which))
+
+    for which in FIGURES:
+        figure_callback(which)
+
+    @app.callback(Output("cp-sample-view", "children"), Input("cp-sample", "value"), *args)
+    def _sample(value, a, _version):
+        run_id, against = pair(a)
+        if value in (None, ""):
+            return html.Div("Type a sample id of run A to see it in both runs.", className="muted")
+        try:
+            return same_sample(ctx, run_id, against, value)
+        except ValueError as exc:
+            return error_card(str(exc), "No such sample in both runs")
+        except Exception as exc:
+            return error_card(describe_error(exc), "Cannot show this sample")
+
+    @app.callback(Output("url", "href", allow_duplicate=True), Input("cp-against", "value"),
+                  State("cp-args", "data"), State("url", "search"), prevent_initial_call=True)
+    def _against(value, a, search):
+        from relabscope.dashboard.context import parse_search
+
+        run_id = (a or {}).get("run") or parse_search(search).get("run")
+        if not value or value not in ctx.registry or run_id not in ctx.registry or value == (a or {}).get("against"):
+            return no_update
+        return ctx.href(PATH, run_id, against=value)

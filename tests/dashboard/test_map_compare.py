@@ -1,0 +1,387 @@
+"""The embedding map, compactness and compare pages on the tiny runs, called as the browser
+calls them: what they show equals what the Run / Comparison API returns, and bad input
+gives an error card."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from relabscope.analysis.compare import compare
+from relabscope.dashboard import compactness as cmpage
+from relabscope.dashboard import compare as cppage
+from relabscope.dashboard import embedding_map as mppage
+from tests.dashboard.conftest import dash_call, find, texts
+from tests.dashboard.test_pages import _values
+
+ROUTER = ["page.children", "topnav.children", "live-version.data"]
+MAP = ["mp-graph.figure", "mp-status.children"]
+SELECTION = ["mp-table.data", "mp-count.children"]
+COMPACTNESS = ["cm-table.children", "cm-figure.children"]
+
+
+def _route(app, client, path, search):
+    return dash_call(app, client, ROUTER, {"url.pathname": path, "url.search": search})["page"]["children"]
+
+
+def _by_id(component, cid):
+    hits = find(component, lambda c: c["props"].get("id") == cid)
+    assert hits, f"no component {cid}"
+    return hits[0]
+
+
+def _error_cards(component):
+    return find(component, lambda c: "error-card" in str(c["props"].get("className", "")))
+
+
+def _map(app, client, run_id="scn", method="umap", epoch=None, classes=None, colour="effect"):
+    return dash_call(app, client, MAP, {"mp-args.data": {"run": run_id}, "mp-method.value": method,
+                                        "mp-epoch.value": epoch, "mp-classes.value": classes,
+                                        "mp-colour.value": colour, "live-version.data": None})
+
+
+def _points(fig) -> pd.DataFrame:
+    """Every drawn point of a projection figure: sample id (customdata[0]), x, y, trace."""
+    rows = []
+    for i, trace in enumerate(fig["data"]):
+        cd = trace.get("customdata")
+        if not cd:
+            continue
+        for sid_row, x, y in zip(cd, _values(trace["x"]), _values(trace["y"])):
+            rows.append((int(float(sid_row[0])), float(x), float(y), i))
+    return pd.DataFrame(rows, columns=["sample_id", "x", "y", "trace"])
+
+
+# ---------------------------------------------------------------------- embedding map
+def test_map_layout_offers_the_kept_epochs_and_colourings(app, client) -> None:
+    run = app.relabscope.registry.get("scn")
+    page = _route(app, client, "/map", "?run=scn")
+    epochs = _by_id(page, "mp-epoch")["props"]
+    assert [o["value"] for o in epochs["options"]] == run.embedding_epochs()
+    assert epochs["value"] == run.embedding_epochs()[-1]
+    colours = [o["value"] for o in _by_id(page, "mp-colour")["props"]["options"]]
+    assert colours == ["effect", "given", "clean", "flipflops", "aum_given"]  # the tiny data knows clean labels
+    deep = _route(app, client, "/map", f"?run=scn&method=tsne&epoch={run.embedding_epochs()[0]}&classes=0,2&color=given")
+    assert _by_id(deep, "mp-method")["props"]["value"] == "tsne"
+    assert _by_id(deep, "mp-epoch")["props"]["value"] == run.embedding_epochs()[0]
+    assert _by_id(deep, "mp-classes")["props"]["value"] == [0, 2]
+    assert _by_id(deep, "mp-colour")["props"]["value"] == "given"
+
+
+def test_map_is_the_runs_projection(app, client) -> None:
+    run = app.relabscope.registry.get("scn")
+    out = _map(app, client)
+    fig = out["mp-graph"]["figure"]
+    assert {t["type"] for t in fig["data"]} == {"scattergl"}
+    e = run.embedding_epochs()[-1]
+    want = run.project("umap", e, max_points=app.relabscope.max_points).set_index("sample_id")
+    got = _points(fig).set_index("sample_id").sort_index()
+    assert got.index.tolist() == sorted(want.index)
+    np.testing.assert_allclose(got["x"], want.loc[got.index, "x"], rtol=1e-5)
+    # one trace per class in effect, named with its count
+    for t in fig["data"]:
+        if t.get("customdata"):
+            ids = [int(float(c[0])) for c in t["customdata"]]
+            labels = {run.class_names[v] for v in want.loc[ids, "label"]}
+            assert len(labels) == 1 and t["name"].startswith(labels.pop())
+    assert f"{len(want)} of {int(run.train_mask.sum())} training samples" in texts(out["mp-status"])
+
+
+def test_map_classes_and_numeric_colour(app, client) -> None:
+    run = app.relabscope.registry.get("scn")
+    e = run.embedding_epochs()[-1]
+    out = _map(app, client, method="tsne", epoch=e, classes=[0, 1], colour="flipflops")
+    fig = out["mp-graph"]["figure"]
+    want = run.project("tsne", e, classes=[0, 1], max_points=app.relabscope.max_points)
+    assert set(want["label"]) <= {0, 1}
+    trace = fig["data"][0]
+    ids = [int(float(c[0])) for c in trace["customdata"]]
+    assert sorted(ids) == sorted(want["sample_id"])
+    flip = run.flipflops().set_index("sample_id")["flipflops"]
+    np.testing.assert_array_equal(_values(trace["marker"]["color"]), flip.loc[ids].to_numpy(float))
+
+
+def test_lasso_lists_exactly_the_selected_samples(app, client) -> None:
+    run = app.relabscope.registry.get("scn")
+    fig = _map(app, client)["mp-graph"]["figure"]
+    pts = _points(fig)
+    chosen = pts.iloc[::7]
+    selected = {"points": [{"curveNumber": int(r.trace), "x": r.x, "y": r.y,
+                            "customdata": [str(r.sample_id), "?", "?", "?"]} for r in chosen.itertuples()]
+                + [{"curveNumber": 99, "x": 0, "y": 0}]}  # the legend-only trace: no customdata
+    picks = {"mp-method.value": "umap", "mp-epoch.value": None, "mp-classes.value": []}
+    state = {"mp-args.data": {"run": "scn"}}
+    out = dash_call(app, client, SELECTION, {"mp-graph.selectedData": selected, **picks}, state,
+                    changed=["mp-graph.selectedData"])
+    rows = out["mp-table"]["data"]
+    assert [r["sample_id"] for r in rows] == sorted(chosen["sample_id"])
+    e = run.embedding_epochs()[-1]
+    flip = run.flipflops().set_index("sample_id")
+    for r in rows:
+        sid = r["sample_id"]
+        assert r["given"] == run.class_names[run.given_labels[sid]]
+        assert r["effect"] == run.class_names[run.labels()[e, sid]]
+        assert r["clean"] == run.class_names[run.clean_labels[sid]]
+        assert r["flipflops"] == flip.loc[sid, "flipflops"]
+        assert f"(/sample?run=scn&sample={sid})" in r["sample"]
+    assert texts(out["mp-count"]).startswith(f"{len(rows)} samples selected")
+    empty = dash_call(app, client, SELECTION, {"mp-graph.selectedData": None, **picks}, state,
+                      changed=["mp-graph.selectedData"])
+    assert empty["mp-table"]["data"] == []
+    other_map = dash_call(app, client, SELECTION, {"mp-graph.selectedData": selected, **picks, "mp-method.value": "tsne"},
+                          state, changed=["mp-method.value"])
+    assert other_map["mp-table"]["data"] == []  # a new map: the old selection no longer applies
+
+
+def test_clicking_a_point_opens_the_sample(app, client) -> None:
+    fig = _map(app, client, run_id="group/nested")["mp-graph"]["figure"]
+    sid = _points(fig)["sample_id"].iloc[3]
+    click = {"points": [{"curveNumber": 0, "pointNumber": 3, "customdata": [str(sid), "a", "b", "c"]}]}
+    out = dash_call(app, client, ["url.href"], {"mp-graph.clickData": click}, {"mp-args.data": {"run": "group/nested"}})
+    assert out["url"]["href"] == f"/sample?run=group%2Fnested&sample={sid}"
+    nothing = dash_call(app, client, ["url.href"], {"mp-graph.clickData": {"points": [{"x": 1}]}},
+                        {"mp-args.data": {"run": "scn"}})
+    assert nothing == {}
+
+
+def test_map_bad_input_is_an_error_card(app, client) -> None:
+    run = app.relabscope.registry.get("scn")
+    missing = next(e for e in range(run.num_epochs) if e not in run.embedding_epochs())
+    out = _map(app, client, epoch=missing)
+    assert _error_cards(out["mp-status"]) and f"no embeddings kept for epoch {missing}" in texts(out["mp-status"])
+    assert out["mp-graph"]["figure"]["layout"]["meta"]["note"].startswith("ValueError: no embeddings kept")
+    for search in (f"?run=scn&epoch={missing}", "?run=scn&epoch=x", "?run=scn&method=pca", "?run=scn&classes=0,99"):
+        page = _route(app, client, "/map", search)
+        assert _error_cards(page), search
+    bad_colour = _map(app, client, colour="__class__")
+    assert _error_cards(bad_colour["mp-status"])
+
+
+# ---------------------------------------------------------------------- compactness
+def test_compactness_table_is_the_run_api(app, client) -> None:
+    run = app.relabscope.registry.get("scn-c")
+    page = _route(app, client, "/compactness", "?run=scn-c")
+    assert [o["value"] for o in _by_id(page, "cm-labels")["props"]["options"]] == ["effect", "given", "clean"]
+    assert "scn-c" not in [o["value"] for o in _by_id(page, "cm-against")["props"]["options"]]
+    for labels, epoch in (("effect", -1), ("given", 1), ("clean", 0)):
+        out = dash_call(app, client, COMPACTNESS, {"cm-args.data": {"run": "scn-c"}, "cm-against.value": None,
+                                                   "cm-labels.value": labels, "cm-epoch.value": epoch,
+                                                   "live-version.data": None})
+        want = run.compactness(epoch, labels)
+        rows = out["cm-table"]["children"]["props"]["data"]
+        assert [r["class"] for r in rows] == list(want.index)
+        for r, (_, w) in zip(rows, want.iterrows()):
+            assert r["n"] == w["n"]
+            if w["n"]:
+                assert r["mean"] == pytest.approx(w["mean"], rel=1e-12) and r["std"] == pytest.approx(w["std"], rel=1e-12)
+                assert r["mean ± std"] == f"{w['mean']:.4g} ± {w['std']:.4g}"
+            else:
+                assert r["mean"] is None
+        bars = out["cm-figure"]["children"]["props"]["figure"]["data"][0]
+        shown = dict(zip(bars["x"], _values(bars["y"])))
+        for cls, w in want.iterrows():
+            if w["n"]:
+                assert shown[cls] == pytest.approx(w["mean"])
+
+
+def test_compactness_against_a_second_run(app, client) -> None:
+    a, b = (app.relabscope.registry.get(i) for i in ("scn", "scn-c"))
+    out = dash_call(app, client, COMPACTNESS, {"cm-args.data": {"run": "scn"}, "cm-against.value": "scn-c",
+                                               "cm-labels.value": "effect", "cm-epoch.value": -1,
+                                               "live-version.data": None})
+    want = compare(a, b).compactness(-1, "effect")
+    rows = out["cm-table"]["children"]["props"]["data"]
+    assert [r["class"] for r in rows] == list(want.index)
+    for r, (_, w) in zip(rows, want.iterrows()):
+        for col in ("mean_a", "mean_b", "std_a", "std_b", "mean_difference"):
+            assert (r[col] is None and pd.isna(w[col])) or r[col] == pytest.approx(w[col], rel=1e-12)
+    headers = [c["name"] for c in out["cm-table"]["children"]["props"]["columns"]]
+    assert "difference of means (B − A)" in headers and "scn: mean ± std" in headers
+    fig = out["cm-figure"]["children"]["props"]["figure"]
+    names = [t["name"] for t in fig["data"]]
+    assert names[:2] == ["scn", "scn-c"] and "scn-c − scn" in names
+    bad = dash_call(app, client, COMPACTNESS, {"cm-args.data": {"run": "scn"}, "cm-against.value": "../../etc",
+                                               "cm-labels.value": "effect", "cm-epoch.value": -1,
+                                               "live-version.data": None})
+    assert "unknown run" in texts(bad["cm-table"]) and _error_cards(bad["cm-table"])
+    broken = dash_call(app, client, COMPACTNESS, {"cm-args.data": {"run": "scn"}, "cm-against.value": "broken",
+                                                  "cm-labels.value": "effect", "cm-epoch.value": 99,
+                                                  "live-version.data": None})
+    assert _error_cards(broken["cm-table"])
+
+
+# ---------------------------------------------------------------------- compare
+def test_compare_summary_is_the_comparison(app, client) -> None:
+    a, b = (app.relabscope.registry.get(i) for i in ("scn", "scn-c"))
+    page = _route(app, client, "/compare", "?run=scn&against=scn-c")
+    assert _by_id(page, "cp-args")["props"]["data"] == {"run": "scn", "against": "scn-c"}
+    out = dash_call(app, client, ["cp-summary.children"], {"cp-args.data": {"run": "scn", "against": "scn-c"},
+                                                          "live-version.data": None})
+    table = find(out, lambda c: c["type"] == "DataTable")[0]["props"]
+    want = compare(a, b).summary()
+    rows = table["data"]
+    assert [r["metric"] for r in rows] == list(want.index)
+    for r, (_, w) in zip(rows, want.iterrows()):
+        for key, v in zip(("a", "b", "difference"), w.to_numpy(float)):
+            assert (r[key] is None and np.isnan(v)) or r[key] == pytest.approx(v, rel=1e-12)
+    acc = next(r for r in rows if r["metric"] == "test_acc")
+    assert acc["a_shown"] == f"{float(want.loc['test_acc'].iloc[0]):.1%}"
+    assert [c["name"] for c in table["columns"]][1:3] == ["scn", "scn-c"]
+
+
+def test_compare_figures_show_both_runs(app, client) -> None:
+    a, b = (app.relabscope.registry.get(i) for i in ("scn", "scn-c"))
+    figs = {}
+    for which in cppage.FIGURES:
+        out = dash_call(app, client, [f"cp-{which}.children"], {"cp-args.data": {"run": "scn", "against": "scn-c"},
+                                                                "live-version.data": None})
+        figs[which] = out[f"cp-{which}"]["children"]["props"]["figure"]
+    tests = [t for t in figs["accuracy"]["data"] if t["name"].endswith(": test")]
+    for trace, run in zip(tests, (a, b)):
+        np.testing.assert_allclose(_values(trace["y"]), run.metrics()["test_acc"].to_numpy(), rtol=1e-6)
+    totals = {t["name"]: dict(zip(t["x"], _values(t["y"]))) for t in figs["totals"]["data"]}
+    for name, run in (("scn", a), ("scn-c", b)):
+        assert totals[name]["flip-flop events"] == run.flipflops()["flipflops"].sum()
+    cons = {t["name"]: _values(t["y"])[0] for t in figs["consistency"]["data"] if t.get("xaxis", "x") == "x"}
+    assert cons["scn-c"] == pytest.approx(float(b.consistency()["closer_to_new"]))
+    comp = {t["name"]: t for t in figs["compactness"]["data"]}
+    np.testing.assert_allclose(_values(comp["scn"]["y"]),
+                               a.compactness().reindex(comp["scn"]["x"])["mean"].to_numpy(), rtol=1e-6)
+
+
+def test_compare_defaults_to_the_newest_other_readable_run(app, client) -> None:
+    reg = app.relabscope.registry
+    page = _route(app, client, "/compare", "?run=scn")
+    against = _by_id(page, "cp-args")["props"]["data"]["against"]
+    readable = [i for i in reg.ids() if i != "scn" and reg.error(i) is None]
+    assert against == readable[0] and against != "broken"
+    assert "broken" in reg.ids()
+
+
+def test_same_sample_in_both_runs(app, client) -> None:
+    a, b = (app.relabscope.registry.get(i) for i in ("scn", "scn-c"))
+    aligned = compare(a, b).samples()
+    row = aligned.sort_values(["flipflops_a", "sample_id_a"], ascending=[False, True]).iloc[0]
+    sid_a, sid_b = int(row["sample_id_a"]), int(row["sample_id_b"])
+    out = dash_call(app, client, ["cp-sample-view.children"], {"cp-sample.value": str(sid_a),
+                                                              "cp-args.data": {"run": "scn", "against": "scn-c"},
+                                                              "live-version.data": None})
+    view = out["cp-sample-view"]["children"]
+    facts = find(view, lambda c: c["type"] == "DataTable")[0]["props"]["data"]
+    by_field = {f["field"]: f for f in facts}
+    assert by_field["sample id"]["scn"] == str(sid_a) and by_field["sample id"]["scn-c"] == str(sid_b)
+    assert by_field["flip-flops"]["scn"] == str(int(row["flipflops_a"]))
+    assert by_field["flip-flops"]["scn-c"] == str(int(row["flipflops_b"]))
+    assert by_field["relabel events"]["scn-c"] == str(int(row["changes_b"]))
+    assert by_field["label after the last epoch"]["scn-c"] == b.class_names[b.final_labels()[sid_b]]
+    graphs = [g["props"]["figure"] for g in find(view, lambda c: c["type"] == "Graph")]
+    assert len(graphs) == 4  # timeline and distance bars, per run
+    timeline_a, bars_a, timeline_b, bars_b = graphs
+    assert timeline_a["data"][1]["y"] == [a.class_names[v] for v in a.labels()[:, sid_a]]
+    assert timeline_b["data"][1]["y"] == [b.class_names[v] for v in b.labels()[:, sid_b]]
+    profile = b.distance_profile(sid_b)
+    last = profile[profile["epoch"] == profile["epoch"].max()].set_index("class_name")["distance"]
+    bars = [t for t in bars_b["data"] if t.get("x") and t["x"][0]][-1]
+    for name, d in zip(bars["x"], _values(bars["y"])):
+        assert d == pytest.approx(last[name], rel=1e-5)
+    hrefs = [c["props"]["href"] for c in find(view, lambda c: c["type"] == "Link")]
+    assert hrefs == [f"/sample?run=scn&sample={sid_a}", f"/sample?run=scn-c&sample={sid_b}"]
+
+
+@pytest.mark.parametrize("value, message", [("abc", "must be a non-negative integer"), ("-3", "non-negative"),
+                                            ("100", "is a test sample"), ("9999", "out of range")])
+def test_same_sample_bad_input_is_an_error_card(app, client, value, message) -> None:
+    out = dash_call(app, client, ["cp-sample-view.children"], {"cp-sample.value": value,
+                                                              "cp-args.data": {"run": "scn", "against": "scn-c"},
+                                                              "live-version.data": None})
+    view = out["cp-sample-view"]["children"]
+    assert _error_cards(view) and message in texts(view)
+
+
+def test_compare_with_an_unknown_or_broken_run_is_an_error_card(app, client) -> None:
+    for search, message in (("?run=scn&against=nope", "unknown run 'nope'"),
+                            ("?run=scn&against=broken", "not a readable HDF5 run log")):
+        page = _route(app, client, "/compare", search)
+        assert _error_cards(page) and message in texts(page)
+        assert _by_id(page, "cp-against")["props"]["value"] is None  # a picker to choose another
+    page = _route(app, client, "/compare", "?run=scn&against=scn-c&sample=abc")
+    assert _by_id(page, "cp-sample")["props"]["value"] == "abc"  # the callback shows the error card
+
+
+def test_compare_picker_and_swap_link(app, client) -> None:
+    out = dash_call(app, client, ["url.href"], {"cp-against.value": "baseline"},
+                    {"cp-args.data": {"run": "scn", "against": "scn-c"}, "url.search": "?run=scn&against=scn-c"})
+    assert out["url"]["href"] == "/compare?run=scn&against=baseline"
+    unknown = dash_call(app, client, ["url.href"], {"cp-against.value": "nope"},
+                        {"cp-args.data": {"run": "scn", "against": "scn-c"}, "url.search": ""})
+    assert unknown == {}
+    page = _route(app, client, "/compare", "?run=scn&against=scn-c")
+    links = [c["props"]["href"] for c in find(page, lambda c: c["type"] == "Link")]
+    assert "/compare?run=scn-c&against=scn" in links
+
+
+def test_compare_with_a_single_run_explains(tiny_runs, tmp_path) -> None:
+    from relabscope.dashboard import create_app
+
+    shutil.copytree(tiny_runs["scn"], tmp_path / "only")
+    app = create_app([tmp_path], refresh_seconds=0)
+    client = app.server.test_client()
+    page = _route(app, client, "/compare", "")
+    assert "Comparing needs two runs" in texts(page) and not _error_cards(page)
+
+
+# ---------------------------------------------------------------------- shell and CLI
+def test_pages_in_nav_order(app, client) -> None:
+    from relabscope.dashboard.app import PAGES
+
+    assert list(PAGES) == ["", "flipflops", "sample", "map", "compactness", "compare"]
+    nav = dash_call(app, client, ROUTER, {"url.pathname": "/compactness", "url.search": "?run=scn"})["topnav"]
+    links = find(nav, lambda c: c["type"] == "Link")
+    assert [c["props"]["children"] for c in links] == ["Overview", "Flip-flops", "Sample", "Embedding map",
+                                                       "Compactness", "Compare"]
+    assert links[4]["props"]["className"] == "active" and links[5]["props"]["href"] == "/compare?run=scn"
+
+
+def test_demo_opens_the_compare_page_of_its_runs(tiny_runs, tmp_path, monkeypatch) -> None:
+    from relabscope import cli
+    from relabscope.dashboard import RunRegistry
+    from relabscope.dashboard import demo as demo_module
+
+    out = tmp_path / "runs" / "demo"
+    dirs = [out / "scn-20", out / "scn-c-20"]
+    for d, method in zip(dirs, ("scn", "scn-c")):
+        shutil.copytree(tiny_runs[method], d)
+    served = {}
+    monkeypatch.setattr(demo_module, "demo_runs", lambda *a, **k: dirs)
+    monkeypatch.setattr(cli, "_serve", lambda roots, host, port, auth, page="": served.update(roots=roots, page=page))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli.main, ["demo", "--out", "runs/demo"])
+    assert result.exit_code == 0, result.output
+    assert served["page"] == "compare?run=scn-20&against=scn-c-20"
+    ids = RunRegistry(served["roots"]).ids()
+    assert {"scn-20", "scn-c-20"} <= set(ids)
+
+
+def test_plain_helpers_of_the_new_pages() -> None:
+    assert mppage.selected_ids({"points": [{"customdata": ["3", "x"]}, {"customdata": [1]}, {"x": 0},
+                                           {"customdata": ["3"]}]}) == [1, 3]
+    assert mppage.selected_ids(None) == [] and mppage.sample_from_click({"points": []}) is None
+    assert mppage.parse_classes("2,0,2", ["a", "b", "c"]) == [0, 2] and mppage.parse_classes([], ["a"]) is None
+    with pytest.raises(ValueError):
+        mppage.parse_classes("5", ["a"])
+    with pytest.raises(ValueError):
+        mppage.parse_method("pca")
+    assert cmpage.parse_epoch(None, 4) == -1 and cmpage.parse_epoch("-4", 4) == -4
+    for bad in ("4", "x", True):
+        with pytest.raises(ValueError):
+            cmpage.parse_epoch(bad, 4)
+    aligned = pd.DataFrame({"sample_id_a": [0, 1, 2], "flipflops_a": [0, 1, 1], "flipflops_b": [2, 0, 1],
+                            "changes_a": [0, 1, 2], "changes_b": [3, 0, 1]})
+    assert cppage.top_samples(aligned, 2) == [0, 2]  # ties by sample id
+    assert cppage.summary_rows(pd.DataFrame({"x": [0.5], "y": [0.25], "d": [np.nan]}, index=["test_acc"]))[0] \
+        == {"metric": "test_acc", "what": "final test accuracy", "a": 0.5, "b": 0.25, "difference": None,
+            "a_shown": "50.0%", "b_shown": "25.0%", "difference_shown": "n/a"}
