@@ -9,9 +9,10 @@ plain numpy arrays; the analysis layer builds on this.
 from __future__ import annotations
 
 import json
+import threading
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import h5py
 import numpy as np
@@ -47,23 +48,78 @@ def _refuse_truncated(log: Path) -> None:
             raise RunDirError(f"{log}: not a readable HDF5 run log ({detail})") from None
 
 
+class _SharedFile:
+    """One SWMR handle per log file per process, shared by every reader of that file.
+
+    HDF5's dataset refresh is only safe with one open handle of the dataset: refreshing
+    while another handle of it is open (a second reader of the same file in this process,
+    or a handle another thread still holds) makes reads return rows of the wrong epoch
+    (measured with h5py 3.16 / HDF5 2.0: 175 of 200 reads wrong with two handles, none
+    with one). So readers of one file (keyed by device and inode: hard links and other
+    paths to it included) share one ``h5py.File``, one handle per dataset and one lock
+    around every refresh-and-read; the dashboard serves several requests at once and a
+    notebook may open the same run twice.
+    """
+
+    _open: dict[tuple[int, int], "_SharedFile"] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, key: tuple[int, int], file: h5py.File):
+        self.key = key
+        self.file = file
+        self.lock = threading.RLock()
+        self.users = 0
+        self._datasets: dict[str, h5py.Dataset] = {}
+
+    @classmethod
+    def acquire(cls, path: Path) -> "_SharedFile":
+        stat = path.stat()
+        key = (stat.st_dev, stat.st_ino)
+        with cls._registry_lock:
+            shared = cls._open.get(key)
+            if shared is None:
+                try:
+                    file = h5py.File(path, "r", libver="latest", swmr=True)
+                except OSError as exc:
+                    raise RunDirError(f"{path}: not a readable HDF5 run log ({exc})") from None
+                shared = cls._open[key] = cls(key, file)
+            shared.users += 1
+            return shared
+
+    def release(self) -> None:
+        with self._registry_lock:
+            self.users -= 1
+            if self.users == 0:
+                del self._open[self.key]
+                with self.lock:
+                    self._datasets.clear()
+                    self.file.close()
+
+    def dataset(self, name: str) -> h5py.Dataset:
+        """The process's one handle of ``name`` (call with ``lock`` held)."""
+        ds = self._datasets.get(name)
+        if ds is None:
+            ds = self._datasets[name] = self.file[name]
+        return ds
+
+
 class RunLogReader:
     """Read-only access to one run log; cheap to open, reads lazily."""
 
     def __init__(self, path: str | Path):
         self.path = find_log(path)
         _refuse_truncated(self.path)
-        try:
-            self._file = h5py.File(self.path, "r", libver="latest", swmr=True)
-        except OSError as exc:
-            raise RunDirError(f"{self.path}: not a readable HDF5 run log ({exc})") from None
+        self._shared = _SharedFile.acquire(self.path)
+        self._lock = self._shared.lock
+        self._file = self._shared.file
+        self._closed = False
         fmt = self._file.attrs.get("format")
         if fmt != schema.FORMAT:
-            self._file.close()
+            self.close()
             raise RunDirError(f"{self.path}: not a relabscope run log")
         version = int(self._file.attrs["schema_version"])
         if version > schema.SCHEMA_VERSION:
-            self._file.close()
+            self.close()
             raise RunDirError(
                 f"{self.path}: written with run-log schema {version}, this relabscope reads "
                 f"up to {schema.SCHEMA_VERSION}; upgrade relabscope"
@@ -72,19 +128,20 @@ class RunLogReader:
     # ------------------------------------------------------------------ metadata
     @cached_property
     def meta(self) -> dict[str, Any]:
-        return {k: _plain(v) for k, v in self._file["meta"].attrs.items()}
+        with self._lock:
+            return {k: _plain(v) for k, v in self._file["meta"].attrs.items()}
 
     @cached_property
     def config(self) -> dict[str, Any]:
-        return json.loads(self._file["meta/config"][()])
+        return json.loads(self._read("meta/config", lambda ds: ds[()], refresh=False))
 
     @cached_property
     def class_names(self) -> list[str]:
-        return [_text(s) for s in self._file["meta/class_names"][:]]
+        return [_text(s) for s in self._read("meta/class_names", lambda ds: ds[:], refresh=False)]
 
     @cached_property
     def skipped(self) -> list[str]:
-        return [_text(s) for s in self._file["meta/skipped"][:]]
+        return [_text(s) for s in self._read("meta/skipped", lambda ds: ds[:], refresh=False)]
 
     @cached_property
     def fields(self) -> list[str]:
@@ -92,60 +149,60 @@ class RunLogReader:
 
     @property
     def has_centers(self) -> bool:
-        return "center" in self._file["epochs"]
+        with self._lock:
+            return "center" in self._file["epochs"]
 
     @cached_property
     def samples(self) -> dict[str, np.ndarray]:
         """Per-sample columns: key, split, given_label, clean_label and any extras."""
-        s = self._file["samples"]
-        out = {
-            "key": np.array([_text(k) for k in s["key"][:]], dtype=object),
-            "split": s["split"][:],
-            "given_label": s["given_label"][:],
-            "clean_label": s["clean_label"][:],
-        }
-        for name, ds in s.get("extra", {}).items():
-            out[name] = ds[:]
+        with self._lock:
+            extras = list(self._file["samples"].get("extra", {}))
+            out = {
+                "key": np.array([_text(k) for k in self._shared.dataset("samples/key")[:]], dtype=object),
+                "split": self._shared.dataset("samples/split")[:],
+                "given_label": self._shared.dataset("samples/given_label")[:],
+                "clean_label": self._shared.dataset("samples/clean_label")[:],
+            }
+            for name in extras:
+                out[name] = self._shared.dataset("samples/extra/" + name)[:]
         return out
 
     @property
     def status(self) -> str:
-        ds = self._file["status"]
-        ds.refresh()
-        code = int(ds[0])
+        code = int(self._read("status", lambda ds: ds[0]))
         return next(name for name, value in schema.STATUS.items() if value == code)
 
     # ------------------------------------------------------------------ epochs
     @property
     def num_epochs(self) -> int:
         """Committed epochs; grows while the run is being written."""
-        ds = self._file["epochs/done"]
-        ds.refresh()
-        return int(ds.shape[0])
+        return int(self._read("epochs/done", lambda ds: ds.shape[0]))
 
     def epoch_array(self, name: str, epochs: int | slice | None = None) -> np.ndarray:
         """Rows of ``epochs/<name>`` for committed epochs (all, one, or a slice)."""
         n = self.num_epochs
-        ds = self._file["epochs/" + name]
-        ds.refresh()
         if epochs is None:
-            return ds[:n]
+            return self._read("epochs/" + name, lambda ds: ds[:n])
         if isinstance(epochs, slice):
-            return ds[:n][epochs] if epochs.step else ds[slice(*epochs.indices(n))]
+            if epochs.step:
+                return self._read("epochs/" + name, lambda ds: ds[:n])[epochs]
+            return self._read("epochs/" + name, lambda ds: ds[slice(*epochs.indices(n))])
         e = epochs + n if epochs < 0 else epochs
         if not 0 <= e < n:
             raise IndexError(f"epoch {epochs} out of range: {n} committed epochs")
-        return ds[e]
+        return self._read("epochs/" + name, lambda ds: ds[e])
 
     def sample_array(self, name: str, sample: int) -> np.ndarray:
         """One sample's column of ``epochs/<name>`` over the committed epochs, read without
         the rest (the datasets are chunked by epoch and uncompressed)."""
         n = self.num_epochs
-        ds = self._file["epochs/" + name]
-        ds.refresh()
-        if not 0 <= sample < ds.shape[1]:
-            raise IndexError(f"sample {sample} out of range: the log has {ds.shape[1]} samples")
-        return ds[:n, sample]
+
+        def column(ds: h5py.Dataset) -> np.ndarray:
+            if not 0 <= sample < ds.shape[1]:
+                raise IndexError(f"sample {sample} out of range: the log has {ds.shape[1]} samples")
+            return ds[:n, sample]
+
+        return self._read("epochs/" + name, column)
 
     def relabels(self) -> np.ndarray:
         """Relabel events of committed epochs (structured: epoch, step, sample, old, new,
@@ -154,15 +211,11 @@ class RunLogReader:
         if n == 0:
             return np.empty(0, schema.RELABEL_DTYPE)
         end = int(self.epoch_array("relabel_end", n - 1))
-        ds = self._file["relabels"]
-        ds.refresh()
-        return ds[:end]
+        return self._read("relabels", lambda ds: ds[:end])
 
     def embedding_epochs(self) -> np.ndarray:
         """Epochs (0-based) whose embeddings were kept, among committed epochs."""
-        ds = self._file["embeddings/epoch"]
-        ds.refresh()
-        which = ds[:]
+        which = self._read("embeddings/epoch", lambda ds: ds[:])
         return which[which < self.num_epochs]
 
     def embeddings(self, epoch: int = -1) -> np.ndarray:
@@ -173,12 +226,21 @@ class RunLogReader:
         which = list(self.embedding_epochs())
         if e not in which:
             raise KeyError(f"no embeddings kept for epoch {epoch}; kept: {which}")
-        ds = self._file["embeddings/data"]
-        ds.refresh()
-        return ds[which.index(e)]
+        return self._read("embeddings/data", lambda ds: ds[which.index(e)])
+
+    def _read(self, name: str, select: Callable[[h5py.Dataset], Any], *, refresh: bool = True) -> Any:
+        """``select(dataset)`` on the refreshed dataset, one thread at a time, through the
+        one handle per dataset that this process keeps (see ``_SharedFile``)."""
+        with self._lock:
+            ds = self._shared.dataset(name)
+            if refresh:
+                ds.refresh()
+            return select(ds)
 
     def close(self) -> None:
-        self._file.close()
+        if not self._closed:
+            self._closed = True
+            self._shared.release()
 
     def __enter__(self) -> "RunLogReader":
         return self
