@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from dash import Input, Output, dash_table, dcc, html
 
-from relabscope.dashboard.components import GRAPH_CONFIG, describe_error, error_card
+from relabscope.dashboard.components import describe_error, error_card, graph
 from relabscope.dashboard.context import Context
 
 PATH = "compactness"
@@ -125,7 +125,7 @@ def view(ctx: Context, run_id: str, against: str | None, labels: Any, epoch: Any
     if not against:
         table = ctx.cached(run_id, ("compactness", e, labels), lambda r: r.compactness(e, labels))
         fig = plot.compactness(run, e, labels)
-        return table_view(single_rows(table)), dcc.Graph(figure=fig, config=GRAPH_CONFIG)
+        return table_view(single_rows(table)), graph(fig)
     other = ctx.run(against)  # RunUnavailable for an unknown or unreadable run
     if labels == "clean" and other.clean_labels is None:
         raise ValueError(f"clean labels are unknown for {against}'s data set")
@@ -134,7 +134,7 @@ def view(ctx: Context, run_id: str, against: str | None, labels: Any, epoch: Any
     table = ctx.pair_cached(run_id, against, ("compactness", e, labels), lambda c: c.compactness(e, labels))
     fig = plot.compactness([run, other], e, labels)
     names = tuple(comparison.names)
-    return table_view(pair_rows(table), names), dcc.Graph(figure=fig, config=GRAPH_CONFIG)
+    return table_view(pair_rows(table), names), graph(fig)
 
 
 # ---------------------------------------------------------------------- Dash

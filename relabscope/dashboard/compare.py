@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 from dash import Input, Output, State, dash_table, dcc, html, no_update
 
-from relabscope.dashboard.components import (GRAPH_CONFIG, describe_error, error_card, figure_block, fmt,
+from relabscope.dashboard.components import (describe_error, error_card, figure_block, fmt, graph,
                                              note_card, safe)
 from relabscope.dashboard.context import Context, parse_sample
 
@@ -164,8 +164,8 @@ def same_sample(ctx: Context, a_id: str, b_id: str, value: Any) -> Any:
                       html.B(name),
                       dcc.Link(f"open sample {sid} of {run_id} in the inspector →",
                                href=ctx.href("sample", run_id, sample=sid))], className="controls"),
-            safe(lambda: dcc.Graph(figure=plot.label_timeline(run, sid), config=GRAPH_CONFIG)),
-            safe(lambda: dcc.Graph(figure=plot.distance_bars(run, sid), config=GRAPH_CONFIG)),
+            safe(lambda: graph(plot.label_timeline(run, sid))),
+            safe(lambda: graph(plot.distance_bars(run, sid))),
         ], className="cell")
 
     return html.Div([

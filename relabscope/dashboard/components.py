@@ -39,8 +39,16 @@ def safe(make: Callable[[], Any], title: str = "Cannot show this") -> Any:
         return error_card(describe_error(exc), title)
 
 
+def fit(fig: Any) -> Any:
+    """``fig`` without its fixed width: the plot helpers size figures for files and
+    notebooks; on a page the cell decides (a fixed width overflows a half-page cell)."""
+    fig.update_layout(width=None)
+    return fig
+
+
 def graph(fig: Any, graph_id: Any = None, **kwargs: Any) -> dcc.Graph:
-    props = {"figure": fig, "config": GRAPH_CONFIG, **kwargs}
+    """A dcc.Graph of ``fig`` that fits its cell."""
+    props = {"figure": fit(fig), "config": GRAPH_CONFIG, **kwargs}
     if graph_id is not None:
         props["id"] = graph_id
     return dcc.Graph(**props)

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import pandas as pd
 from dash import Input, Output, State, callback_context, dash_table, dcc, html, no_update
 
-from relabscope.dashboard.components import GRAPH_CONFIG, describe_error, error_card
+from relabscope.dashboard.components import GRAPH_CONFIG, describe_error, error_card, fit
 from relabscope.dashboard.context import Context
 
 PATH = "map"
@@ -238,7 +238,7 @@ def register(app, ctx: Context) -> None:
         try:
             run_id, run, method, epoch, classes = _inputs(a, method, epoch, classes, ctx)
             fig = map_figure(ctx, run_id, method, epoch, classes, colour or "effect")
-            return fig, status(ctx, run_id, method, epoch, classes)
+            return fit(fig), status(ctx, run_id, method, epoch, classes)
         except Exception as exc:
             message = describe_error(exc)
             return note_figure(message, "Embedding map"), error_card(message, "Cannot draw this map")

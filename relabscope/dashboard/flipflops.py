@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from dash import Input, Output, State, callback_context, dash_table, dcc, html, no_update
 
-from relabscope.dashboard.components import GRAPH_CONFIG, describe_error, error_card, safe
+from relabscope.dashboard.components import GRAPH_CONFIG, describe_error, error_card, fit, graph, safe
 from relabscope.dashboard.context import Context, parse_sample
 
 PATH = "flipflops"
@@ -161,6 +161,7 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
                 markdown_options={"link_target": "_self"}, cell_selectable=True,
                 style_cell={"fontSize": 13, "padding": "2px 8px", "textAlign": "right"},
                 style_cell_conditional=[{"if": {"column_id": "image"}, "width": "56px"}],
+                style_table={"overflowX": "auto"},  # a wide table scrolls inside its half
                 style_header={"fontWeight": "600"}), className="cell"),
             html.Div(dcc.Loading(html.Div(id="ff-detail")), className="cell"),
         ], className="grid2"),
@@ -192,7 +193,7 @@ def register(app, ctx: Context) -> None:
         except Exception as exc:
             fig = _error_figure(exc, "Flip-flops")
             return fig, fig
-        return heat, bars
+        return fit(heat), fit(bars)
 
     @app.callback(Output("ff-cell", "data"), Input("ff-heatmap", "clickData"), Input("ff-clear", "n_clicks"),
                   State("ff-args", "data"), prevent_initial_call=True)
@@ -266,5 +267,5 @@ def detail(ctx: Context, run_id: str, sample_id: Any) -> Any:
             html.Img(src=ctx.image_url(run_id, sid, 96), className="thumb", alt=f"sample {sid}"),
             dcc.Link(f"open sample {sid} in the inspector →", href=ctx.href("sample", run_id, sample=sid)),
         ], className="controls"),
-        dcc.Graph(figure=plot.label_timeline(run, sid), config=GRAPH_CONFIG),
+        graph(plot.label_timeline(run, sid)),
     ])

@@ -204,8 +204,10 @@ class RunRegistry:
         return [e.id for e in sorted(entries, key=lambda e: (-e.mtime, e.id))]
 
     def newest(self) -> str | None:
+        """The newest run that reads; the newest of all (its page shows why it does not
+        read) only when none does."""
         ids = self.ids()
-        return ids[0] if ids else None
+        return next((i for i in ids if self.error(i) is None), ids[0] if ids else None)
 
     def __contains__(self, run_id: object) -> bool:
         if not isinstance(run_id, str):
@@ -238,7 +240,8 @@ class RunRegistry:
                     entry.run = _open(entry)
                     entry.error = None
                 except Exception as exc:  # any unreadable log becomes the run's error card
-                    entry.error = _one_line(exc)
+                    # viewers see run ids, never the server's paths
+                    entry.error = _one_line(exc).replace(str(entry.path), entry.id)
                 self._evict(keep=entry)
             entry.last_used = time.monotonic()
             if entry.run is None:

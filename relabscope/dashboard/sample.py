@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from dash import Input, Output, State, dcc, html, no_update
 
-from relabscope.dashboard.components import GRAPH_CONFIG, error_card, fmt, safe
+from relabscope.dashboard.components import error_card, fmt, graph, safe
 from relabscope.dashboard.context import Context, parse_sample
 
 PATH = "sample"
@@ -159,8 +159,8 @@ def register(app, ctx: Context) -> None:
 
         run_id, sid = (a or {}).get("run"), (a or {}).get("sample")
         return (safe(lambda: frame_table(facts(ctx, run_id, sid), page_size=40)),
-                safe(lambda: dcc.Graph(figure=plot.label_timeline(ctx.run(run_id), sid), config=GRAPH_CONFIG)),
-                safe(lambda: dcc.Graph(figure=plot.probability_trace(ctx.run(run_id), sid), config=GRAPH_CONFIG)))
+                safe(lambda: graph(plot.label_timeline(ctx.run(run_id), sid))),
+                safe(lambda: graph(plot.probability_trace(ctx.run(run_id), sid))))
 
     @app.callback(Output("sm-distances", "children"), Input("sm-args", "data"), Input("sm-epochs", "value"), live)
     def _distances(a, epochs, _version):
@@ -169,7 +169,7 @@ def register(app, ctx: Context) -> None:
         def make():
             run = ctx.run(run_id)
             chosen = parse_epochs(epochs, run.num_epochs)
-            return dcc.Graph(figure=plot.distance_bars(run, sid, chosen), config=GRAPH_CONFIG)
+            return graph(plot.distance_bars(run, sid, chosen))
         return safe(make)
 
     @app.callback(Output("sm-gradcam", "children"), Input("sm-gradcam-go", "n_clicks"), Input("sm-args", "data"))
@@ -182,5 +182,5 @@ def register(app, ctx: Context) -> None:
         if not clicks and not cached:
             return html.Div("Grad-CAM reloads the run's final model; press the button to compute it.",
                             className="muted")
-        return safe(lambda: dcc.Graph(figure=gradcam_figure(ctx, run_id, sid), config=GRAPH_CONFIG),
+        return safe(lambda: graph(gradcam_figure(ctx, run_id, sid)),
                     "Grad-CAM not available")

@@ -109,6 +109,7 @@ class RunLogReader:
     def __init__(self, path: str | Path):
         self.path = find_log(path)
         _refuse_truncated(self.path)
+        self._shared = None
         self._shared = _SharedFile.acquire(self.path)
         self._lock = self._shared.lock
         self._file = self._shared.file
@@ -241,6 +242,10 @@ class RunLogReader:
         if not self._closed:
             self._closed = True
             self._shared.release()
+
+    def __del__(self) -> None:  # a reader dropped without close() gives its share back
+        if getattr(self, "_shared", None) is not None:
+            self.close()
 
     def __enter__(self) -> "RunLogReader":
         return self

@@ -22,7 +22,11 @@ def test_discovers_runs_by_root_relative_id(served) -> None:
     run = reg.get("group/nested")
     assert run.method == "scn" and run.num_epochs == 4
     assert reg.get("scn") is reg.get("scn")  # opened once
-    assert reg.newest() == reg.ids()[0]
+    # the newest run that reads: the truncated "broken" log is the newest file here
+    readable = [i for i in reg.ids() if reg.error(i) is None]
+    assert "broken" not in readable and reg.newest() == readable[0]
+    assert reg.error("broken").startswith("broken/run.h5: not a readable HDF5 run log")  # its id, not the server's path
+    assert str(served) not in reg.error("broken")
 
 
 def test_corrupt_run_is_an_error_and_others_still_work(served) -> None:
