@@ -55,6 +55,15 @@ def _dataset_option(ctx: click.Context, param: click.Parameter, values: tuple[st
     return out
 
 
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected whole numbers separated by commas, got {value!r}") from None
+
+
 class _RegistryChoice(click.Choice):
     """A Choice over a registry's names, imported only when needed (keeps --version fast)."""
 
@@ -74,36 +83,64 @@ class _RegistryChoice(click.Choice):
         pass
 
 
+def _option(*decls: str, **attrs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    return decls, attrs
+
+
+# Every training setting, as options; ``train`` takes them all, ``sweep`` all but its grid's.
+_SETTINGS = [
+    _option("--dataset", type=_RegistryChoice("relabscope.data", "DATASETS"), help="Data set layout (default: synthetic, generated on first use)."),
+    _option("--data", type=click.Path(path_type=str), help="Folder holding the data set in its published layout."),
+    _option("-O", "--dataset-option", "dataset_options", multiple=True, callback=_dataset_option, metavar="KEY=VALUE", help="Data set option, e.g. -O num_train=4000 (repeatable)."),
+    _option("--method", type=_RegistryChoice("relabscope.methods", "METHODS"), help="Training method (default: scn-c)."),
+    _option("--noise", type=float, help="Replace each training label with prob. P by a random other class."),
+    _option("--noise-file", type=click.Path(path_type=str), help="Published noise file (SCN or RAF-DB format)."),
+    _option("--noise-seed", type=int, help="Seed of the injected noise (default: --seed)."),
+    _option("--epochs", type=int),
+    _option("--batch-size", type=int),
+    _option("--image-size", type=int, help="Side length the network sees (below 100 px: small stem)."),
+    _option("--lr", type=float, help="Adam learning rate."),
+    _option("--weight-decay", type=float),
+    _option("--lr-decay", type=float, help="ExponentialLR factor per epoch."),
+    _option("--lr-schedule", type=click.Choice(["exponential", "step"]), help="exponential (SCN, RUL) or step: lr/10 after each milestone (DMUE)."),
+    _option("--lr-milestones", callback=_int_list, metavar="E1,E2", help="Epoch counts after which the step schedule divides lr by 10 (default 10,20)."),
+    _option("--head-lr-mult", type=float, help="Classifier heads train at lr times this (RUL: 10)."),
+    _option("--gamma", type=float, help="Center-loss weight of -c methods."),
+    _option("--center-lr", type=float, help="Center update rate (alpha of Wen et al.)."),
+    _option("--relabel-epoch", type=int, help="First epoch (1-based) in which SCN relabels."),
+    _option("--delta", type=float, help="Relabel when p_max - p_label > delta."),
+    _option("--relabel-scope", type=click.Choice(["all", "low"]), help="Relabel any sample (reference code) or only the low-importance group (SCN paper)."),
+    _option("--rr/--no-rr", default=None, help="SCN's rank regularisation (default on)."),
+    _option("--rr-margin", type=float),
+    _option("--dmue-ramp", type=float, help="DMUE's a: epochs over which the target loss ramps up (default 6)."),
+    _option("--dmue-temperature", type=float, help="DMUE's sharpening temperature T (default 1.2)."),
+    _option("--dmue-train-uncertainty/--dmue-frozen-uncertainty", default=None, help="Train DMUE's s-MLP (default) or leave it at init, as the reference code does."),
+    _option("--seed", type=int),
+    _option("--limit", type=int, metavar="N", help="Train on the first N training samples only."),
+    _option("--device", type=click.Choice(["auto", "cpu", "cuda"])),
+    _option("--amp/--no-amp", default=None, help="bf16 autocast on CUDA."),
+    _option("--pretrained", type=click.Path(path_type=str), help="ResNet-18 weights file (torchvision or MS-Celeb-1M)."),
+    _option("--embed-every", type=int, metavar="N", help="Keep embeddings every N epochs (and the last)."),
+    _option("--probe-every", type=int, metavar="N", help="Eval-mode embedding pass over the training set every N epochs."),
+    _option("--workers", type=int, help="Image decoding workers."),
+    _option("--cache-gb", type=float, help="Decode images into memory when they fit in this many GiB."),
+]
+
+
+def _settings(*, without: tuple[str, ...] = ()) -> Any:
+    """Add the setting options to a command, except those whose flags are in ``without``."""
+
+    def apply(f: Any) -> Any:
+        for decls, attrs in reversed(_SETTINGS):
+            if not set(decls) & set(without):
+                f = click.option(*decls, **attrs)(f)
+        return f
+
+    return apply
+
+
 @main.command(context_settings={"show_default": False})
-@click.option("--dataset", type=_RegistryChoice("relabscope.data", "DATASETS"), help="Data set layout (default: synthetic, generated on first use).")
-@click.option("--data", type=click.Path(path_type=str), help="Folder holding the data set in its published layout.")
-@click.option("-O", "--dataset-option", "dataset_options", multiple=True, callback=_dataset_option, metavar="KEY=VALUE", help="Data set option, e.g. -O num_train=4000 (repeatable).")
-@click.option("--method", type=_RegistryChoice("relabscope.methods", "METHODS"), help="Training method (default: scn-c).")
-@click.option("--noise", type=float, help="Replace each training label with prob. P by a random other class.")
-@click.option("--noise-file", type=click.Path(path_type=str), help="Published noise file (SCN or RAF-DB format).")
-@click.option("--noise-seed", type=int, help="Seed of the injected noise (default: --seed).")
-@click.option("--epochs", type=int)
-@click.option("--batch-size", type=int)
-@click.option("--image-size", type=int, help="Side length the network sees (below 100 px: small stem).")
-@click.option("--lr", type=float, help="Adam learning rate.")
-@click.option("--weight-decay", type=float)
-@click.option("--lr-decay", type=float, help="ExponentialLR factor per epoch.")
-@click.option("--gamma", type=float, help="Center-loss weight of -c methods.")
-@click.option("--center-lr", type=float, help="Center update rate (alpha of Wen et al.).")
-@click.option("--relabel-epoch", type=int, help="First epoch (1-based) in which SCN relabels.")
-@click.option("--delta", type=float, help="Relabel when p_max - p_label > delta.")
-@click.option("--relabel-scope", type=click.Choice(["all", "low"]), help="Relabel any sample (reference code) or only the low-importance group (SCN paper).")
-@click.option("--rr/--no-rr", default=None, help="SCN's rank regularisation (default on).")
-@click.option("--rr-margin", type=float)
-@click.option("--seed", type=int)
-@click.option("--limit", type=int, metavar="N", help="Train on the first N training samples only.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--amp/--no-amp", default=None, help="bf16 autocast on CUDA.")
-@click.option("--pretrained", type=click.Path(path_type=str), help="ResNet-18 weights file (torchvision or MS-Celeb-1M).")
-@click.option("--embed-every", type=int, metavar="N", help="Keep embeddings every N epochs (and the last).")
-@click.option("--probe-every", type=int, metavar="N", help="Eval-mode embedding pass over the training set every N epochs.")
-@click.option("--workers", type=int, help="Image decoding workers.")
-@click.option("--cache-gb", type=float, help="Decode images into memory when they fit in this many GiB.")
+@_settings()
 @click.option("--out", type=click.Path(path_type=str), help="Run directory (default: runs/<method>-<dataset>-<time>).")
 @click.option("--resume", type=click.Path(path_type=str), metavar="RUNDIR", help="Continue the run in RUNDIR from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the run in --out if there is one.")
@@ -126,6 +163,50 @@ def train(resume: str | None, overwrite: bool, config_file: str | None, quiet: b
     else:
         result = run_training(resolve(given, config_file), overwrite=overwrite, progress=not quiet)
     click.echo(run_summary(Path(result.run_dir), seconds=result.seconds))
+
+
+def _float_list(ctx: click.Context, param: click.Parameter, value: str) -> list[float]:
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected numbers separated by commas, got {value!r}") from None
+
+
+def _name_list(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@main.command(context_settings={"show_default": False})
+@click.option("--methods", default="baseline,scn,scn-c,rul,rul-c,dmue,dmue-c", show_default=True,
+              callback=_name_list, help="Methods to train, comma-separated.")
+@click.option("--noise", default="0,0.1,0.2,0.3", show_default=True, callback=_float_list,
+              help="Injected noise levels, comma-separated.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per cell (0..N-1).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Sweep folder (running the same command again continues it).")
+@click.option("--epoch", "select", type=click.Choice(["last", "best"]), default="last", show_default=True,
+              help="Which epoch's test accuracy the table reports (the paper: last).")
+@_settings(without=("--method", "--noise", "--seed", "--out"))
+@click.option("--config", "config_file", type=click.Path(path_type=str), help="TOML file with shared settings.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def sweep(methods: list[str], noise: list[float], seeds: int, out: str, select: str, config_file: str | None,
+          quiet: bool, **options: Any) -> None:
+    """Train every method at every noise level and seed, then print the noise table.
+
+    Writes OUT/table.csv and OUT/table.md (the seed paper's Table 3 layout: last-epoch test
+    accuracy, mean ± std over seeds, plus flip-flops, relabel consistency and compactness).
+    Finished runs are skipped, so a killed sweep continues where it stopped.
+    """
+    from relabscope.config import read_toml
+    from relabscope.sweep import run_sweep, write_tables
+
+    settings = {**(read_toml(config_file) if config_file else {}), **{k: v for k, v in options.items() if v is not None}}
+    result = run_sweep(out, methods=methods, noise=noise, seeds=seeds, settings=settings, progress=not quiet,
+                       log=lambda line: click.echo(line, err=True))
+    _, markdown = write_tables(out, epoch=select)
+    click.echo(markdown)
+    if result.failed:
+        raise RelabscopeError(f"{len(result.failed)} of the sweep's runs failed (first: {result.failed[0][1]})")
 
 
 @main.command(context_settings={"show_default": False})

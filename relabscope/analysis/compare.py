@@ -31,7 +31,7 @@ class Comparison:
     def summary(self) -> pd.DataFrame:
         """Headline numbers per run: last test accuracy, relabels, flip-flops, relabel
         consistency, mean compactness and (when clean labels are known) noise recovery."""
-        rows = {name: _headline(run) for name, run in zip(self.names, (self.a, self.b))}
+        rows = {name: headline(run) for name, run in zip(self.names, (self.a, self.b))}
         df = pd.DataFrame(rows)
         df["difference (B - A)"] = df[self.names[1]] - df[self.names[0]]
         return df
@@ -86,7 +86,8 @@ def compare(run_a: Run | str, run_b: Run | str) -> Comparison:
     return Comparison(a, b)
 
 
-def _headline(run: Run) -> pd.Series:
+def headline(run: Run) -> pd.Series:
+    """A run's headline numbers (the columns of :meth:`Comparison.summary`)."""
     metrics = run.metrics()
     flip = run.flipflops()
     cons = run.consistency()

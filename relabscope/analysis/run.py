@@ -205,8 +205,19 @@ class Run:
             raise ValueError(f"{self.path}: no embeddings kept for epoch {epoch}; epochs with embeddings: {kept}")
         return e
 
-    def field(self, name: str, epoch: int | None = None) -> np.ndarray:
-        """A method's per-sample quantity (SCN: ``weight``), all epochs or one."""
+    @property
+    def fields(self) -> list[str]:
+        """The method's own per-sample quantities: SCN's importance ``weight``, RUL's
+        ``uncertainty``, DMUE's ``weight`` s and ``latent`` label distribution."""
+        return self.log.fields
+
+    def field(self, name: str, epoch: int | None = None, *, sample_id: int | None = None) -> np.ndarray:
+        """A method's per-sample quantity, all epochs or one (``(epochs, samples, ...)`` or
+        ``(samples, ...)``); with ``sample_id``, that sample's ``(epochs, ...)`` alone."""
+        if name not in self.fields:
+            raise KeyError(f"{self.path}: {self.method} logs no field {name!r}; it logs {self.fields or 'none'}")
+        if sample_id is not None:
+            return self.log.sample_array("field/" + name, int(sample_id))
         return self.log.epoch_array("field/" + name, epoch)
 
     # ------------------------------------------------------------------ views

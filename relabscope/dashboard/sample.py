@@ -1,6 +1,7 @@
 """Page 3, the sample inspector: one sample's image and facts, its label timeline, its
 distance to every class center at chosen epochs (the paper's Fig. 1/4), its class
-probabilities over time, and Grad-CAM for its given label and its label in effect (Fig. 6,
+probabilities over time, the method's own per-sample quantities (SCN's weight, RUL's
+uncertainty, DMUE's weight and latent label distribution), and Grad-CAM for its given label and its label in effect (Fig. 6,
 computed on request and cached per run version and sample).
 
 ``?run=RUN&sample=N&epochs=3,5`` opens it directly; without ``sample`` it shows the most
@@ -119,10 +120,11 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
         dcc.Loading(html.Div(id="sm-distances")),
         html.Div([
             html.Div(dcc.Loading(html.Div(id="sm-probs")), className="cell"),
-            html.Div([html.H3("Grad-CAM (Fig. 6)"),
-                      html.Button("compute Grad-CAM", id="sm-gradcam-go", n_clicks=0, className="btn"),
-                      dcc.Loading(html.Div(id="sm-gradcam"))], className="cell"),
+            html.Div(dcc.Loading(html.Div(id="sm-method")), className="cell"),
         ], className="grid2"),
+        html.H3("Grad-CAM (Fig. 6)"),
+        html.Button("compute Grad-CAM", id="sm-gradcam-go", n_clicks=0, className="btn"),
+        dcc.Loading(html.Div(id="sm-gradcam")),
     ])
 
 
@@ -153,14 +155,15 @@ def register(app, ctx: Context) -> None:
         return "?" + ctx.href("sample", run_id, sample=value).split("?", 1)[1]
 
     @app.callback(Output("sm-facts", "children"), Output("sm-timeline", "children"), Output("sm-probs", "children"),
-                  Input("sm-args", "data"), live)
+                  Output("sm-method", "children"), Input("sm-args", "data"), live)
     def _sample(a, _version):
         from relabscope.dashboard.components import frame_table
 
         run_id, sid = (a or {}).get("run"), (a or {}).get("sample")
         return (safe(lambda: frame_table(facts(ctx, run_id, sid), page_size=40)),
                 safe(lambda: graph(plot.label_timeline(ctx.run(run_id), sid))),
-                safe(lambda: graph(plot.probability_trace(ctx.run(run_id), sid))))
+                safe(lambda: graph(plot.probability_trace(ctx.run(run_id), sid))),
+                safe(lambda: graph(plot.method_fields(ctx.run(run_id), sid))))
 
     @app.callback(Output("sm-distances", "children"), Input("sm-args", "data"), Input("sm-epochs", "value"), live)
     def _distances(a, epochs, _version):

@@ -12,6 +12,8 @@ from typing import Callable
 from relabscope.methods.base import Method, StepOutput
 from relabscope.methods.baseline import Baseline
 from relabscope.methods.center_loss import CenterLoss
+from relabscope.methods.dmue import DMUE
+from relabscope.methods.rul import RUL
 from relabscope.methods.scn import SCN
 
 METHODS: dict[str, Callable[..., Method]] = {
@@ -19,6 +21,10 @@ METHODS: dict[str, Callable[..., Method]] = {
     "baseline-c": partial(Baseline, with_center=True),
     "scn": partial(SCN, with_center=False),
     "scn-c": partial(SCN, with_center=True),
+    "rul": partial(RUL, with_center=False),
+    "rul-c": partial(RUL, with_center=True),
+    "dmue": partial(DMUE, with_center=False),
+    "dmue-c": partial(DMUE, with_center=True),
 }
 
 

@@ -86,9 +86,20 @@ class Method(nn.Module):
         if self.center is not None:
             self.center.update(out.embedding.detach(), labels)
 
+    def heads(self) -> list[nn.Module]:
+        """Classifier heads that train at ``lr * head_lr_mult`` (none by default)."""
+        return []
+
     def param_groups(self) -> list[dict[str, Any]]:
-        """Parameter groups for the optimiser (one group at the base lr by default)."""
-        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+        """Parameter groups for the optimiser: everything at the base lr, then the heads
+        (when the method names any) at ``lr * head_lr_mult``. Frozen parameters are left out."""
+        head_ids = {id(p) for m in self.heads() for p in m.parameters()}
+        body = [p for p in self.parameters() if p.requires_grad and id(p) not in head_ids]
+        head = [p for p in self.parameters() if p.requires_grad and id(p) in head_ids]
+        groups: list[dict[str, Any]] = [{"params": body}]
+        if head:
+            groups.append({"params": head, "lr": self.cfg.lr * self.cfg.head_lr_mult})
+        return groups
 
     def epoch_arrays(self) -> dict[str, torch.Tensor]:
         """Arrays logged once per epoch: the learned centers of "-C" methods."""

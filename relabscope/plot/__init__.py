@@ -28,6 +28,7 @@ from relabscope.plot.relabelling import (flipflops, flipflops_figure, flipflop_t
                                        oscillation_heatmap, oscillation_heatmap_figure, select_flipflopping)
 from relabscope.plot.attention import gradcam, gradcam_figure
 from relabscope.plot.embedding_maps import projection_figure, projection
+from relabscope.plot.method_view import method_fields, method_fields_figure
 from relabscope.plot.training import (accuracy_curves, accuracy_curves_figure, class_accuracy,
                                       class_accuracy_figure, confusion, confusion_figure, relabels_per_epoch,
                                       relabels_per_epoch_figure)
@@ -42,7 +43,7 @@ __all__ = [
     "consistency_summary", "consistency_summary_figure", "gap_change_histogram", "gap_change_histogram_figure",
     "consistency_scatter", "consistency_scatter_figure",
     "projection", "projection_figure",
-    "gradcam", "gradcam_figure",
+    "gradcam", "gradcam_figure", "method_fields", "method_fields_figure",
     "data_map", "data_map_figure", "noise_recovery", "noise_recovery_figure", "noise_detection",
     "noise_detection_figure", "probability_trace", "probability_trace_figure",
     "class_colours", "display_order", "ordered_names", "note_figure", "figure_note", "never_relabels",

@@ -38,6 +38,7 @@ from relabscope.methods import Method
 from relabscope.training import checkpoint
 from relabscope.training.hooks import BatchRecord, EpochSummary, Hook, HookList, RunInfo, RunResult
 from relabscope.training.labels import LabelState
+from relabscope.training.optim import build_optimizer, build_scheduler
 
 PROGRESS_INTERVAL_S = 0.5
 
@@ -96,8 +97,8 @@ class Trainer:
         self.hooks = HookList(hooks)
         self.run_dir = Path(run_dir)
         self.metadata = dict(metadata or {})
-        self.opt = torch.optim.Adam(method.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.sched = torch.optim.lr_scheduler.ExponentialLR(self.opt, gamma=cfg.lr_decay)
+        self.opt = build_optimizer(method, cfg)
+        self.sched = build_scheduler(self.opt, cfg)
         self.labels = LabelState(data.train.labels, device)
         self.test_labels = torch.as_tensor(data.test.labels, device=device)
         self.epoch = 0  # the next epoch to run

@@ -229,7 +229,8 @@ def test_sample_views_are_the_run_api(app, client) -> None:
     run = app.relabscope.registry.get("scn")
     flip = run.flipflops().set_index("sample_id")
     sid = int(flip["changes"].idxmax())
-    out = dash_call(app, client, ["sm-facts.children", "sm-timeline.children", "sm-probs.children"],
+    out = dash_call(app, client, ["sm-facts.children", "sm-timeline.children", "sm-probs.children",
+                                  "sm-method.children"],
                     {"sm-args.data": {"run": "scn", "sample": sid}, "live-version.data": None})
     facts = {r["field"]: r["value"] for r in out["sm-facts"]["children"]["props"]["data"]}
     assert facts["key"] == run.samples.loc[sid, "key"]
@@ -241,6 +242,9 @@ def test_sample_views_are_the_run_api(app, client) -> None:
     by_name = {t["name"].split(" (")[0]: t for t in probs if t.get("mode") == "lines"}
     for k, name in enumerate(run.class_names):
         np.testing.assert_allclose(_values(by_name[name]["y"]), run.probabilities()[:, sid, k].astype(float), rtol=1e-3)
+    weight = out["sm-method"]["children"]["props"]["figure"]["data"]
+    assert [t["name"] for t in weight] == ["weight"]  # SCN's importance weight
+    np.testing.assert_allclose(_values(weight[0]["y"]), run.field("weight")[:, sid].astype(float), rtol=1e-6)
     dist = dash_call(app, client, ["sm-distances.children"], {"sm-args.data": {"run": "scn", "sample": sid},
                                                              "sm-epochs.value": [3, 0], "live-version.data": None})
     bars = [t for t in dist["sm-distances"]["children"]["props"]["figure"]["data"] if t.get("x") and t["x"][0]]

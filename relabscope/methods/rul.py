@@ -1,0 +1,121 @@
+"""RUL (Zhang et al., NeurIPS 2021) and RUL-C (RUL + center loss, the seed paper).
+
+- The ResNet-18 trunk is kept at its last feature map (512 x h x w, no pooling). Two
+  heads of the same shape, ``BatchNorm2d(512, affine=False) -> Dropout(0.4) -> flatten ->
+  Linear(512 h w -> 64) -> BatchNorm1d(64)``, give the mean feature ``mu`` and a
+  log-variance; a sample's uncertainty is ``u = mean(exp(logvar))`` over the 64 dims.
+- Each sample is paired with a random partner ``pi(i)`` of the batch (possibly itself) and
+  their features are mixed in proportion to their uncertainties,
+  ``f_i = (u_i mu_i + u_pi mu_pi) / (u_i + u_pi)``; the add-up loss
+  ``0.5 CE(fc(f_i), y_i) + 0.5 CE(fc(f_i), y_pi)`` teaches the network to give the harder
+  sample of a pair the larger share.
+- Tests, predictions, the logged probabilities and the logged embedding use ``mu``:
+  ``fc(mu)`` with no mixing. RUL-C puts the center loss on ``mu`` (64-d).
+- RUL never relabels: its labels in effect are the given labels throughout.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from relabscope.config import TrainConfig
+from relabscope.methods.base import Method, StepOutput
+from relabscope.models import ResNet18Trunk
+
+FEATURE_DIM = 64
+HEAD_DROPOUT = 0.4
+
+
+class UncertaintyHead(nn.Module):
+    """RUL's head over the unpooled feature map: ``BN2d -> Dropout -> Linear -> BN1d``."""
+
+    def __init__(self, channels: int, spatial: int, out_dim: int = FEATURE_DIM):
+        super().__init__()
+        self.norm_in = nn.BatchNorm2d(channels, affine=False)
+        self.dropout = nn.Dropout(HEAD_DROPOUT)
+        self.linear = nn.Linear(channels * spatial, out_dim)
+        self.norm_out = nn.BatchNorm1d(out_dim)
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(self.dropout(self.norm_in(fmap)), 1)
+        return self.norm_out(self.linear(x))
+
+
+def mixing_weights(uncertainty: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """Each sample's share ``u_i / (u_i + u_pi(i))`` of its mixed feature (its partner gets
+    the rest)."""
+    return uncertainty / (uncertainty + uncertainty[perm])
+
+
+def mix_features(mu: torch.Tensor, uncertainty: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """``f_i = w_i mu_i + (1 - w_i) mu_pi(i)`` with ``w = mixing_weights(u, pi)``."""
+    w = mixing_weights(uncertainty, perm).unsqueeze(1)
+    return w * mu + (1 - w) * mu[perm]
+
+
+def add_up_loss(logits: torch.Tensor, labels: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``0.5 CE(logits_i, y_i) + 0.5 CE(logits_i, y_pi(i))`` (shape B)."""
+    own = F.cross_entropy(logits, labels, reduction="none")
+    partner = F.cross_entropy(logits, labels[perm], reduction="none")
+    return 0.5 * own + 0.5 * partner
+
+
+def feature_map_shape(trunk: ResNet18Trunk, image_size: int) -> tuple[int, int, int]:
+    """``(channels, h, w)`` of the trunk's last feature map for square ``image_size`` input."""
+    was_training = trunk.training
+    trunk.eval()
+    with torch.no_grad():
+        shape = trunk.feature_map(torch.zeros(1, 3, image_size, image_size)).shape[1:]
+    trunk.train(was_training)
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
+class RUL(Method):
+    name = "rul"
+    sample_fields = {"uncertainty": ()}
+
+    def __init__(self, num_classes: int, cfg: TrainConfig, with_center: bool = False):
+        super().__init__(num_classes, cfg)
+        self.backbone = ResNet18Trunk(cfg.image_size)
+        channels, h, w = feature_map_shape(self.backbone, cfg.image_size)
+        self.mu_head = UncertaintyHead(channels, h * w)
+        self.logvar_head = UncertaintyHead(channels, h * w)
+        self.fc = nn.Linear(FEATURE_DIM, num_classes)
+        self.embed_dim = FEATURE_DIM
+        if with_center:
+            self.add_center_loss(self.embed_dim)
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mu`` (B x 64) and the uncertainty ``u`` (B, float32) of each image."""
+        fmap = self.backbone.feature_map(images)
+        mu = self.mu_head(fmap)
+        uncertainty = self.logvar_head(fmap).float().exp().mean(dim=1)
+        return mu, uncertainty
+
+    def training_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int) -> StepOutput:
+        mu, uncertainty = self.encode(images)
+        perm = torch.randperm(mu.shape[0], device=mu.device)
+        mixed = mix_features(mu.float(), uncertainty, perm)
+        sample_loss = add_up_loss(self.fc(mixed).float(), labels, perm)
+        ce = sample_loss.mean()
+        center = self.center_term(mu, labels)
+        return StepOutput(
+            loss=ce + center,
+            logits=self.fc(mu).float(),
+            embedding=mu,
+            sample_loss=sample_loss,
+            fields={"uncertainty": uncertainty},
+            parts={"add_up": ce, "center": center},
+        )
+
+    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, _ = self.encode(images)
+        return self.fc(mu).float(), mu
+
+    def heads(self) -> list[nn.Module]:
+        return [self.fc]
+
+    def cam_layer(self) -> nn.Module:
+        return self.backbone.layer4

@@ -1,0 +1,148 @@
+"""A sweep's results: the seed paper's Table 3 layout, and per-method relabel numbers.
+
+``sweep_results`` reads every finished run of a sweep folder into one row per run;
+``sweep_table`` aggregates them per (method, noise) as mean and standard deviation over
+seeds; ``accuracy_table`` lays test accuracy out as Table 3 does (methods down, noise
+levels across, ``mean ± std``). Test accuracy is the LAST epoch's, the protocol of the
+seed paper and of RUL's noisy-label experiments; ``epoch="best"`` reports the best epoch
+instead (what RUL's reference code prints), for comparison only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from relabscope.sweep.grid import Cell, manifest_cells, read_manifest
+
+Select = Literal["last", "best"]
+NUMBERS = ("test_acc", "flipflops", "closer_to_new", "mean_compactness")
+TABLE_NAME = "table"
+
+
+def run_row(cell: Cell) -> dict:
+    """One run's numbers: last and best test accuracy, flip-flops, relabel consistency
+    (share of relabels closer to the new class center one epoch later) and mean
+    compactness. Runs that are missing or not finished give ``status`` and NaNs."""
+    from relabscope.analysis.compare import headline
+    from relabscope.analysis.run import Run
+    from relabscope.errors import RunDirError
+
+    row = {"method": cell.method, "noise": cell.noise, "seed": cell.seed, "run": str(cell.run_dir)}
+    try:
+        run = Run(cell.run_dir)
+    except RunDirError:
+        return {**row, "status": "missing", **{k: np.nan for k in (*NUMBERS, "test_acc_best")}}
+    with run:
+        numbers = headline(run)
+        acc = run.metrics()["test_acc"]
+        row.update(
+            status=run.status,
+            relabels=bool(run.relabels_at_all),
+            epochs=run.num_epochs,
+            test_acc=numbers["test_acc"],
+            test_acc_best=float(acc.max()) if len(acc) else np.nan,
+            flipflops=numbers["flipflops"],
+            closer_to_new=numbers["closer_to_new"] if run.relabels_at_all else np.nan,
+            mean_compactness=numbers["mean_compactness"],
+        )
+    return row
+
+
+def sweep_results(out: str | Path) -> pd.DataFrame:
+    """One row per cell of the sweep in ``out`` (see :func:`run_row`)."""
+    return pd.DataFrame([run_row(c) for c in manifest_cells(out)])
+
+
+def sweep_table(results: pd.DataFrame | str | Path, epoch: Select = "last") -> pd.DataFrame:
+    """Per (method, noise): finished seeds, and mean and std over them of test accuracy
+    (``epoch``: "last" or "best"), flip-flops, relabel consistency and compactness.
+    Methods keep the sweep's order."""
+    if not isinstance(results, pd.DataFrame):
+        results = sweep_results(results)
+    done = results[results["status"] == "finished"].copy()
+    if epoch == "best":
+        done["test_acc"] = done["test_acc_best"]
+    order = list(dict.fromkeys(results["method"]))
+    rows = []
+    for (method, noise), group in done.groupby(["method", "noise"], sort=False):
+        row = {"method": method, "noise": noise, "seeds": len(group), "relabels": bool(group["relabels"].all())}
+        for name in NUMBERS:
+            values = group[name].astype(float)
+            row[f"{name}_mean"] = values.mean()
+            row[f"{name}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["method"] = pd.Categorical(table["method"], categories=order, ordered=True)
+    return table.sort_values(["method", "noise"]).reset_index(drop=True).astype({"method": str})
+
+
+def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Table 3's layout: a row per method, a column per noise level, ``mean ± std`` of
+    test accuracy in percent (std over seeds; shown as ± – with a single seed)."""
+    cells = table.assign(cell=[_pm(m, s) for m, s in zip(table["test_acc_mean"], table["test_acc_std"])])
+    wide = cells.pivot(index="method", columns="noise", values="cell")
+    wide = wide.reindex(list(dict.fromkeys(table["method"])))
+    wide.columns = [f"noise {p:.0%}" for p in wide.columns]
+    wide.index.name = "method"
+    return wide.fillna("")
+
+
+def relabel_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per method and noise level: flip-flops, relabel consistency and compactness
+    (means over seeds); methods that never relabel say so instead of showing zeros."""
+    rows = []
+    for _, r in table.iterrows():
+        relabels = r["relabels"]
+        rows.append({
+            "method": r["method"],
+            "noise": f"{r['noise']:.0%}",
+            "seeds": int(r["seeds"]),
+            "flip-flops": f"{r['flipflops_mean']:.1f}" if relabels else "no relabelling",
+            "closer to new center": f"{r['closer_to_new_mean']:.1%}" if relabels and pd.notna(r["closer_to_new_mean"]) else "–",
+            "mean compactness": f"{r['mean_compactness_mean']:.3g}",
+        })
+    return pd.DataFrame(rows)
+
+
+def write_tables(out: str | Path, epoch: Select = "last") -> tuple[pd.DataFrame, str]:
+    """Write ``table.csv`` (the numbers, one row per method and noise level) and
+    ``table.md`` (both tables) into the sweep folder; returns the table and the Markdown."""
+    out = Path(out)
+    results = sweep_results(out)
+    table = sweep_table(results, epoch=epoch)
+    table.to_csv(out / f"{TABLE_NAME}.csv", index=False)
+    results.to_csv(out / "runs.csv", index=False)
+    markdown = render_markdown(out, results, table, epoch)
+    (out / f"{TABLE_NAME}.md").write_text(markdown, encoding="utf-8")
+    return table, markdown
+
+
+def render_markdown(out: Path, results: pd.DataFrame, table: pd.DataFrame, epoch: Select) -> str:
+    """Both tables with a line saying what they are and which runs are missing."""
+    manifest = read_manifest(out)
+    settings = ", ".join(f"{k}={v}" for k, v in sorted(manifest["settings"].items())) or "defaults"
+    lines = [f"Sweep {out} ({settings}): {len(results)} runs, "
+             f"{int((results['status'] == 'finished').sum())} finished."]
+    unfinished = results[results["status"] != "finished"]
+    if len(unfinished):
+        lines.append("Not in the table: " + ", ".join(
+            f"{r.method}/noise {r.noise:g}/seed {r.seed} ({r.status})" for r in unfinished.itertuples()) + ".")
+    if table.empty:
+        return "\n".join(lines + ["", "No finished run yet."]) + "\n"
+    lines += ["", f"Test accuracy (%), {epoch} epoch, mean ± std over seeds:", "",
+              accuracy_table(table).to_markdown(), "",
+              "Flip-flops, relabel consistency and compactness (means over seeds):", "",
+              relabel_table(table).to_markdown(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _pm(mean: float, std: float) -> str:
+    if pd.isna(mean):
+        return ""
+    return f"{100 * mean:.2f} ± {100 * std:.2f}" if pd.notna(std) else f"{100 * mean:.2f} ± –"
