@@ -114,6 +114,7 @@ _SETTINGS = [
     _option("--rr-margin", type=float),
     _option("--dmue-ramp", type=float, help="DMUE's a: epochs over which the target loss ramps up (default 6)."),
     _option("--dmue-temperature", type=float, help="DMUE's sharpening temperature T (default 1.2)."),
+    _option("--dmue-sp-weight", type=float, help="Weight of DMUE's structure-preserving loss (default 1000)."),
     _option("--dmue-train-uncertainty/--dmue-frozen-uncertainty", default=None, help="Train DMUE's s-MLP (default) or leave it at init, as the reference code does."),
     _option("--seed", type=int),
     _option("--limit", type=int, metavar="N", help="Train on the first N training samples only."),
@@ -195,7 +196,8 @@ def sweep(methods: list[str], noise: list[float], seeds: int, out: str, select: 
 
     Writes OUT/table.csv and OUT/table.md (the seed paper's Table 3 layout: last-epoch test
     accuracy, mean ± std over seeds, plus flip-flops, relabel consistency and compactness).
-    Finished runs are skipped, so a killed sweep continues where it stopped.
+    Finished runs are skipped, so a killed sweep continues where it stopped; the same
+    command started in several terminals (or on several GPUs) shares the grid between them.
     """
     from relabscope.config import read_toml
     from relabscope.sweep import run_sweep, write_tables
@@ -205,22 +207,30 @@ def sweep(methods: list[str], noise: list[float], seeds: int, out: str, select: 
                        log=lambda line: click.echo(line, err=True))
     _, markdown = write_tables(out, epoch=select)
     click.echo(markdown)
+    if result.busy:
+        click.echo(f"sweep: {len(result.busy)} runs are being trained by another process; the table includes "
+                   "them once they finish (run this command again then)", err=True)
     if result.failed:
         raise RelabscopeError(f"{len(result.failed)} of the sweep's runs failed (first: {result.failed[0][1]})")
 
 
 @main.command(context_settings={"show_default": False})
-@click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN2]", type=click.Path(path_type=str))
+@click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN2] | SWEEP", type=click.Path(path_type=str))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Folder for index.html, figures/ and tables/ (created if needed).")
 @click.option("--png/--no-png", default=True, help="Also export every figure as PNG (needs Chrome or Chromium).")
 def report(runs: tuple[str, ...], out: str, png: bool) -> None:
     """Write every view of a run (or of two runs, plus comparisons) as HTML, PNG and tables.
 
+    Given a sweep folder, writes the sweep's noise table and its figures instead.
     Prints the path of the report's index.html.
     """
-    from relabscope.report import write_report
+    from relabscope.report import write_report, write_sweep_report
+    from relabscope.sweep import is_sweep
 
+    if len(runs) == 1 and is_sweep(runs[0]):
+        click.echo(str(write_sweep_report(runs[0], out, png=png, log=lambda line: click.echo(line, err=True))))
+        return
     if len(runs) > 2:
         raise RelabscopeError(f"report takes one or two run directories, not {len(runs)}")
     index = write_report(list(runs), out, png=png, log=lambda line: click.echo(line, err=True))

@@ -26,6 +26,10 @@ class RunDirError(RelabscopeError):
     """A run directory that cannot be created, resumed or read."""
 
 
+class RunLockedError(RunDirError):
+    """Another process is training into the run directory."""
+
+
 class DivergedError(RelabscopeError):
     """Training produced a non-finite loss; the last good checkpoint and log are kept."""
 

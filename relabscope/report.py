@@ -8,6 +8,10 @@ Layout of the output folder::
     figures/<run>__<view>.html interactive figure (and .png next to it unless png=False)
     tables/<run>__<table>.csv  every table as CSV, and as Markdown (.md)
 
+A sweep folder (``relabscope sweep``) gets :func:`write_sweep_report` instead: the noise
+table and relabel table inline, the results against noise as figures, and every method
+side by side at the highest noise level.
+
 ``<run>`` is the run's folder name (``a-``/``b-`` prefixed when two runs share one) or
 ``compare`` for the comparison views. Views that cannot apply are not drawn as empty
 charts: the index says why instead (a method that never relabels, a data set without clean
@@ -177,12 +181,7 @@ def write_report(runs: Sequence[Run | str | Path] | Run | str | Path, out_dir: s
     if not 1 <= len(runs) <= 2:
         raise ValueError(f"write_report takes one or two runs, not {len(runs)}")
     runs = [r if isinstance(r, Run) else open_for_report(r) for r in runs]
-    out = Path(out_dir)
-    try:
-        (out / "figures").mkdir(parents=True, exist_ok=True)
-        (out / "tables").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunDirError(f"{out}: cannot create the report folder ({exc.strerror or exc})") from exc
+    out = _report_dir(out_dir)
     rep = _Report(out, strict, log or (lambda line: None))
     slugs = _slugs(runs)
 
@@ -198,6 +197,75 @@ def write_report(runs: Sequence[Run | str | Path] | Run | str | Path, out_dir: s
     index = out / "index.html"
     index.write_text(_index_html(rep, runs, slugs, headline, seconds=time.perf_counter() - started), encoding="utf-8")
     return index
+
+
+def write_sweep_report(sweep: str | Path, out_dir: str | Path, *, png: bool | Iterable[str] = True,
+                       epoch: str = "last", strict: bool = False, log: Callable[[str], None] | None = None) -> Path:
+    """The report of a ``relabscope sweep`` folder: the noise table (Table 3 layout) and the
+    relabel table inline, accuracy, flip-flops and compactness against noise, and at the
+    highest noise level the consistency and compactness of every method's first seed side
+    by side. Returns the path of its ``index.html``."""
+    from relabscope import plot
+    from relabscope.sweep import accuracy_table, read_manifest, relabel_table, sweep_results, sweep_table
+
+    started = time.perf_counter()
+    sweep = Path(sweep)
+    manifest = read_manifest(sweep)
+    out = _report_dir(out_dir)
+    rep = _Report(out, strict, log or (lambda line: None))
+    results = sweep_results(sweep)
+    table = sweep_table(results, epoch=epoch)  # type: ignore[arg-type]
+    name = sweep.resolve().name
+    sec = "sweep"
+    rep.table(sec, sec, "accuracy", lambda: accuracy_table(table), index=True, inline=True,
+              title=f"test accuracy (%), {epoch} epoch, mean ± std over seeds")
+    rep.table(sec, sec, "relabelling", lambda: relabel_table(table), inline=True,
+              title="flip-flops, relabel consistency and compactness (means over seeds)")
+    rep.table(sec, sec, "numbers", lambda: table, title="every number, per method and noise level")
+    rep.table(sec, sec, "runs", lambda: results, title="every run of the sweep")
+    rep.figure(sec, sec, "accuracy_vs_noise", lambda: plot.sweep_accuracy_figure(table, name=name), png=png)
+    rep.figure(sec, sec, "relabelling_vs_noise", lambda: plot.sweep_relabel_figure(table, name=name), png=png)
+    finished = results[results["status"] == "finished"]
+    runs: list[Run] = []
+    if len(finished):
+        top = finished[finished["noise"] == finished["noise"].max()]
+        first = top[top["seed"] == top["seed"].min()]
+        runs = [Run(path) for path in first["run"]]
+        noise = f"noise {float(first['noise'].iloc[0]):.0%}, seed {int(first['seed'].iloc[0])}"
+        sec2 = "highest-noise"
+        rep.figure(sec2, sec2, "consistency", lambda: plot.consistency_summary(runs), png=png, describe=noise)
+        rep.figure(sec2, sec2, "compactness", lambda: plot.compactness(runs), png=png, describe=noise)
+        rep.figure(sec2, sec2, "accuracy", lambda: plot.accuracy_curves(runs), png=png, describe=noise)
+    rep.write_pngs()
+    for run in runs:
+        run.close()
+    settings = ", ".join(f"{k}={v}" for k, v in sorted(manifest["settings"].items())) or "default settings"
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>relabscope sweep: {e(name)}</title>"
+             f"<style>{_CSS}</style></head><body>",
+             f"<h1>relabscope sweep: {e(name)}</h1>",
+             f"<p class='muted'>{len(results)} runs ({len(finished)} finished): methods "
+             f"{e(', '.join(manifest['methods']))}; noise {e(', '.join(f'{p:g}' for p in manifest['noise']))}; "
+             f"seeds {e(', '.join(map(str, manifest['seeds'])))}; {e(settings)}. "
+             f"Written in {time.perf_counter() - started:.0f} s on {time.strftime('%Y-%m-%d %H:%M')}.</p>"]
+    parts += [f"<p class='note'>{e(msg)}</p>" for msg in rep.notes]
+    parts.append(_section_html(rep, sec, "Results across noise levels"))
+    if runs:
+        parts.append(_section_html(rep, "highest-noise", f"Every method at {noise}"))
+    parts.append("</body></html>")
+    index = out / "index.html"
+    index.write_text("\n".join(parts), encoding="utf-8")
+    return index
+
+
+def _report_dir(out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    try:
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+        (out / "tables").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"{out}: cannot create the report folder ({exc.strerror or exc})") from exc
+    return out
 
 
 def open_for_report(path: str | Path) -> Run:
@@ -380,39 +448,47 @@ def _index_html(rep: _Report, runs: list[Run], slugs: list[str], headline: pd.Da
         sections.insert(0, ("compare", f"Comparison: {runs[0].name} (A) vs {runs[1].name} (B)"))
     parts.append("<p>" + " · ".join(f"<a href='#{e(s)}'>{e(t.split(' (')[0])}</a>" for s, t in sections) + "</p>")
     for sec, heading in sections:
-        items = [i for i in rep.items if i.section == sec]
-        parts.append(f"<h2 id='{e(sec)}'>{e(heading)}</h2>")
-        inline = [i for i in items if i.kind == "table" and i.inline]
-        for i in inline:
-            parts.append(f"<h3>{e(i.title)}</h3>{i.inline}")
-        parts.append("<div class='grid'>")
-        for i in items:
-            if i.kind != "figure":
-                continue
-            if i.error:
-                parts.append(f"<div class='card'><div class='t'>{e(i.title)}</div><p class='error'>failed: {e(i.error)}</p></div>")
-            elif i.note:
-                parts.append(f"<div class='card'><div class='t'>{e(i.title)}</div><p class='note'>{e(i.note)}</p></div>")
-            else:
-                img = (f"<a href='{e(i.files['html'])}'><img src='{e(i.files['png'])}' alt='{e(i.title)}'></a>"
-                       if "png" in i.files else "")
-                links = f"<a href='{e(i.files['html'])}'>interactive</a>"
-                if "png" in i.files:
-                    links += f" · <a href='{e(i.files['png'])}'>PNG</a>"
-                parts.append(f"<div class='card'><div class='t'>{e(i.title)}</div>{img}<div>{links}</div></div>")
-        parts.append("</div><h3>Tables</h3><ul class='tables'>")
-        for i in items:
-            if i.kind != "table":
-                continue
-            if i.error:
-                parts.append(f"<li>{e(i.title)}: <span class='error'>failed: {e(i.error)}</span></li>")
-            elif i.note:
-                parts.append(f"<li>{e(i.title)}: <span class='note'>{e(i.note)}</span></li>")
-            else:
-                parts.append(f"<li>{e(i.title)} ({i.rows} rows): <a href='{e(i.files['csv'])}'>CSV</a> · "
-                             f"<a href='{e(i.files['md'])}'>Markdown</a></li>")
-        parts.append("</ul>")
+        parts.append(_section_html(rep, sec, heading))
     parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _section_html(rep: _Report, sec: str, heading: str) -> str:
+    """One section of the index: its inline tables, figure cards and table links."""
+    e = html.escape
+    items = [i for i in rep.items if i.section == sec]
+    parts = []
+    parts.append(f"<h2 id='{e(sec)}'>{e(heading)}</h2>")
+    inline = [i for i in items if i.kind == "table" and i.inline]
+    for i in inline:
+        parts.append(f"<h3>{e(i.title)}</h3>{i.inline}")
+    parts.append("<div class='grid'>")
+    for i in items:
+        if i.kind != "figure":
+            continue
+        if i.error:
+            parts.append(f"<div class='card'><div class='t'>{e(i.title)}</div><p class='error'>failed: {e(i.error)}</p></div>")
+        elif i.note:
+            parts.append(f"<div class='card'><div class='t'>{e(i.title)}</div><p class='note'>{e(i.note)}</p></div>")
+        else:
+            img = (f"<a href='{e(i.files['html'])}'><img src='{e(i.files['png'])}' alt='{e(i.title)}'></a>"
+                   if "png" in i.files else "")
+            links = f"<a href='{e(i.files['html'])}'>interactive</a>"
+            if "png" in i.files:
+                links += f" · <a href='{e(i.files['png'])}'>PNG</a>"
+            parts.append(f"<div class='card'><div class='t'>{e(i.title)}</div>{img}<div>{links}</div></div>")
+    parts.append("</div><h3>Tables</h3><ul class='tables'>")
+    for i in items:
+        if i.kind != "table":
+            continue
+        if i.error:
+            parts.append(f"<li>{e(i.title)}: <span class='error'>failed: {e(i.error)}</span></li>")
+        elif i.note:
+            parts.append(f"<li>{e(i.title)}: <span class='note'>{e(i.note)}</span></li>")
+        else:
+            parts.append(f"<li>{e(i.title)} ({i.rows} rows): <a href='{e(i.files['csv'])}'>CSV</a> · "
+                         f"<a href='{e(i.files['md'])}'>Markdown</a></li>")
+    parts.append("</ul>")
     return "\n".join(parts)
 
 

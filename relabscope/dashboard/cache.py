@@ -56,3 +56,58 @@ class Memo:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+
+
+class Background:
+    """Results too slow for a request (an embedding projection of 20,000 points takes about
+    a minute on two cores) computed by one worker thread, one at a time, into a ``Memo``.
+
+    ``poll(key, compute)`` never blocks: it returns ``("done", value)``, ``("running",
+    seconds since the job started)``, ``("queued", jobs ahead)`` or ``("failed", exception)``.
+    A callback shows a "computing" note and polls again; one worker bounds both CPU and
+    memory however many clients ask for different projections at once. A failed job is
+    forgotten once reported, so asking again retries it.
+    """
+
+    def __init__(self, memo: Memo, workers: int = 1):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.memo = memo
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="relabscope-background")
+        self._jobs: OrderedDict[Hashable, tuple[Any, list[float]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def poll(self, key: Hashable, compute: Callable[[], Any]) -> tuple[str, Any]:
+        import time
+
+        if key in self.memo:
+            return "done", self.memo.get(key, compute)
+        with self._lock:
+            if key not in self._jobs:
+                started: list[float] = []
+
+                def job() -> Any:
+                    started.append(time.monotonic())
+                    return self.memo.get(key, compute)
+
+                self._jobs[key] = (self._executor.submit(job), started)
+            future, started = self._jobs[key]
+            if future.done():
+                del self._jobs[key]
+                exc = future.exception()
+                return ("failed", exc) if exc is not None else ("done", future.result())
+            if started:
+                return "running", time.monotonic() - started[0]
+            keys = list(self._jobs)
+            return "queued", sum(1 for k in keys[:keys.index(key)] if not self._jobs[k][0].done())
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until every job submitted so far has finished (tests, shutdown)."""
+        from concurrent.futures import wait
+
+        with self._lock:
+            futures = [f for f, _ in self._jobs.values()]
+        wait(futures, timeout=timeout)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

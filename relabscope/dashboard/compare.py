@@ -5,7 +5,9 @@ training sample in both runs (aligned by its key): its label timelines and its d
 to the class centers.
 
 ``?run=A&against=B&sample=N`` opens it directly (N: a sample id of run A); without
-``against`` it compares with the newest other readable run. Every number comes from
+``against`` it compares with A's counterpart in its sweep (SCN with SCN-C at the same noise
+and seed), else with the newest other readable run. A run of a ``relabscope sweep`` also
+shows the sweep's noise table (``relabscope.dashboard.sweeps``). Every number comes from
 ``relabscope.analysis.compare.Comparison`` (``summary``, ``samples``) or a
 ``relabscope.plot`` helper given both runs.
 """
@@ -44,7 +46,13 @@ SUMMARY_ROWS = {
 
 # ---------------------------------------------------------------------- plain functions
 def default_against(ctx: Context, run_id: str) -> str | None:
-    """The newest other run that can be read, or None."""
+    """The run's counterpart in its sweep (SCN-C for SCN at the same noise and seed), else
+    the newest other run that can be read, else None."""
+    from relabscope.dashboard.sweeps import counterpart
+
+    pair = counterpart(ctx, run_id)
+    if pair is not None and ctx.registry.error(pair) is None:
+        return pair
     for other in ctx.registry.ids():
         if other != run_id and ctx.registry.error(other) is None:
             return other
@@ -216,10 +224,17 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
         sample_value = str(top[0])
     quick = [dcc.Link(str(s), href=ctx.href(PATH, run_id, against=against, sample=s), style={"marginRight": ".6em"})
              for s in top]
+    try:
+        from relabscope.dashboard.sweeps import sweep_section
+
+        sweep = sweep_section(ctx, run_id)
+    except Exception as exc:
+        sweep = error_card(describe_error(exc), "Cannot read this run's sweep")
     return html.Div([
         dcc.Store(id="cp-args", data={"run": run_id, "against": against}),
         head,
         _picker(ctx, run_id, against),
+        sweep,
         dcc.Loading(html.Div(id="cp-summary"), className="cell"),
         html.Div([html.Div(dcc.Loading(html.Div(id=f"cp-{w}")), className="cell") for w in FIGURES],
                  className="grid2"),

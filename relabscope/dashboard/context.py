@@ -15,7 +15,7 @@ import pandas as pd
 
 from relabscope.analysis.compare import Comparison, compare
 from relabscope.analysis.run import Run
-from relabscope.dashboard.cache import Memo
+from relabscope.dashboard.cache import Background, Memo
 from relabscope.dashboard.images import SIZES, ImageStore, image_url
 from relabscope.dashboard.registry import RunRegistry
 
@@ -29,6 +29,8 @@ class Context:
         self.max_points = max_points
         self.results = Memo(128)
         self.gradcams = Memo(256)
+        self.projections = Memo(16)
+        self.background = Background(self.projections)
         self.images = ImageStore(registry)
 
     # ------------------------------------------------------------------ runs and results
@@ -54,6 +56,12 @@ class Context:
         a, b = self.run(a_id), self.run(b_id)
         key = ("pair", a_id, id(a), a.num_epochs, b_id, id(b), b.num_epochs, name)
         return self.results.get(key, lambda: compute(compare(a, b)))
+
+    def background_result(self, run_id: str, name: Any, compute: Callable[[Run], Any]) -> tuple[str, Any]:
+        """``compute(run)`` per run version and ``name``, computed in the background
+        (``Background.poll``'s answer: done, running, queued or failed)."""
+        run = self.run(run_id)
+        return self.background.poll((run_id, id(run), run.num_epochs, name), lambda: compute(run))
 
     def flipflops(self, run_id: str) -> pd.DataFrame:
         return self.cached(run_id, "flipflops", lambda r: r.flipflops())

@@ -27,6 +27,7 @@ COLOURS = {"effect": "label in effect", "given": "given label", "clean": "clean 
            "flipflops": "flip-flops", "aum_given": "AUM (given label)"}
 #: colour choice -> (table, column) of the per-sample number it shows
 VALUE_COLOURS = {"flipflops": ("flipflops", "flipflops"), "aum_given": ("dynamics", "aum_given")}
+POLL_MS = 2000  # while a projection is computed, the page asks again this often
 HINT = "Lasso or box-select points to list them; click a point to open it in the sample inspector."
 TABLE_COLUMNS = [("sample", "sample", "markdown"), ("sample_id", "sample id", None), ("given", "given", None),
                  ("effect", "in effect", None), ("clean", "clean", None), ("flipflops", "flip-flops", None)]
@@ -83,11 +84,25 @@ def parse_classes(value: Any, class_names: Sequence[str]) -> list[int] | None:
     return sorted(out)
 
 
+class NotReady(Exception):
+    """The projection is being computed in the background (the message says how far)."""
+
+
 def projection(ctx: Context, run_id: str, method: str, epoch: int, classes: list[int] | None) -> pd.DataFrame:
-    """``Run.project`` of the map (at most ``ctx.max_points`` points), kept per run version."""
+    """``Run.project`` of the map (at most ``ctx.max_points`` points), kept per run version.
+
+    A projection not yet computed is started in the background and NotReady raised: a
+    request never waits the minute a large UMAP or t-SNE takes (the page polls instead)."""
     key = ("projection", method, int(epoch), tuple(classes) if classes else None, ctx.max_points)
-    return ctx.cached(run_id, key, lambda r: r.project(method=method, epoch=int(epoch), classes=classes,
-                                                        max_points=ctx.max_points))
+    state, value = ctx.background_result(run_id, key, lambda r: r.project(
+        method=method, epoch=int(epoch), classes=classes, max_points=ctx.max_points))
+    if state == "done":
+        return value
+    if state == "failed":
+        raise value
+    what = f"computing the {METHODS[method]} of epoch {epoch}"
+    raise NotReady(f"{what}: {value:.0f} s so far (once per run, epoch and classes; then cached)"
+                   if state == "running" else f"{what}: queued behind {value} other projection(s)")
 
 
 def colour_values(ctx: Context, run_id: str, colour: str) -> pd.Series | None:
@@ -199,6 +214,7 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
                            value=colour, inline=True),
         ], className="controls"),
         html.Div(id="mp-status", className="muted"),
+        dcc.Interval(id="mp-poll", interval=POLL_MS, disabled=True),
         html.Div(dcc.Loading(dcc.Graph(id="mp-graph", config=GRAPH_CONFIG), delay_show=300), className="cell"),
         html.H3("Selected samples"),
         html.Div(HINT, id="mp-count", className="muted"),
@@ -232,16 +248,18 @@ def register(app, ctx: Context) -> None:
     live = Input("live-version", "data")
     picks = [Input("mp-method", "value"), Input("mp-epoch", "value"), Input("mp-classes", "value")]
 
-    @app.callback(Output("mp-graph", "figure"), Output("mp-status", "children"),
-                  Input("mp-args", "data"), *picks, Input("mp-colour", "value"), live)
-    def _map(a, method, epoch, classes, colour, _version):
+    @app.callback(Output("mp-graph", "figure"), Output("mp-status", "children"), Output("mp-poll", "disabled"),
+                  Input("mp-args", "data"), *picks, Input("mp-colour", "value"), live, Input("mp-poll", "n_intervals"))
+    def _map(a, method, epoch, classes, colour, _version, _poll):
         try:
             run_id, run, method, epoch, classes = _inputs(a, method, epoch, classes, ctx)
             fig = map_figure(ctx, run_id, method, epoch, classes, colour or "effect")
-            return fit(fig), status(ctx, run_id, method, epoch, classes)
+            return fit(fig), status(ctx, run_id, method, epoch, classes), True
+        except NotReady as wait:
+            return note_figure(str(wait), "Embedding map"), html.Span(str(wait), className="computing"), False
         except Exception as exc:
             message = describe_error(exc)
-            return note_figure(message, "Embedding map"), error_card(message, "Cannot draw this map")
+            return note_figure(message, "Embedding map"), error_card(message, "Cannot draw this map"), True
 
     @app.callback(Output("mp-table", "data"), Output("mp-count", "children"),
                   Input("mp-graph", "selectedData"), *picks, State("mp-args", "data"), prevent_initial_call=True)
@@ -251,7 +269,7 @@ def register(app, ctx: Context) -> None:
             return [], HINT
         try:
             run_id, run, method, epoch, classes = _inputs(a, method, epoch, classes, ctx)
-            df = projection(ctx, run_id, method, epoch, classes)
+            df = projection(ctx, run_id, method, epoch, classes)  # drawn, so computed: no wait
             rows = selection_rows(df, ctx.flipflops(run_id), run.class_names, ids,
                                   lambda sid: ctx.href("sample", run_id, sample=sid))
         except Exception as exc:

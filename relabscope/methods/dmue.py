@@ -21,7 +21,8 @@ Training, per batch (``e`` the 0-based epoch, ``a = dmue_ramp``):
 - **Structure preservation.** For each branch, the row-normalised Gram matrix of its
   logits should match that of the target branch's (dropped-out, normalised) features over
   the same samples (``L_sp``, mean over branches of the MSE).
-- ``L = r_up(e) (L_main + 0.5 L_soft + 1000 L_sp) + r_down(e) L_aux`` with
+- ``L = r_up(e) (L_main + 0.5 L_soft + w_sp L_sp) + r_down(e) L_aux`` (``w_sp`` =
+  ``dmue_sp_weight``, 1000 as the reference) with
   ``r_up(e) = exp(-5 (1 - e/a)^2)`` until ``e = a`` and 1 after, ``r_down(e) = 1`` before
   ``a`` and ``exp(-(1 - a/e)^2)`` after.
 
@@ -49,7 +50,6 @@ from relabscope.models import LoadReport, ResNet18Trunk, load_pretrained
 
 BRANCH_DROPOUT = 0.5
 SOFT_WEIGHT = 0.5
-SP_WEIGHT = 1000.0
 
 
 def ramp_up(epoch: int, a: float) -> float:
@@ -192,7 +192,7 @@ class DMUE(Method):
 
         up, down = ramp_up(epoch, self.cfg.dmue_ramp), ramp_down(epoch, self.cfg.dmue_ramp)
         center = self.center_term(feature, labels)
-        loss = up * (main + SOFT_WEIGHT * soft + SP_WEIGHT * sp) + down * aux + center
+        loss = up * (main + SOFT_WEIGHT * soft + self.cfg.dmue_sp_weight * sp) + down * aux + center
         return StepOutput(
             loss=loss,
             logits=logits,

@@ -29,6 +29,7 @@ from relabscope.plot.relabelling import (flipflops, flipflops_figure, flipflop_t
 from relabscope.plot.attention import gradcam, gradcam_figure
 from relabscope.plot.embedding_maps import projection_figure, projection
 from relabscope.plot.method_view import method_fields, method_fields_figure
+from relabscope.plot.sweep import sweep_accuracy_figure, sweep_relabel_figure
 from relabscope.plot.training import (accuracy_curves, accuracy_curves_figure, class_accuracy,
                                       class_accuracy_figure, confusion, confusion_figure, relabels_per_epoch,
                                       relabels_per_epoch_figure)
@@ -44,6 +45,7 @@ __all__ = [
     "consistency_scatter", "consistency_scatter_figure",
     "projection", "projection_figure",
     "gradcam", "gradcam_figure", "method_fields", "method_fields_figure",
+    "sweep_accuracy_figure", "sweep_relabel_figure",
     "data_map", "data_map_figure", "noise_recovery", "noise_recovery_figure", "noise_detection",
     "noise_detection_figure", "probability_trace", "probability_trace_figure",
     "class_colours", "display_order", "ordered_names", "note_figure", "figure_note", "never_relabels",

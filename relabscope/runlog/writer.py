@@ -519,10 +519,11 @@ def class_distances(emb: np.ndarray, means: np.ndarray, chunk: int = 1 << 14) ->
     """Euclidean distance of every row of ``emb`` to every class mean (N x K, float64)."""
     out = np.empty((emb.shape[0], means.shape[0]), np.float64)
     mean_sq = (means ** 2).sum(axis=1)
-    for start in range(0, emb.shape[0], chunk):
-        x = emb[start:start + chunk].astype(np.float64)
-        sq = (x ** 2).sum(axis=1)[:, None] - 2.0 * x @ means.T + mean_sq[None, :]
-        out[start:start + chunk] = np.sqrt(np.maximum(sq, 0.0))
+    with np.errstate(invalid="ignore"):  # a class with no sample has a NaN mean: NaN distances
+        for start in range(0, emb.shape[0], chunk):
+            x = emb[start:start + chunk].astype(np.float64)
+            sq = (x ** 2).sum(axis=1)[:, None] - 2.0 * x @ means.T + mean_sq[None, :]
+            out[start:start + chunk] = np.sqrt(np.maximum(sq, 0.0))
     return out
 
 

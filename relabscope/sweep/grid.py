@@ -7,7 +7,9 @@ Layout of a sweep folder::
     OUT/table.csv, OUT/table.md             written after the grid (see ``table.py``)
 
 Running a sweep again continues it: finished runs are skipped, a run killed mid-way is
-resumed from its last checkpoint, a run killed before its first epoch starts over. A run
+resumed from its last checkpoint, a run killed before its first epoch starts over. Several
+processes may run the same sweep at once (one per GPU, or two on a CPU with a thread
+each): a cell another process is training is skipped, so they share the grid. A run
 directory whose stored settings differ from what the sweep asks is refused (one line
 naming it) rather than silently mixed into the table. A run that diverges is reported and
 the sweep goes on with the others.
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from relabscope.errors import RelabscopeError, RunDirError
+from relabscope.errors import RelabscopeError, RunDirError, RunLockedError
 
 SWEEP_FILE = "sweep.toml"
 # Settings that decide a cell, not the shared setting; the CLI's sweep options set them.
@@ -44,6 +46,7 @@ class SweepResult:
     out: Path
     trained: list[Cell] = field(default_factory=list)
     skipped: list[Cell] = field(default_factory=list)
+    busy: list[Cell] = field(default_factory=list)  # being trained by another process
     failed: list[tuple[Cell, str]] = field(default_factory=list)
 
 
@@ -100,6 +103,7 @@ def run_sweep(
     seeds: int | Iterable[int],
     settings: Mapping[str, Any] | None = None,
     progress: bool = True,
+    hooks: Iterable[Any] = (),
     log: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Train every (method, noise, seed) cell into ``out`` and return what happened.
@@ -127,10 +131,13 @@ def run_sweep(
     for i, cell in enumerate(grid, 1):
         where = f"[{i}/{len(grid)}] {cell.method}, noise {cell.noise:g}, seed {cell.seed}"
         try:
-            if _train_cell(cell, settings, progress, log, where):
+            if _train_cell(cell, settings, progress, list(hooks), log, where):
                 result.trained.append(cell)
             else:
                 result.skipped.append(cell)
+        except RunLockedError:
+            log(f"sweep: {where}: another process is training it, skipped")
+            result.busy.append(cell)
         except RunDirError:
             raise  # a foreign or mismatched run directory: the user must decide
         except RelabscopeError as exc:
@@ -147,7 +154,8 @@ def cell_config(cell: Cell, settings: Mapping[str, Any]) -> Any:
                     "out": str(cell.run_dir)})
 
 
-def _train_cell(cell: Cell, settings: Mapping[str, Any], progress: bool, log: Callable[[str], None], where: str) -> bool:
+def _train_cell(cell: Cell, settings: Mapping[str, Any], progress: bool, hooks: list, log: Callable[[str], None],
+                where: str) -> bool:
     """Train, resume or skip one cell; True when something was trained."""
     from relabscope.config import read_toml
     from relabscope.training.runner import CONFIG_NAME, RESUMABLE, train
@@ -156,7 +164,7 @@ def _train_cell(cell: Cell, settings: Mapping[str, Any], progress: bool, log: Ca
     stored_path = cell.run_dir / CONFIG_NAME
     if not stored_path.is_file():
         log(f"sweep: {where}: training into {cell.run_dir}")
-        train(cfg, overwrite=True, progress=progress, log=log)
+        train(cfg, overwrite=True, progress=progress, hooks=hooks, log=log)
         return True
     stored = read_toml(stored_path)
     wanted = cfg.to_dict()
@@ -172,7 +180,7 @@ def _train_cell(cell: Cell, settings: Mapping[str, Any], progress: bool, log: Ca
         log(f"sweep: {where}: finished before, skipped")
         return False
     log(f"sweep: {where}: resuming {cell.run_dir}")
-    train({"epochs": cfg.epochs}, resume=cell.run_dir, progress=progress, log=log)
+    train({"epochs": cfg.epochs}, resume=cell.run_dir, progress=progress, hooks=hooks, log=log)
     return True
 
 

@@ -191,7 +191,7 @@ class Trainer:
             return completed
         try:
             return pending.result() + 1
-        except Exception:
+        except BaseException:  # incl. Ctrl-C inside a hook: the log must still be closed
             return completed
 
     def _complete(self, epoch: int, futures: list[Future], snapshot: dict, metrics: dict) -> int:

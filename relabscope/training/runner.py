@@ -26,7 +26,7 @@ import torch
 
 from relabscope.config import TrainConfig, read_toml, resolve, validate, write_toml
 from relabscope.data.pipeline import default_workers, load_images, prepare
-from relabscope.errors import RelabscopeError, RunDirError
+from relabscope.errors import RelabscopeError, RunDirError, RunLockedError
 from relabscope.methods import build_method
 from relabscope.runlog.hook import RunLogHook
 from relabscope.runlog.reader import RunLogReader
@@ -70,15 +70,19 @@ def train(
         cfg = validate(cfg)
         run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
         created = _claim_run_dir(run_dir, overwrite)
+    lock = RunDirLock(run_dir)
+    lock.__enter__()  # RunLockedError when another process trains here: its files stay as they are
     try:
-        with RunDirLock(run_dir):
-            return _train_in(run_dir, cfg, resume is not None, progress, list(hooks), log)
+        return _train_in(run_dir, cfg, resume is not None, progress, list(hooks), log)
     except BaseException:
+        lock.__exit__()
         if created and not (run_dir / CONFIG_NAME).exists():  # failed before the run began:
             (run_dir / LOCK_NAME).unlink(missing_ok=True)  # leave no half-made run behind
             if not any(run_dir.iterdir()):
                 run_dir.rmdir()
         raise
+    finally:
+        lock.__exit__()
 
 
 def _train_in(run_dir: Path, cfg: TrainConfig, resuming: bool, progress: bool,
@@ -197,16 +201,18 @@ class RunDirLock:
             fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._fh.close()
-            raise RunDirError(f"{self.path.parent}: another process is training into this run directory") from None
+            raise RunLockedError(f"{self.path.parent}: another process is training into this run directory") from None
         self._fh.truncate(0)
         self._fh.write(str(os.getpid()))
         self._fh.flush()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        assert self._fh is not None
+        if self._fh is None:  # released already
+            return
         fcntl.flock(self._fh, fcntl.LOCK_UN)
         self._fh.close()
+        self._fh = None
 
 
 def _claim_run_dir(run_dir: Path, overwrite: bool) -> bool:

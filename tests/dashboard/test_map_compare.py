@@ -38,10 +38,37 @@ def _error_cards(component):
     return find(component, lambda c: "error-card" in str(c["props"].get("className", "")))
 
 
+MAP_OUT = [*MAP, "mp-poll.disabled"]
+
+
 def _map(app, client, run_id="scn", method="umap", epoch=None, classes=None, colour="effect"):
-    return dash_call(app, client, MAP, {"mp-args.data": {"run": run_id}, "mp-method.value": method,
-                                        "mp-epoch.value": epoch, "mp-classes.value": classes,
-                                        "mp-colour.value": colour, "live-version.data": None})
+    """The map callback as the page drives it: asked, then (while its projection is
+    computed in the background) asked again when the poll interval fires."""
+    args = {"mp-args.data": {"run": run_id}, "mp-method.value": method, "mp-epoch.value": epoch,
+            "mp-classes.value": classes, "mp-colour.value": colour, "live-version.data": None,
+            "mp-poll.n_intervals": None}
+    for _ in range(3):
+        out = dash_call(app, client, MAP_OUT, args)
+        if out["mp-poll"]["disabled"]:
+            return out
+        assert "computing the" in texts(out["mp-status"])
+        app.relabscope.background.wait(timeout=120)
+    raise AssertionError("the map never became ready")
+
+
+def test_map_is_computed_in_the_background_and_polled(app, client) -> None:
+    ctx = app.relabscope
+    ctx.projections.clear()
+    args = {"mp-args.data": {"run": "scn"}, "mp-method.value": "tsne", "mp-epoch.value": None,
+            "mp-classes.value": [1], "mp-colour.value": "given", "live-version.data": None, "mp-poll.n_intervals": None}
+    first = dash_call(app, client, MAP_OUT, args)
+    assert first["mp-poll"]["disabled"] is False  # the page will ask again
+    assert "computing the t-SNE" in texts(first["mp-status"])
+    assert first["mp-graph"]["figure"]["layout"]["meta"]["note"].startswith("computing the t-SNE")
+    ctx.background.wait(timeout=120)
+    ready = dash_call(app, client, MAP_OUT, {**args, "mp-poll.n_intervals": 1})
+    assert ready["mp-poll"]["disabled"] is True and "training samples" in texts(ready["mp-status"])
+    assert len(ctx.projections) == 1
 
 
 def _points(fig) -> pd.DataFrame:

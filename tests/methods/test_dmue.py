@@ -7,7 +7,8 @@
 - the small helpers (label shift, sharpening, zero insertion, the two ramps);
 - the pairwise-uncertainty input ``m_ik`` (mean cosine similarity, min-max normalised);
 - L_soft and the structure-preserving loss (row-normalised Gram matrices);
-- the whole step: L = r_up (L_main + 0.5 L_soft + 1000 L_sp) + r_down L_aux, every part
+- the whole step: L = r_up (L_main + 0.5 L_soft + w_sp L_sp) + r_down L_aux (w_sp 1000 by
+  default, as the reference), every part
   recomputed from the network's pieces in float64;
 - DMUE-C's center term on the 512-d target feature, the frozen-uncertainty option, and
   pretrained layer4 weights copied into every auxiliary branch.
@@ -343,9 +344,10 @@ def test_step_loss_is_ramped_sum_of_parts(epoch: int) -> None:
     out = model.training_step(_images(len(labels)), labels, epoch=epoch)
     p = {k: v.item() for k, v in out.parts.items()}
     a = cfg.dmue_ramp
-    expected = _r_up(epoch, a) * (p["main"] + 0.5 * p["soft"] + 1000.0 * p["sp"]) + _r_down(epoch, a) * p["aux"]
+    expected = _r_up(epoch, a) * (p["main"] + 0.5 * p["soft"] + cfg.dmue_sp_weight * p["sp"]) + _r_down(epoch, a) * p["aux"]
     assert p["center"] == 0.0
     assert out.loss.item() == pytest.approx(expected, rel=1e-6)
+    assert resolve({"method": "dmue", "dataset": "rafdb"}).dmue_sp_weight == 1000.0
     assert all(v > 0 for k, v in p.items() if k != "center")
 
     s = out.fields["weight"].detach().double()
@@ -437,7 +439,7 @@ def test_dmue_c_center_term_on_512d_target_feature() -> None:
     lc = sum(float(((feat[i] - centers[int(new_labels[i])]) ** 2).sum()) for i in range(len(labels))) / len(labels)
     assert second.parts["center"].item() == pytest.approx(cfg.gamma * lc, rel=1e-4)
     p = {k: v.item() for k, v in second.parts.items()}
-    rest = _r_up(0, cfg.dmue_ramp) * (p["main"] + 0.5 * p["soft"] + 1000 * p["sp"]) + p["aux"]
+    rest = _r_up(0, cfg.dmue_ramp) * (p["main"] + 0.5 * p["soft"] + cfg.dmue_sp_weight * p["sp"]) + p["aux"]
     assert second.loss.item() == pytest.approx(rest + cfg.gamma * lc, rel=1e-5)
 
 

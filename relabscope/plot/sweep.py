@@ -1,0 +1,76 @@
+"""A sweep's results across noise levels: test accuracy (the seed paper's Table 3 as a
+chart), flip-flops of the relabelling methods and compactness of every method.
+
+A method and its "-C" variant share a colour; the "-C" line is solid and the plain one
+dashed, so each pair reads as one comparison. Error bars are the standard deviation over
+seeds. The figures take ``relabscope.sweep.sweep_table``'s frame.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from relabscope.plot._style import finish, note_figure, run_colour
+
+
+def _family(method: str) -> str:
+    return method[:-2] if method.endswith("-c") else method
+
+
+def _styles(methods: list[str]) -> dict[str, dict]:
+    families = list(dict.fromkeys(_family(m) for m in methods))
+    return {m: dict(color=run_colour(families.index(_family(m))), dash="solid" if m.endswith("-c") else "dash")
+            for m in methods}
+
+
+def _lines(fig: go.Figure, table: pd.DataFrame, column: str, *, scale: float = 1.0, row: int | None = None,
+           methods: list[str] | None = None, hide_legend: Iterable[str] = ()) -> None:
+    methods = methods if methods is not None else list(dict.fromkeys(table["method"]))
+    hidden = set(hide_legend)
+    styles = _styles(list(dict.fromkeys(table["method"])))
+    for m in methods:
+        t = table[table["method"] == m].sort_values("noise")
+        std = t[f"{column}_std"].to_numpy(dtype=float) * scale
+        trace = go.Scatter(
+            x=100 * t["noise"], y=t[f"{column}_mean"] * scale, name=m, legendgroup=m, showlegend=m not in hidden,
+            mode="lines+markers", line=dict(width=2.2, **styles[m]), marker=dict(size=8, color=styles[m]["color"]),
+            error_y=dict(type="data", array=np.nan_to_num(std), visible=bool(np.isfinite(std).any()), thickness=1.2),
+            customdata=np.stack([t["seeds"]], axis=1),
+            hovertemplate=f"{m}, noise %{{x:g}}%: %{{y:.4g}} (%{{customdata[0]}} seeds)<extra></extra>")
+        fig.add_trace(trace, **({} if row is None else {"row": row, "col": 1}))
+
+
+def sweep_accuracy_figure(table: pd.DataFrame, *, name: str | None = None) -> go.Figure:
+    """Last-epoch test accuracy (%) against injected noise, one line per method."""
+    what = "Test accuracy against label noise" + (f" — {name}" if name else "")
+    if table.empty:
+        return note_figure("no finished run in this sweep yet", what)
+    fig = go.Figure()
+    _lines(fig, table, "test_acc", scale=100.0)
+    fig.update_xaxes(title_text="injected label noise (%)", tickvals=sorted(100 * table["noise"].unique()))
+    fig.update_yaxes(title_text="test accuracy (%)")
+    return finish(fig, what, height=460, subtitle="mean ± std over seeds; -C methods solid, their base dashed")
+
+
+def sweep_relabel_figure(table: pd.DataFrame, *, name: str | None = None) -> go.Figure:
+    """Flip-flops (relabelling methods) and mean compactness (every method) against noise."""
+    what = "Flip-flops and compactness against label noise" + (f" — {name}" if name else "")
+    if table.empty:
+        return note_figure("no finished run in this sweep yet", what)
+    relabelling = [m for m in dict.fromkeys(table["method"]) if table[table["method"] == m]["relabels"].all()]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.14,
+                        subplot_titles=["flip-flops (methods that relabel)",
+                                        "mean distance to own class center (compactness)"])
+    _lines(fig, table, "flipflops", row=1, methods=relabelling)
+    _lines(fig, table, "mean_compactness", row=2, hide_legend=relabelling)
+    fig.update_xaxes(title_text="injected label noise (%)", tickvals=sorted(100 * table["noise"].unique()), row=2, col=1)
+    subtitle = None
+    silent = [m for m in dict.fromkeys(table["method"]) if m not in relabelling]
+    if silent:
+        subtitle = f"{', '.join(silent)} never relabel: no flip-flops to count"
+    return finish(fig, what, height=640, subtitle=subtitle, margin=dict(t=120))

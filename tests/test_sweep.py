@@ -1,0 +1,174 @@
+"""``relabscope sweep``: the grid trains every method, a second call skips what finished,
+a killed run is resumed, mismatched folders are refused, and the table's numbers are the
+runs' own (mean and sample std over seeds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from relabscope.analysis.summary import run_numbers
+from relabscope.cli import main
+from relabscope.errors import DivergedError, RelabscopeError, RunDirError
+from relabscope.methods import METHODS
+from relabscope.sweep import (accuracy_table, is_sweep, read_manifest, relabel_table, run_sweep, sweep_results,
+                              sweep_table, write_tables)
+from relabscope.sweep.grid import cells
+from relabscope.training.hooks import Hook
+from tests.conftest import TINY
+
+ALL = ["baseline", "scn", "scn-c", "rul", "rul-c", "dmue", "dmue-c"]
+SHARED = {k: v for k, v in TINY.items() if k not in ("noise", "seed")} | {"epochs": 2}
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Every method, noise 0 and 0.3, two seeds: the in-suite sweep."""
+    out = tmp_path_factory.mktemp("sweep") / "grid"
+    result = run_sweep(out, methods=ALL, noise=[0.0, 0.3], seeds=2, settings=SHARED, progress=False,
+                       log=lambda line: None)
+    assert not result.failed
+    assert len(result.trained) == len(ALL) * 2 * 2 and not result.skipped
+    return out
+
+
+def test_every_cell_is_a_finished_run_of_its_method(sweep_dir) -> None:
+    assert set(METHODS) >= set(ALL)
+    for cell in cells(sweep_dir, ALL, [0.0, 0.3], [0, 1]):
+        numbers = run_numbers(cell.run_dir)
+        assert numbers["status"] == "finished" and numbers["epochs"] == 2
+        import relabscope as rs
+
+        with rs.open_run(cell.run_dir) as run:
+            assert run.method == cell.method
+            assert run.config["noise"] == cell.noise and run.config["seed"] == cell.seed
+            assert run.relabels_at_all == cell.method.startswith("scn")
+            if not run.relabels_at_all:
+                assert len(run.relabel_events()) == 0
+    manifest = read_manifest(sweep_dir)
+    assert manifest["methods"] == ALL and manifest["noise"] == [0.0, 0.3] and manifest["seeds"] == [0, 1]
+
+
+def test_table_numbers_are_mean_and_std_over_seeds(sweep_dir) -> None:
+    results = sweep_results(sweep_dir)
+    table = sweep_table(results)
+    assert len(table) == len(ALL) * 2
+    assert list(dict.fromkeys(table["method"])) == ALL  # the sweep's order, not alphabetical
+    for row in table.itertuples():
+        accs = [run_numbers(c.run_dir)["test_acc"] for c in cells(sweep_dir, [row.method], [row.noise], [0, 1])]
+        assert row.seeds == 2
+        assert row.test_acc_mean == pytest.approx(np.mean(accs))
+        assert row.test_acc_std == pytest.approx(np.std(accs, ddof=1))
+    wide = accuracy_table(table)
+    assert list(wide.index) == ALL and list(wide.columns) == ["noise 0%", "noise 30%"]
+    first = table.iloc[0]
+    assert wide.iloc[0, 0] == f"{100 * first.test_acc_mean:.2f} ± {100 * first.test_acc_std:.2f}"
+    relabel = relabel_table(table).set_index(["method", "noise"])
+    for method in ("baseline", "rul", "rul-c", "dmue", "dmue-c"):
+        assert relabel.loc[(method, "30%"), "flip-flops"] == "no relabelling"
+    best = sweep_table(results, epoch="best")
+    assert (best["test_acc_mean"] >= table["test_acc_mean"] - 1e-12).all()
+
+
+def test_cli_reruns_skip_finished_runs_and_print_the_table(sweep_dir) -> None:
+    args = ["sweep", "--methods", ",".join(ALL), "--noise", "0,0.3", "--seeds", "2", "--out", str(sweep_dir), "-q",
+            "--epochs", "2", "--config", str(sweep_dir.parent / "shared.toml")]
+    import tomli_w
+
+    (sweep_dir.parent / "shared.toml").write_text(tomli_w.dumps({k: v for k, v in SHARED.items() if k != "epochs"}))
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("finished before, skipped") == len(ALL) * 4
+    assert "| method" in result.output and "noise 30%" in result.output
+    md = (sweep_dir / "table.md").read_text()
+    csv = pd.read_csv(sweep_dir / "table.csv")
+    assert len(csv) == len(ALL) * 2 and "test_acc_mean" in csv
+    assert accuracy_table(sweep_table(sweep_dir)).to_markdown() in md
+
+
+def test_killed_run_is_resumed_and_matches_an_uninterrupted_one(tmp_path) -> None:
+    class Stop(Hook):
+        def on_epoch_complete(self, epoch, metrics):
+            raise KeyboardInterrupt  # Ctrl-C after the first epoch is on disk
+
+    out, settings = tmp_path / "sw", {**SHARED, "epochs": 3}
+    grid = dict(methods=["rul"], noise=[0.3], seeds=[1], settings=settings, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(out, hooks=[Stop()], log=lambda line: None, **grid)
+    cell = cells(out, ["rul"], [0.3], [1])[0]
+    assert 0 < run_numbers(cell.run_dir)["epochs"] < 3  # the epoch in flight may commit too
+    lines: list[str] = []
+    result = run_sweep(out, log=lines.append, **grid)
+    assert result.trained == [cell] and any("resuming" in line for line in lines)
+    reference = tmp_path / "ref"
+    run_sweep(reference, log=lambda line: None, **grid)
+    import relabscope as rs
+
+    with rs.open_run(cell.run_dir) as a, rs.open_run(cells(reference, ["rul"], [0.3], [1])[0].run_dir) as b:
+        assert a.num_epochs == b.num_epochs == 3
+        np.testing.assert_array_equal(a.predictions(), b.predictions())
+        np.testing.assert_allclose(a.field("uncertainty"), b.field("uncertainty"), rtol=1e-5)
+
+
+def test_refuses_mismatched_folders_and_grid_settings(tmp_path) -> None:
+    out = tmp_path / "sw"
+    quiet = dict(progress=False, log=lambda line: None)
+    run_sweep(out, methods=["baseline"], noise=[0.0], seeds=1, settings={**SHARED, "epochs": 1}, **quiet)
+    assert is_sweep(out)
+    with pytest.raises(RunDirError, match="started with other settings .*epochs"):
+        run_sweep(out, methods=["baseline"], noise=[0.0], seeds=1, settings={**SHARED, "epochs": 2}, **quiet)
+    # a run directory left by another setting is never mixed into the table
+    cell = cells(out, ["baseline"], [0.0], [0])[0]
+    cfg = (cell.run_dir / "config.toml").read_text().replace("lr = 0.001", "lr = 0.5")
+    (cell.run_dir / "config.toml").write_text(cfg)
+    with pytest.raises(RunDirError, match=r"holds a run with lr = 0.5 but the sweep asks 0.001"):
+        run_sweep(out, methods=["baseline"], noise=[0.0], seeds=1, settings={**SHARED, "epochs": 1}, **quiet)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="not empty and holds no sweep.toml"):
+        run_sweep(other, methods=["baseline"], noise=[0.0], seeds=1, settings=SHARED, **quiet)
+    with pytest.raises(RelabscopeError, match="seed is set by the sweep's grid"):
+        run_sweep(tmp_path / "x", methods=["baseline"], noise=[0.0], seeds=1, settings={"seed": 3}, **quiet)
+    with pytest.raises(RelabscopeError, match="unknown method 'scn-x'"):
+        run_sweep(tmp_path / "x", methods=["scn-x"], noise=[0.0], seeds=1, settings=SHARED, **quiet)
+    with pytest.raises(RelabscopeError, match="noise must be in"):
+        run_sweep(tmp_path / "x", methods=["baseline"], noise=[1.5], seeds=1, settings=SHARED, **quiet)
+    assert not (tmp_path / "x").exists()  # nothing was created for a sweep that cannot start
+
+
+def test_a_failed_run_is_reported_and_the_rest_go_on(tmp_path, monkeypatch) -> None:
+    import relabscope.training.runner as runner
+
+    real = runner.train
+
+    def flaky(cfg, **kwargs):
+        if cfg.method == "scn":
+            raise DivergedError(f"{cfg.out}: loss became NaN or infinite in epoch 1; training stopped")
+        return real(cfg, **kwargs)
+
+    monkeypatch.setattr(runner, "train", flaky)
+    out = tmp_path / "sw"
+    result = run_sweep(out, methods=["scn", "baseline"], noise=[0.0], seeds=1, settings={**SHARED, "epochs": 1},
+                       progress=False, log=lambda line: None)
+    assert [c.method for c, _ in result.failed] == ["scn"] and [c.method for c in result.trained] == ["baseline"]
+    table, markdown = write_tables(out)
+    assert list(table["method"]) == ["baseline"]
+    assert "Not in the table: scn/noise 0/seed 0 (missing)" in markdown
+
+
+def test_a_cell_another_process_trains_is_skipped_and_its_lock_kept(tmp_path) -> None:
+    from relabscope.training.runner import LOCK_NAME, RunDirLock
+
+    out = tmp_path / "sw"
+    grid = dict(methods=["baseline"], noise=[0.0], settings={**SHARED, "epochs": 1}, progress=False,
+                log=lambda line: None)
+    run_sweep(out, seeds=[0], **grid)
+    other = cells(out, ["baseline"], [0.0], [1])[0]
+    with RunDirLock(other.run_dir):  # as a second `relabscope sweep` would while training it
+        result = run_sweep(out, seeds=[0, 1], **grid)
+        assert result.busy == [other] and [c.seed for c in result.skipped] == [0] and not result.trained
+        assert (other.run_dir / LOCK_NAME).exists()  # the other process's lock file is left alone
+    assert run_sweep(out, seeds=[0, 1], **grid).trained == [other]
