@@ -172,3 +172,31 @@ def test_a_cell_another_process_trains_is_skipped_and_its_lock_kept(tmp_path) ->
         assert result.busy == [other] and [c.seed for c in result.skipped] == [0] and not result.trained
         assert (other.run_dir / LOCK_NAME).exists()  # the other process's lock file is left alone
     assert run_sweep(out, seeds=[0, 1], **grid).trained == [other]
+
+
+@pytest.mark.parametrize("method", ["rul", "dmue-c"])
+def test_new_methods_work_in_every_per_run_view(sweep_dir, method) -> None:
+    """Grad-CAM rebuilds the method's network from the log's config; the method's own
+    quantities are logged for every sample and drawn by the sample inspector's view."""
+    import relabscope as rs
+    from relabscope import plot
+
+    run_dir = cells(sweep_dir, [method], [0.3], [0])[0].run_dir
+    with rs.open_run(run_dir) as run:
+        sid = int(np.flatnonzero(run.train_mask)[0])
+        cam = run.gradcam([sid], label="given")
+        assert cam.heatmaps.shape[0] == 1 and np.isfinite(cam.heatmaps).all()
+        np.testing.assert_allclose(cam.probabilities.sum(axis=1), 1.0, rtol=1e-4)
+        expected = {"rul": ["uncertainty"], "dmue-c": ["weight", "latent"]}[method]
+        assert run.fields == expected
+        fig = plot.method_fields(run, sid)
+        first = run.field(expected[0], sample_id=sid)
+        assert first.shape == (run.num_epochs,)
+        np.testing.assert_allclose(np.asarray(fig.data[0].y, dtype=float), first, rtol=1e-6)
+        if method == "dmue-c":
+            latent = run.field("latent", -1)[run.train_mask]
+            np.testing.assert_allclose(latent.sum(axis=1), 1.0, rtol=1e-4)
+            given = run.given_labels[run.train_mask]
+            assert np.all(latent[np.arange(len(given)), given] == 0)
+            assert len(fig.data) == 1 + run.num_classes  # the weight line, a stacked area per class
+        assert plot.figure_note(plot.flipflops(run)) is not None  # never relabels: a note, not an empty chart
