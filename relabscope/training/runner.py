@@ -70,19 +70,17 @@ def train(
         cfg = validate(cfg)
         run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
         created = _claim_run_dir(run_dir, overwrite)
-    lock = RunDirLock(run_dir)
-    lock.__enter__()  # RunLockedError when another process trains here: its files stay as they are
     try:
-        return _train_in(run_dir, cfg, resume is not None, progress, list(hooks), log)
+        with RunDirLock(run_dir):
+            return _train_in(run_dir, cfg, resume is not None, progress, list(hooks), log)
+    except RunLockedError:
+        raise  # another process trains here: its files stay as they are
     except BaseException:
-        lock.__exit__()
         if created and not (run_dir / CONFIG_NAME).exists():  # failed before the run began:
             (run_dir / LOCK_NAME).unlink(missing_ok=True)  # leave no half-made run behind
             if not any(run_dir.iterdir()):
                 run_dir.rmdir()
         raise
-    finally:
-        lock.__exit__()
 
 
 def _train_in(run_dir: Path, cfg: TrainConfig, resuming: bool, progress: bool,
@@ -208,11 +206,9 @@ class RunDirLock:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._fh is None:  # released already
-            return
+        assert self._fh is not None
         fcntl.flock(self._fh, fcntl.LOCK_UN)
         self._fh.close()
-        self._fh = None
 
 
 def _claim_run_dir(run_dir: Path, overwrite: bool) -> bool:
