@@ -128,16 +128,22 @@ def _normalise_keys(values: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """Settings from a TOML file with the CLI's keys (dashes or underscores)."""
-    path = Path(path)
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file's values: FileNotFoundError when it is missing, a one-line
+    RelabscopeError when it is not valid TOML."""
     try:
-        with path.open("rb") as fh:
-            values = tomllib.load(fh)
-    except FileNotFoundError:
-        raise RelabscopeError(f"{path}: config file not found") from None
+        with Path(path).open("rb") as fh:
+            return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise RelabscopeError(f"{path}: not valid TOML ({exc})") from None
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Settings from a TOML file with the CLI's keys (dashes or underscores)."""
+    try:
+        values = load_toml(path)
+    except FileNotFoundError:
+        raise RelabscopeError(f"{path}: config file not found") from None
     return _normalise_keys(values, str(path))
 
 

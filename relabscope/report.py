@@ -466,10 +466,8 @@ def _section_html(rep: _Report, sec: str, heading: str) -> str:
     for i in items:
         if i.kind != "figure":
             continue
-        if i.error:
-            parts.append(f"<div class='card'><div class='t'>{e(i.title)}</div><p class='error'>failed: {e(i.error)}</p></div>")
-        elif i.note:
-            parts.append(f"<div class='card'><div class='t'>{e(i.title)}</div><p class='note'>{e(i.note)}</p></div>")
+        if i.error or i.note:
+            parts.append(f"<div class='card'><div class='t'>{e(i.title)}</div><p>{_status_html(i)}</p></div>")
         else:
             img = (f"<a href='{e(i.files['html'])}'><img src='{e(i.files['png'])}' alt='{e(i.title)}'></a>"
                    if "png" in i.files else "")
@@ -481,15 +479,20 @@ def _section_html(rep: _Report, sec: str, heading: str) -> str:
     for i in items:
         if i.kind != "table":
             continue
-        if i.error:
-            parts.append(f"<li>{e(i.title)}: <span class='error'>failed: {e(i.error)}</span></li>")
-        elif i.note:
-            parts.append(f"<li>{e(i.title)}: <span class='note'>{e(i.note)}</span></li>")
+        if i.error or i.note:
+            parts.append(f"<li>{e(i.title)}: {_status_html(i)}</li>")
         else:
             parts.append(f"<li>{e(i.title)} ({i.rows} rows): <a href='{e(i.files['csv'])}'>CSV</a> · "
                          f"<a href='{e(i.files['md'])}'>Markdown</a></li>")
     parts.append("</ul>")
     return "\n".join(parts)
+
+
+def _status_html(item: _Item) -> str:
+    """Why a view shows nothing: it failed, or it cannot apply (its note)."""
+    if item.error:
+        return f"<span class='error'>failed: {html.escape(item.error)}</span>"
+    return f"<span class='note'>{html.escape(item.note or '')}</span>"
 
 
 # ==================================================================== helpers

@@ -200,3 +200,18 @@ def test_new_methods_work_in_every_per_run_view(sweep_dir, method) -> None:
             assert np.all(latent[np.arange(len(given)), given] == 0)
             assert len(fig.data) == 1 + run.num_classes  # the weight line, a stacked area per class
         assert plot.figure_note(plot.flipflops(run)) is not None  # never relabels: a note, not an empty chart
+
+
+def test_report_of_a_sweep_folder(sweep_dir, tmp_path) -> None:
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["report", str(sweep_dir), "--out", str(out), "--no-png"])
+    assert result.exit_code == 0, result.output
+    index = (out / "index.html").read_text()
+    table = accuracy_table(sweep_table(sweep_dir))
+    for method in ALL:
+        assert f"<td>{table.loc[method, 'noise 30%']}</td>" in index
+    for name in ("sweep__accuracy_vs_noise", "sweep__relabelling_vs_noise", "highest-noise__consistency",
+                 "highest-noise__compactness"):
+        assert (out / "figures" / f"{name}.html").is_file()
+    assert pd.read_csv(out / "tables" / "sweep__numbers.csv").shape[0] == len(ALL) * 2
+    assert "Every method at noise 30%, seed 0" in index

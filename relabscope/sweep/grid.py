@@ -68,16 +68,13 @@ def cells(out: str | Path, methods: Iterable[str], noises: Iterable[float], seed
 
 def read_manifest(out: str | Path) -> dict[str, Any]:
     """``sweep.toml`` of a sweep folder: methods, noise, seeds and the shared settings."""
-    from relabscope.config import tomllib
+    from relabscope.config import load_toml
 
     path = Path(out) / SWEEP_FILE
     try:
-        with path.open("rb") as fh:
-            manifest = tomllib.load(fh)
+        manifest = load_toml(path)
     except FileNotFoundError:
         raise RunDirError(f"{out}: not a sweep folder ({SWEEP_FILE} not found)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RunDirError(f"{path}: not valid TOML ({exc})") from None
     for key in ("methods", "noise", "seeds"):
         if not isinstance(manifest.get(key), list):
             raise RunDirError(f"{path}: missing the list {key!r}")
