@@ -108,6 +108,3 @@ class Background:
         with self._lock:
             futures = [f for f, _ in self._jobs.values()]
         wait(futures, timeout=timeout)
-
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
