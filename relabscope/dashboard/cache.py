@@ -60,22 +60,25 @@ class Memo:
 
 class Background:
     """Results too slow for a request (an embedding projection of 20,000 points takes about
-    a minute on two cores) computed by one worker thread, one at a time, into a ``Memo``.
+    a minute on two cores) computed by one daemon worker thread, one at a time, into a
+    ``Memo``.
 
     ``poll(key, compute)`` never blocks: it returns ``("done", value)``, ``("running",
     seconds since the job started)``, ``("queued", jobs ahead)`` or ``("failed", exception)``.
     A callback shows a "computing" note and polls again; one worker bounds both CPU and
-    memory however many clients ask for different projections at once. A failed job is
-    forgotten once reported, so asking again retries it.
+    memory however many clients ask for different projections at once, and being a daemon
+    it never holds up Ctrl-C. A failed job is forgotten once reported, so asking again
+    retries it.
     """
 
-    def __init__(self, memo: Memo, workers: int = 1):
-        from concurrent.futures import ThreadPoolExecutor
+    def __init__(self, memo: Memo):
+        import queue
 
         self.memo = memo
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="relabscope-background")
-        self._jobs: OrderedDict[Hashable, tuple[Any, list[float]]] = OrderedDict()
+        self._queue: queue.Queue = queue.Queue()
+        self._jobs: OrderedDict[Hashable, _Job] = OrderedDict()
         self._lock = threading.Lock()
+        threading.Thread(target=self._work, name="relabscope-background", daemon=True).start()
 
     def poll(self, key: Hashable, compute: Callable[[], Any]) -> tuple[str, Any]:
         import time
@@ -83,28 +86,42 @@ class Background:
         if key in self.memo:
             return "done", self.memo.get(key, compute)
         with self._lock:
-            if key not in self._jobs:
-                started: list[float] = []
-
-                def job() -> Any:
-                    started.append(time.monotonic())
-                    return self.memo.get(key, compute)
-
-                self._jobs[key] = (self._executor.submit(job), started)
-            future, started = self._jobs[key]
-            if future.done():
+            job = self._jobs.get(key)
+            if job is None:
+                job = self._jobs[key] = _Job(key, compute)
+                self._queue.put(job)
+            if job.finished.is_set():
                 del self._jobs[key]
-                exc = future.exception()
-                return ("failed", exc) if exc is not None else ("done", future.result())
-            if started:
-                return "running", time.monotonic() - started[0]
+                return ("failed", job.error) if job.error is not None else ("done", job.value)
+            if job.started is not None:
+                return "running", time.monotonic() - job.started
             keys = list(self._jobs)
-            return "queued", sum(1 for k in keys[:keys.index(key)] if not self._jobs[k][0].done())
+            return "queued", sum(1 for k in keys[:keys.index(key)] if not self._jobs[k].finished.is_set())
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until every job submitted so far has finished (tests, shutdown)."""
-        from concurrent.futures import wait
-
+        """Block until every job asked for so far has finished (tests)."""
         with self._lock:
-            futures = [f for f, _ in self._jobs.values()]
-        wait(futures, timeout=timeout)
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.finished.wait(timeout)
+
+    def _work(self) -> None:
+        import time
+
+        while True:
+            job = self._queue.get()
+            job.started = time.monotonic()
+            try:
+                job.value = self.memo.get(job.key, job.compute)
+            except BaseException as exc:  # reported to the next poll
+                job.error = exc
+            job.finished.set()
+
+
+class _Job:
+    def __init__(self, key: Hashable, compute: Callable[[], Any]):
+        self.key, self.compute = key, compute
+        self.started: float | None = None
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.finished = threading.Event()
