@@ -26,7 +26,8 @@ TABLE_NAME = "table"
 def run_row(cell: Cell) -> dict:
     """One run's numbers: last and best test accuracy, flip-flops, relabel consistency
     (share of relabels closer to the new class center one epoch later) and mean
-    compactness. Runs that are missing or not finished give ``status`` and NaNs."""
+    compactness. A missing run gives status "missing"; a run without a committed epoch
+    its status and NaNs. Only finished runs enter :func:`sweep_table`."""
     from relabscope.analysis.compare import headline
     from relabscope.analysis.run import Run
     from relabscope.errors import RunDirError
@@ -37,6 +38,9 @@ def run_row(cell: Cell) -> dict:
     except RunDirError:
         return {**row, "status": "missing", **{k: np.nan for k in (*NUMBERS, "test_acc_best")}}
     with run:
+        if run.num_epochs == 0:  # just started (perhaps by another sweep process)
+            return {**row, "status": run.status, "relabels": bool(run.relabels_at_all), "epochs": 0,
+                    **{k: np.nan for k in (*NUMBERS, "test_acc_best")}}
         numbers = headline(run)
         acc = run.metrics()["test_acc"]
         row.update(

@@ -149,7 +149,7 @@ def test_branches_see_the_right_rows_in_training_and_latent_calls() -> None:
                 "branch": c,
                 "grad": torch.is_grad_enabled(),
                 "training": [m.training for m in module.modules()],
-                "neck_training": model.neck.training,
+                "neck_training": model.branch_stats.training,  # the statistics the branches use
                 "rows": args[0].detach().clone(),
             })
         return hook
@@ -192,13 +192,13 @@ def test_branches_see_the_right_rows_in_training_and_latent_calls() -> None:
         order = [d["grad"] for d in calls if d["branch"] == c]
         assert order == sorted(order)
     assert all(m.training for b in model.branches for m in b.modules())
-    assert model.neck.training
+    assert model.neck.training and model.branch_stats.training
 
 
 # ---------------------------------------------------------------------------- latent
 def test_latent_distribution_matches_eval_mode_branch_in_float64() -> None:
     model, cfg = _model()
-    model.dropout.p = 0.0  # the target pass then moves the neck's running stats deterministically
+    model.dropout.p = 0.0
     labels_list = LABELS_ALL
     labels = torch.tensor(labels_list)
     images = _images(len(labels))
@@ -216,11 +216,10 @@ def test_latent_distribution_matches_eval_mode_branch_in_float64() -> None:
     with torch.no_grad():
         x = images.double()
         shared = ref.backbone.stem(x)  # train mode: batch statistics, as in the step
-        ref.neck(_pool(ref.backbone.layer4(shared)))  # the target pass the step makes first
-        for m in (*ref.branches, ref.neck):
+        for m in (*ref.branches, ref.branch_stats):
             m.eval()
         for i, c in enumerate(labels_list):
-            h = ref.branch_fc[c](ref.neck(_pool(ref.branches[c](shared[i:i + 1]))))
+            h = ref.branch_fc[c](ref.branch_neck(_pool(ref.branches[c](shared[i:i + 1]))))
             expected = _latent_row64(h[0].numpy(), c, cfg.dmue_temperature)
             np.testing.assert_allclose(latent[i], expected, rtol=1e-4, atol=1e-6)
     assert cfg.dmue_temperature == pytest.approx(1.2)
@@ -258,7 +257,7 @@ def test_shift_labels_sharpen_insert_zero_match_formulas() -> None:
 
 
 def test_ramps_match_formulas() -> None:
-    a = _cfg().dmue_ramp
+    a = resolve({"method": "dmue", "dataset": "rafdb"}).dmue_ramp  # the reference's a (synthetic: 3)
     assert a == 6.0
     for e in range(13):
         assert ramp_up(e, a) == pytest.approx(_r_up(e, a), rel=1e-12)
@@ -377,13 +376,13 @@ def test_step_parts_match_float64_recomputation(labels: list[int]) -> None:
         feat = feature.numpy()
 
         # latent (eval-mode branches, before any branch trains)
-        for m in (*ref.branches, ref.neck):
+        for m in (*ref.branches, ref.branch_stats):
             m.eval()
         latent = np.zeros((n, K))
         for i, c in enumerate(labels):
-            h = ref.branch_fc[c](ref.neck(_pool(ref.branches[c](shared[i:i + 1]))))[0].numpy()
+            h = ref.branch_fc[c](ref.branch_neck(_pool(ref.branches[c](shared[i:i + 1]))))[0].numpy()
             latent[i] = _latent_row64(h, c, cfg.dmue_temperature)
-        for m in (*ref.branches, ref.neck):
+        for m in (*ref.branches, ref.branch_stats):
             m.train()
 
         # weight s = sigmoid(MLP([m, onehot]))
@@ -398,7 +397,7 @@ def test_step_parts_match_float64_recomputation(labels: list[int]) -> None:
             rows = [i for i in range(n) if labels[i] != c]
             if len(rows) < 2:
                 continue
-            a = ref.branch_fc[c](ref.neck(_pool(ref.branches[c](shared[rows])))).numpy()
+            a = ref.branch_fc[c](ref.branch_neck(_pool(ref.branches[c](shared[rows])))).numpy()
             shifted = [labels[i] - (1 if labels[i] > c else 0) for i in rows]
             aux_terms.append(sum(_ce64(a[r], shifted[r]) for r in range(len(rows))) / len(rows))
             sp_terms.append(float(((_gram_rows64(a) - _gram_rows64(head_in.numpy()[rows])) ** 2).mean()))
@@ -494,3 +493,22 @@ def test_load_pretrained_copies_layer4_into_every_branch(tmp_path: Path) -> None
     for key, value in source.items():
         if not key.startswith("layer4.") and key != "conv1.weight":
             assert torch.equal(model.backbone.state_dict()[key], value), key
+
+
+def test_neck_statistics_track_the_target_branch_only() -> None:
+    """Inference normalises the target feature with the neck's running statistics, so only
+    target passes may move them; the auxiliary branches keep their own (same scale and
+    shift parameters)."""
+    model, _ = _model("dmue-c")
+    model.dropout.p = 0.0  # the neck then sees the pooled target feature itself
+    labels = torch.tensor(LABELS_ALL)
+    images = _images(len(labels))
+    with torch.no_grad():
+        target = _pool(model.backbone.layer4(model.backbone.stem(images)))
+    before = model.neck.running_mean.clone()
+    model.training_step(images, labels, epoch=0)
+    momentum = model.neck.momentum
+    expected = (1 - momentum) * before + momentum * target.mean(dim=0)
+    torch.testing.assert_close(model.neck.running_mean, expected, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(model.branch_stats.running_mean, torch.zeros_like(before))  # the branches moved theirs
+    assert model.branch_stats.weight is None  # statistics only: the affine parameters are the neck's
