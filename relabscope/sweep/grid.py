@@ -155,7 +155,7 @@ def _train_cell(cell: Cell, settings: Mapping[str, Any], progress: bool, hooks: 
                 where: str) -> bool:
     """Train, resume or skip one cell; True when something was trained."""
     from relabscope.config import read_toml
-    from relabscope.training.runner import CONFIG_NAME, RESUMABLE, train
+    from relabscope.training.runner import CONFIG_NAME, RESUMABLE, locked_elsewhere, train
 
     cfg = cell_config(cell, settings)
     stored_path = cell.run_dir / CONFIG_NAME
@@ -176,6 +176,8 @@ def _train_cell(cell: Cell, settings: Mapping[str, Any], progress: bool, hooks: 
     if _finished(cell.run_dir, cfg.epochs):
         log(f"sweep: {where}: finished before, skipped")
         return False
+    if locked_elsewhere(cell.run_dir):
+        raise RunLockedError(f"{cell.run_dir}: another process is training into this run directory")
     log(f"sweep: {where}: resuming {cell.run_dir}")
     train({"epochs": cfg.epochs}, resume=cell.run_dir, progress=progress, hooks=hooks, log=log)
     return True

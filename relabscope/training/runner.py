@@ -211,6 +211,16 @@ class RunDirLock:
         self._fh.close()
 
 
+def locked_elsewhere(run_dir: Path) -> bool:
+    """Whether another process holds the lock of an existing run directory (a probe: the
+    lock is released at once)."""
+    try:
+        with RunDirLock(run_dir):
+            return False
+    except RunLockedError:
+        return True
+
+
 def _claim_run_dir(run_dir: Path, overwrite: bool) -> bool:
     """Refuse a directory that already holds something, unless told to overwrite our files.
     Returns whether the run directory is new (nothing of a run in it yet)."""
