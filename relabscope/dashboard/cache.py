@@ -8,6 +8,7 @@ analysis API returned (tables, Grad-CAM results, PNG bytes); nothing is computed
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from typing import Any, Callable, Hashable
 
@@ -65,52 +66,64 @@ class Background:
 
     ``poll(key, compute)`` never blocks: it returns ``("done", value)``, ``("running",
     seconds since the job started)``, ``("queued", jobs ahead)`` or ``("failed", exception)``.
-    A callback shows a "computing" note and polls again; one worker bounds both CPU and
-    memory however many clients ask for different projections at once, and being a daemon
-    it never holds up Ctrl-C. A failed job is forgotten once reported, so asking again
-    retries it.
+    A callback shows a "computing" note and polls again. One worker bounds CPU and memory
+    however many clients ask at once; it takes the job asked for most recently (the map a
+    user is looking at now), and drops jobs nobody has asked about for ``stale_seconds``
+    (a user who clicked through five maps waits for one). Being a daemon it never holds up
+    Ctrl-C. A failed job is forgotten once reported, so asking again retries it.
     """
 
-    def __init__(self, memo: Memo):
-        import queue
-
+    def __init__(self, memo: Memo, stale_seconds: float = 20.0):
         self.memo = memo
-        self._queue: queue.Queue = queue.Queue()
+        self.stale_seconds = stale_seconds
         self._jobs: OrderedDict[Hashable, _Job] = OrderedDict()
-        self._lock = threading.Lock()
+        self._wake = threading.Condition()
         threading.Thread(target=self._work, name="relabscope-background", daemon=True).start()
 
     def poll(self, key: Hashable, compute: Callable[[], Any]) -> tuple[str, Any]:
-        import time
-
         if key in self.memo:
             return "done", self.memo.get(key, compute)
-        with self._lock:
+        now = time.monotonic()
+        with self._wake:
             job = self._jobs.get(key)
             if job is None:
                 job = self._jobs[key] = _Job(key, compute)
-                self._queue.put(job)
+                self._wake.notify()
+            job.asked = now
             if job.finished.is_set():
                 del self._jobs[key]
                 return ("failed", job.error) if job.error is not None else ("done", job.value)
             if job.started is not None:
-                return "running", time.monotonic() - job.started
-            keys = list(self._jobs)
-            return "queued", sum(1 for k in keys[:keys.index(key)] if not self._jobs[k].finished.is_set())
+                return "running", now - job.started
+            return "queued", sum(1 for j in self._jobs.values() if j.started is not None and not j.finished.is_set())
 
-    def wait(self, timeout: float | None = None) -> None:
-        """Block until every job asked for so far has finished (tests)."""
-        with self._lock:
-            jobs = list(self._jobs.values())
-        for job in jobs:
-            job.finished.wait(timeout)
+    def wait(self, timeout: float = 60.0) -> None:
+        """Block until no job asked for is waiting or running (tests)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._wake:
+                pending = [j for j in self._jobs.values() if not j.finished.is_set()]
+            if not pending:
+                return
+            pending[0].finished.wait(0.05)
+
+    def _next(self) -> _Job:
+        """The most recently asked-for waiting job; stale ones are dropped unstarted."""
+        with self._wake:
+            while True:
+                now = time.monotonic()
+                for key in [k for k, j in self._jobs.items() if j.started is None and now - j.asked > self.stale_seconds]:
+                    del self._jobs[key]
+                waiting = [j for j in self._jobs.values() if j.started is None]
+                if waiting:
+                    job = max(waiting, key=lambda j: j.asked)
+                    job.started = now
+                    return job
+                self._wake.wait()
 
     def _work(self) -> None:
-        import time
-
         while True:
-            job = self._queue.get()
-            job.started = time.monotonic()
+            job = self._next()
             try:
                 job.value = self.memo.get(job.key, job.compute)
             except BaseException as exc:  # reported to the next poll
@@ -121,6 +134,7 @@ class Background:
 class _Job:
     def __init__(self, key: Hashable, compute: Callable[[], Any]):
         self.key, self.compute = key, compute
+        self.asked = time.monotonic()
         self.started: float | None = None
         self.value: Any = None
         self.error: BaseException | None = None

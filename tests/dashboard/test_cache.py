@@ -55,3 +55,31 @@ def test_background_reports_queued_running_done_and_failed() -> None:
     assert background.poll("c", lambda: "fixed")[0] in ("queued", "running", "done")  # asked again: retried
     background.wait(10)
     assert background.poll("c", lambda: "fixed") == ("done", "fixed")
+
+
+def test_background_takes_the_latest_request_and_drops_abandoned_ones() -> None:
+    background = Background(Memo(8), stale_seconds=0.3)
+    running, release, order = threading.Event(), threading.Event(), []
+
+    def job(name, gate=None):
+        def compute():
+            order.append(name)
+            if gate is not None:
+                running.set()
+                gate.wait(10)
+            return name
+        return compute
+
+    background.poll("first", job("first", release))
+    assert running.wait(5)
+    background.poll("abandoned", job("abandoned"))  # asked once, never again
+    import time
+
+    time.sleep(0.5)
+    background.poll("older", job("older"))
+    background.poll("newest", job("newest"))
+    background.poll("older", job("older"))  # asked again last: it is what the user looks at now
+    release.set()
+    background.wait(10)
+    assert order[:2] == ["first", "older"] and "abandoned" not in order
+    assert background.poll("abandoned", job("abandoned"))[0] in ("queued", "running", "done")  # asked again: computed
