@@ -12,6 +12,7 @@ on 50,000 points, and reports peak resident memory.
 
     python benchmarks/analysis_scale.py                 # writes the log once, then times
     python benchmarks/analysis_scale.py --samples 20000 # a quicker, smaller variant
+    python benchmarks/analysis_scale.py --log B.h5 --seed 1 --write-only   # a second log, not timed
 
 Prints a table and writes JSON under benchmarks/results/.
 """
@@ -113,6 +114,9 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--umap-points", type=int, default=50_000)
     ap.add_argument("--log", type=Path, help="reuse (or keep) the log at this path")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the generated log")
+    ap.add_argument("--write-only", action="store_true",
+                    help="write the log and stop (e.g. a second run for dashboard_load.py --against)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "analysis_scale.json")
     ap.add_argument("--_time", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -129,7 +133,11 @@ def main() -> None:
     if not log.exists():
         print(f"writing a {args.samples:,}-sample, {args.epochs}-epoch log to {log}")
         embed_at = {args.epochs // 4 - 1, args.epochs // 2 - 1, 3 * args.epochs // 4 - 1, args.epochs - 1}
-        written = write_log(log, args.samples, args.test, args.epochs, args.classes, args.dim, embed_at, seed=0)
+        written = write_log(log, args.samples, args.test, args.epochs, args.classes, args.dim, embed_at, args.seed)
+    if args.write_only:
+        if args.log is None:
+            raise SystemExit("--write-only needs --log (where to keep the log)")
+        return
     child = subprocess.run([sys.executable, __file__, "--_time", str(log), "--umap-points", str(args.umap_points)],
                            capture_output=True, text=True, check=True)
     timings = json.loads(child.stdout.strip().splitlines()[-1])

@@ -31,8 +31,14 @@ data set, so they legitimately answer "not found"/an error card there.
 
 ``--log`` may be a run.h5 anywhere: it is hard-linked as ``<its folder>/runs/<name>/run.h5``
 (the registry discovers runs as folders holding ``run.h5`` and refuses symlinks out of its
-root) unless ``--root`` names a folder of runs. Prints a table and writes JSON to
-benchmarks/results/dashboard_load.json.
+root) unless ``--root`` names a folder of runs. ``--against`` links a second log into the
+same folder, so the compare page and the compactness difference are timed against a run
+of the same size (``--quick`` writes a second small log with another seed). Prints a table
+and writes JSON to benchmarks/results/dashboard_load.json.
+
+    python benchmarks/analysis_scale.py --log /work/bench/affectnet-scale-b.h5 --seed 1 --write-only
+    python benchmarks/dashboard_load.py --log /work/bench/affectnet-scale.h5 \
+        --against /work/bench/affectnet-scale-b.h5
 """
 
 from __future__ import annotations
@@ -63,27 +69,24 @@ NEEDS_DATA = ("sm gradcam (compute)", "image route")
 
 
 # ---------------------------------------------------------------------- the run folder
-def make_quick_log(folder: Path, samples: int, epochs: int) -> Path:
-    """A small log written by benchmarks/analysis_scale.py's writer, as <folder>/quick/run.h5."""
+def make_quick_log(folder: Path, name: str, samples: int, epochs: int, seed: int) -> Path:
+    """A small log written by benchmarks/analysis_scale.py's writer, as <folder>/<name>/run.h5."""
     spec = importlib.util.spec_from_file_location("analysis_scale", HERE / "analysis_scale.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    run_dir = folder / "quick"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = run_dir / "run.h5"
+    log = folder / name / "run.h5"
+    log.parent.mkdir(parents=True, exist_ok=True)
     embed_at = {max(0, epochs // 4 - 1), max(0, epochs // 2 - 1), max(0, 3 * epochs // 4 - 1), epochs - 1}
     print(f"writing a {samples:,}-sample, {epochs}-epoch log to {log}")
-    mod.write_log(log, samples, max(100, samples // 70), epochs, 8, 512, embed_at, seed=0)
-    return folder
+    mod.write_log(log, samples, max(100, samples // 70), epochs, 8, 512, embed_at, seed=seed)
+    return log
 
 
-def root_for_log(log: Path) -> Path:
-    """A root folder holding ``log`` as ``<root>/<name>/run.h5`` (a hard link)."""
+def link_run(log: Path, root: Path) -> None:
+    """Hard-link ``log`` as ``<root>/<name>/run.h5``: the registry discovers runs as folders
+    holding ``run.h5`` and refuses symlinks out of its roots."""
     log = log.resolve()
-    if log.name == "run.h5":
-        return log.parent  # already a run folder: serve it as the root (its id is its name)
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", log.stem)
-    root = log.parent / "runs"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", log.parent.name if log.name == "run.h5" else log.stem)
     target = root / name / "run.h5"
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
@@ -92,7 +95,27 @@ def root_for_log(log: Path) -> Path:
     else:
         os.link(log, target)
         print(f"hard-linked {log} as {target}")
+
+
+def serving_root(log: Path, against: Path | None) -> Path:
+    """The folder to serve: a lone ``run.h5`` is served from its own folder; any other log
+    (and the ``--against`` log) is linked under ``<its folder>/runs``."""
+    log = log.resolve()
+    if log.name == "run.h5" and against is None:
+        return log.parent
+    root = log.parent / "runs"
+    for path in (log, against):
+        if path is not None:
+            link_run(path, root)
     return root
+
+
+def run_id_of(registry, log: Path) -> str | None:
+    """The registry's id of the run whose log is (a hard link of) ``log``."""
+    for run_id in registry.ids():
+        if os.path.samefile(registry.entry(run_id).log_path, log):
+            return run_id
+    return None
 
 
 # ---------------------------------------------------------------------- the server
@@ -279,6 +302,8 @@ def vary(comp: dict | None, prop: str, rng: random.Random, pick_sample: Callable
         return rng.choice(pts)
     if prop == "data" and isinstance(value, dict) and "sample" in value:
         return {**value, "sample": pick_sample()}
+    if prop == "value" and comp["type"] == "Input" and comp.get("inputMode") == "numeric":
+        return str(pick_sample())  # a sample-id box (e.g. the compare page's)
     return value
 
 
@@ -724,7 +749,9 @@ def main() -> None:
     ap.add_argument("--log", type=Path, default=Path("/work/bench/affectnet-scale.h5"),
                     help="the run log (run.h5) to serve; hard-linked into <its folder>/runs/<name>/")
     ap.add_argument("--root", type=Path, help="serve this folder of runs instead (the first run found is used)")
-    ap.add_argument("--run", help="run id to benchmark (default: the newest under the root)")
+    ap.add_argument("--against", type=Path,
+                    help="a second run log, linked beside --log: the run the compare page compares with")
+    ap.add_argument("--run", help="run id to benchmark (default: the --log run, or the newest under --root)")
     ap.add_argument("--quick", action="store_true", help="a small generated log, fewer calls, 5 s load test")
     ap.add_argument("--quick-samples", type=int, default=5000)
     ap.add_argument("--quick-epochs", type=int, default=5)
@@ -745,11 +772,13 @@ def main() -> None:
     tmp = None
     if args.quick:
         tmp = tempfile.TemporaryDirectory(prefix="relabscope-dashload-")
-        root = make_quick_log(Path(tmp.name) / "runs", args.quick_samples, args.quick_epochs)
+        root = Path(tmp.name) / "runs"
+        args.log = make_quick_log(root, "quick", args.quick_samples, args.quick_epochs, seed=0)
+        make_quick_log(root, "quick-b", args.quick_samples, args.quick_epochs, seed=1)
     elif args.root:
         root = args.root.resolve()
     else:
-        root = root_for_log(args.log)
+        root = serving_root(args.log, args.against)
 
     # the app in this process only to read callback_map (and find the run id)
     import relabscope as rs
@@ -758,7 +787,7 @@ def main() -> None:
 
     app = create_app([root], refresh_seconds=5)
     registry = app.relabscope.registry
-    run_id = args.run or registry.newest()
+    run_id = args.run or (registry.newest() if args.root else run_id_of(registry, args.log))
     if run_id is None:
         raise SystemExit(f"no run under {root}")
     log_path = registry.entry(run_id).log_path
@@ -772,7 +801,9 @@ def main() -> None:
           f" pages {pages}; {len(app.callback_map)} callbacks")
 
     server = Server(root, free_port(), args.out.parent / "dashboard_load-server.log")
-    result: dict[str, Any] = {"log": str(log_path), "root": str(root), "run": run_id, "samples": info["n"],
+    others = [i for i in registry.ids() if i != run_id]
+    result: dict[str, Any] = {"log": str(log_path), "root": str(root), "run": run_id, "other_runs": others,
+                              "samples": info["n"],
                               "epochs": info["num_epochs"], "quick": args.quick, "startup_s": server.startup_s,
                               "server": "relabscope.dashboard.app.serve (Dash app.run = Flask threaded dev server, "
                                         "debug off), as `relabscope serve`",
