@@ -33,9 +33,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
@@ -43,6 +41,7 @@ from typing import Any, Iterable, Iterator, Literal
 import numpy as np
 import pandas as pd
 
+from relabscope.atomic import atomic_write
 from relabscope.runlog.schema import SPLIT_CODES
 
 ProjectionMethod = Literal["umap", "tsne"]
@@ -253,21 +252,11 @@ def _read_cache(path: Path) -> pd.DataFrame | None:
 
 
 def _write_cache(path: Path, df: pd.DataFrame) -> None:
-    """Write atomically (temp file + rename), so concurrent readers never see half a
-    file; any failure (read-only run directory, full disk) only skips caching."""
-    tmp = None
+    """Write atomically, so concurrent readers never see half a file; any failure
+    (read-only run directory, full disk) only skips caching."""
     try:
         path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_write(path) as fh:
             np.savez(fh, **{name: df[name].to_numpy() for name in COLUMNS})
-        os.replace(tmp, path)
-        tmp = None
     except OSError:
         pass
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass

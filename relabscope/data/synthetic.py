@@ -24,13 +24,13 @@ parameters and :data:`GENERATOR_VERSION` (bump it whenever rendering changes).
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from relabscope.atomic import atomic_write
 from relabscope.data.base import ArraySource, DataSplits, FERDataset
 from relabscope.data.cache import cache_dir
 
@@ -543,17 +543,8 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as fh:
+        np.savez(fh, **arrays)
 
 
 def load(

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from relabscope.atomic import atomic_write
 from relabscope.errors import RelabscopeError, RunDirError, RunLockedError
 
 SWEEP_FILE = "sweep.toml"
@@ -234,9 +235,8 @@ def _write_manifest(out: Path, methods: list[str], noise: list[float], seeds: li
         seeds = _union(old["seeds"], seeds)
     out.mkdir(parents=True, exist_ok=True)
     manifest = {"methods": methods, "noise": noise, "seeds": seeds, "settings": settings}
-    tmp = out / (SWEEP_FILE + ".tmp")
-    tmp.write_text(tomli_w.dumps(manifest))
-    tmp.replace(out / SWEEP_FILE)
+    with atomic_write(out / SWEEP_FILE) as fh:
+        fh.write(tomli_w.dumps(manifest).encode())
 
 
 def _union(first: list, second: list) -> list:

@@ -1,0 +1,33 @@
+"""Whole-file replacement: readers, and a crash, see the old file or the new, never half.
+
+The temporary file gets a unique name in the target's folder (same file system, so the
+final rename is atomic), so several processes may write the same file at once, as two
+sweep processes sharing one grid do with ``sweep.toml``: the last rename wins and no
+writer trips over another's temporary file. (Checkpoints keep one fixed temporary name:
+their run directory has one writer, and a killed writer's leftover is overwritten next
+time instead of piling up.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file object whose contents replace ``path`` when the block ends without an
+    error; on an error the temporary file is removed and ``path`` is left as it was."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
