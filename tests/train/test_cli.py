@@ -400,3 +400,12 @@ def test_nan_weights_after_an_epochs_last_step_are_not_checkpointed(tmp_path: Pa
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     with RunLogReader(out) as log:
         assert np.isfinite(log.epoch_array("loss")).all()
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    """``python -m relabscope`` is the CLI (for a checkout on PYTHONPATH, e.g. the GPU
+    machine), under the program name ``relabscope``."""
+    out = subprocess.run([sys.executable, "-m", "relabscope", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Usage: relabscope ")
+    assert "sweep" in out.stdout and "train" in out.stdout
