@@ -116,6 +116,7 @@ _SETTINGS = [
     _option("--dmue-temperature", type=float, help="DMUE's sharpening temperature T (default 1.2)."),
     _option("--dmue-sp-weight", type=float, help="Weight of DMUE's structure-preserving loss (default 1000)."),
     _option("--dmue-train-uncertainty/--dmue-frozen-uncertainty", default=None, help="Train DMUE's s-MLP (default) or leave it at init, as the reference code does."),
+    _option("--dmue-center-ramp/--dmue-center-full", default=None, help="DMUE-C: ramp the center loss up with the target branch's losses (default), or give it full weight from the first step."),
     _option("--seed", type=int),
     _option("--limit", type=int, metavar="N", help="Train on the first N training samples only."),
     _option("--device", type=click.Choice(["auto", "cpu", "cuda"])),

@@ -63,6 +63,7 @@ class TrainConfig:
     dmue_temperature: float = 1.2  # DMUE's sharpening T of the latent label distribution
     dmue_sp_weight: float = 1000.0  # weight of DMUE's structure-preserving loss (reference: 1000)
     dmue_train_uncertainty: bool = True  # False: leave the s-MLP untrained, as the reference code does
+    dmue_center_ramp: bool = True  # DMUE-C: the center loss ramps up with the target branch's losses (False: full weight at once)
     seed: int = 0
     limit: int | None = None  # first N training samples only
     device: str = "auto"

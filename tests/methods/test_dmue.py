@@ -418,8 +418,12 @@ def test_step_parts_match_float64_recomputation(labels: list[int]) -> None:
 
 
 # ---------------------------------------------------------------------------- -C and options
-def test_dmue_c_center_term_on_512d_target_feature() -> None:
-    model, cfg = _model("dmue-c", gamma=0.5)
+@pytest.mark.parametrize("ramp", [True, False])
+def test_dmue_c_center_term_on_512d_target_feature(ramp: bool) -> None:
+    """gamma * L_C on the pooled target feature, against the labels passed in (in effect);
+    it enters the loss ramped up like the target branch's other losses, or at full weight
+    with ``dmue_center_ramp=False``."""
+    model, cfg = _model("dmue-c", gamma=0.5, dmue_center_ramp=ramp)
     model.dropout.p = 0.0
     assert model.center is not None and model.center.centers.shape == (K, 512)
     labels = torch.tensor(LABELS_ALL)
@@ -438,8 +442,10 @@ def test_dmue_c_center_term_on_512d_target_feature() -> None:
     lc = sum(float(((feat[i] - centers[int(new_labels[i])]) ** 2).sum()) for i in range(len(labels))) / len(labels)
     assert second.parts["center"].item() == pytest.approx(cfg.gamma * lc, rel=1e-4)
     p = {k: v.item() for k, v in second.parts.items()}
-    rest = _r_up(0, cfg.dmue_ramp) * (p["main"] + 0.5 * p["soft"] + cfg.dmue_sp_weight * p["sp"]) + p["aux"]
-    assert second.loss.item() == pytest.approx(rest + cfg.gamma * lc, rel=1e-5)
+    up = _r_up(0, cfg.dmue_ramp)
+    assert 0.0 < up < 0.01  # epoch 0: the target losses are nearly off
+    rest = up * (p["main"] + 0.5 * p["soft"] + cfg.dmue_sp_weight * p["sp"]) + p["aux"]
+    assert second.loss.item() == pytest.approx(rest + (up if ramp else 1.0) * cfg.gamma * lc, rel=1e-5)
 
 
 def test_dmue_without_c_has_no_center() -> None:
