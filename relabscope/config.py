@@ -83,6 +83,33 @@ class TrainConfig:
         return self.seed if self.noise_seed is None else self.noise_seed
 
 
+# Settings only some methods read; every other method ignores them, so a sweep does not
+# compare them between a stored run of such a method and the grid.
+_DMUE_METHODS = frozenset({"dmue", "dmue-c"})
+METHOD_ONLY: dict[str, frozenset[str]] = {
+    "dmue_ramp": _DMUE_METHODS,
+    "dmue_temperature": _DMUE_METHODS,
+    "dmue_sp_weight": _DMUE_METHODS,
+    "dmue_train_uncertainty": _DMUE_METHODS,
+    "dmue_center_ramp": frozenset({"dmue-c"}),
+}
+
+# Settings added after runs were first written, each with the value that describes how a run
+# written before it existed was trained: a stored config without the key reads as that
+# value (so resuming such a run keeps training it as it was, and a sweep sees the difference).
+INTRODUCED: dict[str, Any] = {"dmue_center_ramp": False}
+
+
+def applies(key: str, method: str) -> bool:
+    """Whether ``method`` reads the setting ``key`` (see METHOD_ONLY)."""
+    return method in METHOD_ONLY.get(key, (method,))
+
+
+def read_run_config(path: str | Path) -> dict[str, Any]:
+    """A run's stored config.toml, with the settings it predates filled in (INTRODUCED)."""
+    return {**INTRODUCED, **read_toml(path)}
+
+
 # Per method: the hyperparameters of the seed paper's re-implementation (its Sec. IV-A).
 # RUL: Adam 2e-4 for the backbone and heads, 10x for the classifier (the reference code),
 # ExponentialLR 0.9, batch 64. DMUE: lr 0.01 divided by 10 after epochs 10 and 20, batch 72.

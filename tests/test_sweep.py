@@ -139,6 +139,28 @@ def test_refuses_mismatched_folders_and_grid_settings(tmp_path) -> None:
     assert not (tmp_path / "x").exists()  # nothing was created for a sweep that cannot start
 
 
+def test_runs_from_before_a_setting_existed(tmp_path) -> None:
+    """A stored config without a setting added later (dmue_center_ramp) reads as the value
+    that run was trained with: methods that ignore the setting are still skipped, an old
+    DMUE-C run is refused (it was trained differently), and resuming it keeps its value."""
+    from relabscope.training.runner import _resume_config
+
+    out = tmp_path / "sw"
+    grid = dict(noise=[0.3], seeds=1, settings={**SHARED, "epochs": 1}, progress=False, log=lambda line: None)
+    run_sweep(out, methods=["baseline", "dmue", "dmue-c"], **grid)
+    for cell in cells(out, ["baseline", "dmue", "dmue-c"], [0.3], [0]):
+        path = cell.run_dir / "config.toml"
+        text = path.read_text()
+        assert "dmue_center_ramp = true" in text
+        path.write_text(text.replace("dmue_center_ramp = true\n", ""))
+    result = run_sweep(out, methods=["baseline", "dmue"], **grid)
+    assert len(result.skipped) == 2 and not result.trained
+    with pytest.raises(RunDirError, match="holds a run with dmue_center_ramp = False but the sweep asks True"):
+        run_sweep(out, methods=["dmue-c"], **grid)
+    old = cells(out, ["dmue-c"], [0.3], [0])[0].run_dir
+    assert _resume_config(old, {"epochs": 2})[1].dmue_center_ramp is False
+
+
 def test_a_failed_run_is_reported_and_the_rest_go_on(tmp_path, monkeypatch) -> None:
     import relabscope.training.runner as runner
 

@@ -155,7 +155,7 @@ def cell_config(cell: Cell, settings: Mapping[str, Any]) -> Any:
 def _train_cell(cell: Cell, settings: Mapping[str, Any], progress: bool, hooks: list, log: Callable[[str], None],
                 where: str) -> bool:
     """Train, resume or skip one cell; True when something was trained."""
-    from relabscope.config import read_toml
+    from relabscope.config import applies, read_run_config
     from relabscope.training.runner import CONFIG_NAME, RESUMABLE, locked_elsewhere, train
 
     cfg = cell_config(cell, settings)
@@ -164,10 +164,10 @@ def _train_cell(cell: Cell, settings: Mapping[str, Any], progress: bool, hooks: 
         log(f"sweep: {where}: training into {cell.run_dir}")
         train(cfg, overwrite=True, progress=progress, hooks=hooks, log=log)
         return True
-    stored = read_toml(stored_path)
+    stored = read_run_config(stored_path)
     wanted = cfg.to_dict()
     for key, value in wanted.items():
-        if key in RESUMABLE or value is None and key not in stored:
+        if key in RESUMABLE or value is None and key not in stored or not applies(key, cell.method):
             continue
         if stored.get(key) != value:
             raise RunDirError(

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import torch
 
-from relabscope.config import TrainConfig, read_toml, resolve, validate, write_toml
+from relabscope.config import TrainConfig, read_run_config, resolve, validate, write_toml
 from relabscope.data.pipeline import default_workers, load_images, prepare
 from relabscope.errors import RelabscopeError, RunDirError, RunLockedError
 from relabscope.methods import build_method
@@ -255,7 +255,7 @@ def _remove_run_files(run_dir: Path, keep_lock: bool) -> None:
 def _resume_config(run_dir: Path, overrides: TrainConfig | Mapping[str, Any] | None) -> tuple[Path, TrainConfig]:
     if not (run_dir / CONFIG_NAME).is_file():
         raise RunDirError(f"{run_dir}: no run to resume ({CONFIG_NAME} not found)")
-    stored = read_toml(run_dir / CONFIG_NAME)
+    stored = read_run_config(run_dir / CONFIG_NAME)
     if isinstance(overrides, TrainConfig):
         overrides = overrides.to_dict()
     changes = dict(overrides or {})
