@@ -84,13 +84,15 @@ class TrainConfig:
 
 
 # Settings only some methods read; every other method ignores them, so a sweep does not
-# compare them between a stored run of such a method and the grid.
+# compare them between a stored run of such a method and the grid. A setting not named here
+# is read by every method.
+_SCN_METHODS = frozenset({"scn", "scn-c"})
 _DMUE_METHODS = frozenset({"dmue", "dmue-c"})
+_CENTER_METHODS = frozenset({"baseline-c", "scn-c", "rul-c", "dmue-c"})
 METHOD_ONLY: dict[str, frozenset[str]] = {
-    "dmue_ramp": _DMUE_METHODS,
-    "dmue_temperature": _DMUE_METHODS,
-    "dmue_sp_weight": _DMUE_METHODS,
-    "dmue_train_uncertainty": _DMUE_METHODS,
+    **dict.fromkeys(("relabel_epoch", "delta", "relabel_scope", "rr", "rr_margin", "rr_beta"), _SCN_METHODS),
+    **dict.fromkeys(("gamma", "center_lr"), _CENTER_METHODS),
+    **dict.fromkeys(("dmue_ramp", "dmue_temperature", "dmue_sp_weight", "dmue_train_uncertainty"), _DMUE_METHODS),
     "dmue_center_ramp": frozenset({"dmue-c"}),
 }
 

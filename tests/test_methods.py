@@ -167,3 +167,38 @@ def test_baseline_c_center_term_uses_labels_in_effect() -> None:
     d_new = ((emb[0] - m.center.centers[1]) ** 2).sum().item()
     assert b - a == pytest.approx((d_new - d_old) / 4, rel=1e-4, abs=1e-5)
     assert not math.isclose(a, b)
+
+
+def _other_value(value):
+    """A different valid value of a setting, for the METHOD_ONLY check."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, str):
+        return {"all": "low", "low": "all"}[value]
+    return value * 0.5 if isinstance(value, float) else value + 3
+
+
+def test_method_only_settings_are_ignored_by_the_other_methods() -> None:
+    """A sweep skips comparing a METHOD_ONLY setting for the methods it does not name, so
+    those methods must train identically whatever its value (same loss and logits in the
+    second step, once centers exist; same relabels); the map names real settings and methods."""
+    from relabscope.config import INTRODUCED, METHOD_ONLY, resolve
+    from relabscope.methods import METHODS
+
+    fields = set(TrainConfig.__dataclass_fields__)
+    assert set(METHOD_ONLY) <= fields and set(INTRODUCED) <= fields
+    assert set().union(*METHOD_ONLY.values()) <= set(METHODS)
+    images, labels = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.arange(8) % 4
+    for key, readers in METHOD_ONLY.items():
+        for name in set(METHODS) - readers:
+            default = getattr(resolve({"method": name, "dataset": "synthetic"}), key)
+            outs = []
+            for value in (default, _other_value(default)):
+                torch.manual_seed(0)
+                model = build_method(name, 4, resolve({"method": name, "dataset": "synthetic", key: value}))
+                model.after_step(model.training_step(images, labels, epoch=4), labels)  # centers start
+                out = model.training_step(images, labels, epoch=4)
+                outs.append((out.loss.detach(), out.logits.detach(), model.relabel(out, labels, epoch=4)))
+            (loss_a, logits_a, relabel_a), (loss_b, logits_b, relabel_b) = outs
+            assert torch.equal(loss_a, loss_b) and torch.equal(logits_a, logits_b), (key, name)
+            assert torch.equal(relabel_a, relabel_b), (key, name)

@@ -40,13 +40,10 @@ its training accuracy rose). Predictions, logged
 probabilities and the embedding come from the target branch alone: ``z`` unscaled by
 ``s`` and the pooled 512-d feature; DMUE-C puts the center loss on that feature and ramps
 it up with the target branch's other losses (``r_up(e) gamma L_C``;
-``dmue_center_ramp=False`` gives it full weight at once). Unramped, it is in the first
-epochs the only loss that weighs on the target ``layer4`` and drives the target feature
-toward one point (float32, synthetic data: the spread of each dimension fell to 5 % of its
-mean in the second epoch, and the run recovered to 89 % test accuracy at 30 % noise).
-Under bf16 autocast the unramped DMUE-C never recovered (23-34 %, on an H200 with --amp
-and with CPU autocast alike); why was not pinned down (its center term stayed 3-60 times
-above float32's over the first 56 steps). Ramped: 90-91 % in float32 and in bf16.
+``dmue_center_ramp=False`` gives it full weight at once): unramped, it is in the first
+epochs the only loss that weighs on the target ``layer4`` and pulls every target feature
+toward one point, from which bf16 autocast runs did not recover (docs/methods.md has the
+measurements; ``benchmarks/dmue_center_ramp.py`` reproduces them).
 """
 
 from __future__ import annotations
