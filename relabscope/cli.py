@@ -126,6 +126,7 @@ _SETTINGS = [
     _option("--probe-every", type=int, metavar="N", help="Eval-mode embedding pass over the training set every N epochs."),
     _option("--workers", type=int, help="Image decoding workers."),
     _option("--cache-gb", type=float, help="Decode images into memory when they fit in this many GiB."),
+    _option("--keep-optimizer/--drop-optimizer", default=None, help="Keep the optimiser state in a finished run's checkpoint (default; needed to extend it with --resume --epochs), or drop it: a third of the size."),
 ]
 
 

@@ -73,6 +73,7 @@ class TrainConfig:
     probe_every: int = 0  # eval-mode pass over the training set every N epochs (0: never)
     workers: int | None = None  # DataLoader workers (None: from the CPU count)
     cache_gb: float = 8.0  # decode images once into memory when they fit in this many GiB
+    keep_optimizer: bool = True  # False: the finished run's checkpoint keeps no optimiser state (smaller; cannot be extended)
     out: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

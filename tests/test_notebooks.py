@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY
+from tests.conftest import TINY, scratch
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -32,11 +32,11 @@ def runs_root(tmp_path_factory: pytest.TempPathFactory, _isolated_cache) -> Path
     """``<tmp>/scn-20`` and ``<tmp>/scn-c-20``: tiny SCN and SCN-C runs on the same noisy data."""
     from relabscope.training.runner import train
 
-    root = tmp_path_factory.mktemp("notebook-runs")
-    for method, name in RUN_NAMES.items():
-        train({**TINY, "method": method, "noise": 0.3, "out": str(root / name)}, progress=False,
-              log=lambda line: None)
-    return root
+    with scratch(tmp_path_factory, "notebook-runs") as root:
+        for method, name in RUN_NAMES.items():
+            train({**TINY, "method": method, "noise": 0.3, "out": str(root / name)}, progress=False,
+                  log=lambda line: None)
+        yield root
 
 
 def _execute(name: str, runs_root: Path, monkeypatch: pytest.MonkeyPatch, *,

@@ -17,7 +17,7 @@ from relabscope.sweep import (accuracy_table, is_sweep, read_manifest, relabel_t
                               sweep_table, write_tables)
 from relabscope.sweep.grid import cells
 from relabscope.training.hooks import Hook
-from tests.conftest import TINY
+from tests.conftest import TINY, scratch
 
 ALL = ["baseline", "scn", "scn-c", "rul", "rul-c", "dmue", "dmue-c"]
 SHARED = {k: v for k, v in TINY.items() if k not in ("noise", "seed")} | {"epochs": 2}
@@ -25,13 +25,15 @@ SHARED = {k: v for k, v in TINY.items() if k not in ("noise", "seed")} | {"epoch
 
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory: pytest.TempPathFactory):
-    """Every method, noise 0 and 0.3, two seeds: the in-suite sweep."""
-    out = tmp_path_factory.mktemp("sweep") / "grid"
-    result = run_sweep(out, methods=ALL, noise=[0.0, 0.3], seeds=2, settings=SHARED, progress=False,
-                       log=lambda line: None)
-    assert not result.failed
-    assert len(result.trained) == len(ALL) * 2 * 2 and not result.skipped
-    return out
+    """Every method, noise 0 and 0.3, two seeds: the in-suite sweep (its finished runs drop
+    their optimiser state, which would otherwise take 6 GB of disk)."""
+    with scratch(tmp_path_factory, "sweep") as root:
+        out = root / "grid"
+        result = run_sweep(out, methods=ALL, noise=[0.0, 0.3], seeds=2, settings={**SHARED, "keep_optimizer": False},
+                           progress=False, log=lambda line: None)
+        assert not result.failed
+        assert len(result.trained) == len(ALL) * 2 * 2 and not result.skipped
+        yield out
 
 
 def test_every_cell_is_a_finished_run_of_its_method(sweep_dir) -> None:
@@ -110,6 +112,22 @@ def test_killed_run_is_resumed_and_matches_an_uninterrupted_one(tmp_path) -> Non
         assert a.num_epochs == b.num_epochs == 3
         np.testing.assert_array_equal(a.predictions(), b.predictions())
         np.testing.assert_allclose(a.field("uncertainty"), b.field("uncertainty"), rtol=1e-5)
+
+
+def test_goes_on_with_other_settings_of_where_and_how(tmp_path) -> None:
+    """Settings that do not change what a cell computes (device, cache size, whether a
+    finished run keeps its optimiser state) may differ between calls on one grid."""
+    import torch
+
+    out, quiet = tmp_path / "sw", dict(progress=False, log=lambda line: None)
+    first = {**SHARED, "epochs": 1, "keep_optimizer": False}
+    run_sweep(out, methods=["baseline"], noise=[0.0], seeds=1, settings=first, **quiet)
+    later = {**SHARED, "epochs": 1, "device": "auto", "cache_gb": 1.0}
+    result = run_sweep(out, methods=["baseline", "scn"], noise=[0.0], seeds=1, settings=later, **quiet)
+    assert [c.method for c in result.skipped] == ["baseline"] and [c.method for c in result.trained] == ["scn"]
+    kept = {c.method: "optimizer" in torch.load(c.run_dir / "checkpoints" / "last.pt", weights_only=False)
+            for c in cells(out, ["baseline", "scn"], [0.0], [0])}
+    assert kept == {"baseline": False, "scn": True}
 
 
 def test_refuses_mismatched_folders_and_grid_settings(tmp_path) -> None:

@@ -223,9 +223,9 @@ def _write_manifest(out: Path, methods: list[str], noise: list[float], seeds: li
         raise RunDirError(f"{out}: folder is not empty and holds no {SWEEP_FILE}; give an empty or new --out")
     if is_sweep(out):
         old = read_manifest(out)
-        if old["settings"] != settings:
-            keys = sorted({*old["settings"], *settings})
-            key = next(k for k in keys if old["settings"].get(k) != settings.get(k))
+        before, now = _what_is_computed(old["settings"]), _what_is_computed(settings)
+        if before != now:
+            key = next(k for k in sorted({*before, *now}) if before.get(k) != now.get(k))
             raise RunDirError(
                 f"{out / SWEEP_FILE}: this sweep was started with other settings ({key}: "
                 f"{old['settings'].get(key)!r} then, {settings.get(key)!r} now); use another --out"
@@ -237,6 +237,15 @@ def _write_manifest(out: Path, methods: list[str], noise: list[float], seeds: li
     manifest = {"methods": methods, "noise": noise, "seeds": seeds, "settings": settings}
     with atomic_write(out / SWEEP_FILE) as fh:
         fh.write(tomli_w.dumps(manifest).encode())
+
+
+def _what_is_computed(settings: dict) -> dict:
+    """``settings`` without those that say only where and how a run is computed (device,
+    workers, cache size, whether finished runs keep optimiser state): a sweep started on the
+    CPU may go on on a GPU. Epochs are kept: they change every cell's result."""
+    from relabscope.training.runner import RESUMABLE
+
+    return {k: v for k, v in settings.items() if k.replace("-", "_") not in RESUMABLE - {"epochs"}}
 
 
 def _union(first: list, second: list) -> list:

@@ -42,7 +42,7 @@ LOCK_NAME = ".lock"
 RUN_FILES = (LOG_NAME, LOG_NAME + PARTIAL_SUFFIX, CONFIG_NAME, checkpoint.CHECKPOINT_DIR, LOCK_NAME)
 # Settings a resumed run may change: they do not alter what is computed, only where/how
 # long. Anything else must match the run being resumed.
-RESUMABLE = frozenset({"epochs", "device", "workers", "cache_gb", "out"})
+RESUMABLE = frozenset({"epochs", "device", "workers", "cache_gb", "keep_optimizer", "out"})
 
 
 def train(
@@ -119,6 +119,9 @@ def _train_in(run_dir: Path, cfg: TrainConfig, resuming: bool, progress: bool,
             )
         if not (run_dir / LOG_NAME).is_file():
             raise RunDirError(f"{run_dir / LOG_NAME}: run log missing; cannot resume")
+        if "optimizer" not in state and state["epoch"] < cfg.epochs:
+            raise RunDirError(f"{ckpt}: holds the final model without optimiser state (keep_optimizer was off); "
+                              "the run cannot be extended")
         trainer.load_state_dict(state)
         if trainer.epoch >= cfg.epochs:
             _mark_finished(run_dir / LOG_NAME, trainer.epoch)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from relabscope.sweep import accuracy_table, run_sweep, sweep_table
-from tests.conftest import TINY
+from tests.conftest import TINY, scratch
 from tests.dashboard.conftest import dash_call, find, texts
 
 SHARED = {k: v for k, v in TINY.items() if k not in ("noise", "seed")} | {"epochs": 2}
@@ -17,11 +17,11 @@ SHARED = {k: v for k, v in TINY.items() if k not in ("noise", "seed")} | {"epoch
 def sweep_app(tmp_path_factory):
     from relabscope.dashboard import create_app
 
-    root = tmp_path_factory.mktemp("served-sweep")
-    run_sweep(root / "grid", methods=["scn", "scn-c", "rul"], noise=[0.3], seeds=1, settings=SHARED,
-              progress=False, log=lambda line: None)
-    app = create_app([root], refresh_seconds=5)
-    return app, app.server.test_client(), root / "grid"
+    with scratch(tmp_path_factory, "served-sweep") as root:
+        run_sweep(root / "grid", methods=["scn", "scn-c", "rul"], noise=[0.3], seeds=1, settings=SHARED,
+                  progress=False, log=lambda line: None)
+        app = create_app([root], refresh_seconds=5)
+        yield app, app.server.test_client(), root / "grid"
 
 
 def _page(app, client, search):

@@ -25,6 +25,7 @@ from relabscope.errors import DivergedError
 from relabscope.runlog import RunLogReader
 from relabscope.training.hooks import BatchRecord, Hook, RunInfo
 from relabscope.training.runner import train
+from tests.conftest import scratch
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -65,9 +66,9 @@ def _one_error_line(result: Result, *fragments: str) -> str:
 
 @pytest.fixture(scope="module")
 def good_run(tmp_path_factory: pytest.TempPathFactory, _isolated_cache) -> tuple[Path, Result]:
-    out = tmp_path_factory.mktemp("cli") / "run"
-    result = _invoke("--method", "scn", "--noise", "0.2", "--epochs", "2", *TINY, "--out", str(out))
-    return out, result
+    with scratch(tmp_path_factory, "cli") as root:
+        out = root / "run"
+        yield out, _invoke("--method", "scn", "--noise", "0.2", "--epochs", "2", *TINY, "--out", str(out))
 
 
 def test_train_end_to_end(good_run) -> None:

@@ -19,6 +19,7 @@ import torch
 from relabscope.errors import RunDirError
 from relabscope.runlog import RunLogReader
 from relabscope.training.runner import train
+from tests.conftest import scratch
 
 DATA = {"num_train": 96, "num_test": 32, "size": 32}
 BASE = {
@@ -92,27 +93,27 @@ def _kill_mid_epoch_3(run_dir: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, _isolated_cache) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("resume")
-    a, b, c = root / "A", root / "B", root / "C"
-    # C first: the subprocess (torch import) overlaps nothing, but its kill must land mid-epoch
-    lines = _kill_mid_epoch_3(c)
-    epoch, _ = _model(c)
-    assert epoch == 2, f"the kill should leave the epoch-2 checkpoint:\n{''.join(lines)}"
-    with RunLogReader(c) as log:
-        assert log.num_epochs in (2, 3) and log.status == "running"
-    result_c = train({"epochs": 4}, resume=c, progress=False)
-    assert (result_c.status, result_c.epochs_done) == ("finished", 4)
+    with scratch(tmp_path_factory, "resume") as root:
+        a, b, c = root / "A", root / "B", root / "C"
+        # C first: the subprocess (torch import) overlaps nothing, but its kill must land mid-epoch
+        lines = _kill_mid_epoch_3(c)
+        epoch, _ = _model(c)
+        assert epoch == 2, f"the kill should leave the epoch-2 checkpoint:\n{''.join(lines)}"
+        with RunLogReader(c) as log:
+            assert log.num_epochs in (2, 3) and log.status == "running"
+        result_c = train({"epochs": 4}, resume=c, progress=False)
+        assert (result_c.status, result_c.epochs_done) == ("finished", 4)
 
-    result_a = train({**BASE, "out": str(a)}, progress=False)
-    assert (result_a.status, result_a.epochs_done) == ("finished", 4)
+        result_a = train({**BASE, "out": str(a)}, progress=False)
+        assert (result_a.status, result_a.epochs_done) == ("finished", 4)
 
-    result_b1 = train({**BASE, "epochs": 2, "out": str(b)}, progress=False)
-    assert (result_b1.status, result_b1.epochs_done) == ("finished", 2)
-    with RunLogReader(b) as log:
-        assert log.num_epochs == 2 and log.status == "finished"
-    result_b = train({"epochs": 4}, resume=b, progress=False)
-    assert (result_b.status, result_b.epochs_done) == ("finished", 4)
-    return {"A": a, "B": b, "C": c, "root": root}
+        result_b1 = train({**BASE, "epochs": 2, "out": str(b)}, progress=False)
+        assert (result_b1.status, result_b1.epochs_done) == ("finished", 2)
+        with RunLogReader(b) as log:
+            assert log.num_epochs == 2 and log.status == "finished"
+        result_b = train({"epochs": 4}, resume=b, progress=False)
+        assert (result_b.status, result_b.epochs_done) == ("finished", 4)
+        yield {"A": a, "B": b, "C": c, "root": root}
 
 
 def test_uninterrupted_run_relabels(runs) -> None:
@@ -205,6 +206,29 @@ def test_resume_finished_run_without_more_epochs_does_nothing(runs, epochs) -> N
     assert len(said) == 1, lines
     assert str(runs["A"]) in said[0] and "--epochs" in said[0]
     assert _stamp(runs["A"]) == before
+
+
+def test_a_run_that_drops_its_optimizer_is_smaller_and_cannot_be_extended(runs, tmp_path: Path) -> None:
+    """keep_optimizer off: the finished run's checkpoint holds the same model as a run that
+    kept its optimiser, at about a third of the size; extending it is refused without
+    touching a file, and asking for the epochs it has does nothing."""
+    slim = tmp_path / "slim"
+    result = train({**BASE, "keep_optimizer": False, "out": str(slim)}, progress=False)
+    assert (result.status, result.epochs_done) == ("finished", 4)
+    ckpt, kept = slim / "checkpoints" / "last.pt", runs["A"] / "checkpoints" / "last.pt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert "optimizer" not in state and "scheduler" not in state
+    (epoch, model), (kept_epoch, kept_model) = _model(slim), _model(runs["A"])
+    assert epoch == kept_epoch == 4 and model.keys() == kept_model.keys()
+    assert all(torch.equal(model[k], kept_model[k]) for k in model)
+    assert ckpt.stat().st_size < 0.4 * kept.stat().st_size
+
+    before = _stamp(slim)
+    with pytest.raises(RunDirError, match="without optimiser state.*cannot be extended"):
+        train({"epochs": 5}, resume=slim, progress=False)
+    assert _stamp(slim) == before
+    again = train(None, resume=slim, progress=False, log=lambda line: None)
+    assert (again.status, again.epochs_done) == ("finished", 4)
 
 
 def test_resume_needs_a_run(tmp_path: Path) -> None:
