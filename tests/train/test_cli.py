@@ -410,3 +410,16 @@ def test_python_dash_m_runs_the_cli() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("Usage: relabscope ")
     assert "sweep" in out.stdout and "train" in out.stdout
+
+
+def test_every_setting_is_an_option_of_train_and_sweep() -> None:
+    """A new TrainConfig field is reachable from the command line (train: all of them;
+    sweep: all but the grid's), under its own name."""
+    from relabscope.config import FIELDS
+    from relabscope.sweep.grid import GRID_KEYS
+
+    options = {name: {p.name for p in main.commands[name].params} for name in ("train", "sweep")}
+    assert set(FIELDS) <= options["train"]
+    assert set(FIELDS) - set(GRID_KEYS) - {"out"} <= options["sweep"]
+    flags = {o for p in main.commands["train"].params for o in (*p.opts, *p.secondary_opts)}
+    assert {"--keep-optimizer", "--drop-optimizer"} <= flags
