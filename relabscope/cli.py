@@ -21,7 +21,7 @@ else:  # pragma: no cover
 
 
 class _Group(click.Group):
-    """Turns RelabscopeError and Ctrl-C into one line and an exit code."""
+    """Turns RelabscopeError, an operating-system error and Ctrl-C into one line and an exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -32,6 +32,10 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("relabscope: interrupted", err=True)
             ctx.exit(130)
+        except OSError as exc:  # the system refused a file operation (a path under a file, a full disk ...)
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"relabscope: error: {where}{exc.strerror or exc}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -30,6 +30,11 @@ class RunLockedError(RunDirError):
     """Another process is training into the run directory."""
 
 
+class WriteError(RunDirError):
+    """A run file could not be written (a full disk, a lost mount); the files as they were
+    before the failed write are kept."""
+
+
 class DivergedError(RelabscopeError):
     """Training produced a non-finite loss; the last good checkpoint and log are kept."""
 

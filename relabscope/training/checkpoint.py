@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from relabscope.errors import WriteError
+
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
 
@@ -57,11 +59,20 @@ def path_in(run_dir: Path) -> Path:
 
 
 def save(state: dict[str, Any], path: Path) -> None:
-    """Write atomically: a reader (or a crash) sees the old file or the new, never half."""
+    """Write atomically: a reader (or a crash) sees the old file or the new, never half.
+
+    A failed write (torch reports a full disk as a RuntimeError from its zip writer) leaves
+    the previous checkpoint in place, removes the partial file and raises WriteError.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise WriteError(f"{path}: could not be written ({reason})") from None
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -33,7 +33,7 @@ import torch
 from relabscope.config import TrainConfig
 from relabscope.data.augment import eval_transform, train_transform
 from relabscope.data.pipeline import ImageBatches, PreparedData, split_batches
-from relabscope.errors import DivergedError
+from relabscope.errors import DivergedError, WriteError
 from relabscope.methods import Method
 from relabscope.training import checkpoint
 from relabscope.training.hooks import BatchRecord, EpochSummary, Hook, HookList, RunInfo, RunResult
@@ -185,6 +185,15 @@ class Trainer:
                 if completed else "no epoch had completed, so there is no checkpoint"
             )
             raise DivergedError(f"{exc}; {kept}") from None
+        except WriteError as exc:
+            completed = self._settle(pending, completed)
+            pending = None
+            kept = (
+                f"the last checkpoint written is after epoch {completed}: resume the run "
+                "(relabscope train --resume) once the problem is fixed"
+                if completed else "no epoch had been checkpointed yet"
+            )
+            raise WriteError(f"{exc}; {kept}") from None
         finally:
             completed = self._settle(pending, completed)  # keep the last good epoch on errors
             finisher.shutdown(wait=True)

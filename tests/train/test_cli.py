@@ -423,3 +423,43 @@ def test_every_setting_is_an_option_of_train_and_sweep() -> None:
     assert set(FIELDS) - set(GRID_KEYS) - {"out"} <= options["sweep"]
     flags = {o for p in main.commands["train"].params for o in (*p.opts, *p.secondary_opts)}
     assert {"--keep-optimizer", "--drop-optimizer"} <= flags
+
+
+def test_a_checkpoint_that_cannot_be_written_ends_in_one_line_and_the_run_resumes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Epoch 2's checkpoint write fails as on a full disk (torch's zip writer raises a
+    RuntimeError): one line naming the file and what is kept, no partial file left, epoch
+    1's checkpoint intact, and once writes work again the run resumes to its end."""
+    real_save, calls = torch.save, []
+
+    def disk_full_on_second_call(obj, f, *args, **kwargs):
+        calls.append(f)
+        if len(calls) == 2:
+            Path(f).write_bytes(b"PK\x03\x04 partial")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed "
+                               "writing file data/3: file write failed\nframe #0: ...")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", disk_full_on_second_call)
+    out, ckpt = tmp_path / "run", tmp_path / "run" / "checkpoints" / "last.pt"
+    result = _invoke("--method", "scn", "--epochs", "3", *TINY, "-q", "--out", str(out))
+    _one_error_line(result, f"{ckpt}: could not be written", "file write failed", "after epoch 1:",
+                    "--resume")
+    assert not ckpt.with_name("last.pt.tmp").exists()
+    assert torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"] == 1
+    with RunLogReader(out) as log:
+        assert log.status == "interrupted" and log.num_epochs >= 1  # it may be ahead of the checkpoint
+
+    monkeypatch.undo()
+    _ok(CliRunner().invoke(main, ["train", "--resume", str(out), "-q"]))
+    with RunLogReader(out) as log:
+        assert log.status == "finished" and log.num_epochs == 3
+
+
+def test_an_out_folder_the_system_refuses_is_one_line(tmp_path: Path) -> None:
+    """--out below a regular file: the operating system's refusal, in one line naming the path."""
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / "a-file" / "run"
+    _one_error_line(_invoke("--method", "scn", "--epochs", "1", *TINY, "-q", "--out", str(out)),
+                    str(tmp_path / "a-file"), "Not a directory")
+    assert (tmp_path / "a-file").read_text() == "not a folder"
