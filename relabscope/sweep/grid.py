@@ -240,12 +240,10 @@ def _write_manifest(out: Path, methods: list[str], noise: list[float], seeds: li
 
 
 def _what_is_computed(settings: dict) -> dict:
-    """``settings`` without those that say only where and how a run is computed (device,
-    workers, cache size, whether finished runs keep optimiser state): a sweep started on the
-    CPU may go on on a GPU. Epochs are kept: they change every cell's result."""
-    from relabscope.training.runner import RESUMABLE
+    """``settings`` without those that say only where and how a run is computed (HOW_TO_RUN)."""
+    from relabscope.training.runner import HOW_TO_RUN
 
-    return {k: v for k, v in settings.items() if k.replace("-", "_") not in RESUMABLE - {"epochs"}}
+    return {k: v for k, v in settings.items() if k.replace("-", "_") not in HOW_TO_RUN}
 
 
 def _union(first: list, second: list) -> list:

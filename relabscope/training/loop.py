@@ -176,30 +176,27 @@ class Trainer:
                 completed = pending.result() + 1
                 pending = None
             status = "finished"
-        except DivergedError as exc:
-            status = "diverged"
+        except (DivergedError, WriteError) as exc:
+            if isinstance(exc, DivergedError):
+                status = "diverged"
             completed = self._settle(pending, completed)
             pending = None
-            kept = (
-                f"the log and {checkpoint.path_in(self.run_dir)} keep the last good epoch ({completed} complete)"
-                if completed else "no epoch had completed, so there is no checkpoint"
-            )
-            raise DivergedError(f"{exc}; {kept}") from None
-        except WriteError as exc:
-            completed = self._settle(pending, completed)
-            pending = None
-            kept = (
-                f"the last checkpoint written is after epoch {completed}: resume the run "
-                "(relabscope train --resume) once the problem is fixed"
-                if completed else "no epoch had been checkpointed yet"
-            )
-            raise WriteError(f"{exc}; {kept}") from None
+            raise type(exc)(f"{exc}; {self._what_is_kept(exc, completed)}") from None
         finally:
             completed = self._settle(pending, completed)  # keep the last good epoch on errors
             finisher.shutdown(wait=True)
             result = RunResult(self.run_dir, status, completed, last, time.perf_counter() - start)
             self.hooks.on_run_end(result)
         return result
+
+    def _what_is_kept(self, exc: DivergedError | WriteError, completed: int) -> str:
+        """The end of a stopped run's error line: which epoch its files keep, and what next."""
+        if isinstance(exc, DivergedError):
+            return (f"the log and {checkpoint.path_in(self.run_dir)} keep the last good epoch ({completed} complete)"
+                    if completed else "no epoch had completed, so there is no checkpoint")
+        return (f"the last checkpoint written is after epoch {completed}: resume the run "
+                "(relabscope train --resume) once the problem is fixed" if completed
+                else "no epoch had been checkpointed yet")
 
     @staticmethod
     def _settle(pending: Future | None, completed: int) -> int:

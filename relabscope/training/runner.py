@@ -40,9 +40,12 @@ from relabscope.training.progress import ProgressHook
 CONFIG_NAME = "config.toml"
 LOCK_NAME = ".lock"
 RUN_FILES = (LOG_NAME, LOG_NAME + PARTIAL_SUFFIX, CONFIG_NAME, checkpoint.CHECKPOINT_DIR, LOCK_NAME)
-# Settings a resumed run may change: they do not alter what is computed, only where/how
-# long. Anything else must match the run being resumed.
-RESUMABLE = frozenset({"epochs", "device", "workers", "cache_gb", "keep_optimizer", "out"})
+# Settings that say where and how a run is computed, not what: a resumed run or a sweep
+# may change them (a grid started on the CPU may finish on a GPU).
+HOW_TO_RUN = frozenset({"device", "workers", "cache_gb", "keep_optimizer", "out"})
+# Settings a resumed run may change: those, and how long it trains. Anything else must
+# match the run being resumed.
+RESUMABLE = HOW_TO_RUN | {"epochs"}
 
 
 def train(
