@@ -24,6 +24,7 @@ _EXPORTS = {
     "Hook": "relabscope.training.hooks",
     "load_dataset": "relabscope.data",
     "RelabscopeError": "relabscope.errors",
+    "ClassBalanceWarning": "relabscope.analysis.class_balance",
 }
 
 

@@ -292,6 +292,14 @@ def _run_views(rep: _Report, run: Run, slug: str, *, png: Any, top: int, samples
     rep.figure(sec, slug, "relabels_per_epoch", lambda: plot.relabels_per_epoch(run), png=png)
     rep.table(sec, slug, "metrics", run.metrics)
 
+    # class balance: did relabelling absorb a class?
+    rep.figure(sec, slug, "class_counts", lambda: plot.class_counts(run), png=png)
+    rep.figure(sec, slug, "label_flow", lambda: plot.label_flow(run), png=png)
+    rep.table(sec, slug, "class_warnings", run.class_warnings, inline=bool(len(_class_warnings(run))),
+              title="classes relabelling emptied or shrank below half their given size")
+    rep.table(sec, slug, "class_counts", run.class_counts, title="class sizes per epoch under the labels in effect")
+    rep.table(sec, slug, "label_flow", run.label_flow, index=True, title="given label → label after the last epoch")
+
     # relabel inconsistency
     rep.figure(sec, slug, "flipflops", lambda: plot.flipflops(run, top=top), png=png)
     rep.figure(sec, slug, "oscillations", lambda: plot.oscillation_heatmap(run), png=png)
@@ -359,12 +367,25 @@ def _comparison_views(rep: _Report, runs: list[Run], *, png: Any) -> None:
     rep.figure(sec, slug, "consistency", lambda: plot.consistency_summary(runs), png=png)
     rep.figure(sec, slug, "gap_change", lambda: plot.gap_change_histogram(runs), png=png)
     rep.figure(sec, slug, "flipflop_totals", lambda: plot.flipflop_totals(runs), png=png)
+    rep.figure(sec, slug, "class_counts", lambda: plot.class_counts(runs), png=png)
+    rep.figure(sec, slug, "label_flow", lambda: plot.label_flow(runs), png=png)
     comp = compare(runs[0], runs[1])
-    rep.table(sec, slug, "summary", comp.summary, index=True, inline=True, title="headline numbers, B − A")
+    rep.table(sec, slug, "class_counts", comp.class_counts, index=True,
+              title="class sizes: given, after the last epoch and smallest, of both runs")
+    rep.table(sec, slug, "summary", lambda: comp.summary(warn=False), index=True, inline=True, title="headline numbers, B − A")
     rep.table(sec, slug, "compactness", comp.compactness, index=True, title="compactness of both runs")
     rep.table(sec, slug, "consistency", comp.consistency, index=True, title="relabel consistency of both runs")
     rep.table(sec, slug, "metrics", comp.metrics, title="per-epoch metrics of both runs")
     rep.table(sec, slug, "samples", comp.samples, title="training samples of both runs, aligned by key")
+
+
+def _class_warnings(run: Run) -> list[str]:
+    """The run's class-balance warnings, or none when they cannot be computed (the view
+    that failed says why)."""
+    try:
+        return list(run.class_warnings()["message"])
+    except Exception:
+        return []
 
 
 def _chosen_samples(run: Run, n: int) -> tuple[list[int], str]:
@@ -406,6 +427,12 @@ def _headline(runs: list[Run], slugs: list[str]) -> pd.DataFrame:
         else:
             row["relabel events"] = row["relabelled samples"] = row["flip-flops"] = "never relabels"
             row["closer to new (consistency)"] = "—"
+        try:
+            kinds = run.class_warnings()["kind"]
+            row["classes emptied"] = int((kinds == "emptied").sum())
+            row["classes below half"] = int((kinds == "shrunk").sum())
+        except Exception:
+            pass
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -414,6 +441,7 @@ _CSS = """
 body{font-family:Inter,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1180px;color:#222;padding:0 1em}
 h1{margin-bottom:.2em} h2{border-bottom:2px solid #eee;padding-bottom:.2em;margin-top:2em}
 .muted{color:#666} .note{color:#555;font-style:italic} .error{color:#b00020}
+.warn{border:1px solid #e8c26e;background:#fff9e8;border-radius:6px;padding:.5em 1em;margin:1em 0;color:#5a3b00}
 table.data{border-collapse:collapse;margin:.5em 0 1em} table.data th,table.data td{padding:.25em .7em;
 border-bottom:1px solid #e5e5e5;text-align:right} table.data th:first-child,table.data td:first-child{text-align:left}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:1.2em}
@@ -438,6 +466,10 @@ def _index_html(rep: _Report, runs: list[Run], slugs: list[str], headline: pd.Da
              "<p><a href='tables/key_numbers.csv'>CSV</a> · <a href='tables/key_numbers.md'>Markdown</a></p>"]
     for msg in rep.notes:
         parts.append(f"<p class='note'>{e(msg)}</p>")
+    balance = [f"{run.name}: {m}" if len(runs) > 1 else m for run in runs for m in _class_warnings(run)]
+    if balance:
+        parts.append("<div class='warn'><b>Relabelling changed the class balance</b><ul>"
+                     + "".join(f"<li>{e(m)}</li>" for m in balance) + "</ul></div>")
     failed = [i for i in rep.items if i.error]
     if failed:
         parts.append("<p class='error'>Views that failed: " + ", ".join(

@@ -65,4 +65,50 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory, _isolated_cache) -> dict
         out = root / method
         train({**TINY, "method": method, "out": str(out)}, progress=False, log=lambda line: None)
         runs[method] = out
+    _check_tiny_runs(runs)
     return runs
+
+
+def _check_tiny_runs(runs: dict[str, Path]) -> None:
+    """The properties tests of the tiny runs rely on, checked once here: which samples and
+    classes a run relabels depends on floating point (it differs between machines), so a
+    test must not assume more than this. In particular a class may be relabelled empty (its
+    distances are then NaN); the ``emptied_run`` fixture covers that case on purpose."""
+    from relabscope.analysis.run import Run
+
+    for method, path in runs.items():
+        with Run(path) as run:
+            assert run.num_epochs == TINY["epochs"] and run.status == "finished", (method, run)
+            assert run.embedding_epochs() == [1, 3], (method, run.embedding_epochs())
+            ff = run.flipflops()
+            if method == "baseline":
+                assert ff["changes"].sum() == 0
+            else:  # the noisy labels and the eager rule make both SCN variants relabel and flip-flop
+                assert ff["changes"].sum() > 0 and ff["flipflops"].sum() > 0, (method, ff["changes"].sum())
+
+
+@pytest.fixture(scope="session")
+def emptied_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run log in which relabelling empties a class ("anger", in epoch 1) and shrinks
+    another below half ("sadness"): written through RunLogWriter from seeded arrays, so it
+    is the same on every machine (``tests.logs.EMPTIED``)."""
+    from relabscope.analysis.run import Run
+    from tests.logs import EMPTIED, write_emptied_log
+
+    path = write_emptied_log(tmp_path_factory.mktemp("emptied") / "emptied")
+    with Run(path) as run:
+        counts = run.class_counts()
+        anger = counts[counts["class_name"] == EMPTIED["emptied"]]
+        assert (anger["count"].to_numpy()[EMPTIED["emptied_epoch"] + 1:] == 0).all()
+        assert run.classes_without_mean() == [EMPTIED["emptied"]]
+    return path
+
+
+@pytest.fixture(scope="session")
+def emptied_pair(emptied_run: Path) -> tuple[Path, Path]:
+    """The emptied run and a second one like it (another seed, method SCN), side by side
+    under one folder, for comparisons."""
+    from tests.logs import write_emptied_log
+
+    other = write_emptied_log(emptied_run.parent / "emptied-scn", seed=1, method="scn")
+    return emptied_run, other

@@ -144,3 +144,24 @@ def test_cli_report_bad_path_is_one_error_line(tmp_path):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("relabscope: error: ") and "nope" in lines[0]
     assert not (tmp_path / "rep").exists()
+
+
+def test_report_of_runs_with_an_emptied_class_draws_every_view_and_warns(emptied_pair, tmp_path):
+    """Every figure and table of a two-run report over logs in which relabelling emptied a
+    class, strict (any failing view raises). Grad-CAM is left out: a hand-written log has
+    no model or images; t-SNE instead of UMAP keeps it fast."""
+    from relabscope.report import write_report
+
+    lines: list[str] = []
+    index = write_report(list(emptied_pair), tmp_path, png=False, projection="tsne", gradcam_samples=0, samples=2,
+                         strict=True, log=lines.append)
+    assert lines == []
+    text = index.read_text()
+    assert "Relabelling changed the class balance" in text
+    assert "emptied: class &#x27;anger&#x27; was emptied by relabelling in epoch 1" in text
+    for name in ("emptied__class_counts", "emptied__label_flow", "compare__class_counts", "compare__label_flow"):
+        assert (tmp_path / "figures" / f"{name}.html").stat().st_size > 0, name
+    warnings = (tmp_path / "tables" / "emptied__class_warnings.csv").read_text()
+    assert "anger" in warnings and "sadness" in warnings
+    assert "anger,16,0,0,16,0,0" in (tmp_path / "tables" / "compare__class_counts.csv").read_text()
+    assert "nan" not in text.lower().replace("nanmean", "")

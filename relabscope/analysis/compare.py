@@ -8,11 +8,13 @@ set whatever ``--limit`` or unreadable images did to the row order.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from relabscope.analysis.class_balance import ClassBalanceWarning
 from relabscope.analysis.run import LabelKind, Run
 
 
@@ -28,13 +30,47 @@ class Comparison:
         a, b = self.a.name, self.b.name
         return (f"{a} (A)", f"{b} (B)") if a == b else (a, b)
 
-    def summary(self) -> pd.DataFrame:
+    def summary(self, *, warn: bool = True) -> pd.DataFrame:
         """Headline numbers per run: last test accuracy, relabels, flip-flops, relabel
-        consistency, mean compactness and (when clean labels are known) noise recovery."""
+        consistency, mean compactness, classes relabelling emptied or shrank below half their
+        given size and (when clean labels are known) noise recovery.
+
+        With ``warn`` (the default), each such class also raises a
+        :class:`ClassBalanceWarning` naming the run, the class, the epoch and the counts
+        (see :meth:`class_warnings`): a good-looking flip-flop count must not hide that
+        relabelling absorbed a class. Views that show those messages themselves pass
+        ``warn=False``."""
         rows = {name: headline(run) for name, run in zip(self.names, (self.a, self.b))}
         df = pd.DataFrame(rows)
         df["difference (B - A)"] = df[self.names[1]] - df[self.names[0]]
+        for message in self.class_warnings()["message"] if warn else ():
+            warnings.warn(message, ClassBalanceWarning, stacklevel=2)
         return df
+
+    def class_warnings(self) -> pd.DataFrame:
+        """``Run.class_warnings()`` of both runs, with a ``run`` column first and the run
+        named in each message."""
+        parts = []
+        for name, run in zip(self.names, (self.a, self.b)):
+            w = run.class_warnings()
+            w.insert(0, "run", name)
+            w["message"] = name + ": " + w["message"]
+            parts.append(w)
+        return pd.concat(parts, ignore_index=True)
+
+    def class_counts(self) -> pd.DataFrame:
+        """Per class: given size, and each run's count after its last epoch (``final_a``,
+        ``final_b``) and smallest count during training (``lowest_a``, ``lowest_b``)."""
+        out = None
+        for tag, run in (("a", self.a), ("b", self.b)):
+            counts = run.class_counts()
+            last = counts[counts["epoch"] == counts["epoch"].max()].set_index("class_name")
+            part = pd.DataFrame({f"given_{tag}": last["given"], f"final_{tag}": last["count"],
+                                 f"lowest_{tag}": counts.groupby("class_name", sort=False)["count"].min()})
+            out = part if out is None else out.join(part, how="outer")
+        assert out is not None
+        out.index.name = "class"
+        return out
 
     def metrics(self) -> pd.DataFrame:
         """Per epoch: test accuracy and relabels of both runs (outer join on epoch)."""
@@ -92,6 +128,7 @@ def headline(run: Run) -> pd.Series:
     flip = run.flipflops()
     cons = run.consistency()
     comp = run.compactness()
+    balance = run.class_warnings()
     out = {
         "test_acc": float(metrics["test_acc"].iloc[-1]) if len(metrics) else np.nan,
         "relabel_events": float(flip["changes"].sum()),
@@ -103,6 +140,8 @@ def headline(run: Run) -> pd.Series:
         "mean_rel_gap_change": float(cons["mean_rel_gap_change"]),
         "undone_fraction": float(cons["undone_fraction"]),
         "mean_compactness": float(np.average(comp["mean"].fillna(0), weights=comp["n"])) if comp["n"].sum() else np.nan,
+        "classes_emptied": float((balance["kind"] == "emptied").sum()),
+        "classes_below_half": float((balance["kind"] == "shrunk").sum()),
     }
     if run.clean_labels is not None:
         rec = run.noise_recovery()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal
 import numpy as np
 import pandas as pd
 
+from relabscope.analysis import class_balance as _class_balance
 from relabscope.analysis import compactness as _compactness
 from relabscope.analysis import consistency as _consistency
 from relabscope.analysis import distances as _distances
@@ -252,6 +253,36 @@ class Run:
             sample_ids=np.flatnonzero(self.train_mask),
             class_names=self.class_names,
         )).copy()
+
+    def class_counts(self) -> pd.DataFrame:
+        """Per epoch and class: training samples under the labels in effect, beside the
+        class's given (and, when known, clean) size. Epochs 0..E: row ``E`` (= num_epochs)
+        counts the labels after the last epoch's relabels. Columns: epoch, class_id,
+        class_name, count, given, clean, fraction_of_given."""
+        mask = self.train_mask
+        clean = self.clean_labels
+        return self._cached("class_counts", lambda: _class_balance.class_counts(
+            self._train_columns(self.labels()), self.final_labels()[mask], self.given_labels[mask],
+            None if clean is None else clean[mask], self.class_names)).copy()
+
+    def class_warnings(self, threshold: float = _class_balance.SHRINK_THRESHOLD) -> pd.DataFrame:
+        """The classes relabelling emptied or shrank below ``threshold`` of their given size,
+        one row each with the epoch, the counts and a one-line ``message``; empty when every
+        class kept at least that share."""
+        return _class_balance.class_warnings(self.class_counts(), threshold)
+
+    def label_flow(self) -> pd.DataFrame:
+        """Training samples by given label (rows) and label in effect after the last epoch
+        (columns)."""
+        mask = self.train_mask
+        return _class_balance.label_flow(self.given_labels[mask], self.final_labels()[mask], self.class_names)
+
+    def classes_without_mean(self, epoch: int = -1) -> list[str]:
+        """Names of the classes that held no training sample at ``epoch``: they have no
+        class mean, so every distance to them is NaN and geometry views leave them out."""
+        if self.num_epochs == 0:
+            return []
+        return _class_balance.empty_classes(self.log.epoch_array("class_count", epoch), self.class_names)
 
     def oscillation_matrix(self) -> pd.DataFrame:
         """Counts of A -> B -> A cycles, rows A, columns B."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from relabscope.analysis.flipflops import count_flipflops
+from relabscope.analysis.run import Run
 from relabscope.runlog.reader import RunLogReader
 
 
@@ -26,8 +27,16 @@ def run_numbers(path: str | Path) -> dict[str, float]:
         }
 
 
+def class_balance_lines(path: str | Path) -> list[str]:
+    """One ``warning:`` line per class relabelling emptied or shrank below half its given
+    size (``Run.class_warnings``)."""
+    with Run(path) as run:
+        return [f"warning: {m}" for m in run.class_warnings()["message"]]
+
+
 def run_summary(path: str | Path, seconds: float | None = None) -> str:
-    """Two lines: what the run achieved, and where its log is."""
+    """What the run achieved, where its log is, and a warning line per class relabelling
+    emptied or shrank below half its given size."""
     s = run_numbers(path)
     took = ""
     if seconds is not None:
@@ -37,4 +46,4 @@ def run_summary(path: str | Path, seconds: float | None = None) -> str:
         f"{s['status']}: {s['epochs']} epochs{took} · test accuracy {s['test_acc']:.1%} · "
         f"{s['relabels']} relabel events on {s['relabelled_samples']} samples ({s['flipflops']} flip-flops)\n"
         f"run log: {s['log']}"
-    )
+    ) + "".join("\n" + line for line in class_balance_lines(path))

@@ -49,6 +49,7 @@ a{color:#2a6fb0;text-decoration:none} a:hover{text-decoration:underline}
 .card{background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:.7em 1em;margin:.4em 0}
 .error-card{border-color:#e5a3a3;background:#fff6f6} .err-title{font-weight:600;color:#a33} .err-msg{font-family:monospace;font-size:.9em;white-space:pre-wrap}
 .note-card{color:#555}
+.warn-card{border-color:#e8c26e;background:#fff9e8} .warn-title{font-weight:600;color:#8a5a00} .warn-card ul{margin:.3em 0 0;padding-left:1.3em}
 .num-row{display:flex;flex-wrap:wrap;gap:.6em} .num-card{min-width:150px} .num{font-size:1.5em;font-weight:600} .lbl{color:#555;font-size:.85em}
 .grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:.8em}
 .cell{background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:.4em;min-width:0}

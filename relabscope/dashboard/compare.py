@@ -20,13 +20,13 @@ from typing import Any
 import pandas as pd
 from dash import Input, Output, State, dash_table, dcc, html, no_update
 
-from relabscope.dashboard.components import (describe_error, error_card, figure_block, fmt, graph,
-                                             note_card, safe)
+from relabscope.dashboard.components import (class_balance_card, describe_error, error_card, figure_block, fmt,
+                                             graph, note_card, safe)
 from relabscope.dashboard.context import Context, parse_sample
 
 PATH = "compare"
 TITLE = "Compare"
-FIGURES = ("accuracy", "totals", "consistency", "compactness")
+FIGURES = ("accuracy", "totals", "consistency", "compactness", "classes", "flow")
 #: summary row -> (what the table calls it, shown as a fraction)
 SUMMARY_ROWS = {
     "test_acc": ("final test accuracy", True),
@@ -39,6 +39,8 @@ SUMMARY_ROWS = {
     "mean_rel_gap_change": ("mean change of the relative gap", False),
     "undone_fraction": ("relabels undone later", True),
     "mean_compactness": ("mean compactness (distance to own center)", False),
+    "classes_emptied": ("classes emptied by relabelling", False),
+    "classes_below_half": ("classes shrunk below half their given size", False),
     "noisy_corrected": ("noisy labels corrected", True),
     "clean_corrupted": ("clean labels corrupted", True),
 }
@@ -102,6 +104,10 @@ def figure(ctx: Context, a_id: str, b_id: str, which: str):
         return plot.consistency_summary(runs)
     if which == "compactness":
         return plot.compactness(runs)
+    if which == "classes":
+        return plot.class_counts(runs)
+    if which == "flow":
+        return plot.label_flow(runs)
     raise ValueError(f"unknown comparison figure {which!r}")
 
 
@@ -260,10 +266,11 @@ def register(app, ctx: Context) -> None:
     def _summary(a, _version):
         run_id, against = pair(a)
         try:
-            summary = ctx.pair_cached(run_id, against, "summary", lambda c: c.summary())
+            summary = ctx.pair_cached(run_id, against, "summary", lambda c: c.summary(warn=False))
+            balance = ctx.pair_cached(run_id, against, "class_warnings", lambda c: c.class_warnings())
         except Exception as exc:
             return error_card(describe_error(exc), "Cannot compare these runs")
-        return [html.H3("Headline numbers"), summary_table(summary)]
+        return [class_balance_card(list(balance["message"])), html.H3("Headline numbers"), summary_table(summary)]
 
     def figure_callback(which: str) -> None:
         @app.callback(Output(f"cp-{which}", "children"), *args)

@@ -19,6 +19,19 @@ def error_card(message: str, title: str = "Cannot show this") -> html.Div:
                     className="card error-card")
 
 
+def warning_card(messages: list[str], title: str) -> html.Div | None:
+    """A card listing ``messages`` (one line each) under ``title``; None when there are none."""
+    if not messages:
+        return None
+    return html.Div([html.Div(title, className="warn-title"), html.Ul([html.Li(m) for m in messages])],
+                    className="card warn-card")
+
+
+def class_balance_card(messages: list[str]) -> html.Div | None:
+    """The warning card for classes relabelling emptied or shrank below half their size."""
+    return warning_card(messages, "Relabelling changed the class balance")
+
+
 def note_card(message: str) -> html.Div:
     return html.Div(message, className="card note-card")
 

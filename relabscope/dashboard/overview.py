@@ -11,12 +11,13 @@ import pandas as pd
 from dash import Input, Output, dcc, html
 
 from relabscope.analysis.run import Run
-from relabscope.dashboard.components import error_card, figure_block, fmt, frame_table, number_cards, safe
+from relabscope.dashboard.components import (class_balance_card, error_card, figure_block, fmt, frame_table,
+                                             number_cards, safe)
 from relabscope.dashboard.context import Context
 
 PATH = ""
 TITLE = "Overview"
-FIGURES = ("accuracy", "relabels", "recovery", "consistency")
+FIGURES = ("accuracy", "relabels", "recovery", "consistency", "classes", "flow")
 
 
 def headline(run: Run, flip: pd.DataFrame) -> dict[str, Any]:
@@ -77,6 +78,10 @@ def figure(run: Run, which: str):
         return plot.noise_recovery(run)
     if which == "consistency":
         return plot.consistency_summary(run)
+    if which == "classes":
+        return plot.class_counts(run)
+    if which == "flow":
+        return plot.label_flow(run)
     raise ValueError(f"unknown overview figure {which!r}")
 
 
@@ -114,7 +119,8 @@ def register(app, ctx: Context) -> None:
         except Exception as exc:
             card = error_card(str(exc), "Run not readable")
             return card, None, None
-        numbers = safe(lambda: number_cards(headline_cards(headline(run, ctx.flipflops(run_id)))))
+        numbers = safe(lambda: [class_balance_card(list(run.class_warnings()["message"])),
+                                number_cards(headline_cards(headline(run, ctx.flipflops(run_id))))])
         return (safe(lambda: header(ctx, run_id)), numbers,
                 safe(lambda: frame_table(config_table(run), page_size=60)))
 

@@ -16,6 +16,7 @@ This package imports plotly; training code never imports it.
 
 from relabscope.plot._style import (class_colours, display_order, figure_note, never_relabels, note_figure,
                                     ordered_names)
+from relabscope.plot.class_balance import class_counts, class_counts_figure, label_flow, label_flow_figure
 from relabscope.plot.consistency import (consistency_scatter, consistency_scatter_figure, consistency_summary,
                                          consistency_summary_figure, gap_change_histogram,
                                          gap_change_histogram_figure)
@@ -41,6 +42,7 @@ __all__ = [
     "oscillation_heatmap", "oscillation_heatmap_figure", "flipflop_totals", "flipflop_totals_figure",
     "flipflop_totals_table",
     "distance_bars", "distance_bars_figure", "compactness", "compactness_figure",
+    "class_counts", "class_counts_figure", "label_flow", "label_flow_figure",
     "consistency_summary", "consistency_summary_figure", "gap_change_histogram", "gap_change_histogram_figure",
     "consistency_scatter", "consistency_scatter_figure",
     "projection", "projection_figure",

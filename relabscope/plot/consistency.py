@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 
 from relabscope.plot._style import (as_list, finish, never_relabels, note, note_figure, run_colour,
                                     silent_message, title, unique_names)
+from relabscope.plot.class_balance import without_mean_note
 
 
 def _split(names, relabels_at_all, methods):
@@ -34,14 +35,25 @@ def consistency_summary(runs) -> go.Figure:
     mean, fraction undone later, and the mean change of the gap d(new) - d(old)."""
     runs, names, can, methods = _runs(runs)
     summaries = {n: (r.consistency() if can[n] else None) for n, r in zip(names, runs)}
-    return consistency_summary_figure(summaries, relabels_at_all=can, methods=methods)
+    return consistency_summary_figure(summaries, relabels_at_all=can, methods=methods,
+                                      missing=without_mean_note(runs))
+
+
+def _nothing_measured(missing: str | None) -> str:
+    return f"no relabel event could be measured: {missing}" if missing else \
+        "no relabel event has a next epoch to compare with"
+
+
+def _subtitle(*parts: str | None) -> str | None:
+    return " · ".join(p for p in parts if p) or None
 
 
 def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
                                relabels_at_all: Mapping[str, bool] | bool = True,
-                               methods: Mapping[str, str] | None = None) -> go.Figure:
+                               methods: Mapping[str, str] | None = None, missing: str | None = None) -> go.Figure:
     """``summaries``: run name -> Series with events, evaluated, closer_to_new,
-    mean_rel_gap_change, undone, undone_fraction (None for runs that cannot relabel)."""
+    mean_rel_gap_change, undone, undone_fraction (None for runs that cannot relabel);
+    ``missing``: a note on classes without a mean (``without_mean_note``)."""
     names = list(summaries)
     drawn, silent, methods = _split(names, relabels_at_all, methods)
     head = title("Relabel consistency", names)
@@ -74,20 +86,24 @@ def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
     fig.add_hline(y=0, line_color="#666", line_width=1, row=1, col=3)
     fig.update_xaxes(showticklabels=False)
     fig.update_layout(legend=dict(orientation="h", y=-0.08, x=0))
-    return finish(fig, head, subtitle=silent_message(silent, methods) if silent else None, height=440, margin=dict(t=120))
+    return finish(fig, head, subtitle=_subtitle(silent_message(silent, methods) if silent else None, missing),
+                  height=440, margin=dict(t=120))
 
 
 def gap_change_histogram(runs, *, bins: int = 40) -> go.Figure:
     """Distribution of the gap change per relabel event, one histogram per run (overlaid)."""
     runs, names, can, methods = _runs(runs)
     events = {n: (r.consistency_events() if can[n] else None) for n, r in zip(names, runs)}
-    return gap_change_histogram_figure(events, relabels_at_all=can, methods=methods, bins=bins)
+    return gap_change_histogram_figure(events, relabels_at_all=can, methods=methods, bins=bins,
+                                       missing=without_mean_note(runs))
 
 
 def gap_change_histogram_figure(events: Mapping[str, pd.DataFrame | None], *,
                                 relabels_at_all: Mapping[str, bool] | bool = True,
-                                methods: Mapping[str, str] | None = None, bins: int = 40) -> go.Figure:
-    """``events``: run name -> consistency events table (needs gap_change)."""
+                                methods: Mapping[str, str] | None = None, bins: int = 40,
+                                missing: str | None = None) -> go.Figure:
+    """``events``: run name -> consistency events table (needs gap_change); ``missing``: a
+    note on classes without a mean (``without_mean_note``)."""
     names = list(events)
     drawn, silent, methods = _split(names, relabels_at_all, methods)
     head = title("Gap change per relabel: (d(new) − d(old)) after minus before", names)
@@ -96,7 +112,7 @@ def gap_change_histogram_figure(events: Mapping[str, pd.DataFrame | None], *,
     values = {n: events[n]["gap_change"].to_numpy(float) for n in drawn}
     values = {n: v[np.isfinite(v)] for n, v in values.items()}
     if not any(len(v) for v in values.values()):
-        return note_figure("no relabel event has a next epoch to compare with", head)
+        return note_figure(_nothing_measured(missing), head)
     lo = min(float(v.min()) for v in values.values() if len(v))
     hi = max(float(v.max()) for v in values.values() if len(v))
     size = (hi - lo) / bins if hi > lo else 1.0
@@ -114,7 +130,8 @@ def gap_change_histogram_figure(events: Mapping[str, pd.DataFrame | None], *,
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title_text="gap change")
     fig.update_yaxes(title_text="relabel events")
-    return finish(fig, head, subtitle=silent_message(silent, methods) if silent else None, height=420)
+    return finish(fig, head, subtitle=_subtitle(silent_message(silent, methods) if silent else None, missing),
+                  height=420)
 
 
 def consistency_scatter(run, *, max_points: int = 5000) -> go.Figure:
@@ -124,16 +141,17 @@ def consistency_scatter(run, *, max_points: int = 5000) -> go.Figure:
     if not run.relabels_at_all:
         return note_figure(never_relabels(run.method), head)
     return consistency_scatter_figure(run.consistency_events(), run.class_names, run_name=run.name,
-                                      max_points=max_points)
+                                      max_points=max_points, missing=without_mean_note(run))
 
 
 def consistency_scatter_figure(events: pd.DataFrame, class_names, *, run_name: str | None = None,
-                               max_points: int = 5000) -> go.Figure:
-    """``events``: consistency events (old, new, d_old_after, d_new_after, undone)."""
+                               max_points: int = 5000, missing: str | None = None) -> go.Figure:
+    """``events``: consistency events (old, new, d_old_after, d_new_after, undone);
+    ``missing``: a note on classes without a mean (``without_mean_note``)."""
     head = title("After each relabel: distance to old vs new class mean", run_name)
     ok = events[np.isfinite(events["d_old_after"].to_numpy(float)) & np.isfinite(events["d_new_after"].to_numpy(float))]
     if ok.empty:
-        return note_figure("no relabel event has a next epoch to compare with", head)
+        return note_figure(_nothing_measured(missing), head)
     if len(ok) > max_points:
         ok = ok.sample(max_points, random_state=0)
     fig = go.Figure()
@@ -155,4 +173,4 @@ def consistency_scatter_figure(events: pd.DataFrame, class_names, *, run_name: s
     fig.update_yaxes(title_text="distance to new class mean (next epoch)", rangemode="tozero",
                      scaleanchor="x", scaleratio=1)
     note(fig, "below the diagonal: closer to the new class")
-    return finish(fig, head, height=560, width=640)
+    return finish(fig, head, subtitle=missing, height=560, width=640)

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from relabscope.plot._style import (CLEAN, EFFECT, GIVEN, OTHER, as_list, class_colours, finish, note,
-                                    ordered_names, run_colour, title, unique_names)
+                                    note_figure, ordered_names, run_colour, title, unique_names)
 
 
 # ---------------------------------------------------------------- Fig. 1 / 4
@@ -58,6 +58,11 @@ def distance_bars_figure(profile: pd.DataFrame, *, events: pd.DataFrame | None =
         rows = profile[profile["epoch"] == e]
         eff = rows.loc[rows["is_effect"].to_numpy(bool), "class_name"]
         text = f"epoch {e} · in effect: {eff.iloc[0] if len(eff) else '?'}"
+        unmeasured = rows.loc[rows["distance"].isna(), "class_name"].tolist()
+        if unmeasured and len(unmeasured) == len(rows):
+            text += "<br>no embedding in this epoch"
+        elif unmeasured:
+            text += "<br>no class mean (no samples): " + ", ".join(unmeasured)
         if e in ev_by_epoch:
             moves = ", ".join(f"{class_names[int(r.new)]}" for r in ev_by_epoch[e].itertuples())
             text += f"<br>relabelled → {moves} in this epoch"
@@ -110,6 +115,12 @@ def compactness_figure(tables: Mapping[str, pd.DataFrame], *, class_names: Seque
     order = [c for c in ordered_names(list(class_names)) if any(c in t.index for t in tables.values())]
     head = title(f"Compactness: distance to own class center (labels {labels}), mean ± std", names)
     colours = class_colours(list(class_names))
+    empty = {n: [c for c in order if c in t.index and not _has_samples(t.loc[c])] for n, t in tables.items()}
+    order = [c for c in order if any(c in t.index and _has_samples(t.loc[c]) for t in tables.values())]
+    missing = "; ".join((f"{n}: " if len(names) > 1 else "") + ", ".join(cs) for n, cs in empty.items() if cs)
+    subtitle = f"no samples, so no center (left out): {missing}" if missing else None
+    if not order:
+        return note_figure(f"no class has samples under the labels {labels}", head)
     if len(names) == 1:
         t = tables[names[0]].reindex(order)
         fig = go.Figure(go.Bar(
@@ -119,7 +130,7 @@ def compactness_figure(tables: Mapping[str, pd.DataFrame], *, class_names: Seque
             hovertemplate="%{x}: %{y:.3f} ± %{customdata[1]:.3f} (n=%{customdata[0]})<extra></extra>",
             showlegend=False))
         fig.update_yaxes(title_text="distance")
-        return finish(fig, head, height=440)
+        return finish(fig, head, subtitle=subtitle, height=440)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32], vertical_spacing=0.08)
     for i, name in enumerate(names):
         t = tables[name].reindex(order)
@@ -141,4 +152,9 @@ def compactness_figure(tables: Mapping[str, pd.DataFrame], *, class_names: Seque
     fig.update_yaxes(title_text="distance", row=1, col=1)
     fig.update_yaxes(title_text="difference of means", row=2, col=1)
     note(fig, "below zero: more compact than " + names[0])
-    return finish(fig, head, height=620)
+    return finish(fig, head, subtitle=subtitle, height=620)
+
+
+def _has_samples(row: pd.Series) -> bool:
+    """Whether a compactness row measured any sample (an emptied class has n = 0)."""
+    return bool(pd.notna(row["n"]) and row["n"] > 0 and pd.notna(row["mean"]))

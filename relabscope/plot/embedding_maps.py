@@ -56,6 +56,7 @@ def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: st
                 "<br>clean %{customdata[3]}")
     moved = df["label"].to_numpy(np.int64) != df["given_label"].to_numpy(np.int64)
     symbols = np.where(moved, "x", "circle")
+    subtitle = None
     fig = go.Figure()
     column = _LABEL_COLUMNS.get(color)
     if column is not None:
@@ -73,6 +74,11 @@ def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: st
                 marker=dict(color=colours.get(cname, "#bbb"), size=6, opacity=0.75, symbol=symbols[idx].tolist()),
                 customdata=hover[idx], hovertemplate=template + "<extra></extra>"))
         legend_title = _LABEL_WORDS[column]
+        if column == "label":
+            gone = [class_names[c] for c in np.unique(df["given_label"].to_numpy(np.int64))
+                    if 0 <= c < len(class_names) and not (cats == c).any()]
+            if gone:
+                subtitle = "no sample has these labels in effect (relabelled away): " + ", ".join(gone)
     else:
         if values is not None:
             v = pd.Series(values).reindex(df["sample_id"].to_numpy()).to_numpy(float)
@@ -93,4 +99,4 @@ def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: st
     fig.update_xaxes(showticklabels=False, title_text="", zeroline=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, title_text="", zeroline=False, showgrid=False, scaleanchor="x", scaleratio=1)
     fig.update_layout(legend_title_text=legend_title)
-    return finish(fig, head, height=640, width=760)
+    return finish(fig, head, subtitle=subtitle, height=640, width=760)

@@ -1,0 +1,153 @@
+"""Class balance under relabelling: each class's size over training as a share of its given
+size (one panel per run), and the flow from given labels to the labels in effect after the
+last epoch (one Sankey diagram per run). A class that relabelling emptied or shrank below
+half its given size is named in the figure's subtitle."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from relabscope.analysis.class_balance import SHRINK_THRESHOLD
+from relabscope.plot._style import (as_list, class_colours, finish, note_figure, ordered_names, title,
+                                    unique_names)
+
+
+def class_counts(runs, *, threshold: float = SHRINK_THRESHOLD) -> go.Figure:
+    """Training samples per class under the labels in effect, per epoch, as a share of the
+    class's given size: one panel per run, with the ``threshold`` below which a class is
+    reported (``Run.class_warnings``)."""
+    runs = as_list(runs)
+    names = unique_names([r.name for r in runs])
+    return class_counts_figure({n: r.class_counts() for n, r in zip(names, runs)},
+                               warnings={n: r.class_warnings(threshold) for n, r in zip(names, runs)},
+                               threshold=threshold)
+
+
+def class_counts_figure(tables: Mapping[str, pd.DataFrame], *, warnings: Mapping[str, pd.DataFrame] | None = None,
+                        threshold: float = SHRINK_THRESHOLD) -> go.Figure:
+    """``tables``: run name -> ``Run.class_counts()``; ``warnings``: run name ->
+    ``Run.class_warnings()`` (their messages become the subtitle)."""
+    names = list(tables)
+    head = title("Class sizes under the labels in effect (share of the given size)", names)
+    if not names or all(len(t) == 0 for t in tables.values()):
+        return note_figure("no committed epoch yet", head)
+    class_names = list(dict.fromkeys(c for t in tables.values() for c in t.sort_values("class_id")["class_name"]))
+    colours = class_colours(class_names)
+    order = ordered_names(class_names)
+    fig = make_subplots(rows=1, cols=len(names), shared_yaxes=True, horizontal_spacing=0.05,
+                        subplot_titles=names if len(names) > 1 else None)
+    top = 1.0
+    for col, name in enumerate(names, start=1):
+        t = tables[name]
+        last = int(t["epoch"].max()) if len(t) else 0
+        for cls in order:
+            rows = t[t["class_name"] == cls].sort_values("epoch")
+            if not len(rows) or int(rows["given"].iloc[0]) == 0:
+                continue
+            share = rows["fraction_of_given"].to_numpy(float)
+            top = max(top, float(np.nanmax(share)))
+            when = ["after the last epoch" if e == last else f"in epoch {e}" for e in rows["epoch"]]
+            fig.add_trace(go.Scatter(
+                x=rows["epoch"], y=share, mode="lines+markers", name=cls, legendgroup=cls, showlegend=col == 1,
+                line=dict(color=colours[cls], width=2), marker=dict(size=5),
+                customdata=np.column_stack([rows["count"], rows["given"], when]),
+                hovertemplate=f"{cls}: %{{customdata[0]}} of %{{customdata[1]}} given (%{{y:.0%}})"
+                              "<br>labels in effect %{customdata[2]}<extra>" + name + "</extra>"),
+                row=1, col=col)
+        fig.add_hline(y=1.0, line_color="#999", line_width=1, row=1, col=col)
+        fig.add_hline(y=threshold, line_color="#d62728", line_width=1, line_dash="dot", row=1, col=col)
+        fig.update_xaxes(title_text=f"epoch ({last}: after the last)", row=1, col=col,
+                         dtick=1 if last <= 20 else None)
+    fig.update_yaxes(title_text="share of the given size", tickformat=".0%", range=[-0.05, top * 1.08 + 0.02],
+                     row=1, col=1)
+    messages = [f"{name}: {m}" if len(names) > 1 else m
+                for name in names for m in (warnings or {}).get(name, pd.DataFrame({"message": []}))["message"]]
+    subtitle = "; ".join(messages) if messages else f"every class kept at least {threshold:.0%} of its given size"
+    fig.update_layout(legend=dict(orientation="h", y=-0.2, x=0))
+    return finish(fig, head, subtitle=subtitle, height=470, margin=dict(t=110, b=110))
+
+
+def label_flow(runs) -> go.Figure:
+    """Training samples from their given label (left) to their label in effect after the
+    last epoch (right): one Sankey diagram per run."""
+    runs = as_list(runs)
+    names = unique_names([r.name for r in runs])
+    return label_flow_figure({n: r.label_flow() for n, r in zip(names, runs)})
+
+
+def label_flow_figure(flows: Mapping[str, pd.DataFrame]) -> go.Figure:
+    """``flows``: run name -> ``Run.label_flow()`` (rows given label, columns final label)."""
+    names = list(flows)
+    head = title("Given label → label in effect after the last epoch", names)
+    if not names:
+        return note_figure("no run", head)
+    fig = go.Figure()
+    gap = 0.06
+    width = (1.0 - gap * (len(names) - 1)) / len(names)
+    empty_notes = []
+    for i, name in enumerate(names):
+        flow = flows[name]
+        classes = list(flow.index)
+        colours = class_colours(classes)
+        order = [classes.index(c) for c in ordered_names(classes)]
+        given_n = flow.to_numpy().sum(axis=1)
+        final_n = flow.to_numpy().sum(axis=0)
+        labels = [f"{classes[j]} ({given_n[j]})" for j in order] + [f"{classes[j]} ({final_n[j]})" for j in order]
+        node_colour = [colours[classes[j]] for j in order] * 2
+        src, dst, val, link_colour = [], [], [], []
+        m = flow.to_numpy()
+        for a, ga in enumerate(order):
+            for b, fb in enumerate(order):
+                if m[ga, fb] > 0:
+                    src.append(a)
+                    dst.append(len(order) + b)
+                    val.append(int(m[ga, fb]))
+                    link_colour.append(_alpha(colours[classes[ga]], 0.45 if ga == fb else 0.8))
+        emptied = [classes[j] for j in order if given_n[j] > 0 and final_n[j] == 0]
+        if emptied:
+            empty_notes.append((f"{name}: " if len(names) > 1 else "") + "emptied by relabelling: " + ", ".join(emptied))
+        x0 = i * (width + gap)
+        fig.add_trace(go.Sankey(
+            domain=dict(x=[x0, x0 + width], y=[0, 1]), arrangement="fixed",
+            node=dict(label=labels, color=node_colour, pad=12, thickness=14,
+                      hovertemplate="%{label}<extra></extra>"),
+            link=dict(source=src, target=dst, value=val, color=link_colour,
+                      hovertemplate="%{source.label} → %{target.label}: %{value} samples<extra></extra>"),
+            name=name))
+        if len(names) > 1:
+            fig.add_annotation(text=f"<b>{name}</b>", x=x0 + width / 2, y=1.06, xref="paper", yref="paper",
+                               showarrow=False, xanchor="center")
+    subtitle = "left: given label (samples); right: label in effect after the last epoch"
+    if empty_notes:
+        subtitle += " · " + "; ".join(empty_notes)
+    return finish(fig, head, subtitle=subtitle, height=480, margin=dict(t=120, l=30, r=30))
+
+
+def without_mean_note(runs) -> str | None:
+    """For geometry figures: which classes had no class mean (relabelling emptied them) and
+    from which epoch, so a figure says what it left out instead of drawing NaN; None when
+    every class kept samples."""
+    runs = as_list(runs)
+    names = unique_names([r.name for r in runs])
+    parts = []
+    for name, run in zip(names, runs):
+        w = run.class_warnings()
+        w = w[(w["kind"] == "emptied") & (w["emptied_epoch"] + 1 < run.num_epochs)]
+        for row in w.itertuples():
+            where = f" in {name}" if len(runs) > 1 else ""
+            parts.append(f"{row.class_name}{where} from epoch {row.emptied_epoch + 1}")
+    if not parts:
+        return None
+    return "no class mean (emptied by relabelling), left out: " + ", ".join(parts)
+
+
+def _alpha(colour: str, alpha: float) -> str:
+    """``#rrggbb`` -> ``rgba(r, g, b, alpha)``."""
+    c = colour.lstrip("#")
+    r, g, b = (int(c[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
