@@ -35,6 +35,17 @@ _CLASS_COLOURS = {
 _FALLBACK = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d",
              "#666666", "#1f78b4", "#b2df8a", "#fb9a99", "#fdbf6f"]
 
+# subtitles: wrapped to fit a half-page dashboard cell (about 560 px at 1,500 px wide)
+SUBTITLE_CHARS = 88
+TITLE_CHARS = 62
+# the header above a plot, top down (px): padding, title lines, subtitle lines, the gap
+TITLE_PAD = 38  # below the modebar a dashboard graph shows in its top right corner
+TITLE_LINE_PX = 21
+SUBTITLE_GAP = 4
+SUBTITLE_LINE_PX = 16
+PLOT_GAP = 14
+TOP_MARGIN = 80  # the template's
+
 # one colour per run in comparison figures (A, B, ...)
 RUN_COLOURS = ["#4c78a8", "#e45756", "#54a24b", "#b279a2", "#ff9da6", "#9d755d"]
 
@@ -78,8 +89,9 @@ def _register() -> None:
     data = {k: v for k, v in base.data.to_plotly_json().items() if k in _TRACE_TYPES}
     t = go.layout.Template(layout=base.layout, data=data)
     t.layout.font = dict(family="Inter, Helvetica, Arial, sans-serif", size=13, color="#222")
-    t.layout.title = dict(x=0.01, xanchor="left", font=dict(size=16))
-    t.layout.margin = dict(l=70, r=30, t=80, b=60)
+    t.layout.title = dict(x=0.01, xanchor="left", y=1, yref="container", yanchor="top",
+                          pad=dict(t=TITLE_PAD), font=dict(size=16))
+    t.layout.margin = dict(l=70, r=30, t=TOP_MARGIN, b=60)
     t.layout.legend = dict(bgcolor="rgba(255,255,255,0.7)")
     t.layout.hoverlabel = dict(namelength=-1)
     t.layout.colorway = RUN_COLOURS
@@ -96,18 +108,76 @@ def title(what: str, run_name: str | Iterable[str] | None = None) -> str:
 
 
 def finish(fig: go.Figure, title_text: str, *, height: int | None = None, width: int | None = None,
-           subtitle: str | None = None, **layout) -> go.Figure:
-    """Apply the template, the title (and a subtitle line) and a size."""
+           subtitle: str | None = None, header_px: int = 0, **layout) -> go.Figure:
+    """Apply the template, the title (and a subtitle) and a size.
+
+    Title and subtitle are wrapped to fit a half-page dashboard cell, and the top margin
+    grows to hold every line plus ``header_px`` (room a figure needs above its plot area,
+    e.g. two-line panel titles); ``height`` grows by as much, so the plot keeps its size.
+    """
     _register()
-    fig.update_layout(template=TEMPLATE_NAME, title_text=title_text, **layout)
+    title_lines = wrap_title(title_text)
+    sub_lines = wrap(subtitle) if subtitle else []
+    fig.update_layout(template=TEMPLATE_NAME, title_text="<br>".join(title_lines), **layout)
     if subtitle:
-        fig.update_layout(title_subtitle_text=subtitle, title_subtitle_font=dict(size=12, color="#555"))
+        fig.update_layout(title_subtitle_text="<br>".join(sub_lines), title_subtitle_font=dict(size=12, color="#555"))
         fig.layout.meta = {**(fig.layout.meta or {}), "subtitle": subtitle}
+    asked = (layout.get("margin") or {}).get("t", TOP_MARGIN)
+    need = (TITLE_PAD + TITLE_LINE_PX * len(title_lines) + header_px + PLOT_GAP
+            + (SUBTITLE_GAP + SUBTITLE_LINE_PX * len(sub_lines) if sub_lines else 0))
+    if need > asked:
+        fig.update_layout(margin_t=need)
+        if height is not None:
+            height += need - asked
     if height is not None:
         fig.update_layout(height=height)
     if width is not None:
         fig.update_layout(width=width)
     return fig
+
+
+def wrap_title(text: str) -> list[str]:
+    """A title as lines of at most TITLE_CHARS characters, the run names (after " — ")
+    kept together on the last line when they fit there."""
+    if len(text) <= TITLE_CHARS:
+        return [text]
+    what, dash, who = text.partition(" — ")
+    lines = wrap(what, TITLE_CHARS)
+    if who and len(lines[-1]) + 3 + len(who) <= TITLE_CHARS:
+        lines[-1] += " — " + who
+    elif who:
+        lines += wrap("— " + who, TITLE_CHARS)
+    return lines
+
+
+def wrap(text: str, width: int = SUBTITLE_CHARS) -> list[str]:
+    """``text`` as lines of at most ``width`` characters: plotly never wraps a title or
+    subtitle itself, so a long one runs off a half-page figure. Lines break at ``<br>``,
+    then between `` · ``-separated phrases, and inside a phrase only when it alone is too
+    long (at spaces).
+
+    >>> wrap("one two three", width=7)
+    ['one two', 'three']
+    >>> wrap("first part · second part", width=16)
+    ['first part', 'second part']
+    """
+    lines: list[str] = []
+    for part in text.split("<br>"):
+        line = ""
+        for phrase in part.split(" · "):
+            if not line:
+                line = phrase
+            elif len(line) + 3 + len(phrase) <= width:
+                line = f"{line} · {phrase}"
+            else:
+                lines.append(line)
+                line = phrase
+            while len(line) > width and " " in line[1:width + 1]:
+                cut = line.rindex(" ", 1, width + 1)
+                lines.append(line[:cut])
+                line = line[cut + 1:]
+        lines.append(line)
+    return lines
 
 
 def note(fig: go.Figure, text: str, *, y: float = 1.0, **kwargs) -> go.Figure:

@@ -33,7 +33,7 @@ def class_counts_figure(tables: Mapping[str, pd.DataFrame], *, warnings: Mapping
     """``tables``: run name -> ``Run.class_counts()``; ``warnings``: run name ->
     ``Run.class_warnings()`` (their messages become the subtitle)."""
     names = list(tables)
-    head = title("Class sizes under the labels in effect (share of the given size)", names)
+    head = title("Class sizes under the labels in effect", names)
     if not names or all(len(t) == 0 for t in tables.values()):
         return note_figure("no committed epoch yet", head)
     class_names = list(dict.fromkeys(c for t in tables.values() for c in t.sort_values("class_id")["class_name"]))
@@ -63,13 +63,25 @@ def class_counts_figure(tables: Mapping[str, pd.DataFrame], *, warnings: Mapping
         fig.add_hline(y=threshold, line_color="#d62728", line_width=1, line_dash="dot", row=1, col=col)
         fig.update_xaxes(title_text=f"epoch ({last}: after the last)", row=1, col=col,
                          dtick=1 if last <= 20 else None)
-    fig.update_yaxes(title_text="share of the given size", tickformat=".0%", range=[-0.05, top * 1.08 + 0.02],
+    fig.update_yaxes(title_text="share of its given size", tickformat=".0%", range=[-0.05, top * 1.08 + 0.02],
                      row=1, col=1)
-    messages = [f"{name}: {m}" if len(names) > 1 else m
-                for name in names for m in (warnings or {}).get(name, pd.DataFrame({"message": []}))["message"]]
-    subtitle = "; ".join(messages) if messages else f"every class kept at least {threshold:.0%} of its given size"
-    fig.update_layout(legend=dict(orientation="h", y=-0.2, x=0))
-    return finish(fig, head, subtitle=subtitle, height=470, margin=dict(t=110, b=110))
+    lines = []
+    for name in names:
+        w = (warnings or {}).get(name)
+        if w is None or not len(w):
+            continue
+        said = ", ".join(_short(r, threshold) for r in w.itertuples())
+        lines.append(f"{name}: {said}" if len(names) > 1 else said)
+    subtitle = "<br>".join(lines) if lines else f"every class kept at least {threshold:.0%} of its given size"
+    return finish(fig, head, subtitle=subtitle, height=420,
+                  header_px=24 if len(names) > 1 else 0)
+
+
+def _short(row, threshold: float) -> str:
+    """A class warning in a few words (the full message is ``row.message``)."""
+    if row.kind == "emptied":
+        return f"{row.class_name} emptied in epoch {row.emptied_epoch} ({row.given} → 0)"
+    return f"{row.class_name} below {threshold:.0%} in epoch {row.below_epoch} ({row.given} → {row.lowest})"
 
 
 def label_flow(runs) -> go.Figure:
@@ -120,12 +132,13 @@ def label_flow_figure(flows: Mapping[str, pd.DataFrame]) -> go.Figure:
                       hovertemplate="%{source.label} → %{target.label}: %{value} samples<extra></extra>"),
             name=name))
         if len(names) > 1:
-            fig.add_annotation(text=f"<b>{name}</b>", x=x0 + width / 2, y=1.06, xref="paper", yref="paper",
-                               showarrow=False, xanchor="center")
+            fig.add_annotation(text=f"<b>{name}</b>", x=x0 + width / 2, y=1.0, xref="paper", yref="paper",
+                               showarrow=False, xanchor="center", yanchor="bottom", yshift=4)
     subtitle = "left: given label (samples); right: label in effect after the last epoch"
     if empty_notes:
-        subtitle += " · " + "; ".join(empty_notes)
-    return finish(fig, head, subtitle=subtitle, height=480, margin=dict(t=120, l=30, r=30))
+        subtitle += "<br>" + "; ".join(empty_notes)
+    return finish(fig, head, subtitle=subtitle, height=440, margin=dict(l=30, r=30),
+                  header_px=24 if len(names) > 1 else 0)
 
 
 def without_mean_note(runs) -> str | None:

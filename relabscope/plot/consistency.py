@@ -39,6 +39,9 @@ def consistency_summary(runs) -> go.Figure:
                                       missing=without_mean_note(runs))
 
 
+RELATIVE_GAP = "relative gap: (d(new) − d(old)) / (d(new) + d(old)), scale-free"
+
+
 def _nothing_measured(missing: str | None) -> str:
     return f"no relabel event could be measured: {missing}" if missing else \
         "no relabel event has a next epoch to compare with"
@@ -59,11 +62,11 @@ def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
     head = title("Relabel consistency", names)
     if not drawn:
         return note_figure(silent_message(silent, methods), head)
-    panels = [("closer_to_new", "closer to the new class mean<br>at the next epoch", ".0%"),
-              ("undone_fraction", "undone later<br>(relabelled back to the old label)", ".0%"),
-              ("mean_rel_gap_change", "mean change of (d(new) − d(old)) / (d(new) + d(old))<br>"
-                                      "(negative: moved towards new; scale-free)", ".3f")]
+    panels = [("closer_to_new", "closer to new class<br>at the next epoch", ".0%"),
+              ("undone_fraction", "undone later<br>(back to old label)", ".0%"),
+              ("mean_rel_gap_change", "relative gap change<br>(< 0: towards new)", ".3f")]
     fig = make_subplots(rows=1, cols=3, subplot_titles=[p[1] for p in panels], horizontal_spacing=0.09)
+    fig.update_annotations(font_size=12)  # the panel titles: three fit a half-page cell
     for i, name in enumerate(names):
         if name not in drawn:
             continue
@@ -86,8 +89,8 @@ def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
     fig.add_hline(y=0, line_color="#666", line_width=1, row=1, col=3)
     fig.update_xaxes(showticklabels=False)
     fig.update_layout(legend=dict(orientation="h", y=-0.08, x=0))
-    return finish(fig, head, subtitle=_subtitle(silent_message(silent, methods) if silent else None, missing),
-                  height=440, margin=dict(t=120))
+    return finish(fig, head, subtitle=_subtitle(RELATIVE_GAP, silent_message(silent, methods) if silent else None,
+                                                missing), height=420, header_px=34)
 
 
 def gap_change_histogram(runs, *, bins: int = 40) -> go.Figure:

@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from relabscope.plot._style import (CLEAN, EFFECT, GIVEN, OTHER, as_list, class_colours, finish, note,
+from relabscope.plot._style import (CLEAN, EFFECT, GIVEN, OTHER, as_list, class_colours, finish,
                                     note_figure, ordered_names, run_colour, title, unique_names)
 
 
@@ -53,32 +53,31 @@ def distance_bars_figure(profile: pd.DataFrame, *, events: pd.DataFrame | None =
     order = ordered_names(class_names)
     epochs = list(dict.fromkeys(int(e) for e in profile["epoch"]))
     ev_by_epoch = {} if events is None else {int(e): g for e, g in events.groupby("epoch")}
-    sub_titles = []
+    sub_titles, unmeasured = [], {}
     for e in epochs:
         rows = profile[profile["epoch"] == e]
         eff = rows.loc[rows["is_effect"].to_numpy(bool), "class_name"]
-        text = f"epoch {e} · in effect: {eff.iloc[0] if len(eff) else '?'}"
-        unmeasured = rows.loc[rows["distance"].isna(), "class_name"].tolist()
-        if unmeasured and len(unmeasured) == len(rows):
-            text += "<br>no embedding in this epoch"
-        elif unmeasured:
-            text += "<br>no class mean (no samples): " + ", ".join(unmeasured)
+        moved = ""
         if e in ev_by_epoch:
-            moves = ", ".join(f"{class_names[int(r.new)]}" for r in ev_by_epoch[e].itertuples())
-            text += f"<br>relabelled → {moves} in this epoch"
-        sub_titles.append(text)
+            moved = "<br>relabelled → " + ", ".join(f"{class_names[int(r.new)]}" for r in ev_by_epoch[e].itertuples())
+        sub_titles.append(f"epoch {e}{moved}<br>in effect: {eff.iloc[0] if len(eff) else '?'}")
+        missing = rows.loc[rows["distance"].isna(), "class_name"].tolist()
+        if missing:
+            unmeasured[e] = "no embedding" if len(missing) == len(rows) else ", ".join(missing)
     fig = make_subplots(rows=1, cols=max(1, len(epochs)), shared_yaxes=True, subplot_titles=sub_titles,
                         horizontal_spacing=0.04)
+    fig.update_annotations(font_size=12)  # short panel titles: three panels fit a half-page cell
     for col, e in enumerate(epochs, start=1):
         rows = profile[profile["epoch"] == e].set_index("class_name").loc[order].reset_index()
         clean = rows["is_clean"].to_numpy(bool)
         nearest = int(np.nanargmin(rows["distance"].to_numpy(float))) if rows["distance"].notna().any() else -1
-        text = [("clean" if c else "") + (" · nearest" if i == nearest else "") for i, c in enumerate(clean)]
+        text = ["<br>".join(w for w in ("clean" if c else "", "nearest" if i == nearest else "") if w)
+                for i, c in enumerate(clean)]
         fig.add_trace(go.Bar(
             x=rows["class_name"], y=rows["distance"], marker_color=bar_colours(rows),
             marker_line_color=[CLEAN if c else "rgba(0,0,0,0)" for c in clean],
             marker_line_width=[3 if c else 0 for c in clean],
-            text=[t.strip(" ·") for t in text], textposition="outside", cliponaxis=False,
+            text=text, textposition="outside", cliponaxis=False,
             textfont=dict(size=11), constraintext="none",
             showlegend=False, name=f"epoch {e}",
             hovertemplate="%{x}: distance %{y:.3f}<extra>epoch " + str(e) + "</extra>"), row=1, col=col)
@@ -92,8 +91,16 @@ def distance_bars_figure(profile: pd.DataFrame, *, events: pd.DataFrame | None =
     head = f"Distance to class centers, sample {sample_id}" if sample_id is not None else "Distance to class centers"
     given_rows = profile.loc[profile["is_given"].to_numpy(bool), "class_name"]
     given = f"given {given_rows.iloc[0]}; " if len(given_rows) else ""
-    return finish(fig, title(head, run_name), subtitle=given + _event_text(events, class_names),
-                  height=500, width=max(700, 360 * len(epochs)), margin=dict(t=130))
+    subtitle = given + _event_text(events, class_names)
+    if unmeasured:  # a class relabelled empty has no mean: no bar, said here
+        by_what: dict[str, list[str]] = {}
+        for e, what in unmeasured.items():
+            by_what.setdefault(what, []).append(str(e))
+        subtitle += "<br>no class mean (no samples): " + "; ".join(
+            f"{what} (epoch{'s' if len(es) > 1 else ''} {', '.join(es)})" for what, es in by_what.items())
+    return finish(fig, title(head, run_name), subtitle=subtitle,
+                  height=460, width=max(700, 360 * len(epochs)),
+                  header_px=16 * max(len(t.split("<br>")) for t in sub_titles) + 4)
 
 
 # ---------------------------------------------------------------- Table 2
@@ -150,8 +157,7 @@ def compactness_figure(tables: Mapping[str, pd.DataFrame], *, class_names: Seque
     fig.add_hline(y=0, line_color="#666", line_width=1, row=2, col=1)
     fig.update_layout(barmode="group")
     fig.update_yaxes(title_text="distance", row=1, col=1)
-    fig.update_yaxes(title_text="difference of means", row=2, col=1)
-    note(fig, "below zero: more compact than " + names[0])
+    fig.update_yaxes(title_text=f"B − A of means<br>(< 0: tighter than {names[0][:16]})", row=2, col=1)
     return finish(fig, head, subtitle=subtitle, height=620)
 
 

@@ -127,3 +127,14 @@ def test_balanced_runs_warn_about_nothing(tiny_runs) -> None:
     assert (t["count"] == t["given"]).all()
     flow = run.label_flow()
     assert (flow.to_numpy() == np.diag(np.diag(flow.to_numpy()))).all()
+
+
+def test_the_end_of_run_summary_warns_about_each_class(emptied_run, tiny_runs) -> None:
+    from relabscope.analysis.summary import run_summary
+
+    lines = run_summary(emptied_run, seconds=3.0).splitlines()
+    assert lines[-2:] == [
+        "warning: class 'sadness' shrank below 50% of its given size in epoch 1: 16 given, as few as 6, "
+        "6 after the last epoch",
+        "warning: class 'anger' was emptied by relabelling in epoch 1: 16 given, 0 after the last epoch"]
+    assert not any(line.startswith("warning") for line in run_summary(tiny_runs["baseline"]).splitlines())
