@@ -3,8 +3,11 @@
 Starts the dashboard in a child process the way ``relabscope serve`` does (the same
 ``relabscope.dashboard.app.serve`` function: Dash's ``app.run``, i.e. Flask's threaded
 development server, debug off) on 127.0.0.1 with a free port, then drives it over HTTP
-exactly as the browser does (``/_dash-update-component`` POSTs whose payloads are built
-from the app's ``callback_map``):
+exactly as the browser does (``/_dash-update-component`` POSTs whose payloads
+``relabscope.dashboard.harness`` builds from the app's ``callback_map``, as for the tests;
+component ids from ``relabscope.dashboard.ids``). A callback named below that the app no
+longer has stops the benchmark with its outputs named; callbacks it cannot feed are listed
+under "not timed" with the reason, never dropped silently:
 
 1. first page load of the overview: ``GET /`` + its JS/CSS bundles + ``/_dash-layout`` +
    ``/_dash-dependencies`` + the routing callback, then the callbacks the overview page
@@ -62,10 +65,18 @@ from typing import Any, Callable
 
 import numpy as np
 
+from relabscope.dashboard import ids
+from relabscope.dashboard.harness import (ROUTER, CallbackFailed, answer, callback_key, components, is_pattern,
+                                          key_outputs, page_callbacks, payload, post_session, post_test_client)
+from relabscope.dashboard.images import ROUTE as IMAGE_ROUTE
+
 HERE = Path(__file__).resolve().parent
 GOALS = {"first_load_s": 3.0, "callback_p95_s": 1.0, "memory_gib": 3.0}
 #: callbacks that need the run's images/model: timed, but outside the goals and the load test
 NEEDS_DATA = ("sm gradcam (compute)", "image route")
+FF_TABLE_OUTPUTS = [f"{ids.FF_TABLE}.data", f"{ids.FF_TABLE}.page_count", f"{ids.FF_TABLE}.page_current",
+                    f"{ids.FF_COUNT}.children"]
+MAP_OUTPUTS = [f"{ids.MP_GRAPH}.figure", f"{ids.MP_STATUS}.children", f"{ids.MP_POLL}.disabled"]
 
 
 # ---------------------------------------------------------------------- the run folder
@@ -193,135 +204,84 @@ class Server:
 
 
 # ---------------------------------------------------------------------- Dash calls
-def key_outputs(key: str) -> list[str]:
-    parts = key.strip(".").split("...") if key.startswith("..") else [key]
-    return [p.split("@")[0] for p in parts]
-
-
-def is_pattern(key: str) -> bool:
-    return "{" in key
-
-
-class Callbacks:
-    """Payload building from the app's ``callback_map`` (as tests/dashboard/conftest.py's
-    ``dash_call`` does)."""
-
-    def __init__(self, callback_map: dict):
-        self.map = callback_map
-        self.by_first = {key_outputs(k)[0]: k for k in callback_map if not is_pattern(k)}
-
-    def key(self, first_output: str) -> str | None:
-        return self.by_first.get(first_output)
-
-    def payload(self, key: str, values: dict[str, Any], changed: list[str] | None = None) -> dict:
-        cb = self.map[key]
-
-        def spec(items):
-            return [{**item, "value": values.get(f"{item['id']}.{item['property']}")} for item in items]
-
-        parts = key.strip(".").split("...") if key.startswith("..") else [key]
-        outs = [{"id": p.split(".")[0], "property": p.split(".", 1)[1].split("@")[0]} for p in parts]
-        inputs = spec(cb["inputs"])
-        return {"output": key, "outputs": outs if key.startswith("..") else outs[0], "inputs": inputs,
-                "state": spec(cb["state"]),
-                "changedPropIds": changed if changed is not None else [f"{i['id']}.{i['property']}" for i in inputs]}
-
-
 class Result:
-    __slots__ = ("name", "seconds", "status", "ok", "error", "body", "error_cards", "note_figures")
+    __slots__ = ("name", "seconds", "status", "ok", "error", "response", "error_cards", "note_figures")
 
-    def __init__(self, name, seconds, status, ok, error=None, body=None, error_cards=0, note_figures=0):
+    def __init__(self, name, seconds, status, ok, error=None, response=None, error_cards=0, note_figures=0):
         self.name, self.seconds, self.status, self.ok, self.error = name, seconds, status, ok, error
-        self.body, self.error_cards, self.note_figures = body, error_cards, note_figures
+        self.response, self.error_cards, self.note_figures = response, error_cards, note_figures
 
 
-def post(session, base: str, name: str, payload: dict, timeout: float = 60.0, keep: bool = False) -> Result:
+def post(session, base: str, name: str, body: dict, timeout: float = 60.0, keep: bool = False) -> Result:
+    """One timed callback request (``body``: a ``harness.payload``); ``keep`` keeps its
+    response (``{"id": {"prop": value}}``) for the caller."""
     t = time.perf_counter()
     try:
-        r = session.post(base + "/_dash-update-component", data=json.dumps(payload),
-                         headers={"Content-Type": "application/json"}, timeout=timeout)
-        text = r.text
-        dt = time.perf_counter() - t
+        status, text = post_session(session, base, body, timeout)
     except Exception as exc:  # connection refused/reset, timeout
         return Result(name, time.perf_counter() - t, 0, False, f"{type(exc).__name__}: {exc}"[:300])
-    if r.status_code == 204:  # PreventUpdate / nothing to update: a valid answer
-        return Result(name, dt, 204, True)
-    if r.status_code != 200:
-        return Result(name, dt, r.status_code, False, text[:300])
+    dt = time.perf_counter() - t
     try:
-        body = json.loads(text)
-    except ValueError:
-        return Result(name, dt, 200, False, "not JSON: " + text[:200])
-    if not isinstance(body, dict) or "response" not in body or "error" in body:
-        return Result(name, dt, 200, False, "no Dash response: " + text[:200])
-    return Result(name, dt, 200, True, None, body if keep else None, text.count("error-card"),
+        response = answer(status, text)
+    except CallbackFailed as exc:
+        return Result(name, dt, status, False, exc.detail)
+    return Result(name, dt, status, True, None, response if keep else None, text.count("error-card"),
                   text.count('"meta": {"note"') + text.count('"meta":{"note"'))
 
 
+def require(res: Result) -> dict:
+    """The response of a request the benchmark cannot go on without (it stops otherwise)."""
+    if not res.ok:
+        raise SystemExit(f"{res.name} failed: {res.status} {res.error}")
+    return res.response
+
+
 # ---------------------------------------------------------------------- the layout, walked
-def components(tree: Any) -> dict[str, dict]:
-    """{id: {"type": ..., **props}} of every component with a string id under ``tree``."""
-    found: dict[str, dict] = {}
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "type" in node and "props" in node and isinstance(node["props"], dict):
-                cid = node["props"].get("id")
-                if isinstance(cid, str):
-                    found[cid] = {"type": node["type"], **node["props"]}
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(tree)
-    return found
-
-
 def vary(comp: dict | None, prop: str, rng: random.Random, pick_sample: Callable[[], int]) -> Any:
-    """A plausible value for ``comp.prop``: another option of a dropdown/radio/checklist, a
-    point of a slider, another sample id in a store; else the layout's own value."""
+    """A plausible value for ``comp.prop`` (``comp``: component JSON, as ``harness.components``
+    gives it): another option of a dropdown/radio/checklist, a point of a slider, another
+    sample id in a store or a sample-id box; else the layout's own value."""
     if comp is None:
         return None
-    value = comp.get(prop)
-    if prop == "value" and comp.get("options"):
-        opts = [o["value"] if isinstance(o, dict) else o for o in comp["options"]]
+    kind, props = comp["type"], comp["props"]
+    value = props.get(prop)
+    if prop == "value" and props.get("options"):
+        opts = [o["value"] if isinstance(o, dict) else o for o in props["options"]]
         opts = [o for o in opts if not (isinstance(o, dict) and "value" not in o)]
-        if comp.get("multi") or comp["type"] == "Checklist":
+        if props.get("multi") or kind == "Checklist":
             k = rng.randint(1, min(4, len(opts)))
             return sorted(rng.sample(opts, k), key=str)
         return rng.choice(opts)
-    if prop == "value" and comp["type"] in ("Slider", "RangeSlider") and "min" in comp and "max" in comp:
-        lo, hi = comp["min"], comp["max"]
-        step = comp.get("step") or 1
+    if prop == "value" and kind in ("Slider", "RangeSlider") and "min" in props and "max" in props:
+        lo, hi = props["min"], props["max"]
+        step = props.get("step") or 1
         pts = [lo + i * step for i in range(int((hi - lo) / step) + 1)] or [lo]
-        if comp["type"] == "RangeSlider":
+        if kind == "RangeSlider":
             a, b = sorted(rng.sample(pts, 2)) if len(pts) > 1 else (lo, hi)
             return [a, b]
         return rng.choice(pts)
     if prop == "data" and isinstance(value, dict) and "sample" in value:
         return {**value, "sample": pick_sample()}
-    if prop == "value" and comp["type"] == "Input" and comp.get("inputMode") == "numeric":
+    if prop == "value" and kind == "Input" and props.get("inputMode") == "numeric":
         return str(pick_sample())  # a sample-id box (e.g. the compare page's)
     return value
 
 
 # ---------------------------------------------------------------------- the benchmark
 class Bench:
-    def __init__(self, server: Server, callbacks: Callbacks, run_id: str, info: dict, seed: int = 0):
+    def __init__(self, server: Server, callback_map: dict, run_id: str, info: dict, seed: int = 0):
         import requests
 
         self.requests = requests
         self.server = server
         self.base = server.base
-        self.cbs = callbacks
+        self.callback_map = callback_map
         self.run_id = run_id
         self.info = info  # n, n_train, num_epochs, class_names, embed_epochs
         self.rng = random.Random(seed)
         self.session = requests.Session()
         self.version = None
-        self.layouts: dict[str, dict[str, dict]] = {}   # page path -> components by id
+        self.layouts: dict[str, dict[str, dict]] = {}   # page path -> component JSON by id
         self.table_rows: list[dict] = []
         self.flip_ids: list[int] = []
 
@@ -341,38 +301,43 @@ class Bench:
         return rng.randrange(self.info["n_train"], self.info["n"])  # a test sample
 
     def route_values(self, path: str, search: str) -> dict:
-        return {"url.pathname": path, "url.search": search}
+        return {f"{ids.URL}.pathname": path, f"{ids.URL}.search": search}
 
     def specs(self) -> dict[str, Callable[[random.Random], tuple[str, dict, list | None]]]:
-        """name -> make(rng) -> (callback key, values, changedPropIds)."""
-        k = self.cbs.key
+        """name -> make(rng) -> (callback key, values, changedPropIds). A named callback the
+        app lacks stops the benchmark (``CallbackNotFound``); the app's other callbacks are fed
+        from their page's layout (``generic``), and any that cannot be are listed with the
+        reason in ``self.generic_skipped``."""
         rid = self.run_id
         out: dict[str, Callable] = {}
+        named: set[str] = set()
         classes = list(range(len(self.info["class_names"])))
         epochs = self.info["num_epochs"]
 
-        def add(name, first_output, make):
-            key = k(first_output)
-            if key is not None:
-                out[name] = lambda rng, key=key, make=make: (key, *make(rng))
+        def add(name, outputs, make):
+            key = callback_key(self.callback_map, outputs)
+            named.add(key)
+            out[name] = lambda rng, key=key, make=make: (key, *make(rng))
 
-        live = lambda: {"live-version.data": self.version}  # noqa: E731
-        add("route /", "page.children", lambda rng: (self.route_values("/", self.search()), None))
-        add("route /flipflops", "page.children",
+        live = lambda: {f"{ids.LIVE_VERSION}.data": self.version}  # noqa: E731
+        add("route /", ROUTER, lambda rng: (self.route_values("/", self.search()), None))
+        add("route /flipflops", ROUTER,
             lambda rng: (self.route_values("/flipflops", self.search(mode=rng.choice(["flipflopping", "all"]))), None))
-        add("route /sample", "page.children",
+        add("route /sample", ROUTER,
             lambda rng: (self.route_values("/sample", self.search(sample=self.pick_sample(rng))), None))
-        add("runs-nav", "runs-nav.children",
-            lambda rng: ({"url.pathname": rng.choice(["/", "/flipflops", "/sample"]), "url.search": self.search(),
-                          "tick.n_intervals": rng.randrange(100)}, None))
-        add("tick", "live-version.data",
-            lambda rng: ({"tick.n_intervals": rng.randrange(1, 100), "url.search": self.search(), **live()}, None))
-        ov = {"ov-args.data": {"run": rid}}
-        add("ov summary", "ov-head.children", lambda rng: ({**ov, **live()}, None))
+        add("runs-nav", [f"{ids.RUNS_NAV}.children"],
+            lambda rng: ({f"{ids.URL}.pathname": rng.choice(["/", "/flipflops", "/sample"]),
+                          f"{ids.URL}.search": self.search(), f"{ids.TICK}.n_intervals": rng.randrange(100)}, None))
+        add("tick", [f"{ids.LIVE_VERSION}.data"],
+            lambda rng: ({f"{ids.TICK}.n_intervals": rng.randrange(1, 100), f"{ids.URL}.search": self.search(),
+                          **live()}, None))
+        ov = {f"{ids.OV_ARGS}.data": {"run": rid}}
+        add("ov summary", [f"{ids.OV_HEAD}.children", f"{ids.OV_NUMBERS}.children", f"{ids.OV_CONFIG}.children"],
+            lambda rng: ({**ov, **live()}, None))
         for w in ("accuracy", "relabels", "recovery", "consistency"):
-            add(f"ov {w}", f"ov-{w}.children", lambda rng: ({**ov, **live()}, None))
-        ff = {"ff-args.data": {"run": rid}}
-        add("ff figures", "ff-heatmap.figure", lambda rng: ({**ff, **live()}, None))
+            add(f"ov {w}", [f"{ids.ov_figure(w)}.children"], lambda rng: ({**ov, **live()}, None))
+        ff = {f"{ids.FF_ARGS}.data": {"run": rid}}
+        add("ff figures", [f"{ids.FF_HEATMAP}.figure", f"{ids.FF_BARS}.figure"], lambda rng: ({**ff, **live()}, None))
 
         def table(rng):
             from_filter = rng.random() < 0.5
@@ -380,90 +345,105 @@ class Bench:
             sort_cols = ["flipflops", "changes", "sample_id", "labels_visited", "last_relabel_epoch", "given"]
             sort_by = [{"column_id": c, "direction": rng.choice(["asc", "desc"])}
                        for c in rng.sample(sort_cols, rng.randint(1, 2))]
-            values = {**ff, **live(), "ff-mode.value": mode,
-                      "ff-given.value": rng.choice([None, None] + classes),
-                      "ff-final.value": rng.choice([None, None] + classes),
-                      "ff-cell.data": list(rng.sample(classes, 2)) if rng.random() < 0.2 else None,
-                      "ff-table.page_current": 0 if from_filter else rng.choice([0, 1, 2, 5, 50, 500, 5000]),
-                      "ff-table.sort_by": sort_by}
-            changed = [rng.choice(["ff-mode.value", "ff-given.value", "ff-final.value", "ff-cell.data"])] if from_filter \
-                else [rng.choice(["ff-table.page_current", "ff-table.sort_by"])]
-            return values, changed
+            values = {**ff, **live(), f"{ids.FF_MODE}.value": mode,
+                      f"{ids.FF_GIVEN}.value": rng.choice([None, None] + classes),
+                      f"{ids.FF_FINAL}.value": rng.choice([None, None] + classes),
+                      f"{ids.FF_CELL}.data": list(rng.sample(classes, 2)) if rng.random() < 0.2 else None,
+                      f"{ids.FF_TABLE}.page_current": 0 if from_filter else rng.choice([0, 1, 2, 5, 50, 500, 5000]),
+                      f"{ids.FF_TABLE}.sort_by": sort_by}
+            filters = [f"{ids.FF_MODE}.value", f"{ids.FF_GIVEN}.value", f"{ids.FF_FINAL}.value", f"{ids.FF_CELL}.data"]
+            paging = [f"{ids.FF_TABLE}.page_current", f"{ids.FF_TABLE}.sort_by"]
+            return values, [rng.choice(filters if from_filter else paging)]
 
-        add("ff table", "ff-table.data", table)
+        add("ff table", FF_TABLE_OUTPUTS, table)
 
         def row_click(rng):
             rows = self.table_rows or [{"sample_id": 0}]
             r = rng.randrange(len(rows))
-            return ({"ff-table.active_cell": {"row": r, "column": 1, "column_id": "sample_id"},
-                     "ff-bars.clickData": None, "ff-table.data": rows}, ["ff-table.active_cell"])
+            return ({f"{ids.FF_TABLE}.active_cell": {"row": r, "column": 1, "column_id": "sample_id"},
+                     f"{ids.FF_BARS}.clickData": None, f"{ids.FF_TABLE}.data": rows},
+                    [f"{ids.FF_TABLE}.active_cell"])
 
-        add("ff row click", "ff-selected.data", row_click)
-        add("ff detail", "ff-detail.children",
-            lambda rng: ({"ff-selected.data": self.pick_sample(rng), **ff, **live()}, None))
+        add("ff row click", [f"{ids.FF_SELECTED}.data"], row_click)
+        add("ff detail", [f"{ids.FF_DETAIL}.children"],
+            lambda rng: ({f"{ids.FF_SELECTED}.data": self.pick_sample(rng), **ff, **live()}, None))
         names = self.info["class_names"]
-        add("ff matrix click", "ff-cell.data",
-            lambda rng: ({"ff-heatmap.clickData": {"points": [{"x": names[a], "y": names[b]} for a, b in
-                                                              [rng.sample(classes, 2)]]},
-                          "ff-clear.n_clicks": 0, **ff}, ["ff-heatmap.clickData"]))
-        add("ff cycle chip", "ff-cell-chip.children",
-            lambda rng: ({"ff-cell.data": rng.choice([None, rng.sample(classes, 2)]), **ff}, None))
+        add("ff matrix click", [f"{ids.FF_CELL}.data"],
+            lambda rng: ({f"{ids.FF_HEATMAP}.clickData": {"points": [{"x": names[a], "y": names[b]} for a, b in
+                                                                     [rng.sample(classes, 2)]]},
+                          f"{ids.FF_CLEAR}.n_clicks": 0, **ff}, [f"{ids.FF_HEATMAP}.clickData"]))
+        add("ff cycle chip", [f"{ids.FF_CELL_CHIP}.children"],
+            lambda rng: ({f"{ids.FF_CELL}.data": rng.choice([None, rng.sample(classes, 2)]), **ff}, None))
 
         def sm(rng):
-            return {"sm-args.data": {"run": rid, "sample": self.pick_sample(rng)}, **live()}
+            return {f"{ids.SM_ARGS}.data": {"run": rid, "sample": self.pick_sample(rng)}, **live()}
 
-        add("sm facts+timeline+probs", "sm-facts.children", lambda rng: (sm(rng), None))
+        add("sm facts+timeline+probs", [f"{ids.SM_FACTS}.children", f"{ids.SM_TIMELINE}.children",
+                                        f"{ids.SM_PROBS}.children", f"{ids.SM_METHOD}.children"],
+            lambda rng: (sm(rng), None))
 
         def distances(rng):
             pool = self.info["embed_epochs"] or list(range(epochs))
             chosen = None if rng.random() < 0.3 else sorted(rng.sample(pool, rng.randint(1, min(3, len(pool)))))
-            return {**sm(rng), "sm-epochs.value": chosen}, None
+            return {**sm(rng), f"{ids.SM_EPOCHS}.value": chosen}, None
 
-        add("sm distances", "sm-distances.children", distances)
-        add("sm gradcam (not asked)", "sm-gradcam.children",
-            lambda rng: ({**sm(rng), "sm-gradcam-go.n_clicks": 0}, None))
-        add("sm gradcam (compute)", "sm-gradcam.children",
-            lambda rng: ({**sm(rng), "sm-gradcam-go.n_clicks": 1}, ["sm-gradcam-go.n_clicks"]))
-        add("sm open", "url.search",
-            lambda rng: ({"sm-open.n_clicks": 1, "sm-input.n_submit": None, "sm-input.value": self.pick_sample(rng),
-                          "url.search": self.search()}, ["sm-open.n_clicks"]))
+        add("sm distances", [f"{ids.SM_DISTANCES}.children"], distances)
+        add("sm gradcam (not asked)", [f"{ids.SM_GRADCAM}.children"],
+            lambda rng: ({**sm(rng), f"{ids.SM_GRADCAM_GO}.n_clicks": 0}, None))
+        add("sm gradcam (compute)", [f"{ids.SM_GRADCAM}.children"],
+            lambda rng: ({**sm(rng), f"{ids.SM_GRADCAM_GO}.n_clicks": 1}, [f"{ids.SM_GRADCAM_GO}.n_clicks"]))
+        add("sm open", [f"{ids.URL}.search"],
+            lambda rng: ({f"{ids.SM_OPEN}.n_clicks": 1, f"{ids.SM_INPUT}.n_submit": None,
+                          f"{ids.SM_INPUT}.value": self.pick_sample(rng), f"{ids.URL}.search": self.search()},
+                         [f"{ids.SM_OPEN}.n_clicks"]))
         # everything else the app registers (pages added later: map, compactness, compare, ...)
-        known = {k(o) for o in ("page.children", "runs-nav.children", "live-version.data", "ov-head.children",
-                                "ov-accuracy.children", "ov-relabels.children", "ov-recovery.children",
-                                "ov-consistency.children", "ff-heatmap.figure", "ff-table.data", "ff-selected.data",
-                                "ff-detail.children", "ff-cell.data", "ff-cell-chip.children", "sm-facts.children",
-                                "sm-distances.children", "sm-gradcam.children", "url.search")}
-        self.generic_skipped = []
-        for key, cb in self.cbs.map.items():
-            if key in known:
-                continue
-            if is_pattern(key):
-                self.generic_skipped.append((key[:80], "pattern-matching ids"))
-                continue
-            ids = {i["id"] for i in cb["inputs"] + cb["state"]}
-            page = next((p for p, comps in self.layouts.items() if ids & set(comps)), None)
-            if page is None:
-                self.generic_skipped.append((key[:80], "inputs on no page layout"))
-                continue
-            comps = {**self.layouts[page], "live-version": {"type": "Store", "data": self.version}}
-
-            def make(rng, cb=cb, comps=comps, page=page):
-                values = {}
-                for item in cb["inputs"] + cb["state"]:
-                    name, cid, prop = f"{item['id']}.{item['property']}", item["id"], item["property"]
-                    if cid == "url":
-                        values[name] = page.split("?")[0] if prop == "pathname" else self.search()
-                    else:
-                        values[name] = vary(comps.get(cid), prop, rng, lambda: self.pick_sample(rng))
-                return values, None
-
-            out[f"{page.strip('/') or 'overview'}: {','.join(key_outputs(key))}"[:60]] = \
-                lambda rng, key=key, make=make: (key, *make(rng))
+        out.update(self.generic(covered=named))
         return out
+
+    def generic(self, covered: set[str]) -> dict[str, Callable]:
+        """Specs for the callbacks not in ``covered``, fed from their page's layout (varied
+        dropdown, slider and sample values); those no page layout can feed go to
+        ``self.generic_skipped`` with the reason."""
+        out: dict[str, Callable] = {}
+        covered = set(covered)
+        self.generic_skipped = []
+        for page, comps in self.layouts.items():
+            for key, cb in page_callbacks(self.callback_map, comps, ids.SHELL_INPUTS):
+                if key in covered:
+                    continue
+                covered.add(key)
+                missing = {s["id"] for s in cb["state"]} - set(comps) - ids.SHELL_INPUTS
+                if missing:
+                    self.generic_skipped.append((key[:80], f"state not on the {page} layout: {sorted(missing)}"))
+                    continue
+                make = self.layout_values(cb, page, comps)
+                out[f"{page.strip('/') or 'overview'}: {','.join(key_outputs(key))}"[:60]] = \
+                    lambda rng, key=key, make=make: (key, *make(rng))
+        for key in self.callback_map:
+            if key not in covered:
+                why = "pattern-matching ids" if is_pattern(key) else "inputs on no page layout"
+                self.generic_skipped.append((key[:80], why))
+        return out
+
+    def layout_values(self, cb: dict, page: str, comps: dict[str, dict]) -> Callable:
+        """make(rng) -> (values, None) for callback ``cb`` from the ``page`` layout ``comps``."""
+        def make(rng):
+            values = {}
+            for item in cb["inputs"] + cb["state"]:
+                name, cid, prop = f"{item['id']}.{item['property']}", item["id"], item["property"]
+                if cid == ids.URL:
+                    values[name] = page.split("?")[0] if prop == "pathname" else self.search()
+                elif cid == ids.LIVE_VERSION:
+                    values[name] = self.version
+                else:
+                    values[name] = vary(comps.get(cid), prop, rng, lambda: self.pick_sample(rng))
+            return values, None
+        return make
 
     def call(self, name: str, make: Callable, rng: random.Random, session=None, keep=False) -> Result:
         key, values, changed = make(rng)
-        return post(session or self.session, self.base, name, self.cbs.payload(key, values, changed), keep=keep)
+        return post(session or self.session, self.base, name, payload(self.callback_map, key, values, changed),
+                    keep=keep)
 
     # -------------------------------------------------------------- 1. first page load
     def page_load(self, session) -> dict:
@@ -488,13 +468,10 @@ class Bench:
         specs = self.specs_cache
         res = self.call("route /", specs["route /"], self.rng, session, keep=True)
         timings["routing callback"] = res.seconds
-        if not res.ok:
-            raise SystemExit(f"routing callback failed: {res.status} {res.error}")
-        self.version = res.body["response"].get("live-version", {}).get("data", self.version)
+        self.version = require(res).get(ids.LIVE_VERSION, {}).get("data", self.version)
         shell_s = time.perf_counter() - t0
         t = time.perf_counter()
         names = ["runs-nav", "ov summary", "ov accuracy", "ov relabels", "ov recovery", "ov consistency"]
-        names = [n for n in names if n in specs]
         sessions = [self.requests.Session() for _ in names]
         with cf.ThreadPoolExecutor(6) as pool:
             results = list(pool.map(lambda ns: self.call(ns[0], specs[ns[0]], random.Random(0), ns[1]),
@@ -509,33 +486,28 @@ class Bench:
     # -------------------------------------------------------------- discovery of layouts
     def discover(self, pages: list[str]) -> None:
         """Route to every page once (warm-up of nothing but the layouts) to learn component
-        values, table rows and flip-flopping sample ids."""
-        specs = self.specs_cache
+        values, table rows and flip-flopping sample ids; a page that does not open stops the
+        benchmark (its callbacks would otherwise drop out of the table)."""
+        router = callback_key(self.callback_map, ROUTER)
         for page in pages:
             path = "/" + page
-            key = self.cbs.key("page.children")
             search = self.search(sample=0) if page == "sample" else self.search()
-            res = post(self.session, self.base, "route", self.cbs.payload(key, self.route_values(path, search)),
-                       keep=True)
-            if res.ok and res.body:
-                self.layouts[path] = components(res.body["response"].get("page", {}).get("children"))
-        if "ff table" in specs:
-            values, _ = specs["ff table"](random.Random(0))[1:]
-            values.update({"ff-mode.value": "flipflopping", "ff-given.value": None, "ff-final.value": None,
-                           "ff-cell.data": None, "ff-table.page_current": 0, "ff-table.sort_by": None})
+            res = post(self.session, self.base, f"route {path}",
+                       payload(self.callback_map, router, self.route_values(path, search)), keep=True)
+            self.layouts[path] = components(require(res)[ids.PAGE]["children"])
+        key, values, _ = self.specs_cache["ff table"](random.Random(0))
+        values.update({f"{ids.FF_MODE}.value": "flipflopping", f"{ids.FF_GIVEN}.value": None,
+                       f"{ids.FF_FINAL}.value": None, f"{ids.FF_CELL}.data": None,
+                       f"{ids.FF_TABLE}.page_current": 0, f"{ids.FF_TABLE}.sort_by": None})
+        res = post(self.session, self.base, "ff table", payload(self.callback_map, key, values), keep=True)
+        self.table_rows = require(res)[ids.FF_TABLE]["data"]
+        self.flip_ids = [int(r["sample_id"]) for r in self.table_rows]
+        # a few more pages of flip-floppers for the sample pool
+        for page in (1, 2, 3):
+            values[f"{ids.FF_TABLE}.page_current"] = page
             res = post(self.session, self.base, "ff table",
-                       self.cbs.payload(self.cbs.key("ff-table.data"), values), keep=True)
-            if res.ok and res.body:
-                self.table_rows = res.body["response"]["ff-table"]["data"]
-                self.flip_ids = [int(r["sample_id"]) for r in self.table_rows]
-            # a few more pages of flip-floppers for the sample pool
-            for page in (1, 2, 3):
-                values["ff-table.page_current"] = page
-                res = post(self.session, self.base, "ff table",
-                           self.cbs.payload(self.cbs.key("ff-table.data"), values, ["ff-table.page_current"]),
-                           keep=True)
-                if res.ok and res.body:
-                    self.flip_ids += [int(r["sample_id"]) for r in res.body["response"]["ff-table"]["data"]]
+                       payload(self.callback_map, key, values, [f"{ids.FF_TABLE}.page_current"]), keep=True)
+            self.flip_ids += [int(r["sample_id"]) for r in require(res)[ids.FF_TABLE]["data"]]
 
     # -------------------------------------------------------------- 2. per callback
     def per_callback(self, calls: int) -> dict:
@@ -562,19 +534,17 @@ class Bench:
     def map_ready(self, method: str = "tsne", timeout: float = 900.0) -> dict:
         """Seconds until a map whose projection is not cached is drawn: the first request
         starts it in the background and returns at once; the page polls every 2 s."""
-        key = self.cbs.key("mp-graph.figure")
-        if key is None:
-            return {}
-        values = {"mp-args.data": {"run": self.run_id}, "mp-method.value": method, "mp-epoch.value": None,
-                  "mp-classes.value": [0, 1], "mp-colour.value": "effect", "live-version.data": self.version,
-                  "mp-poll.n_intervals": None}
+        key = callback_key(self.callback_map, MAP_OUTPUTS)
+        values = {f"{ids.MP_ARGS}.data": {"run": self.run_id}, f"{ids.MP_METHOD}.value": method,
+                  f"{ids.MP_EPOCH}.value": None, f"{ids.MP_CLASSES}.value": [0, 1], f"{ids.MP_COLOUR}.value": "effect",
+                  f"{ids.LIVE_VERSION}.data": self.version, f"{ids.MP_POLL}.n_intervals": None}
         t0, polls, first = time.perf_counter(), 0, None
         while time.perf_counter() - t0 < timeout:
-            r = post(self.session, self.base, "map ready", self.cbs.payload(key, values), keep=True)
+            r = post(self.session, self.base, "map ready", payload(self.callback_map, key, values), keep=True)
             first = r.seconds if first is None else first
             if not r.ok:
                 return {"error": r.error, "seconds": time.perf_counter() - t0}
-            if r.body["response"].get("mp-poll", {}).get("disabled"):
+            if r.response.get(ids.MP_POLL, {}).get("disabled"):
                 return {"method": method, "seconds": time.perf_counter() - t0, "polls": polls,
                         "first_answer_s": first}
             polls += 1
@@ -587,9 +557,8 @@ class Bench:
         for _ in range(calls):
             sid = self.pick_sample(rng)
             t = time.perf_counter()
-            r = self.session.get(f"{self.base}/_relabscope/image", params={"run": self.run_id, "sample": sid,
-                                                                         "size": rng.choice([48, 96, 224])},
-                                 timeout=60)
+            r = self.session.get(self.base + IMAGE_ROUTE, params={"run": self.run_id, "sample": sid,
+                                                                  "size": rng.choice([48, 96, 224])}, timeout=60)
             secs.append(time.perf_counter() - t)
             statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
         warm = secs[1:] or secs
@@ -662,16 +631,16 @@ def profile(root: Path, bench: Bench, names: list[str], out_dir: Path) -> dict:
     for name in names:
         rng = random.Random(7)
         key, values, changed = specs[name](rng)
-        body = json.dumps(bench.cbs.payload(key, values, changed))
+        body = payload(bench.callback_map, key, values, changed)
         entry = {}
         for phase in ("cold", "warm"):
             prof = cProfile.Profile()
             t = time.perf_counter()
             prof.enable()
-            resp = client.post("/_dash-update-component", data=body, content_type="application/json")
+            status, _ = post_test_client(client, body)
             prof.disable()
             entry[phase + "_s"] = time.perf_counter() - t
-            entry[phase + "_status"] = resp.status_code
+            entry[phase + "_status"] = status
             prof.dump_stats(out_dir / f"profile-{re.sub(r'[^a-z0-9]+', '-', name.lower())}-{phase}.prof")
             buf = io.StringIO()
             stats = pstats.Stats(prof, stream=buf)
@@ -796,7 +765,6 @@ def main() -> None:
         info = {"n": len(split), "n_train": int((split == "train").sum()), "num_epochs": run.num_epochs,
                 "class_names": list(run.class_names), "embed_epochs": list(run.embedding_epochs())}
     pages = list(app_module.PAGES)
-    callbacks = Callbacks(app.callback_map)
     print(f"run {run_id!r} under {root}: {info['n']:,} samples ({info['n_train']:,} train), {info['num_epochs']} epochs;"
           f" pages {pages}; {len(app.callback_map)} callbacks")
 
@@ -810,7 +778,7 @@ def main() -> None:
                               "machine_note": "2 shared CPU cores, OMP_NUM_THREADS=1, other jobs running: pessimistic",
                               "goals": GOALS}
     try:
-        bench = Bench(server, callbacks, run_id, info)
+        bench = Bench(server, app.callback_map, run_id, info)
         bench.specs_cache = bench.specs()
         print("first page load (cold) ...", flush=True)
         cold = bench.page_load(bench.requests.Session())

@@ -29,7 +29,7 @@ import torch
 from relabscope.config import resolve
 from relabscope.data.pipeline import default_workers, load_images, prepare
 from relabscope.methods import build_method
-from relabscope.runlog.hook import RunLogHook
+from relabscope.training.log_hook import RunLogHook
 from relabscope.training.hooks import Hook
 from relabscope.training.loop import Trainer
 from relabscope.training.runner import pick_device, run_metadata

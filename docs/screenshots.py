@@ -18,6 +18,12 @@ import threading
 import time
 from pathlib import Path
 
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from werkzeug.serving import make_server
+
+from relabscope.dashboard import create_app, ids
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -26,9 +32,6 @@ def _free_port() -> int:
 
 
 def _browser(width: int):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -43,18 +46,15 @@ def _settle(driver, timeout: float) -> None:
     end, quiet = time.time() + timeout, 0
     while time.time() < end and quiet < 2:
         busy = driver.execute_script(
-            "return !document.querySelector('#page') || document.querySelector('#page').children.length === 0"
-            " || document.querySelectorAll('[data-dash-is-loading=\"true\"], ._dash-loading-callback').length")
+            "var page = document.getElementById(arguments[0]);"
+            "return !page || page.children.length === 0"
+            " || document.querySelectorAll('[data-dash-is-loading=\"true\"], ._dash-loading-callback').length", ids.PAGE)
         quiet = 0 if busy else quiet + 1
         time.sleep(0.7)
 
 
 def shoot(root: Path, pages: dict[str, str], out: Path, width: int = 1500, timeout: float = 120.0) -> list[Path]:
     """Save a full-page PNG of each ``name -> URL path`` under ``out``; returns the files."""
-    from werkzeug.serving import make_server
-
-    from relabscope.dashboard import create_app
-
     app = create_app([root], refresh_seconds=0)
     port = _free_port()
     server = make_server("127.0.0.1", port, app.server, threaded=True)

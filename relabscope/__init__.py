@@ -21,6 +21,7 @@ _EXPORTS = {
     "RunLogWriter": "relabscope.runlog.writer",
     "RunLogReader": "relabscope.runlog.reader",
     "SampleTable": "relabscope.runlog.schema",
+    "example_run": "relabscope.examples",
     "Hook": "relabscope.training.hooks",
     "load_dataset": "relabscope.data",
     "RelabscopeError": "relabscope.errors",

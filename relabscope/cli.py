@@ -1,18 +1,31 @@
 """The ``relabscope`` command: argument parsing only; the work is in the Python API.
 
 Errors a user can cause print one line (``relabscope: error: ...``) and exit non-zero.
+The options of ``train`` and ``sweep`` are made from the setting specs
+(``relabscope.config.SPECS``). Each command imports its own stack when it runs, so
+``relabscope train`` needs neither dash nor plotly, ``relabscope serve`` loads no torch,
+and ``--version`` and ``--help`` load none of them.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import urlencode
 
 import click
 
 from relabscope import __version__
+from relabscope.config import SPECS, read_toml, resolve
 from relabscope.errors import RelabscopeError
+from relabscope.settings import Spec
+from relabscope.sweep.manifest import GRID_KEYS
+
+if TYPE_CHECKING:
+    from relabscope.sweep.table import Select
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,88 +72,53 @@ def _dataset_option(ctx: click.Context, param: click.Parameter, values: tuple[st
     return out
 
 
-def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
-    if value is None:
-        return None
-    try:
-        return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected whole numbers separated by commas, got {value!r}") from None
+def _list_of(item: type) -> Callable[[click.Context, click.Parameter, str | None], list[Any] | None]:
+    """A callback reading ``a,b,c`` as a list of ``item`` (a list setting's option)."""
+    what = {int: "whole numbers", float: "numbers"}.get(item, "values")
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> list[Any] | None:
+        if value is None:
+            return None
+        try:
+            return [item(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise click.BadParameter(f"expected {what} separated by commas, got {value!r}") from None
+
+    return parse
 
 
-class _RegistryChoice(click.Choice):
-    """A Choice over a registry's names, imported only when needed (keeps --version fast)."""
-
-    def __init__(self, module: str, name: str):
-        self._source = (module, name)
-        super().__init__([])
-
-    @property
-    def choices(self) -> list[str]:  # type: ignore[override]
-        from importlib import import_module
-
-        module, name = self._source
-        return list(getattr(import_module(module), name))
-
-    @choices.setter
-    def choices(self, value: Any) -> None:
-        pass
-
-
-def _option(*decls: str, **attrs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+def setting_option(spec: Spec) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The click declarations and attributes of one setting's option, from its spec: its
+    flag(s), type (a choice of its allowed values, a path, a list, KEY=VALUE pairs for a
+    dict), help text and metavar. Unset options default to None, so presets and --config
+    values stay in force."""
+    s, base = spec.setting, spec.base
+    decls = s.flags or ((f"{spec.flag}/--no-{spec.flag[2:]}",) if base is bool else (spec.flag,))
+    attrs: dict[str, Any] = {"help": s.help, "default": None}
+    if s.metavar:
+        attrs["metavar"] = s.metavar
+    origin = typing.get_origin(base)
+    if origin is dict:
+        attrs.update(multiple=True, callback=_dataset_option, default=())
+    elif origin is list:
+        attrs["callback"] = _list_of(typing.get_args(base)[0])
+    elif (allowed := s.registry if s.registry is not None else s.choices) is not None:
+        attrs["type"] = click.Choice(list(allowed))
+    elif s.path:
+        attrs["type"] = click.Path(path_type=str)
+    elif base is not bool:
+        attrs["type"] = base
     return decls, attrs
 
 
-# Every training setting, as options; ``train`` takes them all, ``sweep`` all but its grid's.
-_SETTINGS = [
-    _option("--dataset", type=_RegistryChoice("relabscope.data", "DATASETS"), help="Data set layout (default: synthetic, generated on first use)."),
-    _option("--data", type=click.Path(path_type=str), help="Folder holding the data set in its published layout."),
-    _option("-O", "--dataset-option", "dataset_options", multiple=True, callback=_dataset_option, metavar="KEY=VALUE", help="Data set option, e.g. -O num_train=4000 (repeatable)."),
-    _option("--method", type=_RegistryChoice("relabscope.methods", "METHODS"), help="Training method (default: scn-c)."),
-    _option("--noise", type=float, help="Replace each training label with prob. P by a random other class."),
-    _option("--noise-file", type=click.Path(path_type=str), help="Published noise file (SCN or RAF-DB format)."),
-    _option("--noise-seed", type=int, help="Seed of the injected noise (default: --seed)."),
-    _option("--epochs", type=int),
-    _option("--batch-size", type=int),
-    _option("--image-size", type=int, help="Side length the network sees (below 100 px: small stem)."),
-    _option("--lr", type=float, help="Adam learning rate."),
-    _option("--weight-decay", type=float),
-    _option("--lr-decay", type=float, help="ExponentialLR factor per epoch."),
-    _option("--lr-schedule", type=click.Choice(["exponential", "step"]), help="exponential (SCN, RUL) or step: lr/10 after each milestone (DMUE)."),
-    _option("--lr-milestones", callback=_int_list, metavar="E1,E2", help="Epoch counts after which the step schedule divides lr by 10 (default 10,20)."),
-    _option("--head-lr-mult", type=float, help="Classifier heads train at lr times this (RUL: 10)."),
-    _option("--gamma", type=float, help="Center-loss weight of -c methods."),
-    _option("--center-lr", type=float, help="Center update rate (alpha of Wen et al.)."),
-    _option("--relabel-epoch", type=int, help="First epoch (1-based) in which SCN relabels."),
-    _option("--delta", type=float, help="Relabel when p_max - p_label > delta."),
-    _option("--relabel-scope", type=click.Choice(["all", "low"]), help="Relabel any sample (reference code) or only the low-importance group (SCN paper)."),
-    _option("--rr/--no-rr", default=None, help="SCN's rank regularisation (default on)."),
-    _option("--rr-margin", type=float, help="SCN's margin_1 between the high- and low-importance groups' mean weights."),
-    _option("--rr-beta", type=float, help="SCN's share of each batch in the high-importance group (default 0.7)."),
-    _option("--dmue-ramp", type=float, help="DMUE's a: epochs over which the target loss ramps up (default 6)."),
-    _option("--dmue-temperature", type=float, help="DMUE's sharpening temperature T (default 1.2)."),
-    _option("--dmue-sp-weight", type=float, help="Weight of DMUE's structure-preserving loss (default 1000)."),
-    _option("--dmue-train-uncertainty/--dmue-frozen-uncertainty", default=None, help="Train DMUE's s-MLP (default) or leave it at init, as the reference code does."),
-    _option("--dmue-center-ramp/--dmue-center-full", default=None, help="DMUE-C: ramp the center loss up with the target branch's losses (default), or give it full weight from the first step."),
-    _option("--seed", type=int),
-    _option("--limit", type=int, metavar="N", help="Train on the first N training samples only."),
-    _option("--device", type=click.Choice(["auto", "cpu", "cuda"])),
-    _option("--amp/--no-amp", default=None, help="bf16 autocast on CUDA."),
-    _option("--pretrained", type=click.Path(path_type=str), help="ResNet-18 weights file (torchvision or MS-Celeb-1M)."),
-    _option("--embed-every", type=int, metavar="N", help="Keep embeddings every N epochs (and the last)."),
-    _option("--probe-every", type=int, metavar="N", help="Eval-mode embedding pass over the training set every N epochs."),
-    _option("--workers", type=int, help="Image decoding workers."),
-    _option("--cache-gb", type=float, help="Decode images into memory when they fit in this many GiB."),
-    _option("--keep-optimizer/--drop-optimizer", default=None, help="Keep the optimiser state in a finished run's checkpoint (default; needed to extend it with --resume --epochs), or drop it: a third of the size."),
-]
-
-
 def _settings(*, without: tuple[str, ...] = ()) -> Any:
-    """Add the setting options to a command, except those whose flags are in ``without``."""
+    """Add every training setting's option to a command, except the settings named in
+    ``without`` (``train`` takes them all, ``sweep`` all but its grid's)."""
 
     def apply(f: Any) -> Any:
-        for decls, attrs in reversed(_SETTINGS):
-            if not set(decls) & set(without):
+        for spec in reversed(SPECS.values()):
+            if spec.name not in without:
+                decls, attrs = setting_option(spec)
                 f = click.option(*decls, **attrs)(f)
         return f
 
@@ -149,7 +127,6 @@ def _settings(*, without: tuple[str, ...] = ()) -> Any:
 
 @main.command(context_settings={"show_default": False})
 @_settings()
-@click.option("--out", type=click.Path(path_type=str), help="Run directory (default: runs/<method>-<dataset>-<time>).")
 @click.option("--resume", type=click.Path(path_type=str), metavar="RUNDIR", help="Continue the run in RUNDIR from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the run in --out if there is one.")
 @click.option("--config", "config_file", type=click.Path(path_type=str), help="TOML file with any of these settings.")
@@ -160,7 +137,6 @@ def train(resume: str | None, overwrite: bool, config_file: str | None, quiet: b
     With no options: SCN-C on the synthetic data set, into runs/.
     """
     from relabscope.analysis.summary import run_summary
-    from relabscope.config import resolve
     from relabscope.training.runner import train as run_training
 
     given = {k: v for k, v in options.items() if v is not None}
@@ -194,10 +170,10 @@ def _name_list(ctx: click.Context, param: click.Parameter, value: str) -> list[s
               help="Sweep folder (running the same command again continues it).")
 @click.option("--epoch", "select", type=click.Choice(["last", "best"]), default="last", show_default=True,
               help="Which epoch's test accuracy the table reports (the paper: last).")
-@_settings(without=("--method", "--noise", "--seed", "--out"))
+@_settings(without=GRID_KEYS)
 @click.option("--config", "config_file", type=click.Path(path_type=str), help="TOML file with shared settings.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def sweep(methods: list[str], noise: list[float], seeds: int, out: str, select: str, config_file: str | None,
+def sweep(methods: list[str], noise: list[float], seeds: int, out: str, select: Select, config_file: str | None,
           quiet: bool, **options: Any) -> None:
     """Train every method at every noise level and seed, then print the noise table.
 
@@ -206,7 +182,6 @@ def sweep(methods: list[str], noise: list[float], seeds: int, out: str, select: 
     Finished runs are skipped, so a killed sweep continues where it stopped; the same
     command started in several terminals (or on several GPUs) shares the grid between them.
     """
-    from relabscope.config import read_toml
     from relabscope.sweep import run_sweep, write_tables
 
     settings = {**(read_toml(config_file) if config_file else {}), **{k: v for k, v in options.items() if v is not None}}
@@ -254,8 +229,6 @@ def _serve_options(f: Any) -> Any:
 
 
 def _serve(roots: list[str], host: str, port: int, auth: str | None, page: str = "") -> None:
-    import os
-
     from relabscope.dashboard.app import AUTH_ENV, parse_auth, serve as run_server
 
     credentials = parse_auth(auth if auth is not None else os.environ.get(AUTH_ENV))
@@ -282,7 +255,7 @@ def serve(roots: tuple[str, ...], host: str, port: int, auth: str | None) -> Non
 @_serve_options
 def demo(out: str, noise: float, epochs: int | None, no_serve: bool, host: str, port: int, auth: str | None) -> None:
     """Train SCN and SCN-C on synthetic data with injected noise, then serve them side by side."""
-    from relabscope.dashboard.demo import demo_runs
+    from relabscope.demo import demo_runs
 
     dirs = demo_runs(out, noise=noise, epochs=epochs, log=lambda line: click.echo(line, err=True))
     if no_serve:
@@ -295,9 +268,6 @@ def demo(out: str, noise: float, epochs: int | None, no_serve: bool, host: str, 
 def demo_page(out: str, dirs: list) -> str:
     """The compare page of the demo's runs (SCN as A, SCN-C as B), with the ids the
     dashboard gives them: their paths relative to ``out``, the folder it serves."""
-    from pathlib import Path
-    from urllib.parse import urlencode
-
     root = Path(out).resolve()
     a, b = (Path(d).resolve().relative_to(root).as_posix() for d in dirs[:2])
     return "compare?" + urlencode({"run": a, "against": b})

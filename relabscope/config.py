@@ -1,10 +1,19 @@
-"""The training configuration: one dataclass, read from and written to TOML.
+"""The training configuration: the shared settings, ``TrainConfig`` and everything derived
+from the setting specs (validation, TOML in and out, method relevance, resume rules).
+
+Every setting is declared once, with :func:`relabscope.settings.setting`: the shared ones
+below (data, optimisation, the run), each method's own in
+``relabscope/methods/settings.py``. ``TrainConfig`` is their union; ``validate``, the CLI
+options (``relabscope/cli.py``), ``METHOD_ONLY``, ``INTRODUCED``, ``HOW_TO_RUN``,
+``RESUMABLE`` and docs/settings.md (``python -m relabscope.config``) are derived from the
+specs.
 
 Values are resolved in this order, later winning: built-in defaults, the method's preset
-(the seed paper's lr, schedule and batch size for RUL and DMUE), the data set's preset (its
-paper hyperparameters, or a small fast setting for ``synthetic``), a ``--config`` TOML file,
-then options given on the command line. The resolved config is written next to the
-run log as ``config.toml`` and stored inside the log, so a run can always be repeated.
+(its paper's lr, schedule and batch size: ``relabscope.methods.METHODS``), the data set's
+preset (its paper hyperparameters, or a small fast setting for ``synthetic``), a
+``--config`` TOML file, then options given on the command line. The resolved config is
+written next to the run log as ``config.toml`` and stored inside the log, so a run can
+always be repeated.
 
 Epoch numbers a user types (``relabel_epoch``) are 1-based, as in the papers ("relabel
 from epoch 10"); epochs inside the run log are 0-based array rows.
@@ -13,68 +22,86 @@ from epoch 10"); epochs inside the run log are 0-based array rows.
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
+import tomli_w
+
+from relabscope.data import DATASETS
 from relabscope.errors import RelabscopeError
+from relabscope.methods import METHODS
+from relabscope.methods.settings import CenterLossSettings, DMUECenterSettings, DMUESettings, SCNSettings
+from relabscope.settings import (NOT_INTRODUCED, Spec, at_least, between, coerce, increasing_positive,
+                                 non_negative, positive, positive_whole, setting, specs, type_name)
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-DEVICES = ("auto", "cpu", "cuda")
-RELABEL_SCOPES = ("all", "low")
-LR_SCHEDULES = ("exponential", "step")
+
+# ---------------------------------------------------------------------- the shared settings
+@dataclass
+class DataAndOptimSettings:
+    """What every method reads: the data, the noise, the optimisation."""
+
+    dataset: str = setting("synthetic", "Data set layout (default: synthetic, generated on first use).",
+                           registry=DATASETS)
+    data: str | None = setting(None, "Folder holding the data set in its published layout.", path=True)
+    dataset_options: dict[str, Any] = setting(
+        factory=dict, help="Data set option, e.g. -O num_train=4000 (repeatable).", metavar="KEY=VALUE",
+        flags=("-O", "--dataset-option", "dataset_options"))
+    method: str = setting("scn-c", "Training method (default: scn-c).", registry=METHODS)
+    noise: float = setting(0.0, "Replace each training label with prob. P by a random other class.",
+                           check=between(0, 1))
+    noise_file: str | None = setting(None, "Published noise file (SCN or RAF-DB format).", path=True)
+    noise_seed: int | None = setting(None, "Seed of the injected noise (default: --seed).")
+    epochs: int = setting(70, "Epochs to train (a resumed run may extend it).", check=positive_whole,
+                          role="length")
+    batch_size: int = setting(64, "Training batch size.",
+                              check=at_least(2, "batch normalisation needs two samples"))
+    image_size: int = setting(224, "Side length the network sees (below 100 px: small stem).", check=positive_whole)
+    lr: float = setting(1e-3, "Adam learning rate.", check=positive)
+    weight_decay: float = setting(1e-4, "Adam weight decay.", check=non_negative)
+    lr_decay: float = setting(0.9, "ExponentialLR factor per epoch (the SCN and RUL references).", check=positive)
+    lr_schedule: str = setting("exponential", "exponential (SCN, RUL) or step: lr/10 after each milestone (DMUE).",
+                               choices=("exponential", "step"))
+    lr_milestones: list[int] = setting(
+        factory=lambda: [10, 20], help="Epoch counts after which the step schedule divides lr by 10 (default 10,20).",
+        metavar="E1,E2", check=increasing_positive)
+    head_lr_mult: float = setting(1.0, "Classifier heads train at lr times this (RUL: 10).", check=positive)
 
 
 @dataclass
-class TrainConfig:
-    """Everything that decides what a training run does. Field names are the CLI options."""
+class RunSettings:
+    """Seeds, devices, logging and where the run goes."""
 
-    dataset: str = "synthetic"
-    data: str | None = None
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    method: str = "scn-c"
-    noise: float = 0.0
-    noise_file: str | None = None
-    noise_seed: int | None = None  # None: use ``seed``
-    epochs: int = 70
-    batch_size: int = 64
-    image_size: int = 224
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    lr_decay: float = 0.9  # ExponentialLR factor per epoch, as the SCN and RUL references
-    lr_schedule: str = "exponential"  # or "step": lr / 10 after each of lr_milestones epochs
-    lr_milestones: list[int] = field(default_factory=lambda: [10, 20])  # DMUE (seed paper)
-    head_lr_mult: float = 1.0  # classifier heads train at lr * this (RUL's fc: 10)
-    gamma: float = 0.01  # weight of the center loss in "-C" methods
-    center_lr: float = 0.5  # alpha of Wen et al.'s center update
-    relabel_epoch: int = 10  # 1-based: relabelling starts in this epoch
-    delta: float = 0.2  # SCN's margin_2: relabel when p_max - p_label > delta
-    relabel_scope: str = "all"  # "all" (reference code) or "low" (SCN paper: low-importance group)
-    rr: bool = True  # SCN's rank regularisation
-    rr_margin: float = 0.15  # SCN's margin_1
-    rr_beta: float = 0.7  # fraction of the batch in the high-importance group
-    dmue_ramp: float = 6.0  # DMUE's a: the main loss ramps up and the branches' down over a epochs
-    dmue_temperature: float = 1.2  # DMUE's sharpening T of the latent label distribution
-    dmue_sp_weight: float = 1000.0  # weight of DMUE's structure-preserving loss (reference: 1000)
-    dmue_train_uncertainty: bool = True  # False: leave the s-MLP untrained, as the reference code does
-    dmue_center_ramp: bool = True  # DMUE-C: the center loss ramps up with the target branch's losses (False: full weight at once)
-    seed: int = 0
-    limit: int | None = None  # first N training samples only
-    device: str = "auto"
-    amp: bool = False  # bf16 autocast on CUDA
-    pretrained: str | None = None
-    embed_every: int = 5  # store embeddings every N epochs (and always the last)
-    probe_every: int = 0  # eval-mode pass over the training set every N epochs (0: never)
-    workers: int | None = None  # DataLoader workers (None: from the CPU count)
-    cache_gb: float = 8.0  # decode images once into memory when they fit in this many GiB
-    keep_optimizer: bool = True  # False: the finished run's checkpoint keeps no optimiser state (smaller; cannot be extended)
-    out: str | None = None
+    seed: int = setting(0, "Seed of everything random in the run.")
+    limit: int | None = setting(None, "Train on the first N training samples only.", metavar="N", check=at_least(2))
+    device: str = setting("auto", "Device to train on.", choices=("auto", "cpu", "cuda"), role="how")
+    amp: bool = setting(False, "bf16 autocast on CUDA.")
+    pretrained: str | None = setting(None, "ResNet-18 weights file (torchvision or MS-Celeb-1M).", path=True)
+    embed_every: int = setting(5, "Keep embeddings every N epochs (and the last).", metavar="N",
+                               check=positive_whole)
+    probe_every: int = setting(0, "Eval-mode embedding pass over the training set every N epochs (0: never).",
+                               metavar="N", check=non_negative)
+    workers: int | None = setting(None, "Image decoding workers (default: from the CPU count).", check=non_negative,
+                                  role="how")
+    cache_gb: float = setting(8.0, "Decode images into memory when they fit in this many GiB.", role="how")
+    keep_optimizer: bool = setting(
+        True, "Keep the optimiser state in a finished run's checkpoint (default; needed to extend it with --resume "
+              "--epochs), or drop it: a third of the size.", flags=("--keep-optimizer/--drop-optimizer",), role="how")
+    out: str | None = setting(None, "Run directory (default: runs/<method>-<dataset>-<time>).", path=True, role="how")
+
+
+# Field order (dataclasses take base classes' fields last base first): the data and the
+# optimisation, the methods' own settings, then the run's.
+@dataclass
+class TrainConfig(RunSettings, DMUECenterSettings, DMUESettings, SCNSettings, CenterLossSettings,
+                  DataAndOptimSettings):
+    """Everything that decides what a training run does. Field names are the CLI options."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -84,23 +111,29 @@ class TrainConfig:
         return self.seed if self.noise_seed is None else self.noise_seed
 
 
-# Settings only some methods read; every other method ignores them, so a sweep does not
-# compare them between a stored run of such a method and the grid. A setting not named here
-# is read by every method.
-_SCN_METHODS = frozenset({"scn", "scn-c"})
-_DMUE_METHODS = frozenset({"dmue", "dmue-c"})
-_CENTER_METHODS = frozenset({"baseline-c", "scn-c", "rul-c", "dmue-c"})
+# ---------------------------------------------------------------------- derived from the specs
+SPECS: dict[str, Spec] = specs(TrainConfig)
+FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+# Settings only some methods read (those declared by a method's settings class), with the
+# methods reading each; every other method ignores them, so a sweep does not compare them
+# between a stored run of such a method and the grid. A setting not named here is shared.
 METHOD_ONLY: dict[str, frozenset[str]] = {
-    **dict.fromkeys(("relabel_epoch", "delta", "relabel_scope", "rr", "rr_margin", "rr_beta"), _SCN_METHODS),
-    **dict.fromkeys(("gamma", "center_lr"), _CENTER_METHODS),
-    **dict.fromkeys(("dmue_ramp", "dmue_temperature", "dmue_sp_weight", "dmue_train_uncertainty"), _DMUE_METHODS),
-    "dmue_center_ramp": frozenset({"dmue-c"}),
+    name: frozenset(m for m, entry in METHODS.items() if spec.owner in entry.settings)
+    for name, spec in SPECS.items() if any(spec.owner in entry.settings for entry in METHODS.values())
 }
 
 # Settings added after runs were first written, each with the value that describes how a run
 # written before it existed was trained: a stored config without the key reads as that
 # value (so resuming such a run keeps training it as it was, and a sweep sees the difference).
-INTRODUCED: dict[str, Any] = {"dmue_center_ramp": False}
+INTRODUCED: dict[str, Any] = {n: s.setting.introduced for n, s in SPECS.items()
+                              if s.setting.introduced is not NOT_INTRODUCED}
+
+# Settings that say where and how a run is computed, not what: a resumed run or a sweep may
+# change them (a grid started on the CPU may finish on a GPU). A resumed run may also change
+# how long it trains.
+HOW_TO_RUN: frozenset[str] = frozenset(n for n, s in SPECS.items() if s.setting.role == "how")
+RESUMABLE: frozenset[str] = HOW_TO_RUN | {n for n, s in SPECS.items() if s.setting.role == "length"}
 
 
 def applies(key: str, method: str) -> bool:
@@ -108,18 +141,7 @@ def applies(key: str, method: str) -> bool:
     return method in METHOD_ONLY.get(key, (method,))
 
 
-def read_run_config(path: str | Path) -> dict[str, Any]:
-    """A run's stored config.toml, with the settings it predates filled in (INTRODUCED)."""
-    return {**INTRODUCED, **read_toml(path)}
-
-
-# Per method: the hyperparameters of the seed paper's re-implementation (its Sec. IV-A).
-# RUL: Adam 2e-4 for the backbone and heads, 10x for the classifier (the reference code),
-# ExponentialLR 0.9, batch 64. DMUE: lr 0.01 divided by 10 after epochs 10 and 20, batch 72.
-_RUL = {"lr": 2e-4, "head_lr_mult": 10.0, "batch_size": 64}
-_DMUE = {"lr": 0.01, "lr_schedule": "step", "lr_milestones": [10, 20], "batch_size": 72}
-METHOD_PRESETS: dict[str, dict[str, Any]] = {"rul": _RUL, "rul-c": _RUL, "dmue": _DMUE, "dmue-c": _DMUE}
-
+# ---------------------------------------------------------------------- presets
 # Per data set: the hyperparameters the seed paper reports (gamma per data set) and the
 # image size the references train at. ``synthetic`` is tuned to finish in minutes on 2 CPU
 # cores while still relabelling: small images, few epochs, relabelling from epoch 4.
@@ -146,14 +168,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "imagefolder": {"image_size": 224, "gamma": 0.01},
 }
 
-FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
-
-def _normalise_keys(values: dict[str, Any], where: str) -> dict[str, Any]:
+# ---------------------------------------------------------------------- TOML
+def _normalise_keys(values: Mapping[str, Any], where: str) -> dict[str, Any]:
     out = {}
     for key, value in values.items():
         name = key.replace("-", "_")
-        if name not in FIELDS:
+        if name not in SPECS:
             raise RelabscopeError(f"{where}: unknown setting {key!r}")
         out[name] = value
     return out
@@ -178,91 +199,111 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     return _normalise_keys(values, str(path))
 
 
+def read_run_config(path: str | Path) -> dict[str, Any]:
+    """A run's stored config.toml, with the settings it predates filled in (INTRODUCED)."""
+    return {**INTRODUCED, **read_toml(path)}
+
+
 def write_toml(config: TrainConfig, path: str | Path) -> None:
     """Write ``config`` as TOML (None values are left out: TOML has no null)."""
-    import tomli_w
-
     values = {k: v for k, v in config.to_dict().items() if v is not None}
     Path(path).write_text(tomli_w.dumps(values))
 
 
-def resolve(
-    overrides: dict[str, Any] | None = None, config_file: str | Path | None = None
-) -> TrainConfig:
-    """Defaults, then the data set's preset, then ``config_file``, then ``overrides``."""
+def from_stored(values: Mapping[str, Any]) -> TrainConfig:
+    """A TrainConfig from a stored config (a log's or a checkpoint's), keys it does not know
+    (settings since removed) left out and settings it predates filled in (INTRODUCED)."""
+    return TrainConfig(**{**INTRODUCED, **{k: v for k, v in values.items() if k in SPECS}})
+
+
+# ---------------------------------------------------------------------- resolve and validate
+def resolve(overrides: Mapping[str, Any] | None = None, config_file: str | Path | None = None) -> TrainConfig:
+    """Defaults, then the method's and the data set's presets, then ``config_file``, then
+    ``overrides``; validated.
+
+    >>> cfg = resolve({"method": "rul", "noise": 0.2})
+    >>> cfg.lr, cfg.image_size, cfg.noise     # RUL's preset, synthetic's preset, the option
+    (0.0002, 32, 0.2)
+    """
     file_values = read_toml(config_file) if config_file else {}
-    overrides = _normalise_keys(overrides or {}, "option")
-    dataset = overrides.get("dataset", file_values.get("dataset", TrainConfig.dataset))
-    method = overrides.get("method", file_values.get("method", TrainConfig.method))
+    given = _normalise_keys(overrides or {}, "option")
+    dataset = given.get("dataset", file_values.get("dataset", SPECS["dataset"].default))
+    method = given.get("method", file_values.get("method", SPECS["method"].default))
     preset = dict(PRESETS.get(dataset, {}))
     per_method = preset.pop("methods", {}).get(method, {})
-    values = {**METHOD_PRESETS.get(method, {}), **preset, **per_method, **file_values, **overrides}
+    method_preset = METHODS[method].preset if method in METHODS else {}
+    values = {**method_preset, **preset, **per_method, **file_values, **given}
     return validate(TrainConfig(**values), str(config_file or "invalid setting"))
 
 
-_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "dict[str, Any]": dict, "list[int]": list}
-
-
-def _coerce(name: str, annotation: str, value: Any, fail: Any) -> Any:
-    """Check ``value`` against the field's annotation; ints are accepted for floats."""
-    base, _, rest = annotation.partition(" | ")
-    if value is None and rest == "None":
-        return None
-    if base == "list[int]":
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            fail(f"{name} must be a list of whole numbers, got {value!r}")
-        return list(value)
-    kind = _TYPES[base]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        fail(f"{name} must be {base}, got {value!r}")
-    return value
+#: checks that involve more than one setting: each returns the problem, or None
+RULES: list[Callable[[TrainConfig], str | None]] = [
+    lambda c: "give either noise or noise_file, not both" if c.noise and c.noise_file else None,
+]
 
 
 def validate(cfg: TrainConfig, where: str = "config") -> TrainConfig:
-    """Check types and ranges; raise one line naming the setting."""
-    from relabscope.data import DATASETS
-    from relabscope.methods import METHODS
-
-    def fail(msg: str) -> None:
-        raise RelabscopeError(f"{where}: {msg}")
-
-    for name, f in FIELDS.items():
-        setattr(cfg, name, _coerce(name, str(f.type), getattr(cfg, name), fail))
-    if cfg.dataset not in DATASETS:
-        fail(f"unknown dataset {cfg.dataset!r}; choose one of {', '.join(DATASETS)}")
-    if cfg.method not in METHODS:
-        fail(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
-    if not (0.0 <= cfg.noise < 1.0) or math.isnan(cfg.noise):
-        fail(f"noise must be in [0, 1), got {cfg.noise}")
-    if cfg.noise and cfg.noise_file:
-        fail("give either noise or noise_file, not both")
-    for name in ("epochs", "batch_size", "image_size", "relabel_epoch", "embed_every"):
-        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
-            fail(f"{name} must be a positive whole number, got {getattr(cfg, name)!r}")
-    if cfg.batch_size < 2:
-        fail("batch_size must be at least 2 (batch normalisation needs two samples)")
-    if cfg.probe_every < 0:
-        fail("probe_every must be >= 0")
-    if cfg.limit is not None and cfg.limit < 2:
-        fail(f"limit must be at least 2, got {cfg.limit}")
-    if cfg.device not in DEVICES:
-        fail(f"device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
-    if cfg.lr_schedule not in LR_SCHEDULES:
-        fail(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
-    if any(m < 1 for m in cfg.lr_milestones) or cfg.lr_milestones != sorted(set(cfg.lr_milestones)):
-        fail(f"lr_milestones must be increasing positive epoch counts, got {cfg.lr_milestones}")
-    if cfg.relabel_scope not in RELABEL_SCOPES:
-        fail(f"relabel_scope must be one of {', '.join(RELABEL_SCOPES)}")
-    for name in ("lr", "center_lr", "lr_decay", "head_lr_mult", "dmue_ramp", "dmue_temperature"):
-        if not getattr(cfg, name) > 0:
-            fail(f"{name} must be positive")
-    for name in ("gamma", "delta", "weight_decay", "rr_margin", "dmue_sp_weight"):
-        if getattr(cfg, name) < 0:
-            fail(f"{name} must be >= 0")
-    if not 0 < cfg.rr_beta < 1:
-        fail("rr_beta must be in (0, 1)")
-    if cfg.workers is not None and cfg.workers < 0:
-        fail("workers must be >= 0")
+    """Check every setting against its spec (type, allowed values, check) and the RULES;
+    raise one line naming the setting. Returns ``cfg`` with ints made floats where a float
+    is declared."""
+    for name, spec in SPECS.items():
+        try:
+            setattr(cfg, name, checked(spec, getattr(cfg, name)))
+        except ValueError as exc:
+            raise RelabscopeError(f"{where}: {exc}") from None
+    for rule in RULES:
+        problem = rule(cfg)
+        if problem is not None:
+            raise RelabscopeError(f"{where}: {problem}")
     return cfg
+
+
+def checked(spec: Spec, value: Any) -> Any:
+    """``value`` as the setting holds it; ValueError with a sentence naming the setting when
+    its type, allowed values or check refuse it."""
+    s = spec.setting
+    try:
+        value = coerce(spec, value)
+    except ValueError as exc:
+        raise ValueError(f"{spec.name} {exc}") from None
+    if value is None:
+        return None
+    if s.registry is not None and value not in s.registry:
+        raise ValueError(f"unknown {spec.name} {value!r}; choose one of {', '.join(s.registry)}")
+    if s.choices is not None and value not in s.choices:
+        raise ValueError(f"{spec.name} must be one of {', '.join(map(str, s.choices))}, got {value!r}")
+    problem = s.check(value) if s.check is not None else None
+    if problem is not None:
+        raise ValueError(f"{spec.name} {problem}")
+    return value
+
+
+# ---------------------------------------------------------------------- docs
+def settings_markdown() -> str:
+    """docs/settings.md: every setting, its default, who reads it and what it does."""
+    rows = ["# Settings", "",
+            "Generated from the setting specs by `python -m relabscope.config > docs/settings.md`; "
+            "a test fails when this file is out of date. Every setting is a `relabscope train` option "
+            "(`--name`, dashes for underscores) and a `--config` TOML key.", "",
+            "| setting | type | default | read by | resume / sweep | what it does |", "|---|---|---|---|---|---|"]
+    for name, spec in SPECS.items():
+        readers = ", ".join(sorted(METHOD_ONLY[name])) if name in METHOD_ONLY else "every method"
+        role = {"what": "", "how": "may change", "length": "resume may extend"}[spec.setting.role]
+        allowed = spec.setting.choices or (tuple(spec.setting.registry) if spec.setting.registry else None)
+        what = spec.setting.help + (f" One of: {', '.join(map(str, allowed))}." if allowed else "")
+        rows.append(f"| `{name}` | {_type_text(spec)} | {_default_text(spec)} | {readers} | {role} | {what} |")
+    rows += ["", "Method presets (applied first) and data-set presets: `relabscope.methods.METHODS` and "
+                 "`relabscope.config.PRESETS`; docs/methods.md says why.", ""]
+    return "\n".join(rows)
+
+
+def _type_text(spec: Spec) -> str:
+    return type_name(spec.base) + (" or unset" if spec.optional else "")
+
+
+def _default_text(spec: Spec) -> str:
+    return "unset" if spec.default is None else f"`{spec.default!r}`"
+
+
+if __name__ == "__main__":
+    print(settings_markdown(), end="")

@@ -38,14 +38,24 @@ import re
 import time
 import traceback
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
+import plotly.io as pio
+
+from relabscope import plot
+from relabscope.analysis.compare import compare
 from relabscope.analysis.run import Run
 from relabscope.errors import RunDirError
+from relabscope.plot import figure_note, select_flipflopping
+from relabscope.sweep import accuracy_table, read_manifest, relabel_table, sweep_results, sweep_table
+
+if TYPE_CHECKING:
+    from relabscope.analysis.projection import ProjectionMethod
 
 MARKDOWN_ROWS = 50
 PNG_WIDTH = 1000
@@ -76,8 +86,6 @@ class _Report:
     # ---------------------------------------------------------------- figures
     def figure(self, section: str, slug: str, key: str, make: Callable[[], Any], *, png: Any = True,
                describe: str | None = None) -> None:
-        from relabscope.plot import figure_note
-
         item = _Item(section, key, key.replace("_", " "), "figure")
         self.items.append(item)
         try:
@@ -102,7 +110,7 @@ class _Report:
             item.files["png"] = f"figures/{name}.png"
 
     # ---------------------------------------------------------------- tables
-    def table(self, section: str, slug: str, key: str, make: Callable[[], pd.DataFrame | pd.Series | None], *,
+    def table(self, section: str, slug: str, key: str, make: Callable[[], pd.DataFrame | pd.Series], *,
               index: bool = False, inline: bool = False, title: str | None = None, note: str | None = None) -> None:
         item = _Item(section, key, title or key.replace("_", " "), "table")
         self.items.append(item)
@@ -139,8 +147,6 @@ class _Report:
     def write_pngs(self) -> None:
         if not self.figures:
             return
-        import plotly.io as pio
-
         figs = [f for f, _ in self.figures]
         paths = [p for _, p in self.figures]
         try:
@@ -162,8 +168,8 @@ class _Report:
 
 # ==================================================================== public entry point
 def write_report(runs: Sequence[Run | str | Path] | Run | str | Path, out_dir: str | Path, *,
-                 png: bool | Iterable[str] = True,
-                 top: int = 20, samples: int = 3, gradcam_samples: int = 4, projection: str | None = "umap",
+                 png: bool | Iterable[str] = True, top: int = 20, samples: int = 3, gradcam_samples: int = 4,
+                 projection: ProjectionMethod | None = "umap",
                  max_points: int = 2000, strict: bool = False, log: Callable[[str], None] | None = None) -> Path:
     """Write every view of one run, or of two runs plus comparison views, into ``out_dir``
     and return the path of its ``index.html``.
@@ -177,25 +183,25 @@ def write_report(runs: Sequence[Run | str | Path] | Run | str | Path, out_dir: s
     failed view or skipped export.
     """
     started = time.perf_counter()
-    runs = [runs] if isinstance(runs, (Run, str, Path)) else list(runs)
-    if not 1 <= len(runs) <= 2:
-        raise ValueError(f"write_report takes one or two runs, not {len(runs)}")
-    runs = [r if isinstance(r, Run) else open_for_report(r) for r in runs]
+    given = [runs] if isinstance(runs, (Run, str, Path)) else list(runs)
+    if not 1 <= len(given) <= 2:
+        raise ValueError(f"write_report takes one or two runs, not {len(given)}")
+    opened = [r if isinstance(r, Run) else open_for_report(r) for r in given]
     out = _report_dir(out_dir)
     rep = _Report(out, strict, log or (lambda line: None))
-    slugs = _slugs(runs)
+    slugs = _slugs(opened)
 
-    for run, slug in zip(runs, slugs):
+    for run, slug in zip(opened, slugs):
         _run_views(rep, run, slug, png=png, top=top, samples=samples, gradcam_samples=gradcam_samples,
                    projection=projection, max_points=max_points)
-    if len(runs) == 2:
-        _comparison_views(rep, runs, png=png)
+    if len(opened) == 2:
+        _comparison_views(rep, opened, png=png)
     rep.write_pngs()
-    headline = _headline(runs, slugs)
+    headline = _headline(opened, slugs)
     headline.to_csv(out / "tables" / "key_numbers.csv", index=False)
     (out / "tables" / "key_numbers.md").write_text(_markdown(headline, index=False, title="Key numbers"), encoding="utf-8")
     index = out / "index.html"
-    index.write_text(_index_html(rep, runs, slugs, headline, seconds=time.perf_counter() - started), encoding="utf-8")
+    index.write_text(_index_html(rep, opened, slugs, headline, seconds=time.perf_counter() - started), encoding="utf-8")
     return index
 
 
@@ -205,9 +211,6 @@ def write_sweep_report(sweep: str | Path, out_dir: str | Path, *, png: bool | It
     relabel table inline, accuracy, flip-flops and compactness against noise, and at the
     highest noise level the consistency and compactness of every method's first seed side
     by side. Returns the path of its ``index.html``."""
-    from relabscope import plot
-    from relabscope.sweep import accuracy_table, read_manifest, relabel_table, sweep_results, sweep_table
-
     started = time.perf_counter()
     sweep = Path(sweep)
     manifest = read_manifest(sweep)
@@ -276,9 +279,7 @@ def open_for_report(path: str | Path) -> Run:
 
 # ==================================================================== the views
 def _run_views(rep: _Report, run: Run, slug: str, *, png: Any, top: int, samples: int, gradcam_samples: int,
-               projection: str | None, max_points: int) -> None:
-    from relabscope import plot
-
+               projection: ProjectionMethod | None, max_points: int) -> None:
     sec = slug
     relabels = run.relabels_at_all
     clean_known = run.clean_labels is not None
@@ -327,10 +328,10 @@ def _run_views(rep: _Report, run: Run, slug: str, *, png: Any, top: int, samples
         chosen, why = [], ""
         rep._failed(_Item(sec, "sample choice", "sample choice", "figure"), exc)
     for sid in chosen[:samples]:
-        rep.figure(sec, slug, f"distances_sample{sid}", lambda sid=sid: plot.distance_bars(run, sid), png=png,
+        rep.figure(sec, slug, f"distances_sample{sid}", partial(plot.distance_bars, run, sid), png=png,
                    describe=why)
-        rep.figure(sec, slug, f"timeline_sample{sid}", lambda sid=sid: plot.label_timeline(run, sid), png=png)
-        rep.figure(sec, slug, f"probabilities_sample{sid}", lambda sid=sid: plot.probability_trace(run, sid), png=png)
+        rep.figure(sec, slug, f"timeline_sample{sid}", partial(plot.label_timeline, run, sid), png=png)
+        rep.figure(sec, slug, f"probabilities_sample{sid}", partial(plot.probability_trace, run, sid), png=png)
 
     # embeddings and attention
     if projection:
@@ -357,9 +358,6 @@ def _run_views(rep: _Report, run: Run, slug: str, *, png: Any, top: int, samples
 
 
 def _comparison_views(rep: _Report, runs: list[Run], *, png: Any) -> None:
-    from relabscope import plot
-    from relabscope.analysis.compare import compare
-
     sec, slug = "compare", "compare"
     rep.figure(sec, slug, "accuracy", lambda: plot.accuracy_curves(runs), png=png)
     rep.figure(sec, slug, "relabels_per_epoch", lambda: plot.relabels_per_epoch(runs), png=png)
@@ -391,8 +389,6 @@ def _class_warnings(run: Run) -> list[str]:
 def _chosen_samples(run: Run, n: int) -> tuple[list[int], str]:
     """Samples worth a closer look: the most flip-flopping ones when the method relabels,
     else the training samples with the lowest area under the margin of their given label."""
-    from relabscope.plot import select_flipflopping
-
     if run.relabels_at_all:
         ids = select_flipflopping(run.flipflops(), n)["sample_id"].astype(int).tolist()
         if ids:

@@ -91,16 +91,16 @@ def _check_tiny_runs(runs: dict[str, Path]) -> None:
 def emptied_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run log in which relabelling empties a class ("anger", in epoch 1) and shrinks
     another below half ("sadness"): written through RunLogWriter from seeded arrays, so it
-    is the same on every machine (``tests.logs.EMPTIED``)."""
+    is the same on every machine (``relabscope.examples``)."""
     from relabscope.analysis.run import Run
-    from tests.logs import EMPTIED, write_emptied_log
+    from relabscope.examples import EXAMPLE, example_run
 
-    path = write_emptied_log(tmp_path_factory.mktemp("emptied") / "emptied")
+    path = example_run(tmp_path_factory.mktemp("emptied") / "emptied")
     with Run(path) as run:
         counts = run.class_counts()
-        anger = counts[counts["class_name"] == EMPTIED["emptied"]]
-        assert (anger["count"].to_numpy()[EMPTIED["emptied_epoch"] + 1:] == 0).all()
-        assert run.classes_without_mean() == [EMPTIED["emptied"]]
+        anger = counts[counts["class_name"] == EXAMPLE["emptied"]]
+        assert (anger["count"].to_numpy()[EXAMPLE["emptied_epoch"] + 1:] == 0).all()
+        assert run.classes_without_mean() == [EXAMPLE["emptied"]]
     return path
 
 
@@ -108,7 +108,7 @@ def emptied_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def emptied_pair(emptied_run: Path) -> tuple[Path, Path]:
     """The emptied run and a second one like it (another seed, method SCN), side by side
     under one folder, for comparisons."""
-    from tests.logs import write_emptied_log
+    from relabscope.examples import example_run
 
-    other = write_emptied_log(emptied_run.parent / "emptied-scn", seed=1, method="scn")
+    other = example_run(emptied_run.parent / "emptied-scn", seed=1, method="scn")
     return emptied_run, other

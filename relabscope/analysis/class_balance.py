@@ -103,8 +103,9 @@ def class_warnings(counts: pd.DataFrame, threshold: float = SHRINK_THRESHOLD) ->
     ["class 'b' was emptied by relabelling in epoch 1: 2 given, 0 after the last epoch"]
     """
     rows = []
-    for (cid, name), part in counts.groupby(["class_id", "class_name"], sort=True):
+    for _, part in counts.groupby(["class_id", "class_name"], sort=True):
         part = part.sort_values("epoch")
+        cid, name = int(part["class_id"].iloc[0]), str(part["class_name"].iloc[0])
         given = int(part["given"].iloc[0])
         if given == 0:
             continue
@@ -120,10 +121,10 @@ def class_warnings(counts: pd.DataFrame, threshold: float = SHRINK_THRESHOLD) ->
         emptied_epoch = max(int(epochs[empty[0]]) - 1, 0) if len(empty) else -1
         final = int(count[-1])
         kind = "emptied" if len(empty) else "shrunk"
-        rows.append({"class_id": int(cid), "class_name": str(name), "kind": kind, "given": given,
+        rows.append({"class_id": cid, "class_name": name, "kind": kind, "given": given,
                      "lowest": int(count[low]), "lowest_epoch": max(int(epochs[low]) - 1, 0),
                      "below_epoch": below_epoch, "emptied_epoch": emptied_epoch, "final": final,
-                     "message": _message(str(name), kind, given, int(count[low]), below_epoch, emptied_epoch,
+                     "message": _message(name, kind, given, int(count[low]), below_epoch, emptied_epoch,
                                          final, threshold)})
     return pd.DataFrame(rows, columns=WARNING_COLUMNS).astype(
         {"class_id": np.int64, "given": np.int64, "lowest": np.int64, "lowest_epoch": np.int64,
@@ -158,4 +159,4 @@ def empty_classes(class_count_row: np.ndarray, class_names: Sequence[str]) -> li
     """Names of the classes with no sample in one epoch's ``epochs/class_count`` row: those
     have no class mean, so every distance to them is NaN."""
     row = np.asarray(class_count_row)
-    return [str(class_names[i]) for i in np.flatnonzero(row == 0)]
+    return [str(class_names[i]) for i in np.flatnonzero(row == 0).tolist()]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,13 +21,20 @@ from relabscope.analysis.run import LabelKind, Run
 
 @dataclass
 class Comparison:
-    """Two runs compared; build it with :func:`compare`."""
+    """Two runs compared; build it with :func:`compare`. Each table puts run A and run B
+    side by side, usually with their difference (B - A).
+
+    Args:
+        a: run A (the reference: differences are B - A).
+        b: run B.
+    """
 
     a: Run
     b: Run
 
     @property
     def names(self) -> tuple[str, str]:
+        """The two runs' column names: their names, suffixed (A) and (B) when equal."""
         a, b = self.a.name, self.b.name
         return (f"{a} (A)", f"{b} (B)") if a == b else (a, b)
 
@@ -35,21 +43,32 @@ class Comparison:
         consistency, mean compactness, classes relabelling emptied or shrank below half their
         given size and (when clean labels are known) noise recovery.
 
-        With ``warn`` (the default), each such class also raises a
-        :class:`ClassBalanceWarning` naming the run, the class, the epoch and the counts
-        (see :meth:`class_warnings`): a good-looking flip-flop count must not hide that
-        relabelling absorbed a class. Views that show those messages themselves pass
-        ``warn=False``."""
+        Args:
+            warn: issue a :class:`ClassBalanceWarning` per such class, naming the run, the
+                class, the epoch and the counts (see :meth:`class_warnings`): a good-looking
+                flip-flop count must not hide that relabelling absorbed a class. Views that
+                show those messages themselves pass False.
+
+        Returns:
+            One row per number (test_acc, relabel_events, relabelled_samples, flipflops,
+            closer_before, closer_to_new, mean_gap_change, mean_rel_gap_change,
+            undone_fraction, mean_compactness, classes_emptied, classes_below_half, and
+            noisy_corrected, clean_corrupted when clean labels are known); a column per run
+            and "difference (B - A)".
+        """
         rows = {name: headline(run) for name, run in zip(self.names, (self.a, self.b))}
-        df = pd.DataFrame(rows)
+        df: pd.DataFrame = pd.DataFrame(rows)
         df["difference (B - A)"] = df[self.names[1]] - df[self.names[0]]
         for message in self.class_warnings()["message"] if warn else ():
             warnings.warn(message, ClassBalanceWarning, stacklevel=2)
         return df
 
     def class_warnings(self) -> pd.DataFrame:
-        """``Run.class_warnings()`` of both runs, with a ``run`` column first and the run
-        named in each message."""
+        """``Run.class_warnings()`` of both runs in one table.
+
+        Returns:
+            Their rows, with a ``run`` column first and the run named in each message.
+        """
         parts = []
         for name, run in zip(self.names, (self.a, self.b)):
             w = run.class_warnings()
@@ -59,9 +78,13 @@ class Comparison:
         return pd.concat(parts, ignore_index=True)
 
     def class_counts(self) -> pd.DataFrame:
-        """Per class: given size, and each run's count after its last epoch (``final_a``,
-        ``final_b``) and smallest count during training (``lowest_a``, ``lowest_b``)."""
-        out = None
+        """Class sizes of both runs: what relabelling left of each class.
+
+        Returns:
+            One row per class name: given_a, final_a (the count after the last epoch),
+            lowest_a (the smallest during training), and the same for b.
+        """
+        out: pd.DataFrame | None = None
         for tag, run in (("a", self.a), ("b", self.b)):
             counts = run.class_counts()
             last = counts[counts["epoch"] == counts["epoch"].max()].set_index("class_name")
@@ -73,27 +96,53 @@ class Comparison:
         return out
 
     def metrics(self) -> pd.DataFrame:
-        """Per epoch: test accuracy and relabels of both runs (outer join on epoch)."""
+        """The training curves of both runs, epoch by epoch.
+
+        Returns:
+            One row per epoch of either run: epoch, test_acc_a, train_acc_a, relabels_a,
+            and the same for b (NaN past a run's last epoch).
+        """
         cols = ["epoch", "test_acc", "train_acc", "relabels"]
         a, b = self.a.metrics()[cols], self.b.metrics()[cols]
-        return a.merge(b, on="epoch", how="outer", suffixes=("_a", "_b"))
+        both: pd.DataFrame = a.merge(b, on="epoch", how="outer", suffixes=("_a", "_b"))
+        return both
 
     def compactness(self, epoch: int = -1, labels: LabelKind = "effect") -> pd.DataFrame:
-        """Paper Table 2 for both runs, and the change of the mean (B - A)."""
+        """Paper Table 2 for both runs: did the center loss tighten the classes?
+
+        Args:
+            epoch: the epoch of each run (negative counts from its last committed one).
+            labels: which label makes a class a sample's own: "effect", "given" or "clean".
+
+        Returns:
+            One row per class name: n_a, mean_a, std_a, n_b, mean_b, std_b and
+            mean_difference (B - A).
+        """
         a = self.a.compactness(epoch, labels).add_suffix("_a")
         b = self.b.compactness(epoch, labels).add_suffix("_b")
         order = list(dict.fromkeys([*a.index, *b.index]))  # class order, not alphabetical
-        df = a.join(b, how="outer").reindex(order)
+        df: pd.DataFrame = a.join(b, how="outer").reindex(order)
         df["mean_difference"] = df["mean_b"] - df["mean_a"]
         return df
 
     def consistency(self) -> pd.DataFrame:
-        """The relabel-consistency summary of both runs side by side."""
-        return pd.DataFrame({name: run.consistency() for name, run in zip(self.names, (self.a, self.b))})
+        """The relabel-consistency summary (``Run.consistency``) of both runs side by side.
+
+        Returns:
+            One row per number, one column per run.
+        """
+        both: pd.DataFrame = pd.DataFrame({name: run.consistency() for name, run in zip(self.names, (self.a, self.b))})
+        return both
 
     def samples(self) -> pd.DataFrame:
-        """Training samples present in both runs, aligned by key: each run's sample id,
-        final label, relabel count, flip-flops and last-epoch distance to its own class."""
+        """Training samples present in both runs, aligned by key, to find the samples one
+        method relabels and the other does not.
+
+        Returns:
+            One row per sample: key, clean_label, and per run (suffix _a, _b) sample_id,
+            given_label, final_label, changes, flipflops and distance_own (last-epoch
+            distance to its own class).
+        """
         parts = []
         for tag, run in (("a", self.a), ("b", self.b)):
             ff = run.flipflops().set_index("sample_id")
@@ -111,12 +160,32 @@ class Comparison:
                 f"flipflops_{tag}": ff["flipflops"].to_numpy(),
                 f"distance_own_{tag}": own,
             }))
-        merged = parts[0].merge(parts[1].drop(columns="clean_label"), on="key", how="inner")
+        merged: pd.DataFrame = parts[0].merge(parts[1].drop(columns="clean_label"), on="key", how="inner")
         return merged
 
 
-def compare(run_a: Run | str, run_b: Run | str) -> Comparison:
-    """Compare two runs (``Run`` objects or run directories)."""
+def compare(run_a: Run | str | Path, run_b: Run | str | Path) -> Comparison:
+    """Compare two runs of the same data, e.g. SCN against SCN-C (``rs.compare``).
+
+    Args:
+        run_a: run A, the reference (differences are B - A): a :class:`Run` or a run directory.
+        run_b: run B.
+
+    Returns:
+        The :class:`Comparison`.
+
+    Example:
+        >>> import tempfile, relabscope as rs
+        >>> tmp = tempfile.mkdtemp()
+        >>> scn = rs.example_run(tmp + "/scn", method="scn", seed=1)
+        >>> scnc = rs.example_run(tmp + "/scn-c")
+        >>> both = rs.compare(scn, scnc)
+        >>> table = both.summary(warn=False)
+        >>> list(table.columns)
+        ['scn', 'scn-c', 'difference (B - A)']
+        >>> table.loc["classes_emptied"].tolist()
+        [1.0, 1.0, 0.0]
+    """
     a = run_a if isinstance(run_a, Run) else Run(run_a)
     b = run_b if isinstance(run_b, Run) else Run(run_b)
     return Comparison(a, b)
@@ -147,4 +216,5 @@ def headline(run: Run) -> pd.Series:
         rec = run.noise_recovery()
         out["noisy_corrected"] = float(rec["noisy_corrected"].iloc[-1]) if len(rec) else np.nan
         out["clean_corrupted"] = float(rec["clean_corrupted"].iloc[-1]) if len(rec) else np.nan
-    return pd.Series(out)
+    numbers: pd.Series = pd.Series(out)
+    return numbers

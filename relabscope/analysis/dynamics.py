@@ -33,7 +33,7 @@ Caveats:
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -73,7 +73,7 @@ def forgetting_events(correct: np.ndarray, *, seen: np.ndarray | None = None) ->
 
 
 # ---------------------------------------------------------------------- per-epoch label stats
-def _label_rows(labels: np.ndarray, num_epochs: int, n: int) -> Iterable[np.ndarray]:
+def _label_rows(labels: np.ndarray, num_epochs: int, n: int) -> Iterator[np.ndarray]:
     labels = np.asarray(labels)
     if labels.shape == (n,):
         return (labels for _ in range(num_epochs))

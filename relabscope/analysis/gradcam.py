@@ -28,15 +28,24 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from relabscope.config import from_stored
+from relabscope.data import load_dataset
+from relabscope.data.augment import normalize, to_model_input
+from relabscope.data.pipeline import decode_all, storage_size
 from relabscope.errors import RelabscopeError, RunDirError
+from relabscope.methods import build_method
+from relabscope.rundir import checkpoint_path
 from relabscope.runlog.schema import SPLIT_CODES
+from relabscope.training import checkpoint
+
+if TYPE_CHECKING:
+    from relabscope.methods.base import Method
 
 TargetKind = Literal["given", "effect", "clean"]
 OVERLAY_ALPHA = 0.4
@@ -76,7 +85,7 @@ class GradCamResult:
 class _Logits(nn.Module):
     """The method with logits as its only output, the forward function captum wants."""
 
-    def __init__(self, method: nn.Module):
+    def __init__(self, method: Method):
         super().__init__()
         self.method = method
 
@@ -141,12 +150,10 @@ def run_gradcam(
 
 
 def _gradcam_batch(
-    method: nn.Module, images: torch.Tensor, targets: torch.Tensor, size: int
+    method: Method, images: torch.Tensor, targets: torch.Tensor, size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Heat maps, displayed images and probabilities of one batch of uint8 images."""
-    from captum.attr import LayerAttribution, LayerGradCam
-
-    from relabscope.data.augment import normalize, to_model_input
+    from captum.attr import LayerAttribution, LayerGradCam  # optional heavy library: loaded for Grad-CAM only
 
     pixels = to_model_input(images, size)  # 3 x size x size, 0..255, before normalisation
     x = normalize(pixels)
@@ -214,7 +221,7 @@ def final_labels(run: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- model
-def load_model(run: Any) -> tuple[nn.Module, dict[str, Any]]:
+def load_model(run: Any) -> tuple[Method, dict[str, Any]]:
     """The run's final model in evaluation mode, ready for Grad-CAM, and its config.
 
     In-place ReLUs are switched off: torchvision's ResNet overwrites activations in place,
@@ -222,11 +229,7 @@ def load_model(run: Any) -> tuple[nn.Module, dict[str, Any]]:
     them. Parameters stop requiring gradients, so attributions leave no ``.grad`` behind
     (captum asks autograd for the layer's gradients only).
     """
-    from relabscope.config import FIELDS, TrainConfig
-    from relabscope.methods import build_method
-    from relabscope.training import checkpoint
-
-    path = checkpoint.path_in(Path(run.run_dir))
+    path = checkpoint_path(run.run_dir)
     if not path.is_file():
         raise RunDirError(f"{path}: checkpoint not found (Grad-CAM needs the run's final model)")
     try:
@@ -236,7 +239,7 @@ def load_model(run: Any) -> tuple[nn.Module, dict[str, Any]]:
     if not isinstance(state, dict) or "model" not in state:
         raise RunDirError(f"{path}: not a relabscope checkpoint (no model state)")
     cfg = dict(state.get("config") or run.config)
-    tc = TrainConfig(**{k: v for k, v in cfg.items() if k in FIELDS})
+    tc = from_stored(cfg)
     method = build_method(tc.method, len(run.class_names), tc)
     method.load_state_dict(state["model"])
     method.eval()
@@ -264,8 +267,6 @@ class ImageSource:
 
 def open_image_source(run: Any) -> ImageSource:
     """Re-open the data set ``run``'s config names; RunDirError when it cannot be found."""
-    from relabscope.data import load_dataset
-
     cfg = run.config
     try:
         splits = load_dataset(cfg["dataset"], cfg.get("data"), **(cfg.get("dataset_options") or {}))
@@ -282,8 +283,6 @@ def load_images(run: Any, ids: np.ndarray, *, image_size: int) -> torch.Tensor:
     ``image_size`` (the run's training size) picks the storage size exactly as training did
     (native size when smaller, else resized by the same code).
     """
-    from relabscope.data.pipeline import decode_all, storage_size
-
     where = run.config.get("data") or run.config.get("dataset")
     source = run._image_source
     samples = run.log.samples

@@ -35,6 +35,7 @@ import hashlib
 import json
 import sys
 import warnings
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 
@@ -223,20 +224,16 @@ def _cache_key(run: Any, **params: Any) -> str:
     """A hash of everything the map depends on. The log's identity is cheap to read: its
     creation time and the commit time of the epoch shown (a run restarted into the same
     directory, or an epoch rewritten after a resume, gets a new time)."""
-    import sklearn
-
     try:
-        import importlib.metadata as md
-
-        umap_version = md.version("umap-learn")
-    except Exception:  # not installed: a UMAP call fails anyway, t-SNE does not care
+        umap_version = metadata.version("umap-learn")
+    except metadata.PackageNotFoundError:  # a UMAP call fails anyway, t-SNE does not care
         umap_version = "?"
     identity = {
         **params,
         "version": CACHE_VERSION,
         "created": str(run.meta.get("created", "")),
         "done": float(run.log.epoch_array("done", params["epoch"])),
-        "sklearn": sklearn.__version__,
+        "sklearn": metadata.version("scikit-learn"),
         "umap": umap_version,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
@@ -257,6 +254,7 @@ def _write_cache(path: Path, df: pd.DataFrame) -> None:
     try:
         path.parent.mkdir(exist_ok=True)
         with atomic_write(path) as fh:
-            np.savez(fh, **{name: df[name].to_numpy() for name in COLUMNS})
+            # numeric columns only, read back without pickle
+            np.savez(fh, allow_pickle=False, **{name: df[name].to_numpy() for name in COLUMNS})
     except OSError:
         pass

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from relabscope.analysis import consistency as _consistency
 from relabscope.analysis import distances as _distances
 from relabscope.analysis import dynamics as _dynamics
 from relabscope.analysis import flipflops as _flipflops
+from relabscope.analysis.projection import project_run
 from relabscope.runlog.reader import RunLogReader
 from relabscope.runlog.schema import SPLIT_CODES
 
@@ -32,16 +33,36 @@ if TYPE_CHECKING:
     from relabscope.analysis.gradcam import GradCamResult, ImageSource
 
 LabelKind = Literal["effect", "given", "clean"]
+_T = TypeVar("_T")
 
 
 class Run:
-    """A run log opened for analysis. Cheap to open; reads on demand."""
+    """A run log opened for analysis. Cheap to open; reads on demand, so it also follows a
+    run that is still training (each call sees the epochs committed by then).
+
+    Args:
+        path: the run directory, or its ``run.h5``.
+
+    Raises:
+        RunDirError: no readable run log there.
+
+    Example:
+        >>> import tempfile, relabscope as rs
+        >>> run = rs.Run(rs.example_run(tempfile.mkdtemp() + "/example"))
+        >>> run.method, run.num_epochs, run.status
+        ('scn-c', 5, 'finished')
+        >>> run.labels().shape  # (epochs, samples): the label in effect
+        (5, 80)
+        >>> int(run.flipflops()["flipflops"].sum())
+        8
+        >>> run.close()
+    """
 
     def __init__(self, path: str | Path):
         self.log = RunLogReader(path)
         self.path = self.log.path
         self.run_dir = self.path.parent
-        self._cache: dict[Any, Any] = {}
+        self._cache: dict[str, tuple[int, Any]] = {}  # key -> (committed epochs, value)
 
     def __repr__(self) -> str:
         return (f"Run({str(self.run_dir)!r}: {self.method} on {self.log.meta.get('dataset')}, "
@@ -50,10 +71,12 @@ class Run:
     # ------------------------------------------------------------------ facts
     @property
     def name(self) -> str:
+        """The run directory's name: what titles and legends call the run."""
         return self.run_dir.name
 
     @property
     def class_names(self) -> list[str]:
+        """Class names by class id (the data set's own order)."""
         return self.log.class_names
 
     @property
@@ -67,18 +90,22 @@ class Run:
 
     @property
     def config(self) -> dict[str, Any]:
+        """The resolved training settings the run was started (or last resumed) with."""
         return self.log.config
 
     @property
     def meta(self) -> dict[str, Any]:
+        """What the log recorded about the run: data set, versions, device, sample counts."""
         return self.log.meta
 
     @property
     def method(self) -> str:
+        """The method's name, e.g. "scn-c"."""
         return str(self.log.meta.get("method", self.config.get("method", "?")))
 
     @property
     def status(self) -> str:
+        """"running", "finished", "diverged" or "interrupted"."""
         return self.log.status
 
     @property
@@ -93,7 +120,7 @@ class Run:
         set's extra columns (a column per component for multi-valued extras)."""
         raw = self.log.samples
         split_names = {v: k for k, v in SPLIT_CODES.items()}
-        df = pd.DataFrame({
+        df: pd.DataFrame = pd.DataFrame({
             "sample_id": np.arange(len(raw["key"])),
             "key": raw["key"],
             "split": pd.Categorical([split_names[int(s)] for s in raw["split"]], categories=list(SPLIT_CODES)),
@@ -119,42 +146,72 @@ class Run:
 
     @property
     def train_mask(self) -> np.ndarray:
-        return self._split == SPLIT_CODES["train"]
+        """Per sample: whether it is a training sample."""
+        return self._split_mask("train")
 
     @property
     def given_labels(self) -> np.ndarray:
+        """Per sample: the label the data set gives (noise included)."""
         return self.log.samples["given_label"].astype(np.int64)
 
     @property
     def clean_labels(self) -> np.ndarray | None:
-        """Clean labels, or None when the run's data set does not know them."""
+        """Per sample: the clean label (-1 where unknown), or None when the run's data set
+        knows none (then nothing can say which given labels are wrong)."""
         clean = self.log.samples["clean_label"].astype(np.int64)
         return clean if (clean >= 0).any() else None
 
     # ------------------------------------------------------------------ raw arrays
-    def _cached(self, key: str, read: Any) -> Any:
+    def _cached(self, key: str, read: Callable[[], _T]) -> _T:
         n = self.num_epochs
-        if self._cache.get(key, (None,))[0] != n:
+        if key not in self._cache or self._cache[key][0] != n:
             self._cache[key] = (n, read())
-        return self._cache[key][1]
+        value: _T = self._cache[key][1]  # each key holds what its one reader returns
+        return value
+
+    def _cached_table(self, key: str, read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        """``_cached`` for a table: each call returns its own copy, free to change."""
+        table: pd.DataFrame = self._cached(key, read).copy()
+        return table
 
     def labels(self) -> np.ndarray:
-        """Label in effect per epoch and sample, ``(epochs, samples)`` int (-1: not seen)."""
+        """The label each sample trained on in each epoch.
+
+        Returns:
+            ``(epochs, samples)`` int64; -1 for samples an epoch did not see (test samples).
+        """
         return self._cached("labels", lambda: self.log.epoch_array("label").astype(np.int64))
 
     def final_labels(self) -> np.ndarray:
-        """Labels in effect after the last committed epoch (its relabels applied)."""
+        """The labels a next epoch would train on: the last epoch's relabels applied.
+
+        Returns:
+            ``(samples,)`` int64.
+        """
         return self._cached("final", lambda: _flipflops.final_labels(
             self.labels()[-1] if self.num_epochs else self.given_labels, self._events(),
             last_epoch=self.num_epochs - 1))
 
     def predictions(self) -> np.ndarray:
+        """The predicted class of each sample in each epoch.
+
+        Returns:
+            ``(epochs, samples)`` int64 (-1: not seen).
+        """
         return self._cached("pred", lambda: self.log.epoch_array("pred").astype(np.int64))
 
     def probabilities(self, epoch: int | None = None, *, sample_id: int | None = None) -> np.ndarray:
-        """``(samples, classes)`` at ``epoch``, or ``(epochs, samples, classes)`` for None;
-        with ``sample_id``, that sample's ``(epochs, classes)`` alone (read from disk without
-        the rest: what a per-sample view wants from a large log)."""
+        """Softmax probabilities, as the log stores them (float16).
+
+        Args:
+            epoch: one epoch (negative counts from the last committed one), or None for all.
+            sample_id: one sample's probabilities over the epochs alone, read from disk
+                without the rest: what a per-sample view wants from a large log.
+
+        Returns:
+            ``(samples, classes)`` for one epoch, ``(epochs, samples, classes)`` for all,
+            ``(epochs, classes)`` with ``sample_id``.
+        """
         if sample_id is not None:
             return self.log.sample_array("prob", int(sample_id))
         if epoch is None:
@@ -165,37 +222,79 @@ class Run:
         return self._cached("events", self.log.relabels)
 
     def relabel_events(self) -> pd.DataFrame:
-        """Every relabel: epoch, step, sample_id, old, new, p_old, p_new."""
+        """Every relabel of the committed epochs, in the order they happened.
+
+        Returns:
+            One row per event: epoch, step, sample_id, old, new (class ids), p_old, p_new
+            (the probabilities of both labels when the method relabelled).
+        """
         ev = self._events()
-        return pd.DataFrame({
+        events: pd.DataFrame = pd.DataFrame({
             "epoch": ev["epoch"].astype(np.int64), "step": ev["step"], "sample_id": ev["sample"],
             "old": ev["old"].astype(np.int64), "new": ev["new"].astype(np.int64),
             "p_old": ev["p_old"], "p_new": ev["p_new"],
         })
+        return events
 
     def distances(self, epoch: int | None = -1) -> np.ndarray:
-        """Distance of each sample's embedding to each class mean: ``(samples, classes)`` at
-        ``epoch``, or ``(epochs, samples, classes)`` for None."""
+        """Distance of each sample's embedding to each class mean (the mean of the training
+        embeddings under the labels in effect): one definition for every method.
+
+        Args:
+            epoch: one epoch (negative counts from the last committed one), or None for all.
+
+        Returns:
+            ``(samples, classes)``, or ``(epochs, samples, classes)`` for None; NaN for a
+            class without samples (it has no mean).
+        """
         if epoch is None:
             return self._cached("distance", lambda: self.log.epoch_array("distance"))
         return self.log.epoch_array("distance", epoch)
 
     def class_means(self, epoch: int = -1) -> np.ndarray:
+        """The class means the distances are measured to.
+
+        Args:
+            epoch: the epoch (negative counts from the last committed one).
+
+        Returns:
+            ``(classes, D)``; NaN rows for classes without samples.
+        """
         return self.log.epoch_array("class_mean", epoch)
 
     def embeddings(self, epoch: int = -1) -> np.ndarray:
-        """``(samples, D)`` float16 embeddings kept at ``epoch`` (see ``embedding_epoch``)."""
+        """The embeddings the log kept at an epoch.
+
+        Args:
+            epoch: as in :meth:`embedding_epoch` (-1: the latest epoch that kept them).
+
+        Returns:
+            ``(samples, D)`` float16.
+        """
         return self.log.embeddings(self.embedding_epoch(epoch))
 
     def embedding_epochs(self) -> list[int]:
-        """The epochs whose embeddings the log kept (``--embed-every``, and the last)."""
+        """The epochs whose embeddings the log kept (``--embed-every``, and the last).
+
+        Returns:
+            Absolute epochs, ascending.
+        """
         return [int(e) for e in self.log.embedding_epochs()]
 
     def embedding_epoch(self, epoch: int = -1) -> int:
-        """The absolute epoch ``epoch`` names among those with embeddings: -1 is the latest
-        epoch that kept them (mid-run with ``--embed-every`` > 1 that is not the last
-        committed one); other negative values count back from the last committed epoch, as
-        everywhere else. Raises ValueError when that epoch kept no embeddings."""
+        """The absolute epoch ``epoch`` names among those with embeddings.
+
+        Args:
+            epoch: -1 is the latest epoch that kept them (mid-run with ``--embed-every`` > 1
+                that is not the last committed one); other negative values count back from
+                the last committed epoch, as everywhere else.
+
+        Returns:
+            The absolute epoch.
+
+        Raises:
+            ValueError: that epoch kept no embeddings.
+        """
         kept = self.embedding_epochs()
         if not kept:
             raise ValueError(f"{self.path}: no embeddings kept yet (no committed epoch stored them)")
@@ -213,8 +312,20 @@ class Run:
         return self.log.fields
 
     def field(self, name: str, epoch: int | None = None, *, sample_id: int | None = None) -> np.ndarray:
-        """A method's per-sample quantity, all epochs or one (``(epochs, samples, ...)`` or
-        ``(samples, ...)``); with ``sample_id``, that sample's ``(epochs, ...)`` alone."""
+        """A method's per-sample quantity (one of :attr:`fields`).
+
+        Args:
+            name: the field, e.g. "weight".
+            epoch: one epoch (negative counts from the last committed one), or None for all.
+            sample_id: one sample's values over the epochs alone, read without the rest.
+
+        Returns:
+            ``(epochs, samples, ...)``, ``(samples, ...)`` for one epoch, or ``(epochs, ...)``
+            with ``sample_id``.
+
+        Raises:
+            KeyError: the method logs no such field.
+        """
         if name not in self.fields:
             raise KeyError(f"{self.path}: {self.method} logs no field {name!r}; it logs {self.fields or 'none'}")
         if sample_id is not None:
@@ -223,10 +334,15 @@ class Run:
 
     # ------------------------------------------------------------------ views
     def metrics(self) -> pd.DataFrame:
-        """Per epoch: test_acc, train_acc, train_loss, lr, seconds, relabels, and per-class
-        test accuracy as ``acc_<class>``."""
+        """The training curves.
+
+        Returns:
+            One row per epoch: epoch, test_acc, train_acc (against the labels in effect),
+            train_loss, lr, seconds, relabels, and the per-class test accuracy as
+            ``acc_<class>``.
+        """
         n = self.num_epochs
-        df = pd.DataFrame({"epoch": np.arange(n)})
+        df: pd.DataFrame = pd.DataFrame({"epoch": np.arange(n)})
         for name in ("test_acc", "train_acc", "train_loss", "lr", "seconds"):
             df[name] = self.log.epoch_array(name)
         df["relabels"] = _flipflops.relabels_per_epoch(self._events()["epoch"], n)
@@ -236,89 +352,159 @@ class Run:
         return df
 
     def confusion(self, epoch: int = -1) -> pd.DataFrame:
-        """Test confusion matrix (rows given label, columns prediction)."""
+        """The test confusion matrix.
+
+        Args:
+            epoch: the epoch (negative counts from the last committed one).
+
+        Returns:
+            Counts, rows the given label and columns the prediction, both by class name.
+        """
         m = self.log.epoch_array("confusion", epoch)
-        return pd.DataFrame(m, index=self.class_names, columns=self.class_names)
+        return self._by_class(m)
 
     def flipflops(self) -> pd.DataFrame:
-        """Per training sample (paper Fig. 3): changes, flipflops, labels_visited,
-        epochs_<class> (epochs spent in each class), first/last relabel epoch,
-        final_label and final_is_clean. Computed once per committed epoch count; each call
-        returns its own copy."""
-        return self._cached("flipflops", lambda: _flipflops.flipflop_table(
+        """Relabel inconsistency per training sample (paper Fig. 3): a flip-flop is a relabel
+        back to a label the sample held before. Computed once per committed epoch count;
+        each call returns its own copy.
+
+        Returns:
+            One row per training sample: sample_id, given_label, clean_label, final_label,
+            changes (relabels), flipflops, labels_visited, epochs_<class> (epochs spent in
+            each class), first_relabel_epoch, last_relabel_epoch, final_is_clean.
+        """
+        return self._cached_table("flipflops", lambda: _flipflops.flipflop_table(
             labels=self._train_columns(self.labels()),
             events=self._events(),
             given=self.given_labels[self.train_mask],
             clean=None if self.clean_labels is None else self.clean_labels[self.train_mask],
             sample_ids=np.flatnonzero(self.train_mask),
             class_names=self.class_names,
-        )).copy()
+        ))
 
     def class_counts(self) -> pd.DataFrame:
-        """Per epoch and class: training samples under the labels in effect, beside the
-        class's given (and, when known, clean) size. Epochs 0..E: row ``E`` (= num_epochs)
-        counts the labels after the last epoch's relabels. Columns: epoch, class_id,
-        class_name, count, given, clean, fraction_of_given."""
+        """Class sizes under the labels in effect, beside each class's given (and, when known,
+        clean) size: relabelling can empty a class, which a flip-flop count never shows.
+
+        Returns:
+            One row per epoch 0..E and class (row ``E`` = num_epochs counts the labels after
+            the last epoch's relabels): epoch, class_id, class_name, count, given, clean,
+            fraction_of_given.
+        """
         mask = self.train_mask
         clean = self.clean_labels
-        return self._cached("class_counts", lambda: _class_balance.class_counts(
+        return self._cached_table("class_counts", lambda: _class_balance.class_counts(
             self._train_columns(self.labels()), self.final_labels()[mask], self.given_labels[mask],
-            None if clean is None else clean[mask], self.class_names)).copy()
+            None if clean is None else clean[mask], self.class_names))
 
     def class_warnings(self, threshold: float = _class_balance.SHRINK_THRESHOLD) -> pd.DataFrame:
-        """The classes relabelling emptied or shrank below ``threshold`` of their given size,
-        one row each with the epoch, the counts and a one-line ``message``; empty when every
-        class kept at least that share."""
+        """The classes relabelling emptied or shrank too far.
+
+        Args:
+            threshold: the share of its given size below which a class is reported.
+
+        Returns:
+            One row per such class (none when every class kept that share): class_id,
+            class_name, kind ("emptied" or "shrunk"), given, lowest, lowest_epoch,
+            below_epoch, emptied_epoch, final and a one-line message.
+        """
         return _class_balance.class_warnings(self.class_counts(), threshold)
 
     def label_flow(self) -> pd.DataFrame:
-        """Training samples by given label (rows) and label in effect after the last epoch
-        (columns)."""
+        """Where relabelling moved the training samples.
+
+        Returns:
+            Sample counts, rows the given label and columns the label in effect after the
+            last epoch, both by class name.
+        """
         mask = self.train_mask
         return _class_balance.label_flow(self.given_labels[mask], self.final_labels()[mask], self.class_names)
 
     def classes_without_mean(self, epoch: int = -1) -> list[str]:
-        """Names of the classes that held no training sample at ``epoch``: they have no
-        class mean, so every distance to them is NaN and geometry views leave them out."""
+        """The classes that held no training sample at an epoch: they have no class mean, so
+        every distance to them is NaN and geometry views leave them out.
+
+        Args:
+            epoch: the epoch (negative counts from the last committed one).
+
+        Returns:
+            Their names (none before the first committed epoch).
+        """
         if self.num_epochs == 0:
             return []
         return _class_balance.empty_classes(self.log.epoch_array("class_count", epoch), self.class_names)
 
     def oscillation_matrix(self) -> pd.DataFrame:
-        """Counts of A -> B -> A cycles, rows A, columns B."""
+        """Which pairs of classes samples oscillate between.
+
+        Returns:
+            Counts of A -> B -> A cycles, rows A and columns B, both by class name.
+        """
         m = _flipflops.oscillation_matrix(self._events(), self.num_classes)
-        return pd.DataFrame(m, index=self.class_names, columns=self.class_names)
+        return self._by_class(m)
 
     def oscillations(self) -> pd.DataFrame:
-        """The A -> B -> A cycles behind ``oscillation_matrix``, one row each: sample_id, a,
-        b (class ids) and epoch (of the relabel that returned to A). Counting rows per
-        (a, b) gives the matrix (same history definition: a sample's first ``old``, then
-        each ``new`` in time order)."""
+        """The A -> B -> A cycles behind :meth:`oscillation_matrix` (same history: a sample's
+        first ``old``, then each ``new`` in time order), so counting rows per (a, b) gives it.
+
+        Returns:
+            One row per cycle: sample_id, a, b (class ids) and epoch (of the relabel that
+            returned to A).
+        """
         cycles = _flipflops.oscillation_cycles(self._events(), self.num_classes)
-        return pd.DataFrame({"sample_id": cycles["sample"], "a": cycles["a"], "b": cycles["b"],
-                             "epoch": cycles["epoch"]})
+        table: pd.DataFrame = pd.DataFrame({"sample_id": cycles["sample"], "a": cycles["a"], "b": cycles["b"],
+                                            "epoch": cycles["epoch"]})
+        return table
 
     def consistency(self) -> pd.Series:
         """The paper's claim as numbers: after a relabel old -> new, is the sample's
-        embedding at the next epoch closer to the new class mean than to the old one?"""
+        embedding at the next epoch closer to the new class mean than to the old one?
+
+        Returns:
+            events, evaluated (events with a next epoch), closer_before, closer_to_new,
+            mean_gap_change, mean_rel_gap_change (of d(new) - d(old)), undone and
+            undone_fraction (relabelled back to the old label later).
+        """
         return _consistency.consistency_summary(self.consistency_events())
 
     def consistency_events(self) -> pd.DataFrame:
-        """One row per relabel event with the distances before and after it."""
+        """The relabel events behind :meth:`consistency`.
+
+        Returns:
+            One row per relabel event: epoch, sample_id, old, new, the distances to both
+            class means before and after it (d_old_before, d_new_before, d_old_after,
+            d_new_after), closer_before, closer_to_new, gap_change, rel_gap_change, undone.
+        """
         return self._cached("consistency", lambda: _consistency.consistency_events(
             self._events(), lambda e: self.distances(e), self.num_epochs))
 
     def compactness(self, epoch: int = -1, labels: LabelKind = "effect", split: str = "train") -> pd.DataFrame:
-        """Paper Table 2: per class, mean and std of each sample's distance to its class
-        center. Centers are the epoch's class means (labels in effect); ``labels`` picks
-        which label makes a class "its" class."""
+        """Paper Table 2: how tightly each class gathers around its center (the epoch's class
+        mean under the labels in effect), the geometry the center loss of "-C" methods pulls on.
+
+        Args:
+            epoch: the epoch (negative counts from the last committed one).
+            labels: which label makes a class a sample's own: "effect", "given" or "clean".
+            split: "train", "test" or "all".
+
+        Returns:
+            One row per class name: n, mean and std of the distance to the own center.
+        """
         return _compactness.compactness(
             self.distances(epoch), self._label_kind(labels, epoch), self._split_mask(split), self.class_names)
 
     def distance_profile(self, sample_id: int, epochs: Iterable[int] | None = None) -> pd.DataFrame:
-        """Paper Fig. 1/4 data: the sample's distance to every class mean at ``epochs``
-        (default: before its first relabel, just after it, and the last epoch), with the
-        given label, label in effect and clean label marked."""
+        """Paper Fig. 1/4 data: one sample's distance to every class mean around its relabel.
+
+        Args:
+            sample_id: the sample.
+            epochs: the epochs to show; default: before its first relabel, just after it,
+                and the last epoch.
+
+        Returns:
+            One row per epoch and class: epoch, class_id, class_name, distance, is_given,
+            is_effect, is_clean, label_in_effect.
+        """
         if epochs is None:
             epochs = _distances.key_epochs(self._events(), sample_id, self.num_epochs)
         return _distances.distance_profile(
@@ -328,8 +514,14 @@ class Run:
             self.class_names)
 
     def dynamics(self) -> pd.DataFrame:
-        """Per training sample: forgetting events, area under the margin and data-map
-        confidence/variability, each against the given label and the label in effect."""
+        """Training dynamics per training sample, each against the given label and the label
+        in effect: the usual noisy-label detectors, beside what relabelling did.
+
+        Returns:
+            One row per training sample: sample_id, forgetting_<given|effect> (forgetting
+            events), aum_<...> (area under the margin), confidence_<...> and
+            variability_<...> (the data map's axes).
+        """
         mask = self.train_mask
         return _dynamics.dynamics_table(
             probs=self._train_columns(self.probabilities()), preds=self._train_columns(self.predictions()),
@@ -337,22 +529,37 @@ class Run:
             sample_ids=np.flatnonzero(mask))
 
     def noise_detection(self) -> pd.DataFrame:
-        """When clean labels are known: AUROC of each dynamics score (and of being
-        relabelled) for finding the samples whose given label is wrong."""
+        """How well each dynamics score (and being relabelled) finds the samples whose given
+        label is wrong.
+
+        Returns:
+            One row per score: score, auroc, direction (whether high or low values point
+            to noise), n.
+
+        Raises:
+            ValueError: the run's data set knows no clean labels.
+        """
         clean = self._require_clean()[self.train_mask]
         noisy = pd.array(self.given_labels[self.train_mask] != clean, dtype="boolean")
         noisy[clean < 0] = pd.NA  # clean label unknown for this sample: not scored
         return _dynamics.noise_detection(self.dynamics(), self.flipflops(), noisy)
 
     def noise_recovery(self) -> pd.DataFrame:
-        """Per epoch, when clean labels are known: precision and recall of relabel events,
-        fraction of noisy samples corrected and of clean samples corrupted. Computed once per
-        committed epoch count; each call returns its own copy."""
+        """Whether relabelling repaired the noise. Computed once per committed epoch count;
+        each call returns its own copy.
+
+        Returns:
+            One row per epoch: epoch, relabels, relabel_precision (new label = clean),
+            relabel_recall, noisy_corrected and clean_corrupted (fractions).
+
+        Raises:
+            ValueError: the run's data set knows no clean labels.
+        """
         clean = self._require_clean()
         mask = self.train_mask
-        return self._cached("noise_recovery", lambda: _dynamics.noise_recovery(
+        return self._cached_table("noise_recovery", lambda: _dynamics.noise_recovery(
             self._train_columns(self.labels()), self.final_labels()[mask], self._events(),
-            self.given_labels, clean, mask)).copy()
+            self.given_labels, clean, mask))
 
     def project(
         self,
@@ -363,30 +570,61 @@ class Run:
         seed: int = 0,
         split: str = "train",
     ) -> pd.DataFrame:
-        """Paper Fig. 5: a 2-D t-SNE or UMAP of the embeddings kept at ``epoch``, for
-        ``classes`` (by label in effect; None: all), stratified-subsampled to at most
-        ``max_points``. Deterministic by ``seed``; cached next to the log. Columns:
-        sample_id, x, y, label (in effect), given_label, clean_label."""
-        from relabscope.analysis.projection import project_run
+        """Paper Fig. 5: a 2-D map of the embeddings, deterministic by ``seed`` and cached
+        next to the log (UMAP takes seconds; a dashboard asks again and again).
 
+        Args:
+            method: "umap" or "tsne".
+            epoch: as in :meth:`embedding_epoch`.
+            classes: class ids to keep (by label in effect); None keeps all.
+            max_points: stratified subsample to at most this many points; None keeps all.
+            seed: the random state of the subsample and the map.
+            split: "train", "test" or "all".
+
+        Returns:
+            One row per point: sample_id, x, y, label (in effect), given_label, clean_label.
+        """
         return project_run(self, method=method, epoch=epoch, classes=classes,
                            max_points=max_points, seed=seed, split=split)
 
     def gradcam(self, sample_ids: Iterable[int], label: LabelKind | int = "given", **options: Any) -> "GradCamResult":
-        """Paper Fig. 6: Grad-CAM on the last convolutional block of the run's final
-        checkpoint, for each sample's given label, label in effect or a fixed class.
-        Returns heat maps, images and overlays (see ``relabscope.analysis.gradcam``)."""
-        from relabscope.analysis.gradcam import run_gradcam
+        """Paper Fig. 6: where the final model looks, as Grad-CAM on its last convolutional
+        block. Loads the run's checkpoint and images (torch and captum).
+
+        Args:
+            sample_ids: the samples.
+            label: the class to explain per sample: "given", "effect" (after the last
+                epoch's relabels), "clean", or one class id for all.
+            **options: ``device``, ``batch_size``, ``image_size`` (see
+                ``relabscope.analysis.gradcam.run_gradcam``).
+
+        Returns:
+            Heat maps, images, overlays, the explained labels and the probabilities.
+
+        Raises:
+            RunDirError: the checkpoint or the images cannot be found.
+        """
+        from relabscope.analysis.gradcam import run_gradcam  # torch and captum: loaded for Grad-CAM only
 
         return run_gradcam(self, list(sample_ids), label=label, **options)
 
     def images(self, sample_ids: Iterable[int], size: int | None = None) -> np.ndarray:
-        """The samples' images as training stored them: ``(n, H, W, 3)`` uint8 (grey images
-        repeated over 3 channels), re-read from the data set the run's config names (the
-        log keeps keys, not pixels). ``size``: the storage size asked for (default the
-        run's image_size; the data set's native size when that is smaller). Raises
-        ValueError for ids out of range, RunDirError when the images cannot be found."""
-        from relabscope.analysis.gradcam import load_images
+        """The samples' images as training stored them, re-read from the data set the run's
+        config names (the log keeps keys, not pixels).
+
+        Args:
+            sample_ids: the samples.
+            size: the storage size asked for (default the run's image_size; the data set's
+                native size when that is smaller).
+
+        Returns:
+            ``(n, H, W, 3)`` uint8 (grey images repeated over 3 channels).
+
+        Raises:
+            ValueError: a sample id is out of range.
+            RunDirError: the images cannot be found.
+        """
+        from relabscope.analysis.gradcam import load_images  # torch: reading a log does not load it
 
         ids = np.asarray(list(sample_ids), dtype=np.int64).reshape(-1)
         n = len(self._split)
@@ -401,7 +639,7 @@ class Run:
     @cached_property
     def _image_source(self) -> "ImageSource":
         """The run's data set, re-opened on the first image request and kept."""
-        from relabscope.analysis.gradcam import open_image_source
+        from relabscope.analysis.gradcam import open_image_source  # torch: reading a log does not load it
 
         return open_image_source(self)
 
@@ -425,11 +663,18 @@ class Run:
             return np.ones(len(self._split), bool)
         if split not in SPLIT_CODES:
             raise ValueError(f"split must be train, test or all, not {split!r}")
-        return self._split == SPLIT_CODES[split]
+        mask: np.ndarray = self._split == SPLIT_CODES[split]
+        return mask
+
+    def _by_class(self, matrix: np.ndarray) -> pd.DataFrame:
+        """A K x K matrix with the class names on both axes."""
+        table: pd.DataFrame = pd.DataFrame(matrix, index=self.class_names, columns=self.class_names)
+        return table
 
     def _label_kind(self, kind: LabelKind, epoch: int) -> np.ndarray:
         if kind == "effect":
-            return self.labels()[epoch]
+            effect: np.ndarray = self.labels()[epoch]
+            return effect
         if kind == "given":
             return self.given_labels
         if kind == "clean":
@@ -437,6 +682,7 @@ class Run:
         raise ValueError(f"labels must be effect, given or clean, not {kind!r}")
 
     def close(self) -> None:
+        """Give the log's file handle back (also on leaving a ``with`` block)."""
         self.log.close()
 
     def __enter__(self) -> "Run":
@@ -447,5 +693,21 @@ class Run:
 
 
 def open_run(path: str | Path) -> Run:
-    """Open a run directory (or its ``run.h5``) for analysis."""
+    """Open a run for analysis: the entry point of every view (``rs.open_run``).
+
+    Args:
+        path: the run directory, or its ``run.h5``.
+
+    Returns:
+        The :class:`Run`.
+
+    Raises:
+        RunDirError: no readable run log there.
+
+    Example:
+        >>> import tempfile, relabscope as rs
+        >>> with rs.open_run(rs.example_run(tempfile.mkdtemp() + "/example")) as run:
+        ...     run.class_warnings()[["class_name", "kind", "final"]].to_numpy().tolist()
+        [['sadness', 'shrunk', 6], ['anger', 'emptied', 0]]
+    """
     return Run(path)

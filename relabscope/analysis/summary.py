@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -11,7 +12,20 @@ from relabscope.analysis.run import Run
 from relabscope.runlog.reader import RunLogReader
 
 
-def run_numbers(path: str | Path) -> dict[str, float]:
+class RunNumbers(TypedDict):
+    """A run's numbers: counts, the last test accuracy (NaN before the first epoch), its
+    status ("running", "finished", ...) and the log's path."""
+
+    epochs: int
+    test_acc: float
+    relabels: int
+    flipflops: int
+    relabelled_samples: int
+    status: str
+    log: str
+
+
+def run_numbers(path: str | Path) -> RunNumbers:
     """Epochs, last test accuracy, relabel events and flip-flops of a run log."""
     with RunLogReader(path) as log:
         n = log.num_epochs

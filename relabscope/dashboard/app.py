@@ -22,11 +22,13 @@ from typing import Any, Iterable, Sequence
 
 import dash
 from dash import Input, Output, State, dcc, html, no_update
+from flask import Response, request
 
-from relabscope.dashboard import compactness, compare, embedding_map, flipflops, overview, sample
-from relabscope.dashboard.components import error_card
-from relabscope.dashboard.context import Context, parse_search
+from relabscope.dashboard import compactness, compare, embedding_map, flipflops, ids, overview, sample
+from relabscope.dashboard.components import describe_error, error_card
+from relabscope.dashboard.context import Context
 from relabscope.dashboard.images import register_route
+from relabscope.dashboard.inputs import parse_search
 from relabscope.dashboard.registry import RunRegistry, RunUnavailable
 from relabscope.errors import RelabscopeError
 
@@ -101,24 +103,26 @@ def create_app(roots: Iterable[str | os.PathLike] | str | os.PathLike = ("runs",
     kwargs: dict[str, Any] = {}
     if url_base_pathname:
         kwargs["url_base_pathname"] = url_base_pathname
-    app = dash.Dash(__name__, title="relabscope", update_title=None, suppress_callback_exceptions=True,
+    # update_title=None: no "Updating..." browser title (Dash documents None; its stubs say str)
+    app = dash.Dash(__name__, title="relabscope", update_title=None,  # type: ignore[arg-type]
+                    suppress_callback_exceptions=True,
                     serve_locally=True, assets_folder=os.path.join(os.path.dirname(__file__), "_no_assets"),
                     **kwargs)
     app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + _CSS + "</style>")
     ctx = Context(registry, prefix=app.config.requests_pathname_prefix, refresh_seconds=refresh_seconds,
                   max_points=max_points)
-    app.relabscope = ctx  # for tests and embedding
+    app.relabscope = ctx  # type: ignore[attr-defined]  # the app's context, for tests and embedding
     server = app.server
     if auth is not None:
         _basic_auth(server, *auth)
     register_route(server, ctx.images, app.config.routes_pathname_prefix)
 
     app.layout = html.Div([
-        dcc.Location(id="url", refresh="callback-nav"),
-        dcc.Store(id="live-version"),
-        dcc.Interval(id="tick", interval=max(1.0, refresh_seconds) * 1000, disabled=refresh_seconds <= 0),
-        html.Div(id="topnav", className="top"),
-        html.Div([html.Div(id="runs-nav", className="side"), html.Div(id="page", className="main")],
+        dcc.Location(id=ids.URL, refresh="callback-nav"),
+        dcc.Store(id=ids.LIVE_VERSION),
+        dcc.Interval(id=ids.TICK, interval=max(1.0, refresh_seconds) * 1000, disabled=refresh_seconds <= 0),
+        html.Div(id=ids.TOPNAV, className="top"),
+        html.Div([html.Div(id=ids.RUNS_NAV, className="side"), html.Div(id=ids.PAGE, className="main")],
                  className="body"),
     ])
     _register_shell(app, ctx)
@@ -128,8 +132,6 @@ def create_app(roots: Iterable[str | os.PathLike] | str | os.PathLike = ("runs",
 
 
 def _basic_auth(server, user: str, password: str) -> None:
-    from flask import Response, request
-
     want_user, want_pass = user.encode(), password.encode()
 
     @server.before_request
@@ -184,8 +186,6 @@ def render_page(ctx: Context, pathname: str | None, search: str | None) -> Any:
         ctx.run(run_id)
         return page.layout(ctx, run_id, params)
     except Exception as exc:
-        from relabscope.dashboard.components import describe_error
-
         return error_card(describe_error(exc), f"Run {run_id} cannot be shown")
 
 
@@ -213,9 +213,9 @@ def nav(ctx: Context, current: str | None, page: str) -> list:
 
 
 def _register_shell(app: dash.Dash, ctx: Context) -> None:
-    @app.callback(Output("page", "children"), Output("topnav", "children"),
-                  Output("live-version", "data", allow_duplicate=True),
-                  Input("url", "pathname"), Input("url", "search"), prevent_initial_call="initial_duplicate")
+    @app.callback(Output(ids.PAGE, "children"), Output(ids.TOPNAV, "children"),
+                  Output(ids.LIVE_VERSION, "data", allow_duplicate=True),
+                  Input(ids.URL, "pathname"), Input(ids.URL, "search"), prevent_initial_call="initial_duplicate")
     def _route(pathname, search):
         params = parse_search(search)
         try:
@@ -226,8 +226,8 @@ def _register_shell(app: dash.Dash, ctx: Context) -> None:
         version = ctx.registry.version(current) if current else None
         return render_page(ctx, pathname, search), nav(ctx, current, key), version
 
-    @app.callback(Output("runs-nav", "children"), Input("url", "pathname"), Input("url", "search"),
-                  Input("tick", "n_intervals"))
+    @app.callback(Output(ids.RUNS_NAV, "children"), Input(ids.URL, "pathname"), Input(ids.URL, "search"),
+                  Input(ids.TICK, "n_intervals"))
     def _runs(pathname, search, _tick):
         try:
             current = resolve_run(ctx, parse_search(search))
@@ -235,8 +235,8 @@ def _register_shell(app: dash.Dash, ctx: Context) -> None:
             current = None
         return run_list(ctx, current, page_of(pathname, ctx.prefix))
 
-    @app.callback(Output("live-version", "data", allow_duplicate=True), Input("tick", "n_intervals"), State("url", "search"),
-                  State("live-version", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.LIVE_VERSION, "data", allow_duplicate=True), Input(ids.TICK, "n_intervals"),
+                  State(ids.URL, "search"), State(ids.LIVE_VERSION, "data"), prevent_initial_call=True)
     def _tick(_n, search, seen):
         try:
             current = resolve_run(ctx, parse_search(search))

@@ -10,19 +10,22 @@ its bars and the difference of the means (B - A).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
-from dash import Input, Output, dash_table, dcc, html
+from dash import Input, Output, dcc, html
+from dash.dash_table.DataTable import DataTable
+from dash.dash_table.Format import Format, Scheme
 
+from relabscope import plot
+from relabscope.dashboard import ids
 from relabscope.dashboard.components import describe_error, error_card, graph
 from relabscope.dashboard.context import Context
+from relabscope.dashboard.inputs import LAST_EPOCH, mean_pm_std, parse_epoch, parse_labels, table_number
 
 PATH = "compactness"
 TITLE = "Compactness"
 LABELS = {"effect": "label in effect", "given": "given label", "clean": "clean label"}
-LAST = -1
 
 
 # ---------------------------------------------------------------------- plain functions
@@ -30,65 +33,28 @@ def label_choices(run) -> list[str]:
     return [k for k in LABELS if k != "clean" or run.clean_labels is not None]
 
 
-def parse_labels(value: Any, run) -> str:
-    if value not in LABELS:
-        raise ValueError(f"labels must be one of {', '.join(LABELS)}, not {str(value)[:40]!r}")
-    if value == "clean" and run.clean_labels is None:
-        raise ValueError("clean labels are unknown for this run's data set")
-    return str(value)
-
-
-def parse_epoch(value: Any, num_epochs: int) -> int:
-    """An epoch row (-1: the last committed one); ValueError (one line) out of range."""
-    if num_epochs == 0:
-        raise ValueError("the run has no committed epoch yet")
-    if value is None or value == "":
-        return LAST
-    try:
-        e = int(str(value).strip()) if not isinstance(value, bool) else None
-    except ValueError:
-        e = None
-    if e is None:
-        raise ValueError(f"epoch must be an integer, not {str(value)[:40]!r}")
-    if not -num_epochs <= e < num_epochs:
-        raise ValueError(f"epoch {e} out of range: the run has {num_epochs} committed epochs")
-    return e
-
-
-def _num(v: Any) -> float | None:
-    """A float for a table cell (None for NaN, which JSON cannot carry)."""
-    v = float(v)
-    return None if math.isnan(v) else v
-
-
-def _pm(mean: Any, std: Any) -> str:
-    return "n/a" if pd.isna(mean) else f"{float(mean):.4g} ± {float(std):.4g}"
-
-
 def single_rows(table: pd.DataFrame) -> list[dict]:
     """Rows of ``Run.compactness()`` (index class; n, mean, std) for the DataTable."""
-    return [{"class": str(c), "n": int(r["n"]), "mean": _num(r["mean"]), "std": _num(r["std"]),
-             "mean ± std": _pm(r["mean"], r["std"])} for c, r in table.iterrows()]
+    return [{"class": str(c), "n": int(r["n"]), "mean": table_number(r["mean"]), "std": table_number(r["std"]),
+             "mean ± std": mean_pm_std(r["mean"], r["std"])} for c, r in table.iterrows()]
 
 
 def pair_rows(table: pd.DataFrame) -> list[dict]:
     """Rows of ``Comparison.compactness()`` (n/mean/std of A and B, mean_difference)."""
     rows = []
     for c, r in table.iterrows():
-        row = {"class": str(c)}
+        row: dict[str, Any] = {"class": str(c)}
         for tag in ("a", "b"):
             row[f"n_{tag}"] = None if pd.isna(r[f"n_{tag}"]) else int(r[f"n_{tag}"])
-            row[f"mean_{tag}"] = _num(r[f"mean_{tag}"])
-            row[f"std_{tag}"] = _num(r[f"std_{tag}"])
-            row[f"pm_{tag}"] = _pm(r[f"mean_{tag}"], r[f"std_{tag}"])
-        row["mean_difference"] = _num(r["mean_difference"])
+            row[f"mean_{tag}"] = table_number(r[f"mean_{tag}"])
+            row[f"std_{tag}"] = table_number(r[f"std_{tag}"])
+            row[f"pm_{tag}"] = mean_pm_std(r[f"mean_{tag}"], r[f"std_{tag}"])
+        row["mean_difference"] = table_number(r["mean_difference"])
         rows.append(row)
     return rows
 
 
 def _columns(pairs: list[tuple[str, str]]) -> list[dict]:
-    from dash.dash_table.Format import Format, Scheme
-
     out = []
     for cid, name in pairs:
         col = {"name": name, "id": cid}
@@ -98,14 +64,14 @@ def _columns(pairs: list[tuple[str, str]]) -> list[dict]:
     return out
 
 
-def table_view(rows: list[dict], names: tuple[str, ...] | None = None) -> dash_table.DataTable:
+def table_view(rows: list[dict], names: tuple[str, ...] | None = None) -> DataTable:
     if names is None:
         cols = [("class", "class"), ("n", "n"), ("mean ± std", "mean ± std"), ("mean", "mean"), ("std", "std")]
     else:
         a, b = names
         cols = [("class", "class"), ("n_a", f"n {a}"), ("pm_a", f"{a}: mean ± std"), ("n_b", f"n {b}"),
                 ("pm_b", f"{b}: mean ± std"), ("mean_difference", "difference of means (B − A)")]
-    return dash_table.DataTable(id="cm-table-data", columns=_columns(cols), data=rows, page_size=40,
+    return DataTable(id=ids.CM_TABLE_DATA, columns=_columns(cols), data=rows, page_size=40,
                                 style_table={"overflowX": "auto"}, style_cell={"fontSize": 13, "padding": "3px 8px"},
                                 style_header={"fontWeight": "600"})
 
@@ -117,10 +83,8 @@ def other_runs(ctx: Context, run_id: str) -> list[str]:
 
 def view(ctx: Context, run_id: str, against: str | None, labels: Any, epoch: Any) -> tuple[Any, Any]:
     """(table, figure) for the run (and the second run when ``against`` is given)."""
-    from relabscope import plot
-
     run = ctx.run(run_id)
-    labels = parse_labels(labels, run)
+    labels = parse_labels(labels, LABELS, run)
     e = parse_epoch(epoch, run.num_epochs)
     if not against:
         table = ctx.cached(run_id, ("compactness", e, labels), lambda r: r.compactness(e, labels))
@@ -147,35 +111,35 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
     try:
         epoch = parse_epoch(params.get("epoch"), run.num_epochs)
     except ValueError:
-        epoch = LAST
+        epoch = LAST_EPOCH
     others = other_runs(ctx, run_id)
     against = params.get("against")
     return html.Div([
-        dcc.Store(id="cm-args", data={"run": run_id}),
+        dcc.Store(id=ids.CM_ARGS, data={"run": run_id}),
         head,
         html.Div([
             html.Span("class of a sample by"),
-            dcc.RadioItems(id="cm-labels", options=[{"label": LABELS[k], "value": k} for k in label_choices(run)],
+            dcc.RadioItems(id=ids.CM_LABELS, options=[{"label": LABELS[k], "value": k} for k in label_choices(run)],
                            value=labels, inline=True),
             html.Span("epoch"),
-            dcc.Dropdown(id="cm-epoch", options=[{"label": f"last ({run.num_epochs - 1})", "value": LAST}]
+            dcc.Dropdown(id=ids.CM_EPOCH, options=[{"label": f"last ({run.num_epochs - 1})", "value": LAST_EPOCH}]
                          + [{"label": f"epoch {e}", "value": e} for e in range(run.num_epochs)],
                          value=epoch, clearable=False, style={"width": "140px"}),
             html.Span("compare with"),
-            dcc.Dropdown(id="cm-against", options=[{"label": i, "value": i} for i in others],
+            dcc.Dropdown(id=ids.CM_AGAINST, options=[{"label": i, "value": i} for i in others],
                          value=against, placeholder="no second run", clearable=True, style={"minWidth": "240px"}),
         ], className="controls"),
         html.Div("Distance of each training sample to the center of its class (the epoch's class means); "
                  "lower means tighter classes.", className="muted"),
-        html.Div([html.Div(dcc.Loading(html.Div(id="cm-table")), className="cell"),
-                  html.Div(dcc.Loading(html.Div(id="cm-figure")), className="cell")], className="grid2"),
+        html.Div([html.Div(dcc.Loading(html.Div(id=ids.CM_TABLE)), className="cell"),
+                  html.Div(dcc.Loading(html.Div(id=ids.CM_FIGURE)), className="cell")], className="grid2"),
     ])
 
 
 def register(app, ctx: Context) -> None:
-    @app.callback(Output("cm-table", "children"), Output("cm-figure", "children"),
-                  Input("cm-args", "data"), Input("cm-against", "value"), Input("cm-labels", "value"),
-                  Input("cm-epoch", "value"), Input("live-version", "data"))
+    @app.callback(Output(ids.CM_TABLE, "children"), Output(ids.CM_FIGURE, "children"),
+                  Input(ids.CM_ARGS, "data"), Input(ids.CM_AGAINST, "value"), Input(ids.CM_LABELS, "value"),
+                  Input(ids.CM_EPOCH, "value"), Input(ids.LIVE_VERSION, "data"))
     def _view(a, against, labels, epoch, _version):
         run_id = (a or {}).get("run")
         try:

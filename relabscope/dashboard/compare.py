@@ -14,15 +14,18 @@ shows the sweep's noise table (``relabscope.dashboard.sweeps``). Every number co
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
-from dash import Input, Output, State, dash_table, dcc, html, no_update
+from dash import Input, Output, State, dcc, html, no_update
+from dash.dash_table.DataTable import DataTable
 
+from relabscope import plot
+from relabscope.dashboard import ids, sweeps
 from relabscope.dashboard.components import (class_balance_card, describe_error, error_card, figure_block, fmt,
-                                             graph, note_card, safe)
-from relabscope.dashboard.context import Context, parse_sample
+                                             frame_table, graph, note_card, safe)
+from relabscope.dashboard.context import Context
+from relabscope.dashboard.inputs import class_name, parse_sample, parse_search, table_number
 
 PATH = "compare"
 TITLE = "Compare"
@@ -50,20 +53,13 @@ SUMMARY_ROWS = {
 def default_against(ctx: Context, run_id: str) -> str | None:
     """The run's counterpart in its sweep (SCN-C for SCN at the same noise and seed), else
     the newest other run that can be read, else None."""
-    from relabscope.dashboard.sweeps import counterpart
-
-    pair = counterpart(ctx, run_id)
+    pair = sweeps.counterpart(ctx, run_id)
     if pair is not None and ctx.registry.error(pair) is None:
         return pair
     for other in ctx.registry.ids():
         if other != run_id and ctx.registry.error(other) is None:
             return other
     return None
-
-
-def _num(v: Any) -> float | None:
-    v = float(v)
-    return None if math.isnan(v) else v
 
 
 def summary_rows(summary: pd.DataFrame) -> list[dict]:
@@ -76,15 +72,16 @@ def summary_rows(summary: pd.DataFrame) -> list[dict]:
         kind = "%" if fraction else ""
         shown = [fmt(float(v), kind) for v in (a, b)]
         diff = "n/a" if pd.isna(d) else (f"{float(d):+.1%}" if fraction else f"{float(d):+.4g}")
-        rows.append({"metric": str(metric), "what": label, "a": _num(a), "b": _num(b), "difference": _num(d),
+        rows.append({"metric": str(metric), "what": label, "a": table_number(a), "b": table_number(b),
+                     "difference": table_number(d),
                      "a_shown": shown[0], "b_shown": shown[1], "difference_shown": diff})
     return rows
 
 
-def summary_table(summary: pd.DataFrame) -> dash_table.DataTable:
+def summary_table(summary: pd.DataFrame) -> DataTable:
     names = list(summary.columns)
-    return dash_table.DataTable(
-        id="cp-summary-table", data=summary_rows(summary), page_size=40, style_table={"overflowX": "auto"},
+    return DataTable(
+        id=ids.CP_SUMMARY_TABLE, data=summary_rows(summary), page_size=40, style_table={"overflowX": "auto"},
         columns=[{"name": "", "id": "what"}, {"name": names[0], "id": "a_shown"},
                  {"name": names[1], "id": "b_shown"}, {"name": "difference (B − A)", "id": "difference_shown"}],
         style_cell={"fontSize": 13, "padding": "3px 8px", "textAlign": "right"},
@@ -93,8 +90,6 @@ def summary_table(summary: pd.DataFrame) -> dash_table.DataTable:
 
 
 def figure(ctx: Context, a_id: str, b_id: str, which: str):
-    from relabscope import plot
-
     runs = [ctx.run(a_id), ctx.run(b_id)]
     if which == "accuracy":
         return plot.accuracy_curves(runs)
@@ -141,35 +136,30 @@ def counterpart(ctx: Context, a_id: str, b_id: str, value: Any) -> pd.Series:
     return hit.iloc[0]
 
 
-def pair_facts(row: pd.Series, class_names_a: list[str], class_names_b: list[str], names: tuple[str, str]) -> pd.DataFrame:
+def pair_facts(row: pd.Series, class_names_a: list[str], class_names_b: list[str],
+               names: tuple[str, str]) -> pd.DataFrame:
     """The aligned row as (field, run A, run B)."""
-    def name(names_: list[str], i: Any) -> str:
-        i = int(i)
-        return names_[i] if 0 <= i < len(names_) else "unknown"
-
     rows = [("sample id", int(row["sample_id_a"]), int(row["sample_id_b"])),
-            ("given label", name(class_names_a, row["given_label_a"]), name(class_names_b, row["given_label_b"])),
-            ("label after the last epoch", name(class_names_a, row["final_label_a"]),
-             name(class_names_b, row["final_label_b"])),
+            ("given label", class_name(class_names_a, row["given_label_a"]),
+             class_name(class_names_b, row["given_label_b"])),
+            ("label after the last epoch", class_name(class_names_a, row["final_label_a"]),
+             class_name(class_names_b, row["final_label_b"])),
             ("relabel events", int(row["changes_a"]), int(row["changes_b"])),
             ("flip-flops", int(row["flipflops_a"]), int(row["flipflops_b"])),
             ("distance to own class center (last epoch)", fmt(float(row["distance_own_a"])),
              fmt(float(row["distance_own_b"])))]
     if int(row["clean_label"]) >= 0:
-        clean = name(class_names_a, row["clean_label"])
+        clean = class_name(class_names_a, row["clean_label"])
         rows.insert(2, ("clean label", clean, clean))
     return pd.DataFrame(rows, columns=["field", names[0], names[1]])
 
 
 def same_sample(ctx: Context, a_id: str, b_id: str, value: Any) -> Any:
     """One training sample in both runs: facts, label timelines, distance bars."""
-    from relabscope import plot
-    from relabscope.dashboard.components import frame_table
-
     row = counterpart(ctx, a_id, b_id, value)
     run_a, run_b = ctx.run(a_id), ctx.run(b_id)
     sa, sb = int(row["sample_id_a"]), int(row["sample_id_b"])
-    names = tuple(ctx.comparison(a_id, b_id).names)
+    names = ctx.comparison(a_id, b_id).names
     facts = pair_facts(row, run_a.class_names, run_b.class_names, names)
 
     def side(run_id: str, run, sid: int, name: str) -> Any:
@@ -194,7 +184,7 @@ def _picker(ctx: Context, run_id: str, against: str | None) -> Any:
     others = [i for i in ctx.registry.ids() if i != run_id]
     return html.Div([
         html.Span(f"A: {run_id}   against B:"),
-        dcc.Dropdown(id="cp-against", options=[{"label": i, "value": i} for i in others], value=against,
+        dcc.Dropdown(id=ids.CP_AGAINST, options=[{"label": i, "value": i} for i in others], value=against,
                      placeholder="choose a run", clearable=False, style={"minWidth": "260px"}),
         dcc.Link("swap A and B", href=ctx.href(PATH, against, against=run_id)) if against else None,
     ], className="controls")
@@ -213,12 +203,12 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
                 "shows up here within seconds.")])
         head = html.H2(f"Compare — {run_id} vs {against}")
     if against not in ctx.registry:
-        return html.Div([dcc.Store(id="cp-args", data={"run": run_id, "against": None}), head,
+        return html.Div([dcc.Store(id=ids.CP_ARGS, data={"run": run_id, "against": None}), head,
                          error_card(f"unknown run {against[:200]!r}", "Run B not found"), _picker(ctx, run_id, None)])
     try:
         ctx.run(against)
     except Exception as exc:
-        return html.Div([dcc.Store(id="cp-args", data={"run": run_id, "against": None}), head,
+        return html.Div([dcc.Store(id=ids.CP_ARGS, data={"run": run_id, "against": None}), head,
                          error_card(describe_error(exc), f"Run {against} cannot be shown"), _picker(ctx, run_id, None)])
     try:
         aligned = aligned_samples(ctx, run_id, against)
@@ -231,38 +221,36 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
     quick = [dcc.Link(str(s), href=ctx.href(PATH, run_id, against=against, sample=s), style={"marginRight": ".6em"})
              for s in top]
     try:
-        from relabscope.dashboard.sweeps import sweep_section
-
-        sweep = sweep_section(ctx, run_id)
+        sweep = sweeps.sweep_section(ctx, run_id)
     except Exception as exc:
         sweep = error_card(describe_error(exc), "Cannot read this run's sweep")
     return html.Div([
-        dcc.Store(id="cp-args", data={"run": run_id, "against": against}),
+        dcc.Store(id=ids.CP_ARGS, data={"run": run_id, "against": against}),
         head,
         _picker(ctx, run_id, against),
         sweep,
-        dcc.Loading(html.Div(id="cp-summary"), className="cell"),
-        html.Div([html.Div(dcc.Loading(html.Div(id=f"cp-{w}")), className="cell") for w in FIGURES],
+        dcc.Loading(html.Div(id=ids.CP_SUMMARY), className="cell"),
+        html.Div([html.Div(dcc.Loading(html.Div(id=ids.cp_figure(w))), className="cell") for w in FIGURES],
                  className="grid2"),
         html.H3("The same sample in both runs"),
         html.Div([
             html.Span(f"sample id (of {run_id}) "),
-            dcc.Input(id="cp-sample", type="text", inputMode="numeric", value=sample_value, debounce=True,
+            dcc.Input(id=ids.CP_SAMPLE, type="text", inputMode="numeric", value=sample_value, debounce=True,
                       style={"width": "110px"}),
             html.Span(["most flip-flopping in both: ", *quick] if quick else "", className="muted"),
         ], className="controls"),
-        dcc.Loading(html.Div(id="cp-sample-view")),
+        dcc.Loading(html.Div(id=ids.CP_SAMPLE_VIEW)),
     ])
 
 
 def register(app, ctx: Context) -> None:
-    args = [Input("cp-args", "data"), Input("live-version", "data")]
+    args = [Input(ids.CP_ARGS, "data"), Input(ids.LIVE_VERSION, "data")]
 
     def pair(a: Any) -> tuple[str, str]:
         a = a or {}
         return a.get("run"), a.get("against")
 
-    @app.callback(Output("cp-summary", "children"), *args)
+    @app.callback(Output(ids.CP_SUMMARY, "children"), *args)
     def _summary(a, _version):
         run_id, against = pair(a)
         try:
@@ -273,7 +261,7 @@ def register(app, ctx: Context) -> None:
         return [class_balance_card(list(balance["message"])), html.H3("Headline numbers"), summary_table(summary)]
 
     def figure_callback(which: str) -> None:
-        @app.callback(Output(f"cp-{which}", "children"), *args)
+        @app.callback(Output(ids.cp_figure(which), "children"), *args)
         def _figure(a, _version):
             run_id, against = pair(a)
             return figure_block(lambda: figure(ctx, run_id, against, which))
@@ -281,7 +269,7 @@ def register(app, ctx: Context) -> None:
     for which in FIGURES:
         figure_callback(which)
 
-    @app.callback(Output("cp-sample-view", "children"), Input("cp-sample", "value"), *args)
+    @app.callback(Output(ids.CP_SAMPLE_VIEW, "children"), Input(ids.CP_SAMPLE, "value"), *args)
     def _sample(value, a, _version):
         run_id, against = pair(a)
         if value in (None, ""):
@@ -293,11 +281,9 @@ def register(app, ctx: Context) -> None:
         except Exception as exc:
             return error_card(describe_error(exc), "Cannot show this sample")
 
-    @app.callback(Output("url", "href", allow_duplicate=True), Input("cp-against", "value"),
-                  State("cp-args", "data"), State("url", "search"), prevent_initial_call=True)
+    @app.callback(Output(ids.URL, "href", allow_duplicate=True), Input(ids.CP_AGAINST, "value"),
+                  State(ids.CP_ARGS, "data"), State(ids.URL, "search"), prevent_initial_call=True)
     def _against(value, a, search):
-        from relabscope.dashboard.context import parse_search
-
         run_id = (a or {}).get("run") or parse_search(search).get("run")
         if not value or value not in ctx.registry or run_id not in ctx.registry or value == (a or {}).get("against"):
             return no_update

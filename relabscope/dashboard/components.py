@@ -7,7 +7,8 @@ import math
 from typing import Any, Callable
 
 import pandas as pd
-from dash import dash_table, dcc, html
+from dash import dcc, html
+from dash.dash_table.DataTable import DataTable
 
 from relabscope.dashboard.registry import RunUnavailable
 
@@ -100,7 +101,7 @@ def number_cards(items: list[tuple[str, str, str | None]]) -> html.Div:
 
 
 def frame_table(df: pd.DataFrame, *, index: bool = False, table_id: Any = None, page_size: int = 25,
-                **kwargs: Any) -> dash_table.DataTable:
+                **kwargs: Any) -> DataTable:
     """A small DataTable of ``df`` (floats to 4 significant digits)."""
     shown = df.reset_index() if index else df
     shown = shown.copy()
@@ -115,4 +116,4 @@ def frame_table(df: pd.DataFrame, *, index: bool = False, table_id: Any = None, 
                  style_header={"fontWeight": "600"}, **kwargs)
     if table_id is not None:
         props["id"] = table_id
-    return dash_table.DataTable(**props)
+    return DataTable(**props)

@@ -9,12 +9,12 @@ epoch gets new results.
 from __future__ import annotations
 
 from typing import Any, Callable
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 import pandas as pd
 
 from relabscope.analysis.compare import Comparison, compare
-from relabscope.analysis.run import Run
+from relabscope.analysis.run import LabelKind, Run
 from relabscope.dashboard.cache import Background, Memo
 from relabscope.dashboard.images import SIZES, ImageStore, image_url
 from relabscope.dashboard.registry import RunRegistry
@@ -69,7 +69,7 @@ class Context:
     def oscillations(self, run_id: str) -> pd.DataFrame:
         return self.cached(run_id, "oscillations", lambda r: r.oscillations())
 
-    def gradcam(self, run_id: str, sample_id: int, label: str) -> Any:
+    def gradcam(self, run_id: str, sample_id: int, label: LabelKind) -> Any:
         run = self.run(run_id)
         key = (run_id, id(run), run.num_epochs, int(sample_id), label)
         return self.gradcams.get(key, lambda: run.gradcam([int(sample_id)], label=label))
@@ -87,25 +87,3 @@ class Context:
 
     def image_url(self, run_id: str, sample_id: int, size: int = SIZES[0]) -> str:
         return image_url(self.prefix, run_id, sample_id, size)
-
-
-def parse_search(search: str | None) -> dict[str, str]:
-    """``?a=1&b=2`` -> {"a": "1", "b": "2"} (first value of each key)."""
-    if not search:
-        return {}
-    return {k: v[0] for k, v in parse_qs(search.lstrip("?"), keep_blank_values=False).items() if v}
-
-
-def parse_sample(value: Any, num_samples: int) -> int:
-    """A sample id from a URL or an input box; ValueError with a one-line message."""
-    if isinstance(value, bool):
-        raise ValueError("sample id must be an integer")
-    if isinstance(value, (int, float)) and float(value).is_integer():
-        sid = int(value)
-    elif isinstance(value, str) and value.strip().isdigit():
-        sid = int(value.strip())
-    else:
-        raise ValueError(f"sample id must be a non-negative integer, not {str(value)[:40]!r}")
-    if not 0 <= sid < num_samples:
-        raise ValueError(f"sample id {sid} out of range: the run has {num_samples} samples (0..{num_samples - 1})")
-    return sid

@@ -14,10 +14,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from dash import Input, Output, State, callback_context, dash_table, dcc, html, no_update
+from dash import Input, Output, State, callback_context, dcc, html, no_update
+from dash.dash_table.DataTable import DataTable
 
+from relabscope import plot
+from relabscope.dashboard import ids
 from relabscope.dashboard.components import GRAPH_CONFIG, describe_error, error_card, fit, graph, safe
-from relabscope.dashboard.context import Context, parse_sample
+from relabscope.dashboard.context import Context
+from relabscope.dashboard.inputs import class_name, cycle_from_click, parse_sample, sample_from_bar_click
+from relabscope.plot import never_relabels, note_figure
 
 PATH = "flipflops"
 TITLE = "Flip-flops"
@@ -65,7 +70,7 @@ def sort_rows(rows: pd.DataFrame, sort_by: Sequence[dict] | None) -> pd.DataFram
     ignored), ties by sample id."""
     keys, ascending = [], []
     for s in (sort_by or DEFAULT_SORT):
-        col = COLUMNS.get(s.get("column_id")) if isinstance(s, dict) else None
+        col = COLUMNS.get(str(s.get("column_id"))) if isinstance(s, dict) else None
         if col is not None and col not in keys:
             keys.append(col)
             ascending.append(s.get("direction") != "desc")
@@ -85,18 +90,14 @@ def page_rows(rows: pd.DataFrame, page: Any, page_size: int = PAGE_SIZE) -> tupl
 
 def records(rows: pd.DataFrame, class_names: Sequence[str], image_url: Callable[[int], str] | None = None) -> list[dict]:
     """Table rows for the DataTable: class names for labels, an image cell per sample."""
-    def name(i: Any) -> str:
-        i = int(i)
-        return class_names[i] if 0 <= i < len(class_names) else "unknown"
-
     out = []
-    for r in rows.itertuples(index=False):
-        sid = int(r.sample_id)
-        rec = {
-            "sample_id": sid, "given": name(r.given_label), "final": name(r.final_label),
-            "clean": name(r.clean_label), "changes": int(r.changes), "flipflops": int(r.flipflops),
-            "labels_visited": int(r.labels_visited), "first_relabel_epoch": int(r.first_relabel_epoch),
-            "last_relabel_epoch": int(r.last_relabel_epoch),
+    counts = ("changes", "flipflops", "labels_visited", "first_relabel_epoch", "last_relabel_epoch")
+    for r in rows.to_dict("records"):
+        sid = int(r["sample_id"])
+        rec: dict[str, Any] = {
+            "sample_id": sid, "given": class_name(class_names, r["given_label"]),
+            "final": class_name(class_names, r["final_label"]), "clean": class_name(class_names, r["clean_label"]),
+            **{name: int(r[name]) for name in counts},
         }
         if image_url is not None:
             rec["image"] = f"![sample {sid}]({image_url(sid)})"
@@ -104,30 +105,10 @@ def records(rows: pd.DataFrame, class_names: Sequence[str], image_url: Callable[
     return out
 
 
-def cycle_from_click(click: Any, class_names: Sequence[str]) -> tuple[int, int] | None:
-    """The (a, b) class ids of a clicked oscillation-matrix cell (y is A, x is B)."""
-    try:
-        point = click["points"][0]
-        return class_names.index(point["y"]), class_names.index(point["x"])
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
-
-
-def sample_from_bar_click(click: Any) -> int | None:
-    """The sample id of a clicked Fig. 3 bar (its label reads ``#<id> A→B``)."""
-    try:
-        label = str(click["points"][0]["y"])
-        return int(label.split()[0].lstrip("#"))
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
-
-
 # ---------------------------------------------------------------------- Dash
 def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
     run = ctx.run(run_id)
     if not run.relabels_at_all:
-        from relabscope.plot import never_relabels
-
         return html.Div([html.H2(f"Flip-flops — {run_id}"), error_card(never_relabels(run.method), "Nothing to show")])
     classes = [{"label": n, "value": i} for i, n in enumerate(run.class_names)]
     selected = None
@@ -139,52 +120,48 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
     columns = [{"name": HEADERS["image"], "id": "image", "presentation": "markdown"}] + [
         {"name": HEADERS[c], "id": c} for c in COLUMNS if c != "clean" or run.clean_labels is not None]
     return html.Div([
-        dcc.Store(id="ff-args", data={"run": run_id}),
-        dcc.Store(id="ff-cell", data=None),
-        dcc.Store(id="ff-selected", data=selected),
+        dcc.Store(id=ids.FF_ARGS, data={"run": run_id}),
+        dcc.Store(id=ids.FF_CELL, data=None),
+        dcc.Store(id=ids.FF_SELECTED, data=selected),
         html.H2(f"Flip-flops — {run_id}"),
         html.Div([
-            dcc.RadioItems(id="ff-mode", options=[{"label": v, "value": k} for k, v in MODES.items()],
+            dcc.RadioItems(id=ids.FF_MODE, options=[{"label": v, "value": k} for k, v in MODES.items()],
                            value=params.get("mode") if params.get("mode") in MODES else "flipflopping", inline=True),
-            dcc.Dropdown(id="ff-given", options=classes, placeholder="given label: any", clearable=True,
+            dcc.Dropdown(id=ids.FF_GIVEN, options=classes, placeholder="given label: any", clearable=True,
                          style={"width": "200px"}),
-            dcc.Dropdown(id="ff-final", options=classes, placeholder="final label: any", clearable=True,
+            dcc.Dropdown(id=ids.FF_FINAL, options=classes, placeholder="final label: any", clearable=True,
                          style={"width": "200px"}),
-            html.Span(id="ff-cell-chip", className="chip"),
-            html.Button("clear cycle filter", id="ff-clear", n_clicks=0, className="btn"),
+            html.Span(id=ids.FF_CELL_CHIP, className="chip"),
+            html.Button("clear cycle filter", id=ids.FF_CLEAR, n_clicks=0, className="btn"),
         ], className="controls"),
-        html.Div(id="ff-count", className="muted"),
+        html.Div(id=ids.FF_COUNT, className="muted"),
         html.Div([
-            html.Div(dash_table.DataTable(
-                id="ff-table", columns=columns, data=[], page_action="custom", page_current=0,
+            html.Div(DataTable(
+                id=ids.FF_TABLE, columns=columns, data=[], page_action="custom", page_current=0,
                 page_size=PAGE_SIZE, sort_action="custom", sort_mode="multi", sort_by=DEFAULT_SORT,
                 markdown_options={"link_target": "_self"}, cell_selectable=True,
                 style_cell={"fontSize": 13, "padding": "2px 8px", "textAlign": "right"},
                 style_cell_conditional=[{"if": {"column_id": "image"}, "width": "56px"}],
                 style_table={"overflowX": "auto"},  # a wide table scrolls inside its half
                 style_header={"fontWeight": "600"}), className="cell"),
-            html.Div(dcc.Loading(html.Div(id="ff-detail")), className="cell"),
+            html.Div(dcc.Loading(html.Div(id=ids.FF_DETAIL)), className="cell"),
         ], className="grid2"),
         html.Div([
-            html.Div(dcc.Loading(dcc.Graph(id="ff-heatmap", config=GRAPH_CONFIG)), className="cell"),
-            html.Div(dcc.Loading(dcc.Graph(id="ff-bars", config=GRAPH_CONFIG)), className="cell"),
+            html.Div(dcc.Loading(dcc.Graph(id=ids.FF_HEATMAP, config=GRAPH_CONFIG)), className="cell"),
+            html.Div(dcc.Loading(dcc.Graph(id=ids.FF_BARS, config=GRAPH_CONFIG)), className="cell"),
         ], className="grid2"),
     ])
 
 
 def _error_figure(exc: BaseException, what: str):
-    from relabscope.plot import note_figure
-
     return note_figure(describe_error(exc), what)
 
 
 def register(app, ctx: Context) -> None:
-    live = Input("live-version", "data")
+    live = Input(ids.LIVE_VERSION, "data")
 
-    @app.callback(Output("ff-heatmap", "figure"), Output("ff-bars", "figure"), Input("ff-args", "data"), live)
+    @app.callback(Output(ids.FF_HEATMAP, "figure"), Output(ids.FF_BARS, "figure"), Input(ids.FF_ARGS, "data"), live)
     def _figures(a, _version):
-        from relabscope import plot
-
         run_id = (a or {}).get("run")
         try:
             run = ctx.run(run_id)
@@ -195,10 +172,10 @@ def register(app, ctx: Context) -> None:
             return fig, fig
         return fit(heat), fit(bars)
 
-    @app.callback(Output("ff-cell", "data"), Input("ff-heatmap", "clickData"), Input("ff-clear", "n_clicks"),
-                  State("ff-args", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.FF_CELL, "data"), Input(ids.FF_HEATMAP, "clickData"), Input(ids.FF_CLEAR, "n_clicks"),
+                  State(ids.FF_ARGS, "data"), prevent_initial_call=True)
     def _cell(click, _clear, a):
-        if callback_context.triggered_id == "ff-clear":
+        if callback_context.triggered_id == ids.FF_CLEAR:
             return None
         try:
             cycle = cycle_from_click(click, ctx.run((a or {}).get("run")).class_names)
@@ -206,7 +183,7 @@ def register(app, ctx: Context) -> None:
             return None
         return list(cycle) if cycle else None
 
-    @app.callback(Output("ff-cell-chip", "children"), Input("ff-cell", "data"), State("ff-args", "data"))
+    @app.callback(Output(ids.FF_CELL_CHIP, "children"), Input(ids.FF_CELL, "data"), State(ids.FF_ARGS, "data"))
     def _chip(cell, a):
         if not cell:
             return "click a matrix cell to keep only samples with that A → B → A cycle"
@@ -214,18 +191,18 @@ def register(app, ctx: Context) -> None:
         return f"cycle {names[cell[0]]} → {names[cell[1]]} → {names[cell[0]]}"
 
     @app.callback(
-        Output("ff-table", "data"), Output("ff-table", "page_count"), Output("ff-table", "page_current"),
-        Output("ff-count", "children"),
-        Input("ff-args", "data"), live, Input("ff-mode", "value"), Input("ff-given", "value"),
-        Input("ff-final", "value"), Input("ff-cell", "data"), Input("ff-table", "page_current"),
-        Input("ff-table", "sort_by"))
+        Output(ids.FF_TABLE, "data"), Output(ids.FF_TABLE, "page_count"), Output(ids.FF_TABLE, "page_current"),
+        Output(ids.FF_COUNT, "children"),
+        Input(ids.FF_ARGS, "data"), live, Input(ids.FF_MODE, "value"), Input(ids.FF_GIVEN, "value"),
+        Input(ids.FF_FINAL, "value"), Input(ids.FF_CELL, "data"), Input(ids.FF_TABLE, "page_current"),
+        Input(ids.FF_TABLE, "sort_by"))
     def _table(a, _version, mode, given, final, cell, page, sort_by):
         run_id = (a or {}).get("run")
         try:
             run = ctx.run(run_id)
             flip = ctx.flipflops(run_id)
             cycle = tuple(int(c) for c in cell) if cell else None
-            filters_changed = callback_context.triggered_id not in ("ff-table", None)
+            filters_changed = callback_context.triggered_id not in (ids.FF_TABLE, None)
             rows = select_rows(flip, mode=mode or "flipflopping", given=given, final=final, cycle=cycle,
                                oscillations=ctx.oscillations(run_id) if cycle else None)
             rows = sort_rows(rows, sort_by)
@@ -237,10 +214,10 @@ def register(app, ctx: Context) -> None:
         except Exception as exc:
             return [], 1, 0, error_card(describe_error(exc))
 
-    @app.callback(Output("ff-selected", "data"), Input("ff-table", "active_cell"), Input("ff-bars", "clickData"),
-                  State("ff-table", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.FF_SELECTED, "data"), Input(ids.FF_TABLE, "active_cell"),
+                  Input(ids.FF_BARS, "clickData"), State(ids.FF_TABLE, "data"), prevent_initial_call=True)
     def _select(cell, bar_click, data):
-        if callback_context.triggered_id == "ff-bars":
+        if callback_context.triggered_id == ids.FF_BARS:
             sid = sample_from_bar_click(bar_click)
             return sid if sid is not None else no_update
         try:
@@ -248,7 +225,8 @@ def register(app, ctx: Context) -> None:
         except (TypeError, KeyError, IndexError, ValueError):
             return no_update
 
-    @app.callback(Output("ff-detail", "children"), Input("ff-selected", "data"), Input("ff-args", "data"), live)
+    @app.callback(Output(ids.FF_DETAIL, "children"), Input(ids.FF_SELECTED, "data"), Input(ids.FF_ARGS, "data"),
+                  live)
     def _detail(sid, a, _version):
         run_id = (a or {}).get("run")
         return safe(lambda: detail(ctx, run_id, sid))
@@ -256,8 +234,6 @@ def register(app, ctx: Context) -> None:
 
 def detail(ctx: Context, run_id: str, sample_id: Any) -> Any:
     """The chosen sample: image, label timeline, link to the inspector."""
-    from relabscope import plot
-
     if sample_id is None:
         return html.Div("Click a row (or a bar below) to see that sample's label timeline.", className="muted")
     run = ctx.run(run_id)

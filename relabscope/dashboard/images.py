@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import io
 import re
+from functools import partial
 from typing import Iterable
 from urllib.parse import urlencode
 
 import numpy as np
+from flask import Response, request
+from PIL import Image
 
 from relabscope.dashboard.cache import Memo
 from relabscope.dashboard.registry import RunRegistry, RunUnavailable
@@ -75,16 +78,14 @@ class ImageStore:
         except Exception:
             return  # the image route reports the problem per image
         for sid, img in zip(ids, pixels):
-            self.memo.get((run_id, id(run), sid, px), lambda img=img: _encode(img, px))
+            self.memo.get((run_id, id(run), sid, px), partial(_encode, img, px))
 
 
 def _encode(pixels: np.ndarray, px: int) -> bytes:
-    from PIL import Image
-
     img = Image.fromarray(np.asarray(pixels, dtype=np.uint8))
     if img.width != px:
         h = max(1, round(img.height * px / img.width))
-        img = img.resize((px, h), Image.NEAREST if img.width * 2 <= px else Image.BILINEAR)
+        img = img.resize((px, h), Image.Resampling.NEAREST if img.width * 2 <= px else Image.Resampling.BILINEAR)
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=False)
     return buf.getvalue()
@@ -97,8 +98,6 @@ def image_url(prefix: str, run_id: str, sample_id: int, size: int = SIZES[0]) ->
 
 def register_route(server, store: ImageStore, prefix: str = "/") -> None:
     """Add the image route to the Flask ``server`` under the app's route ``prefix``."""
-    from flask import Response, request
-
     def sample_image() -> Response:
         try:
             run_id, sid, px = store.parse(request.args.get("run"), request.args.get("sample"),

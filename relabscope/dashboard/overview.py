@@ -10,7 +10,9 @@ from typing import Any
 import pandas as pd
 from dash import Input, Output, dcc, html
 
+from relabscope import plot
 from relabscope.analysis.run import Run
+from relabscope.dashboard import ids
 from relabscope.dashboard.components import (class_balance_card, error_card, figure_block, fmt, frame_table,
                                              number_cards, safe)
 from relabscope.dashboard.context import Context
@@ -68,8 +70,6 @@ def config_table(run: Run) -> pd.DataFrame:
 
 
 def figure(run: Run, which: str):
-    from relabscope import plot
-
     if which == "accuracy":
         return plot.accuracy_curves(run)
     if which == "relabels":
@@ -98,20 +98,20 @@ def header(ctx: Context, run_id: str) -> Any:
 # ---------------------------------------------------------------------- Dash
 def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
     return html.Div([
-        dcc.Store(id="ov-args", data={"run": run_id}),
-        html.Div(id="ov-head"),
-        dcc.Loading(html.Div(id="ov-numbers")),
-        html.Div([dcc.Loading(html.Div(id=f"ov-{w}"), className="cell") for w in FIGURES], className="grid2"),
+        dcc.Store(id=ids.OV_ARGS, data={"run": run_id}),
+        html.Div(id=ids.OV_HEAD),
+        dcc.Loading(html.Div(id=ids.OV_NUMBERS)),
+        html.Div([dcc.Loading(html.Div(id=ids.ov_figure(w)), className="cell") for w in FIGURES], className="grid2"),
         html.H3("Settings"),
-        html.Div(id="ov-config"),
+        html.Div(id=ids.OV_CONFIG),
     ])
 
 
 def register(app, ctx: Context) -> None:
-    args = [Input("ov-args", "data"), Input("live-version", "data")]
+    args = [Input(ids.OV_ARGS, "data"), Input(ids.LIVE_VERSION, "data")]
 
-    @app.callback(Output("ov-head", "children"), Output("ov-numbers", "children"), Output("ov-config", "children"),
-                  *args)
+    @app.callback(Output(ids.OV_HEAD, "children"), Output(ids.OV_NUMBERS, "children"),
+                  Output(ids.OV_CONFIG, "children"), *args)
     def _summary(a, _version):
         run_id = (a or {}).get("run")
         try:
@@ -125,7 +125,7 @@ def register(app, ctx: Context) -> None:
                 safe(lambda: frame_table(config_table(run), page_size=60)))
 
     def figure_callback(which: str) -> None:
-        @app.callback(Output(f"ov-{which}", "children"), *args)
+        @app.callback(Output(ids.ov_figure(which), "children"), *args)
         def _figure(a, _version):
             run_id = (a or {}).get("run")
             return figure_block(lambda: figure(ctx.run(run_id), which))

@@ -16,8 +16,12 @@ from typing import Any
 import pandas as pd
 from dash import Input, Output, State, dcc, html, no_update
 
-from relabscope.dashboard.components import error_card, fmt, graph, safe
-from relabscope.dashboard.context import Context, parse_sample
+from relabscope import plot
+from relabscope.dashboard import ids
+from relabscope.dashboard.components import error_card, fmt, frame_table, graph, safe
+from relabscope.dashboard.context import Context
+from relabscope.dashboard.inputs import class_name, parse_epochs, parse_sample, parse_search
+from relabscope.plot import select_flipflopping
 
 PATH = "sample"
 TITLE = "Sample"
@@ -26,30 +30,8 @@ TITLE = "Sample"
 # ---------------------------------------------------------------------- plain functions
 def default_sample(ctx: Context, run_id: str) -> int:
     """The most flip-flopping (then most relabelled) training sample, else sample 0."""
-    from relabscope.plot import select_flipflopping
-
     top = select_flipflopping(ctx.flipflops(run_id), 1)
     return int(top["sample_id"].iloc[0]) if len(top) else 0
-
-
-def parse_epochs(value: Any, num_epochs: int) -> list[int] | None:
-    """Epochs from ``3,5,-1`` or a list; None for "the default ones". Out-of-range epochs
-    raise ValueError."""
-    if value in (None, "", []):
-        return None
-    items = value.split(",") if isinstance(value, str) else list(value)
-    out = []
-    for item in items:
-        try:
-            e = int(str(item).strip())
-        except ValueError:
-            raise ValueError(f"epoch must be an integer, not {str(item)[:20]!r}") from None
-        r = e + num_epochs if e < 0 else e
-        if not 0 <= r < num_epochs:
-            raise ValueError(f"epoch {e} out of range: the run has {num_epochs} committed epochs")
-        if r not in out:
-            out.append(r)
-    return sorted(out)
 
 
 def facts(ctx: Context, run_id: str, sid: int) -> pd.DataFrame:
@@ -58,20 +40,17 @@ def facts(ctx: Context, run_id: str, sid: int) -> pd.DataFrame:
     run = ctx.run(run_id)
     names = run.class_names
     s = run.samples.iloc[sid]
-
-    def name(i: Any) -> str:
-        return names[int(i)] if 0 <= int(i) < len(names) else "unknown"
-
-    rows = [("sample id", sid), ("key", s["key"]), ("split", s["split"]), ("given label", name(s["given_label"])),
-            ("clean label", name(s["clean_label"])),
-            ("label in effect after the last epoch", name(run.final_labels()[sid]))]
+    rows = [("sample id", sid), ("key", s["key"]), ("split", s["split"]),
+            ("given label", class_name(names, s["given_label"])), ("clean label", class_name(names, s["clean_label"])),
+            ("label in effect after the last epoch", class_name(names, run.final_labels()[sid]))]
     if s["split"] == "train":
         flip = ctx.flipflops(run_id).set_index("sample_id")
         if sid in flip.index:
-            f = flip.loc[sid]
-            rows += [("relabel events", int(f["changes"])), ("flip-flops", int(f["flipflops"])),
-                     ("labels visited", int(f["labels_visited"])),
-                     ("first / last relabel epoch", f"{int(f['first_relabel_epoch'])} / {int(f['last_relabel_epoch'])}")]
+            counts = ["changes", "flipflops", "labels_visited", "first_relabel_epoch", "last_relabel_epoch"]
+            f = dict(zip(counts, (int(v) for v in flip.loc[[sid], counts].to_numpy()[0])))
+            rows += [("relabel events", f["changes"]), ("flip-flops", f["flipflops"]),
+                     ("labels visited", f["labels_visited"]),
+                     ("first / last relabel epoch", f"{f['first_relabel_epoch']} / {f['last_relabel_epoch']}")]
     for col in run.samples.columns:
         if col not in ("sample_id", "key", "split", "given_label", "clean_label", "noisy"):
             rows.append((col, fmt(s[col])))
@@ -80,8 +59,6 @@ def facts(ctx: Context, run_id: str, sid: int) -> pd.DataFrame:
 
 def gradcam_figure(ctx: Context, run_id: str, sid: int):
     """Fig. 6 for one sample from the cached Grad-CAM results (given label, label in effect)."""
-    from relabscope import plot
-
     run = ctx.run(run_id)
     given = ctx.gradcam(run_id, sid, "given")
     effect = ctx.gradcam(run_id, sid, "effect")
@@ -105,67 +82,62 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
         return html.Div([html.H2(f"Sample {sid} — {run_id}"), error_card("no committed epoch yet", "Nothing to show")])
     default = [int(e) for e in run.distance_profile(sid)["epoch"].unique()]
     return html.Div([
-        dcc.Store(id="sm-args", data={"run": run_id, "sample": sid}),
+        dcc.Store(id=ids.SM_ARGS, data={"run": run_id, "sample": sid}),
         html.H2(f"Sample {sid} — {run_id}"),
         _picker(sid, n),
         html.Div([
             html.Div([html.Img(src=ctx.image_url(run_id, sid, 224), className="big-thumb", alt=f"sample {sid}"),
-                      html.Div(id="sm-facts")], className="cell"),
-            html.Div(dcc.Loading(html.Div(id="sm-timeline")), className="cell"),
+                      html.Div(id=ids.SM_FACTS)], className="cell"),
+            html.Div(dcc.Loading(html.Div(id=ids.SM_TIMELINE)), className="cell"),
         ], className="grid2"),
         html.H3("Distance to class centers (Fig. 1/4)"),
         html.Div([html.Span("epochs: "), dcc.Dropdown(
-            id="sm-epochs", options=[{"label": f"epoch {e}", "value": e} for e in range(run.num_epochs)],
+            id=ids.SM_EPOCHS, options=[{"label": f"epoch {e}", "value": e} for e in range(run.num_epochs)],
             value=epochs or default, multi=True, style={"minWidth": "320px"})], className="controls"),
-        dcc.Loading(html.Div(id="sm-distances")),
+        dcc.Loading(html.Div(id=ids.SM_DISTANCES)),
         html.Div([
-            html.Div(dcc.Loading(html.Div(id="sm-probs")), className="cell"),
-            html.Div(dcc.Loading(html.Div(id="sm-method")), className="cell"),
+            html.Div(dcc.Loading(html.Div(id=ids.SM_PROBS)), className="cell"),
+            html.Div(dcc.Loading(html.Div(id=ids.SM_METHOD)), className="cell"),
         ], className="grid2"),
         html.H3("Grad-CAM (Fig. 6)"),
-        html.Button("compute Grad-CAM", id="sm-gradcam-go", n_clicks=0, className="btn"),
-        dcc.Loading(html.Div(id="sm-gradcam")),
+        html.Button("compute Grad-CAM", id=ids.SM_GRADCAM_GO, n_clicks=0, className="btn"),
+        dcc.Loading(html.Div(id=ids.SM_GRADCAM)),
     ])
 
 
 def _picker(sid: int | None, n: int) -> Any:
     return html.Div([
         html.Span("sample id "),
-        dcc.Input(id="sm-input", type="number", min=0, max=n - 1, step=1, value=sid, debounce=True,
+        dcc.Input(id=ids.SM_INPUT, type="number", min=0, max=n - 1, step=1, value=sid, debounce=True,
                   style={"width": "110px"}),
-        html.Button("open", id="sm-open", n_clicks=0, className="btn"),
+        html.Button("open", id=ids.SM_OPEN, n_clicks=0, className="btn"),
         html.Span(f"0 … {n - 1}", className="muted"),
     ], className="controls")
 
 
 def register(app, ctx: Context) -> None:
-    from relabscope import plot
+    live = Input(ids.LIVE_VERSION, "data")
 
-    live = Input("live-version", "data")
-
-    @app.callback(Output("url", "search"), Input("sm-open", "n_clicks"),
-                  Input("sm-input", "n_submit"), State("sm-input", "value"), State("url", "search"),
+    @app.callback(Output(ids.URL, "search"), Input(ids.SM_OPEN, "n_clicks"),
+                  Input(ids.SM_INPUT, "n_submit"), State(ids.SM_INPUT, "value"), State(ids.URL, "search"),
                   prevent_initial_call=True)
     def _open(_clicks, _submit, value, search):
-        from relabscope.dashboard.context import parse_search
-
         run_id = parse_search(search).get("run")
         if value is None or run_id is None:
             return no_update
         return "?" + ctx.href("sample", run_id, sample=value).split("?", 1)[1]
 
-    @app.callback(Output("sm-facts", "children"), Output("sm-timeline", "children"), Output("sm-probs", "children"),
-                  Output("sm-method", "children"), Input("sm-args", "data"), live)
+    @app.callback(Output(ids.SM_FACTS, "children"), Output(ids.SM_TIMELINE, "children"),
+                  Output(ids.SM_PROBS, "children"), Output(ids.SM_METHOD, "children"), Input(ids.SM_ARGS, "data"), live)
     def _sample(a, _version):
-        from relabscope.dashboard.components import frame_table
-
         run_id, sid = (a or {}).get("run"), (a or {}).get("sample")
         return (safe(lambda: frame_table(facts(ctx, run_id, sid), page_size=40)),
                 safe(lambda: graph(plot.label_timeline(ctx.run(run_id), sid))),
                 safe(lambda: graph(plot.probability_trace(ctx.run(run_id), sid))),
                 safe(lambda: graph(plot.method_fields(ctx.run(run_id), sid))))
 
-    @app.callback(Output("sm-distances", "children"), Input("sm-args", "data"), Input("sm-epochs", "value"), live)
+    @app.callback(Output(ids.SM_DISTANCES, "children"), Input(ids.SM_ARGS, "data"), Input(ids.SM_EPOCHS, "value"),
+                  live)
     def _distances(a, epochs, _version):
         run_id, sid = (a or {}).get("run"), (a or {}).get("sample")
 
@@ -175,7 +147,8 @@ def register(app, ctx: Context) -> None:
             return graph(plot.distance_bars(run, sid, chosen))
         return safe(make)
 
-    @app.callback(Output("sm-gradcam", "children"), Input("sm-gradcam-go", "n_clicks"), Input("sm-args", "data"))
+    @app.callback(Output(ids.SM_GRADCAM, "children"), Input(ids.SM_GRADCAM_GO, "n_clicks"),
+                  Input(ids.SM_ARGS, "data"))
     def _gradcam(clicks, a):
         run_id, sid = (a or {}).get("run"), (a or {}).get("sample")
         try:

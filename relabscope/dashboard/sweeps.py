@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from dash import dash_table, dcc, html
+from dash import dcc, html
+from dash.dash_table.DataTable import DataTable
 
 from relabscope.dashboard.context import Context
-from relabscope.sweep.grid import SWEEP_FILE
+from relabscope.sweep.manifest import SWEEP_FILE
+from relabscope.sweep.table import accuracy_table, relabel_table, sweep_table
 
 
 def sweep_folder(ctx: Context, run_id: str) -> Path | None:
@@ -48,8 +50,6 @@ def counterpart(ctx: Context, run_id: str) -> str | None:
 def sweep_tables(ctx: Context, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The accuracy table (Table 3 layout) and the relabel table of a sweep, cached until
     one of its run logs changes."""
-    from relabscope.sweep import accuracy_table, relabel_table, sweep_table
-
     stamp = max((p.stat().st_mtime_ns for p in folder.glob("*/noise-*/seed-*/run.h5")), default=0)
 
     def compute() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -83,8 +83,8 @@ def sweep_section(ctx: Context, run_id: str) -> Any:
     return html.Div([html.H3(f"Sweep {name or '.'}"), body, link], className="cell")
 
 
-def _table(df: pd.DataFrame) -> dash_table.DataTable:
-    return dash_table.DataTable(
+def _table(df: pd.DataFrame) -> DataTable:
+    return DataTable(
         data=df.to_dict("records"), columns=[{"name": str(c), "id": str(c)} for c in df.columns], page_size=50,
         style_table={"overflowX": "auto"}, style_header={"fontWeight": "600"},
         style_cell={"fontSize": 13, "padding": "2px 8px", "textAlign": "right"})

@@ -3,7 +3,8 @@
 ``load_dataset(name, root, **options)`` returns the train and test splits as
 :class:`~relabscope.data.base.DataSplits`. Every loader module exposes one function,
 ``load(root, **options)``; the table below maps the names the CLI accepts to a module and
-fixed options. Loaders raise :class:`~relabscope.errors.DataError` with one line naming the
+fixed options, and the module is imported when its data set is loaded (the table itself is
+read without loading torch). Loaders raise :class:`~relabscope.errors.DataError` with one line naming the
 missing or malformed file.
 """
 
@@ -12,10 +13,12 @@ from __future__ import annotations
 import inspect
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from relabscope.data.base import DataSplits, FERDataset
 from relabscope.errors import DataError
+
+if TYPE_CHECKING:
+    from relabscope.data.base import DataSplits, FERDataset
 
 DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
     "synthetic": ("relabscope.data.synthetic", {}),
@@ -45,6 +48,14 @@ def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> D
             f"data set {name!r} has no option {unknown[0]!r}; its options: {', '.join(a for a in accepted if a not in fixed) or 'none'}"
         )
     return module.load(None if root is None else Path(root), **{**fixed, **options})
+
+
+def __getattr__(name: str) -> Any:
+    """``DataSplits`` and ``FERDataset``, loaded on first use: the registry above is read by
+    the config and the CLI without loading torch, which the data classes need."""
+    if name in ("DataSplits", "FERDataset"):
+        return getattr(import_module("relabscope.data.base"), name)
+    raise AttributeError(f"module 'relabscope.data' has no attribute {name!r}")
 
 
 __all__ = ["DATASETS", "DataSplits", "FERDataset", "load_dataset"]

@@ -55,6 +55,13 @@ def find_list(root: Path, name: str) -> Path:
     )
 
 
+def _finite_number(raw: bytes) -> bool:
+    try:
+        return bool(np.isfinite(float(raw)))
+    except ValueError:
+        return False
+
+
 def read_list(path: Path) -> dict[str, np.ndarray]:
     """The columns relabscope uses from one AffectNet list, every row kept.
 
@@ -73,8 +80,8 @@ def read_list(path: Path) -> dict[str, np.ndarray]:
             col.append(lower.index(want.lower()))
         ncols = len(columns)
         published = ncols == 9 and col == [0, 1, 2, 3, 4, 6, 7, 8]
-        rows = []
-        lines = []
+        rows: list[tuple[bytes, ...]] = []
+        lines: list[int] = []
         add_row, add_line = rows.append, lines.append
         for line_no, line in enumerate(f, start=2):
             if published and b'"' not in line:
@@ -107,22 +114,17 @@ def read_list(path: Path) -> dict[str, np.ndarray]:
     del rows
 
     def numbers(j: int, what: str) -> np.ndarray:
-        """Column ``j`` as float64 (numpy parses bytes, surrounding whitespace allowed)."""
+        """Column ``j`` as float64; the first value that is not a finite number fails, with its line."""
+        column = columns_bytes[j]
         try:  # float() takes bytes and ignores surrounding whitespace
-            values = np.fromiter(map(float, columns_bytes[j]), np.float64, len(columns_bytes[j]))
+            values = np.fromiter(map(float, column), np.float64, len(column))
+            if np.isfinite(values).all():
+                return values
         except ValueError:
-            values = None
-        finite = None if values is None else np.isfinite(values)
-        if values is None or not finite.all():
-            for i, raw in enumerate(columns_bytes[j]):
-                try:
-                    ok = np.isfinite(float(raw))
-                except ValueError:
-                    ok = False
-                if not ok:
-                    text = raw.strip().decode("utf-8", "replace")
-                    raise bad_line(path, int(line_numbers[i]), f"{what} {text!r} is not a number")
-        return values
+            pass
+        i = next(i for i, raw in enumerate(column) if not _finite_number(raw))
+        text = column[i].strip().decode("utf-8", "replace")
+        raise bad_line(path, int(line_numbers[i]), f"{what} {text!r} is not a number")
 
     paths = np.asarray([p.strip().decode("utf-8") for p in columns_bytes[0]], dtype=object)
     box = np.stack([numbers(1 + k, name) for k, name in enumerate(BOX_COLUMNS)], axis=1)

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from relabscope.errors import DataError
@@ -96,12 +97,10 @@ class FileSource(ImageSource):
         return len(self.relpaths)
 
     def load(self, index: int) -> np.ndarray:
-        from PIL import Image
-
         path = self.root / self.relpaths[index]
         try:
-            with Image.open(path) as im:
-                im = im.convert("L" if self.grayscale else "RGB")
+            with Image.open(path) as opened:
+                im = opened.convert("L" if self.grayscale else "RGB")
                 if self.boxes is not None:
                     x, y, w, h = (int(v) for v in self.boxes[index])
                     if w > 0 and h > 0:
@@ -123,11 +122,9 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     """Resize ``H x W x C`` uint8 to ``size x size`` (antialiased when shrinking)."""
     if image.shape[0] == size and image.shape[1] == size:
         return image
-    from PIL import Image
-
     channels = image.shape[2]
     im = Image.fromarray(image[..., 0] if channels == 1 else image)
-    out = np.array(im.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    out = np.array(im.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
     return out[..., None] if out.ndim == 2 else out
 
 

@@ -147,10 +147,10 @@ def read_fer2013_csv(path: Path | str) -> Fer2013Csv:
         emotion[i] = value
     usage = np.empty(len(lines), dtype=object)
     for i, raw in enumerate(usages):
-        text = raw.strip().strip(b'"').strip().decode("utf-8", "replace")
-        if text not in USAGES:
-            raise bad_line(path, lines[i], f"Usage {text!r} is not one of {', '.join(USAGES)}")
-        usage[i] = text
+        name = raw.strip().strip(b'"').strip().decode("utf-8", "replace")
+        if name not in USAGES:
+            raise bad_line(path, lines[i], f"Usage {name!r} is not one of {', '.join(USAGES)}")
+        usage[i] = name
     pixels = _decode_pixels(data, starts, ends, lines, path)
     return Fer2013Csv(path, emotion, usage.astype(str), pixels, line_numbers)
 

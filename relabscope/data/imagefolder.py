@@ -47,10 +47,10 @@ def load(root: Path) -> DataSplits:
     root = Path(root)
     if not root.is_dir():
         raise missing(root, "data folder")
-    for split in ("train", "test"):
-        if not (root / split).is_dir():
-            layout = f"({NAME} layout: {split}/<class>/<images>)"
-            raise DataError(f"{missing(root / split, 'folder')} {layout}")
+    for name in ("train", "test"):
+        if not (root / name).is_dir():
+            layout = f"({NAME} layout: {name}/<class>/<images>)"
+            raise DataError(f"{missing(root / name, 'folder')} {layout}")
     class_names = tuple(class_folders(root / "train"))
     if not class_names:
         layout = f"({NAME} layout: train/<class>/<images>)"

@@ -130,20 +130,20 @@ def read_noise_file(
             raise bad_line(
                 path, line_no, f"label {raw} is out of range {base}..{num_classes - 1 + base}"
             )
-        i = exact.get(name)
-        if i is None:
+        found = exact.get(name)
+        if found is None:
             stem = normalised_stem(name)
             if stem in ambiguous:
                 problem = f"{name} matches several samples by its stem {stem!r}"
                 raise bad_line(path, line_no, problem)
-            i = by_stem.get(stem)
-        if i is None:
+            found = by_stem.get(stem)
+        if found is None:
             raise bad_line(path, line_no, f"{name} is not a sample of this split")
-        if line_of[i]:
-            problem = f"{keys[i]} is given a label twice (also line {line_of[i]})"
+        if line_of[found]:
+            problem = f"{keys[found]} is given a label twice (also line {line_of[found]})"
             raise bad_line(path, line_no, problem)
-        labels[i] = label
-        line_of[i] = line_no
+        labels[found] = label
+        line_of[found] = line_no
 
     uncovered = np.flatnonzero(line_of == 0)
     if len(uncovered):

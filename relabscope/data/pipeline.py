@@ -23,19 +23,22 @@ import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from relabscope.config import TrainConfig
 from relabscope.data import load_dataset
 from relabscope.data.base import FERDataset, UnreadableImage
 from relabscope.data.noise import inject_noise, read_noise_file
 from relabscope.errors import DataError
 from relabscope.runlog.schema import SPLIT_CODES, SampleTable
+
+if TYPE_CHECKING:
+    from relabscope.config import TrainConfig
 
 MAX_NAMED_FAILURES = 3
 
@@ -189,8 +192,6 @@ def check_headers(ds: FERDataset, threads: int = 16) -> list[tuple[int, str]]:
     """Open every image's header (fast, no decoding) to find missing or broken files."""
     if ds.source.array() is not None:
         return []
-    from PIL import Image
-
     def probe(i: int) -> str:
         try:
             with Image.open(ds.source.describe(i)) as im:
@@ -236,10 +237,11 @@ class ImageBatches:
             yield (images.to(self.device, non_blocking=True), ids.to(self.device, non_blocking=True))
 
     def _from_cache(self, groups: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        assert self.cache is not None
+        cache = self.cache
+        assert cache is not None
 
         def gather(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            images = self.cache.index_select(0, idx)
+            images = cache.index_select(0, idx)
             return (images.pin_memory(), idx.pin_memory()) if self._pin else (images, idx)
 
         if not self._pin:  # CPU training: gathering is cheap next to the model; no thread

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,140 @@ _IRIS = np.array(
 _CHUNK = 128  # samples rendered at once (bounds memory; part of the seed's meaning)
 
 
+# --------------------------------------------------------------------------- face layout
+# Lengths are in face units: the face is centred on (0, 0), u points to the viewer's right, v points down,
+# and 1.0 is half the image width for a face of scale 1. Paired features are given for the viewer's right
+# side (u > 0) and mirrored. A "window" is the half size of the square of pixels a feature is drawn in
+# (see _Window). Colours are RGB in 0..1; a "shade" or "tint" multiplies the sample's skin colour.
+
+# Background.
+_BG_CONTRAST = 0.7  # share of each background colour's distance from mid grey kept: muted, a backdrop
+_BG_TEXTURE_CELLS = 6  # the texture is this many random colours per side, upsampled smoothly
+
+# Colours derived from the skin, hair and fixed colours.
+_CREASE_SHADE = 0.45  # creases, wrinkles, nostrils and the side of the nose
+_NECK_SHADE = 0.85  # the neck lies in the head's shadow
+_EAR_SHADE = 0.9
+_BLUSH_TINT = np.array([1.0, 0.75, 0.75], np.float32)
+_LIP_TINT = np.array([0.85, 0.5, 0.5], np.float32)
+_LID_INK_SHADE = 0.3  # lid outline: the darker of hair and this skin shade ...
+_LID_INK_DARKEN = 0.6  # ... darkened by this factor
+_BROW_HAIR_SHADE = 0.8  # eyebrows: the darker of the hair times this and the skin times _BROW_SKIN_SHADE
+_BROW_SKIN_SHADE = 0.45
+_EYE_WHITE = np.array([0.96, 0.96, 0.93], np.float32)
+_PUPIL_GREY = np.float32(0.02)
+_MOUTH_DARK = np.array([0.25, 0.05, 0.07], np.float32)  # inside of the open mouth and the closed-lip seam
+_TEETH = np.array([0.95, 0.94, 0.9], np.float32)
+
+# Neck, ears and hair; margins and insets are relative to the sample's head radii (head_rx, head_ry).
+_NECK_HALF_WIDTH = 0.26
+_NECK_TOP = 0.55  # the neck starts here; above, the head covers it
+_EAR_INSET = 0.02  # ear centre this far inside the head's horizontal radius
+_EAR_V = 0.02
+_EAR_RADII = (0.09, 0.15)  # horizontal, vertical
+_EAR_WINDOW = 0.17
+_LONG_HAIR_V = -0.05  # centre of the hair behind the head
+_LONG_HAIR_MARGIN = (0.09, 0.05)  # beyond the head radii (u, v): the hair frames the face
+_LONG_HAIR_END = 0.35  # cut straight across at this height
+_HAIR_CAP_V = -0.02  # centre of the hair on top of the head
+_HAIR_CAP_MARGIN = (0.05, 0.06)  # beyond the head radii (u, v): the hair's volume
+_HAIRLINE_DROP = 0.22  # the hairline is this much lower at the temples (u = head radius) than in the middle
+
+# Yaw moves all inner features sideways; the nose, nearer the viewer, by this factor more.
+_NOSE_YAW_GAIN = 1.4
+
+# Cheeks (blush when raised).
+_CHEEK_CENTRE = (0.33, 0.2)
+_CHEEK_RADII = (0.11, 0.08)
+_CHEEK_WINDOW = 0.24
+_BLUSH_FALLOFF = 0.08  # the blush fades out over this distance around its ellipse
+_BLUSH_OPACITY = 0.3  # at full cheek_raise
+
+# Nose. Segments are (u0, v0, u1, v1); radii are line thicknesses (half widths).
+_NOSE_WINDOW = (0.03, 0.11, 0.21)  # centre u, v and window
+_NOSE_BRIDGE = (0.035, -0.02, 0.06, 0.18)  # shading down one side of the bridge
+_NOSE_BRIDGE_RADIUS = 0.014
+_NOSE_BRIDGE_OPACITY = 0.35
+_NOSTRIL_CENTRE = (0.055, 0.25)
+_NOSTRIL_RADII = (0.034, 0.02)
+_NOSTRIL_OPACITY = 0.85
+_NOSE_WRINKLE_V = (-0.02, 0.03, 0.08)  # heights of the lines across the bridge (nose_wrinkle, disgust)
+_NOSE_WRINKLE_HALF_WIDTH = 0.05  # of the top line ...
+_NOSE_WRINKLE_WIDEN = 0.012  # ... each lower line is this much wider on each side
+_NOSE_WRINKLE_SLANT = 0.012  # a line's right end is this much lower than its left end
+_NOSE_WRINKLE_OPACITY = 0.85
+_BUNNY_LINE = (0.07, 0.03, 0.14, 0.14)  # diagonal creases down the sides of the nose (nose_wrinkle)
+_BUNNY_LINE_OPACITY = 0.8
+_NOSE_LINE_RADIUS = 0.016  # wrinkles and bunny lines
+
+# Eyes. The upper half of the eye opening is taller than the lower half.
+_EYE_CENTRE = (0.26, -0.05)
+_EYE_HALF_WIDTH = 0.15
+_EYE_WIDEN = 0.02  # extra half width at eye_open = 1 (wide eyes only; narrowed eyes keep their width)
+_EYE_HALF_HEIGHT = 0.085  # of the upper half at eye_open = 0 ...
+_EYE_OPEN_GAIN = 0.7  # ... scaled by 1 + this * eye_open
+_CHEEK_LID_PUSH = 0.45  # raised cheeks flatten the lower half by this fraction
+_IRIS_RADIUS = 0.07
+_PUPIL_RADIUS = 0.035
+_LID_LINE_UPPER = np.float32(0.028)  # lid outline thickness: the upper lid (with lashes) is heavier
+_LID_LINE_LOWER = np.float32(0.012)
+_EYE_WINDOW = (-0.22, 0.37)  # centre v and window: one eye and its brow
+
+# Eyebrows: two thick segments through an inner, a middle and an outer point. Each point is
+# (u, offset from the brow height, its move per unit of brow_inner): raised inner ends tilt the brow.
+_BROW_V = -0.28  # brow height at brow_raise = 0 ...
+_BROW_RAISE = 0.12  # ... moved up by this much per unit of brow_raise
+_BROW_POINTS = ((0.1, 0.02, -0.1), (0.25, -0.04, -0.02), (0.41, 0.01, 0.03))
+_BROW_RADII = (0.045, 0.038)  # inner and outer segment; the brow thins outwards
+
+# Creases between the brows (brow_furrow) and across the forehead (forehead_lines).
+_FOREHEAD_WINDOW = (-0.33, 0.33)  # centre v and window
+_FURROW = (0.045, -0.02, 0.035, 0.09)  # (u0, dv0, u1, dv1): dv is relative to the brow height
+_FURROW_RADIUS = 0.012
+_FURROW_OPACITY = 0.85
+_FOREHEAD_LINES = ((-0.5, 0.2), (-0.57, 0.16))  # (v, half width) of each line
+_FOREHEAD_LINE_RADIUS = 0.014
+_FOREHEAD_LINE_OPACITY = 0.75
+
+# Mouth. Horizontal position along the mouth is q = u / half width (0 centre, +-1 corners).
+_MOUTH_WINDOW = (0.46, 0.5)  # centre v and window; covers the folds and corner lines too
+_MOUTH_V = 0.5  # height of the neutral lip line
+_MOUTH_HALF_WIDTH = 0.25
+_MOUTH_STRETCH = 0.38  # half width scaled by 1 + this * mouth_width ...
+_PRESS_NARROW = 0.1  # ... and by 1 - this * lip_press
+_MOUTH_Q_LIMIT = 1.5  # the lip line stops bending this far out (the folds end beyond the corners)
+_SMILE_CURVE = 0.14  # parabola depth per unit of mouth_smile ...
+_SMILE_PIVOT = 0.5  # ... crossing the neutral line at q**2 = this: centre lower, corners higher
+_FROWN_DROOP = 0.15  # corners lowered by this per unit of mouth_frown ...
+_FROWN_ONSET = 0.3  # ... starting from |q| = this ...
+_FROWN_NORM = 0.49  # ... normalised by (1 - onset)**2, so the full droop is reached at the corners
+_MOUTH_OPEN = 0.13  # opening height per unit of mouth_open, split ...
+_OPEN_UP = 0.8  # ... this much above the lip line ...
+_OPEN_DOWN = 1.2  # ... and this much below it (the jaw drops)
+_LIP_RAISE = 0.15  # upper lip raised by this per unit of lip_raise ...
+_LIP_RAISE_SLOPE = 0.7  # ... more on the lip_side side: weight 0.5 + this * lip_side * q, clipped to 0..1
+_LIP_THICKNESS = 0.045
+_PRESS_THIN = 0.65  # lips get this fraction thinner at full lip_press
+_TEETH_HEIGHT = 0.045  # upper teeth show this far below the upper edge of the opening
+_SEAM_HALF_THICKNESS = 0.011  # the line where closed lips meet ...
+_SEAM_OVERHANG = 0.01  # ... reaching this far past the corners
+_SEAM_OPACITY = 0.8
+
+# Lines around the mouth: nasolabial folds (cheek_raise) and creases down from the corners (corner_lines).
+_FOLD_START = (0.13, 0.22)  # at the nose wing ...
+_FOLD_PAST_CORNER = 0.06  # ... to this far outside the mouth corner ...
+_FOLD_ABOVE_CORNER = 0.01  # ... and this much above it
+_FOLD_OPACITY = 0.65
+_CORNER_LINE_OUT = 0.02  # corner creases start this far outside the corner ...
+_CORNER_LINE_DROP = (0.04, 0.15)  # ... running from this far below it to this far below it ...
+_CORNER_LINE_SLANT = 0.03  # ... and outwards by this much
+_CORNER_LINE_OPACITY = 0.75
+_MOUTH_LINE_RADIUS = 0.013  # folds and corner creases
+
+# Finishing.
+_BLUR_REFERENCE_SIZE = 64.0  # the sample's blur sigma is in pixels of a 64-pixel image
+
+
 # --------------------------------------------------------------------------- shapes
 
 
@@ -214,7 +349,7 @@ def _sample(num: int, rng: np.random.Generator, ambiguous_fraction: float) -> di
         "bg1": rng.uniform(0.05, 0.95, size=(num, 3)).astype(np.float32),
         "bg2": rng.uniform(0.05, 0.95, size=(num, 3)).astype(np.float32),
         "bg_angle": u(0, 2 * np.pi),
-        "bg_tex": rng.normal(scale=0.04, size=(num, 6, 6, 3)).astype(np.float32),
+        "bg_tex": rng.normal(scale=0.04, size=(num, _BG_TEXTURE_CELLS, _BG_TEXTURE_CELLS, 3)).astype(np.float32),
         "light": rng.uniform(-0.25, 0.25, size=(num, 2)).astype(np.float32),
         "bright": u(0.8, 1.15),
         "blur": u(0.0, 1.0),
@@ -258,6 +393,11 @@ def _blur(img: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     return img
 
 
+def _pixel_centres(size: int) -> np.ndarray:
+    """Image coordinate (-1 .. 1) of the centre of each of ``size`` pixel rows or columns."""
+    return ((np.arange(size, dtype=np.float32) + 0.5) / size) * 2 - 1
+
+
 _MAX_SCALE = _SCALE_RANGE[1]  # feature windows are sized for the largest face
 
 
@@ -280,7 +420,7 @@ class _Window:
         c0 = np.clip(np.round((x + 1) / 2 * size - 0.5).astype(np.int64) - k, 0, size - m)
         rows = r0[:, None] + span
         cols = c0[:, None] + span
-        grid = ((np.arange(size, dtype=np.float32) + 0.5) / size) * 2 - 1
+        grid = _pixel_centres(size)
         dx = grid[cols][:, None, :] - tx[:, None, None]
         dy = grid[rows][:, :, None] - ty[:, None, None]
         s3, c3, a3 = scale[:, None, None], ca[:, None, None], sa[:, None, None]
@@ -293,196 +433,380 @@ class _Window:
         img[self.idx] = self.img
 
 
+@dataclass(frozen=True)
+class _Expression:
+    """One chunk's facial-geometry parameters (:data:`PARAM_NAMES`), each n x 1 x 1 to broadcast over pixels."""
 
-def _render_chunk(s: dict, sl: slice, size: int, seed: int) -> np.ndarray:
-    def g(name):
-        return s[name][sl][:, None, None]
+    mouth_smile: np.ndarray
+    mouth_frown: np.ndarray
+    mouth_open: np.ndarray
+    mouth_width: np.ndarray
+    brow_raise: np.ndarray
+    brow_inner: np.ndarray
+    eye_open: np.ndarray
+    nose_wrinkle: np.ndarray
+    lip_raise: np.ndarray
+    lip_press: np.ndarray
+    cheek_raise: np.ndarray
+    brow_furrow: np.ndarray
+    forehead_lines: np.ndarray
+    corner_lines: np.ndarray
 
-    rng = np.random.default_rng(seed)
-    geom = s["geom"][sl]
-    params = (geom[:, i, None, None] for i in range(len(PARAM_NAMES)))  # each n x 1 x 1
-    smile, frown, opn, width, b_raise, b_inner, eye_open = (next(params) for _ in range(7))
-    wrinkle, l_raise, press, cheek, furrow, forehead, corner = params
+    @classmethod
+    def of(cls, geom: np.ndarray) -> _Expression:
+        """Split the n x parameters matrix into named parameters (by name, so the order cannot slip)."""
+        return cls(**{name: geom[:, i, None, None] for i, name in enumerate(PARAM_NAMES)})
 
-    c = ((np.arange(size, dtype=np.float32) + 0.5) / size) * 2 - 1
-    X = c[None, None, :]
-    Y = c[None, :, None]
 
-    # Background: two-colour gradient plus low-frequency texture.
-    ang = g("bg_angle")
-    t = 0.5 + 0.5 * (np.cos(ang) * X + np.sin(ang) * Y) / np.sqrt(2)
-    bg1 = 0.5 + 0.7 * (s["bg1"][sl] - 0.5)  # muted: a backdrop, not a distraction
-    bg2 = 0.5 + 0.7 * (s["bg2"][sl] - 0.5)
-    img = _col(bg1) + t[..., None] * _col(bg2 - bg1)
-    m = _upsample_matrix(6, size)
-    img = img + np.einsum("ia,nabc,jb->nijc", m, s["bg_tex"][sl], m, optimize=True)
-    img = np.ascontiguousarray(img, dtype=np.float32)
+@dataclass(frozen=True)
+class _Face:
+    """What every drawing step of one chunk shares.
 
-    # Face coordinates: undo translation, rotation and scale.
-    scale, angle = s["scale"][sl], s["angle"][sl]
-    geo = (s["tx"][sl], s["ty"][sl], scale, np.cos(angle), np.sin(angle))
-    sc, ca, sa = scale[:, None, None], np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
-    dx, dy = X - g("tx"), Y - g("ty")
-    u = (ca * dx + sa * dy) / sc
-    v = (-sa * dx + ca * dy) / sc
-    px = 2.0 / (size * sc)  # one pixel in face units
+    ``u``, ``v`` are the face coordinates of every pixel (n x H x W), so a shape drawn at a fixed face
+    position lands where the sample's rotation, scale and translation put it; ``px`` is one pixel in face
+    units (n x 1 x 1), the width of the antialiased edges.
+    """
 
-    skin = _SKIN_LIGHT + s["skin_t"][sl, None] * (_SKIN_DARK - _SKIN_LIGHT) + s["skin_tint"][sl]
+    traits: dict[str, np.ndarray]  # this chunk's rows of every per-sample array from _sample
+    expression: _Expression
+    geo: tuple[np.ndarray, ...]  # tx, ty, scale, cos, sin of the face-to-image transform (for _Window)
+    u: np.ndarray
+    v: np.ndarray
+    px: np.ndarray
+    skin: np.ndarray  # n x 3
+    hair: np.ndarray  # n x 3
+    crease: np.ndarray  # n x 1 x 1 x 3, the colour of creases, wrinkles and nostrils
+
+    def per_pixel(self, name: str) -> np.ndarray:
+        """A per-sample trait shaped n x 1 x 1, to broadcast over the pixels."""
+        return self.traits[name][:, None, None]
+
+    @property
+    def yaw(self) -> np.ndarray:
+        """Sideways shift of the inner features (n), simulating a slightly turned head."""
+        return self.traits["yaw"]
+
+    def window(self, img: np.ndarray, cu: float | np.ndarray, cv: float, radius: float) -> _Window:
+        """The pixels within ``radius`` face units of face point (cu, cv), to draw a small feature on."""
+        return _Window(img, self.geo, cu, cv, radius)
+
+
+def _place_face(traits: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, size: int) -> _Face:
+    """Face coordinates of every pixel (undoing translation, rotation and scale) and the sample's colours."""
+    tx, ty, scale, angle = traits["tx"], traits["ty"], traits["scale"], traits["angle"]
+    cos, sin = np.cos(angle), np.sin(angle)
+    sc, ca, sa = scale[:, None, None], cos[:, None, None], sin[:, None, None]
+    dx, dy = x - tx[:, None, None], y - ty[:, None, None]
+    skin = _SKIN_LIGHT + traits["skin_t"][:, None] * (_SKIN_DARK - _SKIN_LIGHT) + traits["skin_tint"]
     skin = np.clip(skin, 0, 1)
-    hair = s["hair"][sl]
-    shade = _col(skin * 0.45)  # creases, nostrils
-    hrx, hry = g("head_rx"), g("head_ry")
-    has_hair = g("has_hair").astype(np.float32)
+    return _Face(
+        traits=traits,
+        expression=_Expression.of(traits["geom"]),
+        geo=(tx, ty, scale, cos, sin),
+        u=(ca * dx + sa * dy) / sc,
+        v=(-sa * dx + ca * dy) / sc,
+        px=2.0 / (size * sc),  # the image spans 2 units over size pixels
+        skin=skin,
+        hair=traits["hair"],
+        crease=_col(skin * _CREASE_SHADE),
+    )
 
-    # Long hair behind the head.
-    back = _ellipse(u, v, 0.0, -0.05, hrx + 0.09, hry + 0.05)
-    back = np.maximum(back, v - 0.35)
-    _paint(img, _cover(back, px) * (has_hair * g("long_hair")), _col(hair))
 
-    # Neck and ears.
-    neck = np.maximum(np.abs(u) - 0.26, 0.55 - v)
-    _paint(img, _cover(neck, px), _col(skin * 0.85))
+def _background(traits: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, size: int) -> np.ndarray:
+    """The backdrop (n x H x W x 3 float32): a muted two-colour gradient at a random angle plus a smooth
+    low-frequency colour texture: nuisance variation a classifier has to learn to ignore."""
+    angle = traits["bg_angle"][:, None, None]
+    # 0 .. 1 from corner to corner; computed in float64 (np.sqrt(2) is a numpy double), which the pixels depend on
+    ramp = 0.5 + 0.5 * (np.cos(angle) * x + np.sin(angle) * y) / np.sqrt(2)
+    start = 0.5 + _BG_CONTRAST * (traits["bg1"] - 0.5)  # pulled toward mid grey
+    end = 0.5 + _BG_CONTRAST * (traits["bg2"] - 0.5)
+    img = _col(start) + ramp[..., None] * _col(end - start)
+    up = _upsample_matrix(_BG_TEXTURE_CELLS, size)
+    img = img + np.einsum("ia,nabc,jb->nijc", up, traits["bg_tex"], up, optimize=True)
+    return np.ascontiguousarray(img, dtype=np.float32)
+
+
+def _draw_long_hair(img: np.ndarray, face: _Face) -> None:
+    """Long hair behind the head: an oval larger than the head, cut straight across at shoulder height.
+
+    Drawn first, so that the neck, ears and head cover it.
+    """
+    hrx, hry = face.per_pixel("head_rx"), face.per_pixel("head_ry")
+    rx, ry = hrx + _LONG_HAIR_MARGIN[0], hry + _LONG_HAIR_MARGIN[1]
+    back = np.maximum(_ellipse(face.u, face.v, 0.0, _LONG_HAIR_V, rx, ry), face.v - _LONG_HAIR_END)
+    shown = face.per_pixel("has_hair").astype(np.float32) * face.per_pixel("long_hair")
+    _paint(img, _cover(back, face.px) * shown, _col(face.hair))
+
+
+def _draw_neck(img: np.ndarray, face: _Face) -> None:
+    """The neck: a shaded band downwards from under the head, which covers its top."""
+    neck = np.maximum(np.abs(face.u) - _NECK_HALF_WIDTH, _NECK_TOP - face.v)
+    _paint(img, _cover(neck, face.px), _col(face.skin * _NECK_SHADE))
+
+
+def _draw_ears(img: np.ndarray, face: _Face) -> None:
+    """Two ears: ovals at the sides of the head, slightly shaded; the head, drawn next, covers their inner part."""
+    hrx = face.per_pixel("head_rx")
     for side in (-1.0, 1.0):
-        w = _Window(img, geo, side * (s["head_rx"][sl] - 0.02), 0.02, 0.17)
-        ear = _ellipse(w.u, w.v, side * (hrx - 0.02), 0.02, 0.09, 0.15)
-        _paint(w.img, _cover(ear, px), _col(skin * 0.9))
+        w = face.window(img, side * (face.traits["head_rx"] - _EAR_INSET), _EAR_V, _EAR_WINDOW)
+        ear = _ellipse(w.u, w.v, side * (hrx - _EAR_INSET), _EAR_V, *_EAR_RADII)
+        _paint(w.img, _cover(ear, face.px), _col(face.skin * _EAR_SHADE))
         w.commit(img)
 
-    # Head: an oval whose lower half narrows toward the chin.
-    jaw = 1.0 - g("jaw") * np.clip(v / hry, 0.0, 1.0)
-    head = _ellipse(u / jaw, v, 0.0, 0.0, hrx, hry)
-    _paint(img, _cover(head, px), _col(skin))
 
-    # Hair on top of the head, down to a curved hairline.
-    cap = _ellipse(u, v, 0.0, -0.02, hrx + 0.05, hry + 0.06)
-    hairline = g("hairline") + 0.22 * (u / hrx) ** 2
-    _paint(img, _cover(np.maximum(cap, v - hairline), px) * has_hair, _col(hair))
+def _draw_head(img: np.ndarray, face: _Face) -> None:
+    """The head: an oval whose lower half narrows toward the chin (by the sample's ``jaw``)."""
+    hrx, hry = face.per_pixel("head_rx"), face.per_pixel("head_ry")
+    narrowing = 1.0 - face.per_pixel("jaw") * np.clip(face.v / hry, 0.0, 1.0)
+    head = _ellipse(face.u / narrowing, face.v, 0.0, 0.0, hrx, hry)
+    _paint(img, _cover(head, face.px), _col(face.skin))
 
-    yaw = s["yaw"][sl]
-    f = yaw[:, None, None]  # features shift horizontally with yaw; the nose shifts more
 
-    # Cheeks: soft blush when raised.
-    blush_col = _col(np.clip(skin * np.array([1.0, 0.75, 0.75], np.float32), 0, 1))
+def _draw_hair(img: np.ndarray, face: _Face) -> None:
+    """Hair on top of the head (for samples with hair): an oval a little larger than the head, down to a
+    hairline that curves lower toward the temples."""
+    hrx, hry = face.per_pixel("head_rx"), face.per_pixel("head_ry")
+    cap = _ellipse(face.u, face.v, 0.0, _HAIR_CAP_V, hrx + _HAIR_CAP_MARGIN[0], hry + _HAIR_CAP_MARGIN[1])
+    hairline = face.per_pixel("hairline") + _HAIRLINE_DROP * (face.u / hrx) ** 2
+    shown = face.per_pixel("has_hair").astype(np.float32)
+    _paint(img, _cover(np.maximum(cap, face.v - hairline), face.px) * shown, _col(face.hair))
+
+
+def _draw_cheeks(img: np.ndarray, face: _Face) -> None:
+    """A soft blush on both cheeks, as strong as the cheeks are raised (happiness)."""
+    colour = _col(np.clip(face.skin * _BLUSH_TINT, 0, 1))
+    strength = _BLUSH_OPACITY * _mark(face.expression.cheek_raise)
+    cu, cv = _CHEEK_CENTRE
     for side in (-1.0, 1.0):
-        w = _Window(img, geo, side * 0.33 + yaw, 0.2, 0.24)
-        blush = _ellipse(w.u - f, w.v, side * 0.33, 0.2, 0.11, 0.08)
-        a = np.clip(0.5 - blush / 0.08, 0, 1) * (0.3 * _mark(cheek))
-        _paint(w.img, a, blush_col)
+        w = face.window(img, side * cu + face.yaw, cv, _CHEEK_WINDOW)
+        blush = _ellipse(w.u - face.per_pixel("yaw"), w.v, side * cu, cv, *_CHEEK_RADII)
+        _paint(w.img, _cover(blush, _BLUSH_FALLOFF) * strength, colour)  # a wide edge: soft
         w.commit(img)
 
-    # Nose: side shading and nostrils; wrinkles across the bridge when disgusted.
-    w = _Window(img, geo, 1.4 * yaw + 0.03, 0.11, 0.21)
-    un, vn = w.u - 1.4 * f, w.v
-    bridge = _capsule(un, vn, 0.035, -0.02, 0.06, 0.18, 0.014)
-    _paint(w.img, _cover(bridge, px) * 0.35, shade)
+
+def _draw_nose(img: np.ndarray, face: _Face) -> None:
+    """The nose, drawn only by its shadows: shading down one side of the bridge, two nostrils, and the
+    wrinkles of disgust. It moves further with yaw than the other features (it is nearer the viewer)."""
+    wu, wv, radius = _NOSE_WINDOW
+    w = face.window(img, _NOSE_YAW_GAIN * face.yaw + wu, wv, radius)
+    u, v = w.u - _NOSE_YAW_GAIN * face.per_pixel("yaw"), w.v
+    bridge = _capsule(u, v, *_NOSE_BRIDGE, _NOSE_BRIDGE_RADIUS)
+    _paint(w.img, _cover(bridge, face.px) * _NOSE_BRIDGE_OPACITY, face.crease)
+    nu, nv = _NOSTRIL_CENTRE
     for side in (-1.0, 1.0):
-        nostril = _ellipse(un, vn, side * 0.055, 0.25, 0.034, 0.02)
-        _paint(w.img, _cover(nostril, px) * 0.85, shade)
-    wr = _mark(wrinkle)
-    for j, yy in enumerate((-0.02, 0.03, 0.08)):
-        hw = 0.05 + 0.012 * j
-        line = _capsule(un, vn, -hw, yy, hw, yy + 0.012, 0.016)
-        _paint(w.img, _cover(line, px) * (0.85 * wr), shade)
-    for side in (-1.0, 1.0):
-        bunny = _capsule(un, vn, side * 0.07, 0.03, side * 0.14, 0.14, 0.016)
-        _paint(w.img, _cover(bunny, px) * (0.8 * wr), shade)
+        nostril = _ellipse(u, v, side * nu, nv, *_NOSTRIL_RADII)
+        _paint(w.img, _cover(nostril, face.px) * _NOSTRIL_OPACITY, face.crease)
+    _draw_nose_wrinkles(w.img, u, v, face)
     w.commit(img)
 
-    # Eyes (white with asymmetric lids, iris and pupil clipped to the opening, lid
-    # outline) and eyebrows (two capsules each: inner-mid, mid-outer).
-    ey = -0.05
-    ry_top = 0.085 * (1.0 + 0.7 * eye_open)
-    ry_bot = ry_top * (1.0 - 0.45 * np.clip(cheek, 0, 1))
-    erx = 0.15 + 0.02 * np.clip(eye_open, 0, None)
-    white = np.array([0.96, 0.96, 0.93], np.float32)
-    ink = _col(np.minimum(hair, skin * 0.3) * 0.6)
-    base = -0.28 - 0.12 * b_raise
-    brow_col = _col(np.minimum(hair * 0.8, skin * 0.45))
-    for side in (-1.0, 1.0):
-        w = _Window(img, geo, side * 0.26 + yaw, -0.22, 0.37)
-        uf, vf = w.u - f, w.v
-        ex = side * 0.26 + g("eye_dx") * side
-        ry = np.where(vf < ey, ry_top, ry_bot)
-        eye = _ellipse(uf, vf, ex, ey, erx, ry)
-        a_eye = _cover(eye, px)
-        _paint(w.img, a_eye, white)
-        iris = _ellipse(uf, vf, ex + g("gaze"), ey, 0.07, 0.07)
-        _paint(w.img, _cover(iris, px) * a_eye, _col(s["iris"][sl]))
-        pupil = _ellipse(uf, vf, ex + g("gaze"), ey, 0.035, 0.035)
-        _paint(w.img, _cover(pupil, px) * a_eye, np.float32(0.02))
-        thick = np.where(vf < ey, np.float32(0.028), np.float32(0.012))
-        _paint(w.img, _cover(np.abs(eye) - thick, px), ink)
 
-        ix, iy = side * 0.1, base + 0.02 - 0.1 * b_inner
-        mx, my = side * 0.25, base - 0.04 - 0.02 * b_inner
-        ox, oy = side * 0.41, base + 0.01 + 0.03 * b_inner
-        d = np.minimum(
-            _capsule(uf, vf, ix, iy, mx, my, 0.045),
-            _capsule(uf, vf, mx, my, ox, oy, 0.038),
-        )
-        _paint(w.img, _cover(d, px), brow_col)
+def _draw_nose_wrinkles(canvas: np.ndarray, u: np.ndarray, v: np.ndarray, face: _Face) -> None:
+    """Disgust (nose_wrinkle): slanted lines across the bridge, wider lower down, and diagonal
+    "bunny lines" down both sides of the nose."""
+    strength = _mark(face.expression.nose_wrinkle)
+    for j, top in enumerate(_NOSE_WRINKLE_V):
+        half = _NOSE_WRINKLE_HALF_WIDTH + _NOSE_WRINKLE_WIDEN * j
+        line = _capsule(u, v, -half, top, half, top + _NOSE_WRINKLE_SLANT, _NOSE_LINE_RADIUS)
+        _paint(canvas, _cover(line, face.px) * (_NOSE_WRINKLE_OPACITY * strength), face.crease)
+    u0, v0, u1, v1 = _BUNNY_LINE
+    for side in (-1.0, 1.0):
+        bunny = _capsule(u, v, side * u0, v0, side * u1, v1, _NOSE_LINE_RADIUS)
+        _paint(canvas, _cover(bunny, face.px) * (_BUNNY_LINE_OPACITY * strength), face.crease)
+
+
+def _brow_height(expression: _Expression) -> np.ndarray:
+    """Height of the eyebrows (n x 1 x 1), which the brow furrows follow too."""
+    return _BROW_V - _BROW_RAISE * expression.brow_raise
+
+
+def _draw_eyes_and_brows(img: np.ndarray, face: _Face) -> None:
+    """Both eyes and eyebrows; an eye and its brow share one window, drawn one side after the other."""
+    brow_v = _brow_height(face.expression)
+    for side in (-1.0, 1.0):
+        w = face.window(img, side * _EYE_CENTRE[0] + face.yaw, *_EYE_WINDOW)
+        u, v = w.u - face.per_pixel("yaw"), w.v
+        _draw_eye(w.img, u, v, side, face)
+        _draw_brow(w.img, u, v, side, face, brow_v)
         w.commit(img)
 
-    # Vertical creases between the brows.
-    w = _Window(img, geo, yaw, -0.33, 0.33)
+
+def _draw_eye(canvas: np.ndarray, u: np.ndarray, v: np.ndarray, side: float, face: _Face) -> None:
+    """One eye: the white, with an upper half that opens with eye_open and a lower half that raised cheeks
+    flatten; iris and pupil, clipped to the opening; and the lid outline, heavier on the upper lid."""
+    expr = face.expression
+    upper = _EYE_HALF_HEIGHT * (1.0 + _EYE_OPEN_GAIN * expr.eye_open)
+    lower = upper * (1.0 - _CHEEK_LID_PUSH * np.clip(expr.cheek_raise, 0, 1))
+    half_width = _EYE_HALF_WIDTH + _EYE_WIDEN * np.clip(expr.eye_open, 0, None)
+    eu = side * _EYE_CENTRE[0] + face.per_pixel("eye_dx") * side
+    ev = _EYE_CENTRE[1]
+    above = v < ev
+    eye = _ellipse(u, v, eu, ev, half_width, np.where(above, upper, lower))
+    opening = _cover(eye, face.px)
+    _paint(canvas, opening, _EYE_WHITE)
+    gaze_u = eu + face.per_pixel("gaze")
+    iris = _ellipse(u, v, gaze_u, ev, _IRIS_RADIUS, _IRIS_RADIUS)
+    _paint(canvas, _cover(iris, face.px) * opening, _col(face.traits["iris"]))
+    pupil = _ellipse(u, v, gaze_u, ev, _PUPIL_RADIUS, _PUPIL_RADIUS)
+    _paint(canvas, _cover(pupil, face.px) * opening, _PUPIL_GREY)
+    ink = _col(np.minimum(face.hair, face.skin * _LID_INK_SHADE) * _LID_INK_DARKEN)
+    lid = np.abs(eye) - np.where(above, _LID_LINE_UPPER, _LID_LINE_LOWER)
+    _paint(canvas, _cover(lid, face.px), ink)
+
+
+def _draw_brow(
+    canvas: np.ndarray, u: np.ndarray, v: np.ndarray, side: float, face: _Face, brow_v: np.ndarray
+) -> None:
+    """One eyebrow: two thick segments through its inner, middle and outer points, at the brow height and
+    tilted by brow_inner (sadness and fear raise the inner end, anger lowers it)."""
+    inner = face.expression.brow_inner
+    points = [(side * pu, brow_v + dv + tilt * inner) for pu, dv, tilt in _BROW_POINTS]
+    (iu, iv), (mu, mv), (ou, ov) = points
+    brow = np.minimum(
+        _capsule(u, v, iu, iv, mu, mv, _BROW_RADII[0]),
+        _capsule(u, v, mu, mv, ou, ov, _BROW_RADII[1]),
+    )
+    colour = _col(np.minimum(face.hair * _BROW_HAIR_SHADE, face.skin * _BROW_SKIN_SHADE))
+    _paint(canvas, _cover(brow, face.px), colour)
+
+
+def _draw_forehead_creases(img: np.ndarray, face: _Face) -> None:
+    """Vertical creases between the brows (brow_furrow: anger) and horizontal lines across the forehead
+    (forehead_lines: surprise, fear); one window covers both."""
+    expr = face.expression
+    brow_v = _brow_height(expr)
+    w = face.window(img, face.yaw, *_FOREHEAD_WINDOW)
+    u, v = w.u - face.per_pixel("yaw"), w.v
+    u0, dv0, u1, dv1 = _FURROW
+    furrow = _FURROW_OPACITY * _mark(expr.brow_furrow)
     for side in (-1.0, 1.0):
-        d = _capsule(w.u - f, w.v, side * 0.045, base - 0.02, side * 0.035, base + 0.09, 0.012)
-        _paint(w.img, _cover(d, px) * (0.85 * _mark(furrow)), shade)
-    fh = 0.75 * _mark(forehead)
-    for yy, hw in ((-0.5, 0.2), (-0.57, 0.16)):
-        d = _capsule(w.u - f, w.v, -hw, yy, hw, yy, 0.014)
-        _paint(w.img, _cover(d, px) * fh, shade)
+        crease = _capsule(u, v, side * u0, brow_v + dv0, side * u1, brow_v + dv1, _FURROW_RADIUS)
+        _paint(w.img, _cover(crease, face.px) * furrow, face.crease)
+    lines = _FOREHEAD_LINE_OPACITY * _mark(expr.forehead_lines)
+    for line_v, half in _FOREHEAD_LINES:
+        line = _capsule(u, v, -half, line_v, half, line_v, _FOREHEAD_LINE_RADIUS)
+        _paint(w.img, _cover(line, face.px) * lines, face.crease)
     w.commit(img)
 
-    # Mouth: a centre line curved up by smile (a parabola) and turned down at the corners by
-    # frown; the opening spans v_u..v_l around it.
-    w = _Window(img, geo, yaw, 0.46, 0.5)
-    uf, vf = w.u - f, w.v
-    m0 = 0.5
-    W = 0.25 * (1.0 + 0.38 * width) * (1.0 - 0.1 * np.clip(press, 0, 1))
-    cc = 0.14 * smile
-    q = np.clip(uf / W, -1.5, 1.5)
-    droop = 0.15 * frown
-    v_c = m0 + cc * (0.5 - q * q) + droop * np.clip(np.abs(q) - 0.3, 0.0, None) ** 2 / 0.49
-    prof = np.sqrt(np.clip(1.0 - q * q, 0.0, 1.0))
-    o = 0.13 * np.clip(opn, 0, None)
-    raise_side = np.clip(0.5 + 0.7 * g("lip_side") * q, 0.0, 1.0)
-    v_u = v_c - o * prof * 0.8 - 0.15 * np.clip(l_raise, 0, None) * prof * raise_side
-    v_l = v_c + o * prof * 1.2
-    d_mouth = np.maximum(np.maximum(v_u - vf, vf - v_l), np.abs(uf) - W)
-    lip_t = 0.045 * (1.0 - 0.65 * np.clip(press, 0, 1))
 
-    # Nasolabial folds from the nose wings toward the mouth corners.
-    corner_y = m0 - 0.5 * cc + droop
-    fold = 0.65 * _mark(cheek)
-    for side in (-1.0, 1.0):
-        d = _capsule(uf, vf, side * 0.13, 0.22, side * (W + 0.06), corner_y - 0.01, 0.013)
-        _paint(w.img, _cover(d, px) * fold, shade)
-    cl = 0.75 * _mark(corner)
-    for side in (-1.0, 1.0):
-        cx = side * (W + 0.02)
-        d = _capsule(uf, vf, cx, corner_y + 0.04, cx + side * 0.03, corner_y + 0.15, 0.013)
-        _paint(w.img, _cover(d, px) * cl, shade)
+@dataclass(frozen=True)
+class _Mouth:
+    """The mouth's outline in its window: per-sample sizes n x 1 x 1, per-pixel curves n x H x W."""
 
-    lip_col = _col(np.clip(skin * np.array([0.85, 0.5, 0.5], np.float32), 0, 1))
-    dark = np.array([0.25, 0.05, 0.07], np.float32)
-    _paint(w.img, _cover(d_mouth - lip_t, px), lip_col)
-    inner = _cover(d_mouth, px)
-    _paint(w.img, inner, dark)
-    teeth = _cover(np.maximum(d_mouth, vf - (v_u + 0.045)), px)
-    _paint(w.img, teeth * inner, np.array([0.95, 0.94, 0.9], np.float32))
-    seam = np.maximum(np.abs(vf - v_c) - 0.011, np.abs(uf) - W - 0.01)
-    _paint(w.img, _cover(seam, px) * 0.8, dark)
+    half_width: np.ndarray
+    corner_v: np.ndarray  # height of the corners
+    line: np.ndarray  # height of the lip line (where closed lips meet) at each pixel's column
+    top: np.ndarray  # height of the upper edge of the opening at each pixel's column
+    distance: np.ndarray  # signed distance to the opening (negative inside)
+
+
+def _mouth_shape(u: np.ndarray, v: np.ndarray, expr: _Expression, lip_side: np.ndarray) -> _Mouth:
+    """The mouth: a lip line curved up by smile (a parabola) and turned down at the corners by frown; the
+    opening spans from ``top`` to a bottom edge around it, and lip_raise lifts the top on one side."""
+    half_width = _MOUTH_HALF_WIDTH * (1.0 + _MOUTH_STRETCH * expr.mouth_width)
+    half_width = half_width * (1.0 - _PRESS_NARROW * np.clip(expr.lip_press, 0, 1))
+    curve = _SMILE_CURVE * expr.mouth_smile
+    droop = _FROWN_DROOP * expr.mouth_frown
+    q = np.clip(u / half_width, -_MOUTH_Q_LIMIT, _MOUTH_Q_LIMIT)
+    bend = np.clip(np.abs(q) - _FROWN_ONSET, 0.0, None) ** 2
+    line = _MOUTH_V + curve * (_SMILE_PIVOT - q * q) + droop * bend / _FROWN_NORM
+    profile = np.sqrt(np.clip(1.0 - q * q, 0.0, 1.0))  # 1 in the middle, 0 at the corners
+    opening = _MOUTH_OPEN * np.clip(expr.mouth_open, 0, None)
+    raised = np.clip(0.5 + _LIP_RAISE_SLOPE * lip_side * q, 0.0, 1.0)
+    top = line - opening * profile * _OPEN_UP - _LIP_RAISE * np.clip(expr.lip_raise, 0, None) * profile * raised
+    bottom = line + opening * profile * _OPEN_DOWN
+    return _Mouth(
+        half_width=half_width,
+        corner_v=_MOUTH_V + curve * (_SMILE_PIVOT - 1.0) + droop,
+        line=line,
+        top=top,
+        distance=np.maximum(np.maximum(top - v, v - bottom), np.abs(u) - half_width),
+    )
+
+
+def _draw_mouth(img: np.ndarray, face: _Face) -> None:
+    """The mouth with the lines around it, in one window."""
+    w = face.window(img, face.yaw, *_MOUTH_WINDOW)
+    u, v = w.u - face.per_pixel("yaw"), w.v
+    mouth = _mouth_shape(u, v, face.expression, face.per_pixel("lip_side"))
+    _draw_mouth_lines(w.img, u, v, face, mouth)
+    _draw_lips(w.img, u, v, face, mouth)
     w.commit(img)
 
-    # Lighting: brightness and a linear gradient over the whole picture.
-    light = s["light"][sl]
-    gain = g("bright") * (1.0 + light[:, 0, None, None] * X + light[:, 1, None, None] * Y)
+
+def _draw_mouth_lines(canvas: np.ndarray, u: np.ndarray, v: np.ndarray, face: _Face, mouth: _Mouth) -> None:
+    """Nasolabial folds from the nose wings to just outside the mouth corners (cheek_raise: happiness) and
+    short creases down from the corners (corner_lines: sadness); they follow the corners as they move."""
+    expr = face.expression
+    fold = _FOLD_OPACITY * _mark(expr.cheek_raise)
+    fu, fv = _FOLD_START
+    for side in (-1.0, 1.0):
+        end_u = side * (mouth.half_width + _FOLD_PAST_CORNER)
+        crease = _capsule(u, v, side * fu, fv, end_u, mouth.corner_v - _FOLD_ABOVE_CORNER, _MOUTH_LINE_RADIUS)
+        _paint(canvas, _cover(crease, face.px) * fold, face.crease)
+    corner = _CORNER_LINE_OPACITY * _mark(expr.corner_lines)
+    drop0, drop1 = _CORNER_LINE_DROP
+    for side in (-1.0, 1.0):
+        cu = side * (mouth.half_width + _CORNER_LINE_OUT)
+        end_u = cu + side * _CORNER_LINE_SLANT
+        crease = _capsule(u, v, cu, mouth.corner_v + drop0, end_u, mouth.corner_v + drop1, _MOUTH_LINE_RADIUS)
+        _paint(canvas, _cover(crease, face.px) * corner, face.crease)
+
+
+def _draw_lips(canvas: np.ndarray, u: np.ndarray, v: np.ndarray, face: _Face, mouth: _Mouth) -> None:
+    """Lips as a band around the opening (thinner when pressed), the dark opening, upper teeth showing just
+    below the upper edge, and the seam where closed lips meet (visible even when the mouth is shut)."""
+    thickness = _LIP_THICKNESS * (1.0 - _PRESS_THIN * np.clip(face.expression.lip_press, 0, 1))
+    lips = _col(np.clip(face.skin * _LIP_TINT, 0, 1))
+    _paint(canvas, _cover(mouth.distance - thickness, face.px), lips)
+    inside = _cover(mouth.distance, face.px)
+    _paint(canvas, inside, _MOUTH_DARK)
+    teeth = _cover(np.maximum(mouth.distance, v - (mouth.top + _TEETH_HEIGHT)), face.px)
+    _paint(canvas, teeth * inside, _TEETH)
+    seam_u = np.abs(u) - mouth.half_width - _SEAM_OVERHANG
+    seam = np.maximum(np.abs(v - mouth.line) - _SEAM_HALF_THICKNESS, seam_u)
+    _paint(canvas, _cover(seam, face.px) * _SEAM_OPACITY, _MOUTH_DARK)
+
+
+def _light(img: np.ndarray, traits: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> None:
+    """Brightness and a linear lighting gradient over the whole picture, background included."""
+    light = traits["light"]
+    gain = traits["bright"][:, None, None] * (1.0 + light[:, 0, None, None] * x + light[:, 1, None, None] * y)
     img *= gain[..., None]
 
-    img = _blur(img, s["blur"][sl] * (size / 64.0))
-    img += rng.standard_normal(size=img.shape, dtype=np.float32) * g("noise")[..., None]
+
+def _add_noise(img: np.ndarray, sigma: np.ndarray, seed: int) -> None:
+    """Gaussian pixel noise with a per-sample standard deviation, from the chunk's own stream."""
+    rng = np.random.default_rng(seed)
+    img += rng.standard_normal(size=img.shape, dtype=np.float32) * sigma[:, None, None, None]
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    """Clip to 0 .. 1 and round to 8-bit levels."""
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _render_chunk(s: dict, sl: slice, size: int, seed: int) -> np.ndarray:
+    """Draw the samples ``sl`` of ``s`` as n x size x size x 3 uint8 images, back to front;
+    ``seed`` drives the pixel noise."""
+    traits = {name: values[sl] for name, values in s.items()}
+    centres = _pixel_centres(size)
+    x, y = centres[None, None, :], centres[None, :, None]
+    img = _background(traits, x, y, size)
+    face = _place_face(traits, x, y, size)
+    _draw_long_hair(img, face)
+    _draw_neck(img, face)
+    _draw_ears(img, face)
+    _draw_head(img, face)
+    _draw_hair(img, face)
+    _draw_cheeks(img, face)
+    _draw_nose(img, face)
+    _draw_eyes_and_brows(img, face)
+    _draw_forehead_creases(img, face)
+    _draw_mouth(img, face)
+    _light(img, traits, x, y)
+    img = _blur(img, traits["blur"] * (size / _BLUR_REFERENCE_SIZE))
+    _add_noise(img, traits["noise"], seed)
+    return _to_uint8(img)
 
 
 def render_faces(
@@ -544,7 +868,7 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
 
 def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with atomic_write(path) as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, allow_pickle=False, **arrays)  # numeric arrays only, read back without pickle
 
 
 def load(

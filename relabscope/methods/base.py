@@ -10,14 +10,16 @@ loop does not change.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
-from relabscope.config import TrainConfig
 from relabscope.methods.center_loss import CenterLoss
-from relabscope.models import LoadReport, load_pretrained
+from relabscope.models import LoadReport, ResNet18Trunk, load_pretrained
+
+if TYPE_CHECKING:
+    from relabscope.config import TrainConfig
 
 
 @dataclass
@@ -48,8 +50,11 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     #: whether ``relabel`` may change labels (the trainer only calls it when True)
     relabels: ClassVar[bool] = False
-    #: per-sample quantities this method logs: name -> trailing shape (() for a scalar)
-    sample_fields: ClassVar[dict[str, tuple[int, ...]]] = {}
+    #: per-sample quantities this method logs: name -> trailing shape (() for a scalar); a
+    #: class attribute, or set in ``__init__`` when the shape depends on the classes (DMUE)
+    sample_fields: dict[str, tuple[int, ...]] = {}
+    #: the trunk, set by the subclass (``load_pretrained`` loads into it)
+    backbone: ResNet18Trunk
 
     def __init__(self, num_classes: int, cfg: TrainConfig):
         super().__init__()

@@ -3,13 +3,17 @@ center loss on the 512-d pooled feature."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from relabscope.config import TrainConfig
 from relabscope.methods.base import Method, StepOutput
 from relabscope.models import ResNet18Trunk
+
+if TYPE_CHECKING:
+    from relabscope.config import TrainConfig
 
 
 class Baseline(Method):

@@ -22,6 +22,10 @@ from torch import nn
 class CenterLoss(nn.Module):
     """Class centers in embedding space, with Wen et al.'s update."""
 
+    # buffers (saved with the model, moved with .to()), declared for the type checker
+    centers: torch.Tensor  # num_classes x dim
+    initialised: torch.Tensor  # num_classes, bool: has the class had a batch yet
+
     def __init__(self, num_classes: int, dim: int, alpha: float = 0.5):
         super().__init__()
         self.alpha = alpha

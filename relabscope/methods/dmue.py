@@ -48,15 +48,19 @@ measurements; ``benchmarks/dmue_center_ramp.py`` reproduces them).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from relabscope.config import TrainConfig
 from relabscope.methods.base import Method, StepOutput
 from relabscope.models import LoadReport, ResNet18Trunk, load_pretrained
+
+if TYPE_CHECKING:
+    from relabscope.config import TrainConfig
 
 BRANCH_DROPOUT = 0.5
 SOFT_WEIGHT = 0.5
@@ -156,6 +160,7 @@ class DMUE(Method):
         """The shared neck on auxiliary-branch features: the neck's scale and shift, with
         the branches' own running statistics (train mode: batch statistics)."""
         stats = self.branch_stats
+        assert stats.momentum is not None  # built with the default 0.1, never cumulative averaging
         return F.batch_norm(x, stats.running_mean, stats.running_var, self.neck.weight, self.neck.bias,
                             training=stats.training, momentum=stats.momentum, eps=self.neck.eps)
 

@@ -16,13 +16,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from relabscope.config import TrainConfig
 from relabscope.methods.base import Method, StepOutput
 from relabscope.models import ResNet18Trunk
+
+if TYPE_CHECKING:
+    from relabscope.config import TrainConfig
 
 FEATURE_DIM = 64
 HEAD_DROPOUT = 0.4

@@ -13,13 +13,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from relabscope.config import TrainConfig
 from relabscope.methods.base import Method, StepOutput
 from relabscope.models import ResNet18Trunk
+
+if TYPE_CHECKING:
+    from relabscope.config import TrainConfig
 
 
 def rank_regularization(weights: torch.Tensor, beta: float, margin: float) -> torch.Tensor:

@@ -8,10 +8,16 @@ canonical order for axes (methods.md: keep each data set's ids, map to one displ
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 
 import plotly.graph_objects as go
 import plotly.io as pio
+
+if TYPE_CHECKING:
+    from relabscope.analysis.run import Run
+
+#: what a view of several runs takes: one run, or a list or tuple of them
+Runs = Union["Run", list["Run"], tuple["Run", ...]]
 
 TEMPLATE_NAME = "relabscope"
 _TRACE_TYPES = ("bar", "scatter", "scattergl", "heatmap", "histogram")
@@ -56,7 +62,14 @@ def _key(name: str) -> str:
 
 
 def class_colours(class_names: Sequence[str]) -> dict[str, str]:
-    """Class name -> colour, stable across data sets for the usual expression names."""
+    """One colour per class, stable across data sets for the usual expression names.
+
+    Args:
+        class_names: the classes.
+
+    Returns:
+        Class name -> colour (``#rrggbb``); unknown names get colours by position.
+    """
     out, spare = {}, iter(_FALLBACK * (1 + len(class_names) // len(_FALLBACK)))
     for name in class_names:
         out[name] = _CLASS_COLOURS.get(_key(name)) or next(spare)
@@ -65,13 +78,28 @@ def class_colours(class_names: Sequence[str]) -> dict[str, str]:
 
 def display_order(class_names: Sequence[str]) -> list[int]:
     """Class ids in display order: known expressions in canonical order, then the rest in
-    the data set's own order."""
+    the data set's own order.
+
+    Args:
+        class_names: the classes, by class id.
+
+    Returns:
+        Class ids.
+    """
     known = [(i, _CANONICAL.index(_key(n))) for i, n in enumerate(class_names) if _key(n) in _CANONICAL]
     rest = [i for i, n in enumerate(class_names) if _key(n) not in _CANONICAL]
     return [i for i, _ in sorted(known, key=lambda t: t[1])] + rest
 
 
 def ordered_names(class_names: Sequence[str]) -> list[str]:
+    """:func:`display_order` as names.
+
+    Args:
+        class_names: the classes, by class id.
+
+    Returns:
+        Class names in display order.
+    """
     return [class_names[i] for i in display_order(class_names)]
 
 
@@ -108,7 +136,7 @@ def title(what: str, run_name: str | Iterable[str] | None = None) -> str:
 
 
 def finish(fig: go.Figure, title_text: str, *, height: int | None = None, width: int | None = None,
-           subtitle: str | None = None, header_px: int = 0, **layout) -> go.Figure:
+           subtitle: str | None = None, header_px: int = 0, **layout: Any) -> go.Figure:
     """Apply the template, the title (and a subtitle) and a size.
 
     Title and subtitle are wrapped to fit a half-page dashboard cell, and the top margin
@@ -180,7 +208,7 @@ def wrap(text: str, width: int = SUBTITLE_CHARS) -> list[str]:
     return lines
 
 
-def note(fig: go.Figure, text: str, *, y: float = 1.0, **kwargs) -> go.Figure:
+def note(fig: go.Figure, text: str, *, y: float = 1.0, **kwargs: Any) -> go.Figure:
     """A small italic note in the top right corner (outside no data)."""
     fig.add_annotation(text=f"<i>{text}</i>", xref="paper", yref="paper", x=1.0, y=y,
                        xanchor="right", yanchor="bottom", showarrow=False,
@@ -189,7 +217,16 @@ def note(fig: go.Figure, text: str, *, y: float = 1.0, **kwargs) -> go.Figure:
 
 
 def note_figure(message: str, title_text: str, *, height: int = 260) -> go.Figure:
-    """A figure that says why there is nothing to draw (instead of an empty chart)."""
+    """A figure that says why there is nothing to draw (instead of an empty chart).
+
+    Args:
+        message: why, e.g. "scn never relabels".
+        title_text: the title.
+        height: in pixels.
+
+    Returns:
+        The figure, the message kept in ``layout.meta`` for :func:`figure_note`.
+    """
     fig = go.Figure()
     fig.add_annotation(text=message, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
                        font=dict(size=16, color="#555"))
@@ -207,7 +244,14 @@ def figure_subtitle(fig: go.Figure) -> str | None:
 
 
 def figure_note(fig: go.Figure) -> str | None:
-    """The message of a figure made by :func:`note_figure`, else None."""
+    """Whether a figure is a note, and what it says (the report lists such views as notes).
+
+    Args:
+        fig: a figure.
+
+    Returns:
+        The message of a figure made by :func:`note_figure`, else None.
+    """
     meta = fig.layout.meta
     if isinstance(meta, dict):
         return meta.get("note")
@@ -215,14 +259,22 @@ def figure_note(fig: go.Figure) -> str | None:
 
 
 def never_relabels(method: str | None = None, run_name: str | None = None) -> str:
-    """The note for a method that cannot relabel ("baseline never relabels")."""
+    """The note for a method that cannot relabel ("baseline never relabels").
+
+    Args:
+        method: the method's name (None: "this method").
+        run_name: the run's name, named too when it differs from the method's.
+
+    Returns:
+        The note.
+    """
     who = method or "this method"
     if run_name and run_name != method:
         who = f"{run_name} ({method})" if method else run_name
     return f"{who} never relabels"
 
 
-def as_list(runs) -> list:
+def as_list(runs: Runs) -> list[Run]:
     """One run or several -> a list of runs."""
     if isinstance(runs, (list, tuple)):
         return list(runs)
@@ -237,7 +289,7 @@ def unique_names(names: Sequence[str]) -> list[str]:
     return [f"{n} ({chr(ord('A') + i)})" for i, n in enumerate(names)]
 
 
-def silent_message(names: Sequence[str], methods: dict | None = None) -> str:
+def silent_message(names: Sequence[str], methods: Mapping[str, str] | None = None) -> str:
     """The note for runs whose method cannot relabel (no run name when there is one)."""
     methods = methods or {}
     if len(names) == 1 and not methods.get(names[0]):

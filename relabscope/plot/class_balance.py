@@ -5,7 +5,7 @@ half its given size is named in the figure's subtitle."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Hashable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -13,25 +13,48 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from relabscope.analysis.class_balance import SHRINK_THRESHOLD
-from relabscope.plot._style import (as_list, class_colours, finish, note_figure, ordered_names, title,
+from relabscope.plot._style import (Runs, as_list, class_colours, finish, note_figure, ordered_names, title,
                                     unique_names)
 
 
-def class_counts(runs, *, threshold: float = SHRINK_THRESHOLD) -> go.Figure:
+def class_counts(runs: Runs, *, threshold: float = SHRINK_THRESHOLD) -> go.Figure:
     """Training samples per class under the labels in effect, per epoch, as a share of the
-    class's given size: one panel per run, with the ``threshold`` below which a class is
-    reported (``Run.class_warnings``)."""
-    runs = as_list(runs)
-    names = unique_names([r.name for r in runs])
-    return class_counts_figure({n: r.class_counts() for n, r in zip(names, runs)},
-                               warnings={n: r.class_warnings(threshold) for n, r in zip(names, runs)},
+    class's given size: one panel per run, with the threshold below which a class is
+    reported (``Run.class_warnings``) and those classes named in the subtitle.
+
+    Args:
+        runs: one run, or several side by side.
+        threshold: the share of its given size below which a class is reported.
+
+    Returns:
+        The figure.
+
+    Example:
+        >>> import tempfile, relabscope as rs
+        >>> run = rs.open_run(rs.example_run(tempfile.mkdtemp() + "/example"))
+        >>> fig = rs.plot.class_counts(run)
+        >>> len(fig.data), fig.layout.meta["subtitle"]
+        (4, 'sadness below 50% in epoch 1 (16 → 6), anger emptied in epoch 1 (16 → 0)')
+    """
+    listed = as_list(runs)
+    names = unique_names([r.name for r in listed])
+    return class_counts_figure({n: r.class_counts() for n, r in zip(names, listed)},
+                               warnings={n: r.class_warnings(threshold) for n, r in zip(names, listed)},
                                threshold=threshold)
 
 
 def class_counts_figure(tables: Mapping[str, pd.DataFrame], *, warnings: Mapping[str, pd.DataFrame] | None = None,
                         threshold: float = SHRINK_THRESHOLD) -> go.Figure:
-    """``tables``: run name -> ``Run.class_counts()``; ``warnings``: run name ->
-    ``Run.class_warnings()`` (their messages become the subtitle)."""
+    """Draw :func:`class_counts` from tables.
+
+    Args:
+        tables: run name -> ``Run.class_counts()``.
+        warnings: run name -> ``Run.class_warnings()``, which become the subtitle.
+        threshold: where to draw the reporting threshold.
+
+    Returns:
+        The figure (a note before the first committed epoch).
+    """
     names = list(tables)
     head = title("Class sizes under the labels in effect", names)
     if not names or all(len(t) == 0 for t in tables.values()):
@@ -70,30 +93,45 @@ def class_counts_figure(tables: Mapping[str, pd.DataFrame], *, warnings: Mapping
         w = (warnings or {}).get(name)
         if w is None or not len(w):
             continue
-        said = ", ".join(_short(r, threshold) for r in w.itertuples())
+        said = ", ".join(_short(r, threshold) for r in w.to_dict("records"))
         lines.append(f"{name}: {said}" if len(names) > 1 else said)
     subtitle = "<br>".join(lines) if lines else f"every class kept at least {threshold:.0%} of its given size"
     return finish(fig, head, subtitle=subtitle, height=420,
                   header_px=24 if len(names) > 1 else 0)
 
 
-def _short(row, threshold: float) -> str:
-    """A class warning in a few words (the full message is ``row.message``)."""
-    if row.kind == "emptied":
-        return f"{row.class_name} emptied in epoch {row.emptied_epoch} ({row.given} → 0)"
-    return f"{row.class_name} below {threshold:.0%} in epoch {row.below_epoch} ({row.given} → {row.lowest})"
+def _short(row: Mapping[Hashable, Any], threshold: float) -> str:
+    """A class warning (a row of ``Run.class_warnings()``) in a few words (the full one is its message)."""
+    if row["kind"] == "emptied":
+        return f"{row['class_name']} emptied in epoch {row['emptied_epoch']} ({row['given']} → 0)"
+    return (f"{row['class_name']} below {threshold:.0%} in epoch {row['below_epoch']} "
+            f"({row['given']} → {row['lowest']})")
 
 
-def label_flow(runs) -> go.Figure:
+def label_flow(runs: Runs) -> go.Figure:
     """Training samples from their given label (left) to their label in effect after the
-    last epoch (right): one Sankey diagram per run."""
-    runs = as_list(runs)
-    names = unique_names([r.name for r in runs])
-    return label_flow_figure({n: r.label_flow() for n, r in zip(names, runs)})
+    last epoch (right): one Sankey diagram per run.
+
+    Args:
+        runs: one run, or several side by side.
+
+    Returns:
+        The figure, classes relabelling emptied named in the subtitle.
+    """
+    listed = as_list(runs)
+    names = unique_names([r.name for r in listed])
+    return label_flow_figure({n: r.label_flow() for n, r in zip(names, listed)})
 
 
 def label_flow_figure(flows: Mapping[str, pd.DataFrame]) -> go.Figure:
-    """``flows``: run name -> ``Run.label_flow()`` (rows given label, columns final label)."""
+    """Draw :func:`label_flow` from tables.
+
+    Args:
+        flows: run name -> ``Run.label_flow()`` (rows given label, columns final label).
+
+    Returns:
+        The figure.
+    """
     names = list(flows)
     head = title("Given label → label in effect after the last epoch", names)
     if not names:
@@ -141,19 +179,19 @@ def label_flow_figure(flows: Mapping[str, pd.DataFrame]) -> go.Figure:
                   header_px=24 if len(names) > 1 else 0)
 
 
-def without_mean_note(runs) -> str | None:
+def without_mean_note(runs: Runs) -> str | None:
     """For geometry figures: which classes had no class mean (relabelling emptied them) and
     from which epoch, so a figure says what it left out instead of drawing NaN; None when
     every class kept samples."""
-    runs = as_list(runs)
-    names = unique_names([r.name for r in runs])
+    listed = as_list(runs)
+    names = unique_names([r.name for r in listed])
     parts = []
-    for name, run in zip(names, runs):
+    for name, run in zip(names, listed):
         w = run.class_warnings()
         w = w[(w["kind"] == "emptied") & (w["emptied_epoch"] + 1 < run.num_epochs)]
-        for row in w.itertuples():
-            where = f" in {name}" if len(runs) > 1 else ""
-            parts.append(f"{row.class_name}{where} from epoch {row.emptied_epoch + 1}")
+        for class_name, emptied_epoch in zip(w["class_name"], w["emptied_epoch"]):
+            where = f" in {name}" if len(listed) > 1 else ""
+            parts.append(f"{class_name}{where} from epoch {emptied_epoch + 1}")
     if not parts:
         return None
     return "no class mean (emptied by relabelling), left out: " + ", ".join(parts)

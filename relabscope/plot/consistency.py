@@ -4,39 +4,61 @@ epoch, and how did the gap d(new) - d(old) change? Several runs side by side."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from relabscope.plot._style import (as_list, finish, never_relabels, note, note_figure, run_colour,
+from relabscope.plot._style import (Runs, as_list, finish, never_relabels, note, note_figure, run_colour,
                                     silent_message, title, unique_names)
 from relabscope.plot.class_balance import without_mean_note
 
+if TYPE_CHECKING:
+    from relabscope.analysis.run import Run
 
-def _split(names, relabels_at_all, methods):
+
+def _split(names: list[str], relabels_at_all: Mapping[str, bool] | bool,
+           methods: Mapping[str, str] | None) -> tuple[list[str], list[str], Mapping[str, str]]:
+    """The runs to draw, the runs that cannot relabel, and the method names (none given: {})."""
     can = {n: relabels_at_all for n in names} if isinstance(relabels_at_all, bool) else dict(relabels_at_all)
     drawn = [n for n in names if can.get(n, True)]
     silent = [n for n in names if n not in drawn]
-    methods = methods or {}
-    return drawn, silent, methods
+    return drawn, silent, methods or {}
 
 
-def _runs(runs):
-    runs = as_list(runs)
-    names = unique_names([r.name for r in runs])
-    return runs, names, {n: r.relabels_at_all for n, r in zip(names, runs)}, {n: r.method for n, r in zip(names, runs)}
+def _runs(runs: Runs) -> tuple[list[Run], list[str], dict[str, bool], dict[str, str]]:
+    """The runs, their legend names, whether each can relabel, and each one's method."""
+    listed = as_list(runs)
+    names = unique_names([r.name for r in listed])
+    return (listed, names, {n: r.relabels_at_all for n, r in zip(names, listed)},
+            {n: r.method for n, r in zip(names, listed)})
 
 
-def consistency_summary(runs) -> go.Figure:
+def consistency_summary(runs: Runs) -> go.Figure:
     """Per run: fraction of relabels after which the sample is closer to the new class
-    mean, fraction undone later, and the mean change of the gap d(new) - d(old)."""
-    runs, names, can, methods = _runs(runs)
-    summaries = {n: (r.consistency() if can[n] else None) for n, r in zip(names, runs)}
+    mean, fraction undone later, and the mean change of the gap d(new) - d(old).
+
+    Args:
+        runs: one run, or several side by side.
+
+    Returns:
+        The figure, one panel per number (a note when no run can relabel).
+
+    Example:
+        >>> import tempfile, relabscope as rs
+        >>> tmp = tempfile.mkdtemp()
+        >>> runs = [rs.open_run(rs.example_run(tmp + "/scn", method="scn", seed=1)),
+        ...         rs.open_run(rs.example_run(tmp + "/scn-c"))]
+        >>> fig = rs.plot.consistency_summary(runs)
+        >>> fig.layout.title.text, len(fig.data)  # 3 panels x 2 runs
+        ('Relabel consistency — scn vs scn-c', 6)
+    """
+    listed, names, can, methods = _runs(runs)
+    summaries = {n: (r.consistency() if can[n] else None) for n, r in zip(names, listed)}
     return consistency_summary_figure(summaries, relabels_at_all=can, methods=methods,
-                                      missing=without_mean_note(runs))
+                                      missing=without_mean_note(listed))
 
 
 RELATIVE_GAP = "relative gap: (d(new) − d(old)) / (d(new) + d(old)), scale-free"
@@ -54,9 +76,18 @@ def _subtitle(*parts: str | None) -> str | None:
 def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
                                relabels_at_all: Mapping[str, bool] | bool = True,
                                methods: Mapping[str, str] | None = None, missing: str | None = None) -> go.Figure:
-    """``summaries``: run name -> Series with events, evaluated, closer_to_new,
-    mean_rel_gap_change, undone, undone_fraction (None for runs that cannot relabel);
-    ``missing``: a note on classes without a mean (``without_mean_note``)."""
+    """Draw :func:`consistency_summary` from summaries.
+
+    Args:
+        summaries: run name -> ``Run.consistency()`` (events, evaluated, closer_to_new,
+            mean_rel_gap_change, undone, undone_fraction); None for runs that cannot relabel.
+        relabels_at_all: whether each run's method can relabel (one bool for all).
+        methods: run name -> method name, for the note on runs that cannot relabel.
+        missing: a note on classes without a mean (``without_mean_note``).
+
+    Returns:
+        The figure (a note when no run can relabel).
+    """
     names = list(summaries)
     drawn, silent, methods = _split(names, relabels_at_all, methods)
     head = title("Relabel consistency", names)
@@ -68,11 +99,11 @@ def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
     fig = make_subplots(rows=1, cols=3, subplot_titles=[p[1] for p in panels], horizontal_spacing=0.09)
     fig.update_annotations(font_size=12)  # the panel titles: three fit a half-page cell
     for i, name in enumerate(names):
-        if name not in drawn:
-            continue
         s = summaries[name]
+        if name not in drawn or s is None:  # None: a run that cannot relabel
+            continue
         for col, (key, _, fmt) in enumerate(panels, start=1):
-            v = float(s[key]) if s is not None and pd.notna(s[key]) else np.nan
+            v = float(s[key]) if pd.notna(s[key]) else np.nan
             count = f"{int(s['evaluated'])} of {int(s['events'])} evaluated" if key != "undone_fraction" \
                 else f"{int(s['undone'])} of {int(s['events'])} events"
             fig.add_trace(go.Bar(
@@ -81,8 +112,8 @@ def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
                 hovertemplate=f"{name}<br>%{{y:{fmt}}}<br>{count}<extra></extra>"), row=1, col=col)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.1], row=1, col=1)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.1], row=1, col=2)
-    gaps = [float(summaries[n]["mean_rel_gap_change"]) for n in drawn
-            if summaries[n] is not None and pd.notna(summaries[n]["mean_rel_gap_change"])]
+    gaps = [float(s["mean_rel_gap_change"]) for n in drawn
+            if (s := summaries[n]) is not None and pd.notna(s["mean_rel_gap_change"])]
     lo, hi = min([0.0, *gaps]), max([0.0, *gaps])
     pad = 0.25 * (hi - lo) if hi > lo else 1.0
     fig.update_yaxes(range=[lo - pad, hi + pad], row=1, col=3)
@@ -93,27 +124,47 @@ def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
                                                 missing), height=420, header_px=34)
 
 
-def gap_change_histogram(runs, *, bins: int = 40) -> go.Figure:
-    """Distribution of the gap change per relabel event, one histogram per run (overlaid)."""
-    runs, names, can, methods = _runs(runs)
-    events = {n: (r.consistency_events() if can[n] else None) for n, r in zip(names, runs)}
+def gap_change_histogram(runs: Runs, *, bins: int = 40) -> go.Figure:
+    """Distribution of the gap change per relabel event, one histogram per run (overlaid):
+    the summary's mean hides whether a few events or all of them moved.
+
+    Args:
+        runs: one run, or several overlaid.
+        bins: histogram bins over the common range.
+
+    Returns:
+        The figure (a note when no run can relabel or no event could be measured).
+    """
+    listed, names, can, methods = _runs(runs)
+    events = {n: (r.consistency_events() if can[n] else None) for n, r in zip(names, listed)}
     return gap_change_histogram_figure(events, relabels_at_all=can, methods=methods, bins=bins,
-                                       missing=without_mean_note(runs))
+                                       missing=without_mean_note(listed))
 
 
 def gap_change_histogram_figure(events: Mapping[str, pd.DataFrame | None], *,
                                 relabels_at_all: Mapping[str, bool] | bool = True,
                                 methods: Mapping[str, str] | None = None, bins: int = 40,
                                 missing: str | None = None) -> go.Figure:
-    """``events``: run name -> consistency events table (needs gap_change); ``missing``: a
-    note on classes without a mean (``without_mean_note``)."""
+    """Draw :func:`gap_change_histogram` from tables.
+
+    Args:
+        events: run name -> ``Run.consistency_events()`` (needs gap_change); None for
+            runs that cannot relabel.
+        relabels_at_all: whether each run's method can relabel (one bool for all).
+        methods: run name -> method name, for the note on runs that cannot relabel.
+        bins: histogram bins over the common range.
+        missing: a note on classes without a mean (``without_mean_note``).
+
+    Returns:
+        The figure.
+    """
     names = list(events)
     drawn, silent, methods = _split(names, relabels_at_all, methods)
     head = title("Gap change per relabel: (d(new) − d(old)) after minus before", names)
     if not drawn:
         return note_figure(silent_message(silent, methods), head)
-    values = {n: events[n]["gap_change"].to_numpy(float) for n in drawn}
-    values = {n: v[np.isfinite(v)] for n, v in values.items()}
+    gaps = {n: table["gap_change"].to_numpy(float) for n in drawn if (table := events[n]) is not None}
+    values = {n: v[np.isfinite(v)] for n, v in gaps.items()}
     if not any(len(v) for v in values.values()):
         return note_figure(_nothing_measured(missing), head)
     lo = min(float(v.min()) for v in values.values() if len(v))
@@ -121,7 +172,7 @@ def gap_change_histogram_figure(events: Mapping[str, pd.DataFrame | None], *,
     size = (hi - lo) / bins if hi > lo else 1.0
     fig = go.Figure()
     for i, name in enumerate(names):
-        if name not in drawn:
+        if name not in values:  # a run that cannot relabel
             continue
         v = values[name]
         fig.add_trace(go.Histogram(
@@ -137,9 +188,17 @@ def gap_change_histogram_figure(events: Mapping[str, pd.DataFrame | None], *,
                   height=420)
 
 
-def consistency_scatter(run, *, max_points: int = 5000) -> go.Figure:
+def consistency_scatter(run: Run, *, max_points: int = 5000) -> go.Figure:
     """Per relabel event: distance to the old vs the new class mean at the next epoch;
-    points below the diagonal sit closer to the new class."""
+    points below the diagonal sit closer to the new class.
+
+    Args:
+        run: the run.
+        max_points: draw a random sample of at most this many events.
+
+    Returns:
+        The figure (a note when the method never relabels).
+    """
     head = title("After each relabel: distance to old vs new class mean", run.name)
     if not run.relabels_at_all:
         return note_figure(never_relabels(run.method), head)
@@ -147,10 +206,21 @@ def consistency_scatter(run, *, max_points: int = 5000) -> go.Figure:
                                       max_points=max_points, missing=without_mean_note(run))
 
 
-def consistency_scatter_figure(events: pd.DataFrame, class_names, *, run_name: str | None = None,
+def consistency_scatter_figure(events: pd.DataFrame, class_names: Sequence[str], *, run_name: str | None = None,
                                max_points: int = 5000, missing: str | None = None) -> go.Figure:
-    """``events``: consistency events (old, new, d_old_after, d_new_after, undone);
-    ``missing``: a note on classes without a mean (``without_mean_note``)."""
+    """Draw :func:`consistency_scatter` from a table.
+
+    Args:
+        events: ``Run.consistency_events()`` (sample_id, epoch, old, new, d_old_after,
+            d_new_after, undone).
+        class_names: the classes, by class id.
+        run_name: the run's name, for the title.
+        max_points: draw a random sample of at most this many events.
+        missing: a note on classes without a mean (``without_mean_note``).
+
+    Returns:
+        The figure (a note when no event could be measured).
+    """
     head = title("After each relabel: distance to old vs new class mean", run_name)
     ok = events[np.isfinite(events["d_old_after"].to_numpy(float)) & np.isfinite(events["d_new_after"].to_numpy(float))]
     if ok.empty:

@@ -4,21 +4,44 @@ samples to their class center) for one run or several side by side."""
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from relabscope.plot._style import (CLEAN, EFFECT, GIVEN, OTHER, as_list, class_colours, finish,
+from relabscope.plot._style import (CLEAN, EFFECT, GIVEN, OTHER, Runs, as_list, class_colours, finish,
                                     note_figure, ordered_names, run_colour, title, unique_names)
+
+if TYPE_CHECKING:
+    from relabscope.analysis.run import LabelKind, Run
 
 
 # ---------------------------------------------------------------- Fig. 1 / 4
-def distance_bars(run, sample_id: int, epochs: Iterable[int] | None = None) -> go.Figure:
-    """Paper Fig. 1/4: the sample's distance to every class mean at ``epochs`` (default:
-    before its first relabel, just after it and the last epoch), one panel per epoch."""
+def distance_bars(run: Run, sample_id: int, epochs: Iterable[int] | None = None) -> go.Figure:
+    """Paper Fig. 1/4: the sample's distance to every class mean around its relabel, one
+    panel per epoch; bars coloured by role (given label, label in effect, others; the clean
+    label outlined).
+
+    Args:
+        run: the run.
+        sample_id: the sample.
+        epochs: the epochs to show; default: before its first relabel, just after it and
+            the last epoch.
+
+    Returns:
+        The figure.
+
+    Example:
+        >>> import tempfile, relabscope as rs
+        >>> run = rs.open_run(rs.example_run(tempfile.mkdtemp() + "/example"))
+        >>> fig = rs.plot.distance_bars(run, 0)
+        >>> fig.layout.title.text
+        'Distance to class centers, sample 0 — example'
+        >>> [a.text.split("<br>")[0] for a in fig.layout.annotations]  # one panel per epoch
+        ['epoch 2', 'epoch 3', 'epoch 4']
+    """
     sid = int(sample_id)
     profile = run.distance_profile(sid, epochs)
     ev = run.relabel_events()
@@ -35,8 +58,9 @@ def bar_colours(profile: pd.DataFrame) -> list[str]:
 def _event_text(events: pd.DataFrame | None, class_names: Sequence[str], limit: int = 4) -> str:
     if events is None or len(events) == 0:
         return "never relabelled"
-    parts = [f"{class_names[int(r.old)]} → {class_names[int(r.new)]} in epoch {int(r.epoch)}"
-             for r in events.sort_values(["epoch"], kind="stable").head(limit).itertuples()]
+    first = events.sort_values(["epoch"], kind="stable").head(limit)
+    parts = [f"{class_names[int(old)]} → {class_names[int(new)]} in epoch {int(epoch)}"
+             for old, new, epoch in zip(first["old"].to_numpy(), first["new"].to_numpy(), first["epoch"].to_numpy())]
     more = f" (+{len(events) - limit} more)" if len(events) > limit else ""
     return "relabelled " + ", ".join(parts) + more
 
@@ -44,22 +68,35 @@ def _event_text(events: pd.DataFrame | None, class_names: Sequence[str], limit: 
 def distance_bars_figure(profile: pd.DataFrame, *, events: pd.DataFrame | None = None,
                          class_names: Sequence[str] | None = None, sample_id: int | None = None,
                          run_name: str | None = None) -> go.Figure:
-    """``profile``: rows of epoch, class_id, class_name, distance, is_given, is_effect,
-    is_clean, label_in_effect (the output of ``Run.distance_profile``); ``events``: the
-    sample's relabel events (epoch, old, new), for the title."""
+    """Draw :func:`distance_bars` from a distance profile.
+
+    Args:
+        profile: ``Run.distance_profile()`` (epoch, class_id, class_name, distance,
+            is_given, is_effect, is_clean, label_in_effect).
+        events: the sample's relabel events (epoch, old, new), for the subtitle.
+        class_names: the classes, by class id; default: those in ``profile``.
+        sample_id: the sample, for the title.
+        run_name: the run's name, for the title.
+
+    Returns:
+        The figure.
+    """
     if class_names is None:
         class_names = list(profile.drop_duplicates("class_id").sort_values("class_id")["class_name"])
     class_names = list(class_names)
     order = ordered_names(class_names)
     epochs = list(dict.fromkeys(int(e) for e in profile["epoch"]))
-    ev_by_epoch = {} if events is None else {int(e): g for e, g in events.groupby("epoch")}
+    moves: dict[int, list[str]] = {}  # epoch -> the new label of each relabel in it
+    if events is not None:
+        for epoch, new in zip(events["epoch"].to_numpy(), events["new"].to_numpy()):
+            moves.setdefault(int(epoch), []).append(class_names[int(new)])
     sub_titles, unmeasured = [], {}
     for e in epochs:
         rows = profile[profile["epoch"] == e]
         eff = rows.loc[rows["is_effect"].to_numpy(bool), "class_name"]
         moved = ""
-        if e in ev_by_epoch:
-            moved = "<br>relabelled → " + ", ".join(f"{class_names[int(r.new)]}" for r in ev_by_epoch[e].itertuples())
+        if e in moves:
+            moved = "<br>relabelled → " + ", ".join(moves[e])
         sub_titles.append(f"epoch {e}{moved}<br>in effect: {eff.iloc[0] if len(eff) else '?'}")
         missing = rows.loc[rows["distance"].isna(), "class_name"].tolist()
         if missing:
@@ -104,26 +141,46 @@ def distance_bars_figure(profile: pd.DataFrame, *, events: pd.DataFrame | None =
 
 
 # ---------------------------------------------------------------- Table 2
-def compactness(runs, epoch: int = -1, labels: str = "effect", split: str = "train") -> go.Figure:
+def compactness(runs: Runs, epoch: int = -1, labels: LabelKind = "effect", split: str = "train") -> go.Figure:
     """Paper Table 2 as bars: per class mean +- std distance to the class center; with two
-    or more runs, grouped by run plus the difference of the means against the first."""
-    runs = as_list(runs)
-    names = unique_names([r.name for r in runs])
-    return compactness_figure({n: r.compactness(epoch, labels, split) for n, r in zip(names, runs)},
-                              class_names=runs[0].class_names, labels=labels)
+    or more runs, grouped by run plus the difference of the means against the first.
+
+    Args:
+        runs: one run, or several side by side (the first is the reference).
+        epoch: the epoch (negative counts from each run's last committed one).
+        labels: which label makes a class a sample's own: "effect", "given" or "clean".
+        split: "train", "test" or "all".
+
+    Returns:
+        The figure (a note when no class has samples).
+    """
+    listed = as_list(runs)
+    names = unique_names([r.name for r in listed])
+    return compactness_figure({n: r.compactness(epoch, labels, split) for n, r in zip(names, listed)},
+                              class_names=listed[0].class_names, labels=labels)
 
 
 def compactness_figure(tables: Mapping[str, pd.DataFrame], *, class_names: Sequence[str] | None = None,
                        labels: str = "effect") -> go.Figure:
-    """``tables``: run name -> DataFrame indexed by class name with n, mean, std."""
+    """Draw :func:`compactness` from tables.
+
+    Args:
+        tables: run name -> ``Run.compactness()`` (indexed by class name: n, mean, std).
+        class_names: the classes, by class id; default: those in the tables.
+        labels: which label the tables used, for the title.
+
+    Returns:
+        The figure (a note when no class has samples).
+    """
     names = list(tables)
     if class_names is None:
         class_names = list(dict.fromkeys(c for t in tables.values() for c in t.index))
     order = [c for c in ordered_names(list(class_names)) if any(c in t.index for t in tables.values())]
     head = title(f"Compactness: distance to own class center (labels {labels}), mean ± std", names)
     colours = class_colours(list(class_names))
-    empty = {n: [c for c in order if c in t.index and not _has_samples(t.loc[c])] for n, t in tables.items()}
-    order = [c for c in order if any(c in t.index and _has_samples(t.loc[c]) for t in tables.values())]
+    measured = {n: _measured(t) for n, t in tables.items()}
+    empty = {n: [c for c in order if c in t.index and not measured[n][c]] for n, t in tables.items()}
+    order = [c for c in order if any(c in t.index and measured[n][c] for n, t in tables.items())]
     missing = "; ".join((f"{n}: " if len(names) > 1 else "") + ", ".join(cs) for n, cs in empty.items() if cs)
     subtitle = f"no samples, so no center (left out): {missing}" if missing else None
     if not order:
@@ -161,6 +218,7 @@ def compactness_figure(tables: Mapping[str, pd.DataFrame], *, class_names: Seque
     return finish(fig, head, subtitle=subtitle, height=620)
 
 
-def _has_samples(row: pd.Series) -> bool:
-    """Whether a compactness row measured any sample (an emptied class has n = 0)."""
-    return bool(pd.notna(row["n"]) and row["n"] > 0 and pd.notna(row["mean"]))
+def _measured(table: pd.DataFrame) -> pd.Series:
+    """Per class of a compactness table: whether it measured any sample (an emptied class has n = 0)."""
+    measured: pd.Series = table["n"].notna() & (table["n"] > 0) & table["mean"].notna()
+    return measured

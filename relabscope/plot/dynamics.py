@@ -4,7 +4,7 @@ class probabilities over epochs."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
@@ -14,13 +14,31 @@ from plotly.subplots import make_subplots
 from relabscope.plot._style import (CLEAN, EFFECT, FAINT, GIVEN, NOISY, class_colours, finish, never_relabels,
                                     note, note_figure, ordered_names, title)
 
+if TYPE_CHECKING:
+    from relabscope.analysis.run import Run
+
 NO_CLEAN = "clean labels are unknown for this data set"
 
 
 # ---------------------------------------------------------------- data map
-def data_map(run, *, label: str = "given") -> go.Figure:
+def data_map(run: Run, *, label: str = "given") -> go.Figure:
     """Swayamdipta et al.'s data map: mean p(label) vs its std over epochs, per training
-    sample; noisy samples in red when clean labels are known."""
+    sample; noisy samples in red when clean labels are known.
+
+    Args:
+        run: the run.
+        label: "given" or "effect": the label whose probability is mapped.
+
+    Returns:
+        The figure.
+
+    Example:
+        >>> import tempfile, relabscope as rs
+        >>> run = rs.open_run(rs.example_run(tempfile.mkdtemp() + "/example"))
+        >>> fig = rs.plot.data_map(run)
+        >>> [trace.name for trace in fig.data]  # the example's two noisy labels
+        ['clean (62)', 'noisy (given ≠ clean) (2)']
+    """
     dyn = run.dynamics()
     noisy = None
     if run.clean_labels is not None:
@@ -31,8 +49,18 @@ def data_map(run, *, label: str = "given") -> go.Figure:
 
 def data_map_figure(dynamics: pd.DataFrame, *, label: str = "given", noisy: pd.Series | None = None,
                     run_name: str | None = None) -> go.Figure:
-    """``dynamics``: sample_id, confidence_<label>, variability_<label>; ``noisy``: a
-    boolean per sample (aligned by sample id), None when unknown."""
+    """Draw :func:`data_map` from a table.
+
+    Args:
+        dynamics: ``Run.dynamics()`` (sample_id, confidence_<label>, variability_<label>).
+        label: "given" or "effect".
+        noisy: per sample (aligned with ``dynamics``), whether its given label is wrong;
+            None when unknown.
+        run_name: the run's name, for the title.
+
+    Returns:
+        The figure.
+    """
     x = dynamics[f"variability_{label}"].to_numpy(float)
     y = dynamics[f"confidence_{label}"].to_numpy(float)
     ids = dynamics["sample_id"].to_numpy()
@@ -58,9 +86,16 @@ def data_map_figure(dynamics: pd.DataFrame, *, label: str = "given", noisy: pd.S
 
 
 # ---------------------------------------------------------------- noise recovery
-def noise_recovery(run) -> go.Figure:
+def noise_recovery(run: Run) -> go.Figure:
     """Per epoch: relabel precision and recall against clean labels, fraction of noisy
-    samples corrected and of clean samples corrupted."""
+    samples corrected and of clean samples corrupted.
+
+    Args:
+        run: the run.
+
+    Returns:
+        The figure (a note without clean labels, or when the method never relabels).
+    """
     head = title("Noise recovery", run.name)
     if run.clean_labels is None:
         return note_figure(NO_CLEAN, head)
@@ -71,8 +106,18 @@ def noise_recovery(run) -> go.Figure:
 
 def noise_recovery_figure(df: pd.DataFrame, *, relabels_at_all: bool = True, method: str | None = None,
                           run_name: str | None = None) -> go.Figure:
-    """``df``: epoch, relabels, relabel_precision, relabel_recall, noisy_corrected,
-    clean_corrupted."""
+    """Draw :func:`noise_recovery` from a table.
+
+    Args:
+        df: ``Run.noise_recovery()`` (epoch, relabels, relabel_precision,
+            relabel_recall, noisy_corrected, clean_corrupted).
+        relabels_at_all: whether the method can relabel (False: a note instead).
+        method: the method's name, for that note.
+        run_name: the run's name, for the title.
+
+    Returns:
+        The figure.
+    """
     head = title("Noise recovery", run_name)
     if not relabels_at_all:
         return note_figure(never_relabels(method) + ": its labels stay as given", head)
@@ -95,8 +140,15 @@ def noise_recovery_figure(df: pd.DataFrame, *, relabels_at_all: bool = True, met
 
 
 # ---------------------------------------------------------------- noise detection
-def noise_detection(run) -> go.Figure:
-    """AUROC of each per-sample score for finding the samples whose given label is wrong."""
+def noise_detection(run: Run) -> go.Figure:
+    """AUROC of each per-sample score for finding the samples whose given label is wrong.
+
+    Args:
+        run: the run.
+
+    Returns:
+        The figure (a note without clean labels).
+    """
     head = title("Finding noisy labels: AUROC per score", run.name)
     if run.clean_labels is None:
         return note_figure(NO_CLEAN, head)
@@ -104,7 +156,15 @@ def noise_detection(run) -> go.Figure:
 
 
 def noise_detection_figure(df: pd.DataFrame, *, run_name: str | None = None) -> go.Figure:
-    """``df``: score, auroc, direction (and n)."""
+    """Draw :func:`noise_detection` from a table.
+
+    Args:
+        df: ``Run.noise_detection()`` (score, auroc, direction).
+        run_name: the run's name, for the title.
+
+    Returns:
+        The figure.
+    """
     head = title("Finding noisy labels: AUROC per score", run_name)
     d = df.sort_values("auroc", ascending=True, na_position="first")
     text = [("n/a" if pd.isna(a) else f"{a:.3f}") for a in d["auroc"]]
@@ -118,9 +178,17 @@ def noise_detection_figure(df: pd.DataFrame, *, run_name: str | None = None) -> 
 
 
 # ---------------------------------------------------------------- one sample
-def probability_trace(run, sample_id: int) -> go.Figure:
+def probability_trace(run: Run, sample_id: int) -> go.Figure:
     """One sample's softmax probability of every class per epoch; the label in effect of
-    each epoch is marked, the given label drawn thick."""
+    each epoch is marked, the given label drawn thick.
+
+    Args:
+        run: the run.
+        sample_id: the sample.
+
+    Returns:
+        The figure.
+    """
     sid = int(sample_id)
     clean = run.clean_labels
     return probability_trace_figure(
@@ -130,9 +198,22 @@ def probability_trace(run, sample_id: int) -> go.Figure:
 
 
 def probability_trace_figure(probs: np.ndarray, class_names: Sequence[str], *, given: int,
-                             labels: Sequence[int] | None = None, clean: int | None = None,
+                             labels: Sequence[int] | np.ndarray | None = None, clean: int | None = None,
                              sample_id: int | None = None, run_name: str | None = None) -> go.Figure:
-    """``probs``: ``(epochs, classes)``; ``labels``: the label in effect per epoch."""
+    """Draw :func:`probability_trace` from one sample's probabilities.
+
+    Args:
+        probs: ``(epochs, classes)``.
+        class_names: the classes, by class id.
+        given: the given label.
+        labels: the label in effect per epoch (-1: not seen), marked on its curve.
+        clean: the clean label, when known.
+        sample_id: the sample, for the title.
+        run_name: the run's name, for the title.
+
+    Returns:
+        The figure.
+    """
     probs = np.asarray(probs, dtype=float)
     class_names = list(class_names)
     colours = class_colours(class_names)
@@ -147,12 +228,12 @@ def probability_trace_figure(probs: np.ndarray, class_names: Sequence[str], *, g
                       dash="dot" if clean is not None and k == clean and k != given else "solid"),
             hovertemplate="epoch %{x}: p=%{y:.3f}<extra>" + name + "</extra>"))
     if labels is not None:
-        labels = np.asarray(labels, dtype=np.int64)
-        ok = labels >= 0
+        effect = np.asarray(labels, dtype=np.int64)
+        ok = effect >= 0
         fig.add_trace(go.Scatter(
-            x=epochs[ok], y=probs[ok, labels[ok]], mode="markers", name="label in effect",
+            x=epochs[ok], y=probs[ok, effect[ok]], mode="markers", name="label in effect",
             marker=dict(symbol="diamond", size=11, color=EFFECT, line=dict(color=CLEAN, width=1)),
-            customdata=[class_names[v] for v in labels[ok]],
+            customdata=[class_names[v] for v in effect[ok]],
             hovertemplate="epoch %{x}: trained as %{customdata} (p=%{y:.3f})<extra></extra>"))
     fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 30 else None)
     fig.update_yaxes(title_text="probability", range=[-0.02, 1.02])

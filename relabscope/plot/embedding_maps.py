@@ -5,7 +5,7 @@ Crosses mark samples whose label in effect differs from their given label."""
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence, SupportsInt
 
 import numpy as np
 import pandas as pd
@@ -13,16 +13,48 @@ import plotly.graph_objects as go
 
 from relabscope.plot._style import class_colours, finish, note_figure, ordered_names, title
 
+if TYPE_CHECKING:
+    from relabscope.analysis.projection import ProjectionMethod
+    from relabscope.analysis.run import Run
+
 _LABEL_COLUMNS = {"effect": "label", "label": "label", "given": "given_label", "clean": "clean_label"}
 _LABEL_WORDS = {"label": "label in effect", "given_label": "given label", "clean_label": "clean label"}
 
 
-def projection(run, *, method: str = "umap", epoch: int = -1, classes: Iterable[int] | None = None,
-               color: str = "effect", values: pd.Series | None = None, max_points: int | None = 2000,
-               seed: int = 0, split: str = "train") -> go.Figure:
-    """Paper Fig. 5 for ``run``. ``color``: effect, given, clean, or the name of a column of
-    ``run.flipflops()`` / ``run.dynamics()`` (e.g. flipflops, aum_given); or pass ``values``
-    (a Series indexed by sample id) and a ``color`` name for the colour bar."""
+def projection(run: Run, *, method: ProjectionMethod = "umap", epoch: int = -1,
+               classes: Iterable[int] | None = None, color: str = "effect", values: pd.Series | None = None,
+               max_points: int | None = 2000, seed: int = 0, split: str = "train") -> go.Figure:
+    """Paper Fig. 5: a 2-D map of the embeddings (``Run.project``), one colour per class;
+    crosses mark samples whose label in effect differs from their given label.
+
+    Args:
+        run: the run.
+        method: "umap" or "tsne".
+        epoch: as in ``Run.embedding_epoch`` (-1: the latest epoch that kept embeddings).
+        classes: class ids to keep (by label in effect); None keeps all.
+        color: "effect", "given", "clean", or a column of ``run.flipflops()`` /
+            ``run.dynamics()`` (e.g. flipflops, aum_given) drawn on a colour scale; with
+            ``values``, the colour bar's name.
+        values: a number per sample (a Series indexed by sample id) to colour by.
+        max_points: stratified subsample to at most this many points; None keeps all.
+        seed: the random state of the subsample and the map.
+        split: "train", "test" or "all".
+
+    Returns:
+        The figure (a note for "clean" without clean labels).
+
+    Raises:
+        ValueError: ``color`` names no label and no column.
+
+    Example:
+        >>> import tempfile, relabscope as rs
+        >>> run = rs.open_run(rs.example_run(tempfile.mkdtemp() + "/example"))
+        >>> fig = rs.plot.projection(run, method="tsne")
+        >>> fig.layout.title.text
+        't-SNE of the embeddings (epoch 4) — example'
+        >>> [trace.name for trace in fig.data]  # "anger" was relabelled away
+        ['neutral (24)', 'happiness (34)', 'sadness (6)', '× label in effect ≠ given']
+    """
     e = run.embedding_epoch(epoch)
     head = title(f"{method.upper() if method == 'umap' else 't-SNE'} of the embeddings (epoch {e})", run.name)
     if color == "clean" and run.clean_labels is None:
@@ -42,12 +74,26 @@ def projection(run, *, method: str = "umap", epoch: int = -1, classes: Iterable[
 def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: str = "effect",
                       values: pd.Series | None = None, title_text: str | None = None,
                       run_name: str | None = None) -> go.Figure:
-    """``df``: sample_id, x, y, label (in effect), given_label, clean_label (-1 unknown).
-    ``color``: effect / given / clean, a column of ``df``, or the name of ``values``
-    (indexed by sample_id)."""
+    """Draw :func:`projection` from a map.
+
+    Args:
+        df: ``Run.project()`` (sample_id, x, y, label (in effect), given_label, clean_label
+            with -1 unknown).
+        class_names: the classes, by class id.
+        color: "effect", "given", "clean", a column of ``df``, or the name of ``values``.
+        values: a number per sample (a Series indexed by sample id) to colour by.
+        title_text: the title; default "Embedding map" and the run's name.
+        run_name: the run's name, for the default title.
+
+    Returns:
+        The figure (a note for "clean" without clean labels).
+    """
     head = title_text or title("Embedding map", run_name)
     class_names = list(class_names)
-    name = lambda i: class_names[int(i)] if 0 <= int(i) < len(class_names) else "unknown"  # noqa: E731
+
+    def name(i: SupportsInt) -> str:
+        return class_names[int(i)] if 0 <= int(i) < len(class_names) else "unknown"
+
     clean = df["clean_label"].to_numpy(np.int64) if "clean_label" in df else np.full(len(df), -1)
     hover = np.column_stack([
         df["sample_id"].to_numpy(), [name(v) for v in df["label"]], [name(v) for v in df["given_label"]],

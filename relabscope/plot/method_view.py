@@ -8,13 +8,16 @@ distribution (what the auxiliary branches think the sample could be instead).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from relabscope.plot._style import OTHER, class_colours, finish, note_figure, ordered_names, title
+
+if TYPE_CHECKING:
+    from relabscope.analysis.run import Run
 
 FIELD_TITLES = {
     "weight": "importance weight (low: suppressed as uncertain)",
@@ -23,8 +26,23 @@ FIELD_TITLES = {
 }
 
 
-def method_fields(run, sample_id: int) -> go.Figure:
-    """One sample's logged method quantities over epochs (reads only that sample)."""
+def method_fields(run: Run, sample_id: int) -> go.Figure:
+    """One sample's logged method quantities over epochs (reads only that sample).
+
+    Args:
+        run: the run.
+        sample_id: the sample.
+
+    Returns:
+        The figure, a panel per quantity (a note when the method logs none).
+
+    Example:
+        >>> import tempfile, relabscope as rs
+        >>> run = rs.open_run(rs.example_run(tempfile.mkdtemp() + "/example"))
+        >>> fig = rs.plot.method_fields(run, 0)
+        >>> fig.layout.title.text, [a.text for a in fig.layout.annotations]
+        ("scn-c's view of sample 0 — example", ['importance weight (low: suppressed as uncertain)'])
+    """
     sid = int(sample_id)
     values = {name: run.field(name, sample_id=sid) for name in run.fields}
     return method_fields_figure(values, run.class_names, sample_id=sid, method=run.method, run_name=run.name)
@@ -33,8 +51,19 @@ def method_fields(run, sample_id: int) -> go.Figure:
 def method_fields_figure(fields: Mapping[str, np.ndarray], class_names: Sequence[str], *,
                          sample_id: int | None = None, method: str | None = None,
                          run_name: str | None = None) -> go.Figure:
-    """``fields``: name -> ``(epochs,)`` for a scalar quantity or ``(epochs, classes)`` for
-    a distribution over classes (drawn as stacked areas)."""
+    """Draw :func:`method_fields` from one sample's values.
+
+    Args:
+        fields: name -> ``(epochs,)`` for a scalar quantity or ``(epochs, classes)`` for a
+            distribution over classes (drawn as stacked areas).
+        class_names: the classes, by class id.
+        sample_id: the sample, for the title.
+        method: the method's name, for the title.
+        run_name: the run's name, for the title.
+
+    Returns:
+        The figure (a note without fields).
+    """
     what = f"{method or 'The method'}'s view of sample {sample_id}" if sample_id is not None else "Method quantities"
     if not fields:
         return note_figure(f"{method or 'this method'} logs no per-sample quantity of its own "

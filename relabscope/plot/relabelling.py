@@ -4,18 +4,22 @@ A -> B -> A oscillation matrix, and flip-flop totals of several runs."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence, SupportsInt
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from relabscope.plot._style import (CLEAN, GIVEN, as_list, class_colours, finish, never_relabels, note,
+from relabscope.plot._style import (CLEAN, GIVEN, Runs, as_list, class_colours, finish, never_relabels, note,
                                     note_figure, ordered_names, run_colour, silent_message, title,
                                     unique_names)
 
+if TYPE_CHECKING:
+    from relabscope.analysis.run import Run
 
-def _name(class_names: Sequence[str], label) -> str:
+
+def _name(class_names: Sequence[str], label: SupportsInt) -> str:
+    """The class named by ``label``; "?" when it is missing (NaN, NA) or out of range."""
     try:
         i = int(label)
     except (TypeError, ValueError):
@@ -24,27 +28,64 @@ def _name(class_names: Sequence[str], label) -> str:
 
 
 # ---------------------------------------------------------------- Fig. 3
-def flipflops(run, *, top: int = 20) -> go.Figure:
+def flipflops(run: Run, *, top: int = 20) -> go.Figure:
     """Paper Fig. 3: the ``top`` samples with the most flip-flops, one horizontal bar each,
-    split into the epochs the sample spent in each class."""
+    split into the epochs the sample spent in each class.
+
+    Args:
+        run: the run.
+        top: how many samples.
+
+    Returns:
+        The figure (a note when the method never relabels or nothing was relabelled).
+
+    Example:
+        >>> import tempfile, relabscope as rs
+        >>> run = rs.open_run(rs.example_run(tempfile.mkdtemp() + "/example"))
+        >>> fig = rs.plot.flipflops(run, top=4)
+        >>> [trace.name for trace in fig.data if trace.type == "bar"]
+        ['neutral', 'happiness', 'sadness', 'anger']
+        >>> list(fig.data[0].y)  # sample, given label -> label after the last epoch
+        ['#0 neutral→happiness', '#1 neutral→happiness', '#2 neutral→happiness', '#3 neutral→happiness']
+    """
     if not run.relabels_at_all:
         return note_figure(never_relabels(run.method), title("Most flip-flopping samples", run.name))
     return flipflops_figure(run.flipflops(), run.class_names, top=top, run_name=run.name)
 
 
 def select_flipflopping(table: pd.DataFrame, top: int) -> pd.DataFrame:
-    """The ``top`` rows with the most flip-flops, then the most changes; only relabelled
-    samples."""
+    """The samples a flip-flop view shows: the most flip-flops, then the most relabels.
+
+    Args:
+        table: ``Run.flipflops()``.
+        top: how many rows.
+
+    Returns:
+        At most ``top`` rows of ``table``, relabelled samples only.
+    """
     moved = table[table["changes"] > 0]
     order = moved.sort_values(["flipflops", "changes", "sample_id"], ascending=[False, False, True], kind="stable")
-    return order.head(top)
+    chosen: pd.DataFrame = order.head(top)
+    return chosen
 
 
 def flipflops_figure(table: pd.DataFrame, class_names: Sequence[str], *, top: int = 20,
                      relabels_at_all: bool = True, method: str | None = None,
                      run_name: str | None = None) -> go.Figure:
-    """``table``: the flip-flop table (sample_id, given_label, final_label, changes,
-    flipflops, epochs_<class> per class)."""
+    """Draw :func:`flipflops` from a table.
+
+    Args:
+        table: ``Run.flipflops()`` (sample_id, given_label, final_label, changes,
+            flipflops, epochs_<class> per class).
+        class_names: the classes, by class id.
+        top: how many samples.
+        relabels_at_all: whether the method can relabel (False: a note instead).
+        method: the method's name, for that note.
+        run_name: the run's name, for the title.
+
+    Returns:
+        The figure.
+    """
     head = title(f"Most flip-flopping samples (top {top}): epochs spent in each class", run_name)
     if not relabels_at_all:
         return note_figure(never_relabels(method), head)
@@ -52,8 +93,9 @@ def flipflops_figure(table: pd.DataFrame, class_names: Sequence[str], *, top: in
     if rows.empty:
         return note_figure("no sample was relabelled", head)
     colours = class_colours(class_names)
-    labels = [f"#{int(r.sample_id)} {_name(class_names, r.given_label)}→{_name(class_names, r.final_label)}"
-              for r in rows.itertuples()]
+    labels = [f"#{int(sid)} {_name(class_names, given)}→{_name(class_names, final)}"
+              for sid, given, final in zip(rows["sample_id"].to_numpy(), rows["given_label"].to_numpy(),
+                                           rows["final_label"].to_numpy())]
     fig = go.Figure()
     hover_extra = np.column_stack([rows["flipflops"].to_numpy(), rows["changes"].to_numpy()])
     for name in ordered_names(class_names):
@@ -81,8 +123,16 @@ def flipflops_figure(table: pd.DataFrame, class_names: Sequence[str], *, top: in
 
 
 # ---------------------------------------------------------------- one sample's labels
-def label_timeline(run, sample_id: int) -> go.Figure:
-    """The label in effect of one sample per epoch, with its given and clean labels."""
+def label_timeline(run: Run, sample_id: int) -> go.Figure:
+    """The label in effect of one sample per epoch, with its given and clean labels.
+
+    Args:
+        run: the run.
+        sample_id: the sample.
+
+    Returns:
+        The figure.
+    """
     sid = int(sample_id)
     clean = run.clean_labels
     ev = run.relabel_events()
@@ -92,18 +142,32 @@ def label_timeline(run, sample_id: int) -> go.Figure:
         events=ev[ev["sample_id"] == sid], sample_id=sid, run_name=run.name)
 
 
-def label_timeline_figure(labels: Sequence[int], class_names: Sequence[str], *, given: int,
+def label_timeline_figure(labels: Sequence[int] | np.ndarray, class_names: Sequence[str], *, given: int,
                           clean: int | None = None, final: int | None = None,
                           events: pd.DataFrame | None = None, sample_id: int | None = None,
                           run_name: str | None = None) -> go.Figure:
-    """``labels``: the label in effect per epoch (-1: not seen); ``final``: the label after
-    the last epoch's relabels, drawn one step right of the last epoch."""
-    labels = np.asarray(labels, dtype=np.int64)
+    """Draw :func:`label_timeline` from one sample's labels.
+
+    Args:
+        labels: the label in effect per epoch (-1: not seen).
+        class_names: the classes, by class id.
+        given: the given label.
+        clean: the clean label, when known.
+        final: the label after the last epoch's relabels, drawn one step right of the
+            last epoch.
+        events: the sample's relabel events, counted in the title.
+        sample_id: the sample, for the title.
+        run_name: the run's name, for the title.
+
+    Returns:
+        The figure.
+    """
+    effect = np.asarray(labels, dtype=np.int64)
     colours = class_colours(class_names)
     order = ordered_names(class_names)
-    n = len(labels)
+    n = len(effect)
     x = list(range(n))
-    y = [class_names[v] if v >= 0 else None for v in labels]
+    y = [class_names[v] if v >= 0 else None for v in effect]
     if final is not None and final >= 0:
         x.append(n)
         y.append(class_names[final])
@@ -134,8 +198,16 @@ def label_timeline_figure(labels: Sequence[int], class_names: Sequence[str], *, 
 
 
 # ---------------------------------------------------------------- A -> B -> A
-def oscillation_heatmap(run) -> go.Figure:
-    """Counts of A -> B -> A cycles (rows A, columns B)."""
+def oscillation_heatmap(run: Run) -> go.Figure:
+    """Counts of A -> B -> A cycles (rows A, columns B): which pairs of classes the
+    relabelling cannot settle between.
+
+    Args:
+        run: the run.
+
+    Returns:
+        The figure (a note when the method never relabels).
+    """
     head = title("Oscillations A → B → A", run.name)
     if not run.relabels_at_all:
         return note_figure(never_relabels(run.method), head)
@@ -144,7 +216,18 @@ def oscillation_heatmap(run) -> go.Figure:
 
 def oscillation_heatmap_figure(matrix: pd.DataFrame, *, relabels_at_all: bool = True, method: str | None = None,
                                run_name: str | None = None) -> go.Figure:
-    """``matrix``: K x K counts, index A (the label returned to), columns B (the detour)."""
+    """Draw :func:`oscillation_heatmap` from a matrix.
+
+    Args:
+        matrix: ``Run.oscillation_matrix()``: K x K counts, index A (the label returned
+            to), columns B (the detour).
+        relabels_at_all: whether the method can relabel (False: a note instead).
+        method: the method's name, for that note.
+        run_name: the run's name, for the title.
+
+    Returns:
+        The figure.
+    """
     head = title("Oscillations A → B → A", run_name)
     if not relabels_at_all:
         return note_figure(never_relabels(method), head)
@@ -160,27 +243,52 @@ def oscillation_heatmap_figure(matrix: pd.DataFrame, *, relabels_at_all: bool = 
 
 
 # ---------------------------------------------------------------- several runs
-def flipflop_totals(runs) -> go.Figure:
-    """Relabel events, relabelled samples, flip-flop events and flip-flopping samples per run."""
-    runs = as_list(runs)
-    names = unique_names([r.name for r in runs])
-    return flipflop_totals_figure({n: r.flipflops() for n, r in zip(names, runs)},
-                                  relabels_at_all={n: r.relabels_at_all for n, r in zip(names, runs)},
-                                  methods={n: r.method for n, r in zip(names, runs)})
+def flipflop_totals(runs: Runs) -> go.Figure:
+    """Relabel events, relabelled samples, flip-flop events and flip-flopping samples per run.
+
+    Args:
+        runs: one run, or several side by side.
+
+    Returns:
+        The figure (a note when no run can relabel).
+    """
+    listed = as_list(runs)
+    names = unique_names([r.name for r in listed])
+    return flipflop_totals_figure({n: r.flipflops() for n, r in zip(names, listed)},
+                                  relabels_at_all={n: r.relabels_at_all for n, r in zip(names, listed)},
+                                  methods={n: r.method for n, r in zip(names, listed)})
 
 
 def flipflop_totals_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Totals per run (rows) from flip-flop tables."""
-    return pd.DataFrame({
+    """The numbers :func:`flipflop_totals` draws, as a table.
+
+    Args:
+        tables: run name -> ``Run.flipflops()``.
+
+    Returns:
+        One row per run: relabel events, relabelled samples, flip-flop events,
+        flip-flopping samples.
+    """
+    totals: pd.DataFrame = pd.DataFrame({
         name: {"relabel events": int(t["changes"].sum()), "relabelled samples": int((t["changes"] > 0).sum()),
                "flip-flop events": int(t["flipflops"].sum()), "flip-flopping samples": int((t["flipflops"] > 0).sum())}
         for name, t in tables.items()}).T
+    return totals
 
 
 def flipflop_totals_figure(tables: Mapping[str, pd.DataFrame], *,
                            relabels_at_all: Mapping[str, bool] | bool = True,
                            methods: Mapping[str, str] | None = None) -> go.Figure:
-    """``tables``: run name -> flip-flop table."""
+    """Draw :func:`flipflop_totals` from tables.
+
+    Args:
+        tables: run name -> ``Run.flipflops()``.
+        relabels_at_all: whether each run's method can relabel (one bool for all).
+        methods: run name -> method name, for the note on runs that cannot relabel.
+
+    Returns:
+        The figure (a note when no run can relabel).
+    """
     names = list(tables)
     can = {n: relabels_at_all for n in names} if isinstance(relabels_at_all, bool) else dict(relabels_at_all)
     methods = methods or {}

@@ -22,7 +22,7 @@ def _family(method: str) -> str:
     return method[:-2] if method.endswith("-c") else method
 
 
-def _styles(methods: list[str]) -> dict[str, dict]:
+def _styles(methods: list[str]) -> dict[str, dict[str, str]]:
     families = list(dict.fromkeys(_family(m) for m in methods))
     return {m: dict(color=run_colour(families.index(_family(m))), dash="solid" if m.endswith("-c") else "dash")
             for m in methods}
@@ -46,7 +46,26 @@ def _lines(fig: go.Figure, table: pd.DataFrame, column: str, *, scale: float = 1
 
 
 def sweep_accuracy_figure(table: pd.DataFrame, *, name: str | None = None) -> go.Figure:
-    """Last-epoch test accuracy (%) against injected noise, one line per method."""
+    """Test accuracy (%) against injected noise, one line per method: the seed paper's
+    Table 3 as a chart.
+
+    Args:
+        table: ``relabscope.sweep.sweep_table()`` (method, noise, seeds, test_acc_mean,
+            test_acc_std).
+        name: the sweep's name, for the title.
+
+    Returns:
+        The figure (a note before the first finished run).
+
+    Example:
+        >>> import pandas as pd, relabscope as rs
+        >>> table = pd.DataFrame({"method": ["scn", "scn", "scn-c", "scn-c"], "noise": [0.1, 0.2, 0.1, 0.2],
+        ...                       "seeds": 3, "test_acc_mean": [0.81, 0.74, 0.83, 0.79],
+        ...                       "test_acc_std": [0.01, 0.02, 0.01, 0.01]})
+        >>> fig = rs.plot.sweep_accuracy_figure(table, name="synthetic")
+        >>> [(trace.name, trace.line.dash) for trace in fig.data]  # a "-C" method solid, its base dashed
+        [('scn', 'dash'), ('scn-c', 'solid')]
+    """
     what = "Test accuracy against label noise" + (f" — {name}" if name else "")
     if table.empty:
         return note_figure("no finished run in this sweep yet", what)
@@ -58,7 +77,16 @@ def sweep_accuracy_figure(table: pd.DataFrame, *, name: str | None = None) -> go
 
 
 def sweep_relabel_figure(table: pd.DataFrame, *, name: str | None = None) -> go.Figure:
-    """Flip-flops (relabelling methods) and mean compactness (every method) against noise."""
+    """Flip-flops (relabelling methods) and mean compactness (every method) against noise.
+
+    Args:
+        table: ``relabscope.sweep.sweep_table()`` (method, noise, seeds, relabels,
+            flipflops_mean/_std, mean_compactness_mean/_std).
+        name: the sweep's name, for the title.
+
+    Returns:
+        The figure (a note before the first finished run).
+    """
     what = "Flip-flops and compactness against label noise" + (f" — {name}" if name else "")
     if table.empty:
         return note_figure("no finished run in this sweep yet", what)

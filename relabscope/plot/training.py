@@ -3,35 +3,62 @@ per-class test accuracy and the test confusion matrix."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from relabscope.plot._style import (as_list, class_colours, finish, note_figure,
+from relabscope.plot._style import (Runs, as_list, class_colours, finish, note_figure,
                                     ordered_names, run_colour, silent_message, title, unique_names)
 
+if TYPE_CHECKING:
+    from relabscope.analysis.run import Run
 
-def _metrics_by_name(runs) -> tuple[dict[str, pd.DataFrame], dict[str, bool], dict[str, str]]:
-    runs = as_list(runs)
-    names = unique_names([r.name for r in runs])
-    return ({n: r.metrics() for n, r in zip(names, runs)},
-            {n: r.relabels_at_all for n, r in zip(names, runs)},
-            {n: r.method for n, r in zip(names, runs)})
+
+def _metrics_by_name(runs: Runs) -> tuple[dict[str, pd.DataFrame], dict[str, bool], dict[str, str]]:
+    listed = as_list(runs)
+    names = unique_names([r.name for r in listed])
+    return ({n: r.metrics() for n, r in zip(names, listed)},
+            {n: r.relabels_at_all for n, r in zip(names, listed)},
+            {n: r.method for n, r in zip(names, listed)})
 
 
 # ---------------------------------------------------------------- accuracy
-def accuracy_curves(runs, *, train: bool = True) -> go.Figure:
+def accuracy_curves(runs: Runs, *, train: bool = True) -> go.Figure:
     """Test accuracy (solid) and training accuracy against labels in effect (dashed) per
-    epoch, for one run or several overlaid."""
+    epoch, for one run or several overlaid.
+
+    Args:
+        runs: one run, or several to overlay.
+        train: draw the training accuracy too.
+
+    Returns:
+        The figure, the last test accuracy written next to each curve.
+
+    Example:
+        >>> import tempfile, relabscope as rs
+        >>> run = rs.open_run(rs.example_run(tempfile.mkdtemp() + "/example"))
+        >>> fig = rs.plot.accuracy_curves(run)
+        >>> fig.layout.title.text, [trace.name for trace in fig.data]
+        ('Accuracy — example', ['example: test', 'example: train (labels in effect)'])
+    """
     metrics, _, _ = _metrics_by_name(runs)
     return accuracy_curves_figure(metrics, train=train)
 
 
 def accuracy_curves_figure(metrics: Mapping[str, pd.DataFrame], *, train: bool = True,
                            title_text: str | None = None) -> go.Figure:
-    """``metrics``: run name -> DataFrame with epoch, test_acc (and train_acc)."""
+    """Draw :func:`accuracy_curves` from tables.
+
+    Args:
+        metrics: run name -> ``Run.metrics()`` (epoch, test_acc and, optionally, train_acc).
+        train: draw the training accuracy too.
+        title_text: the title; default "Accuracy" and the run names.
+
+    Returns:
+        The figure.
+    """
     fig = go.Figure()
     for i, (name, df) in enumerate(metrics.items()):
         colour = run_colour(i)
@@ -53,9 +80,16 @@ def accuracy_curves_figure(metrics: Mapping[str, pd.DataFrame], *, train: bool =
 
 
 # ---------------------------------------------------------------- relabels
-def relabels_per_epoch(runs) -> go.Figure:
+def relabels_per_epoch(runs: Runs) -> go.Figure:
     """Relabel events per epoch, one bar group per run; runs whose method cannot relabel
-    say so instead of drawing zero bars."""
+    say so instead of drawing zero bars.
+
+    Args:
+        runs: one run, or several side by side.
+
+    Returns:
+        The figure (a note when no run can relabel).
+    """
     metrics, can, methods = _metrics_by_name(runs)
     return relabels_per_epoch_figure(metrics, relabels_at_all=can, methods=methods)
 
@@ -64,7 +98,17 @@ def relabels_per_epoch_figure(metrics: Mapping[str, pd.DataFrame], *,
                               relabels_at_all: Mapping[str, bool] | bool = True,
                               methods: Mapping[str, str] | None = None,
                               title_text: str | None = None) -> go.Figure:
-    """``metrics``: run name -> DataFrame with epoch and relabels."""
+    """Draw :func:`relabels_per_epoch` from tables.
+
+    Args:
+        metrics: run name -> ``Run.metrics()`` (epoch and relabels).
+        relabels_at_all: whether each run's method can relabel (one bool for all).
+        methods: run name -> method name, for the note on runs that cannot relabel.
+        title_text: the title; default "Relabel events per epoch" and the run names.
+
+    Returns:
+        The figure (a note when no run can relabel).
+    """
     names = list(metrics)
     can = {n: relabels_at_all for n in names} if isinstance(relabels_at_all, bool) else dict(relabels_at_all)
     methods = methods or {}
@@ -87,13 +131,30 @@ def relabels_per_epoch_figure(metrics: Mapping[str, pd.DataFrame], *,
 
 
 # ---------------------------------------------------------------- per class
-def class_accuracy(run) -> go.Figure:
-    """Per-class test accuracy per epoch (class colours)."""
+def class_accuracy(run: Run) -> go.Figure:
+    """Per-class test accuracy per epoch (class colours): a class that relabelling empties
+    is often one the model stops predicting.
+
+    Args:
+        run: the run.
+
+    Returns:
+        The figure.
+    """
     return class_accuracy_figure(run.metrics(), run.class_names, run_name=run.name)
 
 
 def class_accuracy_figure(metrics: pd.DataFrame, class_names: Sequence[str], *, run_name: str | None = None) -> go.Figure:
-    """``metrics``: epoch and ``acc_<class>`` columns."""
+    """Draw :func:`class_accuracy` from a table.
+
+    Args:
+        metrics: ``Run.metrics()`` (epoch and ``acc_<class>`` columns).
+        class_names: the classes, by class id.
+        run_name: the run's name, for the title.
+
+    Returns:
+        The figure.
+    """
     colours = class_colours(class_names)
     fig = go.Figure()
     x = metrics["epoch"].to_numpy()
@@ -109,15 +170,34 @@ def class_accuracy_figure(metrics: pd.DataFrame, class_names: Sequence[str], *, 
     return finish(fig, title("Per-class test accuracy", run_name), height=420)
 
 
-def confusion(run, epoch: int = -1, *, normalise: bool = True) -> go.Figure:
-    """Test confusion matrix at ``epoch`` (rows: given label, columns: prediction)."""
+def confusion(run: Run, epoch: int = -1, *, normalise: bool = True) -> go.Figure:
+    """Test confusion matrix at an epoch (rows: given label, columns: prediction).
+
+    Args:
+        run: the run.
+        epoch: the epoch (negative counts from the last committed one).
+        normalise: show each row as shares of its given label (the counts stay in the text).
+
+    Returns:
+        The figure.
+    """
     e = epoch if epoch >= 0 else run.num_epochs + epoch
     return confusion_figure(run.confusion(epoch), normalise=normalise, run_name=run.name, epoch=e)
 
 
 def confusion_figure(matrix: pd.DataFrame, *, normalise: bool = True, run_name: str | None = None,
                      epoch: int | None = None) -> go.Figure:
-    """``matrix``: K x K counts indexed and labelled by class name."""
+    """Draw :func:`confusion` from a matrix.
+
+    Args:
+        matrix: K x K counts, rows and columns by class name (``Run.confusion()``).
+        normalise: show each row as shares of its given label.
+        run_name: the run's name, for the title.
+        epoch: the epoch, for the title.
+
+    Returns:
+        The figure.
+    """
     order = ordered_names(list(matrix.index))
     m = matrix.loc[order, order].to_numpy().astype(float)
     counts = m.astype(np.int64)

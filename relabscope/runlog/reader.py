@@ -12,13 +12,15 @@ import json
 import threading
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import h5py
 import numpy as np
 
 from relabscope.errors import RunDirError
 from relabscope.runlog import schema
+
+_T = TypeVar("_T")
 
 
 def find_log(path: str | Path) -> Path:
@@ -104,12 +106,35 @@ class _SharedFile:
 
 
 class RunLogReader:
-    """Read-only access to one run log; cheap to open, reads lazily."""
+    """Read-only access to one run log: plain numpy arrays, no analysis (that is
+    :class:`relabscope.Run`'s). Cheap to open, reads lazily, and shows only committed
+    epochs, so it reads a run that is still training, or was killed, as safely as a
+    finished one.
+
+    Args:
+        path: the run directory, or its ``run.h5``.
+
+    Raises:
+        RunDirError: no run log there, a truncated or foreign file, or a log written by a
+            newer relabscope.
+
+    Example:
+        >>> import tempfile, relabscope as rs
+        >>> log = rs.RunLogReader(rs.example_run(tempfile.mkdtemp() + "/example"))
+        >>> log.num_epochs, log.class_names
+        (5, ['neutral', 'happiness', 'sadness', 'anger'])
+        >>> log.epoch_array("label").shape  # (epochs, samples): the label each sample trained on
+        (5, 80)
+        >>> log.epoch_array("distance", -1).shape  # (samples, classes): distance to every class mean
+        (80, 4)
+        >>> log.relabels().dtype.names
+        ('epoch', 'step', 'sample', 'old', 'new', 'p_old', 'p_new')
+        >>> log.close()
+    """
 
     def __init__(self, path: str | Path):
         self.path = find_log(path)
         _refuse_truncated(self.path)
-        self._shared = None
         self._shared = _SharedFile.acquire(self.path)
         self._lock = self._shared.lock
         self._file = self._shared.file
@@ -129,27 +154,34 @@ class RunLogReader:
     # ------------------------------------------------------------------ metadata
     @cached_property
     def meta(self) -> dict[str, Any]:
+        """The ``meta`` group's attributes: data set, method, versions, device, sample counts."""
         with self._lock:
             return {k: _plain(v) for k, v in self._file["meta"].attrs.items()}
 
     @cached_property
     def config(self) -> dict[str, Any]:
-        return json.loads(self._read("meta/config", lambda ds: ds[()], refresh=False))
+        """The resolved training settings the run was started (or last resumed) with."""
+        config: dict[str, Any] = json.loads(self._read("meta/config", lambda ds: ds[()], refresh=False))
+        return config
 
     @cached_property
     def class_names(self) -> list[str]:
+        """Class names by class id."""
         return [_text(s) for s in self._read("meta/class_names", lambda ds: ds[:], refresh=False)]
 
     @cached_property
     def skipped(self) -> list[str]:
+        """Keys of the unreadable samples the run left out."""
         return [_text(s) for s in self._read("meta/skipped", lambda ds: ds[:], refresh=False)]
 
     @cached_property
     def fields(self) -> list[str]:
+        """The method's own per-sample quantities (``epochs/field/<name>``)."""
         return list(json.loads(self.meta["fields"]))
 
     @property
     def has_centers(self) -> bool:
+        """Whether the log holds learned centers ("-C" methods)."""
         with self._lock:
             return "center" in self._file["epochs"]
 
@@ -159,7 +191,7 @@ class RunLogReader:
         with self._lock:
             extras = list(self._file["samples"].get("extra", {}))
             out = {
-                "key": np.array([_text(k) for k in self._shared.dataset("samples/key")[:]], dtype=object),
+                "key": np.array([_text(k) for k in self._shared.dataset("samples/key")[:]], dtype=np.object_),
                 "split": self._shared.dataset("samples/split")[:],
                 "given_label": self._shared.dataset("samples/given_label")[:],
                 "clean_label": self._shared.dataset("samples/clean_label")[:],
@@ -170,6 +202,7 @@ class RunLogReader:
 
     @property
     def status(self) -> str:
+        """"running", "finished", "diverged" or "interrupted"."""
         code = int(self._read("status", lambda ds: ds[0]))
         return next(name for name, value in schema.STATUS.items() if value == code)
 
@@ -180,13 +213,27 @@ class RunLogReader:
         return int(self._read("epochs/done", lambda ds: ds.shape[0]))
 
     def epoch_array(self, name: str, epochs: int | slice | None = None) -> np.ndarray:
-        """Rows of ``epochs/<name>`` for committed epochs (all, one, or a slice)."""
+        """Rows of the per-epoch dataset ``epochs/<name>`` (docs/run-log.md lists them), for
+        committed epochs only.
+
+        Args:
+            name: e.g. "label", "prob", "distance", "test_acc", "field/weight".
+            epochs: None for all, one epoch (negative counts from the last committed one)
+                or a slice.
+
+        Returns:
+            ``(epochs, ...)``, or one epoch's row (a numpy scalar for per-epoch numbers).
+
+        Raises:
+            IndexError: the epoch is not committed.
+        """
         n = self.num_epochs
         if epochs is None:
             return self._read("epochs/" + name, lambda ds: ds[:n])
         if isinstance(epochs, slice):
             if epochs.step:
-                return self._read("epochs/" + name, lambda ds: ds[:n])[epochs]
+                rows: np.ndarray = self._read("epochs/" + name, lambda ds: ds[:n])
+                return rows[epochs]
             return self._read("epochs/" + name, lambda ds: ds[slice(*epochs.indices(n))])
         e = epochs + n if epochs < 0 else epochs
         if not 0 <= e < n:
@@ -195,19 +242,34 @@ class RunLogReader:
 
     def sample_array(self, name: str, sample: int) -> np.ndarray:
         """One sample's column of ``epochs/<name>`` over the committed epochs, read without
-        the rest (the datasets are chunked by epoch and uncompressed)."""
+        the rest (the datasets are chunked by epoch and uncompressed).
+
+        Args:
+            name: a per-sample dataset, e.g. "prob", "distance", "field/weight".
+            sample: the sample id.
+
+        Returns:
+            ``(epochs, ...)``.
+
+        Raises:
+            IndexError: no such sample.
+        """
         n = self.num_epochs
 
         def column(ds: h5py.Dataset) -> np.ndarray:
             if not 0 <= sample < ds.shape[1]:
                 raise IndexError(f"sample {sample} out of range: the log has {ds.shape[1]} samples")
-            return ds[:n, sample]
+            values: np.ndarray = ds[:n, sample]
+            return values
 
         return self._read("epochs/" + name, column)
 
     def relabels(self) -> np.ndarray:
-        """Relabel events of committed epochs (structured: epoch, step, sample, old, new,
-        p_old, p_new)."""
+        """Every relabel of the committed epochs, in the order they happened.
+
+        Returns:
+            A structured array with fields epoch, step, sample, old, new, p_old, p_new.
+        """
         n = self.num_epochs
         if n == 0:
             return np.empty(0, schema.RELABEL_DTYPE)
@@ -215,13 +277,26 @@ class RunLogReader:
         return self._read("relabels", lambda ds: ds[:end])
 
     def embedding_epochs(self) -> np.ndarray:
-        """Epochs (0-based) whose embeddings were kept, among committed epochs."""
-        which = self._read("embeddings/epoch", lambda ds: ds[:])
+        """The committed epochs whose embeddings the log kept.
+
+        Returns:
+            0-based epochs, ascending.
+        """
+        which: np.ndarray = self._read("embeddings/epoch", lambda ds: ds[:])
         return which[which < self.num_epochs]
 
     def embeddings(self, epoch: int = -1) -> np.ndarray:
-        """The N x D float16 embeddings kept at ``epoch`` (negative counts from the last
-        committed epoch)."""
+        """The embeddings kept at an epoch.
+
+        Args:
+            epoch: the epoch (negative counts from the last committed one).
+
+        Returns:
+            ``(samples, D)`` float16.
+
+        Raises:
+            KeyError: no embeddings were kept for that epoch.
+        """
         n = self.num_epochs
         e = epoch + n if epoch < 0 else epoch
         which = list(self.embedding_epochs())
@@ -229,7 +304,7 @@ class RunLogReader:
             raise KeyError(f"no embeddings kept for epoch {epoch}; kept: {which}")
         return self._read("embeddings/data", lambda ds: ds[which.index(e)])
 
-    def _read(self, name: str, select: Callable[[h5py.Dataset], Any], *, refresh: bool = True) -> Any:
+    def _read(self, name: str, select: Callable[[h5py.Dataset], _T], *, refresh: bool = True) -> _T:
         """``select(dataset)`` on the refreshed dataset, one thread at a time, through the
         one handle per dataset that this process keeps (see ``_SharedFile``)."""
         with self._lock:
@@ -239,6 +314,7 @@ class RunLogReader:
             return select(ds)
 
     def close(self) -> None:
+        """Give the file handle back (also on leaving a ``with`` block); idempotent."""
         if not self._closed:
             self._closed = True
             self._shared.release()

@@ -66,12 +66,24 @@ class _Record:
 
 @dataclass
 class _EpochEnd:
-    future: Future
+    """Commit the epoch; ``future`` gets its index once it is on disk."""
+
+    future: Future[int]
     arrays: dict[str, Any]
     event: Any
     scalars: dict[str, float]
     save_embeddings: bool
-    discard: bool = False
+
+
+@dataclass
+class _Discard:
+    """Drop the epoch's records; ``future`` is done once they are gone."""
+
+    future: Future[None]
+
+
+#: what the writer thread takes from its queue; None stops it
+_Item = Union[_Record, _EpochEnd, _Discard, None]
 
 
 @dataclass
@@ -112,7 +124,9 @@ class _Buffers:
 
 
 class RunLogWriter:
-    """Writes one run's log. Use :meth:`create` for a new run, :meth:`resume` to append.
+    """Writes one run's log, so that a training loop of your own gets every analysis and
+    view relabscope's trainer gets. Use :meth:`create` for a new run, :meth:`resume` to
+    append; the constructor is theirs.
 
     A hand-written loop needs four calls::
 
@@ -129,6 +143,38 @@ class RunLogWriter:
 
     Sample ids are rows of the ``samples`` table given at creation (train and test in one
     id space). Arguments may be torch tensors on any device or numpy arrays.
+
+    Args:
+        file: the log, open for writing in SWMR mode.
+        path: its path.
+        embed_every: keep the embeddings every this many epochs (``end_epoch``'s default).
+        next_epoch: the epoch the next ``end_epoch`` commits.
+
+    Example:
+        Two epochs of a 4-sample training set and a 2-sample test set, random numbers in
+        place of a model; one relabel in the second epoch:
+
+        >>> import tempfile
+        >>> import numpy as np
+        >>> import relabscope as rs
+        >>> samples = rs.SampleTable(key=[f"img{i}.png" for i in range(6)], split=[0, 0, 0, 0, 1, 1],
+        ...                          given_label=[0, 1, 1, 0, 0, 1])
+        >>> labels, rng = samples.given_label.copy(), np.random.default_rng(0)
+        >>> with rs.RunLogWriter.create(tempfile.mkdtemp(), samples, ["neutral", "happiness"], embed_dim=8) as log:
+        ...     for epoch in range(2):
+        ...         train, test = np.arange(4), np.arange(4, 6)
+        ...         new = labels[train].copy()
+        ...         if epoch == 1:
+        ...             new[2] = 0  # the method moves sample 2 to "neutral"
+        ...         log.log_batch(train, labels[train], rng.normal(size=(4, 2)), rng.normal(size=(4, 8)),
+        ...                       new_labels=new)
+        ...         labels[train] = new
+        ...         log.log_batch(test, labels[test], rng.normal(size=(2, 2)), rng.normal(size=(2, 8)), phase="test")
+        ...         _ = log.end_epoch()  # class means, distances, test accuracy; then commit
+        >>> run = rs.open_run(log.path)
+        >>> run.num_epochs, run.status, run.relabel_events()[["epoch", "sample_id", "old", "new"]].to_numpy().tolist()
+        (2, 'finished', [[1, 2, 1, 0]])
+        >>> run.close()
     """
 
     def __init__(self, file: h5py.File, path: Path, embed_every: int, next_epoch: int):
@@ -148,7 +194,7 @@ class RunLogWriter:
         self._buf = _Buffers(len(self._split), self.num_classes, self.embed_dim, self.fields)
         self._step = 0
         self._committed = next_epoch  # owned by the writer thread
-        self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=_QUEUE_DEPTH)
         self._error: BaseException | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="relabscope-runlog", daemon=True)
@@ -170,11 +216,27 @@ class RunLogWriter:
         skipped: Iterable[str] = (),
         embed_every: int = 1,
     ) -> "RunLogWriter":
-        """Create the log at ``path`` (a ``.h5`` file, or a directory to hold ``run.h5``).
+        """Create a new log. The file appears under its final name only once its layout
+        exists (it is built under ``run.h5.partial``), so a reader never sees half a layout.
 
-        ``fields`` names per-sample method quantities (name -> trailing shape) logged each
-        epoch; ``has_centers`` reserves room for learned centers; ``metadata`` goes into the
-        ``meta`` group's attributes; ``skipped`` lists keys of unreadable samples left out.
+        Args:
+            path: a ``.h5`` file, or a directory to hold ``run.h5``.
+            samples: every sample, train and test, in the order of the sample ids.
+            class_names: class names by class id.
+            embed_dim: the embedding size D.
+            fields: the method's own per-sample quantities logged each epoch, name ->
+                trailing shape (() for a scalar), e.g. ``{"weight": ()}``.
+            has_centers: reserve room for learned centers ("-C" methods).
+            config: the run's settings (stored as JSON).
+            metadata: attributes of the ``meta`` group (data set, method, ...).
+            skipped: keys of unreadable samples left out of ``samples``.
+            embed_every: keep the embeddings every this many epochs (and when asked).
+
+        Returns:
+            The writer, at epoch 0.
+
+        Raises:
+            FileExistsError: a log is already there.
         """
         path = Path(path)
         if path.suffix != ".h5":
@@ -203,11 +265,23 @@ class RunLogWriter:
         cls, path: str | Path, *, keep_epochs: int, embed_every: int = 1,
         config: Mapping[str, Any] | None = None,
     ) -> "RunLogWriter":
-        """Reopen a log to append after its first ``keep_epochs`` epochs; later rows go.
+        """Reopen a log to append after its first epochs; later rows go (a run resumes from
+        its last checkpoint, which may be older than the log's last epoch).
 
         A writer killed mid-run leaves HDF5's write flags set; they are cleared first (the
-        caller guarantees no other process writes the file). ``config`` replaces the stored
-        config (a resumed run may extend its epochs).
+        caller guarantees no other process writes the file).
+
+        Args:
+            path: the ``.h5`` file.
+            keep_epochs: the epochs to keep; the next ``end_epoch`` commits this one.
+            embed_every: keep the embeddings every this many epochs.
+            config: replaces the stored config (a resumed run may extend its epochs).
+
+        Returns:
+            The writer, at epoch ``keep_epochs``.
+
+        Raises:
+            ValueError: the log holds fewer than ``keep_epochs`` epochs.
         """
         path = Path(path)
         if write_flags(path):
@@ -238,14 +312,27 @@ class RunLogWriter:
         step: int | None = None,
         fields: Mapping[str, ArrayLike] | None = None,
     ) -> None:
-        """Record one batch of the current epoch.
+        """Record one batch of the current epoch. Only queues device work and copies, then
+        returns: a background thread moves the numbers into the epoch's buffers, so logging
+        does not stall the GPU.
 
-        ``phase`` is "train" (labels are the labels in effect the loss used), "test"
-        (labels are the given labels) or "probe" (an eval pass over training samples: only
-        its embeddings are kept, and they replace the training pass's for this epoch).
-        ``new_labels`` are the labels in effect after this batch's relabelling; every
-        difference from ``labels`` becomes a relabel event with p(old) and p(new).
-        ``step`` numbers the batch for relabel events (default: a running count).
+        Args:
+            sample_ids: ``(B,)`` rows of the samples table.
+            labels: ``(B,)`` for "train" the labels in effect the loss used, for "test" the
+                given labels.
+            logits: ``(B, K)``; the log keeps their softmax and argmax.
+            embeddings: ``(B, D)``; their class means define the distances.
+            phase: "train", "test", or "probe" (an eval pass over training samples: only
+                its embeddings are kept, and they replace the training pass's this epoch).
+            loss: ``(B,)`` per-sample loss.
+            new_labels: ``(B,)`` the labels in effect after this batch's relabelling; every
+                difference from ``labels`` becomes a relabel event with p(old) and p(new).
+            step: numbers the batch for relabel events (default: a running count).
+            fields: ``(B, ...)`` per declared field (``create``'s ``fields``).
+
+        Raises:
+            RuntimeError: the writer failed earlier or is closed.
+            KeyError: a field that was not declared.
         """
         self._check()
         if phase not in ("train", "test", "probe"):
@@ -276,7 +363,7 @@ class RunLogWriter:
                 arrays["p_old"] = probs.gather(1, labels_t.unsqueeze(1)).squeeze(1)
                 arrays["p_new"] = probs.gather(1, new_t.unsqueeze(1)).squeeze(1)
         record = _Record(phase, step, *_start_copy(arrays))
-        self._put(("batch", record))
+        self._put(record)
 
     def end_epoch(
         self,
@@ -287,12 +374,27 @@ class RunLogWriter:
         unreadable: int = 0,
         save_embeddings: bool | None = None,
         wait: bool = True,
-    ) -> Future:
-        """Commit the current epoch: class means, distances, test metrics, embeddings.
+    ) -> Future[int]:
+        """Commit the current epoch: class means, distances, test metrics, embeddings. A
+        reader sees the epoch only once all of it is on disk.
 
-        ``save_embeddings`` None keeps them every ``embed_every`` epochs. With
-        ``wait=False`` the commit runs in the background; the returned future is done
-        once the epoch is on disk (call ``result()`` before reporting it complete).
+        Args:
+            centers: ``(K, D)`` learned centers (logs created with ``has_centers``).
+            lr: the learning rate, for the record.
+            seconds: the epoch's duration, for the record.
+            unreadable: images that failed to load this epoch.
+            save_embeddings: keep this epoch's embeddings; None keeps them every
+                ``embed_every`` epochs.
+            wait: False commits in the background (the trainer overlaps it with the next
+                epoch).
+
+        Returns:
+            A future whose result is the committed epoch, done once it is on disk (call
+            ``result()`` before reporting the epoch complete).
+
+        Raises:
+            RuntimeError: the writer failed earlier or is closed.
+            ValueError: centers given to a log without room for them.
         """
         self._check()
         if centers is not None and not self.has_centers:
@@ -301,9 +403,9 @@ class RunLogWriter:
             save_embeddings = (self.epoch + 1) % self.embed_every == 0
         arrays = {} if centers is None else {"center": torch.as_tensor(centers).detach().float()}
         arrays, event = _start_copy(arrays)
-        future: Future = Future()
+        future: Future[int] = Future()
         scalars = {"lr": lr, "seconds": seconds, "unreadable": unreadable}
-        self._put(("end", _EpochEnd(future, arrays, event, scalars, bool(save_embeddings))))
+        self._put(_EpochEnd(future, arrays, event, scalars, bool(save_embeddings)))
         self.epoch += 1
         if wait:
             future.result()
@@ -312,8 +414,8 @@ class RunLogWriter:
     def discard_epoch(self) -> None:
         """Drop the current epoch's records without committing (e.g. after a NaN loss)."""
         self._check()
-        future: Future = Future()
-        self._put(("end", _EpochEnd(future, {}, None, {}, False, discard=True)))
+        future: Future[None] = Future()
+        self._put(_Discard(future))
         future.result()
 
     def flush(self) -> None:
@@ -323,11 +425,19 @@ class RunLogWriter:
         self._check()
 
     def close(self, status: str = "finished") -> None:
-        """Finish pending commits, record the run's status and close the file."""
+        """Finish pending commits, record the run's status and close the file (also on
+        leaving a ``with`` block: "finished", or "interrupted" after an exception).
+
+        Args:
+            status: "finished", "diverged", "interrupted" (or "running").
+
+        Raises:
+            RuntimeError: the background thread failed (its error chained).
+        """
         if self._closed:
             return
         self._closed = True
-        self._queue.put(("stop", None))
+        self._queue.put(None)
         self._thread.join()
         try:
             if self._file.id.valid:
@@ -351,7 +461,7 @@ class RunLogWriter:
         if self._closed:
             raise RuntimeError("run log writer is closed")
 
-    def _put(self, item: tuple) -> None:
+    def _put(self, item: _Item) -> None:
         while True:
             try:
                 self._queue.put(item, timeout=0.5)
@@ -361,22 +471,22 @@ class RunLogWriter:
 
     def _run(self) -> None:
         while True:
-            kind, item = self._queue.get()
+            item = self._queue.get()
             try:
-                if kind == "stop":
+                if item is None:
                     return
                 if self._error is not None:
                     continue  # drain; the error is reported to the caller
-                if kind == "batch":
+                if isinstance(item, _Record):
                     self._scatter(item)
-                elif item.discard:
+                elif isinstance(item, _Discard):
                     self._buf.reset()
                     item.future.set_result(None)
                 else:
                     self._commit(item)
             except BaseException as exc:  # reported to the caller on its next call
                 self._error = exc
-                if kind == "end":
+                if isinstance(item, (_EpochEnd, _Discard)):
                     item.future.set_exception(exc)
             finally:
                 self._queue.task_done()
@@ -480,18 +590,19 @@ class RunLogWriter:
 def _start_copy(arrays: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """Start device-to-host copies; return host-side handles and a CUDA event (or None)."""
     out: dict[str, Any] = {}
-    event = None
+    on_gpu = False
     for name, value in arrays.items():
         if isinstance(value, torch.Tensor) and value.is_cuda:
             out[name] = value.to("cpu", non_blocking=True)  # lands in pinned memory
-            event = True
+            on_gpu = True
         elif isinstance(value, torch.Tensor):
             out[name] = value.numpy().copy()  # a CPU loop may reuse its buffers
         else:
             out[name] = np.array(value, copy=True)
-    if event:
-        event = torch.cuda.Event()
-        event.record()
+    if not on_gpu:
+        return out, None
+    event = torch.cuda.Event()  # type: ignore[no-untyped-call]  # torch: Event.__new__ has no annotations
+    event.record()
     return out, event
 
 
@@ -541,11 +652,13 @@ def _class_accuracy(confusion: np.ndarray) -> np.ndarray:
 
 def _nanmean(values: np.ndarray) -> np.float32:
     finite = values[~np.isnan(values)]
-    return np.float32(finite.mean()) if len(finite) else np.float32(np.nan)
+    mean: np.float32 = np.float32(finite.mean()) if len(finite) else np.float32(np.nan)
+    return mean
 
 
 def _ratio(num: Any, den: Any) -> np.float32:
-    return np.float32(num / den) if den else np.float32(np.nan)
+    ratio: np.float32 = np.float32(num / den) if den else np.float32(np.nan)
+    return ratio
 
 
 def _append_row(ds: h5py.Dataset, e: int, row: Any) -> None:

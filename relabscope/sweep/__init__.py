@@ -1,8 +1,25 @@
 """``relabscope sweep``: every method under every noise level and seed, and the seed
-paper's noise table (its Table 3) for the result."""
+paper's noise table (its Table 3) for the result.
 
-from relabscope.sweep.grid import Cell, SweepResult, cells, is_sweep, manifest_cells, read_manifest, run_sweep
+``manifest`` (the folder's layout) and ``table`` (its results) read a sweep without torch,
+for the dashboard and the report; ``run_sweep`` and ``SweepResult`` (``grid``, which trains)
+load on first use, as ``relabscope.runlog.RunLogWriter`` does.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from relabscope.sweep.manifest import Cell, cells, is_sweep, manifest_cells, read_manifest
 from relabscope.sweep.table import accuracy_table, relabel_table, sweep_results, sweep_table, write_tables
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("run_sweep", "SweepResult"):
+        return getattr(import_module("relabscope.sweep.grid"), name)
+    raise AttributeError(f"module 'relabscope.sweep' has no attribute {name!r}")
+
 
 __all__ = [
     "Cell", "SweepResult", "accuracy_table", "cells", "is_sweep", "manifest_cells", "read_manifest",

@@ -16,7 +16,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from relabscope.sweep.grid import Cell, manifest_cells, read_manifest
+from relabscope.analysis.compare import headline
+from relabscope.analysis.run import Run
+from relabscope.errors import RunDirError
+from relabscope.sweep.manifest import Cell, manifest_cells, read_manifest
 
 Select = Literal["last", "best"]
 NUMBERS = ("test_acc", "flipflops", "closer_to_new", "mean_compactness")
@@ -28,10 +31,6 @@ def run_row(cell: Cell) -> dict:
     (share of relabels closer to the new class center one epoch later) and mean
     compactness. A missing run gives status "missing"; a run without a committed epoch
     its status and NaNs. Only finished runs enter :func:`sweep_table`."""
-    from relabscope.analysis.compare import headline
-    from relabscope.analysis.run import Run
-    from relabscope.errors import RunDirError
-
     row = {"method": cell.method, "noise": cell.noise, "seed": cell.seed, "run": str(cell.run_dir)}
     try:
         run = Run(cell.run_dir)

@@ -18,9 +18,6 @@ import torch
 
 from relabscope.errors import WriteError
 
-CHECKPOINT_DIR = "checkpoints"
-LAST = "last.pt"
-
 
 def rng_state() -> dict[str, Any]:
     """Every global random generator's state (Python, numpy, torch CPU and CUDA)."""
@@ -54,8 +51,6 @@ def to_cpu(obj: Any) -> Any:
     return obj
 
 
-def path_in(run_dir: Path) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR / LAST
 
 
 def save(state: dict[str, Any], path: Path) -> None:

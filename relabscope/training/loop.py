@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,8 @@ from relabscope.config import TrainConfig
 from relabscope.data.augment import eval_transform, train_transform
 from relabscope.data.pipeline import ImageBatches, PreparedData, split_batches
 from relabscope.errors import DivergedError, WriteError
-from relabscope.methods import Method
+from relabscope.methods.base import Method
+from relabscope.rundir import checkpoint_path
 from relabscope.training import checkpoint
 from relabscope.training.hooks import BatchRecord, EpochSummary, Hook, HookList, RunInfo, RunResult
 from relabscope.training.labels import LabelState
@@ -73,6 +74,62 @@ class _Running:
         return {"loss": loss / seen, "acc": correct / seen, "relabels": int(relabels), "nonfinite": int(bad)}
 
 
+class EpochFinisher:
+    """Completes epochs in order in one background thread: an epoch's hook futures (the run
+    log's commit), then its checkpoint, then ``on_epoch_complete``. So the log never lags
+    behind the checkpoint, and an epoch counts as complete only once both are on disk.
+
+    At most one epoch is in flight: ``submit`` first waits for the one before, so the next
+    epoch trains while the last is written, and a failed write stops training one epoch
+    later at the most. Leaving a ``with`` block settles the epoch in flight and stops the
+    thread, whatever ended the block; ``completed`` is final after it.
+    """
+
+    def __init__(self, checkpoint_path: Path, hooks: HookList, completed: int):
+        self.checkpoint_path = checkpoint_path
+        self.hooks = hooks
+        self.completed = completed  # epochs whose log, checkpoint and on_epoch_complete are done
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relabscope-epoch")
+        self._pending: Future | None = None
+
+    def __enter__(self) -> EpochFinisher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def submit(self, epoch: int, futures: list[Future], snapshot: dict[str, Any], metrics: dict[str, float]) -> None:
+        """Complete ``epoch`` in the background once the epoch before it is complete;
+        raises that epoch's error. ``snapshot`` is a CPU copy later steps cannot change."""
+        self.wait()
+        self._pending = self._pool.submit(self._complete, epoch, futures, snapshot, metrics)
+
+    def wait(self) -> int:
+        """Wait for the epoch in flight and return the completed epochs; raises the
+        epoch's error (a WriteError, or Ctrl-C inside a hook), which then counts as settled."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self.completed = pending.result() + 1
+        return self.completed
+
+    def close(self) -> int:
+        """Settle the epoch in flight without raising, stop the thread, return the completed
+        epochs. Only another error ends a run with an epoch still in flight, and that
+        error is the one to report; the failed epoch just does not count."""
+        with suppress(BaseException):  # incl. Ctrl-C inside a hook: the hooks must still get on_run_end
+            self.wait()
+        self._pool.shutdown(wait=True)
+        return self.completed
+
+    def _complete(self, epoch: int, futures: list[Future], snapshot: dict[str, Any], metrics: dict[str, float]) -> int:
+        """Runs in the background thread; returns ``epoch`` once it is complete."""
+        for f in futures:
+            f.result()
+        checkpoint.save(snapshot, self.checkpoint_path)
+        self.hooks.on_epoch_complete(epoch, metrics)
+        return epoch
+
+
 class Trainer:
     """Trains one method on prepared data and tells hooks about it."""
 
@@ -93,7 +150,8 @@ class Trainer:
         self.train_batches = train_batches
         self.test_batches = test_batches
         self.device = device
-        self.method = method.to(device=device, memory_format=torch.channels_last)
+        # two calls: torch's stubs type memory_format only alone (the runtime takes both at once)
+        self.method = method.to(device).to(memory_format=torch.channels_last)
         self.hooks = HookList(hooks)
         self.run_dir = Path(run_dir)
         self.metadata = dict(metadata or {})
@@ -142,78 +200,60 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> RunResult:
-        """Run epochs ``self.epoch .. cfg.epochs - 1``; returns how the run ended."""
-        cfg = self.cfg
+        """Run epochs ``self.epoch .. cfg.epochs - 1``; returns how the run ended.
+
+        However the run ends, the epoch being completed in the background is settled first
+        (leaving the ``with`` block), so the error message and ``on_run_end`` count only
+        epochs whose log and checkpoint are on disk.
+        """
         start = time.perf_counter()
-        steps = len(split_batches(torch.arange(len(self.train_batches)), cfg.batch_size))
-        self.hooks.on_run_start(RunInfo(
-            cfg, self.run_dir, self.data.class_names, self.data.sample_table(), self.method,
-            self.device, self.epoch, steps, self.metadata, self.data.skipped,
-        ))
-        finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relabscope-epoch")
-        pending: Future | None = None
-        completed = self.epoch
-        last: dict[str, float] = {}
-        status = "interrupted"
+        self.hooks.on_run_start(self._run_info())
+        finisher = EpochFinisher(checkpoint_path(self.run_dir), self.hooks, completed=self.epoch)
+        status, last = "interrupted", {}
         try:
-            while self.epoch < cfg.epochs:
-                epoch = self.epoch
-                t0 = time.perf_counter()
-                metrics = self._run_epoch(epoch)
-                metrics["seconds"] = time.perf_counter() - t0
-                self.sched.step()
-                self.epoch += 1
-                save_emb = (epoch + 1) % cfg.embed_every == 0 or epoch == cfg.epochs - 1
-                summary = EpochSummary(epoch, metrics, self.method.epoch_arrays(), save_emb,
-                                       self.train_batches.unreadable)
-                futures = self.hooks.epoch_end(summary)
-                snapshot = checkpoint.to_cpu(self.state_dict())
-                if pending is not None:
-                    completed = pending.result() + 1
-                pending = finisher.submit(self._complete, epoch, futures, snapshot, metrics)
-                last = metrics
-            if pending is not None:
-                completed = pending.result() + 1
-                pending = None
+            with finisher:
+                while self.epoch < self.cfg.epochs:
+                    last = self._next_epoch(finisher)
+                finisher.wait()
             status = "finished"
         except (DivergedError, WriteError) as exc:
             if isinstance(exc, DivergedError):
                 status = "diverged"
-            completed = self._settle(pending, completed)
-            pending = None
-            raise type(exc)(f"{exc}; {self._what_is_kept(exc, completed)}") from None
-        finally:
-            completed = self._settle(pending, completed)  # keep the last good epoch on errors
-            finisher.shutdown(wait=True)
-            result = RunResult(self.run_dir, status, completed, last, time.perf_counter() - start)
+            raise type(exc)(f"{exc}; {self._what_is_kept(exc, finisher.completed)}") from None
+        finally:  # Ctrl-C and unexpected errors too: the hooks must still close the log
+            result = RunResult(self.run_dir, status, finisher.completed, last, time.perf_counter() - start)
             self.hooks.on_run_end(result)
         return result
+
+    def _run_info(self) -> RunInfo:
+        steps = len(split_batches(torch.arange(len(self.train_batches)), self.cfg.batch_size))
+        return RunInfo(
+            self.cfg, self.run_dir, self.data.class_names, self.data.sample_table(), self.method,
+            self.device, self.epoch, steps, self.metadata, self.data.skipped,
+        )
+
+    def _next_epoch(self, finisher: EpochFinisher) -> dict[str, float]:
+        """Train epoch ``self.epoch`` and hand its completion to ``finisher``; returns its metrics."""
+        cfg, epoch = self.cfg, self.epoch
+        t0 = time.perf_counter()
+        metrics = self._run_epoch(epoch)
+        metrics["seconds"] = time.perf_counter() - t0
+        self.sched.step()
+        self.epoch += 1
+        save_emb = (epoch + 1) % cfg.embed_every == 0 or epoch == cfg.epochs - 1
+        summary = EpochSummary(epoch, metrics, self.method.epoch_arrays(), save_emb, self.train_batches.unreadable)
+        futures = self.hooks.epoch_end(summary)
+        finisher.submit(epoch, futures, checkpoint.to_cpu(self.state_dict()), metrics)
+        return metrics
 
     def _what_is_kept(self, exc: DivergedError | WriteError, completed: int) -> str:
         """The end of a stopped run's error line: which epoch its files keep, and what next."""
         if isinstance(exc, DivergedError):
-            return (f"the log and {checkpoint.path_in(self.run_dir)} keep the last good epoch ({completed} complete)"
+            return (f"the log and {checkpoint_path(self.run_dir)} keep the last good epoch ({completed} complete)"
                     if completed else "no epoch had completed, so there is no checkpoint")
         return (f"the last checkpoint written is after epoch {completed}: resume the run "
                 "(relabscope train --resume) once the problem is fixed" if completed
                 else "no epoch had been checkpointed yet")
-
-    @staticmethod
-    def _settle(pending: Future | None, completed: int) -> int:
-        """Wait for the epoch being finished in the background; epochs complete after it."""
-        if pending is None:
-            return completed
-        try:
-            return pending.result() + 1
-        except BaseException:  # incl. Ctrl-C inside a hook: the log must still be closed
-            return completed
-
-    def _complete(self, epoch: int, futures: list[Future], snapshot: dict, metrics: dict) -> int:
-        for f in futures:
-            f.result()
-        checkpoint.save(snapshot, checkpoint.path_in(self.run_dir))
-        self.hooks.on_epoch_complete(epoch, metrics)
-        return epoch
 
     def _run_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg

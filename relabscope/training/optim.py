@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from relabscope.config import TrainConfig
-from relabscope.methods import Method
+from relabscope.methods.base import Method
 
 STEP_FACTOR = 0.1
 

@@ -12,7 +12,7 @@ import pytest
 
 import relabscope as rs
 from relabscope.analysis.class_balance import class_counts, class_warnings, label_flow
-from tests.logs import EMPTIED
+from relabscope.examples import EXAMPLE
 
 NAMES = ["a", "b", "c"]
 
@@ -95,14 +95,14 @@ def test_emptied_log_counts_agree_with_the_writers_class_counts(emptied_run) -> 
     with h5py.File(emptied_run / "run.h5", "r") as f:
         logged = f["epochs/class_count"][:]  # every training sample has an embedding every epoch
     np.testing.assert_array_equal(wide[:-1], logged)
-    assert wide.sum(axis=1).tolist() == [len(EMPTIED["class_names"]) * EMPTIED["per_class"]] * (run.num_epochs + 1)
+    assert wide.sum(axis=1).tolist() == [len(EXAMPLE["class_names"]) * EXAMPLE["per_class"]] * (run.num_epochs + 1)
     assert run.classes_without_mean(0) == [] and run.classes_without_mean(-1) == ["anger"]
 
 
 def test_emptied_log_warns_about_both_classes(emptied_run) -> None:
     w = rs.open_run(emptied_run).class_warnings().set_index("class_name")
-    assert w.loc["anger", "kind"] == "emptied" and w.loc["anger", "emptied_epoch"] == EMPTIED["emptied_epoch"]
-    assert w.loc["sadness", "kind"] == "shrunk" and w.loc["sadness", "final"] == EMPTIED["shrunk_to"]
+    assert w.loc["anger", "kind"] == "emptied" and w.loc["anger", "emptied_epoch"] == EXAMPLE["emptied_epoch"]
+    assert w.loc["sadness", "kind"] == "shrunk" and w.loc["sadness", "final"] == EXAMPLE["shrunk_to"]
 
 
 def test_comparison_summary_counts_and_warns(emptied_pair) -> None:

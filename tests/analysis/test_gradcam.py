@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from relabscope.analysis import gradcam
 from relabscope.analysis.gradcam import run_gradcam
 from relabscope.errors import RunDirError
+from relabscope.rundir import checkpoint_path
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_effect_and_fixed_targets(tiny_runs, ids):
         effect = run_gradcam(run, ids, label="effect")
         fixed = run_gradcam(run, ids[:1], label=2)
         # the checkpoint's own labels in effect (training samples) agree with the log's
-        current = checkpoint.load(checkpoint.path_in(run.run_dir))["labels"]["current"].numpy()
+        current = checkpoint.load(checkpoint_path(run.run_dir))["labels"]["current"].numpy()
         train = [i for i, s in enumerate(ids) if s < len(current)]
         assert np.array_equal(effect.labels[train], current[np.asarray(ids)[train]])
         test = [i for i, s in enumerate(ids) if s >= len(current)]

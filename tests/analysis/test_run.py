@@ -327,11 +327,11 @@ def test_images_are_the_training_pixels(tiny_runs) -> None:
 def test_the_data_set_is_opened_once_per_run(tiny_runs, monkeypatch) -> None:
     """Thumbnails and Grad-CAM ask for images again and again; re-parsing a data set's
     label files each time would make every request as slow as opening the data set."""
-    import relabscope.data as data
+    from relabscope.analysis import gradcam  # where Run re-opens its data set
 
     calls = []
-    real = data.load_dataset
-    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = gradcam.load_dataset
+    monkeypatch.setattr(gradcam, "load_dataset", lambda *a, **k: calls.append(a) or real(*a, **k))
     with Run(tiny_runs["scn"]) as run:
         first = run.images([0, 1])
         np.testing.assert_array_equal(run.images([1]), first[1:])

@@ -276,7 +276,7 @@ class Board:
         return " ".join(self.texts(selector))
 
     def search(self) -> dict[str, str]:
-        from relabscope.dashboard.context import parse_search
+        from relabscope.dashboard.inputs import parse_search
 
         return parse_search(self.js("return window.location.search"))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from relabscope.dashboard import ids
 from tests.browser.conftest import TIMINGS
 
 
@@ -13,12 +14,12 @@ def _summary_cells(board) -> dict[str, tuple[str, str, str]]:
     """The summary table: what -> (A, B, difference) as shown."""
     rows = board.js(
         """
-        return Array.prototype.map.call(document.querySelectorAll('#cp-summary-table tbody tr'), function (tr) {
+        return Array.prototype.map.call(document.querySelectorAll(arguments[0]), function (tr) {
             var cell = function (c) { var td = tr.querySelector('td[data-dash-column="' + c + '"]');
                                       return td ? td.innerText.trim() : null; };
             return [cell('what'), cell('a_shown'), cell('b_shown'), cell('difference_shown')];
         }).filter(function (r) { return r[0] !== null; });
-        """)
+        """, f"#{ids.CP_SUMMARY_TABLE} tbody tr")
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
@@ -34,10 +35,10 @@ def test_compare_shows_both_runs_numbers_and_compactness(board, dash_app, shoot)
     expected = {r["what"]: (r["a_shown"], r["b_shown"], r["difference_shown"]) for r in summary_rows(summary)}
     assert list(summary.columns[:2]) == ["scn", "scn-c"]
 
-    seconds = board.open("/compare?run=scn&against=scn-c", wait="#cp-summary-table td", timeout=60)
+    seconds = board.open("/compare?run=scn&against=scn-c", wait=f"#{ids.CP_SUMMARY_TABLE} td", timeout=60)
     TIMINGS.append(("compare page load, scn vs scn-c", seconds))
-    assert board.duo.find_element("#page h2").text == "Compare — scn vs scn-c"
-    headers = board.texts("#cp-summary-table th")
+    assert board.duo.find_element(f"#{ids.PAGE} h2").text == "Compare — scn vs scn-c"
+    headers = board.texts(f"#{ids.CP_SUMMARY_TABLE} th")
     assert any("scn-c" in h for h in headers) and any(h.strip() == "scn" for h in headers)
 
     # both runs' headline numbers, and their difference, as Comparison.summary() has them
@@ -50,28 +51,28 @@ def test_compare_shows_both_runs_numbers_and_compactness(board, dash_app, shoot)
     assert shown["relabel events"][:2] == tuple(f"{e:,}" for e in events)
 
     # the figures draw both runs
-    acc = board.wait_figure("#cp-accuracy")
+    acc = board.wait_figure(f"#{ids.cp_figure('accuracy')}")
     names = {t["name"] for t in acc["traces"]}
     assert {"scn: test", "scn-c: test"} <= names
     for which in ("totals", "consistency", "compactness"):
-        board.wait_figure(f"#cp-{which}")
+        board.wait_figure(f"#{ids.cp_figure(which)}")
     # one training sample in both runs: two label timelines, two thumbnails
-    board.duo.wait_for_element("#cp-sample-view .js-plotly-plot", timeout=30)
+    board.duo.wait_for_element(f"#{ids.CP_SAMPLE_VIEW} .js-plotly-plot", timeout=30)
     board.settle()
-    titles = board.js("return Array.prototype.map.call(document.querySelectorAll('#cp-sample-view .gtitle'),"
+    titles = board.js(f"return Array.prototype.map.call(document.querySelectorAll('#{ids.CP_SAMPLE_VIEW} .gtitle'),"
                       " function (t) { return t.textContent; });")
     assert sum("Label timeline of sample" in t for t in titles) == 2, titles
-    thumbs = board.wait_images("#cp-sample-view", minimum=2)
+    thumbs = board.wait_images(f"#{ids.CP_SAMPLE_VIEW}", minimum=2)
     assert all(t["width"] > 0 for t in thumbs)
-    assert board.count("#page .error-card") == 0
+    assert board.count(f"#{ids.PAGE} .error-card") == 0
     shoot("compare")
     board.assert_no_errors()
 
     # the compactness page of the same pair
-    seconds = board.open("/compactness?run=scn&against=scn-c", wait="#cm-figure .js-plotly-plot", timeout=60)
+    seconds = board.open("/compactness?run=scn&against=scn-c", wait=f"#{ids.CM_FIGURE} .js-plotly-plot", timeout=60)
     TIMINGS.append(("compactness page load, scn vs scn-c", seconds))
-    board.wait_figure("#cm-figure")
-    board.duo.wait_for_element("#cm-table-data td")
-    assert board.count("#page .error-card") == 0
+    board.wait_figure(f"#{ids.CM_FIGURE}")
+    board.duo.wait_for_element(f"#{ids.CM_TABLE_DATA} td")
+    assert board.count(f"#{ids.PAGE} .error-card") == 0
     shoot("compactness")
     board.assert_no_errors()

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
+from relabscope.dashboard import ids
 from tests.browser.conftest import TIMINGS, until
 
-GRAPH = "#mp-graph"
+GRAPH = f"#{ids.MP_GRAPH}"
 
 
 def _points(board) -> list[dict]:
@@ -45,7 +46,7 @@ def _plot_area(board) -> dict:
 
 
 def _table_ids(board) -> list[int]:
-    return [int(t) for t in board.texts("#mp-table td[data-dash-column='sample_id']")]
+    return [int(t) for t in board.texts(f"#{ids.MP_TABLE} td[data-dash-column='sample_id']")]
 
 
 def test_map_webgl_lasso_selection_and_click_to_inspector(board, dash_app, shoot) -> None:
@@ -64,7 +65,7 @@ def test_map_webgl_lasso_selection_and_click_to_inspector(board, dash_app, shoot
     assert sum(t["drawn"] for t in fig["traces"] if t["type"] == "scattergl") >= n_train
     assert len(_points(board)) == n_train  # one point (with its sample id) per training sample
     assert f"epoch {epoch}" in fig["title"]
-    board.duo.wait_for_contains_text("#mp-status", f"{n_train:,} of {n_train:,} training samples")
+    board.duo.wait_for_contains_text(f"#{ids.MP_STATUS}", f"{n_train:,} of {n_train:,} training samples")
     # WebGL: plotly's gl canvases exist, are sized, and hold a live context
     gl = board.js(
         """
@@ -93,10 +94,10 @@ def test_map_webgl_lasso_selection_and_click_to_inspector(board, dash_app, shoot
     t0 = time.perf_counter()
     corners = [(left, top), (cut, top), (cut, bottom), (left, bottom), (left, top + 2)]
     board.drag_path(corners)
-    board.duo.wait_for_contains_text("#mp-count", f"{len(inside):,} samples selected", timeout=15)
+    board.duo.wait_for_contains_text(f"#{ids.MP_COUNT}", f"{len(inside):,} samples selected", timeout=15)
     until(lambda: _table_ids(board) == inside[:20], 10, "the selection table does not list the lassoed samples")
     TIMINGS.append(("lasso -> selection table", time.perf_counter() - t0))
-    links = board.js("return Array.prototype.map.call(document.querySelectorAll('#mp-table a'),"
+    links = board.js(f"return Array.prototype.map.call(document.querySelectorAll('#{ids.MP_TABLE} a'),"
                      " function (a) { return a.getAttribute('href'); });")
     assert len(links) == min(len(inside), 20) and all("/sample?run=scn&sample=" in h for h in links)
     shoot("lasso")
@@ -121,8 +122,8 @@ def test_map_webgl_lasso_selection_and_click_to_inspector(board, dash_app, shoot
           f"clicking sample {target['id']} did not open the inspector (plotly_click events: "
           f"{board.js('return window.__clicks')})")
     assert board.search() == {"run": "scn", "sample": str(target["id"])}
-    board.duo.wait_for_text_to_equal("#page h2", f"Sample {target['id']} — scn")
-    board.wait_figure("#sm-timeline")
+    board.duo.wait_for_text_to_equal(f"#{ids.PAGE} h2", f"Sample {target['id']} — scn")
+    board.wait_figure(f"#{ids.SM_TIMELINE}")
     TIMINGS.append(("map point click -> sample inspector", time.perf_counter() - t0))
     board.settle()
     shoot("clicked-point")

@@ -9,13 +9,14 @@ import shutil
 
 import pytest
 
+from relabscope.dashboard import ids
 from relabscope.dashboard.app import PAGES
-from tests.dashboard.conftest import dash_call, find, texts
+from relabscope.dashboard.harness import ROUTER, components, dash_call, find, key_outputs, page_callbacks, texts
 
-ROUTER = ["page.children", "topnav.children", "live-version.data"]
-SHELL_IDS = {"url", "live-version", "tick"}
+SHELL_IDS = {ids.URL, ids.LIVE_VERSION, ids.TICK}
+SUMMARY = [f"{ids.OV_HEAD}.children", f"{ids.OV_NUMBERS}.children", f"{ids.OV_CONFIG}.children"]
 #: a projection method the test can wait for (UMAP's first use compiles for half a minute)
-OVERRIDES = {"mp-method.value": "tsne"}
+OVERRIDES = {f"{ids.MP_METHOD}.value": "tsne"}
 #: callbacks each page fires with its own inputs (a page that lost its callbacks fails)
 MIN_CALLBACKS = {"": 7, "flipflops": 5, "sample": 4, "map": 2, "compactness": 1, "compare": 8}
 NAN = re.compile(r"\bnan\b", re.IGNORECASE)
@@ -32,37 +33,16 @@ def emptied_app(emptied_pair, tmp_path_factory):
     return app, app.server.test_client()
 
 
-def _components(tree) -> dict[str, dict]:
-    return {c["props"]["id"]: c["props"] for c in find(tree, lambda c: isinstance(c["props"].get("id"), str))}
-
-
-def _outputs(key: str) -> list[str]:
-    parts = key.strip(".").split("...") if key.startswith("..") else [key]
-    return [p.split("@")[0] for p in parts]
-
-
 def _page(app, client, path: str, search: str) -> tuple[dict, dict]:
-    out = dash_call(app, client, ROUTER, {"url.pathname": path, "url.search": search})
-    layout = out["page"]["children"]
-    values = {"url.pathname": path, "url.search": search, "tick.n_intervals": 1,
-              "live-version.data": out["live-version"]["data"]}
-    comps = _components(layout)
-    for cid, props in comps.items():
-        for prop, value in props.items():
+    out = dash_call(app, client, ROUTER, {f"{ids.URL}.pathname": path, f"{ids.URL}.search": search})
+    layout = out[ids.PAGE]["children"]
+    values = {f"{ids.URL}.pathname": path, f"{ids.URL}.search": search, f"{ids.TICK}.n_intervals": 1,
+              f"{ids.LIVE_VERSION}.data": out[ids.LIVE_VERSION]["data"]}
+    comps = components(layout)
+    for cid, comp in comps.items():
+        for prop, value in comp["props"].items():
             values[f"{cid}.{prop}"] = value
     return comps, {**values, **{k: v for k, v in OVERRIDES.items() if k in values}}
-
-
-def _page_callbacks(app, ids: set[str]) -> list[tuple[list[str], dict]]:
-    """Callbacks whose inputs are all on the page (or the shell) and one of them on the page."""
-    found = []
-    for key, cb in app.callback_map.items():
-        if "{" in key:
-            continue
-        inputs = {i["id"] for i in cb["inputs"]}
-        if inputs <= ids | SHELL_IDS and inputs & ids:
-            found.append((_outputs(key), cb))
-    return found
 
 
 @pytest.mark.parametrize("page", list(PAGES))
@@ -74,7 +54,8 @@ def test_every_callback_of_every_page_answers_without_nan(emptied_app, page) -> 
         assert comps, f"/{page}{search} has no components"
         assert not find(comps, lambda c: "error-card" in str(c["props"].get("className", "")))
         called = 0
-        for outputs, cb in _page_callbacks(app, set(comps)):
+        for key, cb in page_callbacks(app.callback_map, comps, SHELL_IDS):
+            outputs = key_outputs(key)
             inputs = {f"{i['id']}.{i['property']}": values.get(f"{i['id']}.{i['property']}") for i in cb["inputs"]}
             state = {f"{s['id']}.{s['property']}": values.get(f"{s['id']}.{s['property']}") for s in cb["state"]}
             out = dash_call(app, client, outputs, inputs, state)
@@ -92,20 +73,22 @@ def _warning_text(out) -> str:
 
 def test_overview_warns_and_draws_class_balance(emptied_app) -> None:
     app, client = emptied_app
-    args = {"ov-args.data": {"run": "emptied"}, "live-version.data": None}
-    out = dash_call(app, client, ["ov-head.children", "ov-numbers.children", "ov-config.children"], args)
+    args = {f"{ids.OV_ARGS}.data": {"run": "emptied"}, f"{ids.LIVE_VERSION}.data": None}
+    out = dash_call(app, client, SUMMARY, args)
     warning = _warning_text(out)
     assert "class 'anger' was emptied by relabelling in epoch 1: 16 given, 0 after the last epoch" in warning
     assert "class 'sadness' shrank below 50%" in warning
     for which in ("classes", "flow"):
-        fig = dash_call(app, client, [f"ov-{which}.children"], args)[f"ov-{which}"]["children"]["props"]["figure"]
+        cell = ids.ov_figure(which)
+        fig = dash_call(app, client, [f"{cell}.children"], args)[cell]["children"]["props"]["figure"]
         assert "anger" in fig["layout"]["title"]["subtitle"]["text"]
 
 
 def test_compare_page_warns_for_both_runs(emptied_app) -> None:
     app, client = emptied_app
-    out = dash_call(app, client, ["cp-summary.children"],
-                    {"cp-args.data": {"run": "emptied", "against": "emptied-scn"}, "live-version.data": None})
+    out = dash_call(app, client, [f"{ids.CP_SUMMARY}.children"],
+                    {f"{ids.CP_ARGS}.data": {"run": "emptied", "against": "emptied-scn"},
+                     f"{ids.LIVE_VERSION}.data": None})
     warning = _warning_text(out)
     assert "emptied: class 'anger' was emptied" in warning and "emptied-scn: class 'anger' was emptied" in warning
     rows = {r["metric"]: r for r in find(out, lambda c: c["type"] == "DataTable")[0]["props"]["data"]}
@@ -113,6 +96,6 @@ def test_compare_page_warns_for_both_runs(emptied_app) -> None:
 
 
 def test_a_balanced_run_shows_no_warning(app, client) -> None:
-    out = dash_call(app, client, ["ov-head.children", "ov-numbers.children", "ov-config.children"],
-                    {"ov-args.data": {"run": "baseline"}, "live-version.data": None})
+    out = dash_call(app, client, SUMMARY, {f"{ids.OV_ARGS}.data": {"run": "baseline"},
+                                           f"{ids.LIVE_VERSION}.data": None})
     assert _warning_text(out) == ""

@@ -12,46 +12,41 @@ import pytest
 from click.testing import CliRunner
 
 from relabscope.analysis.compare import compare
-from relabscope.dashboard import compactness as cmpage
 from relabscope.dashboard import compare as cppage
 from relabscope.dashboard import embedding_map as mppage
-from tests.dashboard.conftest import dash_call, find, texts
+from relabscope.dashboard import ids
+from relabscope.dashboard.harness import ROUTER, by_id, dash_call, find, texts
+from relabscope.dashboard.inputs import parse_classes, parse_epoch, parse_method, sample_from_click, selected_ids
 from tests.dashboard.test_pages import _values
 
-ROUTER = ["page.children", "topnav.children", "live-version.data"]
-MAP = ["mp-graph.figure", "mp-status.children"]
-SELECTION = ["mp-table.data", "mp-count.children"]
-COMPACTNESS = ["cm-table.children", "cm-figure.children"]
+MAP = [f"{ids.MP_GRAPH}.figure", f"{ids.MP_STATUS}.children"]
+SELECTION = [f"{ids.MP_TABLE}.data", f"{ids.MP_COUNT}.children"]
+COMPACTNESS = [f"{ids.CM_TABLE}.children", f"{ids.CM_FIGURE}.children"]
 
 
 def _route(app, client, path, search):
-    return dash_call(app, client, ROUTER, {"url.pathname": path, "url.search": search})["page"]["children"]
-
-
-def _by_id(component, cid):
-    hits = find(component, lambda c: c["props"].get("id") == cid)
-    assert hits, f"no component {cid}"
-    return hits[0]
+    out = dash_call(app, client, ROUTER, {f"{ids.URL}.pathname": path, f"{ids.URL}.search": search})
+    return out[ids.PAGE]["children"]
 
 
 def _error_cards(component):
     return find(component, lambda c: "error-card" in str(c["props"].get("className", "")))
 
 
-MAP_OUT = [*MAP, "mp-poll.disabled"]
+MAP_OUT = [*MAP, f"{ids.MP_POLL}.disabled"]
 
 
 def _map(app, client, run_id="scn", method="umap", epoch=None, classes=None, colour="effect"):
     """The map callback as the page drives it: asked, then (while its projection is
     computed in the background) asked again when the poll interval fires."""
-    args = {"mp-args.data": {"run": run_id}, "mp-method.value": method, "mp-epoch.value": epoch,
-            "mp-classes.value": classes, "mp-colour.value": colour, "live-version.data": None,
-            "mp-poll.n_intervals": None}
+    args = {f"{ids.MP_ARGS}.data": {"run": run_id}, f"{ids.MP_METHOD}.value": method, f"{ids.MP_EPOCH}.value": epoch,
+            f"{ids.MP_CLASSES}.value": classes, f"{ids.MP_COLOUR}.value": colour, f"{ids.LIVE_VERSION}.data": None,
+            f"{ids.MP_POLL}.n_intervals": None}
     for _ in range(3):
         out = dash_call(app, client, MAP_OUT, args)
-        if out["mp-poll"]["disabled"]:
+        if out[ids.MP_POLL]["disabled"]:
             return out
-        assert "computing the" in texts(out["mp-status"])
+        assert "computing the" in texts(out[ids.MP_STATUS])
         app.relabscope.background.wait(timeout=120)
     raise AssertionError("the map never became ready")
 
@@ -59,15 +54,16 @@ def _map(app, client, run_id="scn", method="umap", epoch=None, classes=None, col
 def test_map_is_computed_in_the_background_and_polled(app, client) -> None:
     ctx = app.relabscope
     ctx.projections.clear()
-    args = {"mp-args.data": {"run": "scn"}, "mp-method.value": "tsne", "mp-epoch.value": None,
-            "mp-classes.value": [1], "mp-colour.value": "given", "live-version.data": None, "mp-poll.n_intervals": None}
+    args = {f"{ids.MP_ARGS}.data": {"run": "scn"}, f"{ids.MP_METHOD}.value": "tsne", f"{ids.MP_EPOCH}.value": None,
+            f"{ids.MP_CLASSES}.value": [1], f"{ids.MP_COLOUR}.value": "given", f"{ids.LIVE_VERSION}.data": None,
+            f"{ids.MP_POLL}.n_intervals": None}
     first = dash_call(app, client, MAP_OUT, args)
-    assert first["mp-poll"]["disabled"] is False  # the page will ask again
-    assert "computing the t-SNE" in texts(first["mp-status"])
-    assert first["mp-graph"]["figure"]["layout"]["meta"]["note"].startswith("computing the t-SNE")
+    assert first[ids.MP_POLL]["disabled"] is False  # the page will ask again
+    assert "computing the t-SNE" in texts(first[ids.MP_STATUS])
+    assert first[ids.MP_GRAPH]["figure"]["layout"]["meta"]["note"].startswith("computing the t-SNE")
     ctx.background.wait(timeout=120)
-    ready = dash_call(app, client, MAP_OUT, {**args, "mp-poll.n_intervals": 1})
-    assert ready["mp-poll"]["disabled"] is True and "training samples" in texts(ready["mp-status"])
+    ready = dash_call(app, client, MAP_OUT, {**args, f"{ids.MP_POLL}.n_intervals": 1})
+    assert ready[ids.MP_POLL]["disabled"] is True and "training samples" in texts(ready[ids.MP_STATUS])
     assert len(ctx.projections) == 1
 
 
@@ -87,22 +83,22 @@ def _points(fig) -> pd.DataFrame:
 def test_map_layout_offers_the_kept_epochs_and_colourings(app, client) -> None:
     run = app.relabscope.registry.get("scn")
     page = _route(app, client, "/map", "?run=scn")
-    epochs = _by_id(page, "mp-epoch")["props"]
+    epochs = by_id(page, ids.MP_EPOCH)["props"]
     assert [o["value"] for o in epochs["options"]] == run.embedding_epochs()
     assert epochs["value"] == run.embedding_epochs()[-1]
-    colours = [o["value"] for o in _by_id(page, "mp-colour")["props"]["options"]]
+    colours = [o["value"] for o in by_id(page, ids.MP_COLOUR)["props"]["options"]]
     assert colours == ["effect", "given", "clean", "flipflops", "aum_given"]  # the tiny data knows clean labels
     deep = _route(app, client, "/map", f"?run=scn&method=tsne&epoch={run.embedding_epochs()[0]}&classes=0,2&color=given")
-    assert _by_id(deep, "mp-method")["props"]["value"] == "tsne"
-    assert _by_id(deep, "mp-epoch")["props"]["value"] == run.embedding_epochs()[0]
-    assert _by_id(deep, "mp-classes")["props"]["value"] == [0, 2]
-    assert _by_id(deep, "mp-colour")["props"]["value"] == "given"
+    assert by_id(deep, ids.MP_METHOD)["props"]["value"] == "tsne"
+    assert by_id(deep, ids.MP_EPOCH)["props"]["value"] == run.embedding_epochs()[0]
+    assert by_id(deep, ids.MP_CLASSES)["props"]["value"] == [0, 2]
+    assert by_id(deep, ids.MP_COLOUR)["props"]["value"] == "given"
 
 
 def test_map_is_the_runs_projection(app, client) -> None:
     run = app.relabscope.registry.get("scn")
     out = _map(app, client)
-    fig = out["mp-graph"]["figure"]
+    fig = out[ids.MP_GRAPH]["figure"]
     assert {t["type"] for t in fig["data"]} == {"scattergl"}
     e = run.embedding_epochs()[-1]
     want = run.project("umap", e, max_points=app.relabscope.max_points).set_index("sample_id")
@@ -112,39 +108,39 @@ def test_map_is_the_runs_projection(app, client) -> None:
     # one trace per class in effect, named with its count
     for t in fig["data"]:
         if t.get("customdata"):
-            ids = [int(float(c[0])) for c in t["customdata"]]
-            labels = {run.class_names[v] for v in want.loc[ids, "label"]}
+            sample_ids = [int(float(c[0])) for c in t["customdata"]]
+            labels = {run.class_names[v] for v in want.loc[sample_ids, "label"]}
             assert len(labels) == 1 and t["name"].startswith(labels.pop())
-    assert f"{len(want)} of {int(run.train_mask.sum())} training samples" in texts(out["mp-status"])
+    assert f"{len(want)} of {int(run.train_mask.sum())} training samples" in texts(out[ids.MP_STATUS])
 
 
 def test_map_classes_and_numeric_colour(app, client) -> None:
     run = app.relabscope.registry.get("scn")
     e = run.embedding_epochs()[-1]
     out = _map(app, client, method="tsne", epoch=e, classes=[0, 1], colour="flipflops")
-    fig = out["mp-graph"]["figure"]
+    fig = out[ids.MP_GRAPH]["figure"]
     want = run.project("tsne", e, classes=[0, 1], max_points=app.relabscope.max_points)
     assert set(want["label"]) <= {0, 1}
     trace = fig["data"][0]
-    ids = [int(float(c[0])) for c in trace["customdata"]]
-    assert sorted(ids) == sorted(want["sample_id"])
+    sample_ids = [int(float(c[0])) for c in trace["customdata"]]
+    assert sorted(sample_ids) == sorted(want["sample_id"])
     flip = run.flipflops().set_index("sample_id")["flipflops"]
-    np.testing.assert_array_equal(_values(trace["marker"]["color"]), flip.loc[ids].to_numpy(float))
+    np.testing.assert_array_equal(_values(trace["marker"]["color"]), flip.loc[sample_ids].to_numpy(float))
 
 
 def test_lasso_lists_exactly_the_selected_samples(app, client) -> None:
     run = app.relabscope.registry.get("scn")
-    fig = _map(app, client)["mp-graph"]["figure"]
+    fig = _map(app, client)[ids.MP_GRAPH]["figure"]
     pts = _points(fig)
     chosen = pts.iloc[::7]
     selected = {"points": [{"curveNumber": int(r.trace), "x": r.x, "y": r.y,
                             "customdata": [str(r.sample_id), "?", "?", "?"]} for r in chosen.itertuples()]
                 + [{"curveNumber": 99, "x": 0, "y": 0}]}  # the legend-only trace: no customdata
-    picks = {"mp-method.value": "umap", "mp-epoch.value": None, "mp-classes.value": []}
-    state = {"mp-args.data": {"run": "scn"}}
-    out = dash_call(app, client, SELECTION, {"mp-graph.selectedData": selected, **picks}, state,
-                    changed=["mp-graph.selectedData"])
-    rows = out["mp-table"]["data"]
+    picks = {f"{ids.MP_METHOD}.value": "umap", f"{ids.MP_EPOCH}.value": None, f"{ids.MP_CLASSES}.value": []}
+    state = {f"{ids.MP_ARGS}.data": {"run": "scn"}}
+    out = dash_call(app, client, SELECTION, {f"{ids.MP_GRAPH}.selectedData": selected, **picks}, state,
+                    changed=[f"{ids.MP_GRAPH}.selectedData"])
+    rows = out[ids.MP_TABLE]["data"]
     assert [r["sample_id"] for r in rows] == sorted(chosen["sample_id"])
     e = run.embedding_epochs()[-1]
     flip = run.flipflops().set_index("sample_id")
@@ -155,23 +151,25 @@ def test_lasso_lists_exactly_the_selected_samples(app, client) -> None:
         assert r["clean"] == run.class_names[run.clean_labels[sid]]
         assert r["flipflops"] == flip.loc[sid, "flipflops"]
         assert f"(/sample?run=scn&sample={sid})" in r["sample"]
-    assert texts(out["mp-count"]).startswith(f"{len(rows)} samples selected")
-    empty = dash_call(app, client, SELECTION, {"mp-graph.selectedData": None, **picks}, state,
-                      changed=["mp-graph.selectedData"])
-    assert empty["mp-table"]["data"] == []
-    other_map = dash_call(app, client, SELECTION, {"mp-graph.selectedData": selected, **picks, "mp-method.value": "tsne"},
-                          state, changed=["mp-method.value"])
-    assert other_map["mp-table"]["data"] == []  # a new map: the old selection no longer applies
+    assert texts(out[ids.MP_COUNT]).startswith(f"{len(rows)} samples selected")
+    empty = dash_call(app, client, SELECTION, {f"{ids.MP_GRAPH}.selectedData": None, **picks}, state,
+                      changed=[f"{ids.MP_GRAPH}.selectedData"])
+    assert empty[ids.MP_TABLE]["data"] == []
+    other_map = dash_call(app, client, SELECTION,
+                          {f"{ids.MP_GRAPH}.selectedData": selected, **picks, f"{ids.MP_METHOD}.value": "tsne"},
+                          state, changed=[f"{ids.MP_METHOD}.value"])
+    assert other_map[ids.MP_TABLE]["data"] == []  # a new map: the old selection no longer applies
 
 
 def test_clicking_a_point_opens_the_sample(app, client) -> None:
-    fig = _map(app, client, run_id="group/nested")["mp-graph"]["figure"]
+    fig = _map(app, client, run_id="group/nested")[ids.MP_GRAPH]["figure"]
     sid = _points(fig)["sample_id"].iloc[3]
     click = {"points": [{"curveNumber": 0, "pointNumber": 3, "customdata": [str(sid), "a", "b", "c"]}]}
-    out = dash_call(app, client, ["url.href"], {"mp-graph.clickData": click}, {"mp-args.data": {"run": "group/nested"}})
-    assert out["url"]["href"] == f"/sample?run=group%2Fnested&sample={sid}"
-    nothing = dash_call(app, client, ["url.href"], {"mp-graph.clickData": {"points": [{"x": 1}]}},
-                        {"mp-args.data": {"run": "scn"}})
+    out = dash_call(app, client, [f"{ids.URL}.href"], {f"{ids.MP_GRAPH}.clickData": click},
+                    {f"{ids.MP_ARGS}.data": {"run": "group/nested"}})
+    assert out[ids.URL]["href"] == f"/sample?run=group%2Fnested&sample={sid}"
+    nothing = dash_call(app, client, [f"{ids.URL}.href"], {f"{ids.MP_GRAPH}.clickData": {"points": [{"x": 1}]}},
+                        {f"{ids.MP_ARGS}.data": {"run": "scn"}})
     assert nothing == {}
 
 
@@ -179,27 +177,27 @@ def test_map_bad_input_is_an_error_card(app, client) -> None:
     run = app.relabscope.registry.get("scn")
     missing = next(e for e in range(run.num_epochs) if e not in run.embedding_epochs())
     out = _map(app, client, epoch=missing)
-    assert _error_cards(out["mp-status"]) and f"no embeddings kept for epoch {missing}" in texts(out["mp-status"])
-    assert out["mp-graph"]["figure"]["layout"]["meta"]["note"].startswith("ValueError: no embeddings kept")
+    assert _error_cards(out[ids.MP_STATUS]) and f"no embeddings kept for epoch {missing}" in texts(out[ids.MP_STATUS])
+    assert out[ids.MP_GRAPH]["figure"]["layout"]["meta"]["note"].startswith("ValueError: no embeddings kept")
     for search in (f"?run=scn&epoch={missing}", "?run=scn&epoch=x", "?run=scn&method=pca", "?run=scn&classes=0,99"):
         page = _route(app, client, "/map", search)
         assert _error_cards(page), search
     bad_colour = _map(app, client, colour="__class__")
-    assert _error_cards(bad_colour["mp-status"])
+    assert _error_cards(bad_colour[ids.MP_STATUS])
 
 
 # ---------------------------------------------------------------------- compactness
 def test_compactness_table_is_the_run_api(app, client) -> None:
     run = app.relabscope.registry.get("scn-c")
     page = _route(app, client, "/compactness", "?run=scn-c")
-    assert [o["value"] for o in _by_id(page, "cm-labels")["props"]["options"]] == ["effect", "given", "clean"]
-    assert "scn-c" not in [o["value"] for o in _by_id(page, "cm-against")["props"]["options"]]
+    assert [o["value"] for o in by_id(page, ids.CM_LABELS)["props"]["options"]] == ["effect", "given", "clean"]
+    assert "scn-c" not in [o["value"] for o in by_id(page, ids.CM_AGAINST)["props"]["options"]]
     for labels, epoch in (("effect", -1), ("given", 1), ("clean", 0)):
-        out = dash_call(app, client, COMPACTNESS, {"cm-args.data": {"run": "scn-c"}, "cm-against.value": None,
-                                                   "cm-labels.value": labels, "cm-epoch.value": epoch,
-                                                   "live-version.data": None})
+        out = dash_call(app, client, COMPACTNESS, {f"{ids.CM_ARGS}.data": {"run": "scn-c"},
+                                                   f"{ids.CM_AGAINST}.value": None, f"{ids.CM_LABELS}.value": labels,
+                                                   f"{ids.CM_EPOCH}.value": epoch, f"{ids.LIVE_VERSION}.data": None})
         want = run.compactness(epoch, labels)
-        rows = out["cm-table"]["children"]["props"]["data"]
+        rows = out[ids.CM_TABLE]["children"]["props"]["data"]
         assert [r["class"] for r in rows] == list(want.index)
         for r, (_, w) in zip(rows, want.iterrows()):
             assert r["n"] == w["n"]
@@ -208,7 +206,7 @@ def test_compactness_table_is_the_run_api(app, client) -> None:
                 assert r["mean ± std"] == f"{w['mean']:.4g} ± {w['std']:.4g}"
             else:
                 assert r["mean"] is None
-        bars = out["cm-figure"]["children"]["props"]["figure"]["data"][0]
+        bars = out[ids.CM_FIGURE]["children"]["props"]["figure"]["data"][0]
         shown = dict(zip(bars["x"], _values(bars["y"])))
         for cls, w in want.iterrows():
             if w["n"]:
@@ -217,37 +215,39 @@ def test_compactness_table_is_the_run_api(app, client) -> None:
 
 def test_compactness_against_a_second_run(app, client) -> None:
     a, b = (app.relabscope.registry.get(i) for i in ("scn", "scn-c"))
-    out = dash_call(app, client, COMPACTNESS, {"cm-args.data": {"run": "scn"}, "cm-against.value": "scn-c",
-                                               "cm-labels.value": "effect", "cm-epoch.value": -1,
-                                               "live-version.data": None})
+    out = dash_call(app, client, COMPACTNESS, {f"{ids.CM_ARGS}.data": {"run": "scn"},
+                                               f"{ids.CM_AGAINST}.value": "scn-c", f"{ids.CM_LABELS}.value": "effect",
+                                               f"{ids.CM_EPOCH}.value": -1, f"{ids.LIVE_VERSION}.data": None})
     want = compare(a, b).compactness(-1, "effect")
-    rows = out["cm-table"]["children"]["props"]["data"]
+    rows = out[ids.CM_TABLE]["children"]["props"]["data"]
     assert [r["class"] for r in rows] == list(want.index)
     for r, (_, w) in zip(rows, want.iterrows()):
         for col in ("mean_a", "mean_b", "std_a", "std_b", "mean_difference"):
             assert (r[col] is None and pd.isna(w[col])) or r[col] == pytest.approx(w[col], rel=1e-12)
-    headers = [c["name"] for c in out["cm-table"]["children"]["props"]["columns"]]
+    headers = [c["name"] for c in out[ids.CM_TABLE]["children"]["props"]["columns"]]
     assert "difference of means (B − A)" in headers and "scn: mean ± std" in headers
-    fig = out["cm-figure"]["children"]["props"]["figure"]
+    fig = out[ids.CM_FIGURE]["children"]["props"]["figure"]
     names = [t["name"] for t in fig["data"]]
     assert names[:2] == ["scn", "scn-c"] and "scn-c − scn" in names
-    bad = dash_call(app, client, COMPACTNESS, {"cm-args.data": {"run": "scn"}, "cm-against.value": "../../etc",
-                                               "cm-labels.value": "effect", "cm-epoch.value": -1,
-                                               "live-version.data": None})
-    assert "unknown run" in texts(bad["cm-table"]) and _error_cards(bad["cm-table"])
-    broken = dash_call(app, client, COMPACTNESS, {"cm-args.data": {"run": "scn"}, "cm-against.value": "broken",
-                                                  "cm-labels.value": "effect", "cm-epoch.value": 99,
-                                                  "live-version.data": None})
-    assert _error_cards(broken["cm-table"])
+    bad = dash_call(app, client, COMPACTNESS, {f"{ids.CM_ARGS}.data": {"run": "scn"},
+                                               f"{ids.CM_AGAINST}.value": "../../etc",
+                                               f"{ids.CM_LABELS}.value": "effect", f"{ids.CM_EPOCH}.value": -1,
+                                               f"{ids.LIVE_VERSION}.data": None})
+    assert "unknown run" in texts(bad[ids.CM_TABLE]) and _error_cards(bad[ids.CM_TABLE])
+    broken = dash_call(app, client, COMPACTNESS, {f"{ids.CM_ARGS}.data": {"run": "scn"},
+                                                  f"{ids.CM_AGAINST}.value": "broken",
+                                                  f"{ids.CM_LABELS}.value": "effect", f"{ids.CM_EPOCH}.value": 99,
+                                                  f"{ids.LIVE_VERSION}.data": None})
+    assert _error_cards(broken[ids.CM_TABLE])
 
 
 # ---------------------------------------------------------------------- compare
 def test_compare_summary_is_the_comparison(app, client) -> None:
     a, b = (app.relabscope.registry.get(i) for i in ("scn", "scn-c"))
     page = _route(app, client, "/compare", "?run=scn&against=scn-c")
-    assert _by_id(page, "cp-args")["props"]["data"] == {"run": "scn", "against": "scn-c"}
-    out = dash_call(app, client, ["cp-summary.children"], {"cp-args.data": {"run": "scn", "against": "scn-c"},
-                                                          "live-version.data": None})
+    assert by_id(page, ids.CP_ARGS)["props"]["data"] == {"run": "scn", "against": "scn-c"}
+    out = dash_call(app, client, [f"{ids.CP_SUMMARY}.children"],
+                    {f"{ids.CP_ARGS}.data": {"run": "scn", "against": "scn-c"}, f"{ids.LIVE_VERSION}.data": None})
     table = find(out, lambda c: c["type"] == "DataTable")[0]["props"]
     want = compare(a, b).summary()
     rows = table["data"]
@@ -264,9 +264,10 @@ def test_compare_figures_show_both_runs(app, client) -> None:
     a, b = (app.relabscope.registry.get(i) for i in ("scn", "scn-c"))
     figs = {}
     for which in cppage.FIGURES:
-        out = dash_call(app, client, [f"cp-{which}.children"], {"cp-args.data": {"run": "scn", "against": "scn-c"},
-                                                                "live-version.data": None})
-        figs[which] = out[f"cp-{which}"]["children"]["props"]["figure"]
+        cell = ids.cp_figure(which)
+        out = dash_call(app, client, [f"{cell}.children"], {f"{ids.CP_ARGS}.data": {"run": "scn", "against": "scn-c"},
+                                                            f"{ids.LIVE_VERSION}.data": None})
+        figs[which] = out[cell]["children"]["props"]["figure"]
     tests = [t for t in figs["accuracy"]["data"] if t["name"].endswith(": test")]
     for trace, run in zip(tests, (a, b)):
         np.testing.assert_allclose(_values(trace["y"]), run.metrics()["test_acc"].to_numpy(), rtol=1e-6)
@@ -283,7 +284,7 @@ def test_compare_figures_show_both_runs(app, client) -> None:
 def test_compare_defaults_to_the_newest_other_readable_run(app, client) -> None:
     reg = app.relabscope.registry
     page = _route(app, client, "/compare", "?run=scn")
-    against = _by_id(page, "cp-args")["props"]["data"]["against"]
+    against = by_id(page, ids.CP_ARGS)["props"]["data"]["against"]
     readable = [i for i in reg.ids() if i != "scn" and reg.error(i) is None]
     assert against == readable[0] and against != "broken"
     assert "broken" in reg.ids()
@@ -294,10 +295,10 @@ def test_same_sample_in_both_runs(app, client) -> None:
     aligned = compare(a, b).samples()
     row = aligned.sort_values(["flipflops_a", "sample_id_a"], ascending=[False, True]).iloc[0]
     sid_a, sid_b = int(row["sample_id_a"]), int(row["sample_id_b"])
-    out = dash_call(app, client, ["cp-sample-view.children"], {"cp-sample.value": str(sid_a),
-                                                              "cp-args.data": {"run": "scn", "against": "scn-c"},
-                                                              "live-version.data": None})
-    view = out["cp-sample-view"]["children"]
+    out = dash_call(app, client, [f"{ids.CP_SAMPLE_VIEW}.children"],
+                    {f"{ids.CP_SAMPLE}.value": str(sid_a), f"{ids.CP_ARGS}.data": {"run": "scn", "against": "scn-c"},
+                     f"{ids.LIVE_VERSION}.data": None})
+    view = out[ids.CP_SAMPLE_VIEW]["children"]
     facts = find(view, lambda c: c["type"] == "DataTable")[0]["props"]["data"]
     by_field = {f["field"]: f for f in facts}
     assert by_field["sample id"]["scn"] == str(sid_a) and by_field["sample id"]["scn-c"] == str(sid_b)
@@ -322,10 +323,10 @@ def test_same_sample_in_both_runs(app, client) -> None:
 @pytest.mark.parametrize("value, message", [("abc", "must be a non-negative integer"), ("-3", "non-negative"),
                                             ("100", "is a test sample"), ("9999", "out of range")])
 def test_same_sample_bad_input_is_an_error_card(app, client, value, message) -> None:
-    out = dash_call(app, client, ["cp-sample-view.children"], {"cp-sample.value": value,
-                                                              "cp-args.data": {"run": "scn", "against": "scn-c"},
-                                                              "live-version.data": None})
-    view = out["cp-sample-view"]["children"]
+    out = dash_call(app, client, [f"{ids.CP_SAMPLE_VIEW}.children"],
+                    {f"{ids.CP_SAMPLE}.value": value, f"{ids.CP_ARGS}.data": {"run": "scn", "against": "scn-c"},
+                     f"{ids.LIVE_VERSION}.data": None})
+    view = out[ids.CP_SAMPLE_VIEW]["children"]
     assert _error_cards(view) and message in texts(view)
 
 
@@ -334,17 +335,18 @@ def test_compare_with_an_unknown_or_broken_run_is_an_error_card(app, client) -> 
                             ("?run=scn&against=broken", "not a readable HDF5 run log")):
         page = _route(app, client, "/compare", search)
         assert _error_cards(page) and message in texts(page)
-        assert _by_id(page, "cp-against")["props"]["value"] is None  # a picker to choose another
+        assert by_id(page, ids.CP_AGAINST)["props"]["value"] is None  # a picker to choose another
     page = _route(app, client, "/compare", "?run=scn&against=scn-c&sample=abc")
-    assert _by_id(page, "cp-sample")["props"]["value"] == "abc"  # the callback shows the error card
+    assert by_id(page, ids.CP_SAMPLE)["props"]["value"] == "abc"  # the callback shows the error card
 
 
 def test_compare_picker_and_swap_link(app, client) -> None:
-    out = dash_call(app, client, ["url.href"], {"cp-against.value": "baseline"},
-                    {"cp-args.data": {"run": "scn", "against": "scn-c"}, "url.search": "?run=scn&against=scn-c"})
-    assert out["url"]["href"] == "/compare?run=scn&against=baseline"
-    unknown = dash_call(app, client, ["url.href"], {"cp-against.value": "nope"},
-                        {"cp-args.data": {"run": "scn", "against": "scn-c"}, "url.search": ""})
+    out = dash_call(app, client, [f"{ids.URL}.href"], {f"{ids.CP_AGAINST}.value": "baseline"},
+                    {f"{ids.CP_ARGS}.data": {"run": "scn", "against": "scn-c"},
+                     f"{ids.URL}.search": "?run=scn&against=scn-c"})
+    assert out[ids.URL]["href"] == "/compare?run=scn&against=baseline"
+    unknown = dash_call(app, client, [f"{ids.URL}.href"], {f"{ids.CP_AGAINST}.value": "nope"},
+                        {f"{ids.CP_ARGS}.data": {"run": "scn", "against": "scn-c"}, f"{ids.URL}.search": ""})
     assert unknown == {}
     page = _route(app, client, "/compare", "?run=scn&against=scn-c")
     links = [c["props"]["href"] for c in find(page, lambda c: c["type"] == "Link")]
@@ -366,7 +368,8 @@ def test_pages_in_nav_order(app, client) -> None:
     from relabscope.dashboard.app import PAGES
 
     assert list(PAGES) == ["", "flipflops", "sample", "map", "compactness", "compare"]
-    nav = dash_call(app, client, ROUTER, {"url.pathname": "/compactness", "url.search": "?run=scn"})["topnav"]
+    nav = dash_call(app, client, ROUTER,
+                    {f"{ids.URL}.pathname": "/compactness", f"{ids.URL}.search": "?run=scn"})[ids.TOPNAV]
     links = find(nav, lambda c: c["type"] == "Link")
     assert [c["props"]["children"] for c in links] == ["Overview", "Flip-flops", "Sample", "Embedding map",
                                                        "Compactness", "Compare"]
@@ -376,7 +379,7 @@ def test_pages_in_nav_order(app, client) -> None:
 def test_demo_opens_the_compare_page_of_its_runs(tiny_runs, tmp_path, monkeypatch) -> None:
     from relabscope import cli
     from relabscope.dashboard import RunRegistry
-    from relabscope.dashboard import demo as demo_module
+    from relabscope import demo as demo_module
 
     out = tmp_path / "runs" / "demo"
     dirs = [out / "scn-20", out / "scn-c-20"]
@@ -389,23 +392,23 @@ def test_demo_opens_the_compare_page_of_its_runs(tiny_runs, tmp_path, monkeypatc
     result = CliRunner().invoke(cli.main, ["demo", "--out", "runs/demo"])
     assert result.exit_code == 0, result.output
     assert served["page"] == "compare?run=scn-20&against=scn-c-20"
-    ids = RunRegistry(served["roots"]).ids()
-    assert {"scn-20", "scn-c-20"} <= set(ids)
+    run_ids = RunRegistry(served["roots"]).ids()
+    assert {"scn-20", "scn-c-20"} <= set(run_ids)
 
 
 def test_plain_helpers_of_the_new_pages() -> None:
-    assert mppage.selected_ids({"points": [{"customdata": ["3", "x"]}, {"customdata": [1]}, {"x": 0},
-                                           {"customdata": ["3"]}]}) == [1, 3]
-    assert mppage.selected_ids(None) == [] and mppage.sample_from_click({"points": []}) is None
-    assert mppage.parse_classes("2,0,2", ["a", "b", "c"]) == [0, 2] and mppage.parse_classes([], ["a"]) is None
+    assert selected_ids({"points": [{"customdata": ["3", "x"]}, {"customdata": [1]}, {"x": 0},
+                                    {"customdata": ["3"]}]}) == [1, 3]
+    assert selected_ids(None) == [] and sample_from_click({"points": []}) is None
+    assert parse_classes("2,0,2", ["a", "b", "c"]) == [0, 2] and parse_classes([], ["a"]) is None
     with pytest.raises(ValueError):
-        mppage.parse_classes("5", ["a"])
+        parse_classes("5", ["a"])
     with pytest.raises(ValueError):
-        mppage.parse_method("pca")
-    assert cmpage.parse_epoch(None, 4) == -1 and cmpage.parse_epoch("-4", 4) == -4
+        parse_method("pca", mppage.METHODS)
+    assert parse_epoch(None, 4) == -1 and parse_epoch("-4", 4) == -4
     for bad in ("4", "x", True):
         with pytest.raises(ValueError):
-            cmpage.parse_epoch(bad, 4)
+            parse_epoch(bad, 4)
     aligned = pd.DataFrame({"sample_id_a": [0, 1, 2], "flipflops_a": [0, 1, 1], "flipflops_b": [2, 0, 1],
                             "changes_a": [0, 1, 2], "changes_b": [3, 0, 1]})
     assert cppage.top_samples(aligned, 2) == [0, 2]  # ties by sample id

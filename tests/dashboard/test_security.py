@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from relabscope.dashboard import create_app
+from relabscope.dashboard import create_app, ids
 from relabscope.dashboard.app import is_loopback, parse_auth
+from relabscope.dashboard.harness import ROUTER, dash_call, texts
 from relabscope.errors import RelabscopeError
-from tests.dashboard.conftest import dash_call, texts
 
 
 def _png(resp) -> np.ndarray:
@@ -62,9 +62,9 @@ def test_symlinked_run_out_of_the_root_is_not_served(tiny_runs, tmp_path) -> Non
     assert app.relabscope.registry.ids() == ["inside"]
     assert client.get("/_relabscope/image?run=escape&sample=0").status_code == 404
     assert client.get("/_relabscope/image?run=inside&sample=0").status_code == 200
-    page = dash_call(app, client, ["page.children", "topnav.children", "live-version.data"],
-                     {"url.pathname": "/", "url.search": "?run=escape"})
-    assert "unknown run 'escape'" in texts(page["page"]["children"])
+    page = dash_call(app, client, ROUTER,
+                     {f"{ids.URL}.pathname": "/", f"{ids.URL}.search": "?run=escape"})
+    assert "unknown run 'escape'" in texts(page[ids.PAGE]["children"])
 
 
 def test_dash_routes_do_not_serve_files(client) -> None:
@@ -80,22 +80,22 @@ def test_dash_routes_do_not_serve_files(client) -> None:
 ])
 def test_router_shows_error_cards(app, client, search, message) -> None:
     for path in ("/", "/flipflops", "/sample"):
-        out = dash_call(app, client, ["page.children", "topnav.children", "live-version.data"],
-                        {"url.pathname": path, "url.search": search})
-        assert message in texts(out["page"]["children"])
+        out = dash_call(app, client, ROUTER,
+                        {f"{ids.URL}.pathname": path, f"{ids.URL}.search": search})
+        assert message in texts(out[ids.PAGE]["children"])
 
 
 def test_unknown_page_is_an_error_card(app, client) -> None:
-    out = dash_call(app, client, ["page.children", "topnav.children", "live-version.data"],
-                    {"url.pathname": "/../etc", "url.search": "?run=scn"})
-    assert "Page not found" in texts(out["page"]["children"])
+    out = dash_call(app, client, ROUTER,
+                    {f"{ids.URL}.pathname": "/../etc", f"{ids.URL}.search": "?run=scn"})
+    assert "Page not found" in texts(out[ids.PAGE]["children"])
 
 
 @pytest.mark.parametrize("sample", ["-1", "128", "abc", "1.5", "99999999999999999999"])
 def test_bad_sample_in_url_is_an_error_card(app, client, sample) -> None:
-    out = dash_call(app, client, ["page.children", "topnav.children", "live-version.data"],
-                    {"url.pathname": "/sample", "url.search": f"?run=scn&sample={sample}"})
-    assert "sample id" in texts(out["page"]["children"])
+    out = dash_call(app, client, ROUTER,
+                    {f"{ids.URL}.pathname": "/sample", f"{ids.URL}.search": f"?run=scn&sample={sample}"})
+    assert "sample id" in texts(out[ids.PAGE]["children"])
 
 
 # ---------------------------------------------------------------------- auth

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from relabscope.dashboard import ids
+from relabscope.dashboard.harness import ROUTER, by_id, dash_call, find, texts
 from relabscope.sweep import accuracy_table, run_sweep, sweep_table
 from tests.conftest import TINY, scratch
-from tests.dashboard.conftest import dash_call, find, texts
 
 SHARED = {k: v for k, v in TINY.items() if k not in ("noise", "seed")} | {"epochs": 2}
 
@@ -25,15 +26,15 @@ def sweep_app(tmp_path_factory):
 
 
 def _page(app, client, search):
-    out = dash_call(app, client, ["page.children", "topnav.children", "live-version.data"],
-                    {"url.pathname": "/compare", "url.search": search})
-    return out["page"]["children"]
+    out = dash_call(app, client, ROUTER,
+                    {f"{ids.URL}.pathname": "/compare", f"{ids.URL}.search": search})
+    return out[ids.PAGE]["children"]
 
 
 def test_compare_opens_on_the_counterpart_and_shows_the_sweep_table(sweep_app) -> None:
     app, client, folder = sweep_app
     page = _page(app, client, "?run=grid/scn/noise-30/seed-0")
-    store = find(page, lambda c: c["props"].get("id") == "cp-args")[0]["props"]["data"]
+    store = by_id(page, ids.CP_ARGS)["props"]["data"]
     assert store == {"run": "grid/scn/noise-30/seed-0", "against": "grid/scn-c/noise-30/seed-0"}
     shown = texts(page)
     assert "Sweep grid" in shown and "compare with grid/scn-c/noise-30/seed-0" in shown
@@ -44,4 +45,4 @@ def test_compare_opens_on_the_counterpart_and_shows_the_sweep_table(sweep_app) -
     # a run without a "-c" partner in the sweep falls back to another run, and still shows the table
     rul = _page(app, client, "?run=grid/rul/noise-30/seed-0")
     assert "Sweep grid" in texts(rul)
-    assert find(rul, lambda c: c["props"].get("id") == "cp-args")[0]["props"]["data"]["against"] is not None
+    assert by_id(rul, ids.CP_ARGS)["props"]["data"]["against"] is not None

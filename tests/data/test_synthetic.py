@@ -12,6 +12,9 @@ from relabscope.data.base import DataSplits
 
 N, SIZE = 70, 32
 
+#: render_faces(14, size=24, seed=2024) as GENERATOR_VERSION 2 drew it (tests/data/synthetic_v<version>.npz)
+REFERENCE = Path(__file__).parent / "synthetic_v{version}.npz"
+
 
 @pytest.fixture(scope="module")
 def faces():
@@ -40,6 +43,23 @@ def test_deterministic_by_seed(faces):
     other = synthetic.render_faces(N, size=SIZE, seed=6)
     assert faces[0].tobytes() != other[0].tobytes()
     assert not np.array_equal(faces[1], other[1])
+
+
+def test_rendering_is_pinned_by_generator_version():
+    """Cached data sets and runs compared across versions assume one version always draws
+    the same faces. Compared with a tolerance, not a digest: numpy's float kernels differ
+    between CPUs, which may round a pixel the other way (the very thing that must not fail
+    a test on another machine); a change to what is drawn moves far more than that."""
+    version = synthetic.GENERATOR_VERSION
+    reference = REFERENCE.with_name(REFERENCE.name.format(version=version))
+    assert reference.is_file(), f"no reference pixels for GENERATOR_VERSION {version} ({reference})"
+    want = np.load(reference)["images"].astype(np.int16)
+    got = synthetic.render_faces(14, size=24, seed=2024)[0].astype(np.int16)
+    off = np.abs(got - want)
+    assert off.max() <= 2 and (off > 0).mean() < 0.001, (
+        f"{(off > 0).mean():.2%} of the pixels differ (by up to {off.max()}) from those GENERATOR_VERSION "
+        f"{version} drew: a rendering change must bump synthetic.GENERATOR_VERSION and save its reference "
+        f"({reference.name})")
 
 
 def test_labels_balanced_and_every_class_present(faces):

@@ -1,4 +1,4 @@
-"""The hook that turns trainer events into a run log."""
+"""The hook that turns trainer events into a run log (the trainer itself never touches HDF5)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from relabscope.errors import DivergedError, RelabscopeError, RunDirError
 from relabscope.methods import METHODS
 from relabscope.sweep import (accuracy_table, is_sweep, read_manifest, relabel_table, run_sweep, sweep_results,
                               sweep_table, write_tables)
-from relabscope.sweep.grid import cells
+from relabscope.sweep.manifest import cells
 from relabscope.training.hooks import Hook
 from tests.conftest import TINY, scratch
 
@@ -161,7 +161,7 @@ def test_runs_from_before_a_setting_existed(tmp_path) -> None:
     """A stored config without a setting added later (dmue_center_ramp) reads as the value
     that run was trained with: methods that ignore the setting are still skipped, an old
     DMUE-C run is refused (it was trained differently), and resuming it keeps its value."""
-    from relabscope.training.runner import _resume_config
+    from relabscope.rundir import resume_config
 
     out = tmp_path / "sw"
     grid = dict(noise=[0.3], seeds=1, settings={**SHARED, "epochs": 1}, progress=False, log=lambda line: None)
@@ -176,20 +176,20 @@ def test_runs_from_before_a_setting_existed(tmp_path) -> None:
     with pytest.raises(RunDirError, match="holds a run with dmue_center_ramp = False but the sweep asks True"):
         run_sweep(out, methods=["dmue-c"], **grid)
     old = cells(out, ["dmue-c"], [0.3], [0])[0].run_dir
-    assert _resume_config(old, {"epochs": 2})[1].dmue_center_ramp is False
+    assert resume_config(old, {"epochs": 2}).dmue_center_ramp is False
 
 
 def test_a_failed_run_is_reported_and_the_rest_go_on(tmp_path, monkeypatch) -> None:
-    import relabscope.training.runner as runner
+    import relabscope.sweep.grid as grid
 
-    real = runner.train
+    real = grid.train
 
     def flaky(cfg, **kwargs):
         if cfg.method == "scn":
             raise DivergedError(f"{cfg.out}: loss became NaN or infinite in epoch 1; training stopped")
         return real(cfg, **kwargs)
 
-    monkeypatch.setattr(runner, "train", flaky)
+    monkeypatch.setattr(grid, "train", flaky)
     out = tmp_path / "sw"
     result = run_sweep(out, methods=["scn", "baseline"], noise=[0.0], seeds=1, settings={**SHARED, "epochs": 1},
                        progress=False, log=lambda line: None)
@@ -200,7 +200,7 @@ def test_a_failed_run_is_reported_and_the_rest_go_on(tmp_path, monkeypatch) -> N
 
 
 def test_a_cell_another_process_trains_is_skipped_and_its_lock_kept(tmp_path) -> None:
-    from relabscope.training.runner import LOCK_NAME, RunDirLock
+    from relabscope.rundir import LOCK_NAME, RunDirLock
 
     out = tmp_path / "sw"
     grid = dict(methods=["baseline"], noise=[0.0], settings={**SHARED, "epochs": 1}, progress=False,

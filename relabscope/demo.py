@@ -6,6 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from relabscope.analysis.summary import run_numbers
+from relabscope.config import resolve
+from relabscope.errors import RunDirError
+from relabscope.training.runner import train
+
 METHODS = ("scn", "scn-c")
 
 
@@ -13,11 +18,6 @@ def demo_runs(out: str | Path = "runs/demo", *, noise: float = 0.2, epochs: int 
               progress: bool = True, log: Callable[[str], None] = print) -> list[Path]:
     """Train (or reuse, when already finished) ``OUT/scn-NN`` and ``OUT/scn-c-NN`` and
     return their directories. A run folder left unfinished is trained again from scratch."""
-    from relabscope.analysis.summary import run_numbers
-    from relabscope.config import resolve
-    from relabscope.errors import RunDirError
-    from relabscope.training.runner import train
-
     out = Path(out)
     dirs = []
     for method in METHODS:

@@ -1,20 +1,43 @@
-"""Run logs written by hand through ``RunLogWriter``: exact, machine-independent fixtures.
+"""A small run log written by hand, for trying the analysis API, for docstring examples and
+for tests that need a property a trained run only has by chance.
 
-A trained fixture run decides by floating point which samples it relabels; a property a
-test needs (a class relabelled empty) must not depend on that. These logs are written
-batch by batch exactly as the trainer's hook writes them, from seeded numpy arrays.
+``example_run(path)`` writes, through :class:`~relabscope.runlog.writer.RunLogWriter` and
+exactly as the trainer's hook would, a 5-epoch log of 64 training and 16 test samples in
+4 classes whose relabelling empties one class ("anger", in epoch 1) and shrinks another
+below half its size ("sadness"), while samples 0-3 flip-flop between "neutral" and
+"happiness". Everything comes from seeded numpy arrays, so it is the same on every
+machine (a trained run's relabels depend on floating point).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
+import tomli_w
 
-#: The emptied-class log: 4 classes of 16 training samples each; in epoch 1 relabelling
-#: moves every "anger" sample away (emptied) and 10 of 16 "sadness" samples to "happiness"
-#: (shrunk below half); samples 0-3 then flip-flop between "neutral" and "happiness".
-EMPTIED = {
+from relabscope.rundir import CONFIG_NAME
+from relabscope.runlog.schema import SampleTable
+from relabscope.runlog.writer import RunLogWriter
+
+
+class ExampleSpec(TypedDict):
+    """The example run's shape and the class-balance events its relabels are written to cause."""
+
+    class_names: list[str]
+    per_class: int  # training samples per class
+    num_test: int
+    epochs: int
+    embed_dim: int
+    emptied: str  # the class the relabels of epoch ``emptied_epoch`` empty
+    emptied_epoch: int
+    shrunk: str  # the class they shrink below half its size, to ``shrunk_to`` samples
+    shrunk_to: int
+
+
+#: What the example run holds (the numbers its docstring and tests rely on).
+EXAMPLE: ExampleSpec = {
     "class_names": ["neutral", "happiness", "sadness", "anger"],
     "per_class": 16,
     "num_test": 16,
@@ -27,11 +50,28 @@ EMPTIED = {
 }
 
 
-def write_emptied_log(run_dir: Path, seed: int = 0, method: str = "scn-c") -> Path:
-    """Write the EMPTIED log as ``run_dir/run.h5`` (and its config.toml); returns run_dir."""
-    from relabscope.runlog import RunLogWriter, SampleTable
+def example_run(run_dir: str | Path, *, seed: int = 0, method: str = "scn-c") -> Path:
+    """Write the EXAMPLE run into ``run_dir`` (its ``run.h5`` and ``config.toml``) and
+    return the directory: a run to try every call on without training one.
 
-    spec = EMPTIED
+    Args:
+        run_dir: the run directory to create (must not hold a run log yet).
+        seed: seeds the embeddings, probabilities and losses (the relabels are fixed).
+        method: the method name the log records (relabscope trained none: it only names it).
+
+    Returns:
+        ``run_dir`` as a Path, ready for :func:`relabscope.open_run`.
+
+    Example:
+        >>> import tempfile, relabscope as rs
+        >>> run = rs.open_run(example_run(tempfile.mkdtemp() + "/example"))
+        >>> run.num_epochs, run.class_names
+        (5, ['neutral', 'happiness', 'sadness', 'anger'])
+        >>> run.class_warnings()["class_name"].tolist()
+        ['sadness', 'anger']
+    """
+    run_dir = Path(run_dir)
+    spec = EXAMPLE
     names, k, per = spec["class_names"], len(spec["class_names"]), spec["per_class"]
     n_train, n_test, d = k * per, spec["num_test"], spec["embed_dim"]
     n = n_train + n_test
@@ -73,9 +113,5 @@ def write_emptied_log(run_dir: Path, seed: int = 0, method: str = "scn-c") -> Pa
             test = np.arange(n_train, n)
             log.log_batch(test, given[test], logits[test], emb[test], phase="test")
             log.end_epoch(centers=centers, lr=1e-3, seconds=1.0, save_embeddings=True)
-    (run_dir / "config.toml").write_text("".join(f"{key} = {_toml(v)}\n" for key, v in config.items()))
+    (run_dir / CONFIG_NAME).write_text(tomli_w.dumps(config))
     return run_dir
-
-
-def _toml(value: object) -> str:
-    return f'"{value}"' if isinstance(value, str) else str(value)

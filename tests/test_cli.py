@@ -416,7 +416,7 @@ def test_every_setting_is_an_option_of_train_and_sweep() -> None:
     """A new TrainConfig field is reachable from the command line (train: all of them;
     sweep: all but the grid's), under its own name."""
     from relabscope.config import FIELDS
-    from relabscope.sweep.grid import GRID_KEYS
+    from relabscope.sweep.manifest import GRID_KEYS
 
     options = {name: {p.name for p in main.commands[name].params} for name in ("train", "sweep")}
     assert set(FIELDS) <= options["train"]

@@ -1,0 +1,67 @@
+"""The settings each method reads beyond the shared ones, one dataclass per method family.
+
+``relabscope.methods.METHODS`` names, per method, which of these it reads; ``TrainConfig``
+is the union of the shared settings and all of these. A method that does not read a
+setting ignores it, and a sweep does not compare it between a stored run of that method and
+the grid (``config.METHOD_ONLY``, derived from the registry). The help texts are the CLI's;
+the methods' papers and the choices behind each default are in docs/methods.md.
+
+Torch-free on purpose: the CLI and the config read these without loading the networks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relabscope.settings import between, non_negative, positive, positive_whole, setting
+
+
+@dataclass
+class CenterLossSettings:
+    """The "-C" center loss (Wen et al.), read by baseline-c, scn-c, rul-c and dmue-c."""
+
+    gamma: float = setting(0.01, "Center-loss weight of -c methods.", check=non_negative)
+    center_lr: float = setting(0.5, "Center update rate (alpha of Wen et al.).", check=positive)
+
+
+@dataclass
+class SCNSettings:
+    """SCN's relabelling and rank regularisation (read by scn and scn-c)."""
+
+    relabel_epoch: int = setting(10, "First epoch (1-based) in which SCN relabels.", check=positive_whole)
+    delta: float = setting(0.2, "Relabel when p_max - p_label > delta.", check=non_negative)
+    relabel_scope: str = setting(
+        "all", "Relabel any sample (reference code) or only the low-importance group (SCN paper).",
+        choices=("all", "low"))
+    rr: bool = setting(True, "SCN's rank regularisation (default on).")
+    rr_margin: float = setting(0.15, "SCN's margin_1 between the high- and low-importance groups' mean weights.",
+                               check=non_negative)
+    rr_beta: float = setting(0.7, "SCN's share of each batch in the high-importance group (default 0.7).",
+                             check=between(0, 1, closed_low=False))
+
+
+@dataclass
+class DMUESettings:
+    """DMUE's latent-label branches and uncertainty (read by dmue and dmue-c)."""
+
+    dmue_ramp: float = setting(6.0, "DMUE's a: epochs over which the target loss ramps up (default 6).",
+                               check=positive)
+    dmue_temperature: float = setting(1.2, "DMUE's sharpening temperature T (default 1.2).", check=positive)
+    dmue_sp_weight: float = setting(1000.0, "Weight of DMUE's structure-preserving loss (default 1000).",
+                                    check=non_negative)
+    dmue_train_uncertainty: bool = setting(
+        True, "Train DMUE's s-MLP (default) or leave it at init, as the reference code does.",
+        flags=("--dmue-train-uncertainty/--dmue-frozen-uncertainty",))
+
+
+@dataclass
+class DMUECenterSettings:
+    """DMUE-C's own: how its center loss starts (read by dmue-c only)."""
+
+    dmue_center_ramp: bool = setting(
+        True, "DMUE-C: ramp the center loss up with the target branch's losses (default), or give it full "
+              "weight from the first step.",
+        flags=("--dmue-center-ramp/--dmue-center-full",), introduced=False)
+
+
+__all__ = ["CenterLossSettings", "DMUECenterSettings", "DMUESettings", "SCNSettings"]
