@@ -7,7 +7,12 @@ events (training and test passes, checkpoint and, in the "on" arm, everything th
 adds, including its background commit); each trial's first epoch is warm-up and not
 counted. The figure of merit is the ratio of the median epoch times, on / off.
 
+A third arm, ``probe``, logs with the eval-mode probe pass every epoch (``--probe-every
+1``: the training images again, without augmentation, in eval mode, whose embeddings then
+define every distance the views read); its ratio to ``on`` is what that pass costs.
+
     python benchmarks/logging_overhead.py                       # CPU, the default config
+    python benchmarks/logging_overhead.py --arms off,on,probe   # + the probe pass's cost
     python benchmarks/logging_overhead.py --device cuda --image-size 224 \\
         --batch-size 256 --amp --num-train 20000 --epochs 3     # the GPU setting
 
@@ -17,6 +22,7 @@ Prints a table and writes JSON next to this file under results/.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -55,6 +61,8 @@ def main() -> None:
     ap.add_argument("--num-train", type=int, help="synthetic training images (default: the data set's)")
     ap.add_argument("--epochs", type=int, default=3, help="epochs per trial; the first is warm-up")
     ap.add_argument("--repeats", type=int, default=3, help="trials per arm")
+    ap.add_argument("--arms", default="off,on", help="off (no log), on (the log), probe (the log + a probe pass "
+                                                      "every epoch), comma-separated")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "logging_overhead.json")
     args = ap.parse_args()
 
@@ -70,24 +78,29 @@ def main() -> None:
     data, train_b, test_b = load_images(prepare(cfg), device, default_workers(), cfg.cache_gb, print)
     meta = run_metadata(cfg, device, data.fingerprint, len(data.train), len(data.test))
 
-    def trial(log_on: bool) -> list[float]:
+    def trial(arm: str) -> list[float]:
+        arm_cfg = dataclasses.replace(cfg, probe_every=1 if arm == "probe" else 0)
         torch.manual_seed(cfg.seed)
-        method = build_method(cfg.method, len(data.class_names), cfg)
+        method = build_method(cfg.method, len(data.class_names), arm_cfg)
         clock = EpochClock()
-        hooks: list[Hook] = [clock] + ([RunLogHook()] if log_on else [])
+        hooks: list[Hook] = [clock] + ([RunLogHook()] if arm != "off" else [])
         with tempfile.TemporaryDirectory() as tmp:
-            Trainer(cfg, data, train_b, test_b, method, device, hooks, Path(tmp), meta).fit()
+            Trainer(arm_cfg, data, train_b, test_b, method, device, hooks, Path(tmp), meta).fit()
         return [b - a for a, b in zip(clock.times, clock.times[1:])]
 
-    times: dict[str, list[float]] = {"on": [], "off": []}
+    arms = [a.strip() for a in args.arms.split(",")]
+    if not {"on", "off"} <= set(arms) or set(arms) - {"on", "off", "probe"}:
+        raise SystemExit("--arms: give on and off, and optionally probe")
+    times: dict[str, list[float]] = {arm: [] for arm in arms}
     for r in range(args.repeats):
-        for arm in (("on", "off") if r % 2 == 0 else ("off", "on")):
-            epochs = trial(arm == "on")
+        for arm in (arms if r % 2 == 0 else arms[::-1]):
+            epochs = trial(arm)
             times[arm] += epochs
-            print(f"trial {r + 1}/{args.repeats} log {arm:>3}: epochs {', '.join(f'{t:.2f}' for t in epochs)} s", flush=True)
+            print(f"trial {r + 1}/{args.repeats} {arm:>5}: epochs {', '.join(f'{t:.2f}' for t in epochs)} s", flush=True)
 
     images = len(data.train)
     on, off = statistics.median(times["on"]), statistics.median(times["off"])
+    probe = statistics.median(times["probe"]) if "probe" in times else None
     result = {
         "device": str(device),
         "device_name": meta["device_name"],
@@ -104,12 +117,17 @@ def main() -> None:
         "train_images_per_s_on": images / on,
         "train_images_per_s_off": images / off,
     }
+    if probe is not None:
+        result.update(median_epoch_probe_s=probe, ratio_probe_on=probe / on, train_images_per_s_probe=images / probe)
     print()
     print(f"{'arm':<8}{'median epoch s':>16}{'min':>8}{'max':>8}{'train img/s':>14}")
-    for arm, med in (("off", off), ("on", on)):
-        print(f"{'log ' + arm:<8}{med:>16.2f}{min(times[arm]):>8.2f}{max(times[arm]):>8.2f}{images / med:>14.1f}")
+    for arm in arms:
+        med = statistics.median(times[arm])
+        print(f"{arm:<8}{med:>16.2f}{min(times[arm]):>8.2f}{max(times[arm]):>8.2f}{images / med:>14.1f}")
     print(f"ratio on/off: {on / off:.3f}  ({device}, {cfg.method}, {len(data.train)} train images, "
           f"{cfg.image_size}px, batch {cfg.batch_size}{', bf16' if cfg.amp else ''})")
+    if probe is not None:
+        print(f"ratio probe/on: {probe / on:.3f}  (the eval-mode probe pass over the training set, every epoch)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

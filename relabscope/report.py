@@ -48,6 +48,7 @@ import pandas as pd
 import plotly.io as pio
 
 from relabscope import plot
+from relabscope.analysis.compactness import overall
 from relabscope.analysis.compare import compare
 from relabscope.analysis.run import Run
 from relabscope.errors import RunDirError
@@ -424,6 +425,13 @@ def _headline(runs: list[Run], slugs: list[str]) -> pd.DataFrame:
             row["relabel events"] = row["relabelled samples"] = row["flip-flops"] = "never relabels"
             row["closer to new (consistency)"] = "—"
         try:
+            comp = overall(run.compactness())
+            row["own / nearest other center (scale-free)"] = comp["ratio"]
+            row["nearest center is own"] = comp["nearest_own"]
+            row["distance to own center (raw units)"] = comp["mean"]
+        except Exception:
+            pass
+        try:
             kinds = run.class_warnings()["kind"]
             row["classes emptied"] = int((kinds == "emptied").sum())
             row["classes below half"] = int((kinds == "shrunk").sum())
@@ -457,7 +465,8 @@ def _index_html(rep: _Report, runs: list[Run], slugs: list[str], headline: pd.Da
              f"{len([i for i in rep.items if i.kind == 'table' and i.files])} tables, written in {seconds:.0f} s "
              f"on {time.strftime('%Y-%m-%d %H:%M')}. Epochs are 0-based rows as in the run log.</p>",
              "<h2 id='key-numbers'>Key numbers</h2>",
-             _format(_percent(headline, ["final test accuracy", "closer to new (consistency)"])).to_html(
+             _format(_percent(headline, ["final test accuracy", "closer to new (consistency)",
+                                         "nearest center is own"])).to_html(
                  index=False, border=0, classes="data", na_rep="n/a", escape=True),
              "<p><a href='tables/key_numbers.csv'>CSV</a> · <a href='tables/key_numbers.md'>Markdown</a></p>"]
     for msg in rep.notes:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from relabscope.analysis.class_balance import ClassBalanceWarning
+from relabscope.analysis.compactness import overall
 from relabscope.analysis.run import LabelKind, Run
 
 
@@ -40,8 +41,10 @@ class Comparison:
 
     def summary(self, *, warn: bool = True) -> pd.DataFrame:
         """Headline numbers per run: last test accuracy, relabels, flip-flops, relabel
-        consistency, mean compactness, classes relabelling emptied or shrank below half their
-        given size and (when clean labels are known) noise recovery.
+        consistency, compactness, classes relabelling emptied or shrank below half their
+        given size and (when clean labels are known) noise recovery. Geometry leads with
+        its scale-free numbers; the two in the model's own units (which a center loss
+        shrinks, so they do not compare between models) end in ``_raw``.
 
         Args:
             warn: issue a :class:`ClassBalanceWarning` per such class, naming the run, the
@@ -51,8 +54,9 @@ class Comparison:
 
         Returns:
             One row per number (test_acc, relabel_events, relabelled_samples, flipflops,
-            closer_before, closer_to_new, mean_gap_change, mean_rel_gap_change,
-            undone_fraction, mean_compactness, classes_emptied, classes_below_half, and
+            closer_before, closer_to_new, mean_rel_gap_change, gap_change_raw,
+            undone_fraction, compactness_ratio, nearest_own, silhouette, compactness_raw
+            (``relabscope.analysis.compactness.overall``), classes_emptied, classes_below_half, and
             noisy_corrected, clean_corrupted when clean labels are known); a column per run
             and "difference (B - A)".
         """
@@ -115,13 +119,16 @@ class Comparison:
             labels: which label makes a class a sample's own: "effect", "given" or "clean".
 
         Returns:
-            One row per class name: n_a, mean_a, std_a, n_b, mean_b, std_b and
-            mean_difference (B - A).
+            One row per class name: each run's ``Run.compactness()`` columns with suffix _a
+            or _b (n, mean, std, ratio, nearest_own, silhouette), ratio_difference (B - A,
+            scale-free: compares across models) and mean_difference (B - A, raw units:
+            meaningful only when both runs' embeddings share a scale).
         """
         a = self.a.compactness(epoch, labels).add_suffix("_a")
         b = self.b.compactness(epoch, labels).add_suffix("_b")
         order = list(dict.fromkeys([*a.index, *b.index]))  # class order, not alphabetical
         df: pd.DataFrame = a.join(b, how="outer").reindex(order)
+        df["ratio_difference"] = df["ratio_b"] - df["ratio_a"]
         df["mean_difference"] = df["mean_b"] - df["mean_a"]
         return df
 
@@ -196,7 +203,7 @@ def headline(run: Run) -> pd.Series:
     metrics = run.metrics()
     flip = run.flipflops()
     cons = run.consistency()
-    comp = run.compactness()
+    comp = overall(run.compactness())
     balance = run.class_warnings()
     out = {
         "test_acc": float(metrics["test_acc"].iloc[-1]) if len(metrics) else np.nan,
@@ -205,10 +212,13 @@ def headline(run: Run) -> pd.Series:
         "flipflops": float(flip["flipflops"].sum()),
         "closer_before": float(cons["closer_before"]),
         "closer_to_new": float(cons["closer_to_new"]),
-        "mean_gap_change": float(cons["mean_gap_change"]),
         "mean_rel_gap_change": float(cons["mean_rel_gap_change"]),
+        "gap_change_raw": float(cons["mean_gap_change"]),
         "undone_fraction": float(cons["undone_fraction"]),
-        "mean_compactness": float(np.average(comp["mean"].fillna(0), weights=comp["n"])) if comp["n"].sum() else np.nan,
+        "compactness_ratio": comp["ratio"],
+        "nearest_own": comp["nearest_own"],
+        "silhouette": comp["silhouette"],
+        "compactness_raw": comp["mean"],
         "classes_emptied": float((balance["kind"] == "emptied").sum()),
         "classes_below_half": float((balance["kind"] == "shrunk").sum()),
     }

@@ -27,7 +27,7 @@ from relabscope.analysis import dynamics as _dynamics
 from relabscope.analysis import flipflops as _flipflops
 from relabscope.analysis.projection import project_run
 from relabscope.runlog.reader import RunLogReader
-from relabscope.runlog.schema import SPLIT_CODES
+from relabscope.runlog.schema import EMBED_SOURCES, SPLIT_CODES
 
 if TYPE_CHECKING:
     from relabscope.analysis.gradcam import GradCamResult, ImageSource
@@ -420,6 +420,18 @@ class Run:
         mask = self.train_mask
         return _class_balance.label_flow(self.given_labels[mask], self.final_labels()[mask], self.class_names)
 
+    def embedding_sources(self) -> list[str]:
+        """Per committed epoch, the pass whose training embeddings (and so class means and
+        distances) the log kept: "train" (the training forward: augmented images, train
+        mode, weights moving through the epoch) or "probe" (``--probe-every``: the images
+        again, unaugmented, in eval mode after the epoch). Every geometry figure says which.
+
+        Returns:
+            One of "train" / "probe" per epoch.
+        """
+        names = {code: name for name, code in EMBED_SOURCES.items()}
+        return [names[int(v)] for v in self.log.epoch_array("embed_source")]
+
     def classes_without_mean(self, epoch: int = -1) -> list[str]:
         """The classes that held no training sample at an epoch: they have no class mean, so
         every distance to them is NaN and geometry views leave them out.
@@ -502,8 +514,9 @@ class Run:
                 and the last epoch.
 
         Returns:
-            One row per epoch and class: epoch, class_id, class_name, distance, is_given,
-            is_effect, is_clean, label_in_effect.
+            One row per epoch and class: epoch, class_id, class_name, distance (raw units),
+            relative_distance (distance / the epoch's mean distance between class means:
+            scale-free), is_given, is_effect, is_clean, label_in_effect.
         """
         if epochs is None:
             epochs = _distances.key_epochs(self._events(), sample_id, self.num_epochs)
@@ -511,7 +524,7 @@ class Run:
             sample_id, list(epochs), lambda e: self.distances(e)[sample_id], self.labels()[:, sample_id],
             int(self.given_labels[sample_id]),
             None if self.clean_labels is None else int(self.clean_labels[sample_id]),
-            self.class_names)
+            self.class_names, spread_at=lambda e: _distances.center_spread(self.class_means(e)))
 
     def dynamics(self) -> pd.DataFrame:
         """Training dynamics per training sample, each against the given label and the label

@@ -34,9 +34,12 @@ def label_choices(run) -> list[str]:
 
 
 def single_rows(table: pd.DataFrame) -> list[dict]:
-    """Rows of ``Run.compactness()`` (index class; n, mean, std) for the DataTable."""
-    return [{"class": str(c), "n": int(r["n"]), "mean": table_number(r["mean"]), "std": table_number(r["std"]),
-             "mean ± std": mean_pm_std(r["mean"], r["std"])} for c, r in table.iterrows()]
+    """Rows of ``Run.compactness()`` (index class; n, mean, std, ratio, nearest_own,
+    silhouette) for the DataTable."""
+    return [{"class": str(c), "n": int(r["n"]), "ratio": table_number(r["ratio"]),
+             "nearest_own": table_number(r["nearest_own"]), "mean": table_number(r["mean"]),
+             "std": table_number(r["std"]), "mean ± std": mean_pm_std(r["mean"], r["std"])}
+            for c, r in table.iterrows()]
 
 
 def pair_rows(table: pd.DataFrame) -> list[dict]:
@@ -49,6 +52,8 @@ def pair_rows(table: pd.DataFrame) -> list[dict]:
             row[f"mean_{tag}"] = table_number(r[f"mean_{tag}"])
             row[f"std_{tag}"] = table_number(r[f"std_{tag}"])
             row[f"pm_{tag}"] = mean_pm_std(r[f"mean_{tag}"], r[f"std_{tag}"])
+            row[f"ratio_{tag}"] = table_number(r[f"ratio_{tag}"])
+        row["ratio_difference"] = table_number(r["ratio_difference"])
         row["mean_difference"] = table_number(r["mean_difference"])
         rows.append(row)
     return rows
@@ -58,7 +63,7 @@ def _columns(pairs: list[tuple[str, str]]) -> list[dict]:
     out = []
     for cid, name in pairs:
         col = {"name": name, "id": cid}
-        if cid.startswith(("mean", "std")):
+        if cid.startswith(("mean", "std", "ratio")):
             col.update(type="numeric", format=Format(precision=4, scheme=Scheme.decimal_or_exponent))
         out.append(col)
     return out
@@ -66,11 +71,16 @@ def _columns(pairs: list[tuple[str, str]]) -> list[dict]:
 
 def table_view(rows: list[dict], names: tuple[str, ...] | None = None) -> DataTable:
     if names is None:
-        cols = [("class", "class"), ("n", "n"), ("mean ± std", "mean ± std"), ("mean", "mean"), ("std", "std")]
+        cols = [("class", "class"), ("n", "n"), ("ratio", "own / nearest other center"),
+                ("nearest_own", "nearest center is own"), ("mean ± std", "distance, raw: mean ± std"),
+                ("mean", "mean"), ("std", "std")]
     else:
         a, b = names
-        cols = [("class", "class"), ("n_a", f"n {a}"), ("pm_a", f"{a}: mean ± std"), ("n_b", f"n {b}"),
-                ("pm_b", f"{b}: mean ± std"), ("mean_difference", "difference of means (B − A)")]
+        cols = [("class", "class"), ("n_a", f"n {a}"), ("n_b", f"n {b}"),
+                ("ratio_a", f"{a}: own / nearest other"), ("ratio_b", f"{b}: own / nearest other"),
+                ("ratio_difference", "difference of ratios (B − A)"),
+                ("pm_a", f"{a}: distance, raw"), ("pm_b", f"{b}: distance, raw"),
+                ("mean_difference", "difference of raw means (B − A)")]
     return DataTable(id=ids.CM_TABLE_DATA, columns=_columns(cols), data=rows, page_size=40,
                                 style_table={"overflowX": "auto"}, style_cell={"fontSize": 13, "padding": "3px 8px"},
                                 style_header={"fontWeight": "600"})
@@ -129,8 +139,10 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
             dcc.Dropdown(id=ids.CM_AGAINST, options=[{"label": i, "value": i} for i in others],
                          value=against, placeholder="no second run", clearable=True, style={"minWidth": "240px"}),
         ], className="controls"),
-        html.Div("Distance of each training sample to the center of its class (the epoch's class means); "
-                 "lower means tighter classes.", className="muted"),
+        html.Div("Per class: each training sample's distance to its class center (the epoch's class means) "
+                 "divided by its distance to the nearest other center (scale-free: below 1, nearer its own; "
+                 "compares across models), and the raw distance in the model's own units (a center loss "
+                 "shrinks those: compare them within one model only).", className="muted"),
         html.Div([html.Div(dcc.Loading(html.Div(id=ids.CM_TABLE)), className="cell"),
                   html.Div(dcc.Loading(html.Div(id=ids.CM_FIGURE)), className="cell")], className="grid2"),
     ])

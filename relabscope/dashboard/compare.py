@@ -38,10 +38,13 @@ SUMMARY_ROWS = {
     "flipflops": ("flip-flops", False),
     "closer_before": ("closer to the new class already before the relabel", True),
     "closer_to_new": ("closer to the new class after the relabel", True),
-    "mean_gap_change": ("mean change of d(new) − d(old)", False),
-    "mean_rel_gap_change": ("mean change of the relative gap", False),
+    "gap_change_raw": ("mean change of d(new) − d(old), raw units", False),
+    "mean_rel_gap_change": ("mean change of the relative gap (scale-free)", False),
     "undone_fraction": ("relabels undone later", True),
-    "mean_compactness": ("mean compactness (distance to own center)", False),
+    "compactness_ratio": ("distance to own / nearest other center (scale-free)", False),
+    "nearest_own": ("samples whose nearest center is their own", True),
+    "silhouette": ("centroid silhouette (scale-free)", False),
+    "compactness_raw": ("distance to own center, raw units (not comparable across models)", False),
     "classes_emptied": ("classes emptied by relabelling", False),
     "classes_below_half": ("classes shrunk below half their given size", False),
     "noisy_corrected": ("noisy labels corrected", True),
@@ -169,7 +172,7 @@ def same_sample(ctx: Context, a_id: str, b_id: str, value: Any) -> Any:
                       dcc.Link(f"open sample {sid} of {run_id} in the inspector →",
                                href=ctx.href("sample", run_id, sample=sid))], className="controls"),
             safe(lambda: graph(plot.label_timeline(run, sid))),
-            safe(lambda: graph(plot.distance_bars(run, sid))),
+            safe(lambda: graph(plot.distance_bars(run, sid, scale="relative"))),  # two models: scale-free
         ], className="cell")
 
     return html.Div([

@@ -25,6 +25,7 @@ from relabscope.dashboard.context import Context
 from relabscope.dashboard.inputs import (class_name, parse_choice, parse_classes, parse_embedding_epoch, parse_method,
                                          sample_from_click, selected_ids)
 from relabscope.plot import note_figure
+from relabscope.plot.caveats import embeddings_note
 from relabscope.plot._style import title
 
 PATH = "map"
@@ -87,7 +88,7 @@ def map_figure(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int, 
     df = projection(ctx, run_id, method, epoch, classes)
     values = colour_values(ctx, run_id, colour)
     fig = plot.projection_figure(df, run.class_names, color=COLOURS[colour] if values is not None else colour,
-                                 values=values, title_text=head)
+                                 values=values, title_text=head, caveat=embeddings_note(run, [epoch]))
     fig.update_layout(dragmode="lasso", clickmode="event", uirevision=f"{run_id}|{method}|{epoch}|{classes}")
     if colour in VALUE_COLOURS:  # the colour bar takes the legend's corner: the legend goes below
         fig.update_layout(legend=dict(orientation="h", x=0, y=-0.02, yanchor="top"))

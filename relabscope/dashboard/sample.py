@@ -20,10 +20,12 @@ from relabscope import plot
 from relabscope.dashboard import ids
 from relabscope.dashboard.components import error_card, fmt, frame_table, graph, safe
 from relabscope.dashboard.context import Context
-from relabscope.dashboard.inputs import class_name, parse_epochs, parse_sample, parse_search
+from relabscope.dashboard.inputs import class_name, parse_choice, parse_epochs, parse_sample, parse_search
 from relabscope.plot import select_flipflopping
 
 PATH = "sample"
+#: the distance bars' units: the model's own (the paper's figure), or relative (``?scale=relative``)
+SCALES = ("raw", "relative")
 TITLE = "Sample"
 
 
@@ -93,7 +95,12 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
         html.H3("Distance to class centers (Fig. 1/4)"),
         html.Div([html.Span("epochs: "), dcc.Dropdown(
             id=ids.SM_EPOCHS, options=[{"label": f"epoch {e}", "value": e} for e in range(run.num_epochs)],
-            value=epochs or default, multi=True, style={"minWidth": "320px"})], className="controls"),
+            value=epochs or default, multi=True, style={"minWidth": "320px"}),
+            html.Span("distances: "), dcc.RadioItems(
+                id=ids.SM_SCALE, options=[{"label": "model units", "value": "raw"},
+                                          {"label": "relative to the distance between centers", "value": "relative"}],
+                value=SCALES[0] if params.get("scale") not in SCALES else params["scale"], inline=True),
+        ], className="controls"),
         dcc.Loading(html.Div(id=ids.SM_DISTANCES)),
         html.Div([
             html.Div(dcc.Loading(html.Div(id=ids.SM_PROBS)), className="cell"),
@@ -137,14 +144,15 @@ def register(app, ctx: Context) -> None:
                 safe(lambda: graph(plot.method_fields(ctx.run(run_id), sid))))
 
     @app.callback(Output(ids.SM_DISTANCES, "children"), Input(ids.SM_ARGS, "data"), Input(ids.SM_EPOCHS, "value"),
-                  live)
-    def _distances(a, epochs, _version):
+                  Input(ids.SM_SCALE, "value"), live)
+    def _distances(a, epochs, scale, _version):
         run_id, sid = (a or {}).get("run"), (a or {}).get("sample")
 
         def make():
             run = ctx.run(run_id)
             chosen = parse_epochs(epochs, run.num_epochs)
-            return graph(plot.distance_bars(run, sid, chosen))
+            relative = parse_choice(scale or SCALES[0], SCALES, "scale") == "relative"
+            return graph(plot.distance_bars(run, sid, chosen, scale="relative" if relative else "raw"))
         return safe(make)
 
     @app.callback(Output(ids.SM_GRADCAM, "children"), Input(ids.SM_GRADCAM_GO, "n_clicks"),

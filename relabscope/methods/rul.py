@@ -10,7 +10,11 @@
   ``0.5 CE(fc(f_i), y_i) + 0.5 CE(fc(f_i), y_pi)`` teaches the network to give the harder
   sample of a pair the larger share.
 - Tests, predictions, the logged probabilities and the logged embedding use ``mu``:
-  ``fc(mu)`` with no mixing. RUL-C puts the center loss on ``mu`` (64-d).
+  ``fc(mu)`` with no mixing. In training the add-up loss reads ``mu`` through the head's
+  dropout (as the reference); the logged embedding, the logged probabilities and RUL-C's
+  center loss read the same ``mu`` *without* dropout (same batch statistics), so that the
+  logged vector of every method is its feature in the training forward without dropout,
+  and the center loss pulls on the very vector whose geometry the views measure.
 - RUL never relabels: its labels in effect are the given labels throughout.
 """
 
@@ -45,6 +49,18 @@ class UncertaintyHead(nn.Module):
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
         x = torch.flatten(self.dropout(self.norm_in(fmap)), 1)
         return self.norm_out(self.linear(x))
+
+    def with_undropped(self, fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's output as ``forward`` gives it (dropout in train mode) and the same
+        without dropout, both with gradient. The second goes through the same batch
+        statistics without updating the running ones, so training is unchanged by it."""
+        normed = self.norm_in(fmap)
+        dropped = self.norm_out(self.linear(torch.flatten(self.dropout(normed), 1)))
+        if not self.training:
+            return dropped, dropped
+        clean = F.batch_norm(self.linear(torch.flatten(normed, 1)), None, None, self.norm_out.weight,
+                             self.norm_out.bias, training=True, eps=self.norm_out.eps)
+        return dropped, clean
 
 
 def mixing_weights(uncertainty: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
@@ -99,16 +115,18 @@ class RUL(Method):
         return mu, uncertainty
 
     def training_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int) -> StepOutput:
-        mu, uncertainty = self.encode(images)
+        fmap = self.backbone.feature_map(images)
+        mu, clean = self.mu_head.with_undropped(fmap)
+        uncertainty = self.logvar_head(fmap).float().exp().mean(dim=1)
         perm = torch.randperm(mu.shape[0], device=mu.device)
         mixed = mix_features(mu.float(), uncertainty, perm)
         sample_loss = add_up_loss(self.fc(mixed).float(), labels, perm)
         ce = sample_loss.mean()
-        center = self.center_term(mu, labels)
+        center = self.center_term(clean, labels)
         return StepOutput(
             loss=ce + center,
-            logits=self.fc(mu).float(),
-            embedding=mu,
+            logits=self.fc(clean).float(),
+            embedding=clean,
             sample_loss=sample_loss,
             fields={"uncertainty": uncertainty},
             parts={"add_up": ce, "center": center},

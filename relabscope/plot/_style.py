@@ -295,3 +295,27 @@ def silent_message(names: Sequence[str], methods: Mapping[str, str] | None = Non
     if len(names) == 1 and not methods.get(names[0]):
         return never_relabels(None)
     return "; ".join(never_relabels(methods.get(n), n) for n in names)
+
+
+#: how a figure names the pass its embeddings come from (``Run.embedding_sources``)
+SOURCE_WORDS = {"train": "the training pass (augmented, train mode)", "probe": "the eval-mode probe pass"}
+
+
+def source_note(sources: Sequence[str], epochs: Iterable[int] | None = None) -> str:
+    """"embeddings: <pass>" for the given epochs of ``sources`` (all epochs by default),
+    naming the epochs of each pass when they differ.
+
+    >>> source_note(["train", "probe", "probe"])
+    'embeddings: the eval-mode probe pass in epochs 1, 2; the training pass (augmented, train mode) in epoch 0'
+    >>> source_note(["train", "probe"], [0])
+    'embeddings: the training pass (augmented, train mode)'
+    """
+    chosen = list(range(len(sources))) if epochs is None else [e % len(sources) for e in epochs if len(sources)]
+    by_pass: dict[str, list[int]] = {}
+    for e in chosen:
+        by_pass.setdefault(sources[e], []).append(e)
+    if len(by_pass) <= 1:
+        return "embeddings: " + SOURCE_WORDS.get(next(iter(by_pass), "train"), "?")
+    parts = [f"{SOURCE_WORDS[p]} in epoch{'s' if len(es) > 1 else ''} {', '.join(map(str, es))}"
+             for p, es in sorted(by_pass.items(), key=lambda kv: kv[0] != "probe")]
+    return "embeddings: " + "; ".join(parts)

@@ -179,24 +179,6 @@ def label_flow_figure(flows: Mapping[str, pd.DataFrame]) -> go.Figure:
                   header_px=24 if len(names) > 1 else 0)
 
 
-def without_mean_note(runs: Runs) -> str | None:
-    """For geometry figures: which classes had no class mean (relabelling emptied them) and
-    from which epoch, so a figure says what it left out instead of drawing NaN; None when
-    every class kept samples."""
-    listed = as_list(runs)
-    names = unique_names([r.name for r in listed])
-    parts = []
-    for name, run in zip(names, listed):
-        w = run.class_warnings()
-        w = w[(w["kind"] == "emptied") & (w["emptied_epoch"] + 1 < run.num_epochs)]
-        for class_name, emptied_epoch in zip(w["class_name"], w["emptied_epoch"]):
-            where = f" in {name}" if len(listed) > 1 else ""
-            parts.append(f"{class_name}{where} from epoch {emptied_epoch + 1}")
-    if not parts:
-        return None
-    return "no class mean (emptied by relabelling), left out: " + ", ".join(parts)
-
-
 def _alpha(colour: str, alpha: float) -> str:
     """``#rrggbb`` -> ``rgba(r, g, b, alpha)``."""
     c = colour.lstrip("#")

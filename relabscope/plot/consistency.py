@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 
 from relabscope.plot._style import (Runs, as_list, finish, never_relabels, note, note_figure, run_colour,
                                     silent_message, title, unique_names)
-from relabscope.plot.class_balance import without_mean_note
+from relabscope.plot.caveats import geometry_note
 
 if TYPE_CHECKING:
     from relabscope.analysis.run import Run
@@ -58,14 +58,14 @@ def consistency_summary(runs: Runs) -> go.Figure:
     listed, names, can, methods = _runs(runs)
     summaries = {n: (r.consistency() if can[n] else None) for n, r in zip(names, listed)}
     return consistency_summary_figure(summaries, relabels_at_all=can, methods=methods,
-                                      missing=without_mean_note(listed))
+                                      caveat=geometry_note(listed))
 
 
 RELATIVE_GAP = "relative gap: (d(new) − d(old)) / (d(new) + d(old)), scale-free"
 
 
-def _nothing_measured(missing: str | None) -> str:
-    return f"no relabel event could be measured: {missing}" if missing else \
+def _nothing_measured(caveat: str | None) -> str:
+    return f"no relabel event could be measured: {caveat}" if caveat else \
         "no relabel event has a next epoch to compare with"
 
 
@@ -75,7 +75,7 @@ def _subtitle(*parts: str | None) -> str | None:
 
 def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
                                relabels_at_all: Mapping[str, bool] | bool = True,
-                               methods: Mapping[str, str] | None = None, missing: str | None = None) -> go.Figure:
+                               methods: Mapping[str, str] | None = None, caveat: str | None = None) -> go.Figure:
     """Draw :func:`consistency_summary` from summaries.
 
     Args:
@@ -83,7 +83,8 @@ def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
             mean_rel_gap_change, undone, undone_fraction); None for runs that cannot relabel.
         relabels_at_all: whether each run's method can relabel (one bool for all).
         methods: run name -> method name, for the note on runs that cannot relabel.
-        missing: a note on classes without a mean (``without_mean_note``).
+        caveat: what the figure must say about its data: classes without a mean, the
+            pass the embeddings come from (``geometry_note``).
 
     Returns:
         The figure (a note when no run can relabel).
@@ -121,7 +122,7 @@ def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
     fig.update_xaxes(showticklabels=False)
     fig.update_layout(legend=dict(orientation="h", y=-0.08, x=0))
     return finish(fig, head, subtitle=_subtitle(RELATIVE_GAP, silent_message(silent, methods) if silent else None,
-                                                missing), height=420, header_px=34)
+                                                caveat), height=420, header_px=34)
 
 
 def gap_change_histogram(runs: Runs, *, bins: int = 40) -> go.Figure:
@@ -138,13 +139,13 @@ def gap_change_histogram(runs: Runs, *, bins: int = 40) -> go.Figure:
     listed, names, can, methods = _runs(runs)
     events = {n: (r.consistency_events() if can[n] else None) for n, r in zip(names, listed)}
     return gap_change_histogram_figure(events, relabels_at_all=can, methods=methods, bins=bins,
-                                       missing=without_mean_note(listed))
+                                       caveat=geometry_note(listed))
 
 
 def gap_change_histogram_figure(events: Mapping[str, pd.DataFrame | None], *,
                                 relabels_at_all: Mapping[str, bool] | bool = True,
                                 methods: Mapping[str, str] | None = None, bins: int = 40,
-                                missing: str | None = None) -> go.Figure:
+                                caveat: str | None = None) -> go.Figure:
     """Draw :func:`gap_change_histogram` from tables.
 
     Args:
@@ -153,7 +154,8 @@ def gap_change_histogram_figure(events: Mapping[str, pd.DataFrame | None], *,
         relabels_at_all: whether each run's method can relabel (one bool for all).
         methods: run name -> method name, for the note on runs that cannot relabel.
         bins: histogram bins over the common range.
-        missing: a note on classes without a mean (``without_mean_note``).
+        caveat: what the figure must say about its data: classes without a mean, the
+            pass the embeddings come from (``geometry_note``).
 
     Returns:
         The figure.
@@ -166,7 +168,7 @@ def gap_change_histogram_figure(events: Mapping[str, pd.DataFrame | None], *,
     gaps = {n: table["gap_change"].to_numpy(float) for n in drawn if (table := events[n]) is not None}
     values = {n: v[np.isfinite(v)] for n, v in gaps.items()}
     if not any(len(v) for v in values.values()):
-        return note_figure(_nothing_measured(missing), head)
+        return note_figure(_nothing_measured(caveat), head)
     lo = min(float(v.min()) for v in values.values() if len(v))
     hi = max(float(v.max()) for v in values.values() if len(v))
     size = (hi - lo) / bins if hi > lo else 1.0
@@ -184,7 +186,7 @@ def gap_change_histogram_figure(events: Mapping[str, pd.DataFrame | None], *,
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title_text="gap change")
     fig.update_yaxes(title_text="relabel events")
-    return finish(fig, head, subtitle=_subtitle(silent_message(silent, methods) if silent else None, missing),
+    return finish(fig, head, subtitle=_subtitle(silent_message(silent, methods) if silent else None, caveat),
                   height=420)
 
 
@@ -203,11 +205,11 @@ def consistency_scatter(run: Run, *, max_points: int = 5000) -> go.Figure:
     if not run.relabels_at_all:
         return note_figure(never_relabels(run.method), head)
     return consistency_scatter_figure(run.consistency_events(), run.class_names, run_name=run.name,
-                                      max_points=max_points, missing=without_mean_note(run))
+                                      max_points=max_points, caveat=geometry_note([run]))
 
 
 def consistency_scatter_figure(events: pd.DataFrame, class_names: Sequence[str], *, run_name: str | None = None,
-                               max_points: int = 5000, missing: str | None = None) -> go.Figure:
+                               max_points: int = 5000, caveat: str | None = None) -> go.Figure:
     """Draw :func:`consistency_scatter` from a table.
 
     Args:
@@ -216,7 +218,8 @@ def consistency_scatter_figure(events: pd.DataFrame, class_names: Sequence[str],
         class_names: the classes, by class id.
         run_name: the run's name, for the title.
         max_points: draw a random sample of at most this many events.
-        missing: a note on classes without a mean (``without_mean_note``).
+        caveat: what the figure must say about its data: classes without a mean, the
+            pass the embeddings come from (``geometry_note``).
 
     Returns:
         The figure (a note when no event could be measured).
@@ -224,7 +227,7 @@ def consistency_scatter_figure(events: pd.DataFrame, class_names: Sequence[str],
     head = title("After each relabel: distance to old vs new class mean", run_name)
     ok = events[np.isfinite(events["d_old_after"].to_numpy(float)) & np.isfinite(events["d_new_after"].to_numpy(float))]
     if ok.empty:
-        return note_figure(_nothing_measured(missing), head)
+        return note_figure(_nothing_measured(caveat), head)
     if len(ok) > max_points:
         ok = ok.sample(max_points, random_state=0)
     fig = go.Figure()
@@ -246,4 +249,4 @@ def consistency_scatter_figure(events: pd.DataFrame, class_names: Sequence[str],
     fig.update_yaxes(title_text="distance to new class mean (next epoch)", rangemode="tozero",
                      scaleanchor="x", scaleratio=1)
     note(fig, "below the diagonal: closer to the new class")
-    return finish(fig, head, subtitle=missing, height=560, width=640)
+    return finish(fig, head, subtitle=caveat, height=560, width=640)

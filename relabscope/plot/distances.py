@@ -4,7 +4,7 @@ samples to their class center) for one run or several side by side."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -13,13 +13,18 @@ from plotly.subplots import make_subplots
 
 from relabscope.plot._style import (CLEAN, EFFECT, GIVEN, OTHER, Runs, as_list, class_colours, finish,
                                     note_figure, ordered_names, run_colour, title, unique_names)
+from relabscope.plot.caveats import embeddings_note
 
 if TYPE_CHECKING:
     from relabscope.analysis.run import LabelKind, Run
 
+#: "raw": the model's embedding units; "relative": divided by the mean distance between class means
+DistanceScale = Literal["raw", "relative"]
+
 
 # ---------------------------------------------------------------- Fig. 1 / 4
-def distance_bars(run: Run, sample_id: int, epochs: Iterable[int] | None = None) -> go.Figure:
+def distance_bars(run: Run, sample_id: int, epochs: Iterable[int] | None = None, *,
+                  scale: DistanceScale = "raw") -> go.Figure:
     """Paper Fig. 1/4: the sample's distance to every class mean around its relabel, one
     panel per epoch; bars coloured by role (given label, label in effect, others; the clean
     label outlined).
@@ -29,6 +34,9 @@ def distance_bars(run: Run, sample_id: int, epochs: Iterable[int] | None = None)
         sample_id: the sample.
         epochs: the epochs to show; default: before its first relabel, just after it and
             the last epoch.
+        scale: "raw" (the model's embedding units, as the paper draws them) or "relative"
+            (divided by the epoch's mean distance between class means: compares across
+            runs and epochs).
 
     Returns:
         The figure.
@@ -46,7 +54,8 @@ def distance_bars(run: Run, sample_id: int, epochs: Iterable[int] | None = None)
     profile = run.distance_profile(sid, epochs)
     ev = run.relabel_events()
     return distance_bars_figure(profile, events=ev[ev["sample_id"] == sid], class_names=run.class_names,
-                                sample_id=sid, run_name=run.name)
+                                sample_id=sid, run_name=run.name, scale=scale,
+                                caveat=embeddings_note(run, sorted(set(profile["epoch"].tolist()))))
 
 
 def bar_colours(profile: pd.DataFrame) -> list[str]:
@@ -67,7 +76,8 @@ def _event_text(events: pd.DataFrame | None, class_names: Sequence[str], limit: 
 
 def distance_bars_figure(profile: pd.DataFrame, *, events: pd.DataFrame | None = None,
                          class_names: Sequence[str] | None = None, sample_id: int | None = None,
-                         run_name: str | None = None) -> go.Figure:
+                         run_name: str | None = None, scale: DistanceScale = "raw",
+                         caveat: str | None = None) -> go.Figure:
     """Draw :func:`distance_bars` from a distance profile.
 
     Args:
@@ -77,10 +87,13 @@ def distance_bars_figure(profile: pd.DataFrame, *, events: pd.DataFrame | None =
         class_names: the classes, by class id; default: those in ``profile``.
         sample_id: the sample, for the title.
         run_name: the run's name, for the title.
+        scale: "raw" draws ``distance``, "relative" ``relative_distance``.
+        caveat: what the figure must say about its data (the pass the embeddings come from).
 
     Returns:
         The figure.
     """
+    column = "relative_distance" if scale == "relative" else "distance"
     if class_names is None:
         class_names = list(profile.drop_duplicates("class_id").sort_values("class_id")["class_name"])
     class_names = list(class_names)
@@ -107,28 +120,30 @@ def distance_bars_figure(profile: pd.DataFrame, *, events: pd.DataFrame | None =
     for col, e in enumerate(epochs, start=1):
         rows = profile[profile["epoch"] == e].set_index("class_name").loc[order].reset_index()
         clean = rows["is_clean"].to_numpy(bool)
-        nearest = int(np.nanargmin(rows["distance"].to_numpy(float))) if rows["distance"].notna().any() else -1
+        nearest = int(np.nanargmin(rows[column].to_numpy(float))) if rows[column].notna().any() else -1
         text = ["<br>".join(w for w in ("clean" if c else "", "nearest" if i == nearest else "") if w)
                 for i, c in enumerate(clean)]
         fig.add_trace(go.Bar(
-            x=rows["class_name"], y=rows["distance"], marker_color=bar_colours(rows),
+            x=rows["class_name"], y=rows[column], marker_color=bar_colours(rows),
             marker_line_color=[CLEAN if c else "rgba(0,0,0,0)" for c in clean],
             marker_line_width=[3 if c else 0 for c in clean],
             text=text, textposition="outside", cliponaxis=False,
             textfont=dict(size=11), constraintext="none",
             showlegend=False, name=f"epoch {e}",
-            hovertemplate="%{x}: distance %{y:.3f}<extra>epoch " + str(e) + "</extra>"), row=1, col=col)
+            hovertemplate="%{x}: " + ("relative " if scale == "relative" else "") + "distance %{y:.3f}<extra>epoch "
+                          + str(e) + "</extra>"), row=1, col=col)
         fig.update_xaxes(categoryorder="array", categoryarray=order, row=1, col=col)
     for name, colour, outline in (("given label", GIVEN, None), ("label in effect (when not the given one)", EFFECT, None),
                                   ("other classes", OTHER, None), ("clean label (outlined)", "white", CLEAN)):
         fig.add_trace(go.Bar(x=[None], y=[None], name=name, marker_color=colour,
                              marker_line=dict(color=outline or colour, width=2 if outline else 0)), row=1, col=1)
-    fig.update_yaxes(title_text="distance to class mean", row=1, col=1)
+    fig.update_yaxes(title_text="distance / mean distance between centers" if scale == "relative"
+                     else "distance to class mean (model units)", row=1, col=1)
     fig.update_layout(legend=dict(orientation="h", y=-0.18, x=0), bargap=0.2)
     head = f"Distance to class centers, sample {sample_id}" if sample_id is not None else "Distance to class centers"
     given_rows = profile.loc[profile["is_given"].to_numpy(bool), "class_name"]
     given = f"given {given_rows.iloc[0]}; " if len(given_rows) else ""
-    subtitle = given + _event_text(events, class_names)
+    subtitle = given + _event_text(events, class_names) + (f" · {caveat}" if caveat else "")
     if unmeasured:  # a class relabelled empty has no mean: no bar, said here
         by_what: dict[str, list[str]] = {}
         for e, what in unmeasured.items():
@@ -142,11 +157,13 @@ def distance_bars_figure(profile: pd.DataFrame, *, events: pd.DataFrame | None =
 
 # ---------------------------------------------------------------- Table 2
 def compactness(runs: Runs, epoch: int = -1, labels: LabelKind = "effect", split: str = "train") -> go.Figure:
-    """Paper Table 2 as bars: per class mean +- std distance to the class center; with two
-    or more runs, grouped by run plus the difference of the means against the first.
+    """Paper Table 2 as bars, scale-free first: per class, the mean ratio of a sample's
+    distance to its own class center to that to the nearest other center (left: compares
+    across methods), and the raw mean +- std distance to the own center (right: in each
+    model's own units, which a center loss shrinks). Several runs are grouped per class.
 
     Args:
-        runs: one run, or several side by side (the first is the reference).
+        runs: one run, or several side by side.
         epoch: the epoch (negative counts from each run's last committed one).
         labels: which label makes a class a sample's own: "effect", "given" or "clean".
         split: "train", "test" or "all".
@@ -157,17 +174,20 @@ def compactness(runs: Runs, epoch: int = -1, labels: LabelKind = "effect", split
     listed = as_list(runs)
     names = unique_names([r.name for r in listed])
     return compactness_figure({n: r.compactness(epoch, labels, split) for n, r in zip(names, listed)},
-                              class_names=listed[0].class_names, labels=labels)
+                              class_names=listed[0].class_names, labels=labels,
+                              caveat=embeddings_note(listed, [epoch]))
 
 
 def compactness_figure(tables: Mapping[str, pd.DataFrame], *, class_names: Sequence[str] | None = None,
-                       labels: str = "effect") -> go.Figure:
+                       labels: str = "effect", caveat: str | None = None) -> go.Figure:
     """Draw :func:`compactness` from tables.
 
     Args:
-        tables: run name -> ``Run.compactness()`` (indexed by class name: n, mean, std).
+        tables: run name -> ``Run.compactness()`` (indexed by class name: n, mean, std,
+            ratio, nearest_own, silhouette).
         class_names: the classes, by class id; default: those in the tables.
         labels: which label the tables used, for the title.
+        caveat: what the figure must say about its data (the pass the embeddings come from).
 
     Returns:
         The figure (a note when no class has samples).
@@ -176,46 +196,43 @@ def compactness_figure(tables: Mapping[str, pd.DataFrame], *, class_names: Seque
     if class_names is None:
         class_names = list(dict.fromkeys(c for t in tables.values() for c in t.index))
     order = [c for c in ordered_names(list(class_names)) if any(c in t.index for t in tables.values())]
-    head = title(f"Compactness: distance to own class center (labels {labels}), mean ± std", names)
+    head = title(f"Compactness per class (labels {labels})", names)
     colours = class_colours(list(class_names))
     measured = {n: _measured(t) for n, t in tables.items()}
     empty = {n: [c for c in order if c in t.index and not measured[n][c]] for n, t in tables.items()}
     order = [c for c in order if any(c in t.index and measured[n][c] for n, t in tables.items())]
     missing = "; ".join((f"{n}: " if len(names) > 1 else "") + ", ".join(cs) for n, cs in empty.items() if cs)
-    subtitle = f"no samples, so no center (left out): {missing}" if missing else None
     if not order:
         return note_figure(f"no class has samples under the labels {labels}", head)
-    if len(names) == 1:
-        t = tables[names[0]].reindex(order)
-        fig = go.Figure(go.Bar(
-            x=order, y=t["mean"], error_y=dict(type="data", array=t["std"].to_numpy(float), visible=True),
-            marker_color=[colours[c] for c in order], customdata=t[["n", "std"]].to_numpy(),
-            text=[f"n={int(n)}" if pd.notna(n) else "" for n in t["n"]], textposition="inside",
-            hovertemplate="%{x}: %{y:.3f} ± %{customdata[1]:.3f} (n=%{customdata[0]})<extra></extra>",
-            showlegend=False))
-        fig.update_yaxes(title_text="distance")
-        return finish(fig, head, subtitle=subtitle, height=440)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32], vertical_spacing=0.08)
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=[
+        "scale-free: own / nearest other center", "raw: distance to own center (model units)"])
     for i, name in enumerate(names):
         t = tables[name].reindex(order)
+        colour = [colours[c] for c in order] if len(names) == 1 else run_colour(i)
+        extra = t.reindex(columns=["n", "nearest_own", "silhouette", "std"]).to_numpy(dtype=float)
+        ratio = t["ratio"] if "ratio" in t else pd.Series(np.nan, index=order)
         fig.add_trace(go.Bar(
-            x=order, y=t["mean"], name=name, marker_color=run_colour(i),
-            error_y=dict(type="data", array=t["std"].to_numpy(float), visible=True),
-            customdata=t[["n", "std"]].to_numpy(),
-            hovertemplate="%{x}: %{y:.3f} ± %{customdata[1]:.3f} (n=%{customdata[0]})<extra>" + name + "</extra>"),
+            x=order, y=ratio, name=name, marker_color=colour, legendgroup=name, showlegend=len(names) > 1,
+            customdata=extra,
+            hovertemplate="%{x}: own / nearest other %{y:.3f}<br>nearest center is own: %{customdata[1]:.0%}"
+                          "<br>silhouette %{customdata[2]:.3f} (n=%{customdata[0]})<extra>" + name + "</extra>"),
             row=1, col=1)
-    base = tables[names[0]].reindex(order)["mean"]
-    for i, name in enumerate(names[1:], start=1):
-        diff = tables[name].reindex(order)["mean"] - base
         fig.add_trace(go.Bar(
-            x=order, y=diff, name=f"{name} − {names[0]}", marker_color=run_colour(i), opacity=0.75,
-            text=[f"{d:+.3f}" if pd.notna(d) else "" for d in diff], textposition="outside", cliponaxis=False,
-            hovertemplate="%{x}: %{y:+.3f}<extra>" + name + " − " + names[0] + "</extra>"), row=2, col=1)
-    fig.add_hline(y=0, line_color="#666", line_width=1, row=2, col=1)
-    fig.update_layout(barmode="group")
-    fig.update_yaxes(title_text="distance", row=1, col=1)
-    fig.update_yaxes(title_text=f"B − A of means<br>(< 0: tighter than {names[0][:16]})", row=2, col=1)
-    return finish(fig, head, subtitle=subtitle, height=620)
+            x=order, y=t["mean"], name=name, marker_color=colour, legendgroup=name, showlegend=False,
+            error_y=dict(type="data", array=t["std"].to_numpy(float), visible=True), customdata=extra,
+            hovertemplate="%{x}: %{y:.3f} ± %{customdata[3]:.3f} (n=%{customdata[0]})<extra>" + name + "</extra>"),
+            row=1, col=2)
+    fig.add_hline(y=1.0, line_color="#666", line_width=1, line_dash="dot", row=1, col=1)
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.22, x=0))
+    fig.update_yaxes(title_text="distance ratio (< 1: nearest own)", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="distance", row=1, col=2)
+    fig.update_annotations(font_size=12)
+    notes = ["raw distances shrink with a center loss: compare them within one model only"]
+    if caveat:
+        notes.append(caveat)
+    if missing:
+        notes.append(f"no samples, so no center (left out): {missing}")
+    return finish(fig, head, subtitle=" · ".join(notes), height=440, header_px=20)
 
 
 def _measured(table: pd.DataFrame) -> pd.Series:

@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from relabscope.plot._style import class_colours, finish, note_figure, ordered_names, title
+from relabscope.plot.caveats import embeddings_note
 
 if TYPE_CHECKING:
     from relabscope.analysis.projection import ProjectionMethod
@@ -68,12 +69,13 @@ def projection(run: Run, *, method: ProjectionMethod = "umap", epoch: int = -1,
                 break
         else:
             raise ValueError(f"color must be effect, given, clean or a flipflops/dynamics column, not {color!r}")
-    return projection_figure(df, run.class_names, color=color, values=values, title_text=head)
+    return projection_figure(df, run.class_names, color=color, values=values, title_text=head,
+                             caveat=embeddings_note(run, [e]))
 
 
 def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: str = "effect",
                       values: pd.Series | None = None, title_text: str | None = None,
-                      run_name: str | None = None) -> go.Figure:
+                      run_name: str | None = None, caveat: str | None = None) -> go.Figure:
     """Draw :func:`projection` from a map.
 
     Args:
@@ -84,6 +86,7 @@ def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: st
         values: a number per sample (a Series indexed by sample id) to colour by.
         title_text: the title; default "Embedding map" and the run's name.
         run_name: the run's name, for the default title.
+        caveat: what the figure must say about its data (the pass the embeddings come from).
 
     Returns:
         The figure (a note for "clean" without clean labels).
@@ -145,4 +148,5 @@ def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: st
     fig.update_xaxes(showticklabels=False, title_text="", zeroline=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, title_text="", zeroline=False, showgrid=False, scaleanchor="x", scaleratio=1)
     fig.update_layout(legend_title_text=legend_title)
+    subtitle = " · ".join(p for p in (subtitle, caveat) if p) or None
     return finish(fig, head, subtitle=subtitle, height=640, width=760)

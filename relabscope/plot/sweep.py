@@ -77,11 +77,13 @@ def sweep_accuracy_figure(table: pd.DataFrame, *, name: str | None = None) -> go
 
 
 def sweep_relabel_figure(table: pd.DataFrame, *, name: str | None = None) -> go.Figure:
-    """Flip-flops (relabelling methods) and mean compactness (every method) against noise.
+    """Flip-flops (relabelling methods) and scale-free compactness (every method: the mean
+    ratio of a sample's distance to its own class center to that to the nearest other one,
+    which compares across methods where raw distances do not) against noise.
 
     Args:
         table: ``relabscope.sweep.sweep_table()`` (method, noise, seeds, relabels,
-            flipflops_mean/_std, mean_compactness_mean/_std).
+            flipflops_mean/_std, compactness_ratio_mean/_std).
         name: the sweep's name, for the title.
 
     Returns:
@@ -93,9 +95,9 @@ def sweep_relabel_figure(table: pd.DataFrame, *, name: str | None = None) -> go.
     relabelling = [m for m in dict.fromkeys(table["method"]) if table[table["method"] == m]["relabels"].all()]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.14,
                         subplot_titles=["flip-flops (methods that relabel)",
-                                        "mean distance to own class center (compactness)"])
+                                        "distance to own / nearest other class center (scale-free)"])
     _lines(fig, table, "flipflops", row=1, methods=relabelling)
-    _lines(fig, table, "mean_compactness", row=2, hide_legend=relabelling)
+    _lines(fig, table, "compactness_ratio", row=2, hide_legend=relabelling)
     fig.update_xaxes(title_text="injected label noise (%)", tickvals=sorted(100 * table["noise"].unique()), row=2, col=1)
     subtitle = None
     silent = [m for m in dict.fromkeys(table["method"]) if m not in relabelling]

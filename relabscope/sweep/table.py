@@ -22,15 +22,16 @@ from relabscope.errors import RunDirError
 from relabscope.sweep.manifest import Cell, manifest_cells, read_manifest
 
 Select = Literal["last", "best"]
-NUMBERS = ("test_acc", "flipflops", "closer_to_new", "mean_compactness")
+NUMBERS = ("test_acc", "flipflops", "closer_to_new", "compactness_ratio", "nearest_own", "compactness_raw")
 TABLE_NAME = "table"
 
 
 def run_row(cell: Cell) -> dict:
     """One run's numbers: last and best test accuracy, flip-flops, relabel consistency
-    (share of relabels closer to the new class center one epoch later) and mean
-    compactness. A missing run gives status "missing"; a run without a committed epoch
-    its status and NaNs. Only finished runs enter :func:`sweep_table`."""
+    (share of relabels closer to the new class center one epoch later) and compactness:
+    scale-free (own / nearest other center distance, share nearest their own center) and
+    raw (mean distance to the own center, in the model's units). A missing run gives status
+    "missing"; a run without a committed epoch its status and NaNs. Only finished runs enter :func:`sweep_table`."""
     row = {"method": cell.method, "noise": cell.noise, "seed": cell.seed, "run": str(cell.run_dir)}
     try:
         run = Run(cell.run_dir)
@@ -50,7 +51,9 @@ def run_row(cell: Cell) -> dict:
             test_acc_best=float(acc.max()) if len(acc) else np.nan,
             flipflops=numbers["flipflops"],
             closer_to_new=numbers["closer_to_new"] if run.relabels_at_all else np.nan,
-            mean_compactness=numbers["mean_compactness"],
+            compactness_ratio=numbers["compactness_ratio"],
+            nearest_own=numbers["nearest_own"],
+            compactness_raw=numbers["compactness_raw"],
         )
     return row
 
@@ -108,7 +111,9 @@ def relabel_table(table: pd.DataFrame) -> pd.DataFrame:
             "seeds": int(r["seeds"]),
             "flip-flops": f"{r['flipflops_mean']:.1f}" if relabels else "no relabelling",
             "closer to new center": f"{r['closer_to_new_mean']:.1%}" if relabels and pd.notna(r["closer_to_new_mean"]) else "–",
-            "mean compactness": f"{r['mean_compactness_mean']:.3g}",
+            "own / nearest other center": f"{r['compactness_ratio_mean']:.3f}",
+            "nearest center is own": f"{r['nearest_own_mean']:.1%}",
+            "distance to own center (raw units)": f"{r['compactness_raw_mean']:.3g}",
         })
     return pd.DataFrame(rows)
 

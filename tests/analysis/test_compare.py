@@ -23,8 +23,10 @@ def test_summary_matches_each_run(pair) -> None:
         assert df.loc["flipflops", name] == flip["flipflops"].sum()
         assert df.loc["closer_to_new", name] == pytest.approx(float(run.consistency()["closer_to_new"]), nan_ok=True)
         comp = run.compactness()
-        weighted = (comp["mean"].fillna(0) * comp["n"]).sum() / comp["n"].sum()
-        assert df.loc["mean_compactness", name] == pytest.approx(weighted)
+        for row, col in (("compactness_raw", "mean"), ("compactness_ratio", "ratio"), ("nearest_own", "nearest_own")):
+            used = comp[comp[col].notna()]
+            weighted = (used[col] * used["n"]).sum() / used["n"].sum()
+            assert df.loc[row, name] == pytest.approx(weighted), row
         assert "noisy_corrected" in df.index  # synthetic data knows its clean labels
     diff = df["difference (B - A)"]
     np.testing.assert_allclose(diff.to_numpy(float), (df[b] - df[a]).to_numpy(float), equal_nan=True)

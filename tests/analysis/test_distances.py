@@ -10,7 +10,8 @@ import pytest
 from relabscope.analysis.distances import distance_profile, key_epochs
 from relabscope.runlog.schema import RELABEL_DTYPE
 
-COLUMNS = ["epoch", "class_id", "class_name", "distance", "is_given", "is_effect", "is_clean", "label_in_effect"]
+COLUMNS = ["epoch", "class_id", "class_name", "distance", "relative_distance", "is_given", "is_effect", "is_clean",
+           "label_in_effect"]
 
 
 def make_events(rows):
@@ -31,14 +32,16 @@ def test_key_epochs() -> None:
     assert key_epochs(make_events([]), 3, 5) == [0, 4]
 
 
-def reference(epochs, rows, effect, given, clean, names):
+def reference(epochs, rows, effect, given, clean, names, spreads=None):
     out = []
     n_epochs = len(effect)
     for e in epochs:
         e = e % n_epochs if e < 0 else e
         for c, name in enumerate(names):
+            spread = spreads[e] if spreads is not None else float("nan")
             out.append({
                 "epoch": e, "class_id": c, "class_name": name, "distance": float(rows[e][c]),
+                "relative_distance": float(rows[e][c]) / spread,
                 "is_given": c == given, "is_effect": c == effect[e],
                 "is_clean": clean is not None and c == clean, "label_in_effect": int(effect[e]),
             })
@@ -49,7 +52,7 @@ def assert_matches(df, ref) -> None:
     assert list(df.columns) == COLUMNS and len(df) == len(ref)
     for got, want in zip(df.to_dict("records"), ref):
         for key, value in want.items():
-            if key == "distance":
+            if key in ("distance", "relative_distance"):
                 assert got[key] == pytest.approx(value, nan_ok=True)
             else:
                 assert got[key] == value, key
@@ -73,8 +76,11 @@ def test_hand_made_profile() -> None:
     assert df[df.epoch == 2]["is_effect"].tolist() == [False, False, True]
     assert_matches(df, reference([0, 2, 3], rows, effect, 0, None, names))
 
-    df = distance_profile(3, [1], lambda e: rows[e], effect, given=1, clean=2, class_names=names)
-    assert_matches(df, reference([1], rows, effect, 1, 2, names))
+    spreads = {1: 2.0}
+    df = distance_profile(3, [1], lambda e: rows[e], effect, given=1, clean=2, class_names=names,
+                          spread_at=spreads.__getitem__)
+    assert_matches(df, reference([1], rows, effect, 1, 2, names, spreads))
+    assert df["relative_distance"].tolist() == [2.0, 2.5, 3.0]
     assert df["is_clean"].tolist() == [False, False, True]
     with pytest.raises(IndexError):
         distance_profile(3, [4], lambda e: rows[e], effect, given=1, clean=2, class_names=names)
@@ -105,3 +111,14 @@ def test_tiny_run_profiles_against_h5py(tiny_runs) -> None:
         df = distance_profile(sid, epochs, lambda e: dist[e][sid], labels[:, sid], int(given[sid]),
                               int(clean[sid]), names)
         assert_matches(df, reference(epochs, dist[:, sid], labels[:, sid], int(given[sid]), int(clean[sid]), names))
+
+
+def test_center_spread_is_the_mean_distance_between_class_means() -> None:
+    from relabscope.analysis.distances import center_spread
+
+    means = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 8.0], [np.nan, np.nan]])  # the last class: no mean
+    pairs = [5.0, 8.0, 5.0]  # |0-1|, |0-2|, |1-2|
+    assert center_spread(means) == pytest.approx(sum(pairs) / 3)
+    assert center_spread(means * 7.5) == pytest.approx(7.5 * sum(pairs) / 3)
+    assert np.isnan(center_spread(means[:1]))
+

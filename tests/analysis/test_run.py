@@ -153,7 +153,7 @@ def test_compactness(opened) -> None:
                 got = run.compactness(epoch=epoch, labels=kind, split=split)
                 want = C.compactness(r["distance"][epoch], lab, mask, r["names"])
                 pd.testing.assert_frame_equal(got, want)
-    assert list(run.compactness().columns) == ["n", "mean", "std"]
+    assert list(run.compactness().columns) == ["n", "mean", "std", "ratio", "nearest_own", "silhouette"]
     with pytest.raises(ValueError, match="split"):
         run.compactness(split="valid")
     with pytest.raises(ValueError, match="labels"):
@@ -167,13 +167,14 @@ def test_distance_profile(opened) -> None:
         epochs = D.key_epochs(r["events"], sid, r["n"])
         got = run.distance_profile(sid)
         want = D.distance_profile(sid, epochs, lambda e: r["distance"][e][sid], r["label"][:, sid],
-                                  int(r["given"][sid]), int(r["clean"][sid]), r["names"])
+                                  int(r["given"][sid]), int(r["clean"][sid]), r["names"],
+                                  spread_at=lambda e: D.center_spread(r["class_mean"][e]))
         pd.testing.assert_frame_equal(got, want)
         assert sorted(set(got["epoch"])) == epochs
     got = run.distance_profile(sids[0], epochs=[0, -1])
     assert sorted(set(got["epoch"])) == [0, r["n"] - 1]
-    assert list(got.columns) == ["epoch", "class_id", "class_name", "distance", "is_given", "is_effect",
-                                 "is_clean", "label_in_effect"]
+    assert list(got.columns) == ["epoch", "class_id", "class_name", "distance", "relative_distance", "is_given",
+                                 "is_effect", "is_clean", "label_in_effect"]
 
 
 def test_dynamics_and_noise(opened) -> None:

@@ -206,11 +206,14 @@ def test_compactness_table_is_the_run_api(app, client) -> None:
                 assert r["mean ± std"] == f"{w['mean']:.4g} ± {w['std']:.4g}"
             else:
                 assert r["mean"] is None
-        bars = out[ids.CM_FIGURE]["children"]["props"]["figure"]["data"][0]
-        shown = dict(zip(bars["x"], _values(bars["y"])))
-        for cls, w in want.iterrows():
-            if w["n"]:
-                assert shown[cls] == pytest.approx(w["mean"])
+        ratio, raw = out[ids.CM_FIGURE]["children"]["props"]["figure"]["data"][:2]  # scale-free first
+        for trace, column in ((ratio, "ratio"), (raw, "mean")):
+            shown = dict(zip(trace["x"], _values(trace["y"])))
+            for cls, w in want.iterrows():
+                if w["n"]:
+                    assert shown[cls] == pytest.approx(w[column]), (cls, column)
+        for r, (_, w) in zip(rows, want.iterrows()):
+            assert (r["ratio"] is None and pd.isna(w["ratio"])) or r["ratio"] == pytest.approx(w["ratio"], rel=1e-12)
 
 
 def test_compactness_against_a_second_run(app, client) -> None:
@@ -222,13 +225,14 @@ def test_compactness_against_a_second_run(app, client) -> None:
     rows = out[ids.CM_TABLE]["children"]["props"]["data"]
     assert [r["class"] for r in rows] == list(want.index)
     for r, (_, w) in zip(rows, want.iterrows()):
-        for col in ("mean_a", "mean_b", "std_a", "std_b", "mean_difference"):
+        for col in ("mean_a", "mean_b", "std_a", "std_b", "mean_difference", "ratio_a", "ratio_b", "ratio_difference"):
             assert (r[col] is None and pd.isna(w[col])) or r[col] == pytest.approx(w[col], rel=1e-12)
     headers = [c["name"] for c in out[ids.CM_TABLE]["children"]["props"]["columns"]]
-    assert "difference of means (B − A)" in headers and "scn: mean ± std" in headers
+    assert "difference of ratios (B − A)" in headers and "difference of raw means (B − A)" in headers
+    assert headers.index("scn: own / nearest other") < headers.index("scn: distance, raw")  # scale-free first
     fig = out[ids.CM_FIGURE]["children"]["props"]["figure"]
-    names = [t["name"] for t in fig["data"]]
-    assert names[:2] == ["scn", "scn-c"] and "scn-c − scn" in names
+    assert [(t["name"], t.get("xaxis", "x")) for t in fig["data"]] == [
+        ("scn", "x"), ("scn", "x2"), ("scn-c", "x"), ("scn-c", "x2")]
     bad = dash_call(app, client, COMPACTNESS, {f"{ids.CM_ARGS}.data": {"run": "scn"},
                                                f"{ids.CM_AGAINST}.value": "../../etc",
                                                f"{ids.CM_LABELS}.value": "effect", f"{ids.CM_EPOCH}.value": -1,
@@ -276,9 +280,11 @@ def test_compare_figures_show_both_runs(app, client) -> None:
         assert totals[name]["flip-flop events"] == run.flipflops()["flipflops"].sum()
     cons = {t["name"]: _values(t["y"])[0] for t in figs["consistency"]["data"] if t.get("xaxis", "x") == "x"}
     assert cons["scn-c"] == pytest.approx(float(b.consistency()["closer_to_new"]))
-    comp = {t["name"]: t for t in figs["compactness"]["data"]}
-    np.testing.assert_allclose(_values(comp["scn"]["y"]),
-                               a.compactness().reindex(comp["scn"]["x"])["mean"].to_numpy(), rtol=1e-6)
+    comp = {(t["name"], t.get("xaxis", "x")): t for t in figs["compactness"]["data"]}
+    for axis, column in (("x", "ratio"), ("x2", "mean")):  # scale-free, then raw
+        trace = comp[("scn", axis)]
+        np.testing.assert_allclose(_values(trace["y"]), a.compactness().reindex(trace["x"])[column].to_numpy(),
+                                   rtol=1e-6)
 
 
 def test_compare_defaults_to_the_newest_other_readable_run(app, client) -> None:
@@ -312,7 +318,7 @@ def test_same_sample_in_both_runs(app, client) -> None:
     assert timeline_a["data"][1]["y"] == [a.class_names[v] for v in a.labels()[:, sid_a]]
     assert timeline_b["data"][1]["y"] == [b.class_names[v] for v in b.labels()[:, sid_b]]
     profile = b.distance_profile(sid_b)
-    last = profile[profile["epoch"] == profile["epoch"].max()].set_index("class_name")["distance"]
+    last = profile[profile["epoch"] == profile["epoch"].max()].set_index("class_name")["relative_distance"]
     bars = [t for t in bars_b["data"] if t.get("x") and t["x"][0]][-1]
     for name, d in zip(bars["x"], _values(bars["y"])):
         assert d == pytest.approx(last[name], rel=1e-5, nan_ok=True)  # NaN: a class relabelled empty

@@ -264,6 +264,17 @@ def test_sample_views_are_the_run_api(app, client) -> None:
                     {f"{ids.SM_ARGS}.data": {"run": "scn", "sample": sid}, f"{ids.SM_EPOCHS}.value": [99],
                      f"{ids.LIVE_VERSION}.data": None})
     assert "epoch 99 out of range" in texts(bad)
+    relative = dash_call(app, client, [f"{ids.SM_DISTANCES}.children"],
+                         {f"{ids.SM_ARGS}.data": {"run": "scn", "sample": sid}, f"{ids.SM_EPOCHS}.value": [3],
+                          f"{ids.SM_SCALE}.value": "relative", f"{ids.LIVE_VERSION}.data": None})
+    (trace,) = [t for t in relative[ids.SM_DISTANCES]["children"]["props"]["figure"]["data"] if t.get("x") and t["x"][0]]
+    want = profile[profile["epoch"] == 3].set_index("class_name")["relative_distance"]
+    for name, d in zip(trace["x"], _values(trace["y"])):
+        assert d == pytest.approx(want[name], rel=1e-5, nan_ok=True)
+    wrong = dash_call(app, client, [f"{ids.SM_DISTANCES}.children"],
+                      {f"{ids.SM_ARGS}.data": {"run": "scn", "sample": sid}, f"{ids.SM_EPOCHS}.value": [3],
+                       f"{ids.SM_SCALE}.value": "furlongs", f"{ids.LIVE_VERSION}.data": None})
+    assert "scale must be one of raw, relative" in texts(wrong)
 
 
 def test_sample_open_box_updates_the_url(app, client) -> None:

@@ -253,3 +253,22 @@ def test_rul_predict_is_unmixed_fc_of_mu_in_eval_mode() -> None:
     torch.testing.assert_close(emb, mu)
     expected = mu.double() @ model.fc.weight.double().T + model.fc.bias.double()
     torch.testing.assert_close(logits.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_logged_embedding_passes_through_no_dropout() -> None:
+    """One embedding definition across methods: RUL's logged ``mu`` (and RUL-C's center
+    loss) is the training forward's ``mu`` without the head's dropout, so it does not vary
+    with the dropout mask, and equals the head run with dropout off."""
+    model, _ = _model("rul-c")
+    model.train()
+    images, labels = _batch()
+    torch.manual_seed(1)
+    a = model.training_step(images, labels, epoch=0)
+    torch.manual_seed(2)  # another dropout mask
+    b = model.training_step(images, labels, epoch=0)
+    torch.testing.assert_close(a.embedding, b.embedding)
+    assert not torch.allclose(a.loss, b.loss)  # the add-up loss still sees dropout
+    _no_dropout(model)
+    with torch.no_grad():
+        mu, _ = model.encode(images)
+    torch.testing.assert_close(a.embedding.detach(), mu, rtol=1e-5, atol=1e-5)

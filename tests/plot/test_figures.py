@@ -81,17 +81,21 @@ def test_distance_bars_without_events_say_never_relabelled():
 
 
 def test_compactness_one_and_two_runs():
-    a = pd.DataFrame({"n": [10, 5, 0], "mean": [2.0, 3.0, np.nan], "std": [0.5, 0.1, np.nan]},
+    a = pd.DataFrame({"n": [10, 5, 0], "mean": [2.0, 3.0, np.nan], "std": [0.5, 0.1, np.nan],
+                      "ratio": [0.6, 0.9, np.nan], "nearest_own": [0.9, 0.6, np.nan], "silhouette": [0.4, 0.1, np.nan]},
                      index=pd.Index(["Fear", "Neutral", "Anger"], name="class"))
     fig = plot.compactness_figure({"scn": a}, class_names=["Fear", "Neutral", "Anger"])
-    (bar,) = _bars(fig)
-    assert dict(zip(bar.x, bar.y))["Fear"] == 2.0 and dict(zip(bar.x, bar.error_y.array))["Neutral"] == 0.1
-    b = a.assign(mean=[1.5, 3.5, np.nan])
+    ratio, raw = _bars(fig)
+    assert ratio.xaxis == "x" and raw.xaxis == "x2"  # scale-free first, raw beside it
+    assert dict(zip(ratio.x, ratio.y))["Fear"] == 0.6
+    assert dict(zip(raw.x, raw.y))["Fear"] == 2.0 and dict(zip(raw.x, raw.error_y.array))["Neutral"] == 0.1
+    assert "Anger" not in list(raw.x) and "Anger" in fig.layout.title.subtitle.text  # empty: named, not drawn
+    assert "model units" in fig.layout.annotations[1].text
+    b = a.assign(mean=[1.5, 3.5, np.nan], ratio=[0.5, 0.8, np.nan])
     fig2 = plot.compactness_figure({"scn": a, "scn-c": b}, class_names=["Fear", "Neutral", "Anger"])
     bars = _bars(fig2)
-    assert [t.name for t in bars] == ["scn", "scn-c", "scn-c − scn"]
-    diff = dict(zip(bars[2].x, bars[2].y))
-    assert diff["Fear"] == pytest.approx(-0.5) and diff["Neutral"] == pytest.approx(0.5)
+    assert [(t.name, t.xaxis) for t in bars] == [("scn", "x"), ("scn", "x2"), ("scn-c", "x"), ("scn-c", "x2")]
+    assert dict(zip(bars[2].x, bars[2].y))["Neutral"] == 0.8
     assert "scn vs scn-c" in fig2.layout.title.text
 
 
