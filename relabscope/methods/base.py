@@ -31,7 +31,9 @@ class StepOutput:
     class means define distances, and on which "-C" methods put their center loss;
     ``sample_loss`` (B) is each sample's classification loss; ``fields`` holds the
     method's own per-sample quantities (SCN's importance weight), named in
-    ``Method.sample_fields``; ``parts`` holds scalar loss terms for display.
+    ``Method.sample_fields``; ``parts`` holds scalar loss terms for display;
+    ``center_input`` is the vector the center loss pulled when it is not ``embedding``
+    (DMUE-C with ``dmue_center_on`` neck or normalized), so the centers follow that one.
     """
 
     loss: torch.Tensor
@@ -40,6 +42,7 @@ class StepOutput:
     sample_loss: torch.Tensor
     fields: dict[str, torch.Tensor] = field(default_factory=dict)
     parts: dict[str, torch.Tensor] = field(default_factory=dict)
+    center_input: torch.Tensor | None = None
 
 
 class Method(nn.Module):
@@ -65,7 +68,8 @@ class Method(nn.Module):
 
     def add_center_loss(self, embed_dim: int) -> None:
         """Attach the "-C" center loss on ``embed_dim``-d embeddings (call from __init__)."""
-        self.center = CenterLoss(self.num_classes, embed_dim, alpha=self.cfg.center_lr)
+        self.center = CenterLoss(self.num_classes, embed_dim, alpha=self.cfg.center_lr,
+                                 update=self.cfg.center_update)
 
     def center_term(self, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``gamma * L_C`` for "-C" methods (labels in effect); zero otherwise."""
@@ -89,7 +93,8 @@ class Method(nn.Module):
     def after_step(self, out: StepOutput, labels: torch.Tensor) -> None:
         """Update non-parameter state after the optimiser step (the centers)."""
         if self.center is not None:
-            self.center.update(out.embedding.detach(), labels)
+            pulled = out.embedding if out.center_input is None else out.center_input
+            self.center.update(pulled.detach(), labels)
 
     def heads(self) -> list[nn.Module]:
         """Classifier heads that train at ``lr * head_lr_mult`` (none by default)."""

@@ -4,9 +4,16 @@ Choices, since public code differs (see docs/methods.md):
 
 - ``L_C = (1/B) * sum_i ||x_i - c_{y_i}||^2``: the normalisation of the popular PyTorch
   port, which is what the seed paper's gamma values (0.002 .. 0.1) were tuned against.
-- Centers are not parameters. After each optimiser step they move by Wen et al.'s rule,
-  ``c_j <- c_j - alpha * sum_{i: y_i = j} (c_j - x_i) / (1 + n_j)``, which does not depend
-  on gamma or on the batch size.
+- Centers are not parameters. After each optimiser step they move by one of two rules
+  (``center_update``):
+
+  - ``"wen"`` (default): Wen et al.'s ``c_j <- c_j - alpha * sum_{i: y_i = j} (c_j - x_i)
+    / (1 + n_j)``, which depends on neither gamma nor the batch size: a center closes
+    about ``alpha`` of the gap to its batch mean per step.
+  - ``"sgd"``: the popular PyTorch port's (KaiyangZhou/pytorch-center-loss), centers as
+    parameters trained by SGD at lr ``alpha`` on ``L_C`` with gamma divided out of the
+    gradient: ``c_j <- c_j - alpha * (2 / B) * sum_{i: y_i = j} (c_j - x_i)``, a step of
+    ``2 alpha n_j / B`` of the gap, 3-16x slower at batch 64.
 - ``y`` is the label IN EFFECT: after a relabel the sample pulls toward its new class
   center. That is the seed paper's whole point.
 - A center starts at the mean of the first batch that holds its class, rather than at zero
@@ -19,16 +26,23 @@ import torch
 from torch import nn
 
 
+#: the center update rules (``center_update``; module docstring)
+UPDATES = ("wen", "sgd")
+
+
 class CenterLoss(nn.Module):
-    """Class centers in embedding space, with Wen et al.'s update."""
+    """Class centers in embedding space, moved by Wen et al.'s rule or the port's SGD."""
 
     # buffers (saved with the model, moved with .to()), declared for the type checker
     centers: torch.Tensor  # num_classes x dim
     initialised: torch.Tensor  # num_classes, bool: has the class had a batch yet
 
-    def __init__(self, num_classes: int, dim: int, alpha: float = 0.5):
+    def __init__(self, num_classes: int, dim: int, alpha: float = 0.5, update: str = "wen"):
         super().__init__()
+        if update not in UPDATES:
+            raise ValueError(f"center update must be one of {', '.join(UPDATES)}, not {update!r}")
         self.alpha = alpha
+        self.rule = update
         self.register_buffer("centers", torch.zeros(num_classes, dim))
         self.register_buffer("initialised", torch.zeros(num_classes, dtype=torch.bool))
 
@@ -55,7 +69,10 @@ class CenterLoss(nn.Module):
         means = sums / counts.clamp(min=1).unsqueeze(1)
         self.centers.copy_(torch.where(fresh.unsqueeze(1), means, self.centers))
         self.initialised |= present
-        # Wen et al.: delta_j = sum_{y_i=j} (c_j - x_i) / (1 + n_j); c_j -= alpha * delta_j.
-        delta = (counts.unsqueeze(1) * self.centers - sums) / (1.0 + counts).unsqueeze(1)
+        gap = counts.unsqueeze(1) * self.centers - sums  # sum_{y_i=j} (c_j - x_i)
+        if self.rule == "wen":  # delta_j = gap_j / (1 + n_j); c_j -= alpha * delta_j
+            delta = gap / (1.0 + counts).unsqueeze(1)
+        else:  # the port: d L_C / d c_j = (2 / B) gap_j, one SGD step at lr alpha
+            delta = 2.0 * gap / x.shape[0]
         step = torch.where((present & ~fresh).unsqueeze(1), delta, torch.zeros_like(delta))
         self.centers.sub_(self.alpha * step)

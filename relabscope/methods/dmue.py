@@ -93,9 +93,16 @@ def insert_zero(dist: torch.Tensor, c: int) -> torch.Tensor:
     return torch.cat([dist[:, :c], zeros, dist[:, c:]], dim=1)
 
 
-def class_similarity(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+def class_similarity(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                     mask_absent: bool = True) -> torch.Tensor:
     """``m_ik``: mean cosine similarity of sample i to the batch's samples labelled k
-    (itself included), min-max normalised over k. A class absent from the batch gets 0."""
+    (itself included), min-max normalised over k.
+
+    A class absent from the batch has no similarity to measure. With ``mask_absent`` its
+    entry is the mean of the sample's present entries, which carries no evidence for or
+    against it; without, it is 0, which after the min-max scaling reads "least similar"
+    (relabscope before this option).
+    """
     unit = F.normalize(features.float(), dim=1)
     sim = unit @ unit.t()
     onehot = F.one_hot(labels, num_classes).to(sim.dtype)
@@ -105,7 +112,10 @@ def class_similarity(features: torch.Tensor, labels: torch.Tensor, num_classes: 
     lo = torch.where(present, mean, torch.full_like(mean, math.inf)).min(dim=1, keepdim=True).values
     hi = torch.where(present, mean, torch.full_like(mean, -math.inf)).max(dim=1, keepdim=True).values
     scaled = (mean - lo) / (hi - lo).clamp(min=1e-12)
-    return torch.where(present, scaled, torch.zeros_like(scaled))
+    if not mask_absent:
+        return torch.where(present, scaled, torch.zeros_like(scaled))
+    neutral = (scaled * present).sum(dim=1, keepdim=True) / present.sum().clamp(min=1)
+    return torch.where(present, scaled, neutral.expand_as(scaled))
 
 
 def gram_rows(x: torch.Tensor) -> torch.Tensor:
@@ -134,6 +144,7 @@ class DMUE(Method):
         self.dropout = nn.Dropout(BRANCH_DROPOUT)
         self.neck = nn.BatchNorm1d(dim)
         self.neck.bias.requires_grad_(False)  # as the reference's BNNeck
+        self.neck.weight.requires_grad_(cfg.dmue_train_neck)  # the reference's optimiser never holds it
         # the neck's affine parameters are shared, its statistics are not: ``neck`` tracks the
         # target branch (what inference uses), ``branch_stats`` the auxiliary branches
         self.branch_stats = nn.BatchNorm1d(dim, affine=False)
@@ -198,7 +209,8 @@ class DMUE(Method):
         same, other = route(labels, k)
 
         weight = torch.sigmoid(self.uncertainty(torch.cat(
-            [class_similarity(feature, labels, k), F.one_hot(labels, k).float()], dim=1))).squeeze(1)
+            [class_similarity(feature, labels, k, self.cfg.dmue_mask_absent), F.one_hot(labels, k).float()],
+            dim=1))).squeeze(1)
         sample_loss = F.cross_entropy(weight.unsqueeze(1) * logits, labels, reduction="none")
         main = sample_loss.mean()
 
@@ -217,7 +229,8 @@ class DMUE(Method):
         sp = torch.stack(sp_terms).mean() if sp_terms else zero
 
         up, down = ramp_up(epoch, self.cfg.dmue_ramp), ramp_down(epoch, self.cfg.dmue_ramp)
-        center = self.center_term(feature, labels)
+        pulled = self.center_vector(feature)
+        center = self.center_term(pulled, labels)
         center_weight = up if self.cfg.dmue_center_ramp else 1.0
         loss = up * (main + SOFT_WEIGHT * soft + self.cfg.dmue_sp_weight * sp) + down * aux + center_weight * center
         return StepOutput(
@@ -227,7 +240,23 @@ class DMUE(Method):
             sample_loss=sample_loss,
             fields={"weight": weight, "latent": latent},
             parts={"main": main, "soft": soft, "sp": sp, "aux": aux, "center": center},
+            center_input=None if pulled is feature else pulled,
         )
+
+    def center_vector(self, feature: torch.Tensor) -> torch.Tensor:
+        """What DMUE-C's center loss pulls (``dmue_center_on``): the pooled target feature
+        itself, which every other target loss reads only through the BN neck and so the
+        center loss can shrink freely; the neck's output on it (no dropout, this batch's
+        statistics, running ones untouched), whose scale normalisation fixes; or the
+        L2-normalised feature."""
+        if self.center is None or self.cfg.dmue_center_on == "feature":
+            return feature
+        if self.cfg.dmue_center_on == "normalized":
+            return F.normalize(feature.float(), dim=1)
+        neck = self.neck
+        if not neck.training:
+            return neck(feature)
+        return F.batch_norm(feature, None, None, neck.weight, neck.bias, training=True, eps=neck.eps)
 
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _, feature, head_in = self.target(images)

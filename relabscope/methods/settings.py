@@ -21,7 +21,12 @@ class CenterLossSettings:
     """The "-C" center loss (Wen et al.), read by baseline-c, scn-c, rul-c and dmue-c."""
 
     gamma: float = setting(0.01, "Center-loss weight of -c methods.", check=non_negative)
-    center_lr: float = setting(0.5, "Center update rate (alpha of Wen et al.).", check=positive)
+    center_lr: float = setting(0.5, "Center update rate (alpha of Wen et al.; the SGD lr of --center-update sgd).",
+                               check=positive)
+    center_update: str = setting(
+        "wen", "How centers move after each step: wen (Wen et al.'s rule, about alpha of the gap per step) or sgd "
+               "(the PyTorch port's: centers trained by SGD, gamma divided out; 3-16x slower at batch 64).",
+        choices=("wen", "sgd"), introduced="wen")
 
 
 @dataclass
@@ -52,6 +57,13 @@ class DMUESettings:
     dmue_train_uncertainty: bool = setting(
         True, "Train DMUE's s-MLP (default) or leave it at init, as the reference code does.",
         flags=("--dmue-train-uncertainty/--dmue-frozen-uncertainty",))
+    dmue_train_neck: bool = setting(
+        False, "Train the BN neck's scale (the reference's optimiser never holds it, so it stays 1: default off).",
+        introduced=True)
+    dmue_mask_absent: bool = setting(
+        True, "A class absent from the batch carries no evidence in the pairwise similarities (default); off: "
+              "it reads as the least similar class (the min-max scaling's 0), as before.",
+        flags=("--dmue-mask-absent/--dmue-absent-as-least",), introduced=False)
 
 
 @dataclass
@@ -62,6 +74,11 @@ class DMUECenterSettings:
         True, "DMUE-C: ramp the center loss up with the target branch's losses (default), or give it full "
               "weight from the first step.",
         flags=("--dmue-center-ramp/--dmue-center-full",), introduced=False)
+    dmue_center_on: str = setting(
+        "feature", "DMUE-C: the vector the center loss pulls: feature (the pooled target feature, which it can "
+                   "shrink freely), neck (the BN neck's output: scale fixed by normalisation) or normalized "
+                   "(the L2-normalised feature).",
+        choices=("feature", "neck", "normalized"), introduced="feature")
 
 
 __all__ = ["CenterLossSettings", "DMUECenterSettings", "DMUESettings", "SCNSettings"]

@@ -91,7 +91,9 @@ def _r_down(e: float, a: float) -> float:
     return 1.0 if e < a else math.exp(-((1.0 - a / e) ** 2))
 
 
-def _class_similarity64(f: np.ndarray, y: list[int], k: int) -> np.ndarray:
+def _class_similarity64(f: np.ndarray, y: list[int], k: int, mask_absent: bool = True) -> np.ndarray:
+    """The pairwise class similarity in float64 loops; an absent class gets the mean of the
+    row's present entries (``mask_absent``) or 0."""
     n = len(y)
     unit = f / np.linalg.norm(f, axis=1, keepdims=True)
     s = unit @ unit.T
@@ -102,6 +104,10 @@ def _class_similarity64(f: np.ndarray, y: list[int], k: int) -> np.ndarray:
         lo, hi = min(means.values()), max(means.values())
         for c in present:
             out[i, c] = (means[c] - lo) / (hi - lo) if hi > lo else 0.0
+        if mask_absent:
+            neutral = float(np.mean([out[i, c] for c in present]))
+            for c in set(range(k)) - set(present):
+                out[i, c] = neutral
     return out
 
 
@@ -272,12 +278,13 @@ def test_ramps_match_formulas() -> None:
 
 
 # ---------------------------------------------------------------------------- similarity
+@pytest.mark.parametrize("mask_absent", [True, False])
 @pytest.mark.parametrize("labels", [LABELS_ABSENT, LABELS_ALL])
-def test_class_similarity_matches_float64(labels: list[int]) -> None:
+def test_class_similarity_matches_float64(labels: list[int], mask_absent: bool) -> None:
     rng = np.random.default_rng(5)
     f = rng.normal(size=(len(labels), 12)) + 0.5
-    expected = _class_similarity64(f, labels, K)
-    got = class_similarity(torch.tensor(f), torch.tensor(labels), K)
+    expected = _class_similarity64(f, labels, K, mask_absent)
+    got = class_similarity(torch.tensor(f), torch.tensor(labels), K, mask_absent)
     assert got.shape == (len(labels), K)
     np.testing.assert_allclose(got.double().numpy(), expected, rtol=1e-5, atol=1e-6)
     got = got.numpy()
@@ -286,8 +293,10 @@ def test_class_similarity_matches_float64(labels: list[int]) -> None:
     for i in range(len(labels)):  # min-max: each row's present classes reach 0 and 1
         assert got[i, present].min() == pytest.approx(0.0, abs=1e-6)
         assert got[i, present].max() == pytest.approx(1.0, abs=1e-6)
-    for c in set(range(K)) - set(labels):
-        assert (got[:, c] == 0).all()
+    for c in set(range(K)) - set(labels):  # absent: no evidence (the row's mean), or "least similar" (0)
+        want = got[:, present].mean(axis=1) if mask_absent else np.zeros(len(labels))
+        np.testing.assert_allclose(got[:, c], want, atol=1e-6)
+        assert mask_absent or (got[:, c] == 0).all()
 
 
 def test_class_similarity_counts_self_and_is_scale_invariant() -> None:
