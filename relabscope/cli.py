@@ -146,7 +146,8 @@ def train(resume: str | None, overwrite: bool, config_file: str | None, quiet: b
         result = run_training(given, resume=resume, progress=not quiet)
     else:
         result = run_training(resolve(given, config_file), overwrite=overwrite, progress=not quiet)
-    click.echo(run_summary(Path(result.run_dir), seconds=result.seconds))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the job
+        click.echo(run_summary(Path(result.run_dir), seconds=result.seconds))
 
 
 def _float_list(ctx: click.Context, param: click.Parameter, value: str) -> list[float]:

@@ -230,8 +230,12 @@ class ImageBatches:
 
     def batches(self, order: torch.Tensor, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches in ``order`` (sample indices within this split), on the device."""
+        return self.batches_of(split_batches(order, batch_size))
+
+    def batches_of(self, groups: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One batch per group of sample indices (a rank's shares of the global batches),
+        on the device."""
         self.unreadable = 0
-        groups = split_batches(order, batch_size)
         source = self._from_cache(groups) if self.cache is not None else self._from_loader(groups)
         for images, ids in source:
             yield (images.to(self.device, non_blocking=True), ids.to(self.device, non_blocking=True))

@@ -53,6 +53,9 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     #: whether ``relabel`` may change labels (the trainer only calls it when True)
     relabels: ClassVar[bool] = False
+    #: whether a training step may leave parameters without gradient (DMUE: a branch with
+    #: fewer than two samples in the batch); DDP must then look for them every step
+    unused_parameters: ClassVar[bool] = False
     #: per-sample quantities this method logs: name -> trailing shape (() for a scalar); a
     #: class attribute, or set in ``__init__`` when the shape depends on the classes (DMUE)
     sample_fields: dict[str, tuple[int, ...]] = {}
@@ -80,6 +83,11 @@ class Method(nn.Module):
     def training_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int) -> StepOutput:
         """Forward one augmented batch and compute the loss against ``labels`` (in effect)."""
         raise NotImplementedError
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, epoch: int) -> StepOutput:
+        """``training_step``: what DDP calls under torchrun (it syncs gradients of what a
+        module's forward computed)."""
+        return self.training_step(images, labels, epoch)
 
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eval-mode logits (B x K) and embeddings (B x D)."""

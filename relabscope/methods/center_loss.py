@@ -22,6 +22,8 @@ Choices, since public code differs (see docs/methods.md):
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -43,6 +45,9 @@ class CenterLoss(nn.Module):
             raise ValueError(f"center update must be one of {', '.join(UPDATES)}, not {update!r}")
         self.alpha = alpha
         self.rule = update
+        # sums a tensor over the ranks of a torchrun job (identity in one process), so the
+        # update uses the global batch's per-class sums and counts on every rank
+        self.reduce: Callable[[torch.Tensor], torch.Tensor] = _identity
         self.register_buffer("centers", torch.zeros(num_classes, dim))
         self.register_buffer("initialised", torch.zeros(num_classes, dtype=torch.bool))
 
@@ -63,6 +68,9 @@ class CenterLoss(nn.Module):
         # index_add_ rather than bincount: bincount reads the max label back to the host
         counts = torch.zeros(k, dtype=x.dtype, device=x.device).index_add_(0, labels, torch.ones_like(labels, dtype=x.dtype))
         sums = torch.zeros_like(self.centers).index_add_(0, labels, x)
+        batch = x.new_full((1,), float(x.shape[0]))
+        both = self.reduce(torch.cat([counts.unsqueeze(1), sums, batch.expand(k, 1)], dim=1))
+        counts, sums, batch_size = both[:, 0], both[:, 1:-1], both[0, -1]
         present = counts > 0
         fresh = present & ~self.initialised
         # First sight of a class: start at its batch mean.
@@ -73,6 +81,10 @@ class CenterLoss(nn.Module):
         if self.rule == "wen":  # delta_j = gap_j / (1 + n_j); c_j -= alpha * delta_j
             delta = gap / (1.0 + counts).unsqueeze(1)
         else:  # the port: d L_C / d c_j = (2 / B) gap_j, one SGD step at lr alpha
-            delta = 2.0 * gap / x.shape[0]
+            delta = 2.0 * gap / batch_size
         step = torch.where((present & ~fresh).unsqueeze(1), delta, torch.zeros_like(delta))
         self.centers.sub_(self.alpha * step)
+
+
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    return t

@@ -133,6 +133,7 @@ def soft_loss(logits: torch.Tensor, labels: torch.Tensor, latent: torch.Tensor) 
 
 class DMUE(Method):
     name = "dmue"
+    unused_parameters = True
 
     def __init__(self, num_classes: int, cfg: TrainConfig, with_center: bool = False):
         super().__init__(num_classes, cfg)

@@ -538,6 +538,7 @@ class RunLogWriter:
         confusion = confusion_matrix(self._given[test], buf.pred[test], self.num_classes)
         seen = self._train & (buf.pred >= 0)
         events = np.concatenate(buf.events) if buf.events else np.empty(0, schema.RELABEL_DTYPE)
+        events = events[np.argsort(events["step"], kind="stable")]  # time order, whichever rank sent them
         relabel_end = (f["relabels"].shape[0]) + len(events)
         rows = {
             "epochs/label": buf.label,

@@ -7,6 +7,8 @@ DataLoader workers copy) means the label the loss uses is the label the log reco
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -24,6 +26,15 @@ class LabelState:
     def update(self, ids: torch.Tensor, labels: torch.Tensor) -> None:
         """Set the labels in effect of samples ``ids`` (no host sync)."""
         self.current[ids] = labels
+
+    def merge(self, mine: torch.Tensor, reduce_sum: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Under torchrun, at an epoch's end: every rank's labels of the samples it saw
+        (``mine`` here), so every rank holds every rank's relabels. Each sample was seen by
+        exactly one rank, so a sum over the ranks of "my samples' labels, 0 elsewhere" is
+        the merged state."""
+        owned = torch.zeros_like(self.current)
+        owned[mine] = self.current[mine]
+        self.current.copy_(reduce_sum(owned))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"current": self.current.cpu().clone()}

@@ -6,16 +6,19 @@ from concurrent.futures import Future
 
 from relabscope.runlog.schema import LOG_NAME
 from relabscope.runlog.writer import RunLogWriter
+from relabscope.training.distributed import SINGLE, World, received_records
 from relabscope.training.hooks import BatchRecord, EpochSummary, Hook, RunInfo, RunResult
 
 
 class RunLogHook(Hook):
     """Creates (or, after ``--resume``, reopens) ``run.h5`` in the run directory and feeds
     it every batch record; commits run in the background and the trainer waits for them
-    before it checkpoints an epoch."""
+    before it checkpoints an epoch. Under torchrun it runs on rank 0 and, before it commits
+    an epoch, logs the records every other rank sent (``distributed.RecordSender``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, world: World = SINGLE) -> None:
         self.writer: RunLogWriter | None = None
+        self.world = world
 
     def on_run_start(self, run: RunInfo) -> None:
         path = run.run_dir / LOG_NAME
@@ -47,6 +50,11 @@ class RunLogHook(Hook):
 
     def on_epoch_end(self, summary: EpochSummary) -> Future:
         assert self.writer is not None
+        if self.world.distributed:
+            for r in received_records(self.world):
+                self.writer.log_batch(r["sample_ids"], r["labels"], r["logits"], r["embeddings"], phase=r["phase"],
+                                      loss=r.get("loss"), new_labels=r.get("new_labels"),
+                                      step=r["step"] if r["phase"] == "train" else None, fields=r["fields"])
         return self.writer.end_epoch(
             centers=summary.arrays.get("centers"),
             lr=summary.metrics["lr"],

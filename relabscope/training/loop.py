@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from relabscope.config import TrainConfig
 from relabscope.data.augment import eval_transform, train_transform
@@ -37,6 +39,7 @@ from relabscope.errors import DivergedError, WriteError
 from relabscope.methods.base import Method
 from relabscope.rundir import checkpoint_path
 from relabscope.training import checkpoint
+from relabscope.training.distributed import SINGLE, World
 from relabscope.training.hooks import BatchRecord, EpochSummary, Hook, HookList, RunInfo, RunResult
 from relabscope.training.labels import LabelState
 from relabscope.training.optim import build_optimizer, build_scheduler
@@ -68,6 +71,13 @@ class _Running:
         self.sums += torch.stack([p.double() for p in parts])
         self.seen += loss.shape[0]
 
+    def reduce(self, world: World) -> None:
+        """Sum the running numbers over the ranks (once per pass, at its end)."""
+        if world.distributed:
+            seen = torch.tensor([float(self.seen)], dtype=torch.float64, device=self.sums.device)
+            both = world.all_reduce_sum(torch.cat([self.sums, seen]))
+            self.sums, self.seen = both[:4], int(both[4].item())
+
     def read(self) -> dict[str, float]:
         loss, correct, relabels, bad = self.sums.tolist()
         seen = max(self.seen, 1)
@@ -85,8 +95,8 @@ class EpochFinisher:
     thread, whatever ended the block; ``completed`` is final after it.
     """
 
-    def __init__(self, checkpoint_path: Path, hooks: HookList, completed: int):
-        self.checkpoint_path = checkpoint_path
+    def __init__(self, checkpoint_path: Path | None, hooks: HookList, completed: int):
+        self.checkpoint_path = checkpoint_path  # None: another rank writes the checkpoint
         self.hooks = hooks
         self.completed = completed  # epochs whose log, checkpoint and on_epoch_complete are done
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relabscope-epoch")
@@ -125,7 +135,8 @@ class EpochFinisher:
         """Runs in the background thread; returns ``epoch`` once it is complete."""
         for f in futures:
             f.result()
-        checkpoint.save(snapshot, self.checkpoint_path)
+        if self.checkpoint_path is not None:
+            checkpoint.save(snapshot, self.checkpoint_path)
         self.hooks.on_epoch_complete(epoch, metrics)
         return epoch
 
@@ -144,14 +155,17 @@ class Trainer:
         hooks: list[Hook],
         run_dir: Path,
         metadata: dict[str, Any] | None = None,
+        world: World = SINGLE,
     ):
         self.cfg = cfg
+        self.world = world
         self.data = data
         self.train_batches = train_batches
         self.test_batches = test_batches
         self.device = device
         # two calls: torch's stubs type memory_format only alone (the runtime takes both at once)
         self.method = method.to(device).to(memory_format=torch.channels_last)
+        self.step_model = self._step_model(method)
         self.hooks = HookList(hooks)
         self.run_dir = Path(run_dir)
         self.metadata = dict(metadata or {})
@@ -165,6 +179,18 @@ class Trainer:
         self._autocast = (
             (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
         )
+
+    def _step_model(self, method: Method) -> nn.Module:
+        """What a training step calls: the method, or under torchrun the method in DDP
+        (gradients averaged over the ranks; parameters some batches leave unused, as DMUE's
+        branches, allowed where the method says so), its centers reduced over the global
+        batch."""
+        if not self.world.distributed:
+            return method
+        if method.center is not None:
+            method.center.reduce = self.world.all_reduce_sum
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(method, device_ids=ids, find_unused_parameters=method.unused_parameters)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -208,7 +234,8 @@ class Trainer:
         """
         start = time.perf_counter()
         self.hooks.on_run_start(self._run_info())
-        finisher = EpochFinisher(checkpoint_path(self.run_dir), self.hooks, completed=self.epoch)
+        finisher = EpochFinisher(checkpoint_path(self.run_dir) if self.world.is_main else None, self.hooks,
+                                 completed=self.epoch)
         status, last = "interrupted", {}
         try:
             with finisher:
@@ -277,16 +304,18 @@ class Trainer:
         method.train()
         n = len(self.train_batches)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 0)))
-        gen = torch.Generator(device=self.device).manual_seed(epoch_seed(cfg.seed, epoch, 1))
+        rank = self.world.rank  # rank 0 draws the single-process augmentation stream
+        gen = torch.Generator(device=self.device).manual_seed(epoch_seed(cfg.seed, epoch, 1 if rank == 0 else 10 + rank))
         relabelling = method.relabels and epoch + 1 >= cfg.relabel_epoch
         running = _Running(self.device)
-        total = -(-n // cfg.batch_size)
+        shares = [self.world.shard(g) for g in split_batches(order, cfg.batch_size)]
+        total = len(shares)
         next_report = time.monotonic() + PROGRESS_INTERVAL_S
-        for i, (images, ids) in enumerate(self.train_batches.batches(order, cfg.batch_size)):
+        for i, (images, ids) in enumerate(self.train_batches.batches_of(shares)):
             labels = self.labels[ids]
             x = train_transform(images, cfg.image_size, gen)
             with self._autocast():
-                out = method.training_step(x, labels, epoch)
+                out = self.step_model(x, labels, epoch)
             self.opt.zero_grad(set_to_none=True)
             out.loss.backward()
             self.opt.step()
@@ -308,6 +337,9 @@ class Trainer:
             if time.monotonic() >= next_report:
                 self._report(epoch, i + 1, total, running)
                 next_report = time.monotonic() + PROGRESS_INTERVAL_S
+        if self.world.distributed:  # every rank takes the others' relabels of this epoch
+            self.labels.merge(torch.cat(shares).to(self.device), self.world.all_reduce_sum)
+            running.reduce(self.world)
         return self._report(epoch, total, total, running)
 
     def _report(self, epoch: int, done: int, total: int, running: _Running) -> dict[str, float]:
@@ -329,8 +361,8 @@ class Trainer:
         offset = 0 if phase == "probe" else self.data.num_train
         given = self.labels.current if phase == "probe" else self.test_labels
         running = _Running(self.device)
-        order = torch.arange(len(batches))
-        for step, (images, idx) in enumerate(batches.batches(order, self.cfg.batch_size)):
+        mine = self.world.shard(torch.arange(len(batches)))  # the pass is sharded like training
+        for step, (images, idx) in enumerate(batches.batches(mine, self.cfg.batch_size)):
             x = eval_transform(images, self.cfg.image_size)
             with self._autocast():
                 logits, embedding = method.predict(x)
@@ -340,4 +372,5 @@ class Trainer:
             running.add(loss, logits.argmax(dim=1) == labels, None)
             self.hooks.on_batch_end(BatchRecord(phase, epoch, step, idx + offset, labels, logits, embedding, loss))
         method.train()
+        running.reduce(self.world)
         return running.read()

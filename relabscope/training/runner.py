@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -33,6 +34,8 @@ from relabscope.runlog.reader import RunLogReader
 from relabscope.runlog.schema import LOG_NAME
 from relabscope.runlog.writer import RunLogWriter
 from relabscope.training import checkpoint
+from relabscope.training.distributed import (SINGLE, RecordSender, World, check_batch, leave, main_first, on_main,
+                                             world_from_environment)
 from relabscope.training.hooks import Hook, RunResult
 from relabscope.training.log_hook import RunLogHook
 from relabscope.training.loop import Trainer
@@ -84,18 +87,35 @@ def train(
         ('finished', 1, 'scn', 1)
     """
     log = log or (lambda line: print(line, file=sys.stderr))
-    created = False
     if resume is not None:
-        run_dir = Path(resume)
-        cfg = resume_config(run_dir, config)
+        cfg = resume_config(Path(resume), config)
     else:
-        cfg = config if isinstance(config, TrainConfig) else resolve(dict(config or {}))
-        cfg = validate(cfg)
+        cfg = validate(config if isinstance(config, TrainConfig) else resolve(dict(config or {})))
+    world = world_from_environment(cfg.device)
+    try:
+        check_batch(world, cfg.batch_size)
+        return _train_on(world, cfg, resume, overwrite, progress, list(hooks), log)
+    finally:
+        leave(world)
+
+
+def _train_on(world: World, cfg: TrainConfig, resume: str | Path | None, overwrite: bool, progress: bool,
+              hooks: list[Hook], log: Callable[[str], None]) -> RunResult:
+    """Claim and lock the run directory (rank 0: one writer, whatever the world), then train."""
+    created = False
+
+    def claim_dir() -> Path:
+        nonlocal created
+        if resume is not None:
+            return Path(resume)
         run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
         created = claim(run_dir, overwrite)
+        return run_dir
+
+    run_dir = on_main(world, claim_dir)
     try:
-        with RunDirLock(run_dir):
-            return _train_in(run_dir, cfg, resume is not None, progress, list(hooks), log)
+        with RunDirLock(run_dir) if world.is_main else nullcontext():
+            return _train_in(world, run_dir, cfg, resume is not None, progress, hooks, log)
     except RunLockedError:
         raise  # another process trains here: its files stay as they are
     except BaseException:
@@ -106,9 +126,9 @@ def train(
         raise
 
 
-def _train_in(run_dir: Path, cfg: TrainConfig, resuming: bool, progress: bool,
+def _train_in(world: World, run_dir: Path, cfg: TrainConfig, resuming: bool, progress: bool,
               hooks: list[Hook], log: Callable[[str], None]) -> RunResult:
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, world)
     if device.type == "cuda":  # fixed input sizes: let cuDNN pick kernels; TF32 for float32 matmuls
         torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision("high")
@@ -118,10 +138,10 @@ def _train_in(run_dir: Path, cfg: TrainConfig, resuming: bool, progress: bool,
     ckpt = checkpoint_path(run_dir)
     if resuming and ckpt.exists():
         state = checkpoint.load(ckpt)
-    elif resuming:  # killed before its first epoch completed: start over
+    elif resuming and world.is_main:  # killed before its first epoch completed: start over
         remove_run_files(run_dir, keep_lock=True)
     workers = default_workers() if cfg.workers is None else cfg.workers
-    data = prepare(cfg)
+    data = main_first(world, lambda: prepare(cfg))  # rank 0 draws or caches the data set first
     data, train_batches, test_batches = load_images(data, device, workers, cfg.cache_gb, log)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
@@ -129,9 +149,10 @@ def _train_in(run_dir: Path, cfg: TrainConfig, resuming: bool, progress: bool,
     if cfg.pretrained and state is None:
         log(method.load_pretrained(cfg.pretrained).summary())
     metadata = run_metadata(cfg, device, data.fingerprint, len(data.train), len(data.test))
-    metadata["method_relabels"] = int(method.relabels)
-    trainer = Trainer(cfg, data, train_batches, test_batches, method, device,
-                      [RunLogHook(), *([ProgressHook()] if progress else []), *hooks], run_dir, metadata)
+    metadata.update(method_relabels=int(method.relabels), world_size=world.size)
+    own = [RunLogHook(world), *([ProgressHook()] if progress else [])] if world.is_main else [RecordSender(world)]
+    trainer = Trainer(cfg, data, train_batches, test_batches, method, device, [*own, *hooks], run_dir, metadata,
+                      world=world)
     if state is not None:
         if state.get("fingerprint") != data.fingerprint:
             raise RunDirError(f"{run_dir}: the data set changed since this run started; cannot resume")
@@ -147,10 +168,12 @@ def _train_in(run_dir: Path, cfg: TrainConfig, resuming: bool, progress: bool,
                               "the run cannot be extended")
         trainer.load_state_dict(state)
         if trainer.epoch >= cfg.epochs:
-            _mark_finished(run_dir / LOG_NAME, trainer.epoch)
-            log(f"{run_dir}: already trained {trainer.epoch} epochs; pass --epochs N (> {trainer.epoch}) to extend")
+            if world.is_main:
+                _mark_finished(run_dir / LOG_NAME, trainer.epoch)
+                log(f"{run_dir}: already trained {trainer.epoch} epochs; pass --epochs N (> {trainer.epoch}) to extend")
             return RunResult(run_dir, "finished", trainer.epoch)
-    write_toml(cfg, run_dir / CONFIG_NAME)
+    if world.is_main:
+        write_toml(cfg, run_dir / CONFIG_NAME)
     return trainer.fit()
 
 
@@ -163,11 +186,15 @@ def _mark_finished(log_path: Path, epochs: int) -> None:
     RunLogWriter.resume(log_path, keep_epochs=epochs).close("finished")
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, world: World = SINGLE) -> torch.device:
+    """The device ``--device`` names (``auto``: CUDA when there is one); under torchrun a
+    rank on CUDA takes the GPU of its local rank."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise RelabscopeError("--device cuda: no CUDA device is available (use --device auto or cpu)")
+    if name == "cuda" and world.distributed:
+        return torch.device("cuda", world.local_rank)
     return torch.device(name)
 
 

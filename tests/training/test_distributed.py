@@ -1,0 +1,188 @@
+"""Training on several ranks (gloo on the CPU): one global label state, identical centers,
+one complete run log written by rank 0; launched as users do, with torchrun (one node, two
+"nodes" on 127.0.0.1); resumed with another world size; a rank killed mid-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from relabscope.runlog.reader import RunLogReader
+
+TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
+TINY = ["-O", "num_train=48", "-O", "num_test=16", "-O", "size=16", "--image-size", "16", "--batch-size", "12",
+        "--workers", "0", "--device", "cpu", "--noise", "0.3", "--relabel-epoch", "1", "--delta", "0.05", "-q"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(cache: Path) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "RELABSCOPE_CACHE": str(cache), "RELABSCOPE_DIST_TIMEOUT": "120"}
+
+
+def _torchrun(args: list[str], cache: Path, nproc: int = 2, timeout: float = 300) -> subprocess.CompletedProcess:
+    cmd = [TORCHRUN, "--standalone", f"--nproc-per-node={nproc}", "-m", "relabscope", "train", *args]
+    return subprocess.run(cmd, env=_env(cache), capture_output=True, text=True, timeout=timeout)
+
+
+def check_log(run_dir: Path, epochs: int) -> None:
+    """A complete log of a run trained on several ranks: every training sample seen in every
+    epoch, the labels of epoch e+1 are those of epoch e with epoch e's relabels applied, the
+    events in time order, and every test sample predicted."""
+    with h5py.File(run_dir / "run.h5", "r") as f:
+        assert f["epochs/done"].shape[0] == epochs
+        train = f["samples/split"][:] == 0
+        labels = f["epochs/label"][:].astype(np.int64)
+        pred = f["epochs/pred"][:]
+        events = f["relabels"][:]
+        ends = f["epochs/relabel_end"][:]
+    assert (labels[:, train] >= 0).all(), "a training sample was not seen in some epoch"
+    assert (pred[:, ~train] >= 0).all(), "a test sample was not predicted"
+    start = 0
+    for e in range(epochs - 1):
+        after = labels[e].copy()
+        for ev in events[start:ends[e]]:
+            assert ev["epoch"] == e and after[ev["sample"]] == ev["old"]
+            after[ev["sample"]] = ev["new"]
+        np.testing.assert_array_equal(labels[e + 1], after)
+        assert (np.diff(events[start:ends[e]]["step"]) >= 0).all()
+        start = ends[e]
+
+
+# ---------------------------------------------------------------------- in-process ranks
+def _rank(rank: int, size: int, port: int, out: str, cache: str) -> None:
+    """One rank of a Trainer run built directly (no torchrun): its final centers and labels
+    go to ``out``/rank<r>.pt."""
+    os.environ["RELABSCOPE_CACHE"] = cache
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    from relabscope.config import resolve
+    from relabscope.data.pipeline import load_images, prepare
+    from relabscope.methods import build_method
+    from relabscope.training.distributed import RecordSender, World
+    from relabscope.training.log_hook import RunLogHook
+    from relabscope.training.loop import Trainer
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=size)
+    try:
+        world = World(rank, size, rank)
+        cfg = resolve({"method": "scn-c", "epochs": 3, "batch_size": 12, "image_size": 16, "workers": 0,
+                       "device": "cpu", "noise": 0.3, "relabel_epoch": 1, "delta": 0.05,
+                       "dataset_options": {"num_train": 48, "num_test": 16, "size": 16}})
+        device = torch.device("cpu")
+        data, train_b, test_b = load_images(prepare(cfg), device, 0, cfg.cache_gb, lambda line: None)
+        torch.manual_seed(cfg.seed)
+        method = build_method(cfg.method, len(data.class_names), cfg)
+        hooks = [RunLogHook(world)] if world.is_main else [RecordSender(world)]
+        trainer = Trainer(cfg, data, train_b, test_b, method, device, hooks, Path(out) / "run", {}, world=world)
+        trainer.fit()
+        assert method.center is not None
+        torch.save({"centers": method.center.centers, "labels": trainer.labels.current}, Path(out) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_share_one_label_state_and_identical_centers(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    mp.spawn(_rank, args=(2, _free_port(), str(tmp_path), str(cache)), nprocs=2, join=True)
+    a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    torch.testing.assert_close(a["centers"], b["centers"], rtol=0, atol=0)
+    torch.testing.assert_close(a["labels"], b["labels"], rtol=0, atol=0)
+    check_log(tmp_path / "run", 3)
+    with RunLogReader(tmp_path / "run") as log:
+        np.testing.assert_allclose(log.epoch_array("center", -1), a["centers"].numpy(), rtol=1e-6)
+        final = log.epoch_array("label", -1).astype(np.int64)
+    assert len(np.unique(final)) > 1
+
+
+# ---------------------------------------------------------------------- torchrun
+@pytest.mark.parametrize("method", ["baseline-c", "scn-c", "rul-c", "dmue-c"])
+def test_torchrun_two_ranks_write_one_complete_log(tmp_path: Path, method: str) -> None:
+    out = tmp_path / "run"
+    done = _torchrun(["--method", method, "--epochs", "2", *TINY, "--out", str(out)], tmp_path / "cache")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("finished: 2 epochs") == 1  # rank 0 speaks for the job
+    check_log(out, 2)
+    with RunLogReader(out) as log:
+        assert log.status == "finished" and int(log.meta["world_size"]) == 2
+
+
+def test_two_nodes_on_one_machine(tmp_path: Path) -> None:
+    """The multi-node launch (c10d rendezvous), two torchrun agents on 127.0.0.1."""
+    out, port = tmp_path / "run", _free_port()
+    common = ["--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
+              "--rdzv-id=relabscope-test", "-m", "relabscope", "train", "--method", "scn-c", "--epochs", "1", *TINY,
+              "--out", str(out)]
+    agents = [subprocess.Popen([TORCHRUN, f"--node-rank={r}", *common], env=_env(tmp_path / "cache"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    codes = [a.wait(timeout=300) for a in agents]
+    assert codes == [0, 0], [a.stderr.read()[-2000:] for a in agents]
+    check_log(out, 1)
+
+
+def test_resume_with_another_world_size(tmp_path: Path) -> None:
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    first = _torchrun(["--method", "scn-c", "--epochs", "1", *TINY, "--out", str(out)], cache)
+    assert first.returncode == 0, first.stderr[-3000:]
+    alone = subprocess.run([sys.executable, "-m", "relabscope", "train", "--resume", str(out), "--epochs", "2", "-q"],
+                           env=_env(cache), capture_output=True, text=True, timeout=300)  # 2 ranks -> 1
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    again = _torchrun(["--resume", str(out), "--epochs", "3", "-q"], cache)  # 1 -> 2
+    assert again.returncode == 0, again.stderr[-3000:]
+    check_log(out, 3)
+    with RunLogReader(out) as log:
+        assert log.status == "finished"
+
+
+def test_a_killed_rank_brings_the_job_down_and_the_run_resumes(tmp_path: Path) -> None:
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    cmd = [TORCHRUN, "--standalone", "--nproc-per-node=2", "-m", "relabscope", "train", "--method", "scn-c",
+           "--epochs", "30", *TINY, "--out", str(out)]
+    job = subprocess.Popen(cmd, env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and job.poll() is None:
+        if (out / "checkpoints" / "last.pt").exists():
+            break
+        time.sleep(0.5)
+    assert job.poll() is None, job.stderr.read()[-3000:] if job.stderr else ""
+    ranks = subprocess.run(["pgrep", "-f", "-P", str(job.pid), "relabscope"], capture_output=True, text=True)
+    pids = [int(p) for p in ranks.stdout.split()]
+    assert len(pids) == 2, ranks.stdout
+    os.kill(max(pids), signal.SIGKILL)  # the rank started last: rank 1
+    assert job.wait(timeout=120) != 0  # torchrun takes the job down
+    with RunLogReader(out) as log:  # opens (SWMR) and holds the committed epochs
+        committed = log.num_epochs
+    assert committed >= 1
+    resumed = _torchrun(["--resume", str(out), "--epochs", str(committed + 1), "-q"], cache)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    check_log(out, committed + 1)
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--batch-size", "3"], {}, "batch_size 3 is the global batch: with 2 ranks it must be at least 4"),
+    ([], {"RELABSCOPE_DIST_BACKEND": "nccl"}, "the nccl backend needs CUDA"),
+])
+def test_bad_combinations_are_one_line(tmp_path: Path, args, env, message) -> None:
+    cmd = [TORCHRUN, "--standalone", "--nproc-per-node=2", "-m", "relabscope", "train", "--method", "scn-c",
+           "--epochs", "1", *TINY, *args, "--out", str(tmp_path / "run")]
+    done = subprocess.run(cmd, env={**_env(tmp_path / "cache"), **env}, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if "relabscope: error:" in line]
+    assert errors and all(message in line for line in errors), done.stderr[-2000:]
