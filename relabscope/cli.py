@@ -10,6 +10,7 @@ and ``--version`` and ``--help`` load none of them.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import typing
 from pathlib import Path
@@ -174,27 +175,60 @@ def _name_list(ctx: click.Context, param: click.Parameter, value: str) -> list[s
 @_settings(without=GRID_KEYS)
 @click.option("--config", "config_file", type=click.Path(path_type=str), help="TOML file with shared settings.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("--gpus", callback=_name_list, default="", metavar="0,1,...",
+              help="One single-GPU sweep process per listed GPU (CUDA_VISIBLE_DEVICES), sharing the grid: many "
+                   "small runs at once. Under torchrun every run is instead spread over all ranks.")
 def sweep(methods: list[str], noise: list[float], seeds: int, out: str, select: Select, config_file: str | None,
-          quiet: bool, **options: Any) -> None:
+          quiet: bool, gpus: list[str], **options: Any) -> None:
     """Train every method at every noise level and seed, then print the noise table.
 
     Writes OUT/table.csv and OUT/table.md (the seed paper's Table 3 layout: last-epoch test
     accuracy, mean ± std over seeds, plus flip-flops, relabel consistency and compactness).
     Finished runs are skipped, so a killed sweep continues where it stopped; the same
-    command started in several terminals (or on several GPUs) shares the grid between them.
+    command started in several terminals (or on several GPUs, --gpus) shares the grid.
     """
     from relabscope.sweep import run_sweep, write_tables
 
-    settings = {**(read_toml(config_file) if config_file else {}), **{k: v for k, v in options.items() if v is not None}}
-    result = run_sweep(out, methods=methods, noise=noise, seeds=seeds, settings=settings, progress=not quiet,
-                       log=lambda line: click.echo(line, err=True))
+    if gpus:
+        result_busy, failed = [], _sweep_per_gpu(gpus)
+    else:
+        settings = {**(read_toml(config_file) if config_file else {}),
+                    **{k: v for k, v in options.items() if v is not None}}
+        result = run_sweep(out, methods=methods, noise=noise, seeds=seeds, settings=settings, progress=not quiet,
+                           log=lambda line: click.echo(line, err=True))
+        result_busy, failed = result.busy, [message for _, message in result.failed]
+    if os.environ.get("RANK", "0") != "0" or os.environ.get(SWEEP_WORKER):  # rank 0 / the parent speaks
+        return
     _, markdown = write_tables(out, epoch=select)
     click.echo(markdown)
-    if result.busy:
-        click.echo(f"sweep: {len(result.busy)} runs are being trained by another process; the table includes "
+    if result_busy:
+        click.echo(f"sweep: {len(result_busy)} runs are being trained by another process; the table includes "
                    "them once they finish (run this command again then)", err=True)
-    if result.failed:
-        raise RelabscopeError(f"{len(result.failed)} of the sweep's runs failed (first: {result.failed[0][1]})")
+    if failed:
+        raise RelabscopeError(f"{len(failed)} of the sweep's runs failed (first: {failed[0]})")
+
+
+#: set in the sweep processes ``--gpus`` starts: the parent prints the table once
+SWEEP_WORKER = "RELABSCOPE_SWEEP_WORKER"
+
+
+def _sweep_per_gpu(gpus: list[str]) -> list[str]:
+    """The same sweep command once per GPU (``CUDA_VISIBLE_DEVICES`` set to it, ``--gpus``
+    left out), all at once: the processes share the grid through its run-directory locks.
+    Returns one message per process that failed."""
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--gpus":
+            skip = True
+        elif not arg.startswith("--gpus="):
+            argv.append(arg)
+    children = [(gpu, subprocess.Popen([sys.executable, "-m", "relabscope", *argv],
+                                       env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu, SWEEP_WORKER: "1"}))
+                for gpu in gpus]
+    codes = [(gpu, child.wait()) for gpu, child in children]
+    return [f"the sweep process on GPU {gpu} exited with {code}" for gpu, code in codes if code != 0]
 
 
 @main.command(context_settings={"show_default": False})

@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping
 
 import tomli_w
 
+from relabscope.atomic import atomic_write
 from relabscope.data import DATASETS
 from relabscope.errors import RelabscopeError
 from relabscope.methods import METHODS, PRESET_NAMES
@@ -211,9 +212,11 @@ def read_run_config(path: str | Path) -> dict[str, Any]:
 
 
 def write_toml(config: TrainConfig, path: str | Path) -> None:
-    """Write ``config`` as TOML (None values are left out: TOML has no null)."""
+    """Write ``config`` as TOML (None values are left out: TOML has no null), atomically:
+    another sweep process may read it at any moment."""
     values = {k: v for k, v in config.to_dict().items() if v is not None}
-    Path(path).write_text(tomli_w.dumps(values))
+    with atomic_write(Path(path)) as fh:
+        fh.write(tomli_w.dumps(values).encode())
 
 
 def from_stored(values: Mapping[str, Any]) -> TrainConfig:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -23,6 +24,7 @@ from relabscope.errors import RelabscopeError, RunDirError, RunLockedError
 from relabscope.methods import METHODS
 from relabscope.rundir import CONFIG_NAME, locked_elsewhere
 from relabscope.sweep.manifest import GRID_KEYS, Cell, cells, write_manifest
+from relabscope.training.distributed import World, joined, on_main
 from relabscope.training.hooks import Hook
 from relabscope.training.runner import train
 
@@ -56,7 +58,6 @@ def run_sweep(
     folder already holding a sweep must have been started with the same settings; its grid
     grows to include the new methods, noise levels and seeds.
     """
-    log = log or (lambda line: print(line, file=sys.stderr))
     out = Path(out)
     methods, noise = list(methods), [float(p) for p in noise]
     seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
@@ -65,17 +66,33 @@ def run_sweep(
     for p in noise:  # validate every setting before any run starts
         for m in methods:
             resolve({**settings, "method": m, "noise": p, "seed": seeds[0]})
-    write_manifest(out, methods, noise, seeds, settings)
+    with joined(str(settings.get("device", "auto"))) as world:  # under torchrun: every cell on every rank
+        say = (log or (lambda line: print(line, file=sys.stderr))) if world.is_main else _quiet
+        on_main(world, lambda: write_manifest(out, methods, noise, seeds, settings))
+        return _run_grid(world, out, cells(out, methods, noise, seeds), settings, progress, list(hooks), say)
 
+
+def _quiet(line: str) -> None:
+    """The log of a rank other than 0 (rank 0 speaks for the job)."""
+
+
+def _run_grid(world: World, out: Path, grid: list[Cell], settings: Mapping[str, Any], progress: bool,
+              hooks: list[Hook], log: Callable[[str], None]) -> SweepResult:
+    """Train, resume or skip each cell; rank 0 decides which (every rank then acts on it)."""
     result = SweepResult(out)
-    grid = cells(out, methods, noise, seeds)
     for i, cell in enumerate(grid, 1):
         where = f"[{i}/{len(grid)}] {cell.method}, noise {cell.noise:g}, seed {cell.seed}"
         try:
-            if _train_cell(cell, settings, progress, list(hooks), log, where):
-                result.trained.append(cell)
-            else:
+            action = on_main(world, partial(_plan_cell, cell, settings, log, where))
+            if action == "skip":
                 result.skipped.append(cell)
+                continue
+            cfg = cell_config(cell, settings)
+            if action == "train":
+                train(cfg, overwrite=True, progress=progress, hooks=hooks, log=log)
+            else:
+                train({"epochs": cfg.epochs}, resume=cell.run_dir, progress=progress, hooks=hooks, log=log)
+            result.trained.append(cell)
         except RunLockedError:
             log(f"sweep: {where}: another process is training it, skipped")
             result.busy.append(cell)
@@ -93,15 +110,14 @@ def cell_config(cell: Cell, settings: Mapping[str, Any]) -> TrainConfig:
                     "out": str(cell.run_dir)})
 
 
-def _train_cell(cell: Cell, settings: Mapping[str, Any], progress: bool, hooks: list[Hook], log: Callable[[str], None],
-                where: str) -> bool:
-    """Train, resume or skip one cell; True when something was trained."""
+def _plan_cell(cell: Cell, settings: Mapping[str, Any], log: Callable[[str], None], where: str) -> str:
+    """What to do with one cell: "train" it, "resume" it or "skip" it (finished); raises
+    RunLockedError when another process trains it, RunDirError when it holds another run."""
     cfg = cell_config(cell, settings)
     stored_path = cell.run_dir / CONFIG_NAME
     if not stored_path.is_file():
         log(f"sweep: {where}: training into {cell.run_dir}")
-        train(cfg, overwrite=True, progress=progress, hooks=hooks, log=log)
-        return True
+        return "train"
     stored = read_run_config(stored_path)
     wanted = cfg.to_dict()
     for key, value in wanted.items():
@@ -114,12 +130,11 @@ def _train_cell(cell: Cell, settings: Mapping[str, Any], progress: bool, hooks: 
             )
     if _finished(cell.run_dir, cfg.epochs):
         log(f"sweep: {where}: finished before, skipped")
-        return False
+        return "skip"
     if locked_elsewhere(cell.run_dir):
         raise RunLockedError(f"{cell.run_dir}: another process is training into this run directory")
     log(f"sweep: {where}: resuming {cell.run_dir}")
-    train({"epochs": cfg.epochs}, resume=cell.run_dir, progress=progress, hooks=hooks, log=log)
-    return True
+    return "resume"
 
 
 def _finished(run_dir: Path, epochs: int) -> bool:

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -97,15 +98,22 @@ class World:
 SINGLE = World()
 
 
-def world_from_environment(device: str) -> World:
-    """The world torchrun describes in the environment, joined (``init_process_group``);
-    :data:`SINGLE` when not launched by torchrun. ``device`` is the run's ``--device``:
-    ranks on CUDA take GPU ``LOCAL_RANK`` and talk over NCCL, on the CPU over gloo.
-    One-line errors for a world that cannot work."""
+@contextmanager
+def joined(device: str) -> Iterator[World]:
+    """The world torchrun describes in the environment, joined for the ``with`` block
+    (``init_process_group``, left at its end); :data:`SINGLE` when not launched by
+    torchrun. A world already joined (a sweep's cells under one torchrun) is reused and left
+    to whoever joined it. ``device`` is the run's ``--device``: ranks on CUDA take GPU
+    ``LOCAL_RANK`` and talk over NCCL, on the CPU over gloo. One-line errors for a world
+    that cannot work."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
-        return SINGLE
+        yield SINGLE
+        return
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if dist.is_initialized():
+        yield World(rank, size, local)
+        return
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     backend = os.environ.get("RELABSCOPE_DIST_BACKEND") or ("nccl" if cuda else "gloo")
     if backend == "nccl" and not cuda:
@@ -115,18 +123,21 @@ def world_from_environment(device: str) -> World:
             raise RelabscopeError(f"torchrun: local rank {local} but only {torch.cuda.device_count()} CUDA devices "
                                   "on this node (--nproc-per-node at most the GPU count)")
         torch.cuda.set_device(local)
-    if not dist.is_initialized():
-        try:
-            dist.init_process_group(backend, timeout=_dt.timedelta(seconds=TIMEOUT_S))
-        except Exception as exc:  # rendezvous or transport failure
-            raise RelabscopeError(f"torchrun: rank {rank} could not join the job ({type(exc).__name__}: "
-                                  f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
-    return World(rank, size, local)
+    try:
+        dist.init_process_group(backend, timeout=_dt.timedelta(seconds=TIMEOUT_S))
+    except Exception as exc:  # rendezvous or transport failure
+        raise RelabscopeError(f"torchrun: rank {rank} could not join the job ({type(exc).__name__}: "
+                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+    try:
+        yield World(rank, size, local)
+    finally:
+        dist.destroy_process_group()
 
 
 def on_main(world: World, make: Callable[[], T]) -> T:
     """``make()`` on rank 0 alone, its (small, picklable) result on every rank: claiming the
-    run directory. A RelabscopeError there is raised on every rank, the same line."""
+    run directory, a sweep's decision about a cell. A RelabscopeError there is raised on
+    every rank (the same class and line)."""
     if not world.distributed:
         return make()
     outcome: tuple[bool, Any] = (True, None)
@@ -134,10 +145,10 @@ def on_main(world: World, make: Callable[[], T]) -> T:
         try:
             outcome = (True, make())
         except RelabscopeError as exc:
-            outcome = (False, str(exc))
+            outcome = (False, exc)
     ok, value = world.broadcast_object(outcome)
     if not ok:
-        raise RelabscopeError(value)
+        raise value
     result: T = value
     return result
 
@@ -148,25 +159,19 @@ def main_first(world: World, make: Callable[[], T]) -> T:
     if not world.distributed:
         return make()
     result: T | None = None
-    failure: str | None = None
+    failure: RelabscopeError | None = None
     if world.is_main:
         try:
             result = make()
         except RelabscopeError as exc:
-            failure = str(exc)
+            failure = exc
     failure = world.broadcast_object(failure)
     if failure is not None:
-        raise RelabscopeError(failure)
+        raise failure
     if not world.is_main:
         result = make()
     assert result is not None
     return result
-
-
-def leave(world: World) -> None:
-    """Leave the job's process group (after the run, on every rank)."""
-    if world.distributed and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def check_batch(world: World, batch_size: int) -> None:

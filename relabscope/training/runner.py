@@ -34,8 +34,8 @@ from relabscope.runlog.reader import RunLogReader
 from relabscope.runlog.schema import LOG_NAME
 from relabscope.runlog.writer import RunLogWriter
 from relabscope.training import checkpoint
-from relabscope.training.distributed import (SINGLE, RecordSender, World, check_batch, leave, main_first, on_main,
-                                             world_from_environment)
+from relabscope.training.distributed import (SINGLE, RecordSender, World, check_batch, joined, main_first,
+                                             on_main)
 from relabscope.training.hooks import Hook, RunResult
 from relabscope.training.log_hook import RunLogHook
 from relabscope.training.loop import Trainer
@@ -91,12 +91,9 @@ def train(
         cfg = resume_config(Path(resume), config)
     else:
         cfg = validate(config if isinstance(config, TrainConfig) else resolve(dict(config or {})))
-    world = world_from_environment(cfg.device)
-    try:
+    with joined(cfg.device) as world:
         check_batch(world, cfg.batch_size)
         return _train_on(world, cfg, resume, overwrite, progress, list(hooks), log)
-    finally:
-        leave(world)
 
 
 def _train_on(world: World, cfg: TrainConfig, resume: str | Path | None, overwrite: bool, progress: bool,

@@ -186,3 +186,30 @@ def test_bad_combinations_are_one_line(tmp_path: Path, args, env, message) -> No
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if "relabscope: error:" in line]
     assert errors and all(message in line for line in errors), done.stderr[-2000:]
+
+
+SWEEP = ["--methods", "scn-c,baseline-c", "--noise", "0.3", "--seeds", "1", "--epochs", "1", *TINY]
+
+
+def test_a_sweep_under_torchrun_spreads_every_run_over_the_ranks(tmp_path: Path) -> None:
+    cmd = [TORCHRUN, "--standalone", "--nproc-per-node=2", "-m", "relabscope", "sweep", *SWEEP,
+           "--out", str(tmp_path / "sweep")]
+    done = subprocess.run(cmd, env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("Test accuracy (%)") == 1  # rank 0 prints the table
+    for method in ("scn-c", "baseline-c"):
+        run = tmp_path / "sweep" / method / "noise-30" / "seed-0"
+        check_log(run, 1)
+        with RunLogReader(run) as log:
+            assert int(log.meta["world_size"]) == 2
+
+
+def test_a_sweep_with_one_process_per_gpu_shares_the_grid(tmp_path: Path) -> None:
+    """--gpus 0,1 starts one sweep process per GPU; on a CPU machine they train on the CPU,
+    one cell each (the grid's locks), and the parent prints the table once."""
+    cmd = [sys.executable, "-m", "relabscope", "sweep", *SWEEP, "--gpus", "0,1", "--out", str(tmp_path / "sweep")]
+    done = subprocess.run(cmd, env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("Test accuracy (%)") == 1
+    for method in ("scn-c", "baseline-c"):
+        check_log(tmp_path / "sweep" / method / "noise-30" / "seed-0", 1)
