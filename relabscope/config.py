@@ -89,6 +89,8 @@ class RunSettings:
     limit: int | None = setting(None, "Train on the first N training samples only.", metavar="N", check=at_least(2))
     device: str = setting("auto", "Device to train on.", choices=("auto", "cpu", "cuda"), role="how")
     amp: bool = setting(False, "bf16 autocast on CUDA.")
+    sync_bn: bool = setting(False, "Under torchrun on CUDA: batch-norm statistics over the global batch "
+                                   "(SyncBatchNorm) instead of each rank's share.")
     pretrained: str | None = setting(None, "ResNet-18 weights file (torchvision or MS-Celeb-1M).", path=True)
     embed_every: int = setting(5, "Keep embeddings every N epochs (and the last).", metavar="N",
                                check=positive_whole)

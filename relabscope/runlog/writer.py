@@ -197,6 +197,8 @@ class RunLogWriter:
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=_QUEUE_DEPTH)
         self._error: BaseException | None = None
         self._closed = False
+        #: seconds each commit took in the writer thread (class means, distances, the write)
+        self.commit_seconds: list[float] = []
         self._thread = threading.Thread(target=self._run, name="relabscope-runlog", daemon=True)
         self._thread.start()
 
@@ -527,6 +529,7 @@ class RunLogWriter:
                 buf.events.append(ev)
 
     def _commit(self, end: _EpochEnd) -> None:
+        started = time.perf_counter()
         f, buf = self._file, self._buf
         e = self._committed
         host = _Record("end", 0, end.arrays, end.event).host()
@@ -584,6 +587,7 @@ class RunLogWriter:
         f.flush()
         buf.reset()
         self._committed = e + 1
+        self.commit_seconds.append(time.perf_counter() - started)
         end.future.set_result(e)
 
 

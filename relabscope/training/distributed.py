@@ -174,6 +174,13 @@ def main_first(world: World, make: Callable[[], T]) -> T:
     return result
 
 
+def check_sync_bn(world: World, sync_bn: bool, device: torch.device) -> None:
+    """SyncBatchNorm pools statistics over NCCL: CUDA only."""
+    if sync_bn and world.distributed and device.type != "cuda":
+        raise RelabscopeError("--sync-bn needs CUDA ranks (torch's SyncBatchNorm); on the CPU each rank keeps its "
+                              "own batch statistics")
+
+
 def check_batch(world: World, batch_size: int) -> None:
     """Every rank's share must hold two samples (batch normalisation trains on no fewer)."""
     if world.distributed and batch_size < 2 * world.size:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future
 
 from relabscope.runlog.schema import LOG_NAME
 from relabscope.runlog.writer import RunLogWriter
-from relabscope.training.distributed import SINGLE, World, received_records
+from relabscope.training.distributed import SINGLE, World, received_records, record_bytes
 from relabscope.training.hooks import BatchRecord, EpochSummary, Hook, RunInfo, RunResult
 
 
@@ -19,6 +20,9 @@ class RunLogHook(Hook):
     def __init__(self, world: World = SINGLE) -> None:
         self.writer: RunLogWriter | None = None
         self.world = world
+        #: per epoch under torchrun: bytes of the other ranks' records and the seconds to
+        #: receive and queue them (what ``benchmarks/distributed.py`` reports)
+        self.gathered: list[tuple[int, float]] = []
 
     def on_run_start(self, run: RunInfo) -> None:
         path = run.run_dir / LOG_NAME
@@ -51,10 +55,13 @@ class RunLogHook(Hook):
     def on_epoch_end(self, summary: EpochSummary) -> Future:
         assert self.writer is not None
         if self.world.distributed:
-            for r in received_records(self.world):
+            started = time.perf_counter()
+            records = received_records(self.world)
+            for r in records:
                 self.writer.log_batch(r["sample_ids"], r["labels"], r["logits"], r["embeddings"], phase=r["phase"],
                                       loss=r.get("loss"), new_labels=r.get("new_labels"),
                                       step=r["step"] if r["phase"] == "train" else None, fields=r["fields"])
+            self.gathered.append((record_bytes(records), time.perf_counter() - started))
         return self.writer.end_epoch(
             centers=summary.arrays.get("centers"),
             lr=summary.metrics["lr"],

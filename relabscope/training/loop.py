@@ -163,6 +163,8 @@ class Trainer:
         self.train_batches = train_batches
         self.test_batches = test_batches
         self.device = device
+        if cfg.sync_bn and world.distributed:  # modules replaced in place, parameters kept
+            method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
         # two calls: torch's stubs type memory_format only alone (the runtime takes both at once)
         self.method = method.to(device).to(memory_format=torch.channels_last)
         self.step_model = self._step_model(method)

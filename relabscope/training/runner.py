@@ -34,8 +34,8 @@ from relabscope.runlog.reader import RunLogReader
 from relabscope.runlog.schema import LOG_NAME
 from relabscope.runlog.writer import RunLogWriter
 from relabscope.training import checkpoint
-from relabscope.training.distributed import (SINGLE, RecordSender, World, check_batch, joined, main_first,
-                                             on_main)
+from relabscope.training.distributed import (SINGLE, RecordSender, World, check_batch, check_sync_bn, joined,
+                                             main_first, on_main)
 from relabscope.training.hooks import Hook, RunResult
 from relabscope.training.log_hook import RunLogHook
 from relabscope.training.loop import Trainer
@@ -126,6 +126,7 @@ def _train_on(world: World, cfg: TrainConfig, resume: str | Path | None, overwri
 def _train_in(world: World, run_dir: Path, cfg: TrainConfig, resuming: bool, progress: bool,
               hooks: list[Hook], log: Callable[[str], None]) -> RunResult:
     device = pick_device(cfg.device, world)
+    check_sync_bn(world, cfg.sync_bn, device)
     if device.type == "cuda":  # fixed input sizes: let cuDNN pick kernels; TF32 for float32 matmuls
         torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision("high")

@@ -178,6 +178,7 @@ def test_a_killed_rank_brings_the_job_down_and_the_run_resumes(tmp_path: Path) -
 @pytest.mark.parametrize("args, env, message", [
     (["--batch-size", "3"], {}, "batch_size 3 is the global batch: with 2 ranks it must be at least 4"),
     ([], {"RELABSCOPE_DIST_BACKEND": "nccl"}, "the nccl backend needs CUDA"),
+    (["--sync-bn"], {}, "--sync-bn needs CUDA ranks"),
 ])
 def test_bad_combinations_are_one_line(tmp_path: Path, args, env, message) -> None:
     cmd = [TORCHRUN, "--standalone", "--nproc-per-node=2", "-m", "relabscope", "train", "--method", "scn-c",
