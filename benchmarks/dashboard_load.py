@@ -1,8 +1,8 @@
 """The dashboard at AffectNet scale: first page load, per-callback latency, a load test.
 
 Starts the dashboard in a child process the way ``relabscope serve`` does (the same
-``relabscope.dashboard.app.serve`` function: Dash's ``app.run``, i.e. Flask's threaded
-development server, debug off) on 127.0.0.1 with a free port, then drives it over HTTP
+``relabscope.dashboard.app.serve`` function: waitress, the production WSGI server, with
+``SERVER_THREADS`` threads) on 127.0.0.1 with a free port, then drives it over HTTP
 exactly as the browser does (``/_dash-update-component`` POSTs whose payloads
 ``relabscope.dashboard.harness`` builds from the app's ``callback_map``, as for the tests;
 component ids from ``relabscope.dashboard.ids``). A callback named below that the app no
@@ -773,8 +773,7 @@ def main() -> None:
     result: dict[str, Any] = {"log": str(log_path), "root": str(root), "run": run_id, "other_runs": others,
                               "samples": info["n"],
                               "epochs": info["num_epochs"], "quick": args.quick, "startup_s": server.startup_s,
-                              "server": "relabscope.dashboard.app.serve (Dash app.run = Flask threaded dev server, "
-                                        "debug off), as `relabscope serve`",
+                              "server": "relabscope.dashboard.app.serve (waitress), as `relabscope serve`",
                               "machine_note": "2 shared CPU cores, OMP_NUM_THREADS=1, other jobs running: pessimistic",
                               "goals": GOALS}
     try:

@@ -35,7 +35,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from relabscope.config import resolve
-from relabscope.data.pipeline import default_workers, load_images, prepare
+from relabscope.data.pipeline import load_images, prepare
 from relabscope.methods import build_method
 from relabscope.training.distributed import RecordSender, World
 from relabscope.training.hooks import Hook

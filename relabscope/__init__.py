@@ -22,6 +22,7 @@ _EXPORTS = {
     "RunLogReader": "relabscope.runlog.reader",
     "SampleTable": "relabscope.runlog.schema",
     "example_run": "relabscope.examples",
+    "live_example_run": "relabscope.examples",
     "Hook": "relabscope.training.hooks",
     "load_dataset": "relabscope.data",
     "RelabscopeError": "relabscope.errors",

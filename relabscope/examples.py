@@ -11,8 +11,9 @@ machine (a trained run's relabels depend on floating point).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import TypedDict
+from typing import Generator, Iterator, TypedDict
 
 import numpy as np
 import tomli_w
@@ -70,7 +71,39 @@ def example_run(run_dir: str | Path, *, seed: int = 0, method: str = "scn-c") ->
         >>> run.class_warnings()["class_name"].tolist()
         ['sadness', 'anger']
     """
-    run_dir = Path(run_dir)
+    for _ in _example_epochs(Path(run_dir), seed=seed, method=method):
+        pass
+    return Path(run_dir)
+
+
+@contextlib.contextmanager
+def live_example_run(run_dir: str | Path, *, epochs_done: int = 1, seed: int = 0,
+                     method: str = "scn-c") -> Iterator[Path]:
+    """The EXAMPLE run as it looks while training: its first ``epochs_done`` epochs
+    committed and the writer still open until the ``with`` block ends (readers see a
+    run in progress, as the dashboard's live view does).
+
+    Example:
+        >>> import tempfile, relabscope as rs
+        >>> with live_example_run(tempfile.mkdtemp() + "/live", epochs_done=2) as path:
+        ...     run = rs.open_run(path)
+        ...     run.num_epochs, run.status
+        (2, 'running')
+    """
+    if not 0 <= epochs_done <= EXAMPLE["epochs"]:
+        raise ValueError(f"epochs_done must be within 0..{EXAMPLE['epochs']}, got {epochs_done}")
+    epochs = _example_epochs(Path(run_dir), seed=seed, method=method)
+    try:
+        for _ in range(epochs_done + 1):  # the first step only creates the log
+            next(epochs)
+        yield Path(run_dir)
+    finally:
+        epochs.close()  # leaves the writer's with block: the log is closed
+
+
+def _example_epochs(run_dir: Path, *, seed: int, method: str) -> Generator[int, None, None]:
+    """Write the EXAMPLE log epoch by epoch, yielding the number of committed epochs
+    (0 once the log exists, then after each epoch) with the writer open."""
     spec = EXAMPLE
     names, k, per = spec["class_names"], len(spec["class_names"]), spec["per_class"]
     n_train, n_test, d = k * per, spec["num_test"], spec["embed_dim"]
@@ -91,9 +124,11 @@ def example_run(run_dir: str | Path, *, seed: int = 0, method: str = "scn-c") ->
     meta = {"method": method, "dataset": "synthetic", "num_train": n_train, "num_test": n_test,
             "method_relabels": 1, "device": "cpu", "created": "2026-01-01T00:00:00+00:00"}
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_NAME).write_text(tomli_w.dumps(config))
     effect = given[:n_train].copy()
     with RunLogWriter.create(run_dir, samples, names, embed_dim=d, fields={"weight": ()}, has_centers=True,
                              config=config, metadata=meta) as log:
+        yield 0
         for e in range(spec["epochs"]):
             emb = base + rng.normal(0, 0.3, (n, d)).astype(np.float32)
             logits = rng.normal(0, 0.5, (n, k)).astype(np.float32)
@@ -113,5 +148,4 @@ def example_run(run_dir: str | Path, *, seed: int = 0, method: str = "scn-c") ->
             test = np.arange(n_train, n)
             log.log_batch(test, given[test], logits[test], emb[test], phase="test")
             log.end_epoch(centers=centers, lr=1e-3, seconds=1.0, save_embeddings=True)
-    (run_dir / CONFIG_NAME).write_text(tomli_w.dumps(config))
-    return run_dir
+            yield e + 1

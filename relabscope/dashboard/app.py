@@ -36,6 +36,9 @@ from relabscope.errors import RelabscopeError
 PAGES = {overview.PATH: overview, flipflops.PATH: flipflops, sample.PATH: sample, embedding_map.PATH: embedding_map,
          compactness.PATH: compactness, compare.PATH: compare}
 AUTH_ENV = "RELABSCOPE_AUTH"
+#: requests served at once: a page fires up to 7 callbacks together, and a second user
+#: or a polling map should not wait behind them
+SERVER_THREADS = 16
 
 _CSS = """
 body{font-family:Inter,Helvetica,Arial,sans-serif;margin:0;color:#222;background:#f6f7f9}
@@ -250,8 +253,12 @@ def _register_shell(app: dash.Dash, ctx: Context) -> None:
 
 def serve(roots: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", port: int = 8050,
           auth: tuple[str, str] | str | None = None, page: str = "", log=print) -> None:
-    """Run the dashboard with Flask's threaded server (debug off) until Ctrl-C. ``auth``
-    None reads ``RELABSCOPE_AUTH``; ``page`` is the path (and query) the printed URL opens."""
+    """Serve the dashboard on waitress, a production WSGI server, until Ctrl-C.
+
+    Waitress rather than Flask's development server: that one warns every user not to use
+    it in production, and a dashboard shared on a lab machine is exactly that. ``auth``
+    None reads ``RELABSCOPE_AUTH``; ``page`` is the path (and query) the printed URL opens.
+    """
     if auth is None:
         auth = os.environ.get(AUTH_ENV) or None
     app = create_app(roots, auth=auth)
@@ -262,4 +269,7 @@ def serve(roots: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", port: 
     shown = "[" + host + "]" if ":" in host else host
     log(f"relabscope: {len(registry.ids())} run(s) under {', '.join(str(r) for r in registry.roots)}; "
         f"open http://{shown}:{port}/{page.lstrip('/')}")
-    app.run(host=host, port=port, debug=False)
+    from waitress import serve as serve_wsgi  # the CLI's server only: create_app needs no server
+
+    serve_wsgi(app.server, host=host, port=port, threads=SERVER_THREADS, ident="relabscope",
+               clear_untrusted_proxy_headers=True)

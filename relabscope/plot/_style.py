@@ -41,9 +41,13 @@ _CLASS_COLOURS = {
 _FALLBACK = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d",
              "#666666", "#1f78b4", "#b2df8a", "#fb9a99", "#fdbf6f"]
 
-# subtitles: wrapped to fit a half-page dashboard cell (about 560 px at 1,500 px wide)
-SUBTITLE_CHARS = 88
-TITLE_CHARS = 62
+# Titles wrap to fit the narrowest dashboard cell (the page grid's 520 px minimum, about
+# 505 px inside the cell's padding); measured in headless Chromium at the template's fonts.
+CELL_PX = 505
+SUBTITLE_CHARS = 74     # 12 px subtitle, about 6.3 px a character
+TITLE_CHARS = 52        # 17 px title, about 9 px a character
+PANEL_CHAR_PX = 6.8     # 12 px panel (subplot) title
+PANEL_LINE_PX = 16
 # the header above a plot, top down (px): padding, title lines, subtitle lines, the gap
 TITLE_PAD = 38  # below the modebar a dashboard graph shows in its top right corner
 TITLE_LINE_PX = 21
@@ -162,6 +166,23 @@ def finish(fig: go.Figure, title_text: str, *, height: int | None = None, width:
     if width is not None:
         fig.update_layout(width=width)
     return fig
+
+
+def panel_titles(titles: Sequence[str], *, spacing: float, margin_px: int = 110) -> tuple[list[str], int]:
+    """Subplot titles for ``make_subplots`` over one row, each wrapped to its panel's
+    width in the narrowest cell, and the pixels the tallest needs beyond one line (for
+    ``finish(header_px=...)``): plotly centres a subplot title over its panel and never
+    wraps it, so a long one runs into its neighbour or off the figure.
+
+    >>> panel_titles(["short", "a much longer panel title than that"], spacing=0.1)
+    (['short', 'a much longer panel title<br>than that'], 16)
+    """
+    cols = max(1, len(titles))
+    panel_px = (CELL_PX - margin_px) * (1 - spacing * (cols - 1)) / cols
+    chars = max(8, int(panel_px / PANEL_CHAR_PX))
+    wrapped = [wrap(t, chars) for t in titles]
+    extra = PANEL_LINE_PX * (max((len(w) for w in wrapped), default=1) - 1)
+    return ["<br>".join(w) for w in wrapped], extra
 
 
 def wrap_title(text: str) -> list[str]:

@@ -17,6 +17,13 @@ from relabscope.plot._style import (Runs, as_list, class_colours, finish, note_f
                                     unique_names)
 
 
+#: label flow: pixels of one run's diagram, between two runs' (room for the run's name),
+#: and of the figure's margins (the template's top, this figure's bottom)
+FLOW_PX = 300
+FLOW_GAP_PX = 36
+FLOW_FRAME_PX = 100
+
+
 def class_counts(runs: Runs, *, threshold: float = SHRINK_THRESHOLD) -> go.Figure:
     """Training samples per class under the labels in effect, per epoch, as a share of the
     class's given size: one panel per run, with the threshold below which a class is
@@ -84,8 +91,8 @@ def class_counts_figure(tables: Mapping[str, pd.DataFrame], *, warnings: Mapping
                 row=1, col=col)
         fig.add_hline(y=1.0, line_color="#999", line_width=1, row=1, col=col)
         fig.add_hline(y=threshold, line_color="#d62728", line_width=1, line_dash="dot", row=1, col=col)
-        fig.update_xaxes(title_text=f"epoch ({last}: after the last)", row=1, col=col,
-                         dtick=1 if last <= 20 else None)
+        # epoch e's point is the count during epoch e; the last point, after the last epoch
+        fig.update_xaxes(title_text="epoch", row=1, col=col, **_epoch_ticks(last, per_panel=8 // len(names)))
     fig.update_yaxes(title_text="share of its given size", tickformat=".0%", range=[-0.05, top * 1.08 + 0.02],
                      row=1, col=1)
     lines = []
@@ -98,6 +105,18 @@ def class_counts_figure(tables: Mapping[str, pd.DataFrame], *, warnings: Mapping
     subtitle = "<br>".join(lines) if lines else f"every class kept at least {threshold:.0%} of its given size"
     return finish(fig, head, subtitle=subtitle, height=420,
                   header_px=24 if len(names) > 1 else 0)
+
+
+def _epoch_ticks(last: int, per_panel: int) -> dict[str, list[Any]]:
+    """At most ``per_panel`` + 1 epoch ticks, the last (the count after the last epoch)
+    called "end", so that the labels stay upright in a narrow panel.
+
+    >>> _epoch_ticks(8, per_panel=4)
+    {'tickvals': [0, 2, 4, 6, 8], 'ticktext': ['0', '2', '4', '6', 'end']}
+    """
+    step = max(1, -(-last // max(1, per_panel)))
+    values = [e for e in range(0, last, step) if last - e >= step / 2 or e == 0] + [last]
+    return {"tickvals": values, "ticktext": [*map(str, values[:-1]), "end"]}
 
 
 def _short(row: Mapping[Hashable, Any], threshold: float) -> str:
@@ -137,8 +156,11 @@ def label_flow_figure(flows: Mapping[str, pd.DataFrame]) -> go.Figure:
     if not names:
         return note_figure("no run", head)
     fig = go.Figure()
-    gap = 0.06
-    width = (1.0 - gap * (len(names) - 1)) / len(names)
+    # one diagram per run, stacked: side by side, a half-page cell leaves each too narrow
+    # for the labels on both of its sides
+    plot_px = FLOW_PX * len(names) + FLOW_GAP_PX * (len(names) - 1)
+    gap = FLOW_GAP_PX / plot_px
+    height = (1.0 - gap * (len(names) - 1)) / len(names)
     empty_notes = []
     for i, name in enumerate(names):
         flow = flows[name]
@@ -161,21 +183,21 @@ def label_flow_figure(flows: Mapping[str, pd.DataFrame]) -> go.Figure:
         emptied = [classes[j] for j in order if given_n[j] > 0 and final_n[j] == 0]
         if emptied:
             empty_notes.append((f"{name}: " if len(names) > 1 else "") + "emptied by relabelling: " + ", ".join(emptied))
-        x0 = i * (width + gap)
+        y1 = 1.0 - i * (height + gap)
         fig.add_trace(go.Sankey(
-            domain=dict(x=[x0, x0 + width], y=[0, 1]), arrangement="fixed",
+            domain=dict(x=[0, 1], y=[max(0.0, y1 - height), y1]), arrangement="fixed",
             node=dict(label=labels, color=node_colour, pad=12, thickness=14,
                       hovertemplate="%{label}<extra></extra>"),
             link=dict(source=src, target=dst, value=val, color=link_colour,
                       hovertemplate="%{source.label} → %{target.label}: %{value} samples<extra></extra>"),
             name=name))
         if len(names) > 1:
-            fig.add_annotation(text=f"<b>{name}</b>", x=x0 + width / 2, y=1.0, xref="paper", yref="paper",
+            fig.add_annotation(text=f"<b>{name}</b>", x=0.5, y=y1, xref="paper", yref="paper",
                                showarrow=False, xanchor="center", yanchor="bottom", yshift=4)
     subtitle = "left: given label (samples); right: label in effect after the last epoch"
     if empty_notes:
         subtitle += "<br>" + "; ".join(empty_notes)
-    return finish(fig, head, subtitle=subtitle, height=440, margin=dict(l=30, r=30),
+    return finish(fig, head, subtitle=subtitle, height=plot_px + FLOW_FRAME_PX, margin=dict(l=30, r=30, b=20),
                   header_px=24 if len(names) > 1 else 0)
 
 

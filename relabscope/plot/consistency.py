@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from relabscope.plot._style import (Runs, as_list, finish, never_relabels, note, note_figure, run_colour,
+from relabscope.plot._style import (Runs, as_list, finish, never_relabels, note_figure, run_colour,
                                     silent_message, title, unique_names)
 from relabscope.plot.caveats import geometry_note
 
@@ -245,8 +245,9 @@ def consistency_scatter_figure(events: pd.DataFrame, class_names: Sequence[str],
     top = float(np.nanmax(ok[["d_old_after", "d_new_after"]].to_numpy(float)))
     fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", line=dict(color="#777", dash="dash"),
                              name="equal distance", hoverinfo="skip"))
-    fig.update_xaxes(title_text="distance to old class mean (next epoch)", rangemode="tozero")
+    # equal scales by shrinking the plot area ("domain"), not by widening a range below 0
+    fig.update_xaxes(title_text="distance to old class mean (next epoch)", rangemode="tozero", constrain="domain")
     fig.update_yaxes(title_text="distance to new class mean (next epoch)", rangemode="tozero",
-                     scaleanchor="x", scaleratio=1)
-    note(fig, "below the diagonal: closer to the new class")
-    return finish(fig, head, subtitle=caveat, height=560, width=640)
+                     scaleanchor="x", scaleratio=1, constrain="domain")
+    return finish(fig, head, subtitle=_subtitle("below the diagonal: closer to the new class", caveat),
+                  height=560, width=640)

@@ -12,12 +12,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from relabscope.plot._style import (CLEAN, EFFECT, GIVEN, OTHER, Runs, as_list, class_colours, finish,
-                                    note_figure, ordered_names, run_colour, title, unique_names)
+                                    note_figure, ordered_names, panel_titles, run_colour, title, unique_names)
 from relabscope.plot.caveats import embeddings_note
 
 if TYPE_CHECKING:
     from relabscope.analysis.run import LabelKind, Run
 
+#: a table's ``labels`` argument, in words
+LABEL_WORDS = {"effect": "labels in effect", "given": "given labels", "clean": "clean labels"}
 #: "raw": the model's embedding units; "relative": divided by the mean distance between class means
 DistanceScale = Literal["raw", "relative"]
 
@@ -121,8 +123,8 @@ def distance_bars_figure(profile: pd.DataFrame, *, events: pd.DataFrame | None =
         rows = profile[profile["epoch"] == e].set_index("class_name").loc[order].reset_index()
         clean = rows["is_clean"].to_numpy(bool)
         nearest = int(np.nanargmin(rows[column].to_numpy(float))) if rows[column].notna().any() else -1
-        text = ["<br>".join(w for w in ("clean" if c else "", "nearest" if i == nearest else "") if w)
-                for i, c in enumerate(clean)]
+        # the clean label is outlined (see the legend): one word per bar fits a narrow panel
+        text = ["nearest" if i == nearest else "" for i in range(len(rows))]
         fig.add_trace(go.Bar(
             x=rows["class_name"], y=rows[column], marker_color=bar_colours(rows),
             marker_line_color=[CLEAN if c else "rgba(0,0,0,0)" for c in clean],
@@ -139,7 +141,7 @@ def distance_bars_figure(profile: pd.DataFrame, *, events: pd.DataFrame | None =
                              marker_line=dict(color=outline or colour, width=2 if outline else 0)), row=1, col=1)
     fig.update_yaxes(title_text="distance / mean distance between centers" if scale == "relative"
                      else "distance to class mean (model units)", row=1, col=1)
-    fig.update_layout(legend=dict(orientation="h", y=-0.18, x=0), bargap=0.2)
+    fig.update_layout(legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0), bargap=0.2)
     head = f"Distance to class centers, sample {sample_id}" if sample_id is not None else "Distance to class centers"
     given_rows = profile.loc[profile["is_given"].to_numpy(bool), "class_name"]
     given = f"given {given_rows.iloc[0]}; " if len(given_rows) else ""
@@ -196,7 +198,7 @@ def compactness_figure(tables: Mapping[str, pd.DataFrame], *, class_names: Seque
     if class_names is None:
         class_names = list(dict.fromkeys(c for t in tables.values() for c in t.index))
     order = [c for c in ordered_names(list(class_names)) if any(c in t.index for t in tables.values())]
-    head = title(f"Compactness per class (labels {labels})", names)
+    head = title(f"Compactness per class ({LABEL_WORDS.get(labels, labels)})", names)
     colours = class_colours(list(class_names))
     measured = {n: _measured(t) for n, t in tables.items()}
     empty = {n: [c for c in order if c in t.index and not measured[n][c]] for n, t in tables.items()}
@@ -204,8 +206,9 @@ def compactness_figure(tables: Mapping[str, pd.DataFrame], *, class_names: Seque
     missing = "; ".join((f"{n}: " if len(names) > 1 else "") + ", ".join(cs) for n, cs in empty.items() if cs)
     if not order:
         return note_figure(f"no class has samples under the labels {labels}", head)
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=[
-        "scale-free: own / nearest other center", "raw: distance to own center (model units)"])
+    panels, panel_px = panel_titles(["scale-free: own / nearest other center",
+                                     "raw: distance to own center (model units)"], spacing=0.12)
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=panels)
     for i, name in enumerate(names):
         t = tables[name].reindex(order)
         colour = [colours[c] for c in order] if len(names) == 1 else run_colour(i)
@@ -223,7 +226,7 @@ def compactness_figure(tables: Mapping[str, pd.DataFrame], *, class_names: Seque
             hovertemplate="%{x}: %{y:.3f} ± %{customdata[3]:.3f} (n=%{customdata[0]})<extra>" + name + "</extra>"),
             row=1, col=2)
     fig.add_hline(y=1.0, line_color="#666", line_width=1, line_dash="dot", row=1, col=1)
-    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.22, x=0))
+    fig.update_layout(barmode="group", legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0))
     fig.update_yaxes(title_text="distance ratio (< 1: nearest own)", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="distance", row=1, col=2)
     fig.update_annotations(font_size=12)
@@ -232,7 +235,7 @@ def compactness_figure(tables: Mapping[str, pd.DataFrame], *, class_names: Seque
         notes.append(caveat)
     if missing:
         notes.append(f"no samples, so no center (left out): {missing}")
-    return finish(fig, head, subtitle=" · ".join(notes), height=440, header_px=20)
+    return finish(fig, head, subtitle=" · ".join(notes), height=440, header_px=20 + panel_px)
 
 
 def _measured(table: pd.DataFrame) -> pd.Series:

@@ -78,7 +78,7 @@ def data_map_figure(dynamics: pd.DataFrame, *, label: str = "given", noisy: pd.S
             x=x[mask], y=y[mask], mode="markers", name=f"{name} ({int(mask.sum())})",
             marker=dict(color=colour, size=6, opacity=0.7), customdata=ids[mask],
             hovertemplate="sample %{customdata}<br>variability %{x:.3f}<br>confidence %{y:.3f}<extra></extra>"))
-    fig.update_xaxes(title_text=f"variability (std of p({word}) over epochs)", rangemode="tozero")
+    fig.update_xaxes(title_text=f"variability (std of p({word}))", rangemode="tozero")
     fig.update_yaxes(title_text=f"confidence (mean p({word}))", range=[-0.02, 1.02])
     if noisy is None:
         note(fig, NO_CLEAN + ": noisy samples not marked")

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from relabscope.analysis.run import Run
 
 
+#: room below the flip-flop bars for their legend (two rows of classes)
+LEGEND_PX = 60
+
 def _name(class_names: Sequence[str], label: SupportsInt) -> str:
     """The class named by ``label``; "?" when it is missing (NaN, NA) or out of range."""
     try:
@@ -112,14 +115,14 @@ def flipflops_figure(table: pd.DataFrame, class_names: Sequence[str], *, top: in
     fig.add_trace(go.Scatter(
         y=labels, x=totals, mode="text", text=[f" {int(f)} ff / {int(c)} rl" for f, c in hover_extra],
         textposition="middle right", showlegend=False, hoverinfo="skip", textfont=dict(size=11, color="#444")))
-    fig.update_layout(barmode="stack", legend_title_text="label in effect", legend_traceorder="normal", bargap=0.25)
+    # the legend below the plot: at the right it would cover the longest bar's count
+    fig.update_layout(barmode="stack", legend_title_text="label in effect", legend_traceorder="normal", bargap=0.25,
+                      legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0))
     fig.update_yaxes(autorange="reversed", title_text="sample (given → final label)", type="category")
-    fig.update_xaxes(title_text="epochs", range=[0, float(totals.max()) * 1.25 if len(totals) else 1])
-    if int(rows["flipflops"].max()) == 0:
-        note(fig, "no sample flip-flopped; showing the most relabelled")
-    else:
-        note(fig, "ff = flip-flops (returns to a label held before), rl = relabel events")
-    return finish(fig, head, height=max(320, 110 + 26 * len(rows)))
+    fig.update_xaxes(title_text="epochs", range=[0, float(totals.max()) * 1.3 if len(totals) else 1])
+    subtitle = ("no sample flip-flopped; showing the most relabelled" if int(rows["flipflops"].max()) == 0
+                else "ff = flip-flops (returns to a label held before) · rl = relabel events")
+    return finish(fig, head, subtitle=subtitle, height=max(320, 110 + 26 * len(rows)) + LEGEND_PX)
 
 
 # ---------------------------------------------------------------- one sample's labels

@@ -25,6 +25,11 @@ def _metrics_by_name(runs: Runs) -> tuple[dict[str, pd.DataFrame], dict[str, boo
 
 
 # ---------------------------------------------------------------- accuracy
+#: the accuracy axis spans at least this much (a flat curve still gets distinct ticks)
+MIN_ACCURACY_SPAN = 0.1
+#: an end label's height and the plot area's (the figure's 450 px less title and axes)
+END_LABEL_PX = 16
+ACCURACY_PLOT_PX = 300
 def accuracy_curves(runs: Runs, *, train: bool = True) -> go.Figure:
     """Test accuracy (solid) and training accuracy against labels in effect (dashed) per
     epoch, for one run or several overlaid.
@@ -60,6 +65,7 @@ def accuracy_curves_figure(metrics: Mapping[str, pd.DataFrame], *, train: bool =
         The figure.
     """
     fig = go.Figure()
+    ends = []
     for i, (name, df) in enumerate(metrics.items()):
         colour = run_colour(i)
         x = df["epoch"].to_numpy()
@@ -70,13 +76,60 @@ def accuracy_curves_figure(metrics: Mapping[str, pd.DataFrame], *, train: bool =
             fig.add_trace(go.Scatter(x=x, y=df["train_acc"], mode="lines", name=f"{name}: train (labels in effect)",
                                      line=dict(color=colour, width=1.5, dash="dash"), legendgroup=name,
                                      hovertemplate="epoch %{x}<br>train accuracy %{y:.2%}<extra>" + name + "</extra>"))
-        if len(df):
-            last = float(df["test_acc"].iloc[-1])
-            fig.add_annotation(x=x[-1], y=last, text=f"{last:.1%}", showarrow=False, xanchor="left",
-                               xshift=6, font=dict(color=colour))
-    fig.update_xaxes(title_text="epoch", dtick=1 if max((len(d) for d in metrics.values()), default=0) <= 20 else None)
+        if len(df) and pd.notna(df["test_acc"].iloc[-1]):
+            ends.append((x[-1], float(df["test_acc"].iloc[-1]), colour))
+    shown = [df[c].to_numpy(float) for df in metrics.values() for c in ("test_acc", "train_acc")
+             if c in df and (c == "test_acc" or train)]
+    values = np.concatenate(shown) if shown else np.zeros(0)
+    values = values[np.isfinite(values)]
+    lo, hi = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
+    if hi - lo < MIN_ACCURACY_SPAN:  # e.g. one epoch: plotly's ticks would repeat "17%, 17%, 16%"
+        mid = min(max((hi + lo) / 2, MIN_ACCURACY_SPAN / 2), 1 - MIN_ACCURACY_SPAN / 2)
+        lo, hi = mid - MIN_ACCURACY_SPAN / 2 - 0.01, mid + MIN_ACCURACY_SPAN / 2 + 0.01
+        fig.update_yaxes(range=[lo, hi])
+    epochs = max((len(d) for d in metrics.values()), default=0)
+    if epochs <= 2:  # plotly would centre one epoch between -1 and 1
+        fig.update_xaxes(range=[-0.3, 1.3])
+    # end labels at least a line apart: two runs ending at 90.8 % and 89.7 % must not overlap
+    gap = END_LABEL_PX / ACCURACY_PLOT_PX * (hi - lo) * 1.1
+    for (x_end, acc, colour), y in zip(ends, spread([acc for _, acc, _ in ends], gap)):
+        fig.add_annotation(x=x_end, y=y, text=f"{acc:.1%}", showarrow=False, xanchor="left",
+                           xshift=6, font=dict(color=colour))
+    fig.update_xaxes(title_text="epoch", dtick=1 if epochs <= 20 else None)
     fig.update_yaxes(title_text="accuracy", tickformat=".0%")
-    return finish(fig, title_text or title("Accuracy", list(metrics)), height=450)
+    # the legend below: at the right it takes half of a half-page cell
+    fig.update_layout(legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0))
+    return finish(fig, title_text or title("Accuracy", list(metrics)), height=450 + 20 * len(metrics))
+
+
+def spread(values: Sequence[float], gap: float) -> list[float]:
+    """``values`` moved apart, as little as possible, until neighbours are at least
+    ``gap`` apart; the order is kept and each cluster stays centred where it was.
+
+    >>> [round(v, 3) for v in spread([0.908, 0.897, 0.5], gap=0.03)]
+    [0.918, 0.888, 0.5]
+    """
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    groups: list[list[int]] = []
+    for i in order:  # grow clusters bottom up; a cluster is centred on its members' mean
+        groups.append([i])
+        while len(groups) > 1:
+            below, above = groups[-2], groups[-1]
+            top_of_below = _centre(values, below) + gap * (len(below) - 1) / 2
+            bottom_of_above = _centre(values, above) - gap * (len(above) - 1) / 2
+            if bottom_of_above - top_of_below >= gap:
+                break
+            groups[-2:] = [below + above]
+    out = list(map(float, values))
+    for g in groups:
+        start = _centre(values, g) - gap * (len(g) - 1) / 2
+        for k, i in enumerate(g):
+            out[i] = start + k * gap
+    return out
+
+
+def _centre(values: Sequence[float], members: list[int]) -> float:
+    return sum(values[i] for i in members) / len(members)
 
 
 # ---------------------------------------------------------------- relabels
@@ -126,8 +179,14 @@ def relabels_per_epoch_figure(metrics: Mapping[str, pd.DataFrame], *,
                              hovertemplate="epoch %{x}: %{y} relabels<extra>" + name + "</extra>"))
     fig.update_layout(barmode="group", showlegend=len(names) > 1)
     fig.update_xaxes(title_text="epoch", dtick=1)
-    fig.update_yaxes(title_text="relabel events")
-    return finish(fig, head, subtitle=silent_message(silent, methods) if silent else None, height=400)
+    fig.update_yaxes(title_text="relabel events", rangemode="tozero")
+    none_yet = not any(metrics[n]["relabels"].fillna(0).gt(0).any() for n in drawn)
+    if none_yet:
+        fig.update_yaxes(range=[0, 1], dtick=1)  # plotly would draw -1 to 1
+    notes = [silent_message(silent, methods)] if silent else []
+    if none_yet:
+        notes.append("no relabel event in the epochs so far")
+    return finish(fig, head, subtitle=" · ".join(notes) or None, height=400)
 
 
 # ---------------------------------------------------------------- per class

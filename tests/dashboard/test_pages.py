@@ -359,3 +359,46 @@ def _values(v):
             shape = [int(x) for x in shape.split(",")]
         return arr.reshape(shape) if shape else arr
     return np.asarray(v, dtype=float)
+
+
+def test_serve_runs_a_production_server(served, tmp_path) -> None:
+    """`relabscope serve` answers over HTTP with basic auth, and says nothing of a
+    development server (it runs on waitress, not Flask's)."""
+    import base64
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    err = tmp_path / "stderr.txt"
+    with open(err, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "relabscope", "serve", str(served), "--port", str(port),
+                                 "--auth", "u:p"], stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                raise AssertionError("served without credentials")
+            except urllib.error.HTTPError as refused:
+                assert refused.code == 401
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None, err.read_text()
+                assert time.monotonic() < deadline, "the server did not listen within 60 s"
+                time.sleep(0.2)
+        auth = {"Authorization": "Basic " + base64.b64encode(b"u:p").decode()}
+        with urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=10) as ok:
+            assert ok.status == 200 and b"relabscope" in ok.read()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    printed = err.read_text()
+    assert f"open http://127.0.0.1:{port}/" in printed
+    assert "development server" not in printed.lower() and "production" not in printed.lower()
