@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import click
 
 from relabscope import __version__
+from relabscope.analysis.projection import MAP_POINTS
 from relabscope.config import SPECS, read_toml, resolve
 from relabscope.errors import RelabscopeError
 from relabscope.settings import Spec
@@ -257,28 +258,31 @@ def report(runs: tuple[str, ...], out: str, png: bool) -> None:
 def _serve_options(f: Any) -> Any:
     f = click.option("--auth", metavar="USER:PASS",
                      help="Require HTTP basic auth (default: the RELABSCOPE_AUTH environment variable).")(f)
+    f = click.option("--max-points", type=click.IntRange(min=0), default=MAP_POINTS, show_default=True,
+                     help="Points on an embedding map (a stratified subsample); 0: every training sample.")(f)
     f = click.option("--port", type=int, default=8050, show_default=True)(f)
     f = click.option("--host", default="127.0.0.1", show_default=True,
                      help="Address to bind; 0.0.0.0 makes the dashboard reachable from other machines.")(f)
     return f
 
 
-def _serve(roots: list[str], host: str, port: int, auth: str | None, page: str = "") -> None:
+def _serve(roots: list[str], host: str, port: int, auth: str | None, max_points: int, page: str = "") -> None:
     from relabscope.dashboard.app import AUTH_ENV, parse_auth, serve as run_server
 
     credentials = parse_auth(auth if auth is not None else os.environ.get(AUTH_ENV))
-    run_server(roots, host=host, port=port, auth=credentials, page=page, log=lambda line: click.echo(line, err=True))
+    run_server(roots, host=host, port=port, auth=credentials, page=page, max_points=max_points or None,
+               log=lambda line: click.echo(line, err=True))
 
 
 @main.command(context_settings={"show_default": False})
 @click.argument("roots", nargs=-1, metavar="[PATH ...]", type=click.Path(path_type=str))
 @_serve_options
-def serve(roots: tuple[str, ...], host: str, port: int, auth: str | None) -> None:
+def serve(roots: tuple[str, ...], host: str, port: int, max_points: int, auth: str | None) -> None:
     """Dashboard of every run under PATH (default: runs/), newest first, until Ctrl-C.
 
     Runs still training show new epochs as they commit.
     """
-    _serve(list(roots) or ["runs"], host, port, auth)
+    _serve(list(roots) or ["runs"], host, port, auth, max_points)
 
 
 @main.command(context_settings={"show_default": False})
@@ -288,7 +292,8 @@ def serve(roots: tuple[str, ...], host: str, port: int, auth: str | None) -> Non
 @click.option("--epochs", type=int, help="Epochs per run (default: the synthetic preset).")
 @click.option("--no-serve", is_flag=True, help="Only train the runs.")
 @_serve_options
-def demo(out: str, noise: float, epochs: int | None, no_serve: bool, host: str, port: int, auth: str | None) -> None:
+def demo(out: str, noise: float, epochs: int | None, no_serve: bool, host: str, port: int, max_points: int,
+         auth: str | None) -> None:
     """Train SCN and SCN-C on synthetic data with injected noise, then serve them side by side."""
     from relabscope.demo import demo_runs
 
@@ -297,7 +302,7 @@ def demo(out: str, noise: float, epochs: int | None, no_serve: bool, host: str, 
         for d in dirs:
             click.echo(str(d))
         return
-    _serve([out], host, port, auth, page=demo_page(out, dirs))
+    _serve([out], host, port, auth, max_points, page=demo_page(out, dirs))
 
 
 def demo_page(out: str, dirs: list) -> str:

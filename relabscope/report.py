@@ -179,7 +179,7 @@ def write_report(runs: Sequence[Run | str | Path] | Run | str | Path, out_dir: s
     key matches one of the given ``fnmatch`` patterns (e.g. ``{"accuracy", "distances_*"}``).
     ``top``: samples in the flip-flop bars; ``samples``: samples that get their own distance
     bars, label timeline and probability trace (the most flip-flopping ones); ``gradcam_samples``
-    for the Grad-CAM grid; ``projection``: "umap", "tsne" or None (no embedding map) of the
+    for the Grad-CAM grid; ``projection``: "umap", "tsne", "pca" or None (no embedding map) of the
     last kept embedding epoch, at most ``max_points`` points. ``log`` receives one line per
     failed view or skipped export.
     """

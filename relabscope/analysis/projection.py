@@ -1,4 +1,4 @@
-"""2-D maps of the logged embeddings (the seed paper's Fig. 5): t-SNE or UMAP.
+"""2-D maps of the logged embeddings (the seed paper's Fig. 5): UMAP, t-SNE or PCA.
 
 The paper's figure shows how the training samples of a few classes sit in embedding space
 at some epoch, coloured by the label in effect, so that relabelled samples and tight (SCN-C)
@@ -7,7 +7,13 @@ or loose (SCN) clusters can be seen. This module turns the embeddings a run log 
 
 - ``stratified_subsample`` picks at most N points while keeping each class's share, so a
   subsampled map still shows the real class balance;
-- ``project`` runs t-SNE (scikit-learn) or UMAP (umap-learn) deterministically by seed;
+- ``project`` runs t-SNE (scikit-learn) or UMAP (umap-learn) deterministically by seed,
+  or PCA, which takes about a second even for 287,651 points (a preview while the others
+  compute, and a map that keeps global geometry);
+- at scale, UMAP and t-SNE lay out ``LANDMARKS`` stratified points and place every other
+  point at the distance-weighted mean of its nearest landmarks (``place_by_neighbours``),
+  all in a ``REDUCED_DIMS``-d PCA of the embeddings: on 2 cores a seeded UMAP of 50,000
+  points took minutes, so a map of a whole AffectNet log would take hours otherwise;
 - ``project_run`` does both for one run and caches the result next to the log under
   ``RUNDIR/.relabscope-cache/``, because a t-SNE of tens of thousands of points takes
   minutes and a dashboard asks for the same map again and again.
@@ -23,7 +29,10 @@ Caveats:
   little; neighbourhoods are what they preserve.
 - UMAP with a fixed ``random_state`` runs single-threaded (umap-learn's rule for
   reproducibility), so large UMAPs are slower than umap-learn's default. Its first call in
-  a process also pays a few seconds of numba compilation.
+  a process also pays numba's compilation (20-30 s on a 2-core machine).
+- A point placed from landmarks sits among the neighbours it has in embedding space, but
+  was not itself part of the layout: look at neighbourhoods, not at single placed points
+  between clusters. ``landmarks=None`` lays out every point (slow at scale).
 - Determinism is per library version: the same seed on another scikit-learn or umap-learn
   version may give a different (equally valid) map; the cache key includes the versions.
 """
@@ -45,11 +54,25 @@ import pandas as pd
 from relabscope.atomic import atomic_write
 from relabscope.runlog.schema import SPLIT_CODES
 
-ProjectionMethod = Literal["umap", "tsne"]
-METHODS: tuple[str, ...] = ("umap", "tsne")
+ProjectionMethod = Literal["umap", "tsne", "pca"]
+METHODS: tuple[str, ...] = ("umap", "tsne", "pca")
 CACHE_DIR = ".relabscope-cache"
 #: bump when the projection or the cached file's layout changes, to invalidate old files
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+#: points on a dashboard's map by default (a stratified subsample keeping each class's
+#: share): its PCA preview is drawn in about a second; None maps every sample
+MAP_POINTS = 20_000
+#: UMAP / t-SNE lay out at most this many points; the rest are placed from them
+LANDMARKS = 20_000
+#: embeddings are reduced to this many principal components before UMAP / t-SNE (their
+#: neighbour searches are far faster there, and the trailing components are mostly noise)
+REDUCED_DIMS = 50
+#: neighbours (landmarks) whose weighted mean places a point
+PLACE_NEIGHBOURS = 10
+#: PCA fits its axes on at most this many rows (evenly spaced, so deterministic)
+PCA_FIT_ROWS = 32_768
+#: rows per block when PCA reads through the embeddings
+_PCA_CHUNK = 65_536
 COLUMNS: tuple[str, ...] = ("sample_id", "x", "y", "label", "given_label", "clean_label")
 
 
@@ -99,25 +122,118 @@ def stratified_subsample(labels: np.ndarray, max_points: int | None, *, seed: in
 
 
 # ---------------------------------------------------------------------- projection
-def project(embeddings: np.ndarray, *, method: ProjectionMethod = "umap", seed: int = 0) -> np.ndarray:
+def project(embeddings: np.ndarray, *, method: ProjectionMethod = "umap", seed: int = 0,
+            landmarks: int | None = LANDMARKS) -> np.ndarray:
     """``(n, 2)`` float32 coordinates of ``(n, D)`` embeddings; the same seed, the same map.
 
-    t-SNE: scikit-learn's, PCA-initialised, perplexity ``min(30, (n - 1) / 3)`` (it must
-    stay below n). UMAP: umap-learn's, ``n_neighbors = min(15, n - 1)``, seeded and hence
-    single-threaded. Both are imported only here, since they are slow to import. The
-    run log stores float16; both libraries want float32.
+    PCA: the first two principal components, signs fixed (each component's largest
+    loading is positive), so a map never mirrors between calls. t-SNE: scikit-learn's,
+    PCA-initialised, perplexity ``min(30, (n - 1) / 3)`` (it must stay below n). UMAP:
+    umap-learn's, ``n_neighbors = min(15, n - 1)``, seeded and hence single-threaded.
+    Both run on the first ``REDUCED_DIMS`` principal components, and on at most
+    ``landmarks`` points (a uniform draw by ``seed``, so each class keeps its share in
+    expectation): the others are
+    placed by :func:`place_by_neighbours`. Both libraries are imported only here, since
+    they are slow to import. The run log stores float16; the maps are computed in float32.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> x = np.r_[rng.normal(0, 1, (50, 8)), rng.normal(6, 1, (50, 8))]
+        >>> xy = project(x, method="pca")
+        >>> xy.shape, bool(abs(xy[:50, 0].mean() - xy[50:, 0].mean()) > 10)
+        ((100, 2), True)
     """
     if method not in METHODS:
         raise ValueError(f"projection method must be one of {', '.join(METHODS)}, not {method!r}")
-    x = np.asarray(embeddings, dtype=np.float32)
+    x = np.asarray(embeddings)
     if x.ndim != 2:
         raise ValueError(f"embeddings must be 2-D (samples x dims), got shape {x.shape}")
     n = x.shape[0]
     if n < 3:
         raise ValueError(f"a {method} projection needs at least 3 points, got {n}")
-    bad = int((~np.isfinite(x).all(axis=1)).sum())
+    bad = int(sum((~np.isfinite(x[i:i + _PCA_CHUNK])).any(axis=1).sum() for i in range(0, n, _PCA_CHUNK)))
     if bad:
         raise ValueError(f"{bad} of {n} embeddings hold NaN or infinite values (a diverged run?)")
+    if method == "pca":
+        return pca(x, 2)
+    reduced = pca(x, REDUCED_DIMS) if x.shape[1] > REDUCED_DIMS else x.astype(np.float32)
+    if landmarks is None or n <= landmarks:
+        return _layout(reduced, method, seed)
+    chosen = np.sort(np.random.default_rng(seed).choice(n, size=landmarks, replace=False))
+    return place_by_neighbours(reduced, chosen, _layout(reduced[chosen], method, seed))
+
+
+def pca(x: np.ndarray, dims: int) -> np.ndarray:
+    """``(n, dims)`` float32 scores on the first ``dims`` principal components of ``x``.
+
+    The axes are fitted on at most ``PCA_FIT_ROWS`` evenly spaced rows (plenty to estimate
+    a 512-d covariance; all 287,651 rows cost 7 s on 2 cores, the sample well under one),
+    every row is projected, block by block (a float16 log never becomes one float32 copy), and each component's sign is fixed so that its
+    largest loading is positive: the same data always gives the same picture.
+
+    Example:
+        >>> rng = np.random.default_rng(1)
+        >>> x = rng.normal(0, 1, (200, 5)) * [10, 3, 1, 1, 1]
+        >>> scores = pca(x, 2)
+        >>> [round(float(s), 0) for s in scores.std(axis=0)]
+        [10.0, 3.0]
+    """
+    n, d = x.shape
+    dims = min(dims, d)
+    fit = x[np.linspace(0, n - 1, PCA_FIT_ROWS).astype(np.int64)] if n > PCA_FIT_ROWS else x
+    total = np.zeros(d)
+    for i in range(0, len(fit), _PCA_CHUNK):
+        total += fit[i:i + _PCA_CHUNK].sum(axis=0, dtype=np.float64)
+    mean = (total / len(fit)).astype(np.float32)
+    # float32 blocks (centred first, so no precision is lost to a large mean), float64 sums
+    cov = np.zeros((d, d))
+    for i in range(0, len(fit), _PCA_CHUNK):
+        block = fit[i:i + _PCA_CHUNK].astype(np.float32) - mean
+        cov += block.T @ block
+    _, vectors = np.linalg.eigh(cov)
+    components = vectors[:, ::-1][:, :dims]
+    components *= np.sign(components[np.abs(components).argmax(axis=0), np.arange(dims)])
+    components = components.astype(np.float32)
+    out = np.empty((n, dims), dtype=np.float32)
+    shift = mean @ components  # (x - mean) @ c = x @ c - mean @ c: one pass less over x
+    for i in range(0, n, _PCA_CHUNK):
+        out[i:i + _PCA_CHUNK] = x[i:i + _PCA_CHUNK].astype(np.float32) @ components - shift
+    return out
+
+
+def place_by_neighbours(x: np.ndarray, landmarks: np.ndarray, landmark_xy: np.ndarray, *,
+                        k: int = PLACE_NEIGHBOURS) -> np.ndarray:
+    """Map coordinates for every row of ``x`` given the layout of its ``landmarks`` rows.
+
+    A landmark keeps its own coordinates; any other point goes to the mean of its ``k``
+    nearest landmarks' coordinates (nearest in ``x``), weighted by inverse distance, so
+    it lands inside the neighbourhood it has in embedding space. This is the cheap
+    out-of-sample step of landmark t-SNE / UMAP: one exact neighbour search (scikit-learn,
+    brute force in blocks), no optimisation.
+
+    Example:
+        >>> x = np.array([[0.0], [10.0], [1.0], [9.0]])
+        >>> place_by_neighbours(x, np.array([0, 1]), np.array([[0.0, 0.0], [5.0, 5.0]]), k=1).tolist()
+        [[0.0, 0.0], [5.0, 5.0], [0.0, 0.0], [5.0, 5.0]]
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    out = np.empty((len(x), 2), dtype=np.float32)
+    out[landmarks] = landmark_xy
+    rest = np.setdiff1d(np.arange(len(x)), landmarks)
+    if len(rest):
+        k = min(k, len(landmarks))
+        finder = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x[landmarks])
+        dist, idx = finder.kneighbors(x[rest])
+        weight = 1.0 / np.maximum(dist, 1e-12)
+        weight /= weight.sum(axis=1, keepdims=True)
+        out[rest] = np.einsum("nk,nkc->nc", weight, landmark_xy[idx])
+    return out
+
+
+def _layout(x: np.ndarray, method: ProjectionMethod, seed: int) -> np.ndarray:
+    """UMAP or t-SNE of every row of ``x`` (float32), seeded."""
+    n = x.shape[0]
     if method == "tsne":
         from sklearn.manifold import TSNE
 
@@ -168,6 +284,7 @@ def project_run(
     max_points: int | None = None,
     seed: int = 0,
     split: str = "train",
+    landmarks: int | None = LANDMARKS,
 ) -> pd.DataFrame:
     """The map of ``run``'s embeddings kept at ``epoch`` (see the module docstring).
 
@@ -175,8 +292,8 @@ def project_run(
     last epoch, which is always kept; for a live run possibly an earlier one); other
     negative values count back from the last committed epoch. ``split`` is "train",
     "test" or "all"; ``classes`` filters by the label in effect at that epoch (None: all).
-    The result (columns sample_id, x, y, label, given_label, clean_label; clean_label -1
-    when unknown) is cached under ``RUNDIR/.relabscope-cache/``; a read-only run directory
+    ``landmarks``: see :func:`project`. The result (columns sample_id, x, y, label,
+    given_label, clean_label; clean_label -1 when unknown) is cached under ``RUNDIR/.relabscope-cache/``; a read-only run directory
     just means no caching.
     """
     if method not in METHODS:
@@ -188,7 +305,7 @@ def project_run(
     samples = run.log.samples
     n_samples = len(samples["key"])
     key = _cache_key(run, method=method, epoch=e, classes=wanted, max_points=max_points,
-                     seed=seed, split=split, n_samples=n_samples)
+                     seed=seed, split=split, n_samples=n_samples, landmarks=landmarks)
     path = Path(run.run_dir) / CACHE_DIR / f"projection-{key}.npz"
     cached = _read_cache(path)
     if cached is not None:
@@ -206,7 +323,10 @@ def project_run(
         raise ValueError(
             f"{run.path}: only {len(ids)} samples at epoch {e} for split={split!r}, "
             f"classes={wanted}; a projection needs at least 3")
-    xy = project(run.embeddings(e)[ids], method=method, seed=seed)
+    embeddings = run.embeddings(e)
+    # ids are sorted and unique: when they are 0..k-1 (the training rows, usually) a view will do
+    embeddings = embeddings[:len(ids)] if ids[-1] == len(ids) - 1 else embeddings[ids]
+    xy = project(embeddings, method=method, seed=seed, landmarks=landmarks)
     df = pd.DataFrame({
         "sample_id": ids.astype(np.int64),
         "x": xy[:, 0],

@@ -25,7 +25,7 @@ from relabscope.analysis import consistency as _consistency
 from relabscope.analysis import distances as _distances
 from relabscope.analysis import dynamics as _dynamics
 from relabscope.analysis import flipflops as _flipflops
-from relabscope.analysis.projection import project_run
+from relabscope.analysis.projection import LANDMARKS, project_run
 from relabscope.runlog.reader import RunLogReader
 from relabscope.runlog.schema import EMBED_SOURCES, SPLIT_CODES
 
@@ -576,29 +576,33 @@ class Run:
 
     def project(
         self,
-        method: Literal["umap", "tsne"] = "umap",
+        method: Literal["umap", "tsne", "pca"] = "umap",
         epoch: int = -1,
         classes: Iterable[int] | None = None,
         max_points: int | None = None,
         seed: int = 0,
         split: str = "train",
+        landmarks: int | None = LANDMARKS,
     ) -> pd.DataFrame:
         """Paper Fig. 5: a 2-D map of the embeddings, deterministic by ``seed`` and cached
-        next to the log (UMAP takes seconds; a dashboard asks again and again).
+        next to the log (UMAP takes seconds to minutes; a dashboard asks again and again).
 
         Args:
-            method: "umap" or "tsne".
+            method: "umap", "tsne" or "pca" (about a second at any size; keeps global
+                geometry, separates less).
             epoch: as in :meth:`embedding_epoch`.
             classes: class ids to keep (by label in effect); None keeps all.
             max_points: stratified subsample to at most this many points; None keeps all.
             seed: the random state of the subsample and the map.
             split: "train", "test" or "all".
+            landmarks: UMAP / t-SNE lay out at most this many points and place the others
+                at the weighted mean of their nearest landmarks; None lays out all (slow).
 
         Returns:
             One row per point: sample_id, x, y, label (in effect), given_label, clean_label.
         """
         return project_run(self, method=method, epoch=epoch, classes=classes,
-                           max_points=max_points, seed=seed, split=split)
+                           max_points=max_points, seed=seed, split=split, landmarks=landmarks)
 
     def gradcam(self, sample_ids: Iterable[int], label: LabelKind | int = "given", **options: Any) -> "GradCamResult":
         """Paper Fig. 6: where the final model looks, as Grad-CAM on its last convolutional

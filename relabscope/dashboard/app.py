@@ -23,7 +23,9 @@ from typing import Any, Iterable, Sequence
 import dash
 from dash import Input, Output, State, dcc, html, no_update
 from flask import Response, request
+from waitress import serve as serve_wsgi
 
+from relabscope.analysis.projection import MAP_POINTS
 from relabscope.dashboard import compactness, compare, embedding_map, flipflops, ids, overview, sample
 from relabscope.dashboard.components import describe_error, error_card
 from relabscope.dashboard.context import Context
@@ -90,13 +92,14 @@ def is_loopback(host: str) -> bool:
 
 def create_app(roots: Iterable[str | os.PathLike] | str | os.PathLike = ("runs",), *,
                auth: tuple[str, str] | str | None = None, refresh_seconds: float = 5.0,
-               max_points: int = 20000, rescan_seconds: float = 5.0,
+               max_points: int | None = MAP_POINTS, rescan_seconds: float = 5.0,
                url_base_pathname: str | None = None) -> dash.Dash:
     """The dashboard over every run found under ``roots``.
 
     ``auth``: ("user", "password") or "user:password" for HTTP basic auth on every route
     (None: no auth). ``refresh_seconds``: how often a page checks its run for new epochs
-    (0: never). ``max_points``: cap of points in embedding maps.
+    (0: never). ``max_points``: cap of points in embedding maps (None: every training
+    sample; WebGL draws 287,651 of them, the UMAP of that many takes minutes on 2 cores).
     """
     if isinstance(roots, (str, os.PathLike)):
         roots = [roots]
@@ -252,16 +255,18 @@ def _register_shell(app: dash.Dash, ctx: Context) -> None:
 
 
 def serve(roots: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", port: int = 8050,
-          auth: tuple[str, str] | str | None = None, page: str = "", log=print) -> None:
+          auth: tuple[str, str] | str | None = None, page: str = "", max_points: int | None = MAP_POINTS,
+          log=print) -> None:
     """Serve the dashboard on waitress, a production WSGI server, until Ctrl-C.
 
     Waitress rather than Flask's development server: that one warns every user not to use
     it in production, and a dashboard shared on a lab machine is exactly that. ``auth``
-    None reads ``RELABSCOPE_AUTH``; ``page`` is the path (and query) the printed URL opens.
+    None reads ``RELABSCOPE_AUTH``; ``page`` is the path (and query) the printed URL opens;
+    ``max_points`` as in :func:`create_app`.
     """
     if auth is None:
         auth = os.environ.get(AUTH_ENV) or None
-    app = create_app(roots, auth=auth)
+    app = create_app(roots, auth=auth, max_points=max_points)
     registry = app.relabscope.registry
     if not is_loopback(host):
         log(f"relabscope: warning: serving on {host}, reachable from other machines"
@@ -269,7 +274,5 @@ def serve(roots: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", port: 
     shown = "[" + host + "]" if ":" in host else host
     log(f"relabscope: {len(registry.ids())} run(s) under {', '.join(str(r) for r in registry.roots)}; "
         f"open http://{shown}:{port}/{page.lstrip('/')}")
-    from waitress import serve as serve_wsgi  # the CLI's server only: create_app needs no server
-
     serve_wsgi(app.server, host=host, port=port, threads=SERVER_THREADS, ident="relabscope",
                clear_untrusted_proxy_headers=True)

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 import pandas as pd
 
 from relabscope.analysis.compare import Comparison, compare
+from relabscope.analysis.projection import MAP_POINTS
 from relabscope.analysis.run import LabelKind, Run
 from relabscope.dashboard.cache import Background, Memo
 from relabscope.dashboard.images import SIZES, ImageStore, image_url
@@ -22,7 +23,7 @@ from relabscope.dashboard.registry import RunRegistry
 
 class Context:
     def __init__(self, registry: RunRegistry, *, prefix: str = "/", refresh_seconds: float = 5.0,
-                 max_points: int = 20000):
+                 max_points: int | None = MAP_POINTS):
         self.registry = registry
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.refresh_seconds = refresh_seconds

@@ -1,7 +1,12 @@
-"""Page 4, the embedding map (the paper's Fig. 5): a UMAP or t-SNE of the embeddings a
-run kept at some epoch, coloured by the label in effect, the given label, the clean label,
-flip-flops or the area under the margin. Lasso or box a region to list its samples;
+"""Page 4, the embedding map (the paper's Fig. 5): a UMAP, t-SNE or PCA of the embeddings
+a run kept at some epoch, coloured by the label in effect, the given label, the clean
+label, flip-flops or the area under the margin. Lasso or box a region to list its samples;
 click a point to open that sample in the inspector.
+
+A UMAP or t-SNE not computed yet is computed in the background (tens of seconds for the
+first one in a process; a few minutes for hundreds of thousands of points); meanwhile the
+page draws the PCA of the same points (about a second at any size) and replaces it when
+the map is ready, so something is on screen at once.
 
 ``?run=RUN&method=tsne&epoch=3&classes=0,2&color=given`` opens a map directly. The map is
 ``Run.project`` (stratified to ``ctx.max_points`` points, cached on disk by the Run and in
@@ -25,12 +30,14 @@ from relabscope.dashboard.context import Context
 from relabscope.dashboard.inputs import (class_name, parse_choice, parse_classes, parse_embedding_epoch, parse_method,
                                          sample_from_click, selected_ids)
 from relabscope.plot import note_figure
+from relabscope.plot.embedding_maps import PROJECTION_NAMES
 from relabscope.plot.caveats import embeddings_note
 from relabscope.plot._style import title
 
 PATH = "map"
 TITLE = "Embedding map"
-METHODS = {"umap": "UMAP", "tsne": "t-SNE"}
+METHODS = PROJECTION_NAMES  # method -> the name the picker and titles show
+PREVIEW: ProjectionMethod = "pca"  # drawn while another projection is computed
 #: colour choice -> what the legend / picker calls it
 COLOURS = {"effect": "label in effect", "given": "given label", "clean": "clean label",
            "flipflops": "flip-flops", "aum_given": "AUM (given label)"}
@@ -48,25 +55,30 @@ def colour_choices(run) -> list[str]:
     return [c for c in COLOURS if c != "clean" or run.clean_labels is not None]
 
 
-class NotReady(Exception):
-    """The projection is being computed in the background (the message says how far)."""
+def projection(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int,
+               classes: list[int] | None) -> tuple[pd.DataFrame, ProjectionMethod, str | None]:
+    """``Run.project`` of the map (at most ``ctx.max_points`` points), kept per run version:
+    ``(map, the method drawn, None)``.
 
+    A UMAP or t-SNE not yet computed is started in the background and the PCA of the
+    same points comes back instead, with a note saying how far the real map is: a request
+    never waits the minute a large UMAP or t-SNE takes (the page polls instead)."""
+    def compute(m: ProjectionMethod) -> Any:
+        return lambda r: r.project(method=m, epoch=int(epoch), classes=classes, max_points=ctx.max_points)
 
-def projection(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int, classes: list[int] | None) -> pd.DataFrame:
-    """``Run.project`` of the map (at most ``ctx.max_points`` points), kept per run version.
-
-    A projection not yet computed is started in the background and NotReady raised: a
-    request never waits the minute a large UMAP or t-SNE takes (the page polls instead)."""
     key = ("projection", method, int(epoch), tuple(classes) if classes else None, ctx.max_points)
-    state, value = ctx.background_result(run_id, key, lambda r: r.project(
-        method=method, epoch=int(epoch), classes=classes, max_points=ctx.max_points))
+    if method == PREVIEW:
+        return ctx.cached(run_id, key, compute(method)), method, None
+    state, value = ctx.background_result(run_id, key, compute(method))
     if state == "done":
-        return value
+        return value, method, None
     if state == "failed":
         raise value
+    preview = ctx.cached(run_id, (key[0], PREVIEW, *key[2:]), compute(PREVIEW))
     what = f"computing the {METHODS[method]} of epoch {epoch}"
-    raise NotReady(f"{what}: {value:.0f} s so far (once per run, epoch and classes; then cached)"
-                   if state == "running" else f"{what}: queued behind {value} other projection(s)")
+    pending = (f"{what}: {value:.0f} s so far (once per run, epoch and classes; then cached)"
+               if state == "running" else f"{what}: queued behind {value} other projection(s)")
+    return preview, PREVIEW, pending
 
 
 def colour_values(ctx: Context, run_id: str, colour: str) -> pd.Series | None:
@@ -78,21 +90,26 @@ def colour_values(ctx: Context, run_id: str, colour: str) -> pd.Series | None:
     return df.set_index("sample_id")[column]
 
 
-def map_figure(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int, classes: list[int] | None, colour: str):
-    """The Fig. 5 map, as ``relabscope.plot.projection`` draws it, from the cached projection."""
+def map_figure(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int, classes: list[int] | None,
+               colour: str) -> tuple[Any, str | None]:
+    """The Fig. 5 map, as ``relabscope.plot.projection`` draws it, from the cached projection
+    (or its PCA preview while it is computed), and the note on what is pending (or None)."""
     run = ctx.run(run_id)
     parse_choice(colour, COLOURS, "colour")
-    head = title(f"{METHODS[method]} of the embeddings (epoch {epoch})", run.name)
     if colour == "clean" and run.clean_labels is None:
-        return plot.note_figure("clean labels are unknown for this data set", head)
-    df = projection(ctx, run_id, method, epoch, classes)
+        head = title(f"{METHODS[method]} of the embeddings (epoch {epoch})", run.name)
+        return plot.note_figure("clean labels are unknown for this data set", head), None
+    df, drawn, pending = projection(ctx, run_id, method, epoch, classes)
+    head = title(f"{METHODS[drawn]} (epoch {epoch}) while the {METHODS[method]} computes" if pending
+                 else f"{METHODS[drawn]} of the embeddings (epoch {epoch})", run.name)
     values = colour_values(ctx, run_id, colour)
     fig = plot.projection_figure(df, run.class_names, color=COLOURS[colour] if values is not None else colour,
                                  values=values, title_text=head, caveat=embeddings_note(run, [epoch]))
-    fig.update_layout(dragmode="lasso", clickmode="event", uirevision=f"{run_id}|{method}|{epoch}|{classes}")
+    # a new uirevision when the real map replaces the preview: its zoom would not fit
+    fig.update_layout(dragmode="lasso", clickmode="event", uirevision=f"{run_id}|{drawn}|{epoch}|{classes}")
     if colour in VALUE_COLOURS:  # the colour bar takes the legend's corner: the legend goes below
         fig.update_layout(legend=dict(orientation="h", x=0, y=-0.02, yanchor="top"))
-    return fig
+    return fig, pending
 
 
 def selection_rows(df: pd.DataFrame, flip: pd.DataFrame, class_names: Sequence[str], sample_ids: Sequence[int],
@@ -168,9 +185,10 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
 def status(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int, classes: list[int] | None) -> str:
     """How many training samples the map shows (the projection's rows) of how many."""
     run = ctx.run(run_id)
-    shown = len(projection(ctx, run_id, method, epoch, classes))
+    shown = len(projection(ctx, run_id, method, epoch, classes)[0])
     total = int(run.train_mask.sum())
-    cap = f" (capped at {ctx.max_points:,}; each class keeps its share)" if shown >= ctx.max_points else ""
+    capped = ctx.max_points is not None and shown >= ctx.max_points
+    cap = f" (capped at {ctx.max_points:,}; each class keeps its share; serve --max-points 0 maps all)" if capped else ""
     return f"{shown:,} of {total:,} training samples{cap}; × marks a label in effect ≠ given"
 
 
@@ -191,10 +209,11 @@ def register(app, ctx: Context) -> None:
     def _map(a, method, epoch, classes, colour, _version, _poll):
         try:
             run_id, run, method, epoch, classes = _inputs(a, method, epoch, classes, ctx)
-            fig = map_figure(ctx, run_id, method, epoch, classes, colour or "effect")
-            return fit(fig), status(ctx, run_id, method, epoch, classes), True
-        except NotReady as wait:
-            return note_figure(str(wait), "Embedding map"), html.Span(str(wait), className="computing"), False
+            fig, pending = map_figure(ctx, run_id, method, epoch, classes, colour or "effect")
+            shown = status(ctx, run_id, method, epoch, classes)
+            if pending:  # the page asks again every POLL_MS until the map replaces the preview
+                return fit(fig), html.Span(f"{pending}; PCA preview: {shown}", className="computing"), False
+            return fit(fig), shown, True
         except Exception as exc:
             message = describe_error(exc)
             return note_figure(message, "Embedding map"), error_card(message, "Cannot draw this map"), True
@@ -207,7 +226,7 @@ def register(app, ctx: Context) -> None:
             return [], HINT
         try:
             run_id, run, method, epoch, classes = _inputs(a, method, epoch, classes, ctx)
-            df = projection(ctx, run_id, method, epoch, classes)  # drawn, so computed: no wait
+            df = projection(ctx, run_id, method, epoch, classes)[0]  # what is drawn: the map or its preview
             rows = selection_rows(df, ctx.flipflops(run_id), run.class_names, chosen,
                                   lambda sid: ctx.href("sample", run_id, sample=sid))
         except Exception as exc:

@@ -5,7 +5,7 @@ Crosses mark samples whose label in effect differs from their given label."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Sequence, SupportsInt
+from typing import TYPE_CHECKING, Any, Iterable, Sequence, SupportsInt
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 
 _LABEL_COLUMNS = {"effect": "label", "label": "label", "given": "given_label", "clean": "clean_label"}
 _LABEL_WORDS = {"label": "label in effect", "given_label": "given label", "clean_label": "clean label"}
+#: above this many points, hovering shows the sample id only (select points to list their
+#: labels): four strings per point made a 287,651-point map 16 MiB of JSON and 6 s to build
+HOVER_DETAIL_POINTS = 50_000
+#: plotly's marker symbol numbers (numbers travel as a binary array, names as strings)
+_CIRCLE, _CROSS = 0, 4
+#: how titles name each projection method
+PROJECTION_NAMES = {"umap": "UMAP", "tsne": "t-SNE", "pca": "PCA"}
 
 
 def projection(run: Run, *, method: ProjectionMethod = "umap", epoch: int = -1,
@@ -30,7 +37,7 @@ def projection(run: Run, *, method: ProjectionMethod = "umap", epoch: int = -1,
 
     Args:
         run: the run.
-        method: "umap" or "tsne".
+        method: "umap", "tsne" or "pca".
         epoch: as in ``Run.embedding_epoch`` (-1: the latest epoch that kept embeddings).
         classes: class ids to keep (by label in effect); None keeps all.
         color: "effect", "given", "clean", or a column of ``run.flipflops()`` /
@@ -57,7 +64,7 @@ def projection(run: Run, *, method: ProjectionMethod = "umap", epoch: int = -1,
         ['neutral (24)', 'happiness (34)', 'sadness (6)', '× label in effect ≠ given']
     """
     e = run.embedding_epoch(epoch)
-    head = title(f"{method.upper() if method == 'umap' else 't-SNE'} of the embeddings (epoch {e})", run.name)
+    head = title(f"{PROJECTION_NAMES[method]} of the embeddings (epoch {e})", run.name)
     if color == "clean" and run.clean_labels is None:
         return note_figure("clean labels are unknown for this data set", head)
     df = run.project(method=method, epoch=epoch, classes=classes, max_points=max_points, seed=seed, split=split)
@@ -98,14 +105,9 @@ def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: st
         return class_names[int(i)] if 0 <= int(i) < len(class_names) else "unknown"
 
     clean = df["clean_label"].to_numpy(np.int64) if "clean_label" in df else np.full(len(df), -1)
-    hover = np.column_stack([
-        df["sample_id"].to_numpy(), [name(v) for v in df["label"]], [name(v) for v in df["given_label"]],
-        [name(v) if v >= 0 else "unknown" for v in clean]])
-    template = ("sample %{customdata[0]}<br>in effect %{customdata[1]}<br>given %{customdata[2]}"
-                "<br>clean %{customdata[3]}")
+    hover, template, subtitle = _hover(df, clean, name)
     moved = df["label"].to_numpy(np.int64) != df["given_label"].to_numpy(np.int64)
-    symbols = np.where(moved, "x", "circle")
-    subtitle = None
+    symbols = np.where(moved, _CROSS, _CIRCLE)
     fig = go.Figure()
     column = _LABEL_COLUMNS.get(color)
     if column is not None:
@@ -120,14 +122,15 @@ def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: st
                 continue
             fig.add_trace(go.Scattergl(
                 x=df["x"].to_numpy()[idx], y=df["y"].to_numpy()[idx], mode="markers", name=f"{cname} ({len(idx)})",
-                marker=dict(color=colours.get(cname, "#bbb"), size=6, opacity=0.75, symbol=symbols[idx].tolist()),
+                marker=dict(color=colours.get(cname, "#bbb"), size=6, opacity=0.75, symbol=symbols[idx]),
                 customdata=hover[idx], hovertemplate=template + "<extra></extra>"))
         legend_title = _LABEL_WORDS[column]
         if column == "label":
             gone = [class_names[c] for c in np.unique(df["given_label"].to_numpy(np.int64))
                     if 0 <= c < len(class_names) and not (cats == c).any()]
             if gone:
-                subtitle = "no sample has these labels in effect (relabelled away): " + ", ".join(gone)
+                subtitle = " · ".join(p for p in (
+                    subtitle, "no sample has these labels in effect (relabelled away): " + ", ".join(gone)) if p)
     else:
         if values is not None:
             v = pd.Series(values).reindex(df["sample_id"].to_numpy()).to_numpy(float)
@@ -137,10 +140,10 @@ def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: st
             label = color
         fig.add_trace(go.Scattergl(
             x=df["x"], y=df["y"], mode="markers", name=label, showlegend=False,
-            marker=dict(color=v, colorscale="Viridis", size=6, opacity=0.8, symbol=symbols.tolist(),
+            marker=dict(color=v, colorscale="Viridis", size=6, opacity=0.8, symbol=symbols,
                         colorbar=dict(title=dict(text=label))),
             customdata=np.column_stack([hover, v]),
-            hovertemplate=template + "<br>" + label + " %{customdata[4]}<extra></extra>"))
+            hovertemplate=template + f"<br>{label} %{{customdata[{hover.shape[1]}]}}<extra></extra>"))
         legend_title = None
     if moved.any():
         fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", name="× label in effect ≠ given",
@@ -150,3 +153,18 @@ def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: st
     fig.update_layout(legend_title_text=legend_title)
     subtitle = " · ".join(p for p in (subtitle, caveat) if p) or None
     return finish(fig, head, subtitle=subtitle, height=640, width=760)
+
+
+def _hover(df: pd.DataFrame, clean: np.ndarray, name: Any) -> tuple[np.ndarray, str, str | None]:
+    """Per-point hover data, its template and a note on it: the sample id and its three
+    labels by name; above ``HOVER_DETAIL_POINTS`` points, the sample id alone (a number
+    array, sent in binary), since names per point would multiply the page's size."""
+    sample = df["sample_id"].to_numpy()
+    if len(df) > HOVER_DETAIL_POINTS:
+        return (sample.astype(np.int32)[:, None], "sample %{customdata[0]}",
+                f"{len(df):,} points: hover shows the sample id; select points to list their labels")
+    hover = np.column_stack([
+        sample, [name(v) for v in df["label"]], [name(v) for v in df["given_label"]],
+        [name(v) if v >= 0 else "unknown" for v in clean]])
+    return (hover, "sample %{customdata[0]}<br>in effect %{customdata[1]}<br>given %{customdata[2]}"
+                   "<br>clean %{customdata[3]}", None)

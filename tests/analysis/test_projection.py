@@ -65,10 +65,53 @@ def test_project_is_deterministic_by_seed(method: str):
 
 
 def test_project_rejects_bad_input():
-    with pytest.raises(ValueError, match="umap, tsne"):
-        project(_clusters(), method="pca", seed=0)
+    with pytest.raises(ValueError, match="umap, tsne, pca"):
+        project(_clusters(), method="mds", seed=0)
     with pytest.raises(ValueError, match="at least 3"):
         project(_clusters()[:2], method="tsne", seed=0)
+
+
+def test_pca_matches_scikit_learn_whatever_the_block_size(monkeypatch):
+    from sklearn.decomposition import PCA
+
+    x = _clusters(n=90, dim=12).astype(np.float32)
+    reference = PCA(n_components=3).fit_transform(x.astype(np.float64))
+    for chunk in (7, 90, 1000):  # blocks smaller than, equal to and larger than the data
+        monkeypatch.setattr(projection, "_PCA_CHUNK", chunk)
+        scores = projection.pca(x, 3)
+        assert scores.dtype == np.float32
+        # the same components up to sign, each sign fixed by the largest loading
+        assert np.allclose(np.abs(scores), np.abs(reference), atol=1e-3)
+        assert np.array_equal(scores, projection.pca(x.copy(), 3))
+
+
+def test_pca_map_scales_with_the_embeddings_and_never_mirrors():
+    x = _clusters(n=60, dim=16).astype(np.float32)
+    xy = project(x, method="pca")
+    assert np.allclose(project(x * 4.0, method="pca"), 4.0 * xy, rtol=1e-4, atol=1e-3)
+    shuffled = np.random.default_rng(0).permutation(60)
+    assert np.allclose(project(x[shuffled], method="pca"), xy[shuffled], atol=1e-4)
+
+
+def test_landmarks_keep_their_layout_and_place_the_rest_in_their_cluster(monkeypatch):
+    x = _clusters(n=300, dim=16, seed=2)
+    cluster = np.arange(300) % 3
+    laid_out = {}
+
+    def layout(points, method, seed):  # records which rows were laid out; PCA stands in for UMAP
+        laid_out["n"] = len(points)
+        return projection.pca(points, 2)
+
+    monkeypatch.setattr(projection, "_layout", layout)
+    xy = project(x, method="umap", seed=0, landmarks=40)
+    assert laid_out["n"] == 40 and xy.shape == (300, 2)
+    assert np.array_equal(xy, project(x, method="umap", seed=0, landmarks=40))  # deterministic by seed
+    # every placed point lands nearer its own cluster's landmark centroid than any other
+    centroids = np.stack([xy[cluster == c].mean(axis=0) for c in range(3)])
+    nearest = np.linalg.norm(xy[:, None] - centroids[None], axis=2).argmin(axis=1)
+    assert (nearest == cluster).mean() > 0.95
+    project(x, method="umap", seed=0, landmarks=None)
+    assert laid_out["n"] == 300  # None: every point laid out
 
 
 # ---------------------------------------------------------------------- a run's map
@@ -108,7 +151,7 @@ def test_project_run_caches_next_to_the_log(fresh_run, monkeypatch):
     assert again.equals(first)
     assert project_run(run, method="tsne", max_points=40, seed=1, epoch=run.embedding_epochs()[-1]).equals(first)
     for changed in ({"seed": 2}, {"max_points": 41}, {"split": "all"}, {"classes": [0, 1, 2]},
-                    {"epoch": run.embedding_epochs()[0]}, {"method": "umap"}):
+                    {"epoch": run.embedding_epochs()[0]}, {"method": "umap"}, {"landmarks": 10}):
         with pytest.raises(AssertionError, match="recomputed"):
             project_run(run, **{"method": "tsne", "max_points": 40, "seed": 1, **changed})
 

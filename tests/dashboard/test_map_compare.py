@@ -51,20 +51,37 @@ def _map(app, client, run_id="scn", method="umap", epoch=None, classes=None, col
     raise AssertionError("the map never became ready")
 
 
-def test_map_is_computed_in_the_background_and_polled(app, client) -> None:
+def test_map_is_computed_in_the_background_with_a_pca_preview_meanwhile(app, client) -> None:
     ctx = app.relabscope
     ctx.projections.clear()
+    run = ctx.run("scn")
     args = {f"{ids.MP_ARGS}.data": {"run": "scn"}, f"{ids.MP_METHOD}.value": "tsne", f"{ids.MP_EPOCH}.value": None,
             f"{ids.MP_CLASSES}.value": [1], f"{ids.MP_COLOUR}.value": "given", f"{ids.LIVE_VERSION}.data": None,
             f"{ids.MP_POLL}.n_intervals": None}
     first = dash_call(app, client, MAP_OUT, args)
     assert first[ids.MP_POLL]["disabled"] is False  # the page will ask again
-    assert "computing the t-SNE" in texts(first[ids.MP_STATUS])
-    assert first[ids.MP_GRAPH]["figure"]["layout"]["meta"]["note"].startswith("computing the t-SNE")
+    assert "computing the t-SNE" in texts(first[ids.MP_STATUS]) and "PCA preview" in texts(first[ids.MP_STATUS])
+    preview = first[ids.MP_GRAPH]["figure"]
+    assert "PCA (epoch 3) while the t-SNE computes" in preview["layout"]["title"]["text"].replace("<br>", " ")
+    pca = run.project("pca", classes=[1], max_points=ctx.max_points)
+    drawn = _points(preview).set_index("sample_id").sort_index()
+    assert drawn.index.tolist() == sorted(pca["sample_id"])  # the same points, at their PCA places
+    assert np.allclose(drawn[["x", "y"]], pca.set_index("sample_id").sort_index()[["x", "y"]], atol=1e-4)
     ctx.background.wait(timeout=120)
     ready = dash_call(app, client, MAP_OUT, {**args, f"{ids.MP_POLL}.n_intervals": 1})
     assert ready[ids.MP_POLL]["disabled"] is True and "training samples" in texts(ready[ids.MP_STATUS])
+    assert "t-SNE of the embeddings" in ready[ids.MP_GRAPH]["figure"]["layout"]["title"]["text"]
+    assert ready[ids.MP_GRAPH]["figure"]["layout"]["uirevision"] != preview["layout"]["uirevision"]
     assert len(ctx.projections) == 1
+
+
+def test_pca_map_is_drawn_at_once(app, client) -> None:
+    out = dash_call(app, client, MAP_OUT, {f"{ids.MP_ARGS}.data": {"run": "scn"}, f"{ids.MP_METHOD}.value": "pca",
+                    f"{ids.MP_EPOCH}.value": None, f"{ids.MP_CLASSES}.value": None,
+                    f"{ids.MP_COLOUR}.value": "effect", f"{ids.LIVE_VERSION}.data": None,
+                    f"{ids.MP_POLL}.n_intervals": None})
+    assert out[ids.MP_POLL]["disabled"] is True  # nothing pending, nothing polled
+    assert len(_points(out[ids.MP_GRAPH]["figure"])) == int(app.relabscope.run("scn").train_mask.sum())
 
 
 def _points(fig) -> pd.DataFrame:
@@ -179,7 +196,7 @@ def test_map_bad_input_is_an_error_card(app, client) -> None:
     out = _map(app, client, epoch=missing)
     assert _error_cards(out[ids.MP_STATUS]) and f"no embeddings kept for epoch {missing}" in texts(out[ids.MP_STATUS])
     assert out[ids.MP_GRAPH]["figure"]["layout"]["meta"]["note"].startswith("ValueError: no embeddings kept")
-    for search in (f"?run=scn&epoch={missing}", "?run=scn&epoch=x", "?run=scn&method=pca", "?run=scn&classes=0,99"):
+    for search in (f"?run=scn&epoch={missing}", "?run=scn&epoch=x", "?run=scn&method=mds", "?run=scn&classes=0,99"):
         page = _route(app, client, "/map", search)
         assert _error_cards(page), search
     bad_colour = _map(app, client, colour="__class__")
@@ -393,11 +410,13 @@ def test_demo_opens_the_compare_page_of_its_runs(tiny_runs, tmp_path, monkeypatc
         shutil.copytree(tiny_runs[method], d)
     served = {}
     monkeypatch.setattr(demo_module, "demo_runs", lambda *a, **k: dirs)
-    monkeypatch.setattr(cli, "_serve", lambda roots, host, port, auth, page="": served.update(roots=roots, page=page))
+    monkeypatch.setattr(cli, "_serve", lambda roots, host, port, auth, max_points, page="": served.update(
+        roots=roots, page=page, max_points=max_points))
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(cli.main, ["demo", "--out", "runs/demo"])
+    result = CliRunner().invoke(cli.main, ["demo", "--out", "runs/demo", "--max-points", "0"])
     assert result.exit_code == 0, result.output
     assert served["page"] == "compare?run=scn-20&against=scn-c-20"
+    assert served["max_points"] == 0  # 0: every training sample on the maps
     run_ids = RunRegistry(served["roots"]).ids()
     assert {"scn-20", "scn-c-20"} <= set(run_ids)
 
@@ -410,7 +429,7 @@ def test_plain_helpers_of_the_new_pages() -> None:
     with pytest.raises(ValueError):
         parse_classes("5", ["a"])
     with pytest.raises(ValueError):
-        parse_method("pca", mppage.METHODS)
+        parse_method("mds", mppage.METHODS)
     assert parse_epoch(None, 4) == -1 and parse_epoch("-4", 4) == -4
     for bad in ("4", "x", True):
         with pytest.raises(ValueError):

@@ -267,10 +267,26 @@ def test_projection_by_class_uses_webgl_and_class_colours():
     colours = plot.class_colours(CLASSES)
     for t in pts:
         assert t.marker.color == colours[t.name.split(" (")[0]]
-    moved = sum(list(t.marker.symbol).count("x") for t in pts)
+    moved = sum(list(t.marker.symbol).count(4) for t in pts)  # 4: plotly's "x" symbol
     assert moved == 5  # crosses: label in effect != given
+    assert all(set(t.marker.symbol) <= {0, 4} for t in pts)  # 0: circle
     assert plot.figure_note(plot.projection_figure(df, CLASSES, color="clean")) == \
         "clean labels are unknown for this data set"
+
+
+def test_large_projection_hovers_the_sample_id_only(monkeypatch):
+    from relabscope.plot import embedding_maps
+
+    df = _proj()
+    detailed = plot.projection_figure(df, CLASSES, color="effect")
+    assert all(t.customdata.shape[1] == 4 for t in detailed.data if t.customdata is not None)
+    monkeypatch.setattr(embedding_maps, "HOVER_DETAIL_POINTS", len(df) - 1)
+    for color in ("effect", "sample_id"):
+        fig = plot.projection_figure(df, CLASSES, color=color)
+        drawn = [t for t in fig.data if t.customdata is not None]
+        assert sorted(np.concatenate([t.customdata[:, 0] for t in drawn]).tolist()) == sorted(df["sample_id"])
+        assert all(t.customdata.dtype.kind in "iuf" for t in drawn)  # numbers: sent as binary arrays
+        assert "hover shows the sample id" in fig.layout.title.subtitle.text
 
 
 def test_projection_by_number():
