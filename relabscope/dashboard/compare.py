@@ -32,7 +32,7 @@ TITLE = "Compare"
 FIGURES = ("accuracy", "totals", "consistency", "compactness", "classes", "flow")
 #: summary row -> (what the table calls it, shown as a fraction)
 SUMMARY_ROWS = {
-    "test_acc": ("final test accuracy", True),
+    "test_acc": ("test accuracy, last epoch", True),
     "relabel_events": ("relabel events", False),
     "relabelled_samples": ("relabelled samples", False),
     "flipflops": ("flip-flops", False),

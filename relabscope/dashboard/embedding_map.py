@@ -104,7 +104,8 @@ def map_figure(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int, 
                  else f"{METHODS[drawn]} of the embeddings (epoch {epoch})", run.name)
     values = colour_values(ctx, run_id, colour)
     fig = plot.projection_figure(df, run.class_names, color=COLOURS[colour] if values is not None else colour,
-                                 values=values, title_text=head, caveat=embeddings_note(run, [epoch]))
+                                 values=values, title_text=head, caveat=embeddings_note(run, [epoch]),
+                                 classes=classes)
     # a new uirevision when the real map replaces the preview: its zoom would not fit
     fig.update_layout(dragmode="lasso", clickmode="event", uirevision=f"{run_id}|{drawn}|{epoch}|{classes}")
     if colour in VALUE_COLOURS:  # the colour bar takes the legend's corner: the legend goes below

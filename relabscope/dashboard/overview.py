@@ -27,6 +27,7 @@ def headline(run: Run, flip: pd.DataFrame) -> dict[str, Any]:
     metrics = run.metrics()
     out: dict[str, Any] = {
         "epochs": run.num_epochs,
+        "planned_epochs": run.config.get("epochs"),
         "status": run.status,
         "test_acc": float(metrics["test_acc"].iloc[-1]) if len(metrics) else float("nan"),
         "best_test_acc": float(metrics["test_acc"].max()) if len(metrics) else float("nan"),
@@ -46,9 +47,24 @@ def headline(run: Run, flip: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def accuracy_card(numbers: dict[str, Any]) -> tuple[str, str, str | None]:
+    """The first card: "final" only for a finished run; otherwise which epoch it is from.
+
+    >>> accuracy_card({"status": "running", "epochs": 3, "planned_epochs": 40, "test_acc": 0.5,
+    ...                "best_test_acc": 0.6})
+    ('test accuracy after epoch 3 of 40', '50.0%', 'running · best 60.0%')
+    """
+    value, best = fmt(numbers["test_acc"], "%"), f"best {fmt(numbers['best_test_acc'], '%')}"
+    if numbers["status"] == "finished":
+        return "final test accuracy", value, best
+    planned = numbers.get("planned_epochs")
+    of = f" of {planned}" if planned else ""
+    return f"test accuracy after epoch {numbers['epochs']}{of}", value, f"{numbers['status']} · {best}"
+
+
 def headline_cards(numbers: dict[str, Any]) -> list[tuple[str, str, str | None]]:
     cards = [
-        ("final test accuracy", fmt(numbers["test_acc"], "%"), f"best {fmt(numbers['best_test_acc'], '%')}"),
+        accuracy_card(numbers),
         ("epochs", f"{numbers['epochs']} ({numbers['status']})", None),
         ("relabel events", fmt(numbers["relabel_events"]), f"on {numbers['relabelled_samples']} samples"),
         ("flip-flops", fmt(numbers["flipflops"]), f"{numbers['flipflopping_samples']} samples flip-flopped"),

@@ -133,7 +133,10 @@ def noise_recovery_figure(df: pd.DataFrame, *, relabels_at_all: bool = True, met
                                  line=dict(color=colour, dash=dash),
                                  hovertemplate="epoch %{x}: %{y:.1%}<extra>" + name + "</extra>"), secondary_y=False)
     fig.update_yaxes(title_text="fraction", tickformat=".0%", range=[-0.02, 1.02], secondary_y=False)
-    fig.update_yaxes(title_text="relabel events", showgrid=False, secondary_y=True)
+    none_yet = not len(df) or int(df["relabels"].max()) == 0
+    # counts start at 0; with no event yet plotly would centre the axis on 0 (-1 to 1)
+    fig.update_yaxes(title_text="relabel events", showgrid=False, rangemode="tozero", secondary_y=True,
+                     **(dict(range=[0, 1], dtick=1) if none_yet else {}))
     fig.update_xaxes(title_text="epoch", dtick=1 if len(df) <= 30 else None)
     fig.update_layout(legend=dict(orientation="h", y=-0.2, x=0))
     return finish(fig, head, height=480)

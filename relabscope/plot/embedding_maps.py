@@ -76,13 +76,14 @@ def projection(run: Run, *, method: ProjectionMethod = "umap", epoch: int = -1,
                 break
         else:
             raise ValueError(f"color must be effect, given, clean or a flipflops/dynamics column, not {color!r}")
-    return projection_figure(df, run.class_names, color=color, values=values, title_text=head,
+    return projection_figure(df, run.class_names, color=color, values=values, title_text=head, classes=classes,
                              caveat=embeddings_note(run, [e]))
 
 
 def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: str = "effect",
                       values: pd.Series | None = None, title_text: str | None = None,
-                      run_name: str | None = None, caveat: str | None = None) -> go.Figure:
+                      run_name: str | None = None, caveat: str | None = None,
+                      classes: Iterable[int] | None = None) -> go.Figure:
     """Draw :func:`projection` from a map.
 
     Args:
@@ -94,6 +95,8 @@ def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: st
         title_text: the title; default "Embedding map" and the run's name.
         run_name: the run's name, for the default title.
         caveat: what the figure must say about its data (the pass the embeddings come from).
+        classes: the classes ``df`` was filtered to (by label in effect), if any: only they
+            can be named as relabelled away (other given labels of the shown points are not).
 
     Returns:
         The figure (a note for "clean" without clean labels).
@@ -126,8 +129,9 @@ def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: st
                 customdata=hover[idx], hovertemplate=template + "<extra></extra>"))
         legend_title = _LABEL_WORDS[column]
         if column == "label":
-            gone = [class_names[c] for c in np.unique(df["given_label"].to_numpy(np.int64))
-                    if 0 <= c < len(class_names) and not (cats == c).any()]
+            candidates = np.unique(df["given_label"].to_numpy(np.int64)) if classes is None else \
+                np.intersect1d(np.unique(df["given_label"].to_numpy(np.int64)), list(classes))
+            gone = [class_names[c] for c in candidates if 0 <= c < len(class_names) and not (cats == c).any()]
             if gone:
                 subtitle = " · ".join(p for p in (
                     subtitle, "no sample has these labels in effect (relabelled away): " + ", ".join(gone)) if p)

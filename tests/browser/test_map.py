@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 import pytest
 
 from relabscope.dashboard import ids
@@ -58,14 +60,16 @@ def test_map_webgl_lasso_selection_and_click_to_inspector(board, dash_app, shoot
     epoch = run.embedding_epochs()[-1]
 
     seconds = board.open("/map?run=scn&method=tsne", wait=f"{GRAPH} .js-plotly-plot", timeout=60)
-    fig = board.wait_figure(GRAPH, timeout=60, predicate=lambda f: any(t["type"] == "scattergl" for t in f["traces"]))
+    # the t-SNE itself, not the PCA preview drawn while it is computed
+    fig = board.wait_figure(GRAPH, timeout=60, predicate=lambda f: f["title"].startswith("t-SNE of the embeddings"))
     board.settle(60)
     TIMINGS.append(("embedding map load (t-SNE of 96 points)", seconds))
     n_train = int(run.train_mask.sum())
     assert sum(t["drawn"] for t in fig["traces"] if t["type"] == "scattergl") >= n_train
     assert len(_points(board)) == n_train  # one point (with its sample id) per training sample
     assert f"epoch {epoch}" in fig["title"]
-    board.duo.wait_for_contains_text(f"#{ids.MP_STATUS}", f"{n_train:,} of {n_train:,} training samples")
+    board.duo.wait_for_text_to_equal(
+        f"#{ids.MP_STATUS}", f"{n_train:,} of {n_train:,} training samples; × marks a label in effect ≠ given")
     # WebGL: plotly's gl canvases exist, are sized, and hold a live context
     gl = board.js(
         """
@@ -127,4 +131,45 @@ def test_map_webgl_lasso_selection_and_click_to_inspector(board, dash_app, shoot
     TIMINGS.append(("map point click -> sample inspector", time.perf_counter() - t0))
     board.settle()
     shoot("clicked-point")
+    board.assert_no_errors()
+
+
+def test_map_draws_a_pca_preview_at_once_then_the_map(board, dash_app, shoot, monkeypatch) -> None:
+    """A t-SNE slowed by 8 s (the dashboard's server runs in this process): the PCA of the
+    same points is drawn first, the page polls, and the t-SNE replaces it when ready."""
+    from relabscope.analysis import projection
+
+    layout = projection._layout
+
+    def slow_layout(x, method, seed):
+        time.sleep(8)
+        return layout(x, method, seed)
+
+    monkeypatch.setattr(projection, "_layout", slow_layout)
+    run = dash_app.relabscope.registry.get("scn")
+    classes = [0, 1]  # a map no other test computed (maps are cached next to the log)
+    shown = int((run.train_mask & np.isin(run.labels()[-1], classes)).sum())
+
+    t0 = time.perf_counter()
+    board.open("/map?run=scn&method=tsne&classes=0,1", wait=f"{GRAPH} .js-plotly-plot", timeout=60)
+    preview = board.wait_figure(GRAPH, timeout=30, predicate=lambda f: "while the t-SNE computes" in
+                                f["title"].replace("<br>", " "))
+    first_drawing = time.perf_counter() - t0
+    assert preview["title"].startswith("PCA (epoch")
+    assert sum(t["drawn"] for t in preview["traces"] if t["type"] == "scattergl") >= shown
+    assert len(_points(board)) == shown
+    assert "computing the t-SNE" in board.text(f"#{ids.MP_STATUS}")
+    board.duo.wait_for_contains_text(f"#{ids.MP_STATUS}", "PCA preview", timeout=10)
+    shoot("map-preview")
+
+    final = board.wait_figure(GRAPH, timeout=120, predicate=lambda f: f["title"].startswith("t-SNE of the embeddings"))
+    ready = time.perf_counter() - t0
+    assert ready >= 8  # the slowed t-SNE, not the preview
+    assert len(_points(board)) == shown and sum(t["drawn"] for t in final["traces"] if t["type"] == "scattergl") >= shown
+    board.duo.wait_for_text_to_equal(
+        f"#{ids.MP_STATUS}", f"{shown:,} of {int(run.train_mask.sum()):,} training samples; × marks a label in effect ≠ given")
+    TIMINGS.append(("embedding map: PCA preview drawn (t-SNE slowed to 8 s)", first_drawing))
+    TIMINGS.append(("embedding map: the t-SNE replaces the preview", ready))
+    board.settle()
+    shoot("map-after-preview")
     board.assert_no_errors()

@@ -438,5 +438,5 @@ def test_plain_helpers_of_the_new_pages() -> None:
                             "changes_a": [0, 1, 2], "changes_b": [3, 0, 1]})
     assert cppage.top_samples(aligned, 2) == [0, 2]  # ties by sample id
     assert cppage.summary_rows(pd.DataFrame({"x": [0.5], "y": [0.25], "d": [np.nan]}, index=["test_acc"]))[0] \
-        == {"metric": "test_acc", "what": "final test accuracy", "a": 0.5, "b": 0.25, "difference": None,
+        == {"metric": "test_acc", "what": "test accuracy, last epoch", "a": 0.5, "b": 0.25, "difference": None,
             "a_shown": "50.0%", "b_shown": "25.0%", "difference_shown": "n/a"}

@@ -78,6 +78,18 @@ def test_overview_numbers_are_the_run_api(app, client, run_id) -> None:
     config = {r["setting"]: r["value"] for r in out[ids.OV_CONFIG]["children"]["props"]["data"]}
     assert config["method"] == run.method and config["noise"] == str(run.config["noise"])
     assert run_id in texts(out[ids.OV_HEAD]["children"])
+    assert "final test accuracy" in shown  # the tiny runs are finished
+
+
+def test_overview_of_a_run_in_training_does_not_call_its_accuracy_final(tmp_path) -> None:
+    from relabscope import open_run
+    from relabscope.examples import EXAMPLE, live_example_run
+
+    with live_example_run(tmp_path / "live", epochs_done=2) as path:
+        run = open_run(path)
+        label, value, note = overview.headline_cards(overview.headline(run, run.flipflops()))[0]
+        assert label == f"test accuracy after epoch 2 of {EXAMPLE['epochs']}"
+        assert value == f"{float(run.metrics()['test_acc'].iloc[-1]):.1%}" and note.startswith("running")
 
 
 def test_overview_figures_show_the_run_api(app, client) -> None:

@@ -351,3 +351,28 @@ def test_probability_trace():
 def test_every_figure_uses_the_template():
     fig = plot.accuracy_curves_figure({"r": _metrics()})
     assert fig.layout.template.layout.font.family.startswith("Inter")
+
+
+def test_a_run_before_its_first_relabel_says_so_and_counts_from_zero(tmp_path):
+    from relabscope import open_run
+    from relabscope.examples import live_example_run
+
+    with live_example_run(tmp_path / "live", epochs_done=1) as path:
+        run = open_run(path)
+        assert len(run.relabel_events()) == 0  # the example relabels from its second epoch
+        recovery = plot.noise_recovery(run)
+        assert list(recovery.layout.yaxis2.range) == [0, 1] and recovery.layout.yaxis2.dtick == 1
+        summary = plot.consistency_summary(run)
+        assert "no relabel event so far" in summary.layout.title.subtitle.text
+
+
+def test_projection_names_only_filtered_classes_as_relabelled_away():
+    df = _proj()
+    df = df[df["label"].isin([0, 1])].copy()  # a map filtered to two classes
+    df["given_label"] = (df["label"] + 1) % K  # every shown point came from another class
+    shown = [0, 1]
+    filtered = plot.projection_figure(df, CLASSES, classes=shown)
+    assert filtered.layout.title.subtitle.text is None  # the other given labels were filtered out, not emptied
+    missing = 2  # asked for, given to some shown points, in effect for none
+    flagged = plot.projection_figure(df, CLASSES, classes=[*shown, missing])
+    assert CLASSES[missing] in flagged.layout.title.subtitle.text
