@@ -21,6 +21,7 @@ import click
 
 from relabscope import __version__
 from relabscope.analysis.projection import MAP_POINTS
+from relabscope.analysis.projection import METHODS as PROJECTIONS
 from relabscope.config import SPECS, read_toml, resolve
 from relabscope.errors import RelabscopeError
 from relabscope.settings import Spec
@@ -127,19 +128,38 @@ def _settings(*, without: tuple[str, ...] = ()) -> Any:
     return apply
 
 
+def _float_list(ctx: click.Context, param: click.Parameter, value: str) -> list[float]:
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected numbers separated by commas, got {value!r}") from None
+
+
+def _name_list(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
 @main.command(context_settings={"show_default": False})
 @_settings()
 @click.option("--resume", type=click.Path(path_type=str), metavar="RUNDIR", help="Continue the run in RUNDIR from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the run in --out if there is one.")
 @click.option("--config", "config_file", type=click.Path(path_type=str), help="TOML file with any of these settings.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or epoch lines.")
-def train(resume: str | None, overwrite: bool, config_file: str | None, quiet: bool, **options: Any) -> None:
+@click.option("--maps", "maps", default="", metavar="umap,tsne,pca", callback=_name_list,
+              help="After training, compute these maps of the last epoch as the dashboard draws them (its "
+                   f"default {MAP_POINTS:,} points), so its map page opens on them at once.")
+def train(resume: str | None, overwrite: bool, config_file: str | None, quiet: bool, maps: list[str],
+          **options: Any) -> None:
     """Train a method and log every sample's labels, relabels and distances to class centers.
 
     With no options: SCN-C on the synthetic data set, into runs/.
     """
     from relabscope.analysis.summary import run_summary
     from relabscope.training.runner import train as run_training
+
+    unknown = [m for m in maps if m not in PROJECTIONS]
+    if unknown:
+        raise RelabscopeError(f"--maps: unknown map {unknown[0]!r}; choose from {', '.join(PROJECTIONS)}")
 
     given = {k: v for k, v in options.items() if v is not None}
     if resume:
@@ -150,17 +170,23 @@ def train(resume: str | None, overwrite: bool, config_file: str | None, quiet: b
         result = run_training(resolve(given, config_file), overwrite=overwrite, progress=not quiet)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the job
         click.echo(run_summary(Path(result.run_dir), seconds=result.seconds))
+        if maps and result.status == "finished":
+            _prepare_maps(Path(result.run_dir), maps)
 
 
-def _float_list(ctx: click.Context, param: click.Parameter, value: str) -> list[float]:
-    try:
-        return [float(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected numbers separated by commas, got {value!r}") from None
+def _prepare_maps(run_dir: Path, maps: list[str]) -> None:
+    """Compute and cache the maps the dashboard asks for first (``Run.project`` with its
+    default arguments and points), saying how long each took."""
+    import time
 
+    from relabscope.analysis.run import Run
 
-def _name_list(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+    with Run(run_dir) as run:
+        for method in maps:
+            start = time.perf_counter()
+            run.project(method, epoch=-1, max_points=MAP_POINTS)  # type: ignore[arg-type]  # checked above
+            click.echo(f"map: {method} of epoch {run.embedding_epoch(-1)} ready "
+                       f"({time.perf_counter() - start:.0f} s, cached in {run_dir})", err=True)
 
 
 @main.command(context_settings={"show_default": False})

@@ -463,3 +463,26 @@ def test_an_out_folder_the_system_refuses_is_one_line(tmp_path: Path) -> None:
     _one_error_line(_invoke("--method", "scn", "--epochs", "1", *TINY, "-q", "--out", str(out)),
                     str(tmp_path / "a-file"), "Not a directory")
     assert (tmp_path / "a-file").read_text() == "not a folder"
+
+
+def test_train_maps_are_the_ones_the_dashboard_asks_for(tmp_path: Path, monkeypatch) -> None:
+    from relabscope.analysis import projection
+    from relabscope.analysis.run import Run
+
+    out = tmp_path / "o"
+    result = _invoke("--epochs", "1", *TINY, "--out", str(out), "-q", "--maps", "pca,tsne")
+    _ok(result)
+    assert "map: tsne of epoch 0 ready" in result.stderr
+
+    def recomputed(*args, **kwargs):
+        raise AssertionError("the map was computed again")
+
+    monkeypatch.setattr(projection, "project", recomputed)
+    with Run(out) as run:  # the dashboard's call (embedding_map.projection): epoch as a number, its points
+        for method in ("pca", "tsne"):
+            assert len(run.project(method=method, epoch=0, classes=None, max_points=projection.MAP_POINTS)) == 96
+
+
+def test_train_maps_unknown_is_one_line(tmp_path: Path) -> None:
+    _one_error_line(_invoke(*TINY, "--maps", "mds", "--out", str(tmp_path / "o")), "--maps", "mds")
+    assert not (tmp_path / "o").exists()  # refused before training

@@ -121,7 +121,7 @@ def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
     fig.add_hline(y=0, line_color="#666", line_width=1, row=1, col=3)
     fig.update_xaxes(showticklabels=False)
     fig.update_layout(legend=dict(orientation="h", y=-0.08, x=0))
-    quiet = [n for n in drawn if summaries[n] is not None and int(summaries[n]["events"]) == 0]
+    quiet = [n for n in drawn if (s := summaries[n]) is not None and int(s["events"]) == 0]
     none_yet = ("no relabel event so far" + (f": {', '.join(quiet)}" if len(names) > 1 else "")) if quiet else None
     return finish(fig, head, subtitle=_subtitle(RELATIVE_GAP, silent_message(silent, methods) if silent else None,
                                                 none_yet, caveat), height=420, header_px=34)
