@@ -122,18 +122,20 @@ def distance_bars_figure(profile: pd.DataFrame, *, events: pd.DataFrame | None =
     for col, e in enumerate(epochs, start=1):
         rows = profile[profile["epoch"] == e].set_index("class_name").loc[order].reset_index()
         clean = rows["is_clean"].to_numpy(bool)
-        nearest = int(np.nanargmin(rows[column].to_numpy(float))) if rows[column].notna().any() else -1
-        # the clean label is outlined (see the legend): one word per bar fits a narrow panel
-        text = ["nearest" if i == nearest else "" for i in range(len(rows))]
         fig.add_trace(go.Bar(
             x=rows["class_name"], y=rows[column], marker_color=bar_colours(rows),
             marker_line_color=[CLEAN if c else "rgba(0,0,0,0)" for c in clean],
             marker_line_width=[3 if c else 0 for c in clean],
-            text=text, textposition="outside", cliponaxis=False,
-            textfont=dict(size=11), constraintext="none",
             showlegend=False, name=f"epoch {e}",
             hovertemplate="%{x}: " + ("relative " if scale == "relative" else "") + "distance %{y:.3f}<extra>epoch "
                           + str(e) + "</extra>"), row=1, col=col)
+        if rows[column].notna().any():  # the clean label is outlined (see the legend); the nearest is named:
+            # as an annotation, drawn above every bar (a bar's own text, or a text trace, wider
+            # than the bar is covered by its right-hand neighbour)
+            nearest = int(np.nanargmin(rows[column].to_numpy(float)))
+            fig.add_annotation(x=rows["class_name"].iloc[nearest], y=rows[column].iloc[nearest], text="nearest",
+                               showarrow=False, yanchor="bottom", font=dict(size=11), name="nearest",
+                               bgcolor="rgba(255,255,255,0.85)", borderpad=1, row=1, col=col)
         fig.update_xaxes(categoryorder="array", categoryarray=order, row=1, col=col)
     for name, colour, outline in (("given label", GIVEN, None), ("label in effect (when not the given one)", EFFECT, None),
                                   ("other classes", OTHER, None), ("clean label (outlined)", "white", CLEAN)):

@@ -71,6 +71,12 @@ def test_distance_bars_colour_roles_and_heights():
     assert "relabelled → Neutral" in fig.layout.annotations[0].text  # panel of the relabel epoch
     legend = {t.name for t in fig.data if t.showlegend is not False and t.name}
     assert {"given label", "other classes"} <= legend
+    # each panel names its nearest class above that bar, as an annotation (drawn over the bars)
+    labels = [a for a in fig.layout.annotations if a.name == "nearest"]
+    assert len(labels) == 3 and all(a.text == "nearest" for a in labels)
+    for label, bar in zip(labels, bars):
+        heights = dict(zip(bar.x, bar.y))
+        assert label.x == min(heights, key=heights.get) and label.y == min(heights.values())
 
 
 def test_distance_bars_without_events_say_never_relabelled():
