@@ -121,9 +121,11 @@ def noise_recovery_figure(df: pd.DataFrame, *, relabels_at_all: bool = True, met
     head = title("Noise recovery", run_name)
     if not relabels_at_all:
         return note_figure(never_relabels(method) + ": its labels stay as given", head)
+    # the counts' bars on the primary axis (drawn first, at the right), the fractions on the
+    # overlaying one (drawn over the bars, at the left): bars over lines would hide them
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_trace(go.Bar(x=df["epoch"], y=df["relabels"], name="relabel events", marker_color="#d9d9d9",
-                         hovertemplate="epoch %{x}: %{y} relabels<extra></extra>"), secondary_y=True)
+                         hovertemplate="epoch %{x}: %{y} relabels<extra></extra>"), secondary_y=False)
     lines = [("relabel_precision", "relabel precision (new label = clean)", "#4c78a8", "solid"),
              ("relabel_recall", "recall (noisy samples ever relabelled to clean)", "#72b7b2", "dash"),
              ("noisy_corrected", "noisy samples now correct", GIVEN, "solid"),
@@ -131,12 +133,14 @@ def noise_recovery_figure(df: pd.DataFrame, *, relabels_at_all: bool = True, met
     for col, name, colour, dash in lines:
         fig.add_trace(go.Scatter(x=df["epoch"], y=df[col], name=name, mode="lines+markers",
                                  line=dict(color=colour, dash=dash),
-                                 hovertemplate="epoch %{x}: %{y:.1%}<extra>" + name + "</extra>"), secondary_y=False)
-    fig.update_yaxes(title_text="fraction", tickformat=".0%", range=[-0.02, 1.02], secondary_y=False)
+                                 hovertemplate="epoch %{x}: %{y:.1%}<extra>" + name + "</extra>"), secondary_y=True)
+    # tickmode auto: an overlaying axis otherwise syncs its ticks to the other axis's grid
+    fig.update_yaxes(title_text="fraction", tickformat=".0%", range=[-0.02, 1.02], side="left", tickmode="auto",
+                     secondary_y=True)
     none_yet = not len(df) or int(df["relabels"].max()) == 0
     # counts start at 0; with no event yet plotly would centre the axis on 0 (-1 to 1)
-    fig.update_yaxes(title_text="relabel events", showgrid=False, rangemode="tozero", secondary_y=True,
-                     **(dict(range=[0, 1], dtick=1) if none_yet else {}))
+    fig.update_yaxes(title_text="relabel events", showgrid=False, rangemode="tozero", side="right",
+                     secondary_y=False, **(dict(range=[0, 1], dtick=1) if none_yet else {}))
     fig.update_xaxes(title_text="epoch", dtick=1 if len(df) <= 30 else None)
     fig.update_layout(legend=dict(orientation="h", y=-0.2, x=0))
     return finish(fig, head, height=480)

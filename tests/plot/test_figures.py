@@ -336,6 +336,9 @@ def test_noise_recovery_and_detection():
     fig = plot.noise_recovery_figure(df, run_name="scn")
     names = [t.name for t in fig.data]
     assert "relabel events" in names and len(names) == 5
+    # the lines overlay the bars (plotly draws an overlaying axis's traces on top): bars never hide them
+    assert {t.yaxis for t in fig.data if t.type == "bar"} == {"y"} and {t.yaxis for t in fig.data if t.type == "scatter"} == {"y2"}
+    assert fig.layout.yaxis2.overlaying == "y" and fig.layout.yaxis2.side == "left"
     assert plot.figure_note(plot.noise_recovery_figure(df, relabels_at_all=False, method="baseline"))
     det = pd.DataFrame({"score": ["aum_given", "flipflops"], "auroc": [0.8, np.nan], "direction": ["low", "high"],
                         "n": [10, 10]})
@@ -367,7 +370,8 @@ def test_a_run_before_its_first_relabel_says_so_and_counts_from_zero(tmp_path):
         run = open_run(path)
         assert len(run.relabel_events()) == 0  # the example relabels from its second epoch
         recovery = plot.noise_recovery(run)
-        assert list(recovery.layout.yaxis2.range) == [0, 1] and recovery.layout.yaxis2.dtick == 1
+        counts = recovery.layout.yaxis  # the relabel counts' axis (the fractions overlay it)
+        assert counts.title.text == "relabel events" and list(counts.range) == [0, 1] and counts.dtick == 1
         summary = plot.consistency_summary(run)
         assert "no relabel event so far" in summary.layout.title.subtitle.text
 
