@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -22,6 +23,7 @@ import click
 from relabscope import __version__
 from relabscope.analysis.projection import MAP_POINTS
 from relabscope.analysis.projection import METHODS as PROJECTIONS
+from relabscope.analysis.run import Run
 from relabscope.config import SPECS, read_toml, resolve
 from relabscope.errors import RelabscopeError
 from relabscope.settings import Spec
@@ -177,10 +179,6 @@ def train(resume: str | None, overwrite: bool, config_file: str | None, quiet: b
 def _prepare_maps(run_dir: Path, maps: list[str]) -> None:
     """Compute and cache the maps the dashboard asks for first (``Run.project`` with its
     default arguments and points), saying how long each took."""
-    import time
-
-    from relabscope.analysis.run import Run
-
     with Run(run_dir) as run:
         for method in maps:
             start = time.perf_counter()

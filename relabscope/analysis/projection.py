@@ -132,9 +132,9 @@ def project(embeddings: np.ndarray, *, method: ProjectionMethod = "umap", seed: 
     umap-learn's, ``n_neighbors = min(15, n - 1)``, seeded and hence single-threaded.
     Both run on the first ``REDUCED_DIMS`` principal components, and on at most
     ``landmarks`` points (a uniform draw by ``seed``, so each class keeps its share in
-    expectation): the others are
-    placed by :func:`place_by_neighbours`. Both libraries are imported only here, since
-    they are slow to import. The run log stores float16; the maps are computed in float32.
+    expectation): the others are placed by :func:`place_by_neighbours`. Both libraries
+    are imported only here, since they are slow to import. The run log stores float16;
+    the maps are computed in float32.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -151,6 +151,8 @@ def project(embeddings: np.ndarray, *, method: ProjectionMethod = "umap", seed: 
     n = x.shape[0]
     if n < 3:
         raise ValueError(f"a {method} projection needs at least 3 points, got {n}")
+    if landmarks is not None and landmarks < 3:
+        raise ValueError(f"landmarks must be at least 3 (or None: lay out every point), got {landmarks}")
     bad = int(sum((~np.isfinite(x[i:i + _PCA_CHUNK])).any(axis=1).sum() for i in range(0, n, _PCA_CHUNK)))
     if bad:
         raise ValueError(f"{bad} of {n} embeddings hold NaN or infinite values (a diverged run?)")
@@ -168,8 +170,9 @@ def pca(x: np.ndarray, dims: int) -> np.ndarray:
 
     The axes are fitted on at most ``PCA_FIT_ROWS`` evenly spaced rows (plenty to estimate
     a 512-d covariance; all 287,651 rows cost 7 s on 2 cores, the sample well under one),
-    every row is projected, block by block (a float16 log never becomes one float32 copy), and each component's sign is fixed so that its
-    largest loading is positive: the same data always gives the same picture.
+    every row is projected, block by block (a float16 log never becomes one float32
+    copy), and each component's sign is fixed so that its largest loading is positive:
+    the same data always gives the same picture.
 
     Example:
         >>> rng = np.random.default_rng(1)

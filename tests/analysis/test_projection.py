@@ -69,6 +69,8 @@ def test_project_rejects_bad_input():
         project(_clusters(), method="mds", seed=0)
     with pytest.raises(ValueError, match="at least 3"):
         project(_clusters()[:2], method="tsne", seed=0)
+    with pytest.raises(ValueError, match="landmarks must be at least 3"):
+        project(_clusters(), method="umap", landmarks=2)
 
 
 def test_pca_matches_scikit_learn_whatever_the_block_size(monkeypatch):
