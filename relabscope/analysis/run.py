@@ -12,6 +12,7 @@ data set's own, named by ``class_names``.
 
 from __future__ import annotations
 
+import threading
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, TypeVar
@@ -63,6 +64,8 @@ class Run:
         self.path = self.log.path
         self.run_dir = self.path.parent
         self._cache: dict[str, tuple[int, Any]] = {}  # key -> (committed epochs, value)
+        self._images: ImageSource | None = None  # the data set, opened on the first image request
+        self._images_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (f"Run({str(self.run_dir)!r}: {self.method} on {self.log.meta.get('dataset')}, "
@@ -653,12 +656,20 @@ class Run:
             pixels = pixels.expand(-1, 3, -1, -1)
         return pixels.permute(0, 2, 3, 1).contiguous().numpy()
 
-    @cached_property
+    @property
     def _image_source(self) -> "ImageSource":
-        """The run's data set, re-opened on the first image request and kept."""
-        from relabscope.analysis.gradcam import open_image_source  # torch: reading a log does not load it
+        """The run's data set, re-opened on the first image request and kept.
 
-        return open_image_source(self)
+        Guarded by this run's own lock, not ``functools.cached_property``'s: on Python 3.11
+        that is one lock for every instance, so a dashboard thread re-opening one run's data
+        set (minutes for a large one, or drawing the synthetic faces) would stall image
+        requests of every other run."""
+        with self._images_lock:
+            if self._images is None:
+                from relabscope.analysis.gradcam import open_image_source  # torch: not needed to read a log
+
+                self._images = open_image_source(self)
+            return self._images
 
     # ------------------------------------------------------------------ helpers
     def _train_columns(self, per_epoch: np.ndarray) -> np.ndarray:

@@ -108,8 +108,6 @@ def map_figure(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int, 
                                  classes=classes)
     # a new uirevision when the real map replaces the preview: its zoom would not fit
     fig.update_layout(dragmode="lasso", clickmode="event", uirevision=f"{run_id}|{drawn}|{epoch}|{classes}")
-    if colour in VALUE_COLOURS:  # the colour bar takes the legend's corner: the legend goes below
-        fig.update_layout(legend=dict(orientation="h", x=0, y=-0.02, yanchor="top"))
     return fig, pending
 
 

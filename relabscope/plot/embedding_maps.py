@@ -149,6 +149,8 @@ def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: st
             customdata=np.column_stack([hover, v]),
             hovertemplate=template + f"<br>{label} %{{customdata[{hover.shape[1]}]}}<extra></extra>"))
         legend_title = None
+        # the colour bar takes the legend's corner: the legend (the crosses' key) goes below
+        fig.update_layout(legend=dict(orientation="h", x=0, y=-0.02, yanchor="top"))
     if moved.any():
         fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", name="× label in effect ≠ given",
                                    marker=dict(symbol="x", color="#555", size=8)))

@@ -34,11 +34,16 @@ PAGES = {
 def readable_root(served, emptied_pair, tmp_path_factory):
     """The served tiny runs, the emptied pair, and ``live``: one epoch committed by a
     writer that stays open (the dashboard sees a run in training)."""
+    from relabscope import open_run
     from relabscope.examples import live_example_run
 
     root = tmp_path_factory.mktemp("readable")
     for name in ("scn", "scn-c"):
         shutil.copytree(served / name, root / name)
+        with open_run(root / name) as run:
+            # the synthetic images are drawn (and cached) here, not in a dashboard thread
+            # that the end of a test may stop halfway
+            run.images([0])
     for path in emptied_pair:
         shutil.copytree(path, root / path.name)
     with live_example_run(root / "live", epochs_done=1):
