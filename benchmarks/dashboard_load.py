@@ -692,7 +692,7 @@ def print_report(res: dict) -> None:
     mr = res.get("map_ready") or {}
     if mr.get("seconds") is not None:
         print(f"\nembedding map from an uncached {mr['method']} projection: drawn after {mr['seconds']:.1f} s "
-              f"({mr['polls']} polls; the first answer, a 'computing' note, took {mr['first_answer_s']:.3f} s)")
+              f"({mr['polls']} polls; the first answer, its PCA preview, took {mr['first_answer_s']:.3f} s)")
     lt = res["load_test"]
     print(f"\nload test: {lt['clients']} clients for {lt['seconds']:.0f} s, {len(lt['mix'])} callbacks in the mix")
     print(f"  requests {lt['requests']}, {lt['rps']:.1f} req/s, p50 {fmt_s(lt['p50_s'])} s, p95 {fmt_s(lt['p95_s'])} s, "
