@@ -91,14 +91,15 @@ def colour_values(ctx: Context, run_id: str, colour: str) -> pd.Series | None:
 
 
 def map_figure(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int, classes: list[int] | None,
-               colour: str) -> tuple[Any, str | None]:
+               colour: str) -> tuple[Any, str, bool]:
     """The Fig. 5 map, as ``relabscope.plot.projection`` draws it, from the cached projection
-    (or its PCA preview while it is computed), and the note on what is pending (or None)."""
+    (or its PCA preview while it is computed), the status line under it, and whether the
+    real map is still being computed (the page then polls)."""
     run = ctx.run(run_id)
     parse_choice(colour, COLOURS, "colour")
     if colour == "clean" and run.clean_labels is None:
         head = title(f"{METHODS[method]} of the embeddings (epoch {epoch})", run.name)
-        return plot.note_figure("clean labels are unknown for this data set", head), None
+        return plot.note_figure("clean labels are unknown for this data set", head), "", False
     df, drawn, pending = projection(ctx, run_id, method, epoch, classes)
     head = title(f"{METHODS[drawn]} (epoch {epoch}) while the {METHODS[method]} computes" if pending
                  else f"{METHODS[drawn]} of the embeddings (epoch {epoch})", run.name)
@@ -108,7 +109,8 @@ def map_figure(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int, 
                                  classes=classes)
     # a new uirevision when the real map replaces the preview: its zoom would not fit
     fig.update_layout(dragmode="lasso", clickmode="event", uirevision=f"{run_id}|{drawn}|{epoch}|{classes}")
-    return fig, pending
+    line = status(ctx, run_id, len(df))
+    return fig, (f"{pending}; {METHODS[drawn]} preview: {line}" if pending else line), pending is not None
 
 
 def selection_rows(df: pd.DataFrame, flip: pd.DataFrame, class_names: Sequence[str], sample_ids: Sequence[int],
@@ -181,10 +183,9 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
     ])
 
 
-def status(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int, classes: list[int] | None) -> str:
-    """How many training samples the map shows (the projection's rows) of how many."""
+def status(ctx: Context, run_id: str, shown: int) -> str:
+    """How many training samples the map shows (``shown``: the projection's rows) of how many."""
     run = ctx.run(run_id)
-    shown = len(projection(ctx, run_id, method, epoch, classes)[0])
     total = int(run.train_mask.sum())
     capped = ctx.max_points is not None and shown >= ctx.max_points
     cap = f" (capped at {ctx.max_points:,}; each class keeps its share; serve --max-points 0 maps all)" if capped else ""
@@ -208,11 +209,10 @@ def register(app, ctx: Context) -> None:
     def _map(a, method, epoch, classes, colour, _version, _poll):
         try:
             run_id, run, method, epoch, classes = _inputs(a, method, epoch, classes, ctx)
-            fig, pending = map_figure(ctx, run_id, method, epoch, classes, colour or "effect")
-            shown = status(ctx, run_id, method, epoch, classes)
-            if pending:  # the page asks again every POLL_MS until the map replaces the preview
-                return fit(fig), html.Span(f"{pending}; PCA preview: {shown}", className="computing"), False
-            return fit(fig), shown, True
+            fig, line, waiting = map_figure(ctx, run_id, method, epoch, classes, colour or "effect")
+            if waiting:  # the page asks again every POLL_MS until the map replaces the preview
+                return fit(fig), html.Span(line, className="computing"), False
+            return fit(fig), line, True
         except Exception as exc:
             message = describe_error(exc)
             return note_figure(message, "Embedding map"), error_card(message, "Cannot draw this map"), True
