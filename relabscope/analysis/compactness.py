@@ -16,20 +16,33 @@ The last three are invariant to scaling the embedding (every distance scales ali
 they compare across methods and runs; tests check that property on a scaled log.
 
 Which label makes a class "its" class (label in effect, given or clean) is the caller's
-choice; the centers are whatever ``distances`` was measured to (in a run log: the epoch's
-class means under the labels in effect).
+choice; the centers are whatever ``distances`` was measured to. In a run log those are the
+epoch's class means of the training embeddings under the labels in effect, for every
+choice of labels: they are the centers the model trained towards and they exist at every
+epoch (means under the given or clean labels would need the embeddings, which only some
+epochs keep). A given-label table therefore asks "is each sample near the model's center
+of the class it was given?".
+
+Every sample of a class is counted, none dropped silently:
+
+- ``n`` counts the class's samples (under the chosen labels) that the epoch saw; a class
+  relabelled empty under the labels in effect has no mean, and ``n_without_mean`` counts
+  its samples: they get no distance, so the other columns are over ``n - n_without_mean``
+  samples (NaN when that is 0). A sample the epoch did not see (no embedding: a NaN row)
+  is not counted.
+- The nearest *other* class is taken among ``competitors`` (default: every class with a
+  mean). A class without a mean cannot be a competitor; ``Comparison`` passes the classes
+  with a mean in *both* runs, so a run that emptied a class is not judged against fewer
+  competitors than the other (which would make it look more compact).
 
 Caveats:
 
 - The standard deviation is the population one (``ddof=0``), like ``np.std``; the paper
   does not say which it used, and for classes of thousands of samples it makes no
   difference.
-- Samples with a negative label (unseen) or a non-finite own distance (no embedding, empty
-  class) are left out; a class left with no samples gets ``n = 0`` and NaN everywhere.
-- A class without a mean (relabelled empty: NaN distances) is skipped as "other" class,
-  not turned into NaN; a sample with no other finite class distance gets NaN ``b_i`` and
-  is left out of the scale-free columns. A sample exactly on another class's mean
-  (``b_i = 0``) has no ratio; its silhouette is -1.
+- A sample with no finite distance to a competitor gets NaN ``b_i`` and is left out of the
+  scale-free columns (only when a single class has a mean). A sample exactly on another
+  class's mean (``b_i = 0``) has no ratio; its silhouette is -1.
 - Sums run in float64 with a second pass for the spread, so float32 distances of
   AffectNet-sized splits lose no precision.
 """
@@ -42,41 +55,62 @@ import numpy as np
 import pandas as pd
 
 
-COLUMNS = ["n", "mean", "std", "ratio", "nearest_own", "silhouette"]
+COLUMNS = ["n", "n_without_mean", "mean", "std", "ratio", "nearest_own", "silhouette"]
 #: the columns that do not depend on the embedding's scale
 SCALE_FREE = ("ratio", "nearest_own", "silhouette")
 
 
+def classes_with_mean(distances: np.ndarray) -> np.ndarray:
+    """``(K,)`` bool: the classes some sample has a finite distance to (a class relabelled
+    empty has no mean, so every distance to it is NaN)."""
+    return np.isfinite(np.asarray(distances)).any(axis=0)
+
+
 def compactness(
-    distances: np.ndarray, labels: np.ndarray, mask: np.ndarray, class_names: Sequence[str]
+    distances: np.ndarray, labels: np.ndarray, mask: np.ndarray, class_names: Sequence[str],
+    competitors: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Per class (index: class name): n; mean and population std (ddof=0) of each masked
-    sample's distance to its own class's center (raw units); and the scale-free ratio,
-    nearest_own and silhouette (module docstring).
+    """Per class (index: class name): n and n_without_mean; mean and population std
+    (ddof=0) of each measured sample's distance to its own class's center (raw units); and
+    the scale-free ratio, nearest_own and silhouette (module docstring).
+
+    Args:
+        distances: ``(N, K)`` distances of every sample to every class mean (NaN: no mean).
+        labels: ``(N,)`` the label that makes a class a sample's own (-1: none).
+        mask: ``(N,)`` the samples to count.
+        class_names: the K names.
+        competitors: ``(K,)`` bool, the classes a nearest *other* center is taken among
+            (default: every class with a mean).
 
     >>> d = np.array([[1.0, 4.0], [3.0, 2.0], [5.0, 1.0]])
     >>> compactness(d, np.array([0, 0, 1]), np.ones(3, bool), ["a", "b"]).round(3).to_dict("index")["a"]
-    {'n': 2, 'mean': 2.0, 'std': 1.0, 'ratio': 0.875, 'nearest_own': 0.5, 'silhouette': 0.208}
+    {'n': 2, 'n_without_mean': 0, 'mean': 2.0, 'std': 1.0, 'ratio': 0.875, 'nearest_own': 0.5, 'silhouette': 0.208}
     """
     k = len(class_names)
     distances = np.asarray(distances, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     mask = np.asarray(mask, dtype=bool)
-    rows = np.flatnonzero(mask & (labels >= 0) & (labels < k))
+    has_mean = classes_with_mean(distances)
+    seen = np.isfinite(distances).any(axis=1)
+    rows = np.flatnonzero(mask & seen & (labels >= 0) & (labels < k))
     lab = labels[rows]
+    n = np.bincount(lab, minlength=k)
+    without = np.bincount(lab[~has_mean[lab]], minlength=k)
     own = distances[rows, lab]
     ok = np.isfinite(own)
     rows, lab, own = rows[ok], lab[ok], own[ok]
-    n = np.bincount(lab, minlength=k)
+    measured = np.bincount(lab, minlength=k)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.bincount(lab, weights=own, minlength=k) / n
-        std = np.sqrt(np.bincount(lab, weights=(own - mean[lab]) ** 2, minlength=k) / n)
-    mean[n == 0] = np.nan
-    std[n == 0] = np.nan
-    other = nearest_other(distances[rows], lab)
+        mean = np.bincount(lab, weights=own, minlength=k) / measured
+        std = np.sqrt(np.bincount(lab, weights=(own - mean[lab]) ** 2, minlength=k) / measured)
+    mean[measured == 0] = np.nan
+    std[measured == 0] = np.nan
+    allowed = has_mean if competitors is None else np.asarray(competitors, bool) & has_mean
+    other = nearest_other(np.where(allowed, distances[rows], np.nan), lab)
     free = {name: _class_means(values, lab, k) for name, values in per_sample_scale_free(own, other).items()}
     index = pd.Index(list(class_names), name="class")
-    return pd.DataFrame({"n": n.astype(np.int64), "mean": mean, "std": std, **free}, index=index, columns=COLUMNS)
+    return pd.DataFrame({"n": n.astype(np.int64), "n_without_mean": without.astype(np.int64), "mean": mean,
+                         "std": std, **free}, index=index, columns=COLUMNS)
 
 
 def nearest_other(distances: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -111,10 +145,9 @@ def _class_means(values: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
 
 
 def overall(table: pd.DataFrame) -> dict[str, float]:
-    """One number per column of a :func:`compactness` table, over all its samples: each
-    class's value weighted by its ``n`` (the scale-free ones by the samples that had a
-    nearest other class, which is every sample unless only one class had a mean)."""
-    weights = table["n"].to_numpy(dtype=np.float64)
+    """One number per column of a :func:`compactness` table, over all its measured samples:
+    each class's value weighted by ``n - n_without_mean``."""
+    weights = (table["n"] - table["n_without_mean"]).to_numpy(dtype=np.float64)
     out = {}
     for col in ("mean", *SCALE_FREE):
         values = table[col].to_numpy(dtype=np.float64)

@@ -54,13 +54,16 @@ class Comparison:
 
         Returns:
             One row per number (test_acc, relabel_events, relabelled_samples, flipflops,
-            closer_before, closer_to_new, mean_rel_gap_change, gap_change_raw,
-            undone_fraction, compactness_ratio, nearest_own, silhouette, compactness_raw
-            (``relabscope.analysis.compactness.overall``), classes_emptied, classes_below_half, and
+            closer_before, closer_to_new, control_closer, closer_vs_control,
+            mean_rel_gap_change, gap_change_raw, undone_fraction, compactness_ratio,
+            nearest_own, silhouette, compactness_raw (``relabscope.analysis.compactness.overall``
+            over :meth:`shared_classes`, each sample's nearest other center among them too),
+            classes_compared (their number), classes_emptied, classes_below_half, and
             noisy_corrected, clean_corrupted when clean labels are known); a column per run
             and "difference (B - A)".
         """
-        rows = {name: headline(run) for name, run in zip(self.names, (self.a, self.b))}
+        shared = self.shared_classes()
+        rows = {name: headline(run, classes=shared) for name, run in zip(self.names, (self.a, self.b))}
         df: pd.DataFrame = pd.DataFrame(rows)
         df["difference (B - A)"] = df[self.names[1]] - df[self.names[0]]
         for message in self.class_warnings()["message"] if warn else ():
@@ -111,8 +114,36 @@ class Comparison:
         both: pd.DataFrame = a.merge(b, on="epoch", how="outer", suffixes=("_a", "_b"))
         return both
 
+    def shared_classes(self, epoch: int = -1) -> list[str]:
+        """The classes with a mean in both runs at ``epoch``: geometry compares over these
+        (a run that emptied a class must not look more compact for having fewer competitors).
+
+        Args:
+            epoch: the epoch of each run (negative counts from its last committed one).
+
+        Returns:
+            Class names, in run A's order.
+        """
+        missing = set(self.a.classes_without_mean(epoch)) | set(self.b.classes_without_mean(epoch))
+        return [c for c in self.a.class_names if c in self.b.class_names and c not in missing]
+
+    def geometry_note(self, epoch: int = -1) -> str | None:
+        """One line when the two runs' sets of classes with a mean differ (which run lacks
+        which class, and that geometry compares over the shared ones); None when they agree.
+
+        Args:
+            epoch: the epoch of each run (negative counts from its last committed one).
+        """
+        lacking = {name: run.classes_without_mean(epoch) for name, run in zip(self.names, (self.a, self.b))}
+        if set(lacking[self.names[0]]) == set(lacking[self.names[1]]):
+            return None
+        parts = [f"{', '.join(c)} in {name}" for name, c in lacking.items() if c]
+        return (f"no class mean (emptied by relabelling): {'; '.join(parts)}; compactness is compared over the "
+                f"{len(self.shared_classes(epoch))} classes with a mean in both runs")
+
     def compactness(self, epoch: int = -1, labels: LabelKind = "effect") -> pd.DataFrame:
-        """Paper Table 2 for both runs: did the center loss tighten the classes?
+        """Paper Table 2 for both runs: did the center loss tighten the classes? Each
+        sample's nearest other center is taken among :meth:`shared_classes`.
 
         Args:
             epoch: the epoch of each run (negative counts from its last committed one).
@@ -120,12 +151,13 @@ class Comparison:
 
         Returns:
             One row per class name: each run's ``Run.compactness()`` columns with suffix _a
-            or _b (n, mean, std, ratio, nearest_own, silhouette), ratio_difference (B - A,
+            or _b (n, n_without_mean, mean, std, ratio, nearest_own, silhouette), ratio_difference (B - A,
             scale-free: compares across models) and mean_difference (B - A, raw units:
             meaningful only when both runs' embeddings share a scale).
         """
-        a = self.a.compactness(epoch, labels).add_suffix("_a")
-        b = self.b.compactness(epoch, labels).add_suffix("_b")
+        shared = self.shared_classes(epoch)
+        a = self.a.compactness(epoch, labels, competitors=shared).add_suffix("_a")
+        b = self.b.compactness(epoch, labels, competitors=shared).add_suffix("_b")
         order = list(dict.fromkeys([*a.index, *b.index]))  # class order, not alphabetical
         df: pd.DataFrame = a.join(b, how="outer").reindex(order)
         df["ratio_difference"] = df["ratio_b"] - df["ratio_a"]
@@ -198,12 +230,15 @@ def compare(run_a: Run | str | Path, run_b: Run | str | Path) -> Comparison:
     return Comparison(a, b)
 
 
-def headline(run: Run) -> pd.Series:
-    """A run's headline numbers (the columns of :meth:`Comparison.summary`)."""
+def headline(run: Run, classes: list[str] | None = None) -> pd.Series:
+    """A run's headline numbers (the columns of :meth:`Comparison.summary`); geometry over
+    ``classes`` (default: every class with a mean)."""
     metrics = run.metrics()
     flip = run.flipflops()
     cons = run.consistency()
-    comp = overall(run.compactness())
+    if classes is None:
+        classes = [c for c in run.class_names if c not in run.classes_without_mean()]
+    comp = overall(run.compactness(competitors=classes).loc[classes])
     balance = run.class_warnings()
     out = {
         "test_acc": float(metrics["test_acc"].iloc[-1]) if len(metrics) else np.nan,
@@ -212,6 +247,8 @@ def headline(run: Run) -> pd.Series:
         "flipflops": float(flip["flipflops"].sum()),
         "closer_before": float(cons["closer_before"]),
         "closer_to_new": float(cons["closer_to_new"]),
+        "control_closer": float(cons["control_closer"]),
+        "closer_vs_control": float(cons["closer_vs_control"]),
         "mean_rel_gap_change": float(cons["mean_rel_gap_change"]),
         "gap_change_raw": float(cons["mean_gap_change"]),
         "undone_fraction": float(cons["undone_fraction"]),
@@ -219,6 +256,7 @@ def headline(run: Run) -> pd.Series:
         "nearest_own": comp["nearest_own"],
         "silhouette": comp["silhouette"],
         "compactness_raw": comp["mean"],
+        "classes_compared": float(len(classes)),
         "classes_emptied": float((balance["kind"] == "emptied").sum()),
         "classes_below_half": float((balance["kind"] == "shrunk").sum()),
     }

@@ -10,10 +10,15 @@ or loose (SCN) clusters can be seen. This module turns the embeddings a run log 
 - ``project`` runs t-SNE (scikit-learn) or UMAP (umap-learn) deterministically by seed,
   or PCA, which takes about a second even for 287,651 points (a preview while the others
   compute, and a map that keeps global geometry);
-- at scale, UMAP and t-SNE lay out ``LANDMARKS`` stratified points and place every other
-  point at the distance-weighted mean of its nearest landmarks (``place_by_neighbours``),
-  all in a ``REDUCED_DIMS``-d PCA of the embeddings: on 2 cores a seeded UMAP of 50,000
-  points took minutes, so a map of a whole AffectNet log would take hours otherwise;
+- at scale, UMAP and t-SNE lay out ``LANDMARKS`` points and place every other point at
+  the distance-weighted mean of its nearest landmarks (``place_by_neighbours``), all in a
+  ``REDUCED_DIMS``-d PCA of the embeddings: on 2 cores a seeded UMAP of 50,000 points
+  took minutes, so a map of a whole AffectNet log would take hours otherwise. With the
+  points' labels (``project_run`` passes the labels in effect) the landmarks are drawn
+  per class (``stratified_landmarks``): every class gets at least
+  ``MIN_LANDMARKS_PER_CLASS`` of them (all its points when it has fewer), so a class
+  relabelling nearly emptied still forms its own cluster instead of being placed among
+  other classes' landmarks; without labels they are a uniform draw;
 - ``project_run`` does both for one run and caches the result next to the log under
   ``RUNDIR/.relabscope-cache/``, because a t-SNE of tens of thousands of points takes
   minutes and a dashboard asks for the same map again and again.
@@ -58,12 +63,20 @@ ProjectionMethod = Literal["umap", "tsne", "pca"]
 METHODS: tuple[str, ...] = ("umap", "tsne", "pca")
 CACHE_DIR = ".relabscope-cache"
 #: bump when the projection or the cached file's layout changes, to invalidate old files
-CACHE_VERSION = 2
+#: (3: landmarks stratified by the labels in effect)
+CACHE_VERSION = 3
 #: points on a dashboard's map by default (a stratified subsample keeping each class's
 #: share): its PCA preview is drawn in about a second; None maps every sample
 MAP_POINTS = 20_000
 #: UMAP / t-SNE lay out at most this many points; the rest are placed from them
 LANDMARKS = 20_000
+#: with labels, every class gets at least min(its size, this) landmarks. A class needs
+#: PLACE_NEIGHBOURS (10) landmarks before its placed points can be placed from their own
+#: class alone, and about as many as the layout's neighbourhood (UMAP's 15 neighbours,
+#: t-SNE's perplexity 30) before it can hold a cluster of its own rather than be pulled
+#: into its neighbours'; 50 clears both, and for the 7-8 classes of RAF-DB or AffectNet
+#: costs at most 400 of the 20,000 landmarks (2 %) of the other classes' share.
+MIN_LANDMARKS_PER_CLASS = 50
 #: embeddings are reduced to this many principal components before UMAP / t-SNE (their
 #: neighbour searches are far faster there, and the trailing components are mostly noise)
 REDUCED_DIMS = 50
@@ -121,9 +134,76 @@ def stratified_subsample(labels: np.ndarray, max_points: int | None, *, seed: in
     return np.sort(np.concatenate(keep)) if keep else np.arange(0)
 
 
+def stratified_landmarks(labels: np.ndarray, budget: int, *, seed: int = 0,
+                         minimum: int = MIN_LANDMARKS_PER_CLASS) -> np.ndarray:
+    """Sorted indices of ``budget`` landmarks in which no class is left without a cluster.
+
+    Every class present gets at least ``min(its size, minimum)`` landmarks; the rest of
+    the budget goes to the classes whose proportional share is above that floor, in
+    proportion to their size (one landmark density for all of them, rounded by largest
+    remainder). A uniform draw would give a class of 5 among 3,000 points no landmark out
+    of 200 seven times in ten, and then every one of its points would be placed among
+    other classes' landmarks. When the floors alone exceed the budget (more than
+    ``budget / minimum`` classes), classes share it equally instead, the largest taking
+    the remainder. Which samples of a class become landmarks is drawn by ``seed``; all
+    indices come back when ``budget`` is not below ``len(labels)``.
+
+    Example:
+        >>> labels = np.repeat([0, 1, 2], [900, 95, 5])
+        >>> np.bincount(labels[stratified_landmarks(labels, 100, minimum=20)]).tolist()
+        [75, 20, 5]
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if budget >= n:
+        return np.arange(n)
+    if budget < 1:
+        raise ValueError(f"budget must be at least 1, got {budget}")
+    if minimum < 0:
+        raise ValueError(f"minimum must not be negative, got {minimum}")
+    classes, counts = np.unique(labels, return_counts=True)
+    alloc = _landmark_counts(counts, budget, minimum)
+    rng = np.random.default_rng(seed)
+    chosen = [
+        rng.choice(np.flatnonzero(labels == c), size=int(k), replace=False)
+        for c, k in zip(classes, alloc) if k
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
+def _landmark_counts(counts: np.ndarray, budget: int, minimum: int) -> np.ndarray:
+    """Landmarks per class for :func:`stratified_landmarks` (``budget < counts.sum()``)."""
+    floor = np.minimum(counts, minimum)
+    if floor.sum() >= budget:
+        # Equal shares: the highest level L with sum(min(counts, L)) <= budget, then one
+        # more for the largest classes still above L until the budget is spent.
+        totals = np.minimum(counts[None, :], np.arange(minimum + 1)[:, None]).sum(axis=1)
+        level = int(np.searchsorted(totals, budget, side="right")) - 1
+        alloc = np.minimum(counts, level)
+        above = [i for i in np.argsort(-counts, kind="stable") if counts[i] > level]
+        alloc[above[: budget - int(alloc.sum())]] += 1
+        return alloc
+    # One density t for the classes above their floor: t * count where that is at least
+    # the floor, the floor elsewhere. Pinning a class at its floor only lowers t, so this
+    # settles within one pass per class.
+    pinned = np.zeros(len(counts), dtype=bool)
+    while True:
+        density = (budget - floor[pinned].sum()) / counts[~pinned].sum()
+        newly = ~pinned & (density * counts < floor)
+        if not newly.any():
+            break
+        pinned |= newly
+    quota = np.where(pinned, floor, density * counts)
+    alloc = np.floor(quota).astype(np.int64)
+    # largest remainder among the proportional classes (stable sort: ties deterministic)
+    order = [i for i in np.argsort(alloc - quota, kind="stable") if not pinned[i]]
+    alloc[order[: budget - int(alloc.sum())]] += 1
+    return alloc
+
+
 # ---------------------------------------------------------------------- projection
 def project(embeddings: np.ndarray, *, method: ProjectionMethod = "umap", seed: int = 0,
-            landmarks: int | None = LANDMARKS) -> np.ndarray:
+            landmarks: int | None = LANDMARKS, labels: np.ndarray | None = None) -> np.ndarray:
     """``(n, 2)`` float32 coordinates of ``(n, D)`` embeddings; the same seed, the same map.
 
     PCA: the first two principal components, signs fixed (each component's largest
@@ -131,10 +211,14 @@ def project(embeddings: np.ndarray, *, method: ProjectionMethod = "umap", seed: 
     PCA-initialised, perplexity ``min(30, (n - 1) / 3)`` (it must stay below n). UMAP:
     umap-learn's, ``n_neighbors = min(15, n - 1)``, seeded and hence single-threaded.
     Both run on the first ``REDUCED_DIMS`` principal components, and on at most
-    ``landmarks`` points (a uniform draw by ``seed``, so each class keeps its share in
-    expectation): the others are placed by :func:`place_by_neighbours`. Both libraries
-    are imported only here, since they are slow to import. The run log stores float16;
-    the maps are computed in float32.
+    ``landmarks`` points: the others are placed by :func:`place_by_neighbours`. Given
+    ``labels`` (one per row, e.g. the labels in effect) the landmarks are
+    :func:`stratified_landmarks`, so even a class of a handful of points is laid out and
+    keeps a cluster of its own; without them they are a uniform draw (each class keeps
+    its share only in expectation, and a rare one may get no landmark at all). Both are
+    drawn by ``seed``; ``labels`` change nothing when every point is laid out, nor for
+    PCA. Both libraries are imported only here, since they are slow to import. The run
+    log stores float16; the maps are computed in float32.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -153,6 +237,8 @@ def project(embeddings: np.ndarray, *, method: ProjectionMethod = "umap", seed: 
         raise ValueError(f"a {method} projection needs at least 3 points, got {n}")
     if landmarks is not None and landmarks < 3:
         raise ValueError(f"landmarks must be at least 3 (or None: lay out every point), got {landmarks}")
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"labels must hold one label per embedding: {len(labels)} labels, {n} embeddings")
     bad = int(sum((~np.isfinite(x[i:i + _PCA_CHUNK])).any(axis=1).sum() for i in range(0, n, _PCA_CHUNK)))
     if bad:
         raise ValueError(f"{bad} of {n} embeddings hold NaN or infinite values (a diverged run?)")
@@ -161,7 +247,10 @@ def project(embeddings: np.ndarray, *, method: ProjectionMethod = "umap", seed: 
     reduced = pca(x, REDUCED_DIMS) if x.shape[1] > REDUCED_DIMS else x.astype(np.float32)
     if landmarks is None or n <= landmarks:
         return _layout(reduced, method, seed)
-    chosen = np.sort(np.random.default_rng(seed).choice(n, size=landmarks, replace=False))
+    if labels is None:
+        chosen = np.sort(np.random.default_rng(seed).choice(n, size=landmarks, replace=False))
+    else:
+        chosen = stratified_landmarks(labels, landmarks, seed=seed)
     return place_by_neighbours(reduced, chosen, _layout(reduced[chosen], method, seed))
 
 
@@ -295,8 +384,10 @@ def project_run(
     last epoch, which is always kept; for a live run possibly an earlier one); other
     negative values count back from the last committed epoch. ``split`` is "train",
     "test" or "all"; ``classes`` filters by the label in effect at that epoch (None: all).
-    ``landmarks``: see :func:`project`. The result (columns sample_id, x, y, label,
-    given_label, clean_label; clean_label -1 when unknown) is cached under ``RUNDIR/.relabscope-cache/``; a read-only run directory
+    ``landmarks``: see :func:`project`, which gets the labels in effect at ``epoch`` to
+    stratify them, so a class relabelling nearly emptied keeps its cluster. The result
+    (columns sample_id, x, y, label, given_label, clean_label; clean_label -1 when
+    unknown) is cached under ``RUNDIR/.relabscope-cache/``; a read-only run directory
     just means no caching.
     """
     if method not in METHODS:
@@ -329,7 +420,7 @@ def project_run(
     embeddings = run.embeddings(e)
     # ids are sorted and unique: when they are 0..k-1 (the training rows, usually) a view will do
     embeddings = embeddings[:len(ids)] if ids[-1] == len(ids) - 1 else embeddings[ids]
-    xy = project(embeddings, method=method, seed=seed, landmarks=landmarks)
+    xy = project(embeddings, method=method, seed=seed, landmarks=landmarks, labels=label[ids])
     df = pd.DataFrame({
         "sample_id": ids.astype(np.int64),
         "x": xy[:, 0],

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from relabscope.analysis.gradcam import GradCamResult, ImageSource
 
 LabelKind = Literal["effect", "given", "clean"]
+Match = _consistency.Match
 _T = TypeVar("_T")
 
 
@@ -181,7 +182,9 @@ class Run:
         """The label each sample trained on in each epoch.
 
         Returns:
-            ``(epochs, samples)`` int64; -1 for samples an epoch did not see (test samples).
+            ``(epochs, samples)`` int64. A test sample holds its given label (the one the
+            test pass scores against; relabelling never touches it); -1 marks a sample
+            the epoch did not see (a hand-written log may skip some).
         """
         return self._cached("labels", lambda: self.log.epoch_array("label").astype(np.int64))
 
@@ -433,7 +436,7 @@ class Run:
             One of "train" / "probe" per epoch.
         """
         names = {code: name for name, code in EMBED_SOURCES.items()}
-        return [names[int(v)] for v in self.log.epoch_array("embed_source")]
+        return list(self._cached("embed_source", lambda: [names[int(v)] for v in self.log.epoch_array("embed_source")]))
 
     def classes_without_mean(self, epoch: int = -1) -> list[str]:
         """The classes that held no training sample at an epoch: they have no class mean, so
@@ -471,42 +474,113 @@ class Run:
                                             "epoch": cycles["epoch"]})
         return table
 
-    def consistency(self) -> pd.Series:
-        """The paper's claim as numbers: after a relabel old -> new, is the sample's
-        embedding at the next epoch closer to the new class mean than to the old one?
+    def consistency(self, *, band: float = _consistency.CONTROL_BAND, match: Match = "pair") -> pd.Series:
+        """The paper's claim as numbers: after a relabel old -> new, once the sample has
+        trained on ``new``, is its embedding closer to the new class mean than to the old
+        one, and how much more often than for samples the rule nearly relabelled?
+
+        Args:
+            band: the control group's margins lie within ``band`` below the relabel
+                threshold (:meth:`consistency_control`).
+            match: match controls to events on the class pair ("pair") or on the class
+                pair and epoch ("pair_epoch").
 
         Returns:
-            events, evaluated (events with a next epoch), closer_before, closer_to_new,
-            mean_gap_change, mean_rel_gap_change (of d(new) - d(old)), undone and
-            undone_fraction (relabelled back to the old label later).
+            events, evaluated (events with an "after" epoch), closer_before, closer_to_new,
+            control, control_closer, matched_events, closer_vs_control (relabelled minus
+            control: the compared figure), mean_gap_change, mean_rel_gap_change (of
+            d(new) - d(old)), undone and undone_fraction (relabelled back to the old label
+            later); docs/analysis.md defines each.
         """
-        return _consistency.consistency_summary(self.consistency_events())
+        return _consistency.consistency_summary(self.consistency_events(), self.consistency_control(band=band),
+                                                match=match, num_classes=self.num_classes)
 
     def consistency_events(self) -> pd.DataFrame:
-        """The relabel events behind :meth:`consistency`.
+        """The relabel events behind :meth:`consistency`: "before" is the epoch of the
+        relabel, "after" the first epoch whose embeddings have seen an update under the new
+        label, from the same kind of pass (epoch + 2 for training-pass embeddings, + 1 for
+        a probe pass; NA where the log has none).
 
         Returns:
-            One row per relabel event: epoch, sample_id, old, new, the distances to both
-            class means before and after it (d_old_before, d_new_before, d_old_after,
-            d_new_after), closer_before, closer_to_new, gap_change, rel_gap_change, undone.
+            One row per relabel event: epoch, sample_id, old, new, before_pass, after_epoch,
+            after_pass, the distances to both class means before and after it
+            (d_old_before, d_new_before, d_old_after, d_new_after), closer_before,
+            closer_to_new, gap_change, rel_gap_change, undone.
         """
-        return self._cached("consistency", lambda: _consistency.consistency_events(
-            self._events(), lambda e: self.distances(e), self.num_epochs))
+        return self._cached_table("consistency", lambda: _consistency.consistency_events(
+            self._events(), self.distances, self.embedding_sources()))
 
-    def compactness(self, epoch: int = -1, labels: LabelKind = "effect", split: str = "train") -> pd.DataFrame:
-        """Paper Table 2: how tightly each class gathers around its center (the epoch's class
-        mean under the labels in effect), the geometry the center loss of "-C" methods pulls on.
+    def consistency_control(self, *, band: float = _consistency.CONTROL_BAND) -> pd.DataFrame:
+        """The control group of :meth:`consistency`: in each epoch the rule was applied,
+        the training samples it did not relabel whose margin ``p_max - p_label`` was
+        positive and within ``band`` below the relabel threshold (the run's ``delta``),
+        followed from that epoch like a relabel to their argmax class.
+
+        Args:
+            band: the width of the margin band below the threshold.
+
+        Returns:
+            One row per control: epoch, sample_id, old (label in effect), new (argmax
+            class), margin, and :meth:`consistency_events`' columns from before_pass to
+            rel_gap_change.
+        """
+        def read() -> pd.DataFrame:
+            events = self._events()
+            epochs = _consistency.relabelling_epochs(self.config, events, self.num_epochs) \
+                if self.relabels_at_all else range(0)  # a method without a relabel rule has nothing to nearly do
+            return _consistency.consistency_control(
+                events, lambda e: self.labels()[e], self.probabilities, np.flatnonzero(self.train_mask), epochs,
+                self.distances, self.embedding_sources(), _consistency.relabel_threshold(self.config, events), band)
+        return self._cached_table(f"consistency_control:{band!r}", read)
+
+    def consistency_by_lag(self, max_lag: int | None = None, *, band: float = _consistency.CONTROL_BAND,
+                           match: Match = "pair") -> pd.DataFrame:
+        """For k = 0, 1, 2, ... epochs after each relabel, the fraction of relabelled
+        samples closer to the new class mean, beside the control group followed the same
+        way: when (and whether) the embedding follows the relabel.
+
+        Args:
+            max_lag: the last lag (default: as far as the log goes).
+            band: as in :meth:`consistency_control`.
+            match: as in :meth:`consistency`.
+
+        Returns:
+            One row per pass and lag: pass, lag, trained_on_new, events, closer_to_new,
+            control, control_closer, matched_events, closer_vs_control.
+        """
+        return self._cached_table(f"consistency_lag:{max_lag}:{band!r}:{match}", lambda: _consistency.consistency_by_lag(
+            self._events(), self.consistency_control(band=band), self.distances, self.embedding_sources(),
+            num_classes=self.num_classes, max_lag=max_lag, match=match))
+
+    def compactness(self, epoch: int = -1, labels: LabelKind = "effect", split: str = "train", *,
+                    competitors: Iterable[str] | None = None) -> pd.DataFrame:
+        """Paper Table 2: how tightly each class gathers around its center, the geometry
+        the center loss of "-C" methods pulls on. The centers are the epoch's class means
+        under the labels in effect whichever ``labels`` is chosen (docs/analysis.md says
+        why); a class relabelled empty has none, and its samples are counted, not dropped.
 
         Args:
             epoch: the epoch (negative counts from the last committed one).
             labels: which label makes a class a sample's own: "effect", "given" or "clean".
             split: "train", "test" or "all".
+            competitors: the class names a sample's nearest *other* center is taken among
+                (default: every class with a mean; ``Comparison`` passes the classes with a
+                mean in both runs).
 
         Returns:
-            One row per class name: n, mean and std of the distance to the own center.
+            One row per class name: n (its samples under ``labels``), n_without_mean (those
+            whose class has no mean), scale-free ratio, nearest_own and silhouette, raw
+            mean and std of the distance to the own center.
         """
-        return _compactness.compactness(
-            self.distances(epoch), self._label_kind(labels, epoch), self._split_mask(split), self.class_names)
+        mask = None
+        if competitors is not None:
+            wanted = set(competitors)
+            unknown = wanted - set(self.class_names)
+            if unknown:
+                raise ValueError(f"competitors: no class named {sorted(unknown)[0]!r}; classes: {self.class_names}")
+            mask = np.array([name in wanted for name in self.class_names])
+        return _compactness.compactness(self.distances(epoch), self._label_kind(labels, epoch),
+                                        self._split_mask(split), self.class_names, competitors=mask)
 
     def distance_profile(self, sample_id: int, epochs: Iterable[int] | None = None) -> pd.DataFrame:
         """Paper Fig. 1/4 data: one sample's distance to every class mean around its relabel.

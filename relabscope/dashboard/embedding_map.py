@@ -9,9 +9,11 @@ page draws the PCA of the same points (about a second at any size) and replaces 
 the map is ready, so something is on screen at once.
 
 ``?run=RUN&method=tsne&epoch=3&classes=0,2&color=given`` opens a map directly. The map is
-``Run.project`` (stratified to ``ctx.max_points`` points, cached on disk by the Run and in
-memory here) drawn by ``relabscope.plot.projection_figure`` (WebGL); the colour values are
-columns of ``Run.flipflops()`` / ``Run.dynamics()``.
+``Run.project`` (stratified to ``ctx.max_points`` points; above ``LANDMARKS`` of them its
+landmarks are drawn per class by the labels in effect at the mapped epoch, which
+``project_run`` reads itself, so a nearly emptied class keeps its cluster; cached on disk
+by the Run and in memory here) drawn by ``relabscope.plot.projection_figure`` (WebGL);
+the colour values are columns of ``Run.flipflops()`` / ``Run.dynamics()``.
 """
 
 from __future__ import annotations

@@ -22,11 +22,16 @@ def test_summary_matches_each_run(pair) -> None:
         assert df.loc["relabel_events", name] == len(run.relabel_events()) == flip["changes"].sum()
         assert df.loc["flipflops", name] == flip["flipflops"].sum()
         assert df.loc["closer_to_new", name] == pytest.approx(float(run.consistency()["closer_to_new"]), nan_ok=True)
-        comp = run.compactness()
+        shared = pair.shared_classes()
+        comp = run.compactness(competitors=shared).loc[shared]
         for row, col in (("compactness_raw", "mean"), ("compactness_ratio", "ratio"), ("nearest_own", "nearest_own")):
             used = comp[comp[col].notna()]
-            weighted = (used[col] * used["n"]).sum() / used["n"].sum()
+            measured = used["n"] - used["n_without_mean"]
+            weighted = (used[col] * measured).sum() / measured.sum()
             assert df.loc[row, name] == pytest.approx(weighted), row
+        assert df.loc["classes_compared", name] == len(shared)
+        assert df.loc["closer_vs_control", name] == pytest.approx(float(run.consistency()["closer_vs_control"]),
+                                                                  nan_ok=True)
         assert "noisy_corrected" in df.index  # synthetic data knows its clean labels
     diff = df["difference (B - A)"]
     np.testing.assert_allclose(diff.to_numpy(float), (df[b] - df[a]).to_numpy(float), equal_nan=True)
@@ -59,3 +64,52 @@ def test_compare_accepts_paths_and_names_two_runs_apart(tiny_runs) -> None:
     same = rs.compare(tiny_runs["scn"], str(tiny_runs["scn"]))
     assert same.names[0] != same.names[1]
     assert same.summary()["difference (B - A)"].fillna(0).eq(0).all()
+
+
+def _three_class_run(path, *, empty_c: bool) -> rs.Run:
+    """Two epochs, classes a, b, c of 8 training samples around far-apart centers; with
+    ``empty_c`` every c sample is relabelled to a in epoch 0, so c has no mean in epoch 1."""
+    k, per, d = 3, 8, 4
+    rng = np.random.default_rng(0)
+    given = np.repeat(np.arange(k), per)
+    samples = rs.SampleTable(key=[f"s{i}" for i in range(k * per)], split=np.zeros(k * per), given_label=given)
+    centers = np.eye(k, d) * 10.0
+    centers[2] = [1.0, 4.0, 0.0, 0.0]  # c sits between a and b: the nearest other center of many samples
+    effect = given.copy()
+    with rs.RunLogWriter.create(path, samples, ["a", "b", "c"], embed_dim=d) as log:
+        for epoch in range(2):
+            emb = centers[given] + rng.normal(0, 1.0, (k * per, d))
+            new = effect.copy()
+            if empty_c and epoch == 0:
+                new[given == 2] = 0
+            ids = np.arange(k * per)
+            log.log_batch(ids, effect, rng.normal(size=(k * per, k)), emb, new_labels=new)
+            effect = new
+            log.end_epoch()
+    return rs.open_run(path)
+
+
+def test_runs_with_different_classes_compare_over_the_shared_ones(tmp_path) -> None:
+    """B relabelled class c empty, A did not. The compared geometry takes each sample's
+    nearest other center among a and b only, in both runs, and says so; B does not look
+    more compact for having fewer competitors."""
+    a = _three_class_run(tmp_path / "keeps-c", empty_c=False)
+    b = _three_class_run(tmp_path / "empties-c", empty_c=True)
+    both = rs.compare(a, b)
+    assert both.shared_classes() == ["a", "b"]
+    note = both.geometry_note()
+    assert note is not None and "c in empties-c" in note and "2 classes" in note
+    table = both.compactness()
+    alone = a.compactness()
+    assert (table["ratio_a"].loc[["a", "b"]] < alone["ratio"].loc[["a", "b"]]).all()  # c no longer the nearest
+    np.testing.assert_allclose(table["ratio_a"], a.compactness(competitors=["a", "b"])["ratio"])
+    assert table.loc["c", "n_b"] == 0 and np.isnan(table.loc["c", "ratio_difference"])
+    summary = both.summary(warn=False)
+    assert summary.loc["classes_compared"].tolist()[:2] == [2.0, 2.0]
+    shared = a.compactness(competitors=["a", "b"]).loc[["a", "b"]]
+    want = float((shared["ratio"] * shared["n"]).sum() / shared["n"].sum())
+    assert summary.loc["compactness_ratio", "keeps-c"] == pytest.approx(want)
+    given_b = b.compactness(labels="given")
+    assert given_b.loc["c", "n"] == 8 and given_b.loc["c", "n_without_mean"] == 8  # counted, not dropped
+    with pytest.raises(ValueError, match="no class named 'x'"):
+        a.compactness(competitors=["a", "x"])

@@ -20,6 +20,7 @@ from relabscope.analysis import flipflops as F
 from relabscope.analysis.run import Run, open_run
 from relabscope.runlog import RunLogWriter, SampleTable
 from relabscope.runlog.schema import RELABEL_DTYPE
+from tests.conftest import TINY
 
 
 def raw(path) -> dict:
@@ -136,12 +137,22 @@ def test_flipflops_and_oscillation(opened) -> None:
 
 def test_consistency(opened) -> None:
     run, r = opened
+    sources = ["train"] * r["n"]  # the tiny runs log training-pass embeddings
+    distance_at = lambda e: r["distance"][e]  # noqa: E731
     ev = run.consistency_events()
-    want = S.consistency_events(r["events"], lambda e: r["distance"][e], r["n"])
+    want = S.consistency_events(r["events"], distance_at, sources)
     pd.testing.assert_frame_equal(ev, want)
+    relabels = r["method"] != "baseline"
+    epochs = range(TINY["relabel_epoch"] - 1, r["n"]) if relabels else range(0)  # no control without a rule
+    control = S.consistency_control(r["events"], lambda e: r["label"][e], lambda e: r["prob"][e],
+                                    np.flatnonzero(r["split"] == 0), epochs, distance_at, sources, TINY["delta"])
+    pd.testing.assert_frame_equal(run.consistency_control(), control)
+    assert relabels or run.consistency_control().empty
     s = run.consistency()
-    pd.testing.assert_series_equal(s, S.consistency_summary(want))
+    pd.testing.assert_series_equal(s, S.consistency_summary(want, control, num_classes=len(r["names"])))
     assert s["events"] == len(r["events"])
+    lag = S.consistency_by_lag(r["events"], control, distance_at, sources, num_classes=len(r["names"]))
+    pd.testing.assert_frame_equal(run.consistency_by_lag(), lag)
 
 
 def test_compactness(opened) -> None:
@@ -153,7 +164,8 @@ def test_compactness(opened) -> None:
                 got = run.compactness(epoch=epoch, labels=kind, split=split)
                 want = C.compactness(r["distance"][epoch], lab, mask, r["names"])
                 pd.testing.assert_frame_equal(got, want)
-    assert list(run.compactness().columns) == ["n", "mean", "std", "ratio", "nearest_own", "silhouette"]
+    assert list(run.compactness().columns) == ["n", "n_without_mean", "mean", "std", "ratio", "nearest_own",
+                                               "silhouette"]
     with pytest.raises(ValueError, match="split"):
         run.compactness(split="valid")
     with pytest.raises(ValueError, match="labels"):
@@ -245,7 +257,9 @@ def test_run_without_clean_labels(tmp_path) -> None:
         assert ff["changes"].sum() == 2 and len(ff) == N_TRAIN
         np.testing.assert_array_equal(run.final_labels()[:N_TRAIN], labels.numpy()[:N_TRAIN])
         assert len(run.dynamics()) == N_TRAIN
-        assert run.consistency()["events"] == 2 and run.consistency()["evaluated"] == 1
+        # two training-pass epochs: epoch 0's relabel would be measured at epoch 2, which is not logged
+        assert run.consistency()["events"] == 2 and run.consistency()["evaluated"] == 0
+        assert run.consistency_events()["after_epoch"].isna().all()
 
 
 def test_run_reads_a_log_being_written(tmp_path) -> None:
@@ -277,7 +291,7 @@ def test_run_reads_a_log_being_written(tmp_path) -> None:
 
 
 def test_summary_is_nan_safe_on_empty_consistency() -> None:
-    s = S.consistency_summary(S.consistency_events(np.zeros(0, RELABEL_DTYPE), lambda e: None, 0))
+    s = S.consistency_summary(S.consistency_events(np.zeros(0, RELABEL_DTYPE), lambda e: None, []))
     assert s["events"] == 0 and math.isnan(s["closer_to_new"])
 
 
