@@ -312,12 +312,19 @@ def _run_views(rep: _Report, run: Run, slug: str, *, png: Any, top: int, samples
 
     # consistency (the paper's claim)
     rep.figure(sec, slug, "consistency", lambda: plot.consistency_summary(run), png=png)
+    rep.figure(sec, slug, "consistency_by_lag", lambda: plot.consistency_by_lag(run), png=png)
     rep.figure(sec, slug, "gap_change", lambda: plot.gap_change_histogram(run), png=png)
     rep.figure(sec, slug, "consistency_scatter", lambda: plot.consistency_scatter(run), png=png)
     rep.table(sec, slug, "consistency", run.consistency, inline=relabels,
-              note=None if relabels else no_relabel, title="relabel consistency")
+              note=None if relabels else no_relabel, title="relabel consistency (after: once trained on the new label)")
+    rep.table(sec, slug, "consistency_by_lag", run.consistency_by_lag, inline=relabels,
+              note=None if relabels else no_relabel,
+              title="closer to the new class k epochs after the relabel, against the control group")
     rep.table(sec, slug, "consistency_events", run.consistency_events,
               note=None if relabels else no_relabel, title="relabel events with distances before and after")
+    rep.table(sec, slug, "consistency_control", run.consistency_control,
+              note=None if relabels else no_relabel,
+              title="control group: samples not relabelled whose margin fell just below the threshold")
 
     # distances: Table 2 and Fig. 1/4 for a few samples
     rep.figure(sec, slug, "compactness", lambda: plot.compactness(run), png=png)
@@ -364,11 +371,18 @@ def _comparison_views(rep: _Report, runs: list[Run], *, png: Any) -> None:
     rep.figure(sec, slug, "relabels_per_epoch", lambda: plot.relabels_per_epoch(runs), png=png)
     rep.figure(sec, slug, "compactness", lambda: plot.compactness(runs), png=png)
     rep.figure(sec, slug, "consistency", lambda: plot.consistency_summary(runs), png=png)
+    rep.figure(sec, slug, "consistency_by_lag", lambda: plot.consistency_by_lag(runs), png=png)
     rep.figure(sec, slug, "gap_change", lambda: plot.gap_change_histogram(runs), png=png)
     rep.figure(sec, slug, "flipflop_totals", lambda: plot.flipflop_totals(runs), png=png)
     rep.figure(sec, slug, "class_counts", lambda: plot.class_counts(runs), png=png)
     rep.figure(sec, slug, "label_flow", lambda: plot.label_flow(runs), png=png)
     comp = compare(runs[0], runs[1])
+    try:
+        geometry = comp.geometry_note()
+    except Exception:
+        geometry = None  # the compactness view that needs it says why it failed
+    if geometry:
+        rep.notes.append(geometry)
     rep.table(sec, slug, "class_counts", comp.class_counts, index=True,
               title="class sizes: given, after the last epoch and smallest, of both runs")
     rep.table(sec, slug, "summary", lambda: comp.summary(warn=False), index=True, inline=True, title="headline numbers, B − A")
@@ -418,12 +432,14 @@ def _headline(runs: list[Run], slugs: list[str]) -> pd.DataFrame:
             except Exception:
                 pass
             try:
-                row["closer to new (consistency)"] = float(run.consistency()["closer_to_new"])
+                cons = run.consistency()
+                row["closer to new (consistency)"] = float(cons["closer_to_new"])
+                row["relabelled − control"] = float(cons["closer_vs_control"])
             except Exception:
                 pass
         else:
             row["relabel events"] = row["relabelled samples"] = row["flip-flops"] = "never relabels"
-            row["closer to new (consistency)"] = "—"
+            row["closer to new (consistency)"] = row["relabelled − control"] = "—"
         try:
             comp = overall(run.compactness())
             row["own / nearest other center (scale-free)"] = comp["ratio"]
@@ -466,7 +482,7 @@ def _index_html(rep: _Report, runs: list[Run], slugs: list[str], headline: pd.Da
              f"on {time.strftime('%Y-%m-%d %H:%M')}. Epochs are 0-based rows as in the run log.</p>",
              "<h2 id='key-numbers'>Key numbers</h2>",
              _format(_percent(headline, ["final test accuracy", "closer to new (consistency)",
-                                         "nearest center is own"])).to_html(
+                                         "relabelled − control", "nearest center is own"])).to_html(
                  index=False, border=0, classes="data", na_rep="n/a", escape=True),
              "<p><a href='tables/key_numbers.csv'>CSV</a> · <a href='tables/key_numbers.md'>Markdown</a></p>"]
     for msg in rep.notes:

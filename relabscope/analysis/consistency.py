@@ -431,7 +431,7 @@ def consistency_by_lag(events: np.ndarray, control: pd.DataFrame, distance_at: D
         sources: as in :func:`consistency_events`; lag k of an event counts only when epoch
             e + k comes from the same pass as epoch e.
         num_classes: K.
-        max_lag: the last lag (default: the log's length minus one).
+        max_lag: the last lag (default: the furthest any event reaches in the log).
         match: how controls are matched to events ("pair" or "pair_epoch").
 
     Returns:
@@ -442,11 +442,11 @@ def consistency_by_lag(events: np.ndarray, control: pd.DataFrame, distance_at: D
         (standardised to the events' strata), matched_events, closer_vs_control
         (relabelled minus control over the matched strata).
     """
-    n_epochs = len(sources)
-    max_lag = max(n_epochs - 1, 0) if max_lag is None else int(max_lag)
+    epoch, sample, old, new = _event_arrays(events)
+    if max_lag is None:  # the furthest any event reaches
+        max_lag = max(len(sources) - 1 - int(epoch.min()), 0) if len(epoch) else 0
     if max_lag < 0:
         raise ValueError(f"max_lag must be >= 0, got {max_lag}")
-    epoch, sample, old, new = _event_arrays(events)
     c_epoch = control["epoch"].to_numpy(np.int64)
     both = follow(np.r_[epoch, c_epoch], np.r_[sample, control["sample_id"].to_numpy(np.int64)],
                   np.r_[old, control["old"].to_numpy(np.int64)], np.r_[new, control["new"].to_numpy(np.int64)],

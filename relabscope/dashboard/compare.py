@@ -29,7 +29,7 @@ from relabscope.dashboard.inputs import class_name, parse_sample, parse_search, 
 
 PATH = "compare"
 TITLE = "Compare"
-FIGURES = ("accuracy", "totals", "consistency", "compactness", "classes", "flow")
+FIGURES = ("accuracy", "totals", "consistency", "lag", "compactness", "classes", "flow")
 #: summary row -> (what the table calls it, shown as a fraction)
 SUMMARY_ROWS = {
     "test_acc": ("test accuracy, last epoch", True),
@@ -37,7 +37,9 @@ SUMMARY_ROWS = {
     "relabelled_samples": ("relabelled samples", False),
     "flipflops": ("flip-flops", False),
     "closer_before": ("closer to the new class already before the relabel", True),
-    "closer_to_new": ("closer to the new class after the relabel", True),
+    "closer_to_new": ("closer to the new class once trained on it", True),
+    "control_closer": ("control (not relabelled, margin just below): closer to its argmax class", True),
+    "closer_vs_control": ("relabelled − control (matched class pairs)", True),
     "gap_change_raw": ("mean change of d(new) − d(old), raw units", False),
     "mean_rel_gap_change": ("mean change of the relative gap (scale-free)", False),
     "undone_fraction": ("relabels undone later", True),
@@ -45,6 +47,7 @@ SUMMARY_ROWS = {
     "nearest_own": ("samples whose nearest center is their own", True),
     "silhouette": ("centroid silhouette (scale-free)", False),
     "compactness_raw": ("distance to own center, raw units (not comparable across models)", False),
+    "classes_compared": ("classes compared (a mean in both runs)", False),
     "classes_emptied": ("classes emptied by relabelling", False),
     "classes_below_half": ("classes shrunk below half their given size", False),
     "noisy_corrected": ("noisy labels corrected", True),
@@ -100,6 +103,8 @@ def figure(ctx: Context, a_id: str, b_id: str, which: str):
         return plot.flipflop_totals(runs)
     if which == "consistency":
         return plot.consistency_summary(runs)
+    if which == "lag":
+        return plot.consistency_by_lag(runs)
     if which == "compactness":
         return plot.compactness(runs)
     if which == "classes":
@@ -259,9 +264,11 @@ def register(app, ctx: Context) -> None:
         try:
             summary = ctx.pair_cached(run_id, against, "summary", lambda c: c.summary(warn=False))
             balance = ctx.pair_cached(run_id, against, "class_warnings", lambda c: c.class_warnings())
+            geometry = ctx.pair_cached(run_id, against, "geometry_note", lambda c: c.geometry_note())
         except Exception as exc:
             return error_card(describe_error(exc), "Cannot compare these runs")
-        return [class_balance_card(list(balance["message"])), html.H3("Headline numbers"), summary_table(summary)]
+        return [class_balance_card(list(balance["message"])), note_card(geometry) if geometry else None,
+                html.H3("Headline numbers"), summary_table(summary)]
 
     def figure_callback(which: str) -> None:
         @app.callback(Output(ids.cp_figure(which), "children"), *args)

@@ -1,7 +1,9 @@
 """Page 2, flip-flops (the paper's Fig. 3): every training sample by how often it was
 relabelled back to a label it held before, with thumbnails; the chosen sample's label
-timeline; the A -> B -> A oscillation matrix. Clicking a row (or a bar of the Fig. 3
-chart) picks a sample; clicking a matrix cell keeps only the samples with that cycle.
+timeline; the A -> B -> A oscillation matrix; and whether relabelled samples' embeddings
+follow their new label, epoch by epoch, against the control group (``Run.consistency_by_lag``).
+Clicking a row (or a bar of the Fig. 3 chart) picks a sample; clicking a matrix cell keeps
+only the samples with that cycle.
 
 The table pages and sorts on the server (``select_rows``, ``sort_rows``, ``page_rows``), so
 an AffectNet-sized run sends only one page to the browser. Every number is a column of
@@ -150,6 +152,7 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
             html.Div(dcc.Loading(dcc.Graph(id=ids.FF_HEATMAP, config=GRAPH_CONFIG)), className="cell"),
             html.Div(dcc.Loading(dcc.Graph(id=ids.FF_BARS, config=GRAPH_CONFIG)), className="cell"),
         ], className="grid2"),
+        html.Div(dcc.Loading(dcc.Graph(id=ids.FF_LAG, config=GRAPH_CONFIG)), className="cell"),
     ])
 
 
@@ -171,6 +174,13 @@ def register(app, ctx: Context) -> None:
             fig = _error_figure(exc, "Flip-flops")
             return fig, fig
         return fit(heat), fit(bars)
+
+    @app.callback(Output(ids.FF_LAG, "figure"), Input(ids.FF_ARGS, "data"), live)
+    def _lag(a, _version):
+        try:
+            return fit(plot.consistency_by_lag(ctx.run((a or {}).get("run"))))
+        except Exception as exc:
+            return _error_figure(exc, "Closer to the new class, epochs after the relabel")
 
     @app.callback(Output(ids.FF_CELL, "data"), Input(ids.FF_HEATMAP, "clickData"), Input(ids.FF_CLEAR, "n_clicks"),
                   State(ids.FF_ARGS, "data"), prevent_initial_call=True)

@@ -48,6 +48,7 @@ FF_TABLE = "ff-table"
 FF_DETAIL = "ff-detail"
 FF_HEATMAP = "ff-heatmap"
 FF_BARS = "ff-bars"
+FF_LAG = "ff-lag"
 
 # ---------------------------------------------------------------------- sample inspector (sample.py)
 SM_ARGS = "sm-args"

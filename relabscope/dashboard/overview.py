@@ -39,6 +39,7 @@ def headline(run: Run, flip: pd.DataFrame) -> dict[str, Any]:
     if run.relabels_at_all:
         cons = run.consistency()
         out["closer_to_new"] = float(cons["closer_to_new"])
+        out["control_closer"] = float(cons["control_closer"])
         out["undone_fraction"] = float(cons["undone_fraction"])
     if run.clean_labels is not None and run.relabels_at_all and run.num_epochs:
         rec = run.noise_recovery()
@@ -70,8 +71,9 @@ def headline_cards(numbers: dict[str, Any]) -> list[tuple[str, str, str | None]]
         ("flip-flops", fmt(numbers["flipflops"]), f"{numbers['flipflopping_samples']} samples flip-flopped"),
     ]
     if "closer_to_new" in numbers:
-        cards.append(("closer to new class after relabel", fmt(numbers["closer_to_new"], "%"),
-                      f"undone later: {fmt(numbers['undone_fraction'], '%')}"))
+        cards.append(("closer to new class once trained on it", fmt(numbers["closer_to_new"], "%"),
+                      f"control: {fmt(numbers['control_closer'], '%')} · undone later: "
+                      f"{fmt(numbers['undone_fraction'], '%')}"))
     if "noisy_corrected" in numbers:
         cards.append(("noisy labels corrected", fmt(numbers["noisy_corrected"], "%"),
                       f"clean labels corrupted: {fmt(numbers['clean_corrupted'], '%')}"))

@@ -17,7 +17,8 @@ This package imports plotly; training code never imports it.
 from relabscope.plot._style import (class_colours, display_order, figure_note, never_relabels, note_figure,
                                     ordered_names)
 from relabscope.plot.class_balance import class_counts, class_counts_figure, label_flow, label_flow_figure
-from relabscope.plot.consistency import (consistency_scatter, consistency_scatter_figure, consistency_summary,
+from relabscope.plot.consistency import (consistency_by_lag, consistency_by_lag_figure, consistency_scatter,
+                                         consistency_scatter_figure, consistency_summary,
                                          consistency_summary_figure, gap_change_histogram,
                                          gap_change_histogram_figure)
 from relabscope.plot.distances import compactness, compactness_figure, distance_bars, distance_bars_figure
@@ -44,7 +45,7 @@ __all__ = [
     "distance_bars", "distance_bars_figure", "compactness", "compactness_figure",
     "class_counts", "class_counts_figure", "label_flow", "label_flow_figure",
     "consistency_summary", "consistency_summary_figure", "gap_change_histogram", "gap_change_histogram_figure",
-    "consistency_scatter", "consistency_scatter_figure",
+    "consistency_scatter", "consistency_scatter_figure", "consistency_by_lag", "consistency_by_lag_figure",
     "projection", "projection_figure",
     "gradcam", "gradcam_figure", "method_fields", "method_fields_figure",
     "sweep_accuracy_figure", "sweep_relabel_figure",

@@ -306,8 +306,9 @@ def flipflop_totals_figure(tables: Mapping[str, pd.DataFrame], *,
         if name not in drawn:
             continue
         row = totals.loc[name]
+        # cliponaxis off: the label above the tallest bar sits above the plot area, not cut by it
         fig.add_trace(go.Bar(x=list(row.index), y=row.to_numpy(), name=name, marker_color=run_colour(i),
-                             text=row.to_numpy(), textposition="outside",
+                             text=row.to_numpy(), textposition="outside", cliponaxis=False,
                              hovertemplate="%{x}: %{y}<extra>" + name + "</extra>"))
     fig.update_layout(barmode="group")
     fig.update_yaxes(title_text="count")

@@ -22,13 +22,15 @@ from relabscope.errors import RunDirError
 from relabscope.sweep.manifest import Cell, manifest_cells, read_manifest
 
 Select = Literal["last", "best"]
-NUMBERS = ("test_acc", "flipflops", "closer_to_new", "compactness_ratio", "nearest_own", "compactness_raw")
+NUMBERS = ("test_acc", "flipflops", "closer_to_new", "closer_vs_control", "compactness_ratio", "nearest_own",
+           "compactness_raw")
 TABLE_NAME = "table"
 
 
 def run_row(cell: Cell) -> dict:
     """One run's numbers: last and best test accuracy, flip-flops, relabel consistency
-    (share of relabels closer to the new class center one epoch later) and compactness:
+    (share of relabels closer to the new class center once trained on it, and that share
+    minus the matched control group's: ``Run.consistency``) and compactness:
     scale-free (own / nearest other center distance, share nearest their own center) and
     raw (mean distance to the own center, in the model's units). A missing run gives status
     "missing"; a run without a committed epoch its status and NaNs. Only finished runs enter :func:`sweep_table`."""
@@ -51,6 +53,7 @@ def run_row(cell: Cell) -> dict:
             test_acc_best=float(acc.max()) if len(acc) else np.nan,
             flipflops=numbers["flipflops"],
             closer_to_new=numbers["closer_to_new"] if run.relabels_at_all else np.nan,
+            closer_vs_control=numbers["closer_vs_control"] if run.relabels_at_all else np.nan,
             compactness_ratio=numbers["compactness_ratio"],
             nearest_own=numbers["nearest_own"],
             compactness_raw=numbers["compactness_raw"],
@@ -110,7 +113,8 @@ def relabel_table(table: pd.DataFrame) -> pd.DataFrame:
             "noise": f"{r['noise']:.0%}",
             "seeds": int(r["seeds"]),
             "flip-flops": f"{r['flipflops_mean']:.1f}" if relabels else "no relabelling",
-            "closer to new center": f"{r['closer_to_new_mean']:.1%}" if relabels and pd.notna(r["closer_to_new_mean"]) else "–",
+            "closer to new center": _share(r["closer_to_new_mean"], relabels),
+            "relabelled − control": _share(r["closer_vs_control_mean"], relabels, signed=True),
             "own / nearest other center": f"{r['compactness_ratio_mean']:.3f}",
             "nearest center is own": f"{r['nearest_own_mean']:.1%}",
             "distance to own center (raw units)": f"{r['compactness_raw_mean']:.3g}",
@@ -148,6 +152,14 @@ def render_markdown(out: Path, results: pd.DataFrame, table: pd.DataFrame, epoch
               "Flip-flops, relabel consistency and compactness (means over seeds):", "",
               relabel_table(table).to_markdown(index=False)]
     return "\n".join(lines) + "\n"
+
+
+def _share(value: float, relabels: bool, *, signed: bool = False) -> str:
+    """A fraction in percent ("+" first when ``signed``); "–" for a method that never
+    relabels or a value that could not be measured."""
+    if not relabels or pd.isna(value):
+        return "–"
+    return f"{value:+.1%}" if signed else f"{value:.1%}"
 
 
 def _pm(mean: float, std: float) -> str:

@@ -221,17 +221,25 @@ def test_confusion_and_class_accuracy():
 
 
 # ---------------------------------------------------------------- consistency
-def _summary(closer, undone=0.1, rel=-0.1) -> pd.Series:
-    return pd.Series({"events": 10, "evaluated": 8, "closer_to_new": closer, "mean_gap_change": -0.3,
-                      "mean_rel_gap_change": rel, "undone": 1, "undone_fraction": undone}, dtype=object)
+def _summary(closer, undone=0.1, rel=-0.1, control=np.nan, control_n=0) -> pd.Series:
+    return pd.Series({"events": 10, "evaluated": 8, "closer_before": 0.9, "closer_to_new": closer,
+                      "control": control_n, "control_closer": control, "matched_events": 8 if control_n else 0,
+                      "closer_vs_control": closer - control, "mean_gap_change": -0.3, "mean_rel_gap_change": rel,
+                      "undone": 1, "undone_fraction": undone}, dtype=object)
 
 
 def test_consistency_summary_side_by_side():
-    fig = plot.consistency_summary_figure({"scn": _summary(0.6, rel=0.05), "scn-c": _summary(0.9), "base": None},
+    fig = plot.consistency_summary_figure({"scn": _summary(0.6, rel=0.05, control=0.45, control_n=20),
+                                           "scn-c": _summary(0.9), "base": None},
                                           relabels_at_all={"scn": True, "scn-c": True, "base": False},
                                           methods={"base": "baseline"})
-    closer = [t for t in _bars(fig) if t.xaxis == "x"]
+    closer = [t for t in _bars(fig) if t.xaxis == "x" and t.offsetgroup == "relabelled"]
     assert {t.x[0]: t.y[0] for t in closer} == {"scn": 0.6, "scn-c": 0.9}
+    control = {t.x[0]: t.y[0] for t in _bars(fig) if t.offsetgroup == "control"}
+    assert control["scn"] == 0.45 and np.isnan(control["scn-c"])  # scn-c: no control group
+    texts = {t.x[0]: t.text[0] for t in closer}
+    assert texts["scn"] == "60%<br>+15 pts" and texts["scn-c"] == "90%"  # the difference, where it exists
+    assert "no control group" in fig.layout.title.subtitle.text and "scn-c" in fig.layout.title.subtitle.text
     gaps = [t for t in _bars(fig) if t.xaxis == "x3"]  # the scale-free gap change, not the raw one
     assert {t.x[0]: t.y[0] for t in gaps} == {"scn": 0.05, "scn-c": -0.1}
     assert "never relabels" in fig.layout.title.subtitle.text
@@ -239,16 +247,37 @@ def test_consistency_summary_side_by_side():
     assert plot.figure_note(all_silent)
 
 
+def _lag_table(closer, control, first=2) -> pd.DataFrame:
+    lags = np.arange(len(closer))
+    return pd.DataFrame({"pass": "train", "lag": lags, "trained_on_new": lags >= first, "events": 10,
+                         "closer_to_new": closer, "control": 5, "control_closer": control, "matched_events": 9,
+                         "closer_vs_control": np.asarray(closer) - np.asarray(control)})
+
+
+def test_consistency_by_lag_draws_relabelled_control_and_difference():
+    fig = plot.consistency_by_lag_figure({"scn": _lag_table([0.9, 0.6, 0.7], [0.7, 0.3, 0.3]), "base": None},
+                                         relabels_at_all={"scn": True, "base": False}, methods={"base": "baseline"})
+    by_name = {t.name: t for t in fig.data}
+    assert list(by_name["scn"].y) == [0.9, 0.6, 0.7] and by_name["scn"].xaxis == "x"
+    assert list(by_name["scn: control"].y) == [0.7, 0.3, 0.3] and by_name["scn: control"].line.dash == "dash"
+    assert np.allclose(by_name["scn: difference"].y, [0.2, 0.3, 0.4]) and by_name["scn: difference"].xaxis == "x2"
+    assert [s.x0 for s in fig.layout.shapes if s.type == "line" and s.line.dash == "dot"] == [1.5, 1.5]
+    assert "from lag 2 on" in fig.layout.title.subtitle.text and "never relabels" in fig.layout.title.subtitle.text
+    empty = plot.consistency_by_lag_figure({"scn": _lag_table([], [])})
+    assert plot.figure_note(empty)
+
+
 def test_gap_change_histogram_and_scatter():
     rng = np.random.default_rng(0)
     ev = pd.DataFrame({"epoch": [0, 0, 1, 3], "sample_id": [1, 2, 1, 5], "old": [0, 1, 2, 3], "new": [2, 3, 0, 1],
                        "d_old_before": rng.uniform(1, 2, 4), "d_new_before": rng.uniform(1, 2, 4),
+                       "after_epoch": pd.array([2, 2, 3, pd.NA], dtype="Int64"),
                        "d_old_after": [1.0, 2.0, 1.5, np.nan], "d_new_after": [0.5, 2.5, 1.0, np.nan],
                        "closer_to_new": pd.array([True, False, True, pd.NA], dtype="boolean"),
                        "gap_change": [-0.5, 0.2, -0.1, np.nan], "undone": [True, False, False, False]})
     fig = plot.gap_change_histogram_figure({"scn": ev})
     (h,) = fig.data
-    assert sorted(h.x) == [-0.5, -0.1, 0.2]  # NaN (no next epoch) left out
+    assert sorted(h.x) == [-0.5, -0.1, 0.2]  # NaN (no epoch trained on new) left out
     sc = plot.consistency_scatter_figure(ev, CLASSES)
     pts = [t for t in sc.data if isinstance(t, go.Scattergl)]
     assert sum(len(t.x) for t in pts) == 3
