@@ -17,7 +17,11 @@ relabels of epoch ``e - 1``, which is the epoch warnings name.
 Caveats:
 
 - Only training samples count (test samples keep their given labels).
-- Samples an epoch did not see (label -1, e.g. an unreadable image) are not counted.
+- Samples an epoch did not see (label -1: a log written by hand may skip some) are not
+  counted. Unreadable images are not such samples: one found unreadable before training
+  is dropped from the data (it is not in the log at all), and one that becomes unreadable
+  while images stream is trained as a blank image that epoch (``epochs/unreadable``
+  counts them), so it is seen and counted.
 - Clean counts are per clean label and do not change over epochs; they are NaN when the
   data set does not know its clean labels.
 """
