@@ -68,7 +68,7 @@ def shoot(root: Path, pages: dict[str, str], out: Path, width: int = 1500, timeo
             driver.get(f"http://127.0.0.1:{port}{path}")
             _settle(driver, timeout)
             height = driver.execute_script("return document.documentElement.scrollHeight")
-            driver.set_window_size(width, min(int(height) + 40, 12000))
+            driver.set_window_size(width, min(int(height) + 200, 12000))  # the window counts its frame too
             time.sleep(1.0)  # graphs resize to the new viewport
             target = out / f"{name}.png"
             driver.save_screenshot(str(target))

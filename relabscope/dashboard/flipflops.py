@@ -1,7 +1,8 @@
 """Page 2, flip-flops (the paper's Fig. 3): every training sample by how often it was
 relabelled back to a label it held before, with thumbnails; the chosen sample's label
 timeline; the A -> B -> A oscillation matrix; and whether relabelled samples' embeddings
-follow their new label, epoch by epoch, against the control group (``Run.consistency_by_lag``).
+follow their new label, once trained on it and epoch by epoch, against the control group
+(``Run.consistency``, ``Run.consistency_by_lag``).
 Clicking a row (or a bar of the Fig. 3 chart) picks a sample; clicking a matrix cell keeps
 only the samples with that cycle.
 
@@ -152,7 +153,10 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
             html.Div(dcc.Loading(dcc.Graph(id=ids.FF_HEATMAP, config=GRAPH_CONFIG)), className="cell"),
             html.Div(dcc.Loading(dcc.Graph(id=ids.FF_BARS, config=GRAPH_CONFIG)), className="cell"),
         ], className="grid2"),
-        html.Div(dcc.Loading(dcc.Graph(id=ids.FF_LAG, config=GRAPH_CONFIG)), className="cell"),
+        html.Div([
+            html.Div(dcc.Loading(dcc.Graph(id=ids.FF_CONSISTENCY, config=GRAPH_CONFIG)), className="cell"),
+            html.Div(dcc.Loading(dcc.Graph(id=ids.FF_LAG, config=GRAPH_CONFIG)), className="cell"),
+        ], className="grid2"),
     ])
 
 
@@ -175,12 +179,15 @@ def register(app, ctx: Context) -> None:
             return fig, fig
         return fit(heat), fit(bars)
 
-    @app.callback(Output(ids.FF_LAG, "figure"), Input(ids.FF_ARGS, "data"), live)
-    def _lag(a, _version):
+    @app.callback(Output(ids.FF_CONSISTENCY, "figure"), Output(ids.FF_LAG, "figure"), Input(ids.FF_ARGS, "data"),
+                  live)
+    def _consistency(a, _version):
         try:
-            return fit(plot.consistency_by_lag(ctx.run((a or {}).get("run"))))
+            run = ctx.run((a or {}).get("run"))
+            return fit(plot.consistency_summary(run)), fit(plot.consistency_by_lag(run))
         except Exception as exc:
-            return _error_figure(exc, "Closer to the new class, epochs after the relabel")
+            fig = _error_figure(exc, "Relabel consistency")
+            return fig, fig
 
     @app.callback(Output(ids.FF_CELL, "data"), Input(ids.FF_HEATMAP, "clickData"), Input(ids.FF_CLEAR, "n_clicks"),
                   State(ids.FF_ARGS, "data"), prevent_initial_call=True)

@@ -49,6 +49,7 @@ FF_DETAIL = "ff-detail"
 FF_HEATMAP = "ff-heatmap"
 FF_BARS = "ff-bars"
 FF_LAG = "ff-lag"
+FF_CONSISTENCY = "ff-consistency"
 
 # ---------------------------------------------------------------------- sample inspector (sample.py)
 SM_ARGS = "sm-args"

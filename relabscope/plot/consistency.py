@@ -119,8 +119,6 @@ def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
             count = f"{int(s['evaluated'])} of {int(s['events'])} evaluated" if key != "undone_fraction" \
                 else f"{int(s['undone'])} of {int(s['events'])} events"
             text = "n/a" if np.isnan(v) else format(v, fmt)
-            if key == "closer_to_new" and np.isfinite(_number(s, "closer_vs_control")):
-                text += f"<br>{_number(s, 'closer_vs_control') * 100:+.0f} pts"
             fig.add_trace(go.Bar(
                 x=[name], y=[v], name=name, marker_color=run_colour(i), showlegend=col == 1, legendgroup=name,
                 offsetgroup="relabelled", text=[text], textposition="outside", cliponaxis=False,
@@ -137,6 +135,11 @@ def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
                            "matched class pairs"
                            f"<br>relabelled − control: {_signed(_number(s, 'closer_vs_control'))}<extra></extra>")),
             row=1, col=1)
+        diff = _number(s, "closer_vs_control")
+        if np.isfinite(diff):  # over the pair of bars: the compared figure
+            top = np.nanmax([_number(s, "closer_to_new"), control])
+            fig.add_annotation(x=name, y=top + 0.12, text=f"{diff * 100:+.0f} pts", showarrow=False,
+                               font=dict(size=11, color="#333"), xref="x", yref="y")
     fig.update_layout(barmode="group", bargap=0.3)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.2], row=1, col=1)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.1], row=1, col=2)
