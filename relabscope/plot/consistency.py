@@ -118,7 +118,10 @@ def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
             v = _number(s, key)
             count = f"{int(s['evaluated'])} of {int(s['events'])} evaluated" if key != "undone_fraction" \
                 else f"{int(s['undone'])} of {int(s['events'])} events"
-            text = "n/a" if np.isnan(v) else format(v, fmt)
+            text = "" if np.isnan(v) else format(v, fmt)
+            if np.isnan(v):  # plotly draws no text on a bar without a value
+                fig.add_annotation(x=name, y=0, yshift=10, text="n/a", showarrow=False, font=dict(size=11),
+                                   row=1, col=col)
             fig.add_trace(go.Bar(
                 x=[name], y=[v], name=name, marker_color=run_colour(i), showlegend=col == 1, legendgroup=name,
                 offsetgroup="relabelled", text=[text], textposition="outside", cliponaxis=False,

@@ -43,6 +43,9 @@ WINDOW = (1400, 1000)
 MOVE_MS = 40
 #: first-load and interaction times, printed in the terminal summary
 TIMINGS: list[tuple[str, float]] = []
+#: what the readability check (tests.browser.overlap) measured: (where, figures, texts per
+#: kind), printed in the terminal summary
+TEXT_COUNTS: list[tuple[str, int, dict[str, int]]] = []
 
 
 # ---------------------------------------------------------------------- browser and driver
@@ -133,6 +136,11 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_sep("-", "dashboard browser timings")
         for what, seconds in TIMINGS:
             terminalreporter.write_line(f"{seconds:7.2f} s  {what}")
+    if TEXT_COUNTS:
+        terminalreporter.write_sep("-", "figure texts measured by the readability check")
+        for what, figures, counts in TEXT_COUNTS:
+            kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+            terminalreporter.write_line(f"{what}: {figures} figures, {sum(counts.values())} texts ({kinds})")
 
 
 # ---------------------------------------------------------------------- server

@@ -1,19 +1,22 @@
 """Every page, at the narrowest and the widest window relabscope promises (1,280 and 1,920
-px): no text of any figure overlaps another (titles, subplot titles, axis titles and tick
-labels, legends, bar labels; see ``tests.browser.overlap``), and a screenshot of each is
-saved. Pages are shown for the tiny trained runs, for a pair of runs whose relabelling
-emptied a class (warning cards, class sizes, label flow) and for a run still training
-after one epoch."""
+px): no text of any figure overlaps another, runs out of its figure or plot area, or is
+too small to read (titles, subplot titles and other annotations, axis titles and the tick
+labels of every subplot, legends, colour bars, bar, heatmap-cell and Sankey-node labels),
+each figure yields the texts it asks for, and each page draws at least one figure (see
+``tests.browser.overlap``); a screenshot of each page is saved. Pages are shown for the
+tiny trained runs, for a pair of runs whose relabelling emptied a class (warning cards,
+class sizes, label flow) and for a run still training after one epoch."""
 
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 
 import pytest
 
 from relabscope.dashboard import ids
-from tests.browser.conftest import until
-from tests.browser.overlap import overlapping_text
+from tests.browser.conftest import TEXT_COUNTS, until
+from tests.browser.overlap import measure_text
 
 WIDTHS = (1280, 1920)
 #: page -> (URL, a CSS selector present once the page's main figure is drawn)
@@ -81,15 +84,17 @@ def test_no_figure_text_overlaps_on_any_page(readable_board, width, shoot) -> No
     run = app.relabscope.registry.get("scn")
     sample = int(run.flipflops().sort_values("flipflops").iloc[-1]["sample_id"])
     board.driver.set_window_size(width, 2600)
-    problems = {}
+    problems, measured, counts = [], [], Counter[str]()
     for name, (path, ready) in PAGES.items():
         board.open(path.replace("SAMPLE", str(sample)), wait=ready, timeout=90)
         until(lambda: _all_figures_drawn(board), 90, f"{name}: figures not drawn")
         board.settle()
         shoot(f"{name}-{width}")
-        overlaps = overlapping_text(board.driver, f"#{ids.PAGE}")
-        if overlaps:
-            problems[name] = overlaps
+        check = measure_text(board.driver, f"#{ids.PAGE}")
+        problems += [f"{name}: {p}" for p in check.problems]
+        measured += [f"{name}: {fig.summary()}" for fig in check.figures]
+        counts.update(check.counts)
         assert board.count(f"#{ids.PAGE} .error-card") == 0, f"{name}: error card"
-    assert not problems, "overlapping text at %d px:\n" % width + "\n".join(
-        f"{page}: {o}" for page, found in problems.items() for o in found)
+    TEXT_COUNTS.append((f"dashboard pages at {width} px", len(measured), dict(counts)))
+    assert not problems, f"unreadable figure text at {width} px:\n" + "\n".join(problems) + \
+        "\ntexts measured:\n" + "\n".join(measured)

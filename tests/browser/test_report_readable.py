@@ -1,15 +1,18 @@
 """`relabscope report`'s figures, opened as its HTML files in Chromium at the PNG export
-width (1,000 px) and at 1,920 px: no text of any figure overlaps another
+width (1,000 px) and at 1,920 px: no text of any figure overlaps another, runs out of it
+or its plot area, or is too small to read, and each figure yields the texts it asks for
 (``tests.browser.overlap``). The report of the SCN / SCN-C tiny runs draws every
 comparison view; the emptied pair's adds the class-balance and missing-mean notes."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from relabscope.report import PNG_WIDTH, write_report
-from tests.browser.conftest import until
-from tests.browser.overlap import overlapping_text
+from tests.browser.conftest import TEXT_COUNTS, until
+from tests.browser.overlap import measure_text
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +29,17 @@ def reports(tiny_runs, emptied_pair, tmp_path_factory) -> list:
 def test_report_figures_have_no_overlapping_text(dash_duo, reports, width) -> None:
     driver = dash_duo.driver
     driver.set_window_size(width, 1400)
-    problems = []
+    problems, measured, counts = [], [], Counter[str]()
     for page in reports:
         driver.get(page.as_uri())
         until(lambda: driver.execute_script(
             "var gd = document.querySelector('.js-plotly-plot'); return !!(gd && gd._fullLayout);"), 30,
             f"{page.name}: not drawn")
-        problems += [f"{page.parent.parent.name}/{page.name}: {o}" for o in overlapping_text(driver)]
-    assert not problems, f"overlapping text at {width} px:\n" + "\n".join(problems)
+        check = measure_text(driver)
+        name = f"{page.parent.parent.name}/{page.name}"
+        problems += [f"{name}: {p}" for p in check.problems]
+        measured += [f"{name}: {fig.summary()}" for fig in check.figures]
+        counts.update(check.counts)
+    TEXT_COUNTS.append((f"report figures at {width} px", len(measured), dict(counts)))
+    assert not problems, f"unreadable figure text at {width} px:\n" + "\n".join(problems) + \
+        "\ntexts measured:\n" + "\n".join(measured)
