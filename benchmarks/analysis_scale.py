@@ -7,7 +7,8 @@ relabel rule like SCN's moves some of them back and forth between two classes, s
 relabel table has the structure real runs have (about half a million events).
 
 Step 2 runs in a fresh process (so its peak memory is its own) and times: ``open_run``,
-``flipflops()``, ``compactness()``, ``consistency()``, ``dynamics()``, and the embedding map
+``flipflops()``, ``compactness()``, ``consistency()`` (with its control group),
+``consistency_by_lag()``, ``dynamics()``, and the embedding map
 as the dashboard draws it, of its default 20,000 points and of every training sample:
 first the PCA (the preview, with the plotly figure built and serialised as the page would
 send it; "first drawing" is the sum from opening the run), then the UMAP of every sample (20,000 landmarks laid out, the rest placed from
@@ -97,6 +98,7 @@ def time_analysis(path: str, map_points: int | None, tsne: bool) -> dict:
         ("flipflops", lambda: run.flipflops()),
         ("compactness", lambda: run.compactness()),
         ("consistency", lambda: run.consistency()),
+        ("consistency_by_lag", lambda: run.consistency_by_lag()),
         ("dynamics", lambda: run.dynamics()),
     ):
         t = time.perf_counter()
@@ -189,7 +191,7 @@ def main() -> None:
               **written, **timings}
     print()
     print(f"{'call':<22}{'seconds':>10}{'goal':>8}{'peak GiB so far':>17}")
-    for name in ("open_run", "flipflops", "compactness", "consistency", "dynamics", "map_pca_default",
+    for name in ("open_run", "flipflops", "compactness", "consistency", "consistency_by_lag", "dynamics", "map_pca_default",
                  "figure_pca_default", "first_drawing_default", "map_pca", "figure_pca", "first_drawing",
                  "map_umap", "map_umap_cached", *(["map_tsne"] if args.tsne else [])):
         goal = GOALS.get(name)

@@ -226,28 +226,29 @@ def relabelling_epochs(config: dict[str, object], events: np.ndarray, num_epochs
     return range(max(first, 0), num_epochs)
 
 
-def control_candidates(labels: np.ndarray, probs: np.ndarray, candidates: np.ndarray, threshold: float,
+def control_candidates(labels: np.ndarray, probs: np.ndarray, allowed: np.ndarray, threshold: float,
                        band: float = CONTROL_BAND) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One epoch's control samples among ``candidates`` (sample ids: the training samples the
+    """One epoch's control samples among those ``allowed`` (a mask: the training samples the
     rule did not relabel that epoch): margin ``p_max - p_label`` in (0, threshold] and at
     least ``threshold - band``. Returns their ids, argmax classes and margins.
 
     >>> p = np.array([[0.5, 0.4, 0.1], [0.2, 0.7, 0.1], [0.3, 0.6, 0.1], [0.6, 0.3, 0.1]])
-    >>> ids, new, margin = control_candidates(np.array([1, 0, 0, 0]), p, np.arange(4), 0.4, band=0.2)
+    >>> ids, new, margin = control_candidates(np.array([1, 0, 0, 0]), p, np.ones(4, bool), 0.4, band=0.2)
     >>> ids.tolist(), new.tolist(), margin.round(2).tolist()
     ([0, 2], [0, 1], [0.1, 0.3])
     """
-    lab = np.asarray(labels, np.int64)[candidates]
-    p = np.asarray(probs, np.float64)[candidates]
-    ok = lab >= 0
+    labels = np.asarray(labels, np.int64)
+    rows = np.flatnonzero(np.asarray(allowed, bool) & (labels >= 0))
+    lab = labels[rows]
+    p = np.asarray(probs)[rows].astype(np.float64)  # float16 in the log: one row gather, then exact margins
     arg = p.argmax(axis=1)
-    margin = p.max(axis=1) - p[np.arange(len(lab)), np.clip(lab, 0, None)]
-    keep = ok & (arg != lab) & (margin > 0) & (margin <= threshold) & (margin >= threshold - band)
-    return candidates[keep], arg[keep], margin[keep]
+    margin = p[np.arange(len(rows)), arg] - p[np.arange(len(rows)), lab]
+    keep = (arg != lab) & (margin > 0) & (margin <= threshold) & (margin >= threshold - band)
+    return rows[keep], arg[keep], margin[keep]
 
 
 def consistency_control(events: np.ndarray, labels_at: Callable[[int], np.ndarray],
-                        probs_at: Callable[[int], np.ndarray], train_ids: np.ndarray, epochs: Sequence[int],
+                        probs_at: Callable[[int], np.ndarray], train_mask: np.ndarray, epochs: Sequence[int],
                         distance_at: DistanceAt, sources: Sequence[str], threshold: float,
                         band: float = CONTROL_BAND) -> pd.DataFrame:
     """The control group (module docstring), followed like the relabel events.
@@ -256,7 +257,7 @@ def consistency_control(events: np.ndarray, labels_at: Callable[[int], np.ndarra
         events: the log's relabel events; a sample relabelled in epoch e is no control there.
         labels_at: epoch e -> ``(N,)`` labels in effect of epoch e.
         probs_at: epoch e -> ``(N, K)`` logged probabilities of epoch e.
-        train_ids: the training samples' ids.
+        train_mask: ``(N,)`` whether each sample is a training sample.
         epochs: the epochs in which the rule was applied (:func:`relabelling_epochs`).
         distance_at: as in :func:`consistency_events`.
         sources: as in :func:`consistency_events`.
@@ -271,12 +272,14 @@ def consistency_control(events: np.ndarray, labels_at: Callable[[int], np.ndarra
     if band < 0:
         raise ValueError(f"band must be >= 0, got {band}")
     parts: list[tuple[np.ndarray, ...]] = []
-    ev_epoch, ev_sample = np.asarray(events["epoch"], np.int64), np.asarray(events["sample"], np.int64)
+    ev_epoch, ev_sample = _event_arrays(events)[:2]
     if np.isfinite(threshold):
         for e in epochs:
-            candidates = np.setdiff1d(train_ids, ev_sample[ev_epoch == e])
+            lo, hi = np.searchsorted(ev_epoch, [e, e + 1])  # events are in time order
+            allowed = np.array(train_mask, dtype=bool)
+            allowed[ev_sample[lo:hi]] = False
             labels = np.asarray(labels_at(e), np.int64)
-            ids, new, margin = control_candidates(labels, probs_at(e), candidates, threshold, band)
+            ids, new, margin = control_candidates(labels, probs_at(e), allowed, threshold, band)
             parts.append((np.full(len(ids), e, np.int64), ids, labels[ids], new, margin))
     cols = [np.concatenate(c) for c in zip(*parts)] if parts else [np.zeros(0)] * 5
     epoch, sample, old, new = (np.asarray(c, np.int64) for c in cols[:4])

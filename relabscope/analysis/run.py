@@ -529,7 +529,7 @@ class Run:
             epochs = _consistency.relabelling_epochs(self.config, events, self.num_epochs) \
                 if self.relabels_at_all else range(0)  # a method without a relabel rule has nothing to nearly do
             return _consistency.consistency_control(
-                events, lambda e: self.labels()[e], self.probabilities, np.flatnonzero(self.train_mask), epochs,
+                events, lambda e: self.log.epoch_array("label", e), self.probabilities, self.train_mask, epochs,
                 self.distances, self.embedding_sources(), _consistency.relabel_threshold(self.config, events), band)
         return self._cached_table(f"consistency_control:{band!r}", read)
 

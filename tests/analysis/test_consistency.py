@@ -237,14 +237,14 @@ def test_control_candidates_from_hand_made_probabilities() -> None:
                       [[0.36, 0.64], [0.50, 0.50], [0.10, 0.90]]])   # 0.28 (control), 0 (none), label is argmax
     events = make_events([(1, 0, 0, 0, 1)])  # sample 0 relabelled in epoch 1: no control there
     d = np.ones((4, 3, 2))
-    table = consistency_control(events, lambda e: labels[e], lambda e: probs[e], np.arange(3), [0, 1],
+    table = consistency_control(events, lambda e: labels[e], lambda e: probs[e], np.ones(3, bool), [0, 1],
                                 lambda e: d[e], ["train"] * 4, threshold=0.3, band=0.1)
     assert list(table.columns) == CONTROL_COLUMNS
     assert table[["epoch", "sample_id", "old", "new"]].to_numpy().tolist() == [[0, 0, 0, 1], [0, 2, 1, 0]]
     assert table["margin"].to_numpy() == pytest.approx([0.22, 0.24])
     assert table["after_epoch"].tolist() == [2, 2]
     with pytest.raises(ValueError, match="band"):
-        consistency_control(events, lambda e: labels[e], lambda e: probs[e], np.arange(3), [0], lambda e: d[e],
+        consistency_control(events, lambda e: labels[e], lambda e: probs[e], np.ones(3, bool), [0], lambda e: d[e],
                             ["train"] * 4, threshold=0.3, band=-1)
 
 

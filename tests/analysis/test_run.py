@@ -145,7 +145,7 @@ def test_consistency(opened) -> None:
     relabels = r["method"] != "baseline"
     epochs = range(TINY["relabel_epoch"] - 1, r["n"]) if relabels else range(0)  # no control without a rule
     control = S.consistency_control(r["events"], lambda e: r["label"][e], lambda e: r["prob"][e],
-                                    np.flatnonzero(r["split"] == 0), epochs, distance_at, sources, TINY["delta"])
+                                    r["split"] == 0, epochs, distance_at, sources, TINY["delta"])
     pd.testing.assert_frame_equal(run.consistency_control(), control)
     assert relabels or run.consistency_control().empty
     s = run.consistency()
