@@ -26,6 +26,7 @@ from relabscope.analysis.projection import METHODS as PROJECTIONS
 from relabscope.analysis.run import Run
 from relabscope.config import SPECS, read_toml, resolve
 from relabscope.errors import RelabscopeError
+from relabscope.rundir import CONFIG_NAME
 from relabscope.settings import Spec
 from relabscope.sweep.manifest import GRID_KEYS
 
@@ -39,26 +40,45 @@ else:  # pragma: no cover
 
 
 class _Group(click.Group):
-    """Turns RelabscopeError, an operating-system error and Ctrl-C into one line and an exit code."""
+    """Turns RelabscopeError, an operating-system error and Ctrl-C into one line and an exit
+    code. Under torchrun every rank's line names the rank, and any other error is one line
+    too (a traceback per rank buries the cause): ``relabscope --traceback`` (or
+    RELABSCOPE_TRACEBACK=1) prints the traceback instead."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except RelabscopeError as exc:
-            click.echo(f"relabscope: error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            _fail(ctx, f"error: {exc}", exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("relabscope: interrupted", err=True)
-            ctx.exit(130)
+            _fail(ctx, "interrupted", 130)
         except OSError as exc:  # the system refused a file operation (a path under a file, a full disk ...)
             where = f"{exc.filename}: " if exc.filename else ""
-            click.echo(f"relabscope: error: {where}{exc.strerror or exc}", err=True)
-            ctx.exit(1)
+            _fail(ctx, f"error: {where}{exc.strerror or exc}", 1)
+        except Exception as exc:
+            if rank_label() is None or ctx.params.get("traceback"):
+                raise  # a programming error in one process: its traceback is the useful report
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            _fail(ctx, f"error: {type(exc).__name__}: {text} (relabscope --traceback ... prints the traceback)", 1)
+
+
+def rank_label() -> str | None:
+    """"rank R of W" when torchrun started this process with more than one rank, else None."""
+    size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    return f"rank {os.environ.get('RANK', '0')} of {size}" if size > 1 else None
+
+
+def _fail(ctx: click.Context, message: str, code: int) -> None:
+    rank = rank_label()
+    click.echo(f"relabscope: {message}" if rank is None else f"relabscope: {rank}: {message}", err=True)
+    ctx.exit(code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="relabscope")
-def main() -> None:
+@click.option("--traceback", is_flag=True, envvar="RELABSCOPE_TRACEBACK",
+              help="On an unexpected error under torchrun, print its traceback (default: one line per rank).")
+def main(traceback: bool) -> None:
     """Train noisy-label facial-expression models and see what relabelling does to them."""
 
 
@@ -143,7 +163,9 @@ def _name_list(ctx: click.Context, param: click.Parameter, value: str) -> list[s
 
 @main.command(context_settings={"show_default": False})
 @_settings()
-@click.option("--resume", type=click.Path(path_type=str), metavar="RUNDIR", help="Continue the run in RUNDIR from its last checkpoint.")
+@click.option("--resume", type=click.Path(path_type=str), metavar="RUNDIR|auto",
+              help="Continue the run in RUNDIR from its last checkpoint; 'auto': continue the run in --out if it "
+                   "holds one, else start it there (a requeued cluster job runs the same command again).")
 @click.option("--overwrite", is_flag=True, help="Replace the run in --out if there is one.")
 @click.option("--config", "config_file", type=click.Path(path_type=str), help="TOML file with any of these settings.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or epoch lines.")
@@ -164,6 +186,8 @@ def train(resume: str | None, overwrite: bool, config_file: str | None, quiet: b
         raise RelabscopeError(f"--maps: unknown map {unknown[0]!r}; choose from {', '.join(PROJECTIONS)}")
 
     given = {k: v for k, v in options.items() if v is not None}
+    if resume == AUTO:
+        resume, given, config_file = _auto_resume(given, config_file)
     if resume:
         if config_file:
             raise RelabscopeError("--config cannot be combined with --resume (the run keeps its config)")
@@ -174,6 +198,24 @@ def train(resume: str | None, overwrite: bool, config_file: str | None, quiet: b
         click.echo(run_summary(Path(result.run_dir), seconds=result.seconds))
         if maps and result.status == "finished":
             _prepare_maps(Path(result.run_dir), maps)
+
+
+#: ``--resume auto``
+AUTO = "auto"
+
+
+def _auto_resume(given: dict[str, Any], config_file: str | None) -> tuple[str | None, dict[str, Any], str | None]:
+    """``--resume auto``: the run directory to resume (--out, when it holds a run's config)
+    with the command's settings as the resume's (unchanged ones are accepted, changed ones
+    must be resumable), or None to start the run there. Every rank of a torchrun job
+    decides before any of them joins, so before rank 0 can have written anything."""
+    settings = {**(read_toml(config_file) if config_file else {}), **given}
+    out = settings.get("out")
+    if not out:
+        raise RelabscopeError("--resume auto needs --out: the run directory to continue, or to start the run in")
+    if (Path(out) / CONFIG_NAME).is_file():
+        return str(out), settings, None
+    return None, given, config_file
 
 
 def _prepare_maps(run_dir: Path, maps: list[str]) -> None:

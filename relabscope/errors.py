@@ -39,6 +39,13 @@ class DivergedError(RelabscopeError):
     """Training produced a non-finite loss; the last good checkpoint and log are kept."""
 
 
+class StoppedError(RelabscopeError):
+    """SIGTERM or Ctrl-C stopped training at a safe point; the log and checkpoint keep the
+    complete epochs and ``--resume`` continues. Its exit code is 128 + the signal."""
+
+    exit_code = 143
+
+
 def missing(path: Path | str, what: str = "file") -> DataError:
     """The standard error for a required file or folder that is not there."""
     return DataError(f"{path}: {what} not found")

@@ -118,12 +118,21 @@ def prepare(cfg: TrainConfig) -> PreparedData:
     return PreparedData(train, test, fingerprint=fingerprint)
 
 
-def split_batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    """Consecutive batches of ``order``; a final batch of one joins the one before it
-    (batch normalisation cannot train on a single sample)."""
+def split_batches(order: torch.Tensor, batch_size: int, min_last: int = 2) -> list[torch.Tensor]:
+    """Consecutive batches of ``order``; a final batch of fewer than ``min_last`` samples
+    joins the one before it (batch normalisation cannot train on a single sample; under
+    torchrun ``min_last`` is twice the world size, so that every rank's share of the last
+    batch holds two). Every sample of ``order`` is in exactly one batch.
+
+    >>> [len(b) for b in split_batches(torch.arange(259), 64, min_last=4)]
+    [64, 64, 64, 67]
+    >>> [len(b) for b in split_batches(torch.arange(259), 64)]
+    [64, 64, 64, 64, 3]
+    """
     batches = list(torch.split(order, batch_size))
-    if len(batches) > 1 and len(batches[-1]) == 1:
-        batches[-2] = torch.cat([batches[-2], batches.pop()])
+    if len(batches) > 1 and len(batches[-1]) < min_last:
+        last = batches.pop()
+        batches[-1] = torch.cat([batches[-1], last])
     return batches
 
 

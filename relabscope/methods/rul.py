@@ -58,9 +58,23 @@ class UncertaintyHead(nn.Module):
         dropped = self.norm_out(self.linear(torch.flatten(self.dropout(normed), 1)))
         if not self.training:
             return dropped, dropped
-        clean = F.batch_norm(self.linear(torch.flatten(normed, 1)), None, None, self.norm_out.weight,
-                             self.norm_out.bias, training=True, eps=self.norm_out.eps)
-        return dropped, clean
+        return dropped, batch_statistics(self.norm_out, self.linear(torch.flatten(normed, 1)))
+
+
+def batch_statistics(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    """``norm`` applied in training mode, normalising ``x`` by its batch statistics, with
+    its running statistics (and batch count) left as they were. Through the module itself,
+    so that under ``--sync-bn`` (a SyncBatchNorm) the statistics are pooled over the ranks
+    like the training forward's; a direct ``F.batch_norm`` would use the rank's share alone."""
+    count = norm.num_batches_tracked
+    momentum, tracked = norm.momentum, None if count is None else count.clone()
+    norm.momentum = 0.0  # running = (1 - 0) running + 0 batch
+    try:
+        return norm(x)
+    finally:
+        norm.momentum = momentum
+        if count is not None and tracked is not None:
+            count.copy_(tracked)
 
 
 def mixing_weights(uncertainty: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:

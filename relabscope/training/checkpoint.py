@@ -20,23 +20,20 @@ from relabscope.errors import WriteError
 
 
 def rng_state() -> dict[str, Any]:
-    """Every global random generator's state (Python, numpy, torch CPU and CUDA)."""
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    """The host's global random generators' states (Python, numpy, torch CPU).
+
+    CUDA generators are not kept: every epoch reseeds torch's generators, CUDA's included,
+    from the seed, the epoch and the rank (``loop.seed_globals``), and a per-device state
+    could not be restored where another number of GPUs is visible."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`rng_state`'s generators. The per-device CUDA states that older
+    checkpoints hold (``"cuda"``) are ignored, whatever devices are visible now."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def to_cpu(obj: Any) -> Any:

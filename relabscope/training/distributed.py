@@ -19,10 +19,11 @@ the **global** batch:
   to rank 0 once per epoch, which logs them before it commits the epoch. Rank 0 writes the
   checkpoint; it holds the global state, so a run resumes with any world size.
 
-What still differs from one process with the same global batch (docs/methods.md says
-why): batch-norm statistics are per rank's share (``--sync-bn`` pools them), SCN's rank
-regularisation and DMUE's pairwise similarities see the rank's share, DDP broadcasts rank
-0's buffers (running statistics) each step, and augmentation draws per rank.
+What still differs from one process with the same global batch (docs/distributed.md
+says why): batch-norm statistics are per rank's share (``--sync-bn`` pools them, except
+for DMUE), SCN's rank regularisation and DMUE's pairwise similarities see the rank's
+share, the last global batch is folded into the one before when it could not give every
+rank two samples, and augmentation, dropout and RUL's partner draws use a stream per rank.
 """
 
 from __future__ import annotations
@@ -77,6 +78,12 @@ class World:
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
+
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Rank 0's buffers (batch-norm running statistics, centers) on every rank, in place."""
+        if self.distributed:
+            for buffer in module.buffers():
+                dist.broadcast(buffer, src=0)
 
     def broadcast_object(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank."""
@@ -174,11 +181,24 @@ def main_first(world: World, make: Callable[[], T]) -> T:
     return result
 
 
-def check_sync_bn(world: World, sync_bn: bool, device: torch.device) -> None:
-    """SyncBatchNorm pools statistics over NCCL: CUDA only."""
-    if sync_bn and world.distributed and device.type != "cuda":
+#: methods whose training step runs batch norm on a part of the batch that differs between
+#: ranks (DMUE's auxiliary branch c sees the samples not labelled c): pooled statistics
+#: would pair different branches across ranks, or wait for a rank that has none
+NO_SYNC_BN = ("dmue", "dmue-c")
+
+
+def check_sync_bn(world: World, sync_bn: bool, device: torch.device, method: str) -> None:
+    """SyncBatchNorm pools statistics over NCCL (CUDA only), and only for methods whose
+    every batch-norm call runs on every rank's whole share."""
+    if not (sync_bn and world.distributed):
+        return
+    if device.type != "cuda":
         raise RelabscopeError("--sync-bn needs CUDA ranks (torch's SyncBatchNorm); on the CPU each rank keeps its "
                               "own batch statistics")
+    if method in NO_SYNC_BN:
+        raise RelabscopeError(f"--sync-bn cannot train {method}: its auxiliary branches normalise a different part "
+                              "of each rank's batch, so pooled statistics would mix branches or hang; train it "
+                              "without --sync-bn (each rank keeps its own batch statistics)")
 
 
 def check_batch(world: World, batch_size: int) -> None:
@@ -186,6 +206,13 @@ def check_batch(world: World, batch_size: int) -> None:
     if world.distributed and batch_size < 2 * world.size:
         raise RelabscopeError(f"batch_size {batch_size} is the global batch: with {world.size} ranks it must be at "
                               f"least {2 * world.size} (two samples per rank)")
+
+
+def check_train_size(world: World, num_train: int) -> None:
+    """Every rank needs two training samples of an epoch (the last batch folds to give them)."""
+    if world.distributed and num_train < 2 * world.size:
+        raise RelabscopeError(f"{num_train} training samples cannot give each of {world.size} ranks two; "
+                              "train on fewer ranks or more data")
 
 
 # ---------------------------------------------------------------------- the records

@@ -17,6 +17,15 @@ What the loop guarantees:
   while the next epoch trains.
 - **Divergence.** A non-finite loss stops training; the last good checkpoint and the
   committed epochs of the log stay as they were.
+- **Stopping.** SIGTERM or Ctrl-C stops training at the next safe point (``stopping``);
+  the run ends "interrupted" with its complete epochs on disk.
+- **Under torchrun**, every rank reaches the same checks at the same step (every
+  ``AGREE_EVERY`` steps and at the end of each pass) and they agree through one small
+  all-reduce, so a NaN or a signal on one rank stops every rank at once; the last global
+  batch is folded so that each rank's share holds two samples; each rank's loss is
+  weighted by its share, so the averaged gradient is the global batch's; batch-norm
+  buffers are broadcast from rank 0 before evaluating, so every rank evaluates the model
+  that is saved; dropout and other global draws use a stream per rank.
 """
 
 from __future__ import annotations
@@ -35,21 +44,50 @@ from torch.nn.parallel import DistributedDataParallel
 from relabscope.config import TrainConfig
 from relabscope.data.augment import eval_transform, train_transform
 from relabscope.data.pipeline import ImageBatches, PreparedData, split_batches
-from relabscope.errors import DivergedError, WriteError
-from relabscope.methods.base import Method
+from relabscope.errors import DivergedError, StoppedError, WriteError
+from relabscope.methods.base import Method, StepOutput
 from relabscope.rundir import checkpoint_path
 from relabscope.training import checkpoint
 from relabscope.training.distributed import SINGLE, World
 from relabscope.training.hooks import BatchRecord, EpochSummary, Hook, HookList, RunInfo, RunResult
 from relabscope.training.labels import LabelState
 from relabscope.training.optim import build_optimizer, build_scheduler
+from relabscope.training.stopping import StopSignals
 
 PROGRESS_INTERVAL_S = 0.5
+#: under torchrun, training steps between two agreed checks (NaN, stop signal): one
+#: all-reduce of world-size + 1 numbers and a host sync each
+AGREE_EVERY = 20
+#: random streams of an epoch
+SHUFFLE, AUGMENT, GLOBAL = 0, 1, 2
 
 
-def epoch_seed(seed: int, epoch: int, stream: int) -> int:
-    """A seed for one random stream of one epoch, independent of what ran before."""
-    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
+def epoch_seed(seed: int, epoch: int, stream: int, rank: int = 0) -> int:
+    """A seed for one random stream of one epoch (and rank), independent of what ran
+    before; rank 0's is the single-process one.
+
+    >>> epoch_seed(0, 3, GLOBAL) == epoch_seed(0, 3, GLOBAL, rank=0) != epoch_seed(0, 3, GLOBAL, rank=1)
+    True
+    """
+    key = [seed, epoch, stream] if rank == 0 else [seed, epoch, stream, rank]
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
+
+
+def seed_globals(seed: int, epoch: int, rank: int = 0) -> None:
+    """Seed torch's global generators (CPU and every CUDA device) for an epoch on a rank:
+    dropout masks and RUL's partner permutation differ between ranks and repeat on resume."""
+    torch.manual_seed(epoch_seed(seed, epoch, GLOBAL, rank))
+
+
+def share_weights(batches: list[torch.Tensor], shares: list[torch.Tensor], world_size: int) -> list[float]:
+    """Per global batch, the factor on this rank's loss (a mean over its share) that makes
+    DDP's average of the ranks' gradients the gradient of the global batch's mean loss:
+    world size x share / batch. 1.0 in one process and for equal shares.
+
+    >>> share_weights([torch.arange(7)], [torch.arange(3)], 3)
+    [1.2857142857142858]
+    """
+    return [world_size * len(share) / len(batch) for batch, share in zip(batches, shares)]
 
 
 class _Running:
@@ -108,9 +146,11 @@ class EpochFinisher:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def submit(self, epoch: int, futures: list[Future], snapshot: dict[str, Any], metrics: dict[str, float]) -> None:
+    def submit(self, epoch: int, futures: list[Future], snapshot: dict[str, Any] | None,
+               metrics: dict[str, float]) -> None:
         """Complete ``epoch`` in the background once the epoch before it is complete;
-        raises that epoch's error. ``snapshot`` is a CPU copy later steps cannot change."""
+        raises that epoch's error. ``snapshot`` is a CPU copy later steps cannot change
+        (None where another rank writes the checkpoint)."""
         self.wait()
         self._pending = self._pool.submit(self._complete, epoch, futures, snapshot, metrics)
 
@@ -131,11 +171,12 @@ class EpochFinisher:
         self._pool.shutdown(wait=True)
         return self.completed
 
-    def _complete(self, epoch: int, futures: list[Future], snapshot: dict[str, Any], metrics: dict[str, float]) -> int:
+    def _complete(self, epoch: int, futures: list[Future], snapshot: dict[str, Any] | None,
+                  metrics: dict[str, float]) -> int:
         """Runs in the background thread; returns ``epoch`` once it is complete."""
         for f in futures:
             f.result()
-        if self.checkpoint_path is not None:
+        if self.checkpoint_path is not None and snapshot is not None:
             checkpoint.save(snapshot, self.checkpoint_path)
         self.hooks.on_epoch_complete(epoch, metrics)
         return epoch
@@ -177,6 +218,7 @@ class Trainer:
         self.test_labels = torch.as_tensor(data.test.labels, device=device)
         self.epoch = 0  # the next epoch to run
         self.step = 0  # training batches so far
+        self._stop = StopSignals()  # installed while fit runs
         use_amp = cfg.amp and device.type == "cuda"
         self._autocast = (
             (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
@@ -239,23 +281,26 @@ class Trainer:
         finisher = EpochFinisher(checkpoint_path(self.run_dir) if self.world.is_main else None, self.hooks,
                                  completed=self.epoch)
         status, last = "interrupted", {}
+        self._stop = StopSignals()
         try:
-            with finisher:
+            with self._stop, finisher:
                 while self.epoch < self.cfg.epochs:
                     last = self._next_epoch(finisher)
                 finisher.wait()
             status = "finished"
-        except (DivergedError, WriteError) as exc:
+        except (DivergedError, WriteError, StoppedError) as exc:
             if isinstance(exc, DivergedError):
                 status = "diverged"
-            raise type(exc)(f"{exc}; {self._what_is_kept(exc, finisher.completed)}") from None
+            failure = type(exc)(f"{exc}; {self._what_is_kept(exc, finisher.completed)}")
+            failure.exit_code = exc.exit_code
+            raise failure from None
         finally:  # Ctrl-C and unexpected errors too: the hooks must still close the log
             result = RunResult(self.run_dir, status, finisher.completed, last, time.perf_counter() - start)
             self.hooks.on_run_end(result)
         return result
 
     def _run_info(self) -> RunInfo:
-        steps = len(split_batches(torch.arange(len(self.train_batches)), self.cfg.batch_size))
+        steps = len(self._global_batches(torch.arange(len(self.train_batches))))
         return RunInfo(
             self.cfg, self.run_dir, self.data.class_names, self.data.sample_table(), self.method,
             self.device, self.epoch, steps, self.metadata, self.data.skipped,
@@ -270,13 +315,25 @@ class Trainer:
         self.sched.step()
         self.epoch += 1
         save_emb = (epoch + 1) % cfg.embed_every == 0 or epoch == cfg.epochs - 1
-        summary = EpochSummary(epoch, metrics, self.method.epoch_arrays(), save_emb, self.train_batches.unreadable)
+        summary = EpochSummary(epoch, metrics, self.method.epoch_arrays(), save_emb, self._unreadable())
         futures = self.hooks.epoch_end(summary)
-        finisher.submit(epoch, futures, checkpoint.to_cpu(self.state_dict()), metrics)
+        snapshot = checkpoint.to_cpu(self.state_dict()) if self.world.is_main else None  # rank 0 saves it
+        finisher.submit(epoch, futures, snapshot, metrics)
         return metrics
 
-    def _what_is_kept(self, exc: DivergedError | WriteError, completed: int) -> str:
+    def _unreadable(self) -> int:
+        """Images that could not be read in this epoch's training pass, over every rank."""
+        count = self.train_batches.unreadable
+        if not self.world.distributed:
+            return count
+        return int(self.world.all_reduce_sum(torch.tensor([count], dtype=torch.int64, device=self.device)).item())
+
+    def _what_is_kept(self, exc: DivergedError | WriteError | StoppedError, completed: int) -> str:
         """The end of a stopped run's error line: which epoch its files keep, and what next."""
+        if isinstance(exc, StoppedError):
+            return (f"the log and {checkpoint_path(self.run_dir)} keep {completed} complete epochs: "
+                    f"relabscope train --resume {self.run_dir} continues" if completed
+                    else "no epoch had completed, so the run starts over when resumed")
         if isinstance(exc, DivergedError):
             return (f"the log and {checkpoint_path(self.run_dir)} keep the last good epoch ({completed} complete)"
                     if completed else "no epoch had completed, so there is no checkpoint")
@@ -286,11 +343,13 @@ class Trainer:
 
     def _run_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg
-        torch.manual_seed(epoch_seed(cfg.seed, epoch, 2))
+        seed_globals(cfg.seed, epoch, self.world.rank)
         train = self._train_pass(epoch)
-        test = self._check_finite(epoch, self._eval_pass(epoch, "test", self.test_batches))
+        if self.world.distributed:  # every rank evaluates (and rank 0 saves) rank 0's running statistics
+            self.world.broadcast_buffers(self.method)
+        test = self._eval_pass(epoch, "test", self.test_batches)
         if cfg.probe_every and (epoch + 1) % cfg.probe_every == 0:
-            self._check_finite(epoch, self._eval_pass(epoch, "probe", self.train_batches))
+            self._eval_pass(epoch, "probe", self.train_batches)
         metrics = {
             "epoch": epoch,
             "train_loss": train["loss"],
@@ -301,27 +360,27 @@ class Trainer:
         }
         return metrics
 
+    def _global_batches(self, order: torch.Tensor) -> list[torch.Tensor]:
+        """An epoch's global batches; the last one folded into the one before when it could
+        not give every rank two samples (every sample still trains once)."""
+        return split_batches(order, self.cfg.batch_size, min_last=2 * self.world.size)
+
     def _train_pass(self, epoch: int) -> dict[str, float]:
-        cfg, method = self.cfg, self.method
+        cfg, method, world = self.cfg, self.method, self.world
         method.train()
         n = len(self.train_batches)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 0)))
-        rank = self.world.rank  # rank 0 draws the single-process augmentation stream
-        gen = torch.Generator(device=self.device).manual_seed(epoch_seed(cfg.seed, epoch, 1 if rank == 0 else 10 + rank))
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, SHUFFLE)))
+        gen = torch.Generator(device=self.device).manual_seed(epoch_seed(cfg.seed, epoch, AUGMENT, world.rank))
         relabelling = method.relabels and epoch + 1 >= cfg.relabel_epoch
         running = _Running(self.device)
-        shares = [self.world.shard(g) for g in split_batches(order, cfg.batch_size)]
+        batches = self._global_batches(order)
+        shares = [world.shard(g) for g in batches]
+        weights = share_weights(batches, shares, world.size)
         total = len(shares)
         next_report = time.monotonic() + PROGRESS_INTERVAL_S
         for i, (images, ids) in enumerate(self.train_batches.batches_of(shares)):
             labels = self.labels[ids]
-            x = train_transform(images, cfg.image_size, gen)
-            with self._autocast():
-                out = self.step_model(x, labels, epoch)
-            self.opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            self.opt.step()
-            method.after_step(out, labels)
+            out = self._step(train_transform(images, cfg.image_size, gen), labels, epoch, weights[i])
             new_labels = None
             if relabelling:
                 new_labels = method.relabel(out, labels, epoch)
@@ -336,25 +395,64 @@ class Trainer:
             if new_labels is not None:
                 self.hooks.on_relabel(record)
             self.step += 1
+            if world.distributed and (i + 1) % AGREE_EVERY == 0:
+                self._agreement(epoch, running)
+            elif not world.distributed and self._stop.requested:
+                raise self._stop_error(epoch)
             if time.monotonic() >= next_report:
                 self._report(epoch, i + 1, total, running)
                 next_report = time.monotonic() + PROGRESS_INTERVAL_S
-        if self.world.distributed:  # every rank takes the others' relabels of this epoch
-            self.labels.merge(torch.cat(shares).to(self.device), self.world.all_reduce_sum)
-            running.reduce(self.world)
+        self._agreement(epoch, running)
+        if world.distributed:  # every rank takes the others' relabels of this epoch
+            self.labels.merge(torch.cat(shares).to(self.device), world.all_reduce_sum)
+            running.reduce(world)
         return self._report(epoch, total, total, running)
 
+    def _step(self, x: torch.Tensor, labels: torch.Tensor, epoch: int, weight: float = 1.0) -> StepOutput:
+        """One optimiser step on this rank's share of a global batch. Under torchrun DDP
+        averages the ranks' gradients, so the loss is scaled by ``weight``
+        (:func:`share_weights`) and the average is the global batch's gradient."""
+        with self._autocast():
+            out: StepOutput = self.step_model(x, labels, epoch)
+        self.opt.zero_grad(set_to_none=True)
+        (out.loss * weight if weight != 1.0 else out.loss).backward()
+        self.opt.step()
+        self.method.after_step(out, labels)
+        return out
+
     def _report(self, epoch: int, done: int, total: int, running: _Running) -> dict[str, float]:
-        stats = self._check_finite(epoch, running.read())  # the one host sync, twice a second at most
+        """Tell the hooks how far the pass is (a host sync, twice a second at most). In one
+        process a non-finite loss stops the run here; under torchrun only an agreed check
+        may (a rank that stopped alone would leave the others waiting in a collective)."""
+        stats = running.read()
+        if not self.world.distributed and stats["nonfinite"]:
+            raise self._diverged(epoch, [self.world.rank])
         self.hooks.on_progress(epoch, done, total, stats)
         return stats
 
-    def _check_finite(self, epoch: int, stats: dict[str, float]) -> dict[str, float]:
-        """Stop on a NaN or infinite loss, in training or (weights gone bad in an epoch's
-        last step) in an evaluation pass, before anything of the epoch is kept."""
-        if stats["nonfinite"]:
-            raise DivergedError(f"{self.run_dir}: loss became NaN or infinite in epoch {epoch + 1}; training stopped")
-        return stats
+    def _agreement(self, epoch: int, running: _Running) -> None:
+        """A point every rank reaches at the same step: stop every rank together when any
+        rank's pass so far had a non-finite loss, or any rank was asked to stop (SIGTERM,
+        Ctrl-C). One all-reduce of world-size + 1 numbers and a host sync."""
+        world = self.world
+        flags = torch.zeros(world.size + 1, dtype=torch.float64, device=self.device)
+        flags[world.rank] = running.sums[3]
+        flags[world.size] = float(self._stop.requested)
+        values = world.all_reduce_sum(flags).tolist()
+        bad = [rank for rank, count in enumerate(values[:world.size]) if count]
+        if bad:
+            raise self._diverged(epoch, bad)
+        if values[world.size]:
+            raise self._stop_error(epoch)
+
+    def _diverged(self, epoch: int, ranks: list[int]) -> DivergedError:
+        where = f" on rank {', '.join(map(str, ranks))}" if self.world.distributed else ""
+        return DivergedError(f"{self.run_dir}: loss became NaN or infinite in epoch {epoch + 1}{where}; "
+                             "training stopped")
+
+    def _stop_error(self, epoch: int) -> StoppedError:
+        how = self._stop.name or "a stop signal on another rank"
+        return self._stop.error(f"{self.run_dir}: stopped by {how} in epoch {epoch + 1}")
 
     @torch.no_grad()
     def _eval_pass(self, epoch: int, phase: str, batches: ImageBatches) -> dict[str, float]:
@@ -374,5 +472,6 @@ class Trainer:
             running.add(loss, logits.argmax(dim=1) == labels, None)
             self.hooks.on_batch_end(BatchRecord(phase, epoch, step, idx + offset, labels, logits, embedding, loss))
         method.train()
+        self._agreement(epoch, running)  # weights gone bad in the epoch's last step show here
         running.reduce(self.world)
         return running.read()

@@ -34,8 +34,8 @@ from relabscope.runlog.reader import RunLogReader
 from relabscope.runlog.schema import LOG_NAME
 from relabscope.runlog.writer import RunLogWriter
 from relabscope.training import checkpoint
-from relabscope.training.distributed import (SINGLE, RecordSender, World, check_batch, check_sync_bn, joined,
-                                             main_first, on_main)
+from relabscope.training.distributed import (SINGLE, RecordSender, World, check_batch, check_sync_bn,
+                                             check_train_size, joined, main_first, on_main)
 from relabscope.training.hooks import Hook, RunResult
 from relabscope.training.log_hook import RunLogHook
 from relabscope.training.loop import Trainer
@@ -126,7 +126,7 @@ def _train_on(world: World, cfg: TrainConfig, resume: str | Path | None, overwri
 def _train_in(world: World, run_dir: Path, cfg: TrainConfig, resuming: bool, progress: bool,
               hooks: list[Hook], log: Callable[[str], None]) -> RunResult:
     device = pick_device(cfg.device, world)
-    check_sync_bn(world, cfg.sync_bn, device)
+    check_sync_bn(world, cfg.sync_bn, device, cfg.method)
     if device.type == "cuda":  # fixed input sizes: let cuDNN pick kernels; TF32 for float32 matmuls
         torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision("high")
@@ -141,6 +141,7 @@ def _train_in(world: World, run_dir: Path, cfg: TrainConfig, resuming: bool, pro
     workers = default_workers() if cfg.workers is None else cfg.workers
     data = main_first(world, lambda: prepare(cfg))  # rank 0 draws or caches the data set first
     data, train_batches, test_batches = load_images(data, device, workers, cfg.cache_gb, log)
+    check_train_size(world, data.num_train)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     method = build_method(cfg.method, len(data.class_names), cfg)

@@ -93,7 +93,8 @@ def _rank(rank: int, size: int, port: int, out: str, cache: str) -> None:
         trainer = Trainer(cfg, data, train_b, test_b, method, device, hooks, Path(out) / "run", {}, world=world)
         trainer.fit()
         assert method.center is not None
-        torch.save({"centers": method.center.centers, "labels": trainer.labels.current}, Path(out) / f"rank{rank}.pt")
+        torch.save({"centers": method.center.centers, "labels": trainer.labels.current,
+                    "state": method.state_dict()}, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -104,6 +105,10 @@ def test_two_ranks_share_one_label_state_and_identical_centers(tmp_path: Path) -
     a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     torch.testing.assert_close(a["centers"], b["centers"], rtol=0, atol=0)
     torch.testing.assert_close(a["labels"], b["labels"], rtol=0, atol=0)
+    # one model on every rank: parameters by DDP, buffers (running statistics) broadcast from rank 0
+    assert a["state"].keys() == b["state"].keys()
+    for name, value in a["state"].items():
+        torch.testing.assert_close(b["state"][name], value, rtol=0, atol=0, msg=name)
     check_log(tmp_path / "run", 3)
     with RunLogReader(tmp_path / "run") as log:
         np.testing.assert_allclose(log.epoch_array("center", -1), a["centers"].numpy(), rtol=1e-6)
@@ -185,8 +190,10 @@ def test_bad_combinations_are_one_line(tmp_path: Path, args, env, message) -> No
            "--epochs", "1", *TINY, *args, "--out", str(tmp_path / "run")]
     done = subprocess.run(cmd, env={**_env(tmp_path / "cache"), **env}, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
-    errors = [line for line in done.stderr.splitlines() if "relabscope: error:" in line]
-    assert errors and all(message in line for line in errors), done.stderr[-2000:]
+    # a line per rank that got to say it (torchrun stops the others once one rank fails)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("relabscope: rank")]
+    assert errors and all(": error: " in line and message in line for line in errors), done.stderr[-2000:]
+    assert all(line.split(":")[1].strip() in ("rank 0 of 2", "rank 1 of 2") for line in errors)
 
 
 SWEEP = ["--methods", "scn-c,baseline-c", "--noise", "0.3", "--seeds", "1", "--epochs", "1", *TINY]
