@@ -232,10 +232,13 @@ def control_candidates(labels: np.ndarray, probs: np.ndarray, allowed: np.ndarra
     rule did not relabel that epoch): margin ``p_max - p_label`` in (0, threshold] and at
     least ``threshold - band``. Returns their ids, argmax classes and margins.
 
-    >>> p = np.array([[0.5, 0.4, 0.1], [0.2, 0.7, 0.1], [0.3, 0.6, 0.1], [0.6, 0.3, 0.1]])
+    Margins 0.25 (a control), 0.5 (above the threshold: relabelled), 0.3 (a control) and
+    none (the label is the argmax):
+
+    >>> p = np.array([[0.5, 0.25, 0.25], [0.2, 0.7, 0.1], [0.3, 0.6, 0.1], [0.6, 0.3, 0.1]])
     >>> ids, new, margin = control_candidates(np.array([1, 0, 0, 0]), p, np.ones(4, bool), 0.4, band=0.2)
     >>> ids.tolist(), new.tolist(), margin.round(2).tolist()
-    ([0, 2], [0, 1], [0.1, 0.3])
+    ([0, 2], [0, 1], [0.25, 0.3])
     """
     labels = np.asarray(labels, np.int64)
     rows = np.flatnonzero(np.asarray(allowed, bool) & (labels >= 0))

@@ -65,33 +65,44 @@ def check_log(run_dir: Path, epochs: int) -> None:
 
 
 # ---------------------------------------------------------------------- in-process ranks
-def _rank(rank: int, size: int, port: int, out: str, cache: str) -> None:
-    """One rank of a Trainer run built directly (no torchrun): its final centers and labels
-    go to ``out``/rank<r>.pt."""
+def tiny_trainer(world, method: str, epochs: int, run_dir: Path, cache: str, patch=None):
+    """A Trainer of ``method`` on 48 tiny synthetic images with the run log's hooks (rank 0
+    writes, the others send), built directly (no torchrun); ``patch(method)`` may change the
+    method first."""
     os.environ["RELABSCOPE_CACHE"] = cache
     torch.set_num_threads(1)
-    import torch.distributed as dist
-
     from relabscope.config import resolve
     from relabscope.data.pipeline import load_images, prepare
     from relabscope.methods import build_method
-    from relabscope.training.distributed import RecordSender, World
+    from relabscope.training.distributed import RecordSender
     from relabscope.training.log_hook import RunLogHook
     from relabscope.training.loop import Trainer
 
+    cfg = resolve({"method": method, "epochs": epochs, "batch_size": 12, "image_size": 16, "workers": 0,
+                   "device": "cpu", "noise": 0.3, "relabel_epoch": 1, "delta": 0.05,
+                   "dataset_options": {"num_train": 48, "num_test": 16, "size": 16}})
+    device = torch.device("cpu")
+    data, train_b, test_b = load_images(prepare(cfg), device, 0, cfg.cache_gb, lambda line: None)
+    torch.manual_seed(cfg.seed)
+    model = build_method(cfg.method, len(data.class_names), cfg)
+    if patch is not None:
+        patch(model)
+    hooks = [RunLogHook(world)] if world.is_main else [RecordSender(world)]
+    return Trainer(cfg, data, train_b, test_b, model, device, hooks, run_dir, {}, world=world)
+
+
+def _rank(rank: int, size: int, port: int, out: str, cache: str) -> None:
+    """One rank of a Trainer run built directly (no torchrun): its final centers, labels
+    and model state go to ``out``/rank<r>.pt."""
+    import torch.distributed as dist
+
+    from relabscope.training.distributed import World
+
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=size)
     try:
-        world = World(rank, size, rank)
-        cfg = resolve({"method": "scn-c", "epochs": 3, "batch_size": 12, "image_size": 16, "workers": 0,
-                       "device": "cpu", "noise": 0.3, "relabel_epoch": 1, "delta": 0.05,
-                       "dataset_options": {"num_train": 48, "num_test": 16, "size": 16}})
-        device = torch.device("cpu")
-        data, train_b, test_b = load_images(prepare(cfg), device, 0, cfg.cache_gb, lambda line: None)
-        torch.manual_seed(cfg.seed)
-        method = build_method(cfg.method, len(data.class_names), cfg)
-        hooks = [RunLogHook(world)] if world.is_main else [RecordSender(world)]
-        trainer = Trainer(cfg, data, train_b, test_b, method, device, hooks, Path(out) / "run", {}, world=world)
+        trainer = tiny_trainer(World(rank, size, rank), "scn-c", 3, Path(out) / "run", cache)
         trainer.fit()
+        method = trainer.method
         assert method.center is not None
         torch.save({"centers": method.center.centers, "labels": trainer.labels.current,
                     "state": method.state_dict()}, Path(out) / f"rank{rank}.pt")

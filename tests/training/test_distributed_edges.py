@@ -24,7 +24,7 @@ from relabscope.runlog.reader import RunLogReader
 from relabscope.training import checkpoint
 from relabscope.training.distributed import World
 from relabscope.training.loop import share_weights
-from tests.training.test_distributed import TORCHRUN, _env, _free_port, _torchrun, check_log
+from tests.training.test_distributed import TORCHRUN, _env, _free_port, _torchrun, check_log, tiny_trainer
 
 TINY = ["-O", "num_test=16", "-O", "size=16", "--image-size", "16", "--batch-size", "12", "--workers", "0",
         "--device", "cpu", "--noise", "0.3", "--relabel-epoch", "1", "--delta", "0.05", "-q"]
@@ -199,43 +199,32 @@ def test_a_checkpoint_with_more_cuda_states_than_devices_resumes(monkeypatch) ->
 
 
 # ---------------------------------------------------------------------- a NaN on one rank
+def _poison_rank1_at_the_end_of_epoch_2(method) -> None:
+    """Rank 1's loss turns NaN in the last of its 4 steps of epoch 2 (after which its
+    gradient reaches every rank)."""
+    step = method.training_step
+    calls = {"n": 0}
+
+    def poisoned(images, labels, epoch):
+        out = step(images, labels, epoch)
+        calls["n"] += 1
+        if epoch == 1 and calls["n"] == 8:
+            out.loss = out.loss * float("nan")
+            out.sample_loss = out.sample_loss * float("nan")
+        return out
+
+    method.training_step = poisoned
+
+
 def _nan_rank(rank: int, size: int, port: int, out: str, cache: str) -> None:
-    os.environ["RELABSCOPE_CACHE"] = cache
-    torch.set_num_threads(1)
     import torch.distributed as dist
 
-    from relabscope.config import resolve
-    from relabscope.data.pipeline import load_images, prepare
     from relabscope.errors import DivergedError
-    from relabscope.methods import build_method
-    from relabscope.training.distributed import RecordSender
-    from relabscope.training.log_hook import RunLogHook
-    from relabscope.training.loop import Trainer
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=size)
     try:
-        world = World(rank, size, rank)
-        cfg = resolve({"method": "scn", "epochs": 3, "batch_size": 12, "image_size": 16, "workers": 0,
-                       "device": "cpu", "dataset_options": {"num_train": 48, "num_test": 16, "size": 16}})
-        data, train_b, test_b = load_images(prepare(cfg), torch.device("cpu"), 0, cfg.cache_gb, lambda line: None)
-        torch.manual_seed(cfg.seed)
-        method = build_method(cfg.method, len(data.class_names), cfg)
-        if rank == 1:  # rank 1's loss turns NaN in the last step of epoch 2 (its gradient reaches every rank after)
-            step = method.training_step
-            calls = {"n": 0}
-
-            def poisoned(images, labels, epoch):
-                out = step(images, labels, epoch)
-                calls["n"] += 1
-                if epoch == 1 and calls["n"] == 8:
-                    out.loss = out.loss * float("nan")
-                    out.sample_loss = out.sample_loss * float("nan")
-                return out
-
-            method.training_step = poisoned  # type: ignore[method-assign]
-        hooks = [RunLogHook(world)] if world.is_main else [RecordSender(world)]
-        trainer = Trainer(cfg, data, train_b, test_b, method, torch.device("cpu"), hooks, Path(out) / "run", {},
-                          world=world)
+        patch = _poison_rank1_at_the_end_of_epoch_2 if rank == 1 else None
+        trainer = tiny_trainer(World(rank, size, rank), "scn", 3, Path(out) / "run", cache, patch)
         try:
             trainer.fit()
             outcome = "finished"
