@@ -14,7 +14,9 @@ seconds the log writer took to commit an epoch. Speed-up and efficiency are agai
 
 On a 2-core CPU two ranks share the cores, so their speed-up measures overhead, not
 scaling; the gathered bytes and the writer's time are the numbers that carry over.
-Prints a table and writes JSON to benchmarks/results/distributed.json.
+Prints a table and writes JSON to benchmarks/results/distributed.json, rewritten after
+every world size (temp file + rename; ``complete`` false until the last), so a run cut off
+by a time limit keeps the world sizes that finished.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from relabscope.atomic import atomic_write
 from relabscope.config import resolve
 from relabscope.data.pipeline import load_images, prepare
 from relabscope.methods import build_method
@@ -67,6 +70,8 @@ def _rank(rank: int, size: int, port: int, options: dict[str, Any], out: str) ->
     device = pick_device(cfg.device, world)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # what the runner (relabscope train) sets
+        torch.set_float32_matmul_precision("high")
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=f"tcp://127.0.0.1:{port}",
                             rank=rank, world_size=size)
     try:
@@ -105,7 +110,18 @@ def main() -> None:
                "batch_size": args.batch_size, "amp": args.amp, "workers": 0 if args.device == "cpu" else None,
                "dataset_options": {"num_train": args.num_train}}
     prepare(resolve(options))  # draw or cache the data once, before the ranks read it
-    rows = []
+    rows: list[dict[str, Any]] = []
+
+    def write(complete: bool) -> None:
+        base = rows[0]["median_epoch_s"]
+        for row in rows:
+            row["speedup"] = base / row["median_epoch_s"]
+            row["efficiency"] = row["speedup"] / row["ranks"] * rows[0]["ranks"]
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(args.out) as fh:
+            fh.write(json.dumps({"rows": rows, "complete": complete, "args": vars(args) | {"out": str(args.out)},
+                                "torch": torch.__version__, "platform": platform.platform()}, indent=2).encode())
+
     for size in (int(r) for r in args.ranks.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "rank0.json"
@@ -119,10 +135,9 @@ def main() -> None:
             "gather_s_per_epoch": statistics.median(s for _, s in gathered) if gathered else 0.0,
             "commit_s_per_epoch": statistics.median(r["commit_seconds"]), "device_name": r["device_name"],
         })
-    base = rows[0]["median_epoch_s"]
-    for row in rows:
-        row["speedup"] = base / row["median_epoch_s"]
-        row["efficiency"] = row["speedup"] / row["ranks"] * rows[0]["ranks"]
+        write(complete=False)
+        print(f"{size} rank(s): median epoch {epoch:.2f} s", flush=True)
+    write(complete=True)
     print(f"{'ranks':>5} {'epoch s':>9} {'img/s':>9} {'speed-up':>9} {'efficiency':>11} {'B/sample sent':>14} "
           f"{'gather s':>9} {'commit s':>9}")
     for row in rows:
@@ -131,9 +146,6 @@ def main() -> None:
               f"{row['commit_s_per_epoch']:>9.3f}")
     print(f"({args.device}, {args.method}, {args.num_train} train images at {args.image_size} px, global batch "
           f"{args.batch_size}; B/sample sent: records of the ranks other than 0, per training sample of the data set)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows, "args": vars(args) | {"out": str(args.out)},
-                                    "torch": torch.__version__, "platform": platform.platform()}, indent=2))
     print(f"wrote {args.out}")
 
 

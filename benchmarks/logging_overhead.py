@@ -16,7 +16,9 @@ define every distance the views read); its ratio to ``on`` is what that pass cos
     python benchmarks/logging_overhead.py --device cuda --image-size 224 \\
         --batch-size 256 --amp --num-train 20000 --epochs 3     # the GPU setting
 
-Prints a table and writes JSON next to this file under results/.
+Prints a table and writes JSON next to this file under results/, rewritten after every
+trial (temp file + rename; ``complete`` false until the last), so a run cut off by a time
+limit keeps the trials that finished (the ratio then is over those).
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from relabscope.atomic import atomic_write
 from relabscope.config import resolve
 from relabscope.data.pipeline import default_workers, load_images, prepare
 from relabscope.methods import build_method
@@ -75,6 +79,9 @@ def main() -> None:
         overrides["dataset_options"] = {"num_train": args.num_train}
     cfg = resolve(overrides)
     device = pick_device(cfg.device)
+    if device.type == "cuda":  # what the runner (relabscope train) sets: cuDNN autotuning, TF32 matmuls
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
     data, train_b, test_b = load_images(prepare(cfg), device, default_workers(), cfg.cache_gb, print)
     meta = run_metadata(cfg, device, data.fingerprint, len(data.train), len(data.test))
 
@@ -92,33 +99,48 @@ def main() -> None:
     if not {"on", "off"} <= set(arms) or set(arms) - {"on", "off", "probe"}:
         raise SystemExit("--arms: give on and off, and optionally probe")
     times: dict[str, list[float]] = {arm: [] for arm in arms}
+    images = len(data.train)
+
+    def summary(trials: int, complete: bool) -> dict[str, Any]:
+        med = {arm: statistics.median(t) if t else None for arm, t in times.items()}
+        on, off, probe = med["on"], med["off"], med.get("probe")
+        result: dict[str, Any] = {
+            "device": str(device),
+            "device_name": meta["device_name"],
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "config": {k: getattr(cfg, k) for k in ("method", "image_size", "batch_size", "amp", "epochs")},
+            "num_train": len(data.train),
+            "num_test": len(data.test),
+            "timed_epochs_per_trial": args.epochs - 1,
+            "trials_done": trials,
+            "complete": complete,
+            "epoch_seconds": times,
+            "median_epoch_on_s": on,
+            "median_epoch_off_s": off,
+            "ratio_on_off": on / off if on and off else None,
+            "train_images_per_s_on": images / on if on else None,
+            "train_images_per_s_off": images / off if off else None,
+        }
+        if probe is not None:
+            result.update(median_epoch_probe_s=probe, ratio_probe_on=probe / on if on else None,
+                          train_images_per_s_probe=images / probe)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(args.out) as fh:
+            fh.write(json.dumps(result, indent=2).encode())
+        return result
+
+    done = 0
     for r in range(args.repeats):
         for arm in (arms if r % 2 == 0 else arms[::-1]):
             epochs = trial(arm)
             times[arm] += epochs
+            done += 1
+            summary(done, complete=False)
             print(f"trial {r + 1}/{args.repeats} {arm:>5}: epochs {', '.join(f'{t:.2f}' for t in epochs)} s", flush=True)
 
-    images = len(data.train)
-    on, off = statistics.median(times["on"]), statistics.median(times["off"])
-    probe = statistics.median(times["probe"]) if "probe" in times else None
-    result = {
-        "device": str(device),
-        "device_name": meta["device_name"],
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "config": {k: getattr(cfg, k) for k in ("method", "image_size", "batch_size", "amp", "epochs")},
-        "num_train": len(data.train),
-        "num_test": len(data.test),
-        "timed_epochs_per_trial": args.epochs - 1,
-        "epoch_seconds": times,
-        "median_epoch_on_s": on,
-        "median_epoch_off_s": off,
-        "ratio_on_off": on / off,
-        "train_images_per_s_on": images / on,
-        "train_images_per_s_off": images / off,
-    }
-    if probe is not None:
-        result.update(median_epoch_probe_s=probe, ratio_probe_on=probe / on, train_images_per_s_probe=images / probe)
+    result = summary(done, complete=True)
+    on, off, probe = result["median_epoch_on_s"], result["median_epoch_off_s"], result.get("median_epoch_probe_s")
     print()
     print(f"{'arm':<8}{'median epoch s':>16}{'min':>8}{'max':>8}{'train img/s':>14}")
     for arm in arms:
@@ -128,8 +150,6 @@ def main() -> None:
           f"{cfg.image_size}px, batch {cfg.batch_size}{', bf16' if cfg.amp else ''})")
     if probe is not None:
         print(f"ratio probe/on: {probe / on:.3f}  (the eval-mode probe pass over the training set, every epoch)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
 
 

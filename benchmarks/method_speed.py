@@ -31,7 +31,9 @@ and the others go on.
         --num-train 128 --epochs 2 --methods baseline,rul,dmue \\
         --out benchmarks/results/method_speed_cpu_check.json   # a quick check on a CPU
 
-Prints a table and writes JSON (default: results/method_speed.json next to this file).
+Prints a table and writes JSON (default: results/method_speed.json next to this file),
+rewritten after every method (temp file + rename; ``complete`` false until the last), so a
+run cut off by a time limit keeps the methods that finished.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from typing import Any
 import torch
 
 import relabscope
+from relabscope.atomic import atomic_write
 from relabscope.config import resolve
 from relabscope.data import load_dataset
 from relabscope.methods import METHODS
@@ -181,25 +184,41 @@ def main() -> None:
     if args.workers is not None:
         base["workers"] = args.workers
 
-    entries = []
+    entries: list[dict[str, Any]] = []
+    started = time.perf_counter()
+
+    def write(complete: bool) -> dict[str, Any]:
+        result = summary(entries, device, amp, stored, args, complete)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(args.out) as fh:
+            fh.write(json.dumps(result, indent=2).encode())
+        return result
+
     for method in methods:
         e = run_method(method, base, device, args.num_train)
         entries.append(e)
+        write(complete=False)
         if e["ok"]:
             epochs = ", ".join(f"{x['epoch_s']:.2f}" for x in e["epochs"])
             print(f"{method}: epochs {epochs} s; last train pass {e['train_s']:.2f} s "
                   f"= {e['train_images_per_s']:.1f} img/s", flush=True)
         else:
             print(f"{method}: FAILED {e['error']}", flush=True)
+    result = write(complete=True)
+    _print_table(entries, device, result["device_name"], stored, args, amp)
+    print(f"wrote {args.out} ({time.perf_counter() - started:.1f} s for {len(methods)} methods)")
 
+
+def summary(entries: list[dict[str, Any]], device: torch.device, amp: bool, stored: int, args: argparse.Namespace,
+            complete: bool) -> dict[str, Any]:
+    """The JSON: the methods so far, each against baseline's speed when baseline ran."""
     baseline = next((e for e in entries if e["method"] == "baseline" and e["ok"]), None)
     for e in entries:
         e["vs_baseline"] = e["train_images_per_s"] / baseline["train_images_per_s"] if e["ok"] and baseline else None
-
     device_name = next((e["device_name"] for e in entries if e.get("device_name")), None)
     if device_name is None:
         device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    result = {
+    return {
         "device": str(device),
         "device_name": device_name,
         "torch": torch.__version__,
@@ -217,9 +236,13 @@ def main() -> None:
         "num_test": args.num_test,
         "epochs": args.epochs,
         "timed_epoch": args.epochs,
+        "complete": complete,
         "methods": entries,
     }
 
+
+def _print_table(entries: list[dict[str, Any]], device: torch.device, device_name: str, stored: int,
+                 args: argparse.Namespace, amp: bool) -> None:
     print()
     on_cuda = device.type == "cuda"
     head = f"{'method':<10}{'batch':>6}{'epoch s':>9}{'train s':>9}{'train img/s':>13}{'vs base':>9}"
@@ -237,9 +260,6 @@ def main() -> None:
     print(f"last of {args.epochs} epochs; {device} ({device_name}), torch {torch.__version__}, "
           f"{args.num_train} train / {args.num_test} test images, {args.image_size}px (stored {stored}px), "
           f"batch {args.batch_size}, {'bf16 autocast' if amp else 'float32'}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
