@@ -540,7 +540,7 @@ class Run:
         way: when (and whether) the embedding follows the relabel.
 
         Args:
-            max_lag: the last lag (default: as far as the log goes).
+            max_lag: the last lag (default: the furthest any event reaches in the log).
             band: as in :meth:`consistency_control`.
             match: as in :meth:`consistency`.
 

@@ -179,7 +179,7 @@ def consistency_by_lag(runs: Runs, *, max_lag: int | None = None) -> go.Figure:
 
     Args:
         runs: one run, or several side by side.
-        max_lag: the last lag drawn (default: as far as the logs go).
+        max_lag: the last lag drawn (default: the furthest any event reaches in each log).
 
     Returns:
         The figure: fractions left, relabelled minus control right (a note when no run

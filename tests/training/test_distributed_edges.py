@@ -5,7 +5,6 @@ on every rank, unreadable counts summed over ranks, a NaN on one rank, SIGTERM t
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
