@@ -68,8 +68,7 @@ def consistency_summary(runs: Runs) -> go.Figure:
 RELATIVE_GAP = "relative gap: (d(new) − d(old)) / (d(new) + d(old)), scale-free"
 #: what "after" and the control mean, for subtitles
 AFTER = "after: the first epoch whose embedding has trained on the new label"
-CONTROL = ("hatched: control, samples not relabelled whose margin fell just below the threshold, "
-           "matched on the class pair")
+CONTROL = "control, samples not relabelled whose margin fell just below the threshold, matched on the class pair"
 
 
 def _nothing_measured(caveat: str | None) -> str:
@@ -159,7 +158,7 @@ def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
     no_control = [n for n in drawn
                   if (s := summaries[n]) is not None and int(s["events"]) and not int(s.get("control", 0))]
     return finish(fig, head, subtitle=_subtitle(
-        AFTER, CONTROL + "; pts: relabelled − control", RELATIVE_GAP,
+        AFTER, f"hatched: {CONTROL}; pts: relabelled − control", RELATIVE_GAP,
         f"no control group (no sample fell just below the threshold): {', '.join(no_control)}" if no_control else None,
         silent_message(silent, methods) if silent else None, none_yet, caveat), height=440, header_px=34 + extra)
 
@@ -264,8 +263,7 @@ def consistency_by_lag_figure(tables: Mapping[str, pd.DataFrame | None], *,
     left_of = " / ".join(f"lag {f}" for f in sorted(firsts))
     return finish(fig, head, subtitle=_subtitle(
         f"dotted line: from {left_of} on the embedding has trained on the new label (before it, the relabel "
-        "cannot have moved it)", "dashed: control, samples not relabelled whose margin fell just below the "
-        "threshold, matched on the class pair", "; ".join(mixed) if mixed else None,
+        "cannot have moved it)", f"dashed: {CONTROL}", "; ".join(mixed) if mixed else None,
         silent_message(silent, methods) if silent else None, caveat), height=440, header_px=extra)
 
 
