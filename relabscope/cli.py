@@ -27,6 +27,7 @@ from relabscope.analysis.run import Run
 from relabscope.config import SPECS, read_toml, resolve
 from relabscope.errors import RelabscopeError
 from relabscope.rundir import CONFIG_NAME
+from relabscope.runlog.images import image_source
 from relabscope.settings import Spec
 from relabscope.sweep.manifest import GRID_KEYS
 
@@ -303,7 +304,10 @@ def _sweep_per_gpu(gpus: list[str]) -> list[str]:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Folder for index.html, figures/ and tables/ (created if needed).")
 @click.option("--png/--no-png", default=True, help="Also export every figure as PNG (needs Chrome or Chromium).")
-def report(runs: tuple[str, ...], out: str, png: bool) -> None:
+@click.option("--images", "images", multiple=True, metavar="SOURCE",
+              help="Where the runs' images are, for logs that record none: a folder (keys are relative paths), "
+                   "a .npy/.npz array or a .txt list of paths; once for every run or once per RUN, in order.")
+def report(runs: tuple[str, ...], out: str, png: bool, images: tuple[str, ...]) -> None:
     """Write every view of a run (or of two runs, plus comparisons) as HTML, PNG and tables.
 
     Given a sweep folder, writes the sweep's noise table and its figures instead.
@@ -317,7 +321,12 @@ def report(runs: tuple[str, ...], out: str, png: bool) -> None:
         return
     if len(runs) > 2:
         raise RelabscopeError(f"report takes one or two run directories, not {len(runs)}")
-    index = write_report(list(runs), out, png=png, log=lambda line: click.echo(line, err=True))
+    if len(images) not in (0, 1, len(runs)):
+        raise RelabscopeError(f"--images: give one source for every run or one per run, not {len(images)} "
+                              f"for {len(runs)}")
+    sources = list(images) * len(runs) if len(images) == 1 else list(images)
+    opened = [Run(path, images=sources[i] if sources else None) for i, path in enumerate(runs)]
+    index = write_report(opened, out, png=png, log=lambda line: click.echo(line, err=True))
     click.echo(str(index))
 
 
@@ -332,23 +341,42 @@ def _serve_options(f: Any) -> Any:
     return f
 
 
-def _serve(roots: list[str], host: str, port: int, auth: str | None, max_points: int, page: str = "") -> None:
+def _serve(roots: list[str], host: str, port: int, auth: str | None, max_points: int, page: str = "",
+           images: tuple[str, ...] = ()) -> None:
     from relabscope.dashboard.app import AUTH_ENV, parse_auth, serve as run_server
 
     credentials = parse_auth(auth if auth is not None else os.environ.get(AUTH_ENV))
     run_server(roots, host=host, port=port, auth=credentials, page=page, max_points=max_points or None,
-               log=lambda line: click.echo(line, err=True))
+               log=lambda line: click.echo(line, err=True), images=_image_options(images))
+
+
+def _image_options(values: tuple[str, ...]) -> dict[str, Any]:
+    """``--images [RUN=]SOURCE`` values as ``RunRegistry``'s images: each source opened
+    here, so a missing folder stops the command before a server starts."""
+    from relabscope.dashboard.registry import DEFAULT_IMAGES
+    out: dict[str, Any] = {}
+    for value in values:
+        run_id, sep, spec = value.partition("=")
+        key = run_id if sep else DEFAULT_IMAGES
+        if key in out:
+            raise RelabscopeError(f"--images {value}: {'run ' + repr(key) if key else 'the default'} was given twice")
+        out[key] = image_source(spec)
+    return out
 
 
 @main.command(context_settings={"show_default": False})
 @click.argument("roots", nargs=-1, metavar="[PATH ...]", type=click.Path(path_type=str))
 @_serve_options
-def serve(roots: tuple[str, ...], host: str, port: int, max_points: int, auth: str | None) -> None:
+@click.option("--images", "images", multiple=True, metavar="[RUN=]SOURCE",
+              help="Images of runs whose log records none: a folder (keys are relative paths), a .npy/.npz "
+                   "array or a .txt list of paths; RUN=SOURCE for that run id only (repeatable).")
+def serve(roots: tuple[str, ...], host: str, port: int, max_points: int, auth: str | None,
+          images: tuple[str, ...]) -> None:
     """Dashboard of every run under PATH (default: runs/), newest first, until Ctrl-C.
 
     Runs still training show new epochs as they commit.
     """
-    _serve(list(roots) or ["runs"], host, port, auth, max_points)
+    _serve(list(roots) or ["runs"], host, port, auth, max_points, images=images)
 
 
 @main.command(context_settings={"show_default": False})

@@ -35,6 +35,7 @@ from relabscope.data import DATASETS
 from relabscope.errors import RelabscopeError
 from relabscope.methods import METHODS, PRESET_NAMES
 from relabscope.methods.settings import CenterLossSettings, DMUECenterSettings, DMUESettings, SCNSettings
+from relabscope.models.names import backbone_problem, split_problem, splits
 from relabscope.settings import (NOT_INTRODUCED, Spec, at_least, between, coerce, increasing_positive,
                                  non_negative, positive, positive_whole, setting, specs, type_name)
 
@@ -70,6 +71,12 @@ class DataAndOptimSettings:
     batch_size: int = setting(64, "Training batch size.",
                               check=at_least(2, "batch normalisation needs two samples"))
     image_size: int = setting(224, "Side length the network sees (below 100 px: small stem).", check=positive_whole)
+    backbone: str = setting(
+        "resnet18", "Network trunk: resnet18, resnet34 or resnet50 (torchvision, small stem below 100 px) or any "
+                    "timm model name (pip install relabscope[timm]); random init, --pretrained loads weights. "
+                    "dmue and dmue-c need a torchvision ResNet (they copy its last block per class); rul, rul-c and "
+                    "Grad-CAM a CNN (a spatial feature map), not a vision transformer.",
+        check=backbone_problem, introduced="resnet18")
     lr: float = setting(1e-3, "Adam learning rate.", check=positive)
     weight_decay: float = setting(1e-4, "Adam weight decay.", check=non_negative)
     lr_decay: float = setting(0.9, "ExponentialLR factor per epoch (the SCN and RUL references).", check=positive)
@@ -91,7 +98,8 @@ class RunSettings:
     amp: bool = setting(False, "bf16 autocast on CUDA.")
     sync_bn: bool = setting(False, "Under torchrun on CUDA: batch-norm statistics over the global batch "
                                    "(SyncBatchNorm) instead of each rank's share.")
-    pretrained: str | None = setting(None, "ResNet-18 weights file (torchvision or MS-Celeb-1M).", path=True)
+    pretrained: str | None = setting(None, "Backbone weights file (a torchvision, timm or MS-Celeb-1M state dict), "
+                                           "loaded by name and shape.", path=True)
     embed_every: int = setting(5, "Keep embeddings every N epochs (and the last).", metavar="N",
                                check=positive_whole)
     probe_every: int = setting(0, "Eval-mode embedding pass over the training set every N epochs (0: never).",
@@ -254,6 +262,8 @@ def resolve(overrides: Mapping[str, Any] | None = None, config_file: str | Path 
 #: checks that involve more than one setting: each returns the problem, or None
 RULES: list[Callable[[TrainConfig], str | None]] = [
     lambda c: "give either noise or noise_file, not both" if c.noise and c.noise_file else None,
+    lambda c: split_problem(c.method, c.backbone) if METHODS[c.method].splits_backbone and not splits(c.backbone)
+    else None,
 ]
 
 

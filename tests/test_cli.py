@@ -486,3 +486,17 @@ def test_train_maps_are_the_ones_the_dashboard_asks_for(tmp_path: Path, monkeypa
 def test_train_maps_unknown_is_one_line(tmp_path: Path) -> None:
     _one_error_line(_invoke(*TINY, "--maps", "mds", "--out", str(tmp_path / "o")), "--maps", "mds")
     assert not (tmp_path / "o").exists()  # refused before training
+
+
+def test_serve_and_report_images_options_fail_in_one_line(tmp_path: Path) -> None:
+    """A wrong --images stops the command before a server starts or a report is written."""
+    (tmp_path / "runs").mkdir()
+    for args, fragments in [
+        (["serve", str(tmp_path / "runs"), "--images", str(tmp_path / "nope")], ("nope", "no such image folder")),
+        (["serve", str(tmp_path / "runs"), "--images", str(tmp_path), "--images", str(tmp_path)],
+         ("--images", "given twice")),
+        (["serve", str(tmp_path / "runs"), "--images", f"ghost={tmp_path}"], ("images for run 'ghost'", "no such run")),
+        (["report", "a", "b", "--out", str(tmp_path / "r"), "--images", "x", "--images", "y", "--images", "z"],
+         ("--images", "one per run")),
+    ]:
+        _one_error_line(CliRunner().invoke(main, args), *fragments)

@@ -30,7 +30,7 @@ def test_every_setting_has_a_spec_and_help() -> None:
 def test_derived_tables_follow_the_specs() -> None:
     assert METHOD_ONLY["delta"] == {"scn", "scn-c"} and METHOD_ONLY["gamma"] == {m for m in METHODS if m.endswith("-c")}
     assert METHOD_ONLY["dmue_center_ramp"] == {"dmue-c"} and "lr" not in METHOD_ONLY
-    assert INTRODUCED == {"preset": "reference", "center_update": "wen", "dmue_train_neck": True,
+    assert INTRODUCED == {"preset": "reference", "backbone": "resnet18", "center_update": "wen", "dmue_train_neck": True,
                           "dmue_mask_absent": False,
                           "dmue_center_ramp": False, "dmue_center_on": "feature"}
     assert HOW_TO_RUN == {"device", "workers", "cache_gb", "keep_optimizer", "out"}

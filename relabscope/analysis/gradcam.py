@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from relabscope.analysis.user_model import USER_IMAGE_SIZE, ModelArg, Transform, load_user_model
 from relabscope.config import from_stored
 from relabscope.data import load_dataset
 from relabscope.data.augment import normalize, to_model_input
@@ -102,14 +104,30 @@ def run_gradcam(
     device: str | torch.device = "cpu",
     batch_size: int = 32,
     image_size: int | None = None,
+    model: ModelArg | None = None,
+    weights: str | Path | None = None,
+    layer: str | None = None,
+    transform: Transform | None = None,
 ) -> GradCamResult:
-    """Grad-CAM of ``run``'s final checkpoint for ``sample_ids`` (see the module docstring).
+    """Grad-CAM of ``run``'s final checkpoint for ``sample_ids`` (see the module docstring),
+    or of a model of your own (a run logged by a callback or your own loop).
 
     ``label``: "given" (the data set's label, noise included), "effect" (the label in
     effect after the last committed epoch, relabels applied), "clean" (when the data set
     knows it) or a class id for every sample. ``image_size`` overrides the run's training
-    size (None keeps it). Raises RunDirError when the checkpoint or the images cannot be
-    found, ValueError for sample ids or classes out of range.
+    size (None keeps it; 224 for a model of your own when the run's config has none).
+
+    A model of your own: ``model`` (an ``nn.Module``, or a factory called with no argument
+    that builds one), ``weights`` (a state-dict file loaded into it, strictly; optional
+    when the module is already trained) and ``layer`` (the dotted name of the layer to
+    explain, e.g. "backbone.layer4" or "features.7"). Its forward may return the logits,
+    a tuple whose first item they are, or an object with ``.logits`` (Hugging Face).
+    ``transform`` turns the float images (B x 3 x S x S, 0..255) into the model's input
+    (default: ImageNet normalisation, as relabscope trains).
+
+    Raises RunDirError when the checkpoint or the images cannot be found, RelabscopeError
+    for a model, weights file or layer that cannot be used, ValueError for sample ids or
+    classes out of range.
     """
     ids = np.asarray(list(sample_ids), dtype=np.int64).reshape(-1)
     n_samples = len(run.log.samples["key"])
@@ -121,16 +139,25 @@ def run_gradcam(
     targets = target_labels(run, ids, label)
     kind = label if isinstance(label, str) else "class"
 
-    method, cfg = load_model(run)
-    size = int(image_size or cfg.get("image_size") or run.config["image_size"])
+    if model is None:
+        method, cfg = load_model(run)
+        forward: nn.Module = _Logits(method)
+        target_layer = method.cam_layer()
+        size = int(image_size or cfg.get("image_size") or run.config["image_size"])
+        stored = int(cfg.get("image_size") or size)
+    else:
+        forward, target_layer = load_user_model(model, weights, layer)
+        size = stored = int(image_size or run.config.get("image_size") or USER_IMAGE_SIZE)
     dev = torch.device(device)
-    method.to(dev)
-    uint8 = load_images(run, ids, image_size=int(cfg.get("image_size") or size))
+    forward.to(dev)
+    uint8 = load_images(run, ids, image_size=stored)
 
     heat, shown, probs = [], [], []
     for start in range(0, len(ids), batch_size):
         batch = uint8[start:start + batch_size].to(dev)
-        h, img, p = _gradcam_batch(method, batch, torch.as_tensor(targets[start:start + batch_size], device=dev), size)
+        h, img, p = _gradcam_batch(forward, target_layer, batch,
+                                   torch.as_tensor(targets[start:start + batch_size], device=dev), size,
+                                   transform or normalize)
         heat.append(h)
         shown.append(img)
         probs.append(p)
@@ -150,17 +177,18 @@ def run_gradcam(
 
 
 def _gradcam_batch(
-    method: Method, images: torch.Tensor, targets: torch.Tensor, size: int
+    forward: nn.Module, layer: nn.Module, images: torch.Tensor, targets: torch.Tensor, size: int,
+    transform: Transform,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Heat maps, displayed images and probabilities of one batch of uint8 images."""
+    """Heat maps, displayed images and probabilities of one batch of uint8 images
+    (``forward``: images -> logits; ``layer``: the layer explained)."""
     from captum.attr import LayerAttribution, LayerGradCam  # optional heavy library: loaded for Grad-CAM only
 
     pixels = to_model_input(images, size)  # 3 x size x size, 0..255, before normalisation
-    x = normalize(pixels)
-    forward = _Logits(method)
+    x = transform(pixels)
     with torch.no_grad():
         probs = forward(x).softmax(dim=1)
-    cam = LayerGradCam(forward, method.cam_layer())
+    cam = LayerGradCam(forward, layer)
     attr = cam.attribute(x, target=targets, relu_attributions=True)
     attr = LayerAttribution.interpolate(attr.detach(), (size, size), interpolate_mode="bilinear")
     heat = normalise_maps(attr[:, 0])
@@ -253,7 +281,7 @@ def load_model(run: Any) -> tuple[Method, dict[str, Any]]:
 
 # ---------------------------------------------------------------------- images
 @dataclass
-class ImageSource:
+class DatasetIndex:
     """A run's data set, re-opened once: its splits and, per split, sample key -> row.
 
     ``Run`` keeps one (``Run._image_source``), so Grad-CAM calls and the dashboard's
@@ -265,7 +293,7 @@ class ImageSource:
     rows: dict[str, dict[str, int]]
 
 
-def open_image_source(run: Any) -> ImageSource:
+def open_image_source(run: Any) -> DatasetIndex:
     """Re-open the data set ``run``'s config names; RunDirError when it cannot be found."""
     cfg = run.config
     try:
@@ -273,7 +301,7 @@ def open_image_source(run: Any) -> ImageSource:
     except RelabscopeError as exc:
         raise RunDirError(f"{run.run_dir}: cannot re-open the run's images: {exc}") from None
     rows = {name: {key: i for i, key in enumerate(getattr(splits, name).keys)} for name in SPLIT_CODES}
-    return ImageSource(splits, rows)
+    return DatasetIndex(splits, rows)
 
 
 def load_images(run: Any, ids: np.ndarray, *, image_size: int) -> torch.Tensor:
@@ -281,8 +309,12 @@ def load_images(run: Any, ids: np.ndarray, *, image_size: int) -> torch.Tensor:
 
     Finds each sample by its key in its split of the run's data set (``run._image_source``);
     ``image_size`` (the run's training size) picks the storage size exactly as training did
-    (native size when smaller, else resized by the same code).
+    (native size when smaller, else resized by the same code). A run whose images come
+    from elsewhere (a folder, an array, a function: ``Run.images``) gives them letterboxed
+    to ``image_size``.
     """
+    if getattr(run, "_own_source", None) is not None:
+        return torch.from_numpy(run.images(ids, size=image_size)).permute(0, 3, 1, 2).contiguous()
     where = run.config.get("data") or run.config.get("dataset")
     source = run._image_source
     samples = run.log.samples

@@ -27,11 +27,13 @@ from relabscope.analysis import distances as _distances
 from relabscope.analysis import dynamics as _dynamics
 from relabscope.analysis import flipflops as _flipflops
 from relabscope.analysis.projection import LANDMARKS, project_run
+from relabscope.errors import RunDirError
+from relabscope.runlog.images import ImageSource, ImageSourceError, ImagesArg, image_source
 from relabscope.runlog.reader import RunLogReader
 from relabscope.runlog.schema import EMBED_SOURCES, SPLIT_CODES
 
 if TYPE_CHECKING:
-    from relabscope.analysis.gradcam import GradCamResult, ImageSource
+    from relabscope.analysis.gradcam import DatasetIndex, GradCamResult
 
 LabelKind = Literal["effect", "given", "clean"]
 Match = _consistency.Match
@@ -44,9 +46,14 @@ class Run:
 
     Args:
         path: the run directory, or its ``run.h5``.
+        images: where the samples' pixels are, overriding what the log recorded: a folder
+            (keys are relative paths), an array file, an image list, or a function
+            ``fn(sample_ids, keys)`` (see ``relabscope.runlog.images``). None: the log's own
+            source, else the data set the run's config names.
 
     Raises:
         RunDirError: no readable run log there.
+        ImageSourceError: ``images`` names no usable source.
 
     Example:
         >>> import tempfile, relabscope as rs
@@ -60,13 +67,16 @@ class Run:
         >>> run.close()
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, images: ImagesArg | None = None):
         self.log = RunLogReader(path)
         self.path = self.log.path
         self.run_dir = self.path.parent
         self._cache: dict[str, tuple[int, Any]] = {}  # key -> (committed epochs, value)
-        self._images: ImageSource | None = None  # the data set, opened on the first image request
+        self._images: DatasetIndex | None = None  # the data set, opened on the first image request
         self._images_lock = threading.Lock()
+        self._source: ImageSource | None = None
+        if images is not None:
+            self._source = image_source(images)
 
     def __repr__(self) -> str:
         return (f"Run({str(self.run_dir)!r}: {self.method} on {self.log.meta.get('dataset')}, "
@@ -689,8 +699,9 @@ class Run:
             sample_ids: the samples.
             label: the class to explain per sample: "given", "effect" (after the last
                 epoch's relabels), "clean", or one class id for all.
-            **options: ``device``, ``batch_size``, ``image_size`` (see
-                ``relabscope.analysis.gradcam.run_gradcam``).
+            **options: ``device``, ``batch_size``, ``image_size``; for a model of your
+                own (a run relabscope did not train) ``model``, ``weights``, ``layer`` and
+                ``transform`` (see ``relabscope.analysis.gradcam.run_gradcam``).
 
         Returns:
             Heat maps, images, overlays, the explained labels and the probabilities.
@@ -702,36 +713,74 @@ class Run:
 
         return run_gradcam(self, list(sample_ids), label=label, **options)
 
+    @property
+    def has_images(self) -> bool:
+        """Whether the run knows where its pixels are: a source given at open, one the log
+        recorded, or the relabscope data set its config names. Cheap: nothing is opened
+        (a folder that has since moved still fails on the first ``images`` call)."""
+        return self._source is not None or bool(self.meta.get("images")) or "dataset" in self.config
+
+    @property
+    def image_source(self) -> str | None:
+        """Where the images come from, in words (None: the run has none)."""
+        if self._source is not None:
+            return self._source.describe()
+        if self.meta.get("images"):
+            return str(self.meta["images"])
+        if "dataset" in self.config:
+            return f"data set {self.config.get('data') or self.config['dataset']}"
+        return None
+
     def images(self, sample_ids: Iterable[int], size: int | None = None) -> np.ndarray:
-        """The samples' images as training stored them, re-read from the data set the run's
-        config names (the log keeps keys, not pixels).
+        """The samples' images: re-read from the image source (see ``has_images``); for a
+        run relabscope trained, from its data set exactly as training stored them.
 
         Args:
             sample_ids: the samples.
-            size: the storage size asked for (default the run's image_size; the data set's
-                native size when that is smaller).
+            size: the side length asked for (data set: the storage size, default the run's
+                image_size, the native size when that is smaller; other sources: each image
+                letterboxed to size x size, default as stored).
 
         Returns:
             ``(n, H, W, 3)`` uint8 (grey images repeated over 3 channels).
 
         Raises:
             ValueError: a sample id is out of range.
-            RunDirError: the images cannot be found.
+            RunDirError: the run has no image source, or its data set cannot be found.
+            ImageSourceError: an image cannot be read from the run's image source.
         """
-        from relabscope.analysis.gradcam import load_images  # torch: reading a log does not load it
-
         ids = np.asarray(list(sample_ids), dtype=np.int64).reshape(-1)
         n = len(self._split)
         bad = ids[(ids < 0) | (ids >= n)]
         if len(bad):
             raise ValueError(f"sample id {int(bad[0])} out of range: the run has {n} samples (0..{n - 1})")
+        source = self._own_source
+        if source is not None:
+            keys = self.log.samples["key"]
+            return source.load(ids, [str(keys[i]) for i in ids], size)
+        if "dataset" not in self.config:
+            raise RunDirError(f"{self.run_dir}: the run has no image source; open it with "
+                              "rs.open_run(path, images=FOLDER|ARRAY|LIST|FUNCTION) or serve it with --images")
+        from relabscope.analysis.gradcam import load_images  # torch: reading a log does not load it
+
         pixels = load_images(self, ids, image_size=int(size or self.config["image_size"]))
         if pixels.shape[1] == 1:
             pixels = pixels.expand(-1, 3, -1, -1)
         return pixels.permute(0, 2, 3, 1).contiguous().numpy()
 
     @property
-    def _image_source(self) -> "ImageSource":
+    def _own_source(self) -> ImageSource | None:
+        """The source given at open or recorded in the log (opened on first use), else None
+        (then the data set in the run's config, if any, holds the images)."""
+        if self._source is None and self.meta.get("images"):
+            try:
+                self._source = image_source(str(self.meta["images"]))
+            except ImageSourceError as exc:
+                raise RunDirError(f"{self.path}: its recorded images are gone: {exc}") from None
+        return self._source
+
+    @property
+    def _image_source(self) -> "DatasetIndex":
         """The run's data set, re-opened on the first image request and kept.
 
         Guarded by this run's own lock, not ``functools.cached_property``'s: on Python 3.11
@@ -794,11 +843,13 @@ class Run:
         self.close()
 
 
-def open_run(path: str | Path) -> Run:
+def open_run(path: str | Path, *, images: ImagesArg | None = None) -> Run:
     """Open a run for analysis: the entry point of every view (``rs.open_run``).
 
     Args:
         path: the run directory, or its ``run.h5``.
+        images: where the samples' pixels are, for a log that recorded none (or to
+            override it): see :class:`Run`.
 
     Returns:
         The :class:`Run`.
@@ -812,4 +863,4 @@ def open_run(path: str | Path) -> Run:
         ...     run.class_warnings()[["class_name", "kind", "final"]].to_numpy().tolist()
         [['sadness', 'shrunk', 6], ['anger', 'emptied', 0]]
     """
-    return Run(path)
+    return Run(path, images=images)

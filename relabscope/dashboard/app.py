@@ -18,7 +18,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import dash
 from dash import Input, Output, State, dcc, html, no_update
@@ -33,6 +33,9 @@ from relabscope.dashboard.images import register_route
 from relabscope.dashboard.inputs import parse_search
 from relabscope.dashboard.registry import RunRegistry, RunUnavailable
 from relabscope.errors import RelabscopeError
+
+if TYPE_CHECKING:
+    from relabscope.runlog.images import ImagesArg
 
 #: path segment -> page module (layout(ctx, run_id, params), register(app, ctx), TITLE)
 PAGES = {overview.PATH: overview, flipflops.PATH: flipflops, sample.PATH: sample, embedding_map.PATH: embedding_map,
@@ -93,17 +96,19 @@ def is_loopback(host: str) -> bool:
 def create_app(roots: Iterable[str | os.PathLike] | str | os.PathLike = ("runs",), *,
                auth: tuple[str, str] | str | None = None, refresh_seconds: float = 5.0,
                max_points: int | None = MAP_POINTS, rescan_seconds: float = 5.0,
-               url_base_pathname: str | None = None) -> dash.Dash:
+               url_base_pathname: str | None = None, images: Mapping[str, ImagesArg] | None = None) -> dash.Dash:
     """The dashboard over every run found under ``roots``.
 
     ``auth``: ("user", "password") or "user:password" for HTTP basic auth on every route
     (None: no auth). ``refresh_seconds``: how often a page checks its run for new epochs
     (0: never). ``max_points``: cap of points in embedding maps (None: every training
     sample; WebGL draws 287,651 of them, the UMAP of that many takes minutes on 2 cores).
+    ``images``: run id -> image source for runs whose log records none (key "": every such
+    run; see ``RunRegistry``).
     """
     if isinstance(roots, (str, os.PathLike)):
         roots = [roots]
-    registry = RunRegistry(list(roots), rescan_seconds=rescan_seconds)
+    registry = RunRegistry(list(roots), rescan_seconds=rescan_seconds, images=images)
     if isinstance(auth, str):
         auth = parse_auth(auth)
     kwargs: dict[str, Any] = {}
@@ -256,17 +261,17 @@ def _register_shell(app: dash.Dash, ctx: Context) -> None:
 
 def serve(roots: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", port: int = 8050,
           auth: tuple[str, str] | str | None = None, page: str = "", max_points: int | None = MAP_POINTS,
-          log=print) -> None:
+          log=print, images: Mapping[str, ImagesArg] | None = None) -> None:
     """Serve the dashboard on waitress, a production WSGI server, until Ctrl-C.
 
     Waitress rather than Flask's development server: that one warns every user not to use
     it in production, and a dashboard shared on a lab machine is exactly that. ``auth``
     None reads ``RELABSCOPE_AUTH``; ``page`` is the path (and query) the printed URL opens;
-    ``max_points`` as in :func:`create_app`.
+    ``max_points`` and ``images`` as in :func:`create_app`.
     """
     if auth is None:
         auth = os.environ.get(AUTH_ENV) or None
-    app = create_app(roots, auth=auth, max_points=max_points)
+    app = create_app(roots, auth=auth, max_points=max_points, images=images)
     registry = app.relabscope.registry
     if not is_loopback(host):
         log(f"relabscope: warning: serving on {host}, reachable from other machines"

@@ -17,6 +17,11 @@ failed or replaced log is tried again once its file changed (size, time or inode
 discovery repeats at most every ``rescan_seconds``, so runs that start after the server
 show up without a restart. Epochs a live run commits show through ``Run`` itself (it
 re-reads the SWMR log's length on every call).
+
+Images: ``images`` maps a run id to the image source it is opened with (``Run(path,
+images=...)``); the entry under ``DEFAULT_IMAGES`` serves every run that has no images of
+its own (neither recorded in its log nor a data set in its config). The sources come from
+the person starting the server, never from a client.
 """
 
 from __future__ import annotations
@@ -26,15 +31,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from relabscope.analysis.run import Run
 from relabscope.errors import RelabscopeError, RunDirError
 from relabscope.runlog.schema import LOG_NAME, PARTIAL_SUFFIX
 
+if TYPE_CHECKING:
+    from relabscope.runlog.images import ImagesArg
+
 #: Folders never searched for runs (a run's own checkpoints, caches, VCS and venvs).
 SKIP_DIRS = {"checkpoints", "__pycache__", "node_modules", ".git", ".venv", "venv"}
 MAX_DEPTH = 8
+#: the ``images`` key of the source for every run without images of its own
+DEFAULT_IMAGES = ""
 
 
 class RunUnavailable(RelabscopeError):
@@ -97,7 +107,8 @@ def _inside(path: Path, roots: Iterable[Path]) -> bool:
 class RunRegistry:
     """Runs under ``roots`` (folders; a folder that is itself a run is fine)."""
 
-    def __init__(self, roots: Iterable[str | os.PathLike], *, rescan_seconds: float = 5.0, max_open: int = 8):
+    def __init__(self, roots: Iterable[str | os.PathLike], *, rescan_seconds: float = 5.0, max_open: int = 8,
+                 images: Mapping[str, ImagesArg] | None = None):
         given = [Path(r) for r in roots]
         if not given:
             raise RunDirError("no run folder given")
@@ -118,6 +129,10 @@ class RunRegistry:
         self._scanned = -float("inf")
         self._lock = threading.RLock()
         self.scan()
+        self.images = dict(images or {})
+        unknown = [k for k in self.images if k != DEFAULT_IMAGES and k not in self._entries]
+        if unknown:
+            raise RunDirError(f"images for run {unknown[0]!r}: no such run (runs: {', '.join(self.ids()[:10])})")
 
     # ------------------------------------------------------------------ discovery
     def _root_labels(self) -> dict[Path, str]:
@@ -237,7 +252,7 @@ class RunRegistry:
             if entry.run is None and (entry.error is None or stamp != entry.stamp):
                 entry.stamp = stamp
                 try:
-                    entry.run = _open(entry)
+                    entry.run = _open(entry, self.images)
                     entry.error = None
                 except Exception as exc:  # any unreadable log becomes the run's error card
                     # viewers see run ids, never the server's paths
@@ -299,8 +314,11 @@ class RunRegistry:
                     e.run = None
 
 
-def _open(entry: RunEntry) -> Run:
-    run = Run(entry.path)
+def _open(entry: RunEntry, images: Mapping[str, ImagesArg]) -> Run:
+    run = Run(entry.path, images=images.get(entry.id))
+    if not run.has_images and DEFAULT_IMAGES in images:
+        run.close()
+        run = Run(entry.path, images=images[DEFAULT_IMAGES])
     # touch what every page needs, so a log that opens but cannot be read fails here
     run.num_epochs, run.class_names, run.config, run.status  # noqa: B018
     return run

@@ -34,12 +34,15 @@ class MethodEntry:
     """One method: ``target`` is ``"module:Class"``; ``settings`` the settings dataclasses it
     reads beyond the shared ones; ``presets`` its hyperparameters per named preset
     (``PRESET_NAMES``; the ``preset`` setting picks one), applied before the data set's
-    preset."""
+    preset; ``splits_backbone``: it copies the backbone's last block (DMUE's branches), so
+    only a backbone that splits into a stem and a last block will do (the config refuses
+    others before any data is loaded)."""
 
     target: str
     with_center: bool = False
     settings: tuple[type, ...] = ()
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    splits_backbone: bool = False
 
     def preset(self, name: str) -> Mapping[str, Any]:
         """The settings preset ``name`` gives this method (empty when it changes none)."""
@@ -75,8 +78,9 @@ METHODS: dict[str, MethodEntry] = {
     "scn-c": MethodEntry("relabscope.methods.scn:SCN", True, (SCNSettings, *_C), _SCN),
     "rul": MethodEntry("relabscope.methods.rul:RUL", False, (), _RUL),
     "rul-c": MethodEntry("relabscope.methods.rul:RUL", True, _C, _RUL),
-    "dmue": MethodEntry("relabscope.methods.dmue:DMUE", False, (DMUESettings,), _DMUE),
-    "dmue-c": MethodEntry("relabscope.methods.dmue:DMUE", True, (DMUESettings, DMUECenterSettings, *_C), _DMUE),
+    "dmue": MethodEntry("relabscope.methods.dmue:DMUE", False, (DMUESettings,), _DMUE, splits_backbone=True),
+    "dmue-c": MethodEntry("relabscope.methods.dmue:DMUE", True, (DMUESettings, DMUECenterSettings, *_C), _DMUE,
+                          splits_backbone=True),
 }
 
 

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from relabscope.methods.center_loss import CenterLoss
-from relabscope.models import LoadReport, ResNet18Trunk, load_pretrained
+from relabscope.models.pretrained import LoadReport, load_pretrained
+from relabscope.models.trunk import Trunk
 
 if TYPE_CHECKING:
     from relabscope.config import TrainConfig
@@ -59,8 +60,9 @@ class Method(nn.Module):
     #: per-sample quantities this method logs: name -> trailing shape (() for a scalar); a
     #: class attribute, or set in ``__init__`` when the shape depends on the classes (DMUE)
     sample_fields: dict[str, tuple[int, ...]] = {}
-    #: the trunk, set by the subclass (``load_pretrained`` loads into it)
-    backbone: ResNet18Trunk
+    #: the trunk, set by the subclass from ``build_backbone(cfg.backbone, ...)``
+    #: (``load_pretrained`` loads into it, ``cam_layer`` reads it)
+    backbone: Trunk
 
     def __init__(self, num_classes: int, cfg: TrainConfig):
         super().__init__()
@@ -128,5 +130,5 @@ class Method(nn.Module):
         return load_pretrained(self.backbone, path)
 
     def cam_layer(self) -> nn.Module:
-        """The last convolutional block, for Grad-CAM."""
-        raise NotImplementedError
+        """Grad-CAM's layer: the backbone's last convolutional block (``Trunk.cam_layer``)."""
+        return self.backbone.cam_layer()

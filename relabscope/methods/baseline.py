@@ -1,5 +1,5 @@
-"""Baseline: ResNet-18 with a linear classifier and cross-entropy; ``baseline-c`` adds the
-center loss on the 512-d pooled feature."""
+"""Baseline: the backbone (ResNet-18 by default) with a linear classifier and cross-entropy;
+``baseline-c`` adds the center loss on the pooled feature (512-d for ResNet-18)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from relabscope.methods.base import Method, StepOutput
-from relabscope.models import ResNet18Trunk
+from relabscope.models.backbone import build_backbone
 
 if TYPE_CHECKING:
     from relabscope.config import TrainConfig
@@ -21,7 +21,7 @@ class Baseline(Method):
 
     def __init__(self, num_classes: int, cfg: TrainConfig, with_center: bool = False):
         super().__init__(num_classes, cfg)
-        self.backbone = ResNet18Trunk(cfg.image_size)
+        self.backbone = build_backbone(cfg.backbone, cfg.image_size)
         self.embed_dim = self.backbone.out_dim
         self.fc = nn.Linear(self.embed_dim, num_classes)
         if with_center:
@@ -44,6 +44,3 @@ class Baseline(Method):
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embedding = self.backbone(images)
         return self.fc(embedding).float(), embedding
-
-    def cam_layer(self) -> nn.Module:
-        return self.backbone.layer4

@@ -4,7 +4,9 @@ Network: the ResNet-18 stem and ``layer1..3`` are shared; there are K+1 copies o
 ``layer4``: one auxiliary branch per class and the target branch. Each branch's pooled
 512-d feature goes through ``Dropout(0.5)``, a ``BatchNorm1d(512)`` shared by all
 branches, and its own bias-free linear classifier (K-1 outputs for auxiliary branch c,
-K for the target).
+K for the target). Another backbone works the same way when it splits into a stem and a
+last block (``SplitTrunk``: the torchvision ResNets; ResNet-50's feature is 2048-d); a timm
+model does not, and is refused when the method is built.
 
 Training, per batch (``e`` the 0-based epoch, ``a = dmue_ramp``):
 
@@ -57,7 +59,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from relabscope.methods.base import Method, StepOutput
-from relabscope.models import LoadReport, ResNet18Trunk, load_pretrained
+from relabscope.errors import RelabscopeError
+from relabscope.models.backbone import build_backbone
+from relabscope.models.names import split_problem
+from relabscope.models.pretrained import LoadReport, load_pretrained
+from relabscope.models.trunk import SplitTrunk
 
 if TYPE_CHECKING:
     from relabscope.config import TrainConfig
@@ -134,13 +140,14 @@ def soft_loss(logits: torch.Tensor, labels: torch.Tensor, latent: torch.Tensor) 
 class DMUE(Method):
     name = "dmue"
     unused_parameters = True
+    backbone: SplitTrunk  # its last block is the target branch
 
     def __init__(self, num_classes: int, cfg: TrainConfig, with_center: bool = False):
         super().__init__(num_classes, cfg)
         if num_classes < 2:
             raise ValueError("DMUE needs at least two classes")
-        self.backbone = ResNet18Trunk(cfg.image_size)  # its layer4 is the target branch
-        self.branches = nn.ModuleList(ResNet18Trunk(cfg.image_size).layer4 for _ in range(num_classes))
+        self.backbone = split_trunk(cfg)
+        self.branches = nn.ModuleList(split_trunk(cfg).last_block for _ in range(num_classes))
         dim = self.backbone.out_dim
         self.dropout = nn.Dropout(BRANCH_DROPOUT)
         self.neck = nn.BatchNorm1d(dim)
@@ -165,7 +172,7 @@ class DMUE(Method):
         """Shared feature map, pooled target feature (the embedding) and the target
         branch's normalised head input."""
         shared = self.backbone.stem(images)
-        feature = _pool(self.backbone.layer4(shared))
+        feature = _pool(self.backbone.last_block(shared))
         return shared, feature, self.neck(self.dropout(feature))
 
     def branch_neck(self, x: torch.Tensor) -> torch.Tensor:
@@ -267,15 +274,21 @@ class DMUE(Method):
         return [self.fc, *self.branch_fc, self.uncertainty]
 
     def load_pretrained(self, path: str) -> LoadReport:
-        """Backbone weights as usual; every auxiliary branch starts from the same layer4."""
+        """Backbone weights as usual; every auxiliary branch starts from the same last block."""
         report = load_pretrained(self.backbone, path)
-        if any(key.startswith("layer4.") for key in report.loaded):
+        prefix = self.backbone.last_block_name + "."
+        if any(key.startswith(prefix) for key in report.loaded):
             for branch in self.branches:
-                branch.load_state_dict(self.backbone.layer4.state_dict())
+                branch.load_state_dict(self.backbone.last_block.state_dict())
         return report
 
-    def cam_layer(self) -> nn.Module:
-        return self.backbone.layer4
+
+def split_trunk(cfg: TrainConfig) -> SplitTrunk:
+    """The backbone ``cfg`` names, which must split into a stem and a last block."""
+    trunk = build_backbone(cfg.backbone, cfg.image_size)
+    if not isinstance(trunk, SplitTrunk):
+        raise RelabscopeError(split_problem(DMUE.name, cfg.backbone))
+    return trunk
 
 
 def route(labels: torch.Tensor, num_classes: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

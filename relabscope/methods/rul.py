@@ -1,8 +1,8 @@
 """RUL (Zhang et al., NeurIPS 2021) and RUL-C (RUL + center loss, the seed paper).
 
-- The ResNet-18 trunk is kept at its last feature map (512 x h x w, no pooling). Two
-  heads of the same shape, ``BatchNorm2d(512, affine=False) -> Dropout(0.4) -> flatten ->
-  Linear(512 h w -> 64) -> BatchNorm1d(64)``, give the mean feature ``mu`` and a
+- The trunk is kept at its last feature map (C x h x w, no pooling; 512 x h x w for
+  ResNet-18). Two heads of the same shape, ``BatchNorm2d(C, affine=False) -> Dropout(0.4)
+  -> flatten -> Linear(C h w -> 64) -> BatchNorm1d(64)``, give the mean feature ``mu`` and a
   log-variance; a sample's uncertainty is ``u = mean(exp(logvar))`` over the 64 dims.
 - Each sample is paired with a random partner ``pi(i)`` of the batch (possibly itself) and
   their features are mixed in proportion to their uncertainties,
@@ -16,6 +16,8 @@
   logged vector of every method is its feature in the training forward without dropout,
   and the center loss pulls on the very vector whose geometry the views measure.
 - RUL never relabels: its labels in effect are the given labels throughout.
+- The heads need a spatial feature map: a backbone without one (a timm vision
+  transformer, whose features are tokens) is refused when the method is built.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from relabscope.methods.base import Method, StepOutput
-from relabscope.models import ResNet18Trunk
+from relabscope.models.backbone import build_backbone
 
 if TYPE_CHECKING:
     from relabscope.config import TrainConfig
@@ -96,24 +98,16 @@ def add_up_loss(logits: torch.Tensor, labels: torch.Tensor, perm: torch.Tensor) 
     return 0.5 * own + 0.5 * partner
 
 
-def feature_map_shape(trunk: ResNet18Trunk, image_size: int) -> tuple[int, int, int]:
-    """``(channels, h, w)`` of the trunk's last feature map for square ``image_size`` input."""
-    was_training = trunk.training
-    trunk.eval()
-    with torch.no_grad():
-        shape = trunk.feature_map(torch.zeros(1, 3, image_size, image_size)).shape[1:]
-    trunk.train(was_training)
-    return int(shape[0]), int(shape[1]), int(shape[2])
-
-
 class RUL(Method):
     name = "rul"
     sample_fields = {"uncertainty": ()}
 
     def __init__(self, num_classes: int, cfg: TrainConfig, with_center: bool = False):
         super().__init__(num_classes, cfg)
-        self.backbone = ResNet18Trunk(cfg.image_size)
-        channels, h, w = feature_map_shape(self.backbone, cfg.image_size)
+        self.backbone = build_backbone(cfg.backbone, cfg.image_size)
+        if not self.backbone.spatial:
+            raise self.backbone.no_feature_map(f"method {self.name} (its uncertainty heads)")
+        channels, h, w = self.backbone.feature_map_shape(cfg.image_size)
         self.mu_head = UncertaintyHead(channels, h * w)
         self.logvar_head = UncertaintyHead(channels, h * w)
         self.fc = nn.Linear(FEATURE_DIM, num_classes)
@@ -152,6 +146,3 @@ class RUL(Method):
 
     def heads(self) -> list[nn.Module]:
         return [self.fc]
-
-    def cam_layer(self) -> nn.Module:
-        return self.backbone.layer4

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from relabscope.methods.base import Method, StepOutput
-from relabscope.models import ResNet18Trunk
+from relabscope.models.backbone import build_backbone
 
 if TYPE_CHECKING:
     from relabscope.config import TrainConfig
@@ -65,7 +65,7 @@ class SCN(Method):
 
     def __init__(self, num_classes: int, cfg: TrainConfig, with_center: bool = False):
         super().__init__(num_classes, cfg)
-        self.backbone = ResNet18Trunk(cfg.image_size)
+        self.backbone = build_backbone(cfg.backbone, cfg.image_size)
         self.embed_dim = self.backbone.out_dim
         self.fc = nn.Linear(self.embed_dim, num_classes)
         self.attention = nn.Linear(self.embed_dim, 1)
@@ -108,6 +108,3 @@ class SCN(Method):
             eligible = low_importance(out.fields["weight"].detach(), self.cfg.rr_beta)
         probs = out.logits.detach().float().softmax(dim=1)
         return relabel_rule(probs, labels, self.cfg.delta, eligible)
-
-    def cam_layer(self) -> nn.Module:
-        return self.backbone.layer4

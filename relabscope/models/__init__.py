@@ -1,5 +1,35 @@
-"""Networks: the ResNet-18 trunk every method builds on, and pretrained-weight loading."""
+"""Networks: the trunks methods build on (``build_backbone``: torchvision's ResNets or any
+timm model) and pretrained-weight loading.
 
-from relabscope.models.backbone import EMBED_DIM, LoadReport, ResNet18Trunk, load_pretrained
+The backbone names and their checks (``relabscope.models.names``) need no torch: the config
+validates the ``backbone`` setting with them. The networks load torch and are imported on
+first use, as ``relabscope.methods`` does for the method classes.
+"""
 
-__all__ = ["EMBED_DIM", "LoadReport", "ResNet18Trunk", "load_pretrained"]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from relabscope.models.names import TORCHVISION_BACKBONES, backbone_problem
+
+_HOMES = {
+    "build_backbone": "relabscope.models.backbone",
+    "Trunk": "relabscope.models.trunk",
+    "SplitTrunk": "relabscope.models.trunk",
+    "ResNetTrunk": "relabscope.models.resnet",
+    "TimmTrunk": "relabscope.models.timm_trunk",
+    "LoadReport": "relabscope.models.pretrained",
+    "load_pretrained": "relabscope.models.pretrained",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The torch classes and functions, loaded on first use (see the module docstring)."""
+    if name in _HOMES:
+        return getattr(import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'relabscope.models' has no attribute {name!r}")
+
+
+__all__ = ["TORCHVISION_BACKBONES", "LoadReport", "ResNetTrunk", "SplitTrunk", "TimmTrunk", "Trunk",
+           "backbone_problem", "build_backbone", "load_pretrained"]

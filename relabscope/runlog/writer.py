@@ -38,6 +38,7 @@ import h5py
 import numpy as np
 import torch
 
+from relabscope.runlog.images import ImagesArg, storable_spec
 from relabscope.runlog import schema
 from relabscope.runlog.repair import clear_write_flags, write_flags
 
@@ -217,6 +218,7 @@ class RunLogWriter:
         metadata: Mapping[str, Any] | None = None,
         skipped: Iterable[str] = (),
         embed_every: int = 1,
+        images: ImagesArg | None = None,
     ) -> "RunLogWriter":
         """Create a new log. The file appears under its final name only once its layout
         exists (it is built under ``run.h5.partial``), so a reader never sees half a layout.
@@ -233,12 +235,17 @@ class RunLogWriter:
             metadata: attributes of the ``meta`` group (data set, method, ...).
             skipped: keys of unreadable samples left out of ``samples``.
             embed_every: keep the embeddings every this many epochs (and when asked).
+            images: where the samples' pixels are, stored in the log so thumbnails, the
+                sample inspector, reports and Grad-CAM find them: a folder (the keys are
+                paths relative to it), an ``.npy``/``.npz`` array (row = sample id) or a
+                text file with one image path per sample (see ``relabscope.runlog.images``).
 
         Returns:
             The writer, at epoch 0.
 
         Raises:
             FileExistsError: a log is already there.
+            ImageSourceError: ``images`` names no usable source, or one a log cannot store.
         """
         path = Path(path)
         if path.suffix != ".h5":
@@ -248,11 +255,14 @@ class RunLogWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         class_names = list(class_names)
         fields = {k: tuple(v) for k, v in (fields or {}).items()}
+        metadata = dict(metadata or {})
+        if images is not None:  # checked before the file exists: a bad source leaves nothing behind
+            metadata["images"] = storable_spec(images)
         partial = path.with_name(path.name + schema.PARTIAL_SUFFIX)
         f = _open_swmr_writer(partial, "w")
         try:
             _build_layout(f, samples, class_names, embed_dim, fields, has_centers,
-                          dict(config or {}), dict(metadata or {}), list(skipped))
+                          dict(config or {}), metadata, list(skipped))
             f.swmr_mode = True
             f.flush()
             os.replace(partial, path)
@@ -313,6 +323,7 @@ class RunLogWriter:
         new_labels: ArrayLike | None = None,
         step: int | None = None,
         fields: Mapping[str, ArrayLike] | None = None,
+        relabel_probs: ArrayLike | None = None,
     ) -> None:
         """Record one batch of the current epoch. Only queues device work and copies, then
         returns: a background thread moves the numbers into the epoch's buffers, so logging
@@ -331,6 +342,10 @@ class RunLogWriter:
                 difference from ``labels`` becomes a relabel event with p(old) and p(new).
             step: numbers the batch for relabel events (default: a running count).
             fields: ``(B, ...)`` per declared field (``create``'s ``fields``).
+            relabel_probs: ``(B, K)`` the class probabilities the relabel decision used,
+                when they are not the softmax of ``logits`` (a method that relabels from
+                scaled logits or an ensemble): the relabel events' p(old) and p(new) come
+                from them. The logged ``prob`` stays the softmax of ``logits``.
 
         Raises:
             RuntimeError: the writer failed earlier or is closed.
@@ -362,8 +377,10 @@ class RunLogWriter:
             if new_labels is not None and phase == "train":
                 new_t = torch.as_tensor(new_labels).detach().to(device=logits_t.device, dtype=torch.long)
                 arrays["new"] = new_t
-                arrays["p_old"] = probs.gather(1, labels_t.unsqueeze(1)).squeeze(1)
-                arrays["p_new"] = probs.gather(1, new_t.unsqueeze(1)).squeeze(1)
+                decided = probs if relabel_probs is None else \
+                    torch.as_tensor(relabel_probs).detach().to(device=logits_t.device, dtype=torch.float32)
+                arrays["p_old"] = decided.gather(1, labels_t.unsqueeze(1)).squeeze(1)
+                arrays["p_new"] = decided.gather(1, new_t.unsqueeze(1)).squeeze(1)
         record = _Record(phase, step, *_start_copy(arrays))
         self._put(record)
 

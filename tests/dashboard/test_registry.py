@@ -113,3 +113,32 @@ def test_a_broken_log_is_retried_once_it_changed(tmp_path, tiny_runs) -> None:
     os.remove(tmp_path / "r" / "run.h5")
     shutil.copy(tiny_runs["scn"] / "run.h5", tmp_path / "r" / "run.h5")
     assert reg.error("r") is None and reg.get("r").num_epochs == 4
+
+
+def _foreign_log(path, keys) -> None:
+    """A log a hand-written loop wrote: no image source recorded, no relabscope config."""
+    samples = SampleTable(key=keys, split=[0] * (len(keys) - 1) + [1], given_label=[0, 1] * (len(keys) // 2))
+    with RunLogWriter.create(path, samples, ["a", "b"], embed_dim=2) as log:
+        log.log_batch(np.arange(len(keys)), samples.given_label, np.zeros((len(keys), 2)), np.ones((len(keys), 2)))
+        log.end_epoch()
+
+
+def test_images_for_runs_that_record_none(tmp_path, tiny_runs) -> None:
+    from PIL import Image
+
+    pixels = np.arange(4 * 4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 4, 3)
+    (tmp_path / "imgs").mkdir()
+    for i in range(4):
+        Image.fromarray(pixels[i]).save(tmp_path / "imgs" / f"{i}.png")
+    np.save(tmp_path / "other.npy", pixels[::-1].copy())
+    root = tmp_path / "runs"
+    _foreign_log(root / "mine", [f"{i}.png" for i in range(4)])
+    _foreign_log(root / "theirs", [f"k{i}" for i in range(4)])
+    shutil.copytree(tiny_runs["scn"], root / "scn", ignore=shutil.ignore_patterns("checkpoints"))
+    with pytest.raises(RunDirError, match="images for run 'nope': no such run"):
+        RunRegistry([root], images={"nope": tmp_path / "imgs"})
+    assert not RunRegistry([root]).get("mine").has_images
+    reg = RunRegistry([root], images={"": tmp_path / "imgs", "theirs": tmp_path / "other.npy"})
+    np.testing.assert_array_equal(reg.get("mine").images([2]), pixels[[2]])         # the default folder
+    np.testing.assert_array_equal(reg.get("theirs").images([0, 3]), pixels[[3, 0]])  # its own array
+    assert reg.get("scn").image_source.startswith("data set")  # a relabscope run keeps its data set

@@ -41,7 +41,7 @@ from relabscope.methods.dmue import (
     shift_labels,
     soft_loss,
 )
-from relabscope.models import ResNet18Trunk
+from relabscope.models import build_backbone
 from relabscope.training.optim import build_optimizer
 
 SIZE = 32
@@ -489,7 +489,7 @@ def test_uncertainty_mlp_in_optimizer_only_when_trained(train_uncertainty: bool)
 
 def test_load_pretrained_copies_layer4_into_every_branch(tmp_path: Path) -> None:
     torch.manual_seed(11)
-    source = ResNet18Trunk(SIZE).state_dict()
+    source = build_backbone("resnet18", SIZE).state_dict()
     path = tmp_path / "resnet18.pth"
     torch.save(source, path)
     model, _ = _model(sharp_heads=False)

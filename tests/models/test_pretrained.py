@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from relabscope.cli import main
 from relabscope.errors import RelabscopeError
-from relabscope.models import ResNet18Trunk, load_pretrained
+from relabscope.models import ResNetTrunk, build_backbone, load_pretrained
 
 SMALL, LARGE = 16, 112  # image sizes below / above the small-stem threshold (100 px)
 
@@ -23,12 +23,12 @@ def _torchvision_state(seed: int = 1) -> dict[str, torch.Tensor]:
     return torchvision.models.resnet18(weights=None).state_dict()
 
 
-def _trunk(image_size: int, seed: int = 2) -> ResNet18Trunk:
+def _trunk(image_size: int, seed: int = 2) -> ResNetTrunk:
     torch.manual_seed(seed)
-    return ResNet18Trunk(image_size)
+    return build_backbone("resnet18", image_size)
 
 
-def _trunk_keys(trunk: ResNet18Trunk) -> set[str]:
+def _trunk_keys(trunk: ResNetTrunk) -> set[str]:
     return set(trunk.state_dict())
 
 
@@ -148,7 +148,7 @@ def test_no_matching_tensor_is_a_user_error(tmp_path: Path, content) -> None:
     torch.save(content, path)
     trunk = _trunk(LARGE)
     before = {k: v.clone() for k, v in trunk.state_dict().items()}
-    with pytest.raises(RelabscopeError, match="no tensor matches a ResNet-18 backbone"):
+    with pytest.raises(RelabscopeError, match="no tensor matches the resnet18 backbone"):
         load_pretrained(trunk, path)
     assert all(torch.equal(before[k], v) for k, v in trunk.state_dict().items())
 
@@ -174,7 +174,7 @@ def test_cli_prints_the_load_summary(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output + repr(result.exception)
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("pretrained:")]
     assert len(lines) == 1, result.stderr
-    n_trunk = len(ResNet18Trunk(16).state_dict())
+    n_trunk = len(_trunk(16).state_dict())
     # small stem: conv1 skipped for its shape (and reported), fc skipped; everything else loads
     assert lines[0].startswith(f"pretrained: loaded {n_trunk - 1} of {n_trunk} backbone tensors from {path}; skipped 3 ("), lines[0]
     assert "conv1.weight: shape" in lines[0]

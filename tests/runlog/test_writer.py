@@ -246,3 +246,25 @@ def test_reader_refuses_a_truncated_log_at_once(tmp_path) -> None:
     assert time.perf_counter() - started < 10
     with RunLogReader(log) as whole:  # the check costs a finished log nothing
         assert whole.num_epochs == 2
+
+
+def test_relabel_probs_set_the_events_probabilities(tmp_path) -> None:
+    """A method that decides from other probabilities than the logits' softmax (scaled
+    logits, an ensemble) reports them; without them the softmax is used, as before."""
+    samples = _samples()
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 3.0]])
+    decided = torch.tensor([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
+    ids, labels, new = torch.arange(3), torch.tensor([0, 1, 2]), torch.tensor([1, 0, 2])
+    with RunLogWriter.create(tmp_path / "r.h5", samples, "abc", embed_dim=D) as log:
+        log.log_batch(ids, labels, logits, torch.zeros(3, D), new_labels=new, relabel_probs=decided)
+        log.log_batch(ids, new, logits, torch.zeros(3, D), new_labels=labels)
+        log.end_epoch()
+    with RunLogReader(tmp_path / "r.h5") as r:
+        events = r.relabels()
+        np.testing.assert_allclose(r.epoch_array("prob", 0)[:3], logits.softmax(1).numpy(), atol=1e-3)
+    softmax = logits.softmax(1)
+    assert events[["sample", "old", "new"]].tolist() == [(0, 0, 1), (1, 1, 0), (0, 1, 0), (1, 0, 1)]
+    np.testing.assert_allclose(events["p_old"][:2], [0.1, 0.3], rtol=1e-6)  # from relabel_probs
+    np.testing.assert_allclose(events["p_new"][:2], [0.7, 0.6], rtol=1e-6)
+    np.testing.assert_allclose(events["p_old"][2:], [softmax[0, 1], softmax[1, 0]], rtol=1e-6)  # the softmax
+    np.testing.assert_allclose(events["p_new"][2:], [softmax[0, 0], softmax[1, 1]], rtol=1e-6)

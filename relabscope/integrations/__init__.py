@@ -1,0 +1,38 @@
+"""Logging your own model's training to a relabscope run log.
+
+- :class:`RunCapture` (``relabscope.integrations.capture``): for a hand-written loop, and
+  the core the callbacks share: the labels in effect, ``relabel(...)``, embeddings from a
+  named layer, one writer under several processes;
+- :class:`RelabscopeCallback` (``relabscope.integrations.lightning``): a Lightning callback;
+- :class:`RelabscopeTrainerCallback` (``relabscope.integrations.hf``): a callback for the
+  transformers ``Trainer``.
+
+Nothing loads until it is used: importing this package imports neither torch, Lightning
+nor transformers (each integration needs its own extra: ``relabscope[lightning]``,
+``relabscope[hf]``). docs/integrations.md shows each in a few lines.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "RunCapture": "relabscope.integrations.capture",
+    "sample_table": "relabscope.integrations.capture",
+    "RelabscopeCallback": "relabscope.integrations.lightning",
+    "RelabscopeTrainerCallback": "relabscope.integrations.hf",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'relabscope.integrations' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = list(_EXPORTS)

@@ -1,0 +1,208 @@
+"""A transformers ``Trainer`` callback that writes a relabscope run log of an image
+classifier (``ViTForImageClassification``, ``ConvNextForImageClassification``, ...).
+
+A Trainer callback sees events, not batches or outputs, so the callback hooks the model:
+
+- a forward pre-hook takes each batch's sample ids out of the inputs (the model would
+  refuse an unknown argument) and, in training, puts the labels in effect in place of
+  ``labels``, so the model's own loss trains on them;
+- a forward hook takes the logits (``outputs.logits``), and a hook on
+  ``embedding_layer`` the embeddings (default: the input of ``classifier``, which is the
+  pooled or [CLS] feature in transformers' image classifiers);
+- train or test comes from ``model.training`` (the Trainer's evaluation runs in eval
+  mode).
+
+The pre-hook stays on the model after training (installed when the Trainer is built), so
+``trainer.evaluate()`` and ``trainer.predict()`` work on the same data sets before and
+after ``train()``; only batches of ``train()`` are logged.
+
+What a script must set: each item of the training and evaluation data sets carries its
+position in its split under ``"sample_id"`` (an int), and
+``TrainingArguments(remove_unused_columns=False)`` keeps that column in the batches (the
+Trainer drops inputs the model's ``forward`` does not name otherwise).
+
+Epochs: a training epoch is committed after the evaluation the Trainer runs at its end
+(``eval_strategy="epoch"``), else when the next epoch begins or training ends. A run that
+stops with an exception leaves the log as a killed run does: the committed epochs,
+readable, status "running". Resuming a Trainer from a checkpoint is not supported: the
+log path must be new.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+
+try:
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+    from transformers.utils.generic import ModelOutput
+except ImportError as exc:
+    raise ImportError(f"relabscope.integrations.hf needs transformers: pip install 'relabscope[hf]' ({exc})") from exc
+
+from relabscope.errors import RelabscopeError
+from relabscope.integrations.capture import ArrayLike, EmbeddingIO, Phase, RunCapture
+
+
+class RelabscopeTrainerCallback(TrainerCallback):
+    """Logs every training and evaluation batch of a transformers ``Trainer`` to a
+    relabscope run log, and holds the labels in effect: the model trains on them, and a
+    relabelling method changes them with :meth:`relabel` (e.g. in an overridden
+    ``Trainer.compute_loss``, which sees the batch's ``sample_id`` and the outputs).
+
+    Args:
+        path: a ``.h5`` file, or a directory to hold ``run.h5``; it must not hold a log.
+        train_labels: ``(n_train,)`` the given label of each training sample.
+        test_labels: ``(n_test,)`` the given label of each evaluation sample.
+        class_names: names by class id.
+        embedding_layer: dotted name of the layer whose input (or output) is the
+            embedding, in the model.
+        embedding_io: "input" or "output" of that layer.
+        id_key: the batch key holding the sample ids.
+        replace_labels: train on the labels in effect (the batch's ``labels`` replaced
+            by them); False leaves the batch's labels alone (only logging).
+        keys: one name per sample, train then evaluation (image paths let the views show
+            the pixels).
+        clean_labels: true labels when known, for the training samples or train then test.
+        images: where the pixels are, recorded in the log (``RunLogWriter.create``).
+        embed_every: keep embeddings every this many epochs (and the last).
+        config: settings stored in the log.
+        metadata: attributes of the log's ``meta`` group (``method``, ``dataset``, ...).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        train_labels: ArrayLike,
+        test_labels: ArrayLike | None = None,
+        *,
+        class_names: Iterable[str] | None = None,
+        embedding_layer: str = "classifier",
+        embedding_io: EmbeddingIO = "input",
+        id_key: str = "sample_id",
+        replace_labels: bool = True,
+        keys: Iterable[str] | None = None,
+        clean_labels: ArrayLike | None = None,
+        images: Any = None,
+        embed_every: int = 1,
+        config: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.capture = RunCapture(path, train_labels, test_labels, class_names=class_names, keys=keys,
+                                  clean_labels=clean_labels, images=images, embed_every=embed_every,
+                                  config=config, metadata={"framework": "transformers", **(metadata or {})})
+        self.embedding_layer = embedding_layer
+        self.embedding_io = embedding_io
+        self.id_key = id_key
+        self.replace_labels = replace_labels
+        self._model: torch.nn.Module | None = None  # the model the hooks are on
+        self._active = False  # inside train(): batches are logged
+        self._ids: torch.Tensor | None = None  # the batch in the model's forward pass
+        self._phase: Phase = "train"
+        self._staged: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
+        self._epoch_over = False  # the training epoch ended; its evaluation may follow
+        self._epochs = 0  # the Trainer's epochs, for "keep the last epoch's embeddings"
+
+    # ------------------------------------------------------------------ for the method
+    def labels(self, sample_ids: ArrayLike | None = None) -> torch.Tensor:
+        """The labels in effect of training ``sample_ids`` (on their device), or of all."""
+        return self.capture.labels(sample_ids)
+
+    def relabel(self, sample_ids: ArrayLike, new_labels: ArrayLike, probs: ArrayLike | None = None) -> None:
+        """New labels for samples of the current training batch (``RunCapture.relabel``);
+        they take effect from the next batch."""
+        self.capture.relabel(sample_ids, new_labels, probs)
+
+    # ------------------------------------------------------------------ the Trainer's events
+    def on_init_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: Any) -> None:
+        self._install(kwargs["model"])
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
+        if args.remove_unused_columns:
+            raise RelabscopeError(f"RelabscopeTrainerCallback: set TrainingArguments(remove_unused_columns=False), "
+                                  f"or the Trainer drops the {self.id_key!r} column before the model sees it")
+        model: torch.nn.Module = kwargs["model"]
+        self._install(model)  # a callback added after the Trainer was built
+        self.capture.attach(model, self.embedding_layer, self.embedding_io)
+        self._epochs = math.ceil(state.num_train_epochs)
+        self.capture.open()
+        self._active = True
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: Any) -> None:
+        self._flush()
+
+    def on_epoch_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
+        if self._epoch_over:  # no evaluation after the last epoch
+            self._commit(kwargs.get("optimizer"))
+
+    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                     **kwargs: Any) -> None:
+        self._flush()
+        self._epoch_over = True
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: Any) -> None:
+        if self._epoch_over:
+            self._commit(kwargs.get("optimizer"))
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                     **kwargs: Any) -> None:
+        self._flush()
+        if self._epoch_over:
+            self._commit(kwargs.get("optimizer"))
+        self._active = False
+        self.capture.close("finished")
+
+    # ------------------------------------------------------------------ the model's hooks
+    def _install(self, model: torch.nn.Module) -> None:
+        if self._model is not model:
+            model.register_forward_pre_hook(self._before_forward, with_kwargs=True)
+            model.register_forward_hook(self._after_forward)
+            self._model = model
+
+    def _before_forward(self, module: torch.nn.Module, args: tuple[Any, ...],
+                        kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        ids = kwargs.pop(self.id_key, None)
+        if not self._active:
+            return args, kwargs
+        self._flush()  # the previous training batch, with the relabels made for it
+        if ids is None:
+            raise RelabscopeError(f"RelabscopeTrainerCallback: the batch has no {self.id_key!r}: give every data set "
+                                  f"item its position in its split as {self.id_key!r}, and set "
+                                  "TrainingArguments(remove_unused_columns=False)")
+        self._ids = torch.as_tensor(ids)
+        self._phase = "train" if module.training else "test"
+        if self._phase == "train" and self.replace_labels and kwargs.get("labels") is not None:
+            kwargs["labels"] = self.capture.labels(self._ids).to(kwargs["labels"].device)
+        return args, kwargs
+
+    def _after_forward(self, module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if not self._active:
+            return
+        logits = output.get("logits") if isinstance(output, (ModelOutput, Mapping)) else output
+        if not isinstance(logits, torch.Tensor):
+            raise RelabscopeError(f"RelabscopeTrainerCallback: the model returned no logits ({type(output).__name__})")
+        assert self._ids is not None  # set by the pre-hook of this forward pass
+        batch = (self._ids, logits.detach(), self.capture.layer_embeddings())
+        if self._phase == "train":
+            self._staged = batch  # logged after the step: relabels for it may follow the forward pass
+        else:
+            self.capture.log(*batch, phase="test")
+
+    # ------------------------------------------------------------------ helpers
+    def _flush(self) -> None:
+        if self._staged is not None:
+            staged, self._staged = self._staged, None
+            self.capture.log(*staged, phase="train")
+
+    def _commit(self, optimizer: Any) -> None:
+        lr = float(optimizer.param_groups[0]["lr"]) if optimizer is not None else float("nan")
+        last = self.capture.epoch + 1 >= self._epochs
+        self.capture.end_epoch(lr=lr, save_embeddings=True if last else None)
+        self._epoch_over = False

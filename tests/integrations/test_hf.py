@@ -1,0 +1,109 @@
+"""RelabscopeTrainerCallback with the transformers Trainer on a tiny randomly initialised
+ViT (nothing downloaded): the log holds the relabels, the model trains on the labels in
+effect, and the embeddings are the classifier's input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+transformers = pytest.importorskip("transformers")
+
+import relabscope as rs  # noqa: E402
+from relabscope.errors import RelabscopeError  # noqa: E402
+from relabscope.integrations.hf import RelabscopeTrainerCallback  # noqa: E402
+from tests.integrations.tiny import K, make_data, relabel_rule  # noqa: E402
+
+EPOCHS = 3
+
+
+class Items(torch.utils.data.Dataset):
+    """Dict items as an image processor would give them, plus their position."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"pixel_values": self.x[i], "labels": int(self.y[i]), "sample_id": i}
+
+
+class RelabellingTrainer(transformers.Trainer):
+    """A relabelling method: decides from the outputs in compute_loss, reports relabel()."""
+
+    def __init__(self, *args, relabscope: RelabscopeTrainerCallback, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.relabscope = relabscope
+        self.made: list[tuple[int, list[int], list[int]]] = []
+        self.loss_gaps: list[tuple[float, float]] = []  # |loss - CE(labels in effect)|, |loss - CE(given)|
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if model.training:
+            ids, given = inputs["sample_id"], inputs["labels"]
+            effect = self.relabscope.labels(ids)
+            if (effect != given).any():
+                self.loss_gaps.append(((loss - F.cross_entropy(outputs.logits, effect)).abs().item(),
+                                       (loss - F.cross_entropy(outputs.logits, given)).abs().item()))
+            epoch = self.relabscope.capture.epoch
+            relabel_ids, new = relabel_rule(ids, outputs.logits, effect, epoch)
+            if len(relabel_ids):
+                self.relabscope.relabel(relabel_ids, new)
+                self.made.append((epoch, relabel_ids.tolist(), new.tolist()))
+        return (loss, outputs) if return_outputs else loss
+
+
+def _train(tmp_path, remove_unused_columns: bool = False):
+    data = make_data(size=16, channels=3)
+    config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                    image_size=16, patch_size=4, num_channels=3, num_labels=K)
+    torch.manual_seed(0)
+    model = transformers.ViTForImageClassification(config)
+    callback = RelabscopeTrainerCallback(tmp_path / "run.h5", data.y_train, data.y_test, class_names=["a", "b", "c"],
+                                         clean_labels=data.clean)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), num_train_epochs=EPOCHS, per_device_train_batch_size=16,
+        per_device_eval_batch_size=16, learning_rate=1e-3, eval_strategy="epoch", save_strategy="no",
+        logging_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
+        remove_unused_columns=remove_unused_columns, seed=0)
+    trainer = RelabellingTrainer(model=model, args=args, train_dataset=Items(data.x_train, data.y_train),
+                                 eval_dataset=Items(data.x_test, data.y_test), callbacks=[callback],
+                                 relabscope=callback)
+    return trainer, callback, data
+
+
+def test_trainer_run_logs_relabels_labels_in_effect_and_classifier_inputs(tmp_path) -> None:
+    trainer, callback, data = _train(tmp_path)
+    trainer.train()
+    with rs.open_run(tmp_path / "run.h5") as run:
+        assert run.num_epochs == EPOCHS and run.status == "finished" and run.meta["framework"] == "transformers"
+        events = run.relabel_events()
+        made = sorted((e, i, n) for e, ids, new in trainer.made for i, n in zip(ids, new))
+        assert sorted(zip(events["epoch"], events["sample_id"], events["new"])) == made and len(made) > 10
+        first = events[events["epoch"] == 1]
+        assert (run.labels()[2, first["sample_id"]] == first["new"]).all()
+        np.testing.assert_array_equal(callback.labels().numpy(), run.final_labels()[:96])
+
+        model = trainer.model.eval()
+        with torch.no_grad():  # the last evaluation ran with the final weights
+            cls = model.vit(data.x_test).last_hidden_state[:, 0].numpy()
+            pred = model(pixel_values=data.x_test).logits.argmax(1).numpy()
+        emb = run.embeddings(EPOCHS - 1)
+        assert emb.shape == (96 + 48, 32) and np.isfinite(emb).all()
+        np.testing.assert_allclose(emb[96:], cls, rtol=5e-3, atol=5e-3)
+        np.testing.assert_array_equal(run.predictions()[-1, 96:], pred)
+        assert run.metrics()["test_acc"].iloc[-1] == pytest.approx(np.mean(pred == data.y_test.numpy()))
+        assert len(run.flipflops()) == 96 and len(run.dynamics()) == 96
+    # the model's own loss trained on the labels in effect, not on the batch's given labels
+    assert trainer.loss_gaps and all(effect < 1e-5 < given for effect, given in trainer.loss_gaps)
+    assert "eval_loss" in trainer.evaluate()  # the sample_id column still works after training
+
+
+def test_trainer_without_remove_unused_columns_false_is_refused(tmp_path) -> None:
+    trainer, _, _ = _train(tmp_path, remove_unused_columns=True)
+    with pytest.raises(RelabscopeError, match="remove_unused_columns=False"):
+        trainer.train()
