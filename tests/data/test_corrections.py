@@ -1,0 +1,157 @@
+"""Reviewer decisions: the journal keeps what it acknowledged, refuses silent overwrites,
+and the decisions apply to training labels; Label Studio export and import round-trip."""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from relabscope.data.corrections import (CSV_NAME, JOURNAL_NAME, CorrectionJournal, DecisionConflict,
+                                         apply_corrections, read_corrections)
+from relabscope.data.labelstudio import Task, export_tasks, labeling_config, read_export
+from relabscope.errors import DataError
+
+CLASSES = ["anger", "fear", "happy"]
+
+
+def _csv_rows(folder):
+    with open(folder / CSV_NAME, newline="") as fh:
+        return {row["key"]: row for row in csv.DictReader(fh)}
+
+
+def test_decisions_are_on_disk_when_decide_returns(tmp_path):
+    journal = CorrectionJournal(tmp_path, CLASSES)
+    first = journal.decide("a.png", 0, "relabel", "fear", reviewer="ann", base=0)
+    journal.decide("b.png", 1, "drop", reviewer="ann", base=0)
+    assert first.seq == 1
+    rows = _csv_rows(tmp_path)
+    assert rows["a.png"]["decision"] == "relabel" and rows["a.png"]["label"] == "fear"
+    assert rows["b.png"]["decision"] == "drop" and rows["b.png"]["label"] == ""
+    reopened = CorrectionJournal(tmp_path, CLASSES)  # a new process sees the same
+    assert {k: (d.decision, d.label) for k, d in reopened.latest().items()} == {
+        "a.png": ("relabel", "fear"), "b.png": ("drop", None)}
+
+
+def test_a_stale_base_is_refused_and_names_who_decided(tmp_path):
+    tab1, tab2 = CorrectionJournal(tmp_path, CLASSES), CorrectionJournal(tmp_path, CLASSES)
+    seen = 0  # both tabs rendered the sample undecided
+    mine = tab1.decide("a.png", 0, "keep", "anger", reviewer="ann", base=seen)
+    with pytest.raises(DecisionConflict, match=r"decided meanwhile by ann \(keep anger, #1\)"):
+        tab2.decide("a.png", 0, "relabel", "fear", reviewer="bob", base=seen)
+    again = tab2.decide("a.png", 0, "relabel", "fear", reviewer="bob", base=mine.seq)  # after reloading
+    assert again.seq == 2 and tab1.latest()["a.png"].reviewer == "bob"
+    assert [d.reviewer for d in tab1.history()] == ["ann", "bob"]  # nothing lost, both in the journal
+    tab1.decide("a.png", 0, "drop", base=None)  # Python's default: replace, knowingly
+    assert tab2.latest()["a.png"].decision == "drop"
+
+
+def test_bad_decisions_are_refused(tmp_path):
+    journal = CorrectionJournal(tmp_path, CLASSES)
+    for args, message in [(("x", 0, "maybe"), "decision must be one of"),
+                          (("x", 0, "relabel"), "needs the new label"),
+                          (("x", 0, "relabel", "joy"), "not a class")]:
+        with pytest.raises(ValueError, match=message):
+            journal.decide(*args)
+    assert journal.history() == []
+
+
+def test_a_torn_last_line_is_skipped_and_the_csv_rebuilt(tmp_path):
+    journal = CorrectionJournal(tmp_path, CLASSES)
+    journal.decide("a.png", 0, "keep", "anger")
+    with open(tmp_path / JOURNAL_NAME, "ab") as fh:  # a kill inside the next write
+        fh.write(b'{"key":"b.png","sample_id":1,"deci')
+    (tmp_path / CSV_NAME).unlink()
+    reopened = CorrectionJournal(tmp_path, CLASSES)
+    assert list(reopened.latest()) == ["a.png"] and list(_csv_rows(tmp_path)) == ["a.png"]
+
+
+def _decide_forever(folder, ready):
+    journal = CorrectionJournal(folder, CLASSES)
+    i = 0
+    while True:
+        journal.decide(f"s{i}", i, "relabel", CLASSES[i % 3], reviewer="p")
+        if i == 20:
+            ready.set()
+        i += 1
+
+
+def test_kill_minus_nine_loses_nothing_acknowledged(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    child = ctx.Process(target=_decide_forever, args=(tmp_path, ready))
+    child.start()
+    assert ready.wait(60)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    latest = CorrectionJournal(tmp_path, CLASSES).latest()
+    seqs = sorted(d.seq for d in latest.values())
+    assert len(seqs) >= 21 and seqs == list(range(1, len(seqs) + 1))  # every decision up to the kill, in order
+    assert all(latest[f"s{i}"].label == CLASSES[i % 3] for i in range(len(seqs)))
+
+
+def test_apply_relabels_drops_and_leaves_out_ambiguous(tmp_path):
+    journal = CorrectionJournal(tmp_path, CLASSES)
+    journal.decide("k1", 1, "relabel", "happy")
+    journal.decide("k2", 2, "drop")
+    journal.decide("k3", 3, "ambiguous")
+    journal.decide("k0", 0, "keep", "anger")
+    journal.decide("other", 9, "drop")  # not in this data set's training split
+    corrections = read_corrections(tmp_path / CSV_NAME)
+    applied = apply_corrections(["k0", "k1", "k2", "k3", "k4"], np.array([0, 1, 1, 2, 0]), CLASSES, corrections)
+    np.testing.assert_array_equal(applied.labels, [0, 2, 1, 2, 0])
+    np.testing.assert_array_equal(applied.keep, [True, True, False, False, True])
+    assert applied.counts == {"keep": 1, "relabel": 1, "ambiguous": 1, "drop": 1} and applied.unmatched == 1
+    assert "1 relabel" in applied.summary() and "1 decisions name no training sample" in applied.summary()
+    assert len(corrections.sha256) == 64
+    with pytest.raises(DataError, match="names a training sample"):
+        apply_corrections(["z"], np.array([0]), CLASSES, corrections)
+
+
+def test_malformed_corrections_are_one_line(tmp_path):
+    bad = tmp_path / "c.csv"
+    for text, message in [("key,decision\nx,drop\n", "no column label"),
+                          ("key,decision,label\nx,maybe,\n", r"c.csv:2: decision must be one of"),
+                          ("key,decision,label\nx,keep,\ny,relabel,\n", r"c.csv:3: a relabel decision without")]:
+        bad.write_text(text)
+        with pytest.raises(DataError, match=message) as info:
+            read_corrections(bad)
+        assert "\n" not in str(info.value)
+    with pytest.raises(DataError, match="cannot read"):
+        read_corrections(tmp_path / "none.csv")
+
+
+def test_label_studio_export_then_import(tmp_path):
+    image = np.zeros((4, 4, 3), np.uint8)
+    tasks = export_tasks([Task(5, "a.png", "anger", "fear", 0.9, image), Task(7, "b.png", "happy", "anger", 0.5)])
+    assert tasks[0]["data"]["image"].startswith("data:image/png;base64,")
+    assert tasks[0]["predictions"][0]["result"][0]["value"]["choices"] == ["fear"]
+    config = labeling_config(CLASSES)
+    assert all(f'value="{c}"' in config for c in [*CLASSES, "ambiguous", "drop"])
+    # what Label Studio's JSON export looks like after two annotators (one task cancelled, one redone)
+    exported = [
+        {**tasks[0], "annotations": [
+            {"id": 1, "created_at": "2026-01-01T10:00", "completed_by": {"email": "ann@lab"},
+             "result": [{"from_name": "label", "type": "choices", "value": {"choices": ["anger"]}}]},
+            {"id": 2, "created_at": "2026-01-01T11:00", "completed_by": {"email": "bob@lab"},
+             "result": [{"from_name": "label", "type": "choices", "value": {"choices": ["fear"]}}]}]},
+        {**tasks[1], "annotations": [{"id": 3, "was_cancelled": True, "result": []}]},
+        {"data": {"key": "c.png", "sample_id": 8, "given": "fear"}, "annotations": [
+            {"id": 4, "result": [{"from_name": "label", "type": "choices", "value": {"choices": ["drop"]}}]}]},
+    ]
+    (tmp_path / "export.json").write_text(json.dumps(exported))
+    got = read_export(tmp_path / "export.json", CLASSES)
+    assert [(d.key, d.decision, d.label, d.reviewer) for d in got] == [
+        ("a.png", "relabel", "fear", "bob@lab"), ("c.png", "drop", None, "")]
+    (tmp_path / "bad.json").write_text(json.dumps([{"data": {"key": "a"}, "annotations": [
+        {"result": [{"from_name": "label", "type": "choices", "value": {"choices": ["joy"]}}]}]}]))
+    with pytest.raises(DataError, match="choice 'joy' is not a class"):
+        read_export(tmp_path / "bad.json", CLASSES)
+    (tmp_path / "notjson.json").write_text("{")
+    with pytest.raises(DataError, match="not JSON"):
+        read_export(tmp_path / "notjson.json", CLASSES)
