@@ -5,7 +5,8 @@ Each notebook's first code cell reads ``$RELABSCOPE_RUNS`` and trains ``scn-20``
 (trained by the fixture on the tests' tiny noisy data), so the kernel only reads them;
 ``test_first_cell_trains_missing_runs`` runs that cell alone on an empty directory, with
 tiny settings passed through ``$RELABSCOPE_TRAIN_OPTIONS``, so the "from nothing" path is
-covered too.
+covered too. ``your_own_model.ipynb`` reads no runs: it makes its own images and trains its
+own model through the Lightning callback (``test_own_model_notebook_runs``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ pytest.importorskip("ipykernel")
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = ["quickstart.ipynb", "scn_vs_scn_c.ipynb"]
+#: notebooks that make their own data and train their own model: they read no runs
+OWN_DATA = ["your_own_model.ipynb"]
 PLOTLY = "application/vnd.plotly.v1+json"
 RUN_NAMES = {"scn": "scn-20", "scn-c": "scn-c-20"}
 
@@ -133,9 +136,37 @@ def test_first_cell_trains_missing_runs(tmp_path: Path, monkeypatch: pytest.Monk
             assert run.config["noise"] == TINY["noise"]
 
 
+def test_own_model_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """your_own_model.ipynb from nothing: it draws its faces, trains its CNN through the
+    Lightning callback into a temporary folder (here under ``tmp_path``, through $TMPDIR)
+    and shows every view of that log, Grad-CAM of its own model included."""
+    import relabscope as rs
+
+    pytest.importorskip("lightning.pytorch")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    nb = _execute(OWN_DATA[0], tmp_path, monkeypatch)
+    cells = _code_cells(nb)
+    errors = [out for c in cells for out in c.outputs if out.output_type == "error"]
+    assert not errors, [f"{e.ename}: {e.evalue}" for e in errors]
+    assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1))
+    [log] = tmp_path.glob("relabscope-own-model-*/runs/small-cnn")
+    with rs.open_run(log) as run:
+        assert (run.num_epochs, run.status, run.method) == (12, "finished", "margin-rule")
+        events = len(run.relabel_events())
+    text = "\n".join(_texts(c) for c in cells)
+    assert f"{events} relabel events" in text and events > 0
+    titles = [_figure_title(f) for f in _plotly_figures(nb)]
+    for what in ("Relabel events per epoch", "Most flip-flopping", "Relabel consistency", "Closer to the new class",
+                 "Class sizes", "Given label → label in effect", "Compactness", "Data map", "Distance to class centers",
+                 "PCA of the embeddings", "Grad-CAM"):
+        assert any(what in t for t in titles), (what, titles)
+    shown = [out for c in cells for out in c.outputs if "image/png" in out.get("data", {})]
+    assert len(shown) == 2  # the data set's first faces and the relabelled samples' images
+
+
 @pytest.mark.parametrize("path", sorted(NOTEBOOK_DIR.glob("*.ipynb")), ids=lambda p: p.name)
 def test_notebook_stored_clean(path: Path) -> None:
-    assert path.name in NOTEBOOKS, f"{path.name} is not executed by test_notebook_runs: add it to NOTEBOOKS"
+    assert path.name in NOTEBOOKS + OWN_DATA, f"{path.name} is not executed by a test: add it to NOTEBOOKS"
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
@@ -145,4 +176,4 @@ def test_notebook_stored_clean(path: Path) -> None:
 
 
 def test_every_notebook_is_executed() -> None:
-    assert sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb")) == sorted(NOTEBOOKS)
+    assert sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb")) == sorted(NOTEBOOKS + OWN_DATA)

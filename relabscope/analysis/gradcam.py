@@ -259,7 +259,8 @@ def load_model(run: Any) -> tuple[Method, dict[str, Any]]:
     """
     path = checkpoint_path(run.run_dir)
     if not path.is_file():
-        raise RunDirError(f"{path}: checkpoint not found (Grad-CAM needs the run's final model)")
+        raise RunDirError(f"{path}: checkpoint not found (Grad-CAM needs the run's final model; for a model of "
+                          "your own: run.gradcam(ids, model=..., weights=..., layer=...))")
     try:
         state = checkpoint.load(path)
     except Exception as exc:  # torch raises several types for truncated or foreign files

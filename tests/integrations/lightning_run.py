@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any, Mapping
 
 import lightning.pytorch as pl
 import torch
@@ -33,6 +34,9 @@ class TinyNet(pl.LightningModule):
         self.made: list[tuple[int, list[int], list[int]]] = []  # (epoch, ids, new labels) it relabelled
         self.train_embeddings: dict[int, torch.Tensor] = {}  # id -> backbone output, latest training pass
         self.seen: dict[int, list[int]] = {}  # epoch -> training ids this process trained on
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
 
     def training_step(self, batch, batch_idx):
         x, _, ids = batch
@@ -64,11 +68,15 @@ def loaders(data: TinyData, batch_size: int = 16) -> tuple[DataLoader, DataLoade
 
 def fit(log: Path, epochs: int, *, devices: int = 1, strategy: str = "auto", ckpt_path: str | None = None,
         checkpoints: Path | None = None, extra_callbacks: list[pl.Callback] | None = None,
-        data: TinyData | None = None, **trainer_options) -> tuple[TinyNet, RelabscopeCallback, pl.Trainer]:
+        data: TinyData | None = None, callback_options: Mapping[str, Any] | None = None,
+        **trainer_options) -> tuple[TinyNet, RelabscopeCallback, pl.Trainer]:
+    """Train TinyNet on ``data`` (default: ``make_data()``) for ``epochs``, logged to ``log``;
+    ``callback_options`` go to RelabscopeCallback (e.g. ``keys``, ``images``)."""
     pl.seed_everything(0, verbose=False)
     data = data or make_data()
     callback = RelabscopeCallback(log, data.y_train, data.y_test, class_names=["a", "b", "c"],
-                                  embedding_layer="backbone", clean_labels=data.clean, metadata={"method": "tiny"})
+                                  embedding_layer="backbone", clean_labels=data.clean, metadata={"method": "tiny"},
+                                  **(callback_options or {}))
     model = TinyNet(callback)
     callbacks: list[pl.Callback] = [callback, *(extra_callbacks or [])]
     if checkpoints is not None:
