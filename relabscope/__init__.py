@@ -27,6 +27,8 @@ _EXPORTS = {
     "load_dataset": "relabscope.data",
     "RelabscopeError": "relabscope.errors",
     "ClassBalanceWarning": "relabscope.analysis.class_balance",
+    "export_suspects": "relabscope.analysis.export",
+    "import_labelstudio": "relabscope.analysis.export",
 }
 
 

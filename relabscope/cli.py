@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 import click
 
 from relabscope import __version__
+from relabscope.analysis.export import export_suspects, import_labelstudio, suspect_rows
 from relabscope.analysis.projection import MAP_POINTS
 from relabscope.analysis.projection import METHODS as PROJECTIONS
 from relabscope.analysis.run import Run
@@ -236,6 +237,11 @@ def _prepare_maps(run_dir: Path, maps: list[str]) -> None:
 @click.option("--noise", default="0,0.1,0.2,0.3", show_default=True, callback=_float_list,
               help="Injected noise levels, comma-separated.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per cell (0..N-1).")
+@click.option("--guards", default="none", show_default=True, callback=_name_list,
+              metavar="none,floor=F,hysteresis=K,agree",
+              help="Relabel-guard settings to compare, comma-separated; each none (every guard off) or guards "
+                   "joined by +, e.g. floor=0.5+agree (--relabel-floor, --relabel-hysteresis, --relabel-agree). "
+                   "Methods that do not relabel train once, unguarded.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Sweep folder (running the same command again continues it).")
 @click.option("--epoch", "select", type=click.Choice(["last", "best"]), default="last", show_default=True,
@@ -246,12 +252,14 @@ def _prepare_maps(run_dir: Path, maps: list[str]) -> None:
 @click.option("--gpus", callback=_name_list, default="", metavar="0,1,...",
               help="One single-GPU sweep process per listed GPU (CUDA_VISIBLE_DEVICES), sharing the grid: many "
                    "small runs at once. Under torchrun every run is instead spread over all ranks.")
-def sweep(methods: list[str], noise: list[float], seeds: int, out: str, select: Select, config_file: str | None,
-          quiet: bool, gpus: list[str], **options: Any) -> None:
-    """Train every method at every noise level and seed, then print the noise table.
+def sweep(methods: list[str], noise: list[float], seeds: int, guards: list[str], out: str, select: Select,
+          config_file: str | None, quiet: bool, gpus: list[str], **options: Any) -> None:
+    """Train every method at every noise level and seed (relabelling methods under every
+    --guards setting), then print the noise table.
 
     Writes OUT/table.csv and OUT/table.md (the seed paper's Table 3 layout: last-epoch test
-    accuracy, mean ± std over seeds, plus flip-flops, relabel consistency and compactness).
+    accuracy, mean ± std over seeds, plus flip-flops, vetoed relabels, noise recovery,
+    classes emptied, relabel consistency and compactness).
     Finished runs are skipped, so a killed sweep continues where it stopped; the same
     command started in several terminals (or on several GPUs, --gpus) shares the grid.
     """
@@ -262,8 +270,8 @@ def sweep(methods: list[str], noise: list[float], seeds: int, out: str, select: 
     else:
         settings = {**(read_toml(config_file) if config_file else {}),
                     **{k: v for k, v in options.items() if v is not None}}
-        result = run_sweep(out, methods=methods, noise=noise, seeds=seeds, settings=settings, progress=not quiet,
-                           log=lambda line: click.echo(line, err=True))
+        result = run_sweep(out, methods=methods, noise=noise, seeds=seeds, settings=settings, guards=guards,
+                           progress=not quiet, log=lambda line: click.echo(line, err=True))
         result_busy, failed = result.busy, [message for _, message in result.failed]
     if os.environ.get("RANK", "0") != "0" or os.environ.get(SWEEP_WORKER):  # rank 0 / the parent speaks
         return
@@ -328,6 +336,48 @@ def report(runs: tuple[str, ...], out: str, png: bool, images: tuple[str, ...]) 
     opened = [Run(path, images=sources[i] if sources else None) for i, path in enumerate(runs)]
     index = write_report(opened, out, png=png, log=lambda line: click.echo(line, err=True))
     click.echo(str(index))
+
+
+@main.command(context_settings={"show_default": False})
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=str))
+@click.option("--top", type=click.IntRange(min=1), default=200, show_default=True,
+              help="How many of the most suspect training samples.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "labelstudio"]), default="csv", show_default=True,
+              help="csv, or Label Studio import tasks (images embedded, the suggestion pre-annotated) with the "
+                   "labeling interface beside them (.xml).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str),
+              help="File to write (default: print the table).")
+@click.option("--images", help="Where the run's images are, for a log that records none (Label Studio tasks).")
+def suspects(run_dir: str, top: int, fmt: str, out: str | None, images: str | None) -> None:
+    """The training samples whose given labels are most likely wrong, most suspect first
+    (no clean labels needed: Run.suspects), as a table, a CSV or Label Studio tasks."""
+    with Run(run_dir, images=images) as run:
+        if out is None:
+            shown = suspect_rows(run, top)[["rank", "sample_id", "key", "score", "flag", "given", "suggested"]]
+            click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+            return
+        for path in export_suspects(run, out, top=top, format=fmt):  # type: ignore[arg-type]  # click checked it
+            click.echo(str(path))
+
+
+@main.command(context_settings={"show_default": False})
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=str))
+@click.option("--import", "import_file", type=click.Path(dir_okay=False, path_type=str),
+              help="A Label Studio JSON export of tasks `relabscope suspects --format labelstudio` wrote: each "
+                   "task's latest annotation becomes a decision.")
+@click.option("--reviewer", help="Name the imported decisions' reviewer (default: each annotation's annotator).")
+def corrections(run_dir: str, import_file: str | None, reviewer: str | None) -> None:
+    """The reviewers' decisions about RUN's samples (RUN/corrections.csv), after importing a
+    Label Studio export if one is given. `relabscope train --corrections RUN/corrections.csv`
+    trains on them."""
+    with Run(run_dir) as run:
+        if import_file:
+            done = import_labelstudio(run, import_file, reviewer=reviewer)
+            counts = done["decision"].value_counts()
+            click.echo(f"imported {len(done)} decisions ({', '.join(f'{n} {d}' for d, n in counts.items()) or 'none'})"
+                       f" into {run.run_dir / 'corrections.csv'}", err=True)
+        table = run.corrections()
+        click.echo(table.to_string(index=False) if len(table) else "no decisions yet")
 
 
 def _serve_options(f: Any) -> Any:

@@ -34,7 +34,8 @@ from relabscope.atomic import atomic_write
 from relabscope.data import DATASETS
 from relabscope.errors import RelabscopeError
 from relabscope.methods import METHODS, PRESET_NAMES
-from relabscope.methods.settings import CenterLossSettings, DMUECenterSettings, DMUESettings, SCNSettings
+from relabscope.methods.settings import (CenterLossSettings, DMUECenterSettings, DMUESettings, RelabelGuardSettings,
+                                        SCNSettings)
 from relabscope.models.names import backbone_problem, split_problem, splits
 from relabscope.settings import (NOT_INTRODUCED, Spec, at_least, between, coerce, increasing_positive,
                                  non_negative, positive, positive_whole, setting, specs, type_name)
@@ -64,7 +65,16 @@ class DataAndOptimSettings:
     noise: float = setting(0.0, "Replace each training label with prob. P by a random other class.",
                            check=between(0, 1))
     noise_file: str | None = setting(None, "Published noise file (SCN or RAF-DB format).", path=True)
+    noise_matrix: str | None = setting(
+        None, "Class-dependent noise: a K x K row-stochastic matrix (CSV, optionally headed by class names, or "
+              ".npy); a training label i becomes j with probability [i, j], drawn with the noise seed. The log "
+              "records its SHA-256 (docs/methods.md).", path=True, metavar="FILE")
     noise_seed: int | None = setting(None, "Seed of the injected noise (default: --seed).")
+    corrections: str | None = setting(
+        None, "Reviewers' decisions to train with (a corrections.csv from the review page, run.review or "
+              "relabscope corrections --import): relabels applied to the given labels, dropped and ambiguous "
+              "samples left out of training; the log records the file's SHA-256 (docs/review.md).",
+        path=True, metavar="FILE", introduced=None)
     epochs: int = setting(70, "Epochs to train (a resumed run may extend it; 70 as SCN's reference, the "
                               "method's preset sets RUL's 60 and DMUE's 36).", check=positive_whole,
                           role="length")
@@ -116,8 +126,8 @@ class RunSettings:
 # Field order (dataclasses take base classes' fields last base first): the data and the
 # optimisation, the methods' own settings, then the run's.
 @dataclass
-class TrainConfig(RunSettings, DMUECenterSettings, DMUESettings, SCNSettings, CenterLossSettings,
-                  DataAndOptimSettings):
+class TrainConfig(RunSettings, DMUECenterSettings, DMUESettings, RelabelGuardSettings, SCNSettings,
+                  CenterLossSettings, DataAndOptimSettings):
     """Everything that decides what a training run does. Field names are the CLI options."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -261,7 +271,8 @@ def resolve(overrides: Mapping[str, Any] | None = None, config_file: str | Path 
 
 #: checks that involve more than one setting: each returns the problem, or None
 RULES: list[Callable[[TrainConfig], str | None]] = [
-    lambda c: "give either noise or noise_file, not both" if c.noise and c.noise_file else None,
+    lambda c: "give one of noise, noise_file and noise_matrix, not several"
+    if sum(map(bool, (c.noise, c.noise_file, c.noise_matrix))) > 1 else None,
     lambda c: split_problem(c.method, c.backbone) if METHODS[c.method].splits_backbone and not splits(c.backbone)
     else None,
 ]

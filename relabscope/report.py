@@ -15,8 +15,9 @@ side by side at the highest noise level.
 ``<run>`` is the run's folder name (``a-``/``b-`` prefixed when two runs share one) or
 ``compare`` for the comparison views. Views that cannot apply are not drawn as empty
 charts: the index says why instead (a method that never relabels, a data set without clean
-labels). A view whose analysis raises is listed as failed in the index (``strict=True``
-re-raises instead).
+labels). A run without relabel guards gets no guard views at all (the vetoes figure and
+table, and the key numbers' guard columns, appear only when a run had a guard on). A view
+whose analysis raises is listed as failed in the index (``strict=True`` re-raises instead).
 
 PNG export: plotly's ``fig.write_image`` through kaleido >= 1.0, which drives a headless
 Chrome/Chromium it finds on the system; relabscope was set up and tested with Debian's
@@ -49,7 +50,7 @@ import plotly.io as pio
 
 from relabscope import plot
 from relabscope.analysis.compactness import overall
-from relabscope.analysis.compare import compare
+from relabscope.analysis.compare import compare, veto_counts
 from relabscope.analysis.run import Run
 from relabscope.errors import RunDirError
 from relabscope.plot import figure_note, select_flipflopping
@@ -292,6 +293,10 @@ def _run_views(rep: _Report, run: Run, slug: str, *, png: Any, top: int, samples
     rep.figure(sec, slug, "class_accuracy", lambda: plot.class_accuracy(run), png=png)
     rep.figure(sec, slug, "confusion", lambda: plot.confusion(run), png=png)
     rep.figure(sec, slug, "relabels_per_epoch", lambda: plot.relabels_per_epoch(run), png=png)
+    if run.log.guards:  # a run without guards gets no view of them: no empty chart, no empty table
+        rep.figure(sec, slug, "vetoes", lambda: plot.vetoes(run), png=png)
+        rep.table(sec, slug, "vetoes", lambda: _veto_table(run), index=True, inline=True,
+                  title="relabels vetoed by the relabel guards, per guard and class they would have left")
     rep.table(sec, slug, "metrics", run.metrics)
 
     # class balance: did relabelling absorb a class?
@@ -369,6 +374,8 @@ def _comparison_views(rep: _Report, runs: list[Run], *, png: Any) -> None:
     sec, slug = "compare", "compare"
     rep.figure(sec, slug, "accuracy", lambda: plot.accuracy_curves(runs), png=png)
     rep.figure(sec, slug, "relabels_per_epoch", lambda: plot.relabels_per_epoch(runs), png=png)
+    if any(r.log.guards for r in runs):
+        rep.figure(sec, slug, "vetoes", lambda: plot.vetoes(runs), png=png)
     rep.figure(sec, slug, "compactness", lambda: plot.compactness(runs), png=png)
     rep.figure(sec, slug, "consistency", lambda: plot.consistency_summary(runs), png=png)
     rep.figure(sec, slug, "consistency_by_lag", lambda: plot.consistency_by_lag(runs), png=png)
@@ -390,6 +397,18 @@ def _comparison_views(rep: _Report, runs: list[Run], *, png: Any) -> None:
     rep.table(sec, slug, "consistency", comp.consistency, index=True, title="relabel consistency of both runs")
     rep.table(sec, slug, "metrics", comp.metrics, title="per-epoch metrics of both runs")
     rep.table(sec, slug, "samples", comp.samples, title="training samples of both runs, aligned by key")
+
+
+def _veto_table(run: Run) -> pd.DataFrame:
+    """``Run.vetoes()`` summed over the epochs: one row per guard on, one column per class
+    (display order) and the total; the per-epoch rows go to the figure."""
+    table = run.vetoes()
+    classes = plot.ordered_names(run.class_names)
+    wide = (table.pivot_table(index="guard", columns="class_name", values="vetoed", aggfunc="sum")
+            .reindex(index=run.log.guards, columns=classes).fillna(0).astype(np.int64))
+    wide["total"] = wide.sum(axis=1)
+    wide.columns.name = None
+    return wide
 
 
 def _class_warnings(run: Run) -> list[str]:
@@ -440,6 +459,8 @@ def _headline(runs: list[Run], slugs: list[str]) -> pd.DataFrame:
         else:
             row["relabel events"] = row["relabelled samples"] = row["flip-flops"] = "never relabels"
             row["closer to new (consistency)"] = row["relabelled − control"] = "—"
+        if any(r.log.guards for r in runs):  # only then: a report of runs without guards stays as it was
+            row.update(_veto_numbers(run))
         try:
             comp = overall(run.compactness())
             row["own / nearest other center (scale-free)"] = comp["ratio"]
@@ -454,7 +475,27 @@ def _headline(runs: list[Run], slugs: list[str]) -> pd.DataFrame:
         except Exception:
             pass
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    guard_columns = [c for c in ("relabel guards", "relabels vetoed") if c in table]
+    if guard_columns and "relabel events" in table:  # the vetoes next to the relabel events
+        rest = [c for c in table.columns if c not in guard_columns]
+        at = rest.index("relabel events") + 1
+        table = table[rest[:at] + guard_columns + rest[at:]]
+    return table
+
+
+def _veto_numbers(run: Run) -> dict[str, Any]:
+    """The key numbers of the relabel guards: which were on, and the relabels they vetoed
+    (each guard's count in brackets); "none" / "no guard" for a run without one."""
+    if not run.log.guards:
+        return {"relabel guards": "none", "relabels vetoed": "no guard"}
+    try:
+        counts = veto_counts(run)
+    except Exception:
+        return {"relabel guards": ", ".join(run.log.guards)}
+    by = ", ".join(f"{k.removeprefix('vetoed_by_')} {int(v):,}" for k, v in counts.items() if k.startswith("vetoed_by_"))
+    return {"relabel guards": ", ".join(run.log.guards),
+            "relabels vetoed": f"{int(counts['relabels_vetoed']):,} ({by})"}
 
 
 _CSS = """

@@ -32,7 +32,9 @@ def test_derived_tables_follow_the_specs() -> None:
     assert METHOD_ONLY["dmue_center_ramp"] == {"dmue-c"} and "lr" not in METHOD_ONLY
     assert INTRODUCED == {"preset": "reference", "backbone": "resnet18", "center_update": "wen", "dmue_train_neck": True,
                           "dmue_mask_absent": False,
-                          "dmue_center_ramp": False, "dmue_center_on": "feature"}
+                          "dmue_center_ramp": False, "dmue_center_on": "feature",
+                          "relabel_floor": 0.0, "relabel_hysteresis": 0, "relabel_agree": False, "corrections": None}
+    assert METHOD_ONLY["relabel_floor"] == METHOD_ONLY["relabel_agree"] == {"scn", "scn-c"}
     assert HOW_TO_RUN == {"device", "workers", "cache_gb", "keep_optimizer", "out"}
     assert RESUMABLE == HOW_TO_RUN | {"epochs"}
 
@@ -81,7 +83,11 @@ def test_a_field_without_a_spec_is_refused() -> None:
     ({"limit": 1}, "limit must be at least 2, got 1"),
     ({"workers": -1}, "workers must be >= 0"),
     ({"rr": "yes"}, "rr must be bool, got 'yes'"),
-    ({"noise": 0.1, "noise_file": "n.txt"}, "give either noise or noise_file, not both"),
+    ({"relabel_floor": 1.5}, "relabel_floor must be in [0, 1], got 1.5"),
+    ({"relabel_hysteresis": -1}, "relabel_hysteresis must be >= 0"),
+    ({"noise": 0.1, "noise_file": "n.txt"}, "give one of noise, noise_file and noise_matrix, not several"),
+    ({"noise": 0.1, "noise_matrix": "m.csv"}, "give one of noise, noise_file and noise_matrix, not several"),
+    ({"noise_file": "n.txt", "noise_matrix": "m.csv"}, "give one of noise, noise_file and noise_matrix"),
     ({"colour": 1}, "unknown setting 'colour'"),
 ])
 def test_validation_names_the_setting_in_one_line(values, message) -> None:
@@ -104,5 +110,7 @@ def test_cli_options_are_made_from_the_specs() -> None:
     assert decls == ("--relabel-scope",) and list(attrs["type"].choices) == ["all", "low"]
     assert setting_option(SPECS["rr"])[0] == ("--rr/--no-rr",)
     assert setting_option(SPECS["keep_optimizer"])[0] == ("--keep-optimizer/--drop-optimizer",)
+    assert setting_option(SPECS["relabel_agree"])[0] == ("--relabel-agree/--no-relabel-agree",)
+    assert setting_option(SPECS["relabel_floor"])[0] == ("--relabel-floor",)
     assert setting_option(SPECS["lr_milestones"])[1]["callback"](None, None, "3,7") == [3, 7]
     assert isinstance(SPECS["noise"], Spec) and setting_option(SPECS["noise"])[1]["type"] is float

@@ -40,11 +40,12 @@ class Comparison:
         return (f"{a} (A)", f"{b} (B)") if a == b else (a, b)
 
     def summary(self, *, warn: bool = True) -> pd.DataFrame:
-        """Headline numbers per run: last test accuracy, relabels, flip-flops, relabel
-        consistency, compactness, classes relabelling emptied or shrank below half their
-        given size and (when clean labels are known) noise recovery. Geometry leads with
-        its scale-free numbers; the two in the model's own units (which a center loss
-        shrinks, so they do not compare between models) end in ``_raw``.
+        """Headline numbers per run: last test accuracy, relabels (and, with relabel
+        guards, the relabels they vetoed), flip-flops, relabel consistency, compactness,
+        classes relabelling emptied or shrank below half their given size and (when clean
+        labels are known) noise recovery. Geometry leads with its scale-free numbers; the
+        two in the model's own units (which a center loss shrinks, so they do not compare
+        between models) end in ``_raw``.
 
         Args:
             warn: issue a :class:`ClassBalanceWarning` per such class, naming the run, the
@@ -53,7 +54,9 @@ class Comparison:
                 show those messages themselves pass False.
 
         Returns:
-            One row per number (test_acc, relabel_events, relabelled_samples, flipflops,
+            One row per number (test_acc, relabel_events, relabels_vetoed and
+            vetoed_by_<guard> per guard when either run had a relabel guard on (NaN in a
+            run without it: no guard, no veto count), relabelled_samples, flipflops,
             closer_before, closer_to_new, control_closer, closer_vs_control,
             mean_rel_gap_change, gap_change_raw, undone_fraction, compactness_ratio,
             nearest_own, silhouette, compactness_raw (``relabscope.analysis.compactness.overall``
@@ -64,7 +67,8 @@ class Comparison:
         """
         shared = self.shared_classes()
         rows = {name: headline(run, classes=shared) for name, run in zip(self.names, (self.a, self.b))}
-        df: pd.DataFrame = pd.DataFrame(rows)
+        order = ordered_union(*(list(r.index) for r in rows.values()))
+        df: pd.DataFrame = pd.DataFrame(rows).reindex(order)
         df["difference (B - A)"] = df[self.names[1]] - df[self.names[0]]
         for message in self.class_warnings()["message"] if warn else ():
             warnings.warn(message, ClassBalanceWarning, stacklevel=2)
@@ -230,6 +234,33 @@ def compare(run_a: Run | str | Path, run_b: Run | str | Path) -> Comparison:
     return Comparison(a, b)
 
 
+def ordered_union(*orders: list[str]) -> list[str]:
+    """Every key of ``orders``, the first's order kept and a key the first lacks placed
+    right after the key it follows in its own order (a run's veto rows stay next to its
+    relabel events, even when the other run has none).
+
+    >>> ordered_union(["a", "c"], ["a", "b", "c", "d"])
+    ['a', 'b', 'c', 'd']
+    """
+    out = list(orders[0]) if orders else []
+    for order in orders[1:]:
+        for i, key in enumerate(order):
+            if key not in out:
+                out.insert(out.index(order[i - 1]) + 1 if i else 0, key)
+    return out
+
+
+def veto_counts(run: Run) -> dict[str, float]:
+    """The relabels the run's relabel guards vetoed: ``relabels_vetoed`` (all of them) and
+    ``vetoed_by_<guard>`` for each guard switched on, in the order they applied; empty for
+    a run without guards (which logs no vetoes: not the same as none vetoed)."""
+    if not run.log.guards:
+        return {}
+    by_guard = run.vetoes().groupby("guard")["vetoed"].sum()
+    return {"relabels_vetoed": float(by_guard.sum()),
+            **{f"vetoed_by_{g}": float(by_guard.get(g, 0)) for g in run.log.guards}}
+
+
 def headline(run: Run, classes: list[str] | None = None) -> pd.Series:
     """A run's headline numbers (the columns of :meth:`Comparison.summary`); geometry over
     ``classes`` (default: every class with a mean)."""
@@ -243,6 +274,7 @@ def headline(run: Run, classes: list[str] | None = None) -> pd.Series:
     out = {
         "test_acc": float(metrics["test_acc"].iloc[-1]) if len(metrics) else np.nan,
         "relabel_events": float(flip["changes"].sum()),
+        **veto_counts(run),
         "relabelled_samples": float((flip["changes"] > 0).sum()),
         "flipflops": float(flip["flipflops"].sum()),
         "closer_before": float(cons["closer_before"]),

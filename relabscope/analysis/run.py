@@ -26,7 +26,10 @@ from relabscope.analysis import consistency as _consistency
 from relabscope.analysis import distances as _distances
 from relabscope.analysis import dynamics as _dynamics
 from relabscope.analysis import flipflops as _flipflops
+from relabscope.analysis import review as _review
+from relabscope.analysis import suspects as _suspects
 from relabscope.analysis.projection import LANDMARKS, project_run
+from relabscope.data.corrections import CorrectionJournal, Decision
 from relabscope.errors import RunDirError
 from relabscope.runlog.images import ImageSource, ImageSourceError, ImagesArg, image_source
 from relabscope.runlog.reader import RunLogReader
@@ -251,6 +254,35 @@ class Run:
             "p_old": ev["p_old"], "p_new": ev["p_new"],
         })
         return events
+
+    def vetoes(self) -> pd.DataFrame:
+        """The relabels the run's relabel guards refused (``--relabel-floor``,
+        ``--relabel-hysteresis``, ``--relabel-agree``), beside ``relabel_events``' granted ones.
+
+        Returns:
+            One row per committed epoch, guard switched on and class: epoch, guard,
+            class_id, class_name (the class the refused relabels would have left) and
+            vetoed (how many). A relabel several guards would refuse counts once, for the
+            first in the order they apply (hysteresis, agree, floor). No rows when the log
+            records no vetoes: no guard was on, or the log predates guards.
+        """
+        def read() -> pd.DataFrame:
+            counts = self.log.vetoes()
+            columns = ["epoch", "guard", "class_id", "class_name", "vetoed"]
+            if counts is None:
+                return pd.DataFrame({c: pd.Series(dtype=object if c in ("guard", "class_name") else np.int64)
+                                     for c in columns})
+            epochs, guards, classes = np.meshgrid(np.arange(counts.shape[0]), np.arange(counts.shape[1]),
+                                                  np.arange(counts.shape[2]), indexing="ij")
+            table = pd.DataFrame({
+                "epoch": epochs.ravel(), "guard": np.array(self.log.guards, dtype=object)[guards.ravel()],
+                "class_id": classes.ravel(), "class_name": np.array(self.class_names, dtype=object)[classes.ravel()],
+                "vetoed": counts.ravel().astype(np.int64),
+            })
+            recorded: pd.DataFrame = table[table["vetoed"] >= 0].reset_index(drop=True)
+            return recorded
+
+        return self._cached_table("vetoes", read)
 
     def distances(self, epoch: int | None = -1) -> np.ndarray:
         """Distance of each sample's embedding to each class mean (the mean of the training
@@ -661,6 +693,52 @@ class Run:
             self._train_columns(self.labels()), self.final_labels()[mask], self._events(),
             self.given_labels, clean, mask))
 
+    def suspects(self, *, window: int | None = None, signals: Iterable[str] | None = None) -> pd.DataFrame:
+        """The training samples whose given labels are most likely wrong, most suspect first:
+        no clean labels needed (``relabscope.analysis.suspects`` defines every column).
+
+        Args:
+            window: the last epochs whose probabilities the flag and the suggestion average
+                (default: the later half of the committed epochs).
+            signals: the signals the score combines (default: ``DEFAULT_SIGNALS``; those the
+                run lacks drop out).
+
+        Returns:
+            One row per training sample: sample_id, key, rank (1 = most suspect), score,
+            flag, given_label, suggested_label, confident_label (-1: none), final_label,
+            the signals and low_p_given; ``attrs`` name the signals used, the flag's
+            per-class thresholds and the window.
+        """
+        mask = self.train_mask
+        chosen = None if signals is None else tuple(signals)
+        return self._cached_table(f"suspects:{window}:{chosen}", lambda: _suspects.suspects(
+            self.dynamics(), self.flipflops(), probs=self._train_columns(self.probabilities()),
+            labels=self._train_columns(self.labels()), final=self.final_labels()[mask],
+            distances=self._train_columns(self.distances(None)), given=self.given_labels[mask],
+            relabels=self.relabels_at_all, window=window, signals=chosen,
+            keys=[str(k) for k in self.log.samples["key"][mask]]))
+
+    def suspect_quality(self, *, window: int | None = None, signals: Iterable[str] | None = None) -> pd.DataFrame:
+        """How well :meth:`suspects` finds the wrong given labels, beside each single signal,
+        the flag and the plain "low probability of the given label" baseline.
+
+        Args:
+            window: as in :meth:`suspects`.
+            signals: as in :meth:`suspects`.
+
+        Returns:
+            One row per scorer: scorer, kind, auroc, average_precision, n, noisy.
+
+        Raises:
+            ValueError: the run's data set knows no clean labels.
+        """
+        clean = self._require_clean()
+        table = self.suspects(window=window, signals=signals)
+        ids = table["sample_id"].to_numpy()
+        noisy = pd.array(self.given_labels[ids] != clean[ids], dtype="boolean")
+        noisy[clean[ids] < 0] = pd.NA
+        return _suspects.suspect_quality(table, noisy)
+
     def project(
         self,
         method: Literal["umap", "tsne", "pca"] = "umap",
@@ -793,6 +871,88 @@ class Run:
 
                 self._images = open_image_source(self)
             return self._images
+
+    # ------------------------------------------------------------------ review
+    @cached_property
+    def journal(self) -> CorrectionJournal:
+        """The reviewer decisions about this run's samples: ``corrections.journal`` and
+        ``corrections.csv`` in the run directory (``relabscope.data.corrections``)."""
+        return CorrectionJournal(self.run_dir, self.class_names)
+
+    def review(self, sample_ids: int | Iterable[int], decision: str, label: str | int | None = None, *,
+               reviewer: str = "", base: int | Iterable[int] | None = None,
+               source: str = "python") -> list[Decision]:
+        """Record a reviewer's decision about samples, on disk when the call returns: the
+        same decisions the dashboard's review page makes (``relabscope.analysis.review``).
+
+        Args:
+            sample_ids: one sample id or several; each is decided in turn.
+            decision: "keep", "suggested" (take :meth:`suspects`' suggestion: a training
+                sample), "relabel" (to ``label``), "ambiguous" or "drop".
+            label: the class name or id of a relabel.
+            reviewer: who decided.
+            base: the ``seq`` of each sample's decision the reviewer saw (0: undecided), one
+                for all or one per sample: a sample decided since is refused. None replaces
+                whatever is there.
+            source: where the decision came from ("python", "dashboard", ...).
+
+        Returns:
+            The decisions as stored.
+
+        Raises:
+            ValueError: an unknown sample, decision or class.
+            DecisionConflict: a sample was decided since ``base``; the samples before it
+                are saved, it and those after it are not.
+
+        Example:
+            >>> import tempfile, relabscope as rs
+            >>> run = rs.open_run(rs.example_run(tempfile.mkdtemp() + "/example"))
+            >>> [(d.decision, d.label) for d in run.review([21, 5], "suggested", reviewer="ann", base=0)]
+            [('relabel', 'happiness'), ('relabel', 'neutral')]
+            >>> run.review(21, "drop", reviewer="bob", base=0)
+            Traceback (most recent call last):
+            ...
+            relabscope.data.corrections.DecisionConflict: sample 'img/0021.png' was decided meanwhile by ann (relabel happiness, #1): reload and decide again
+            >>> run.corrections()[["sample_id", "decision", "label", "reviewer", "seq"]].values.tolist()
+            [[5, 'relabel', 'neutral', 'ann', 2], [21, 'relabel', 'happiness', 'ann', 1]]
+            >>> run.close()
+        """
+        ids = np.atleast_1d(np.asarray(sample_ids)).ravel()
+        if ids.size == 0:
+            return []
+        n = len(self.samples)
+        if not np.issubdtype(ids.dtype, np.integer) or ((ids < 0) | (ids >= n)).any():
+            raise ValueError(f"sample ids must be integers in 0..{n - 1}, not {sample_ids!r}")
+        bases = [base] * len(ids) if base is None or isinstance(base, (int, np.integer)) else list(base)
+        if len(bases) != len(ids):
+            raise ValueError(f"{len(bases)} bases for {len(ids)} samples")
+        suggested: dict[int, int] = {}
+        if decision == "suggested":
+            table = self.suspects()
+            suggested = dict(zip(table["sample_id"].tolist(), table["suggested_label"].tolist()))
+            missing = [int(s) for s in ids if int(s) not in suggested]
+            if missing:
+                raise ValueError(f"samples {missing[:5]} are not training samples: they have no suggested label")
+        keys, given = self.log.samples["key"], self.given_labels
+        done = []
+        for sid, seen in zip(ids.tolist(), bases):
+            kind, name = _review.resolve(decision, label, given=int(given[sid]), suggested=suggested.get(sid),
+                                         class_names=self.class_names)
+            done.append(self.journal.decide(str(keys[sid]), sid, kind, name, reviewer=reviewer, source=source,
+                                            base=None if seen is None else int(seen)))
+        return done
+
+    def corrections(self) -> pd.DataFrame:
+        """The latest decision per reviewed sample (what ``corrections.csv`` holds), also
+        those another process made since.
+
+        Returns:
+            One row per decided sample, by sample id: sample_id, key, decision ("keep",
+            "relabel", "ambiguous", "drop"), label (class name; None for ambiguous and
+            drop), reviewer, source, time (UTC) and seq (its position in the journal: the
+            ``base`` of a decision made on top of it).
+        """
+        return _review.corrections_table(self.journal.latest().values())
 
     # ------------------------------------------------------------------ helpers
     def _train_columns(self, per_epoch: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from flask import Response, request
 from waitress import serve as serve_wsgi
 
 from relabscope.analysis.projection import MAP_POINTS
-from relabscope.dashboard import compactness, compare, embedding_map, flipflops, ids, overview, sample
+from relabscope.dashboard import compactness, compare, embedding_map, flipflops, ids, overview, review, sample
 from relabscope.dashboard.components import describe_error, error_card
 from relabscope.dashboard.context import Context
 from relabscope.dashboard.images import register_route
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 #: path segment -> page module (layout(ctx, run_id, params), register(app, ctx), TITLE)
 PAGES = {overview.PATH: overview, flipflops.PATH: flipflops, sample.PATH: sample, embedding_map.PATH: embedding_map,
-         compactness.PATH: compactness, compare.PATH: compare}
+         compactness.PATH: compactness, compare.PATH: compare, review.PATH: review}
 AUTH_ENV = "RELABSCOPE_AUTH"
 #: requests served at once: a page fires up to 7 callbacks together, and a second user
 #: or a polling map should not wait behind them
@@ -70,6 +70,19 @@ a{color:#2a6fb0;text-decoration:none} a:hover{text-decoration:underline}
 .thumb{width:96px;height:auto;image-rendering:pixelated;border:1px solid #ccc}
 .big-thumb{width:224px;height:auto;image-rendering:pixelated;border:1px solid #ccc;float:left;margin:0 1em .5em 0}
 .dash-cell img{width:40px;height:auto;image-rendering:pixelated}
+kbd{font-family:inherit;font-size:.85em;border:1px solid #aab;border-bottom-width:2px;border-radius:3px;padding:0 .35em;background:#fff}
+.rv-keys{font-size:.9em;line-height:2} .rv-keys-title{font-weight:600} .rv-key{margin-right:1.1em;white-space:nowrap}
+.rv-grid{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start}
+.rv-tile{width:172px;box-sizing:border-box;padding:5px;background:#fff;border:1px solid #d5d9de;border-radius:6px;font-size:12.5px;line-height:1.4;outline:none}
+.rv-tile:focus{border-color:#2a6fb0;box-shadow:0 0 0 3px #2a6fb0}
+.rv-img{display:block;width:160px;height:auto;image-rendering:pixelated;margin-bottom:3px}
+.rv-line{overflow:hidden;text-overflow:ellipsis;white-space:nowrap} .rv-head{font-weight:600} .rv-score{color:#555}
+.rv-sw{display:inline-block;width:9px;height:9px;border-radius:2px;margin-right:5px}
+.rv-timeline{display:flex;gap:1px;height:10px;margin:4px 0} .rv-timeline span{flex:1 1 0;min-width:1px}
+.rv-badge{padding:1px 5px;border-radius:3px;overflow-wrap:anywhere}
+.rv-undecided{background:#f1f2f4;color:#555} .rv-keep{background:#e3f2e1;color:#1e5c1b} .rv-relabel{background:#e0ebf7;color:#174a7c}
+.rv-ambiguous{background:#fbf0d6;color:#6e4a00} .rv-drop{background:#e6e6e6;color:#333}
+.rv-msg{margin-top:3px;padding:2px 5px;border-radius:3px;background:#fff6f6;border:1px solid #e5a3a3;color:#a33;font-size:12px}
 """
 
 
@@ -96,7 +109,8 @@ def is_loopback(host: str) -> bool:
 def create_app(roots: Iterable[str | os.PathLike] | str | os.PathLike = ("runs",), *,
                auth: tuple[str, str] | str | None = None, refresh_seconds: float = 5.0,
                max_points: int | None = MAP_POINTS, rescan_seconds: float = 5.0,
-               url_base_pathname: str | None = None, images: Mapping[str, ImagesArg] | None = None) -> dash.Dash:
+               url_base_pathname: str | None = None, images: Mapping[str, ImagesArg] | None = None,
+               shared: bool = False) -> dash.Dash:
     """The dashboard over every run found under ``roots``.
 
     ``auth``: ("user", "password") or "user:password" for HTTP basic auth on every route
@@ -104,7 +118,8 @@ def create_app(roots: Iterable[str | os.PathLike] | str | os.PathLike = ("runs",
     (0: never). ``max_points``: cap of points in embedding maps (None: every training
     sample; WebGL draws 287,651 of them, the UMAP of that many takes minutes on 2 cores).
     ``images``: run id -> image source for runs whose log records none (key "": every such
-    run; see ``RunRegistry``).
+    run; see ``RunRegistry``). ``shared``: the app is served beyond this machine (``serve``
+    on a non-loopback host): without ``auth`` its review page is then read-only.
     """
     if isinstance(roots, (str, os.PathLike)):
         roots = [roots]
@@ -124,6 +139,7 @@ def create_app(roots: Iterable[str | os.PathLike] | str | os.PathLike = ("runs",
                   max_points=max_points)
     app.relabscope = ctx  # type: ignore[attr-defined]  # the app's context, for tests and embedding
     server = app.server
+    server.config[review.ACCESS_CONFIG] = review.Access(user=auth[0] if auth else None, shared=shared)
     if auth is not None:
         _basic_auth(server, *auth)
     register_route(server, ctx.images, app.config.routes_pathname_prefix)
@@ -271,11 +287,12 @@ def serve(roots: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", port: 
     """
     if auth is None:
         auth = os.environ.get(AUTH_ENV) or None
-    app = create_app(roots, auth=auth, max_points=max_points, images=images)
+    app = create_app(roots, auth=auth, max_points=max_points, images=images, shared=not is_loopback(host))
     registry = app.relabscope.registry
     if not is_loopback(host):
         log(f"relabscope: warning: serving on {host}, reachable from other machines"
-            + ("" if auth else "; anyone who can reach it sees the runs (add --auth USER:PASS)"))
+            + ("" if auth else "; anyone who can reach it sees the runs and the review page takes no decisions "
+               "(add --auth USER:PASS)"))
     shown = "[" + host + "]" if ":" in host else host
     log(f"relabscope: {len(registry.ids())} run(s) under {', '.join(str(r) for r in registry.roots)}; "
         f"open http://{shown}:{port}/{page.lstrip('/')}")

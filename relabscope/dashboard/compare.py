@@ -1,6 +1,7 @@
 """Page 6, two runs side by side (the seed paper's argument is comparative: SCN vs SCN-C on
 the same data): the headline numbers of both and their difference, accuracy curves,
-relabel and flip-flop totals, relabel consistency and compactness of both, and one
+relabel and flip-flop totals, the relabels the relabel guards vetoed (when either run had
+one on), relabel consistency and compactness of both, and one
 training sample in both runs (aligned by its key): its label timelines and its distances
 to the class centers.
 
@@ -29,11 +30,17 @@ from relabscope.dashboard.inputs import class_name, parse_sample, parse_search, 
 
 PATH = "compare"
 TITLE = "Compare"
-FIGURES = ("accuracy", "totals", "consistency", "lag", "compactness", "classes", "flow")
+FIGURES = ("accuracy", "totals", "vetoes", "consistency", "lag", "compactness", "classes", "flow")
+#: figures shown only when either run had a relabel guard on (no empty chart otherwise)
+GUARD_FIGURES = ("vetoes",)
 #: summary row -> (what the table calls it, shown as a fraction)
 SUMMARY_ROWS = {
     "test_acc": ("test accuracy, last epoch", True),
     "relabel_events": ("relabel events", False),
+    "relabels_vetoed": ("relabels vetoed by the relabel guards", False),
+    "vetoed_by_hysteresis": ("… by hysteresis (--relabel-hysteresis)", False),
+    "vetoed_by_agree": ("… by agree (--relabel-agree)", False),
+    "vetoed_by_floor": ("… by floor (--relabel-floor)", False),
     "relabelled_samples": ("relabelled samples", False),
     "flipflops": ("flip-flops", False),
     "closer_before": ("closer to the new class already before the relabel", True),
@@ -70,13 +77,15 @@ def default_against(ctx: Context, run_id: str) -> str | None:
 
 def summary_rows(summary: pd.DataFrame) -> list[dict]:
     """Rows of ``Comparison.summary()`` (index metric; columns A, B, difference): the raw
-    numbers (``a``, ``b``, ``difference``) and how the table shows them."""
+    numbers (``a``, ``b``, ``difference``) and how the table shows them (a veto count of
+    a run without that guard: "guard off")."""
     rows = []
     for metric, r in summary.iterrows():
         label, fraction = SUMMARY_ROWS.get(str(metric), (str(metric), False))
         a, b, d = (r.iloc[0], r.iloc[1], r.iloc[2])
         kind = "%" if fraction else ""
-        shown = [fmt(float(v), kind) for v in (a, b)]
+        vetoes = str(metric) == "relabels_vetoed" or str(metric).startswith("vetoed_by_")
+        shown = ["guard off" if vetoes and pd.isna(v) else fmt(float(v), kind) for v in (a, b)]
         diff = "n/a" if pd.isna(d) else (f"{float(d):+.1%}" if fraction else f"{float(d):+.4g}")
         rows.append({"metric": str(metric), "what": label, "a": table_number(a), "b": table_number(b),
                      "difference": table_number(d),
@@ -101,6 +110,8 @@ def figure(ctx: Context, a_id: str, b_id: str, which: str):
         return plot.accuracy_curves(runs)
     if which == "totals":
         return plot.flipflop_totals(runs)
+    if which == "vetoes":
+        return plot.vetoes(runs)
     if which == "consistency":
         return plot.consistency_summary(runs)
     if which == "lag":
@@ -112,6 +123,13 @@ def figure(ctx: Context, a_id: str, b_id: str, which: str):
     if which == "flow":
         return plot.label_flow(runs)
     raise ValueError(f"unknown comparison figure {which!r}")
+
+
+def shown_figures(ctx: Context, a_id: str, b_id: str) -> list[str]:
+    """The page's figures: :data:`FIGURES`, less :data:`GUARD_FIGURES` when neither run had
+    a relabel guard on."""
+    guarded = any(ctx.run(r).log.guards for r in (a_id, b_id))
+    return [w for w in FIGURES if guarded or w not in GUARD_FIGURES]
 
 
 def aligned_samples(ctx: Context, a_id: str, b_id: str) -> pd.DataFrame:
@@ -238,8 +256,8 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
         _picker(ctx, run_id, against),
         sweep,
         dcc.Loading(html.Div(id=ids.CP_SUMMARY), className="cell"),
-        html.Div([html.Div(dcc.Loading(html.Div(id=ids.cp_figure(w))), className="cell") for w in FIGURES],
-                 className="grid2"),
+        html.Div([html.Div(dcc.Loading(html.Div(id=ids.cp_figure(w))), className="cell")
+                  for w in shown_figures(ctx, run_id, against)], className="grid2"),
         html.H3("The same sample in both runs"),
         html.Div([
             html.Span(f"sample id (of {run_id}) "),

@@ -1,5 +1,5 @@
 """Building blocks every page uses: error cards, figures that fail alone, number cards,
-tables from DataFrames."""
+tables from DataFrames, grids of sample thumbnails."""
 
 from __future__ import annotations
 
@@ -117,3 +117,30 @@ def frame_table(df: pd.DataFrame, *, index: bool = False, table_id: Any = None, 
     if table_id is not None:
         props["id"] = table_id
     return DataTable(**props)
+
+
+
+def sample_tile(href: str, caption: list[str], *, image: str | None = None, alt: str = "", width: int = 96,
+                title: str = "", accent: str | None = None) -> dcc.Link:
+    """One sample as a link to the inspector: its ``width``-pixel thumbnail (``image``: a
+    URL, described by ``alt``; None for a run whose pixels are unknown: text only, never a
+    broken image) over ``caption`` (short lines, cut with an ellipsis where too long;
+    ``title``, the hover text, says it all) under a stripe of ``accent`` (the colour the
+    sample has in a figure)."""
+    line = {"overflow": "hidden", "textOverflow": "ellipsis", "whiteSpace": "nowrap", "fontSize": "13px"}
+    lines = [html.Div(text, style={**line, **({"fontWeight": 600} if i == 0 else {"color": "#555"})})
+             for i, text in enumerate(caption)]
+    picture = [html.Img(src=image, alt=alt, className="thumb",
+                        style={"display": "block", "width": f"{width}px"})] if image else []
+    # the image's 1 px border, 2 px padding and the tile's own 1 px border on each side
+    return dcc.Link(picture + lines, href=href, title=title, className="sample-tile", style={
+        "display": "block", "width": f"{width + 8}px", "padding": "2px", "boxSizing": "border-box",
+        "background": "#fff", "border": "1px solid #e1e4e8", "borderTop": f"4px solid {accent or '#e1e4e8'}",
+        "borderRadius": "4px", "color": "#222"})
+
+
+def image_grid(tiles: list[Any], note: str | None = None) -> html.Div:
+    """``tiles`` (``sample_tile``) in rows as wide as the page allows, under a ``note``
+    saying what they are (which of how many, in what order)."""
+    grid = html.Div(tiles, className="sample-grid", style={"display": "flex", "flexWrap": "wrap", "gap": "6px"})
+    return html.Div([html.Div(note, className="muted", style={"margin": ".3em 0"}) if note else None, grid])

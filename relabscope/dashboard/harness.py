@@ -70,13 +70,19 @@ def callback_key(callback_map: Mapping[str, dict], outputs: Sequence[str], input
     return matches[0]
 
 
+def is_clientside(callback: Mapping[str, Any]) -> bool:
+    """Whether a ``callback_map`` entry runs in the browser (``app.clientside_callback``):
+    the server has no function to answer a request for it."""
+    return "callback" not in callback
+
+
 def page_callbacks(callback_map: Mapping[str, dict], page_ids: Collection[str],
                    shell_ids: Collection[str]) -> list[tuple[str, dict]]:
-    """(key, callback) of every callback a page fires by itself: its inputs are all on the
-    page (``page_ids``) or the shell (``shell_ids``), and one of them is on the page."""
+    """(key, callback) of every server callback a page fires by itself: its inputs are all
+    on the page (``page_ids``) or the shell (``shell_ids``), and one of them is on the page."""
     page, found = set(page_ids), []
     for key, cb in callback_map.items():
-        if is_pattern(key):
+        if is_pattern(key) or is_clientside(cb):
             continue
         inputs = {i["id"] for i in cb["inputs"]}
         if inputs <= page | set(shell_ids) and inputs & page:

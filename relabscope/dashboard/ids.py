@@ -74,6 +74,8 @@ MP_COLOUR = "mp-colour"
 MP_STATUS = "mp-status"
 MP_POLL = "mp-poll"
 MP_GRAPH = "mp-graph"
+MP_TOOLTIP = "mp-tooltip"
+MP_GRID = "mp-grid"
 MP_COUNT = "mp-count"
 MP_TABLE = "mp-table"
 
@@ -98,3 +100,30 @@ CP_SAMPLE_VIEW = "cp-sample-view"
 def cp_figure(which: str) -> str:
     """The cell of comparison figure ``which`` (an entry of ``compare.FIGURES``)."""
     return f"cp-{which}"
+
+
+# ---------------------------------------------------------------------- review (review.py)
+RV_ARGS = "rv-args"
+RV_GIVEN = "rv-given"
+RV_SUGGESTED = "rv-suggested"
+RV_SIGNAL = "rv-signal"
+RV_STATE = "rv-state"
+RV_PREV = "rv-prev"
+RV_NEXT = "rv-next"
+RV_PAGE = "rv-page"
+RV_COUNT = "rv-count"
+RV_GRID = "rv-grid"
+RV_NAME = "rv-name"
+RV_REVIEWER = "rv-reviewer"
+RV_KEYS = "rv-keys"
+#: the ``type`` of the per-tile components (pattern-matching ids: one per sample shown)
+RV_REQUEST = "rv-request"
+RV_SHOWN = "rv-shown"
+RV_BODY = "rv-body"
+
+
+def rv_tile(kind: str, sample: object) -> dict:
+    """The id of tile component ``kind`` (``RV_REQUEST``: the decision a key asks for,
+    ``RV_SHOWN``: the seq of the decision the tile shows, ``RV_BODY``: its text) of sample
+    ``sample`` (an int, or ``dash.MATCH`` in a callback)."""
+    return {"type": kind, "sample": sample}

@@ -1,6 +1,7 @@
 """Page 1, the run overview: what ran (config), how it trained (test accuracy, relabels per
-epoch), whether relabelling fixed the noise (when clean labels are known) and the paper's
-headline claim as numbers (relabel consistency)."""
+epoch and, with relabel guards on, the relabels they vetoed), whether relabelling fixed the
+noise (when clean labels are known) and the paper's headline claim as numbers (relabel
+consistency)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 from dash import Input, Output, dcc, html
 
 from relabscope import plot
+from relabscope.analysis.compare import veto_counts
 from relabscope.analysis.run import Run
 from relabscope.dashboard import ids
 from relabscope.dashboard.components import (class_balance_card, error_card, figure_block, fmt, frame_table,
@@ -19,6 +21,9 @@ from relabscope.dashboard.context import Context
 
 PATH = ""
 TITLE = "Overview"
+#: what the vetoed-relabels card says on hover
+VETO_HINT = ("refused by the relabel guards; a relabel several guards would refuse counts once, for the first "
+             "in the order they apply (hysteresis, agree, floor)")
 FIGURES = ("accuracy", "relabels", "recovery", "consistency", "classes", "flow")
 
 
@@ -35,6 +40,7 @@ def headline(run: Run, flip: pd.DataFrame) -> dict[str, Any]:
         "relabelled_samples": int((flip["changes"] > 0).sum()),
         "flipflops": int(flip["flipflops"].sum()),
         "flipflopping_samples": int((flip["flipflops"] > 0).sum()),
+        **{k: int(v) for k, v in veto_counts(run).items()},
     }
     if run.relabels_at_all:
         cons = run.consistency()
@@ -68,6 +74,7 @@ def headline_cards(numbers: dict[str, Any]) -> list[tuple[str, str, str | None]]
         accuracy_card(numbers),
         ("epochs", f"{numbers['epochs']} ({numbers['status']})", None),
         ("relabel events", fmt(numbers["relabel_events"]), f"on {numbers['relabelled_samples']} samples"),
+        *veto_card(numbers),
         ("flip-flops", fmt(numbers["flipflops"]), f"{numbers['flipflopping_samples']} samples flip-flopped"),
     ]
     if "closer_to_new" in numbers:
@@ -80,6 +87,20 @@ def headline_cards(numbers: dict[str, Any]) -> list[tuple[str, str, str | None]]
     return cards
 
 
+def veto_card(numbers: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """The card of the relabels the guards vetoed, beside the relabel events: each guard
+    on and its count in the label; none for a run without guards.
+
+    >>> veto_card({"relabels_vetoed": 12, "vetoed_by_agree": 9, "vetoed_by_floor": 3})[0][:2]
+    ('relabels vetoed (agree 9 · floor 3)', '12')
+    """
+    if "relabels_vetoed" not in numbers:
+        return []
+    by = " · ".join(f"{k.removeprefix('vetoed_by_')} {fmt(v)}" for k, v in numbers.items()
+                    if k.startswith("vetoed_by_"))
+    return [(f"relabels vetoed ({by})", fmt(numbers["relabels_vetoed"]), VETO_HINT)]
+
+
 def config_table(run: Run) -> pd.DataFrame:
     """The run's resolved settings, one row per key (nested values as JSON)."""
     rows = [(k, v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v))
@@ -90,8 +111,8 @@ def config_table(run: Run) -> pd.DataFrame:
 def figure(run: Run, which: str):
     if which == "accuracy":
         return plot.accuracy_curves(run)
-    if which == "relabels":
-        return plot.relabels_per_epoch(run)
+    if which == "relabels":  # with relabel guards on: the relabels they vetoed beside those granted
+        return plot.vetoes(run) if run.log.guards else plot.relabels_per_epoch(run)
     if which == "recovery":
         return plot.noise_recovery(run)
     if which == "consistency":

@@ -258,11 +258,12 @@ class Applied:
     keep: np.ndarray
     counts: dict[str, int]
     unmatched: int
+    sha256: str  # of the corrections file, for the run's record
 
     def summary(self) -> str:
         done = ", ".join(f"{n} {d}" for d, n in self.counts.items() if n)
         extra = f"; {self.unmatched} decisions name no training sample" if self.unmatched else ""
-        return f"corrections: {done or 'nothing to apply'}{extra}"
+        return f"corrections: {done or 'nothing to apply'}{extra} (sha256 {self.sha256[:12]})"
 
 
 def apply_corrections(keys: Sequence[str], labels: np.ndarray, class_names: Sequence[str],
@@ -295,4 +296,4 @@ def apply_corrections(keys: Sequence[str], labels: np.ndarray, class_names: Sequ
     if corrections.decisions and not matched:
         raise DataError(f"{corrections.path}: none of its {len(corrections.decisions)} decisions names a "
                         "training sample of this data set")
-    return Applied(out, keep, counts, len(corrections.decisions) - matched)
+    return Applied(out, keep, counts, len(corrections.decisions) - matched, corrections.sha256)

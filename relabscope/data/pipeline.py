@@ -22,7 +22,7 @@ import os
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
@@ -33,7 +33,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from relabscope.data import load_dataset
 from relabscope.data.base import FERDataset, UnreadableImage
-from relabscope.data.noise import inject_noise, read_noise_file
+from relabscope.data.corrections import Applied, apply_corrections, read_corrections
+from relabscope.data.noise import (inject_noise, inject_noise_matrix, matrix_digest, read_noise_file,
+                                   read_noise_matrix)
 from relabscope.errors import DataError
 from relabscope.runlog.schema import SPLIT_CODES, SampleTable
 
@@ -51,6 +53,8 @@ class PreparedData:
     test: FERDataset
     skipped: list[str] = field(default_factory=list)  # "key: reason" of dropped images
     fingerprint: str = ""
+    noise_matrix_sha256: str | None = None  # of the --noise-matrix the training labels were drawn with
+    corrections: Applied | None = None  # the --corrections applied to the training split
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -105,17 +109,29 @@ def prepare(cfg: TrainConfig) -> PreparedData:
     train.check_labels(where)
     test.check_labels(where)
     fingerprint = splits.fingerprint()
+    noise_matrix = None
     if cfg.noise_file:
         train = train.with_labels(read_noise_file(cfg.noise_file, train.keys, train.num_classes))
+    elif cfg.noise_matrix:
+        noise_matrix = read_noise_matrix(cfg.noise_matrix, train.class_names)
+        train = train.with_labels(inject_noise_matrix(train.labels, noise_matrix, cfg.effective_noise_seed))
     elif cfg.noise > 0:
         train = train.with_labels(
             inject_noise(train.labels, cfg.noise, train.num_classes, cfg.effective_noise_seed)
         )
     if cfg.limit is not None and cfg.limit < len(train):
         train = train.subset(np.arange(cfg.limit))
+    corrections = None
+    if cfg.corrections:
+        corrections = apply_corrections(train.keys, train.labels, train.class_names, read_corrections(cfg.corrections))
+        # the labels as reviewed, not with_labels: the shipped labels stay what they were
+        # (the clean reference, when known), they are not promoted to clean ones
+        train = replace(train, labels=corrections.labels).subset(np.flatnonzero(corrections.keep))
     for ds in (train, test):
         ds.size = storage_size(ds, cfg.image_size)
-    return PreparedData(train, test, fingerprint=fingerprint)
+    return PreparedData(train, test, fingerprint=fingerprint,
+                        noise_matrix_sha256=None if noise_matrix is None else matrix_digest(noise_matrix),
+                        corrections=corrections)
 
 
 def split_batches(order: torch.Tensor, batch_size: int, min_last: int = 2) -> list[torch.Tensor]:
@@ -352,7 +368,8 @@ def load_images(
     (train, train_images), (test, test_images) = splits["train"], splits["test"]
     if len(train) < 2:
         raise DataError(f"{data.train.name}: fewer than 2 readable training images")
-    prepared = PreparedData(train, test, skipped=skipped, fingerprint=data.fingerprint)
+    prepared = PreparedData(train, test, skipped=skipped, fingerprint=data.fingerprint,
+                            noise_matrix_sha256=data.noise_matrix_sha256, corrections=data.corrections)
     return (
         prepared,
         ImageBatches(train, device, workers, train_images),

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
-from relabscope.methods.settings import CenterLossSettings, DMUECenterSettings, DMUESettings, SCNSettings
+from relabscope.methods.settings import (CenterLossSettings, DMUECenterSettings, DMUESettings, RelabelGuardSettings,
+                                        SCNSettings)
 
 if TYPE_CHECKING:
     from relabscope.config import TrainConfig
@@ -70,12 +71,15 @@ _RUL = {"reference": _RUL_REF, "seed-paper": _RUL_REF}
 _DMUE_REF = {"lr": 0.01, "lr_schedule": "step", "lr_milestones": [10, 20], "batch_size": 72, "epochs": 36}
 _DMUE = {"reference": _DMUE_REF, "seed-paper": _DMUE_REF}
 _C = (CenterLossSettings,)
+#: what a method that relabels through the trainer's label state reads: its own rule's
+#: settings and the relabel guards (which the trainer applies to any relabelling method)
+_SCN_READS = (SCNSettings, RelabelGuardSettings)
 
 METHODS: dict[str, MethodEntry] = {
     "baseline": MethodEntry("relabscope.methods.baseline:Baseline"),
     "baseline-c": MethodEntry("relabscope.methods.baseline:Baseline", True, _C),
-    "scn": MethodEntry("relabscope.methods.scn:SCN", False, (SCNSettings,), _SCN),
-    "scn-c": MethodEntry("relabscope.methods.scn:SCN", True, (SCNSettings, *_C), _SCN),
+    "scn": MethodEntry("relabscope.methods.scn:SCN", False, _SCN_READS, _SCN),
+    "scn-c": MethodEntry("relabscope.methods.scn:SCN", True, (*_SCN_READS, *_C), _SCN),
     "rul": MethodEntry("relabscope.methods.rul:RUL", False, (), _RUL),
     "rul-c": MethodEntry("relabscope.methods.rul:RUL", True, _C, _RUL),
     "dmue": MethodEntry("relabscope.methods.dmue:DMUE", False, (DMUESettings,), _DMUE, splits_backbone=True),

@@ -45,6 +45,34 @@ class SCNSettings:
                              check=between(0, 1, closed_low=False))
 
 
+def _fraction(value: float) -> str | None:
+    return None if 0 <= value <= 1 else f"must be in [0, 1], got {value!r}"
+
+
+@dataclass
+class RelabelGuardSettings:
+    """Guards on relabelling, read by every method that relabels through the trainer's label
+    state (scn and scn-c); each is off by default and at the value runs written before it
+    existed read as (``introduced``). ``relabscope.training.guards`` applies them, in the
+    order hysteresis, agree, floor; docs/methods.md ("Relabel guards") says why each works
+    as it does."""
+
+    relabel_floor: float = setting(
+        0.0, "Relabel guard: no relabel takes a class below F x its given size (its training samples' given "
+             "labels). Each step grants the relabels out of a class largest margin (p_new - p_old) first while "
+             "the class stays at or above the floor; under torchrun each rank spends its share of the budget "
+             "the epoch started with (0: off).", check=_fraction, metavar="F", introduced=0.0)
+    relabel_hysteresis: int = setting(
+        0, "Relabel guard: a sample that has returned K times to a label it held before keeps the label it "
+           "returned to (its label in effect) for the rest of training (0: off).", check=non_negative,
+        metavar="K", introduced=0)
+    relabel_agree: bool = setting(
+        False, "Relabel guard: relabel only when the sample's embedding is also nearer the new class's mean than "
+               "the old one's (the class means of the training embeddings under the labels in effect in the "
+               "epoch before, as the log's class_mean; none in the first epoch, so it relabels nothing there).",
+        flags=("--relabel-agree/--no-relabel-agree",), introduced=False)
+
+
 @dataclass
 class DMUESettings:
     """DMUE's latent-label branches and uncertainty (read by dmue and dmue-c)."""
@@ -81,4 +109,4 @@ class DMUECenterSettings:
         choices=("feature", "neck", "normalized"), introduced="feature")
 
 
-__all__ = ["CenterLossSettings", "DMUECenterSettings", "DMUESettings", "SCNSettings"]
+__all__ = ["CenterLossSettings", "DMUECenterSettings", "DMUESettings", "RelabelGuardSettings", "SCNSettings"]

@@ -16,7 +16,8 @@ This package imports plotly; training code never imports it.
 
 from relabscope.plot._style import (class_colours, display_order, figure_note, never_relabels, note_figure,
                                     ordered_names)
-from relabscope.plot.class_balance import class_counts, class_counts_figure, label_flow, label_flow_figure
+from relabscope.plot.class_balance import (class_counts, class_counts_figure, floor_counts, label_flow,
+                                           label_flow_figure)
 from relabscope.plot.consistency import (consistency_by_lag, consistency_by_lag_figure, consistency_scatter,
                                          consistency_scatter_figure, consistency_summary,
                                          consistency_summary_figure, gap_change_histogram,
@@ -30,6 +31,7 @@ from relabscope.plot.relabelling import (flipflops, flipflops_figure, flipflop_t
                                        oscillation_heatmap, oscillation_heatmap_figure, select_flipflopping)
 from relabscope.plot.attention import gradcam, gradcam_figure
 from relabscope.plot.embedding_maps import projection_figure, projection
+from relabscope.plot.guards import vetoes, vetoes_figure
 from relabscope.plot.method_view import method_fields, method_fields_figure
 from relabscope.plot.sweep import sweep_accuracy_figure, sweep_relabel_figure
 from relabscope.plot.training import (accuracy_curves, accuracy_curves_figure, class_accuracy,
@@ -43,7 +45,8 @@ __all__ = [
     "oscillation_heatmap", "oscillation_heatmap_figure", "flipflop_totals", "flipflop_totals_figure",
     "flipflop_totals_table",
     "distance_bars", "distance_bars_figure", "compactness", "compactness_figure",
-    "class_counts", "class_counts_figure", "label_flow", "label_flow_figure",
+    "class_counts", "class_counts_figure", "floor_counts", "label_flow", "label_flow_figure",
+    "vetoes", "vetoes_figure",
     "consistency_summary", "consistency_summary_figure", "gap_change_histogram", "gap_change_histogram_figure",
     "consistency_scatter", "consistency_scatter_figure", "consistency_by_lag", "consistency_by_lag_figure",
     "projection", "projection_figure",

@@ -1,11 +1,12 @@
 """Class balance under relabelling: each class's size over training as a share of its given
 size (one panel per run), and the flow from given labels to the labels in effect after the
 last epoch (one Sankey diagram per run). A class that relabelling emptied or shrank below
-half its given size is named in the figure's subtitle."""
+half its given size is named in the figure's subtitle; a run trained with a relabel floor
+(``--relabel-floor F``) shows each class's floor, the count no relabel may take it below."""
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Mapping
+from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,8 @@ FLOW_FRAME_PX = 100
 def class_counts(runs: Runs, *, threshold: float = SHRINK_THRESHOLD) -> go.Figure:
     """Training samples per class under the labels in effect, per epoch, as a share of the
     class's given size: one panel per run, with the threshold below which a class is
-    reported (``Run.class_warnings``) and those classes named in the subtitle.
+    reported (``Run.class_warnings``) and those classes named in the subtitle, and, for a
+    run trained with ``--relabel-floor F``, each class's floor (:func:`floor_counts`).
 
     Args:
         runs: one run, or several side by side.
@@ -47,17 +49,32 @@ def class_counts(runs: Runs, *, threshold: float = SHRINK_THRESHOLD) -> go.Figur
     names = unique_names([r.name for r in listed])
     return class_counts_figure({n: r.class_counts() for n, r in zip(names, listed)},
                                warnings={n: r.class_warnings(threshold) for n, r in zip(names, listed)},
-                               threshold=threshold)
+                               threshold=threshold,
+                               floors={n: float(r.config.get("relabel_floor") or 0.0) for n, r in zip(names, listed)})
+
+
+def floor_counts(given: np.ndarray | Sequence[int], fraction: float) -> np.ndarray:
+    """The relabel floor of each class: ``ceil(fraction x given)``, a product that is a
+    whole number up to rounding (0.3 x 10) counting as that number. The rule of
+    ``relabscope.training.guards.floor_sizes`` (which runs on torch tensors in training),
+    here on plain arrays for the views.
+
+    >>> floor_counts([16, 15, 10, 0], 0.5).tolist(), floor_counts([10], 0.3).tolist()
+    ([8, 8, 5, 0], [3])
+    """
+    return np.ceil(np.asarray(given, dtype=np.float64) * fraction - 1e-9).astype(np.int64)
 
 
 def class_counts_figure(tables: Mapping[str, pd.DataFrame], *, warnings: Mapping[str, pd.DataFrame] | None = None,
-                        threshold: float = SHRINK_THRESHOLD) -> go.Figure:
+                        threshold: float = SHRINK_THRESHOLD, floors: Mapping[str, float] | None = None) -> go.Figure:
     """Draw :func:`class_counts` from tables.
 
     Args:
         tables: run name -> ``Run.class_counts()``.
         warnings: run name -> ``Run.class_warnings()``, which become the subtitle.
         threshold: where to draw the reporting threshold.
+        floors: run name -> its ``relabel_floor`` F (0 or missing: no floor): a dashed grey
+            line per class at its floor's share of its given size, ``ceil(F x given) / given``.
 
     Returns:
         The figure (a note before the first committed epoch).
@@ -72,6 +89,7 @@ def class_counts_figure(tables: Mapping[str, pd.DataFrame], *, warnings: Mapping
     fig = make_subplots(rows=1, cols=len(names), shared_yaxes=True, horizontal_spacing=0.05,
                         subplot_titles=names if len(names) > 1 else None)
     top = 1.0
+    floor_shown: set[float] = set()  # the floors in the legend (one entry per F)
     for col, name in enumerate(names, start=1):
         t = tables[name]
         last = int(t["epoch"].max()) if len(t) else 0
@@ -89,6 +107,10 @@ def class_counts_figure(tables: Mapping[str, pd.DataFrame], *, warnings: Mapping
                 hovertemplate=f"{cls}: %{{customdata[0]}} of %{{customdata[1]}} given (%{{y:.0%}})"
                               "<br>labels in effect %{customdata[2]}<extra>" + name + "</extra>"),
                 row=1, col=col)
+        fraction = (floors or {}).get(name, 0.0)
+        if fraction > 0:  # over the classes' lines: a class held at its floor runs along it
+            top = max(top, _draw_floor(fig, t, fraction, last, col, first=fraction not in floor_shown))
+            floor_shown.add(fraction)
         fig.add_hline(y=1.0, line_color="#999", line_width=1, row=1, col=col)
         fig.add_hline(y=threshold, line_color="#d62728", line_width=1, line_dash="dot", row=1, col=col)
         # epoch e's point is the count during epoch e; the last point, after the last epoch
@@ -103,8 +125,29 @@ def class_counts_figure(tables: Mapping[str, pd.DataFrame], *, warnings: Mapping
         said = ", ".join(_short(r, threshold) for r in w.to_dict("records"))
         lines.append(f"{name}: {said}" if len(names) > 1 else said)
     subtitle = "<br>".join(lines) if lines else f"every class kept at least {threshold:.0%} of its given size"
+    if floor_shown:
+        subtitle += " · dashed: relabel floor, ⌈F × given⌉ per class"
     return finish(fig, head, subtitle=subtitle, height=420,
                   header_px=24 if len(names) > 1 else 0)
+
+
+def _draw_floor(fig: go.Figure, table: pd.DataFrame, fraction: float, last: int, col: int, *, first: bool) -> float:
+    """Each class's relabel floor as a share of its given size, a dashed grey line across
+    panel ``col`` (``first``: give them a legend entry, after the classes'; hovering names
+    the class and its count); returns the highest share drawn."""
+    given = table.drop_duplicates("class_name").set_index("class_name")["given"]
+    given = given[given > 0]
+    floors = pd.Series(floor_counts(given.to_numpy(), fraction), index=given.index)
+    shares = floors / given
+    label = f"relabel floor (F = {fraction:g})"
+    for i, cls in enumerate(ordered_names(list(given.index))):
+        fig.add_trace(go.Scatter(
+            x=[0, last], y=[shares[cls]] * 2, mode="lines", name=label, legendgroup="relabel floor",
+            showlegend=first and i == 0, legendrank=1001, line=dict(color="#555", width=1.5, dash="dash"),
+            hovertemplate=f"{cls}: floor {floors[cls]} of {given[cls]} given (⌈{fraction:g} × {given[cls]}⌉)"
+                          "<extra>relabel floor</extra>"),
+            row=1, col=col)
+    return float(shares.max()) if len(shares) else 0.0
 
 
 def _epoch_ticks(last: int, per_panel: int) -> dict[str, list[Any]]:

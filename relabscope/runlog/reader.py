@@ -179,6 +179,12 @@ class RunLogReader:
         """The method's own per-sample quantities (``epochs/field/<name>``)."""
         return list(json.loads(self.meta["fields"]))
 
+    @cached_property
+    def guards(self) -> list[str]:
+        """The relabel guards the run switched on, in the order they applied (empty for a
+        run without guards and for logs written before guards existed)."""
+        return list(json.loads(self.meta.get("guards", "[]")))
+
     @property
     def has_centers(self) -> bool:
         """Whether the log holds learned centers ("-C" methods)."""
@@ -275,6 +281,20 @@ class RunLogReader:
             return np.empty(0, schema.RELABEL_DTYPE)
         end = int(self.epoch_array("relabel_end", n - 1))
         return self._read("relabels", lambda ds: ds[:end])
+
+    def vetoes(self) -> np.ndarray | None:
+        """The relabels each guard refused, per committed epoch and class the relabel would
+        have left.
+
+        Returns:
+            ``(epochs, guards, classes)`` int32, guards in :attr:`guards`' order (-1: not
+            recorded for that epoch); None when the log records no vetoes (no guard was on,
+            or it predates guards), which is not the same as zero vetoes.
+        """
+        with self._lock:
+            if "vetoed" not in self._file["epochs"]:
+                return None
+        return self.epoch_array("vetoed")
 
     def embedding_epochs(self) -> np.ndarray:
         """The committed epochs whose embeddings the log kept.

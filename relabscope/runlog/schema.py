@@ -4,10 +4,10 @@
 that a reader of an older version would misread bumps ``SCHEMA_VERSION``.
 
 Shapes use N for samples (train then test, one id space: the row), K for classes, D for
-the embedding size, E for committed epochs (0-based rows), R for relabel events and M for
-epochs whose embeddings were kept. The first axis of every per-epoch dataset grows as
-epochs commit; ``epochs/done`` grows LAST, so its length is the number of complete epochs
-and rows beyond it are ignored.
+the embedding size, E for committed epochs (0-based rows), R for relabel events, M for
+epochs whose embeddings were kept and G for the relabel guards a run switched on. The
+first axis of every per-epoch dataset grows as epochs commit; ``epochs/done`` grows LAST,
+so its length is the number of complete epochs and rows beyond it are ignored.
 """
 
 from __future__ import annotations
@@ -73,9 +73,11 @@ class SampleTable:
 
 
 def per_epoch_datasets(
-    n: int, k: int, d: int, fields: dict[str, tuple[int, ...]], has_centers: bool
+    n: int, k: int, d: int, fields: dict[str, tuple[int, ...]], has_centers: bool, guards: int = 0
 ) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Per-epoch datasets: name -> (shape of one epoch's row, dtype)."""
+    """Per-epoch datasets: name -> (shape of one epoch's row, dtype). ``epochs/vetoed``
+    exists only in logs of runs with relabel guards (``meta`` attr ``guards`` names them):
+    a log without it recorded no vetoes, which is not the same as zero."""
     specs: dict[str, tuple[tuple[int, ...], str]] = {
         "epochs/label": ((n,), "<i2"),
         "epochs/pred": ((n,), "<i2"),
@@ -99,6 +101,8 @@ def per_epoch_datasets(
         specs[f"epochs/field/{name}"] = ((n, *shape), "<f4")
     if has_centers:
         specs["epochs/center"] = ((k, d), "<f4")
+    if guards:
+        specs["epochs/vetoed"] = ((guards, k), "<i4")
     return specs
 
 

@@ -32,7 +32,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Union
+from typing import Any, Iterable, Mapping, Sequence, Union
 
 import h5py
 import numpy as np
@@ -189,6 +189,8 @@ class RunLogWriter:
         self.fields = json.loads(meta["fields"])
         self.fields = {k: tuple(v) for k, v in self.fields.items()}
         self.has_centers = "center" in file["epochs"]
+        #: the relabel guards whose vetoes the log records (``epochs/vetoed``), in its order
+        self.guards: list[str] = json.loads(meta.get("guards", "[]"))
         self._split = file["samples/split"][:]
         self._given = file["samples/given_label"][:]
         self._train = self._split == schema.SPLIT_CODES["train"]
@@ -219,6 +221,7 @@ class RunLogWriter:
         skipped: Iterable[str] = (),
         embed_every: int = 1,
         images: ImagesArg | None = None,
+        guards: Sequence[str] = (),
     ) -> "RunLogWriter":
         """Create a new log. The file appears under its final name only once its layout
         exists (it is built under ``run.h5.partial``), so a reader never sees half a layout.
@@ -239,6 +242,9 @@ class RunLogWriter:
                 sample inspector, reports and Grad-CAM find them: a folder (the keys are
                 paths relative to it), an ``.npy``/``.npz`` array (row = sample id) or a
                 text file with one image path per sample (see ``relabscope.runlog.images``).
+            guards: names of the relabel guards the run switched on, in the order they
+                apply: the log then records their vetoes per epoch, guard and class
+                (``end_epoch``'s ``vetoed``). None: the log records no vetoes.
 
         Returns:
             The writer, at epoch 0.
@@ -262,7 +268,7 @@ class RunLogWriter:
         f = _open_swmr_writer(partial, "w")
         try:
             _build_layout(f, samples, class_names, embed_dim, fields, has_centers,
-                          dict(config or {}), metadata, list(skipped))
+                          dict(config or {}), metadata, list(skipped), list(guards))
             f.swmr_mode = True
             f.flush()
             os.replace(partial, path)
@@ -392,6 +398,7 @@ class RunLogWriter:
         seconds: float = float("nan"),
         unreadable: int = 0,
         save_embeddings: bool | None = None,
+        vetoed: ArrayLike | None = None,
         wait: bool = True,
     ) -> Future[int]:
         """Commit the current epoch: class means, distances, test metrics, embeddings. A
@@ -404,6 +411,9 @@ class RunLogWriter:
             unreadable: images that failed to load this epoch.
             save_embeddings: keep this epoch's embeddings; None keeps them every
                 ``embed_every`` epochs.
+            vetoed: ``(G, K)`` the relabels each guard refused this epoch, by the class
+                the relabel would have left (logs created with ``guards``); None records
+                them as unknown (-1).
             wait: False commits in the background (the trainer overlaps it with the next
                 epoch).
 
@@ -413,14 +423,19 @@ class RunLogWriter:
 
         Raises:
             RuntimeError: the writer failed earlier or is closed.
-            ValueError: centers given to a log without room for them.
+            ValueError: centers or vetoes given to a log without room for them.
         """
         self._check()
         if centers is not None and not self.has_centers:
             raise ValueError("this log was created without room for learned centers")
+        if vetoed is not None and tuple(np.shape(vetoed)) != (len(self.guards), self.num_classes):
+            raise ValueError(f"vetoed has shape {tuple(np.shape(vetoed))}; this log records "
+                             f"({len(self.guards)}, {self.num_classes}): guards {self.guards} x classes")
         if save_embeddings is None:
             save_embeddings = (self.epoch + 1) % self.embed_every == 0
         arrays = {} if centers is None else {"center": torch.as_tensor(centers).detach().float()}
+        if vetoed is not None:
+            arrays["vetoed"] = torch.as_tensor(vetoed).detach().to(torch.int32)
         arrays, event = _start_copy(arrays)
         future: Future[int] = Future()
         scalars = {"lr": lr, "seconds": seconds, "unreadable": unreadable}
@@ -583,6 +598,8 @@ class RunLogWriter:
             rows["epochs/field/" + name] = arr
         if self.has_centers:
             rows["epochs/center"] = host.get("center", np.full((self.num_classes, self.embed_dim), np.nan, np.float32))
+        if self.guards:
+            rows["epochs/vetoed"] = host.get("vetoed", np.full((len(self.guards), self.num_classes), -1, np.int32))
         for name, row in rows.items():
             _append_row(f[name], e, row)
         if len(events):
@@ -699,6 +716,7 @@ def _build_layout(
     config: dict[str, Any],
     metadata: dict[str, Any],
     skipped: list[str],
+    guards: list[str],
 ) -> None:
     n, k, d = len(samples), len(class_names), embed_dim
     text = h5py.string_dtype()
@@ -708,7 +726,7 @@ def _build_layout(
     for key, value in metadata.items():
         meta.attrs[key] = str(value) if isinstance(value, str) else value  # np.str_ -> str
     meta.attrs.update(num_classes=k, embed_dim=d, num_samples=n, fields=json.dumps(fields),
-                      skipped_count=len(skipped))
+                      skipped_count=len(skipped), guards=json.dumps(guards))
     meta.create_dataset("config", data=json.dumps(config, default=str), dtype=text)
     meta.create_dataset("class_names", data=np.array(class_names, dtype=object), dtype=text)
     meta.create_dataset("skipped", data=np.array(skipped, dtype=object), dtype=text)
@@ -719,7 +737,7 @@ def _build_layout(
     s.create_dataset("clean_label", data=samples.clean_label)
     for name, col in samples.extras.items():
         s.create_dataset(f"extra/{name}", data=np.asarray(col))
-    for name, (row, dtype) in schema.per_epoch_datasets(n, k, d, fields, has_centers).items():
+    for name, (row, dtype) in schema.per_epoch_datasets(n, k, d, fields, has_centers, len(guards)).items():
         itemsize = np.dtype(dtype).itemsize
         f.create_dataset(name, shape=(0, *row), maxshape=(None, *row), dtype=dtype,
                          chunks=schema.chunk_shape(row, itemsize),

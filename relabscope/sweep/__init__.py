@@ -1,5 +1,6 @@
-"""``relabscope sweep``: every method under every noise level and seed, and the seed
-paper's noise table (its Table 3) for the result.
+"""``relabscope sweep``: every method under every noise level and seed (the relabelling
+methods also under every relabel-guard setting asked: ``guards``), and the seed paper's
+noise table (its Table 3) for the result.
 
 ``manifest`` (the folder's layout) and ``table`` (its results) read a sweep without torch,
 for the dashboard and the report; ``run_sweep`` and ``SweepResult`` (``grid``, which trains)

@@ -1,5 +1,6 @@
-"""A sweep's grid: every (method, noise, seed) run under one folder, trained or resumed
-(the folder's layout and manifest: ``manifest.py``).
+"""A sweep's grid: every (method, noise, seed) run, and under each relabel-guard setting
+for the methods that relabel (``guards.py``), under one folder, trained or resumed (the
+folder's layout and manifest: ``manifest.py``).
 
 Running a sweep again continues it: finished runs are skipped, a run killed mid-way is
 resumed from its last checkpoint, a run killed before its first epoch starts over. Several
@@ -23,6 +24,7 @@ from relabscope.config import RESUMABLE, TrainConfig, applies, read_run_config, 
 from relabscope.errors import RelabscopeError, RunDirError, RunLockedError
 from relabscope.methods import METHODS
 from relabscope.rundir import CONFIG_NAME, locked_elsewhere
+from relabscope.sweep.guards import GUARD_SETTINGS, NONE, guard_settings, parse_guards, reads_guards
 from relabscope.sweep.manifest import GRID_KEYS, Cell, cells, write_manifest
 from relabscope.training.distributed import World, joined, on_main
 from relabscope.training.hooks import Hook
@@ -47,29 +49,37 @@ def run_sweep(
     noise: Iterable[float],
     seeds: int | Iterable[int],
     settings: Mapping[str, Any] | None = None,
+    guards: Iterable[str] = (NONE,),
     progress: bool = True,
     hooks: Iterable[Hook] = (),
     log: Callable[[str], None] | None = None,
 ) -> SweepResult:
-    """Train every (method, noise, seed) cell into ``out`` and return what happened.
+    """Train every (method, noise, seed) cell into ``out``, each relabelling method once
+    per guard setting, and return what happened.
 
-    ``seeds`` is a count (seeds 0..n-1) or the seeds themselves. ``settings`` are train
-    options shared by every run (dataset, epochs, ...; not method, noise, seed or out). A
-    folder already holding a sweep must have been started with the same settings; its grid
-    grows to include the new methods, noise levels and seeds.
+    ``seeds`` is a count (seeds 0..n-1) or the seeds themselves. ``guards`` are values of
+    the guard axis (``"none"``, ``"floor=0.5"``, ``"hysteresis=1"``, ``"agree"``, or several
+    joined by ``+``: ``relabscope.sweep.guards``); methods that do not relabel train under
+    ``"none"`` only. ``settings`` are train options shared by every run (dataset, epochs,
+    ...; not method, noise, seed, out or a guard setting). A folder already holding a sweep
+    must have been started with the same settings; its grid grows to include the new
+    methods, noise levels, seeds and guards.
     """
     out = Path(out)
     methods, noise = list(methods), [float(p) for p in noise]
     seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    guards = parse_guards(guards)
     settings = dict(settings or {})
-    _check_grid(methods, noise, seeds, settings)
+    _check_grid(methods, noise, seeds, guards, settings)
     for p in noise:  # validate every setting before any run starts
         for m in methods:
-            resolve({**settings, "method": m, "noise": p, "seed": seeds[0]})
+            for g in guards if reads_guards(m) else [NONE]:
+                resolve({**settings, **guard_settings(g), "method": m, "noise": p, "seed": seeds[0]})
     with joined(str(settings.get("device", "auto"))) as world:  # under torchrun: every cell on every rank
         say = (log or (lambda line: print(line, file=sys.stderr))) if world.is_main else _quiet
-        on_main(world, lambda: write_manifest(out, methods, noise, seeds, settings))
-        return _run_grid(world, out, cells(out, methods, noise, seeds), settings, progress, list(hooks), say)
+        on_main(world, lambda: write_manifest(out, methods, noise, seeds, settings, guards))
+        grid = cells(out, methods, noise, seeds, guards)
+        return _run_grid(world, out, grid, settings, progress, list(hooks), say)
 
 
 def _quiet(line: str) -> None:
@@ -82,6 +92,8 @@ def _run_grid(world: World, out: Path, grid: list[Cell], settings: Mapping[str, 
     result = SweepResult(out)
     for i, cell in enumerate(grid, 1):
         where = f"[{i}/{len(grid)}] {cell.method}, noise {cell.noise:g}, seed {cell.seed}"
+        if cell.guard != NONE:
+            where += f", guards {cell.guard}"
         try:
             action = on_main(world, partial(_plan_cell, cell, settings, log, where))
             if action == "skip":
@@ -106,8 +118,8 @@ def _run_grid(world: World, out: Path, grid: list[Cell], settings: Mapping[str, 
 
 def cell_config(cell: Cell, settings: Mapping[str, Any]) -> TrainConfig:
     """The resolved TrainConfig of one cell."""
-    return resolve({**settings, "method": cell.method, "noise": cell.noise, "seed": cell.seed,
-                    "out": str(cell.run_dir)})
+    return resolve({**settings, **guard_settings(cell.guard), "method": cell.method, "noise": cell.noise,
+                    "seed": cell.seed, "out": str(cell.run_dir)})
 
 
 def _plan_cell(cell: Cell, settings: Mapping[str, Any], log: Callable[[str], None], where: str) -> str:
@@ -145,7 +157,8 @@ def _finished(run_dir: Path, epochs: int) -> bool:
     return numbers["status"] == "finished" and numbers["epochs"] >= epochs
 
 
-def _check_grid(methods: list[str], noise: list[float], seeds: list[int], settings: Mapping[str, Any]) -> None:
+def _check_grid(methods: list[str], noise: list[float], seeds: list[int], guards: list[str],
+                settings: Mapping[str, Any]) -> None:
     if not methods:
         raise RelabscopeError("sweep: no method given")
     unknown = [m for m in methods if m not in METHODS]
@@ -153,12 +166,16 @@ def _check_grid(methods: list[str], noise: list[float], seeds: list[int], settin
         raise RelabscopeError(f"sweep: unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
     if len(set(methods)) != len(methods) or len(set(noise)) != len(noise) or len(set(seeds)) != len(seeds):
         raise RelabscopeError("sweep: a method, noise level or seed is listed twice")
-    if not noise or not seeds:
-        raise RelabscopeError("sweep: give at least one noise level and one seed")
+    if not noise or not seeds or not guards:
+        raise RelabscopeError("sweep: give at least one noise level, one seed and one guard setting (none: no guard)")
     if any(s < 0 for s in seeds):
         raise RelabscopeError("sweep: seeds must be >= 0")
+    if any(g != NONE for g in guards) and not any(reads_guards(m) for m in methods):
+        raise RelabscopeError(f"sweep: no method of {', '.join(methods)} reads the relabel guards; --guards "
+                              f"applies to {', '.join(m for m in METHODS if reads_guards(m))}")
     grid_keys = sorted(k for k in settings if k.replace("-", "_") in GRID_KEYS)
     if grid_keys:
-        raise RelabscopeError(f"sweep: {grid_keys[0]} is set by the sweep's grid, not as a shared setting")
+        how = " (--guards)" if grid_keys[0].replace("-", "_") in GUARD_SETTINGS.values() else ""
+        raise RelabscopeError(f"sweep: {grid_keys[0]} is set by the sweep's grid{how}, not as a shared setting")
 
 

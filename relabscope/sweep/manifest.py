@@ -4,7 +4,14 @@ Layout of a sweep folder::
 
     OUT/sweep.toml                          the grid and the settings shared by every run
     OUT/<method>/noise-<pct>/seed-<s>/      one ordinary run directory per cell
+    OUT/<method>/noise-<pct>_<guards>/seed-<s>/   a cell under relabel guards (``guards.py``)
     OUT/table.csv, OUT/table.md             written after the grid (see ``table.py``)
+
+The guard axis sits in the noise level's folder name, so every run directory stays three
+levels below the sweep folder (where the dashboard looks for a run's sweep), SCN and SCN-C
+under one guard stay counterparts at the same noise and seed, and a sweep without the axis
+(every cell ``none``) keeps the layout it always had. A manifest written before the axis
+existed names no guards: it reads as ``["none"]``.
 
 The dashboard and the report read sweeps through this module (no torch); ``grid.py``
 trains them.
@@ -21,20 +28,23 @@ import tomli_w
 from relabscope.atomic import atomic_write
 from relabscope.config import HOW_TO_RUN, load_toml
 from relabscope.errors import RunDirError
+from relabscope.sweep.guards import GUARD_SETTINGS, NONE, guard_suffix, reads_guards
 
 SWEEP_FILE = "sweep.toml"
-# Settings that decide a cell, not the shared setting; the CLI's sweep options set them.
-GRID_KEYS = ("method", "noise", "seed", "out")
+# Settings that decide a cell, not the shared setting; the CLI's sweep options set them
+# (the guard settings through --guards).
+GRID_KEYS = ("method", "noise", "seed", "out", *GUARD_SETTINGS.values())
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One run of the grid."""
+    """One run of the grid; ``guard`` is a canonical guard-axis value (``guards.py``)."""
 
     method: str
     noise: float
     seed: int
     run_dir: Path
+    guard: str = NONE
 
 
 def noise_dir(noise: float) -> str:
@@ -42,19 +52,24 @@ def noise_dir(noise: float) -> str:
     return f"noise-{noise * 100:g}"
 
 
-def cells(out: str | Path, methods: Iterable[str], noises: Iterable[float], seeds: Iterable[int]) -> list[Cell]:
-    """The grid in the order it runs: noise level, then seed, then method, so an
-    interrupted sweep has whole method comparisons done first."""
+def cells(out: str | Path, methods: Iterable[str], noises: Iterable[float], seeds: Iterable[int],
+          guards: Iterable[str] = (NONE,)) -> list[Cell]:
+    """The grid in the order it runs: noise level, then seed, then guard, then method, so
+    an interrupted sweep has whole method and guard comparisons done first. A method that
+    does not read the guard settings has one cell per noise level and seed, its ``none``
+    one (with the first guard's), whichever guards the axis lists."""
     out = Path(out)
-    methods, seeds = list(methods), list(seeds)
+    methods, seeds, guards = list(methods), list(seeds), list(guards)
     return [
-        Cell(m, float(p), int(s), out / m / noise_dir(p) / f"seed-{s}")
-        for p in noises for s in seeds for m in methods
+        Cell(m, float(p), int(s), out / m / (noise_dir(p) + guard_suffix(g)) / f"seed-{s}", g)
+        for p in noises for s in seeds for i, guard in enumerate(guards) for m in methods
+        for g in ([guard] if reads_guards(m) else [NONE] if i == 0 else [])
     ]
 
 
 def read_manifest(out: str | Path) -> dict[str, Any]:
-    """``sweep.toml`` of a sweep folder: methods, noise, seeds and the shared settings."""
+    """``sweep.toml`` of a sweep folder: methods, noise, seeds, guards (``["none"]`` for a
+    manifest written before the guard axis existed) and the shared settings."""
     path = Path(out) / SWEEP_FILE
     try:
         manifest = load_toml(path)
@@ -64,6 +79,9 @@ def read_manifest(out: str | Path) -> dict[str, Any]:
         if not isinstance(manifest.get(key), list):
             raise RunDirError(f"{path}: missing the list {key!r}")
     manifest.setdefault("settings", {})
+    manifest.setdefault("guards", [NONE])
+    if not isinstance(manifest["guards"], list) or not all(isinstance(g, str) for g in manifest["guards"]):
+        raise RunDirError(f"{path}: 'guards' is not a list of guard names")
     return manifest
 
 
@@ -74,10 +92,11 @@ def is_sweep(path: str | Path) -> bool:
 def manifest_cells(out: str | Path) -> list[Cell]:
     """The cells a sweep folder's manifest names."""
     m = read_manifest(out)
-    return cells(out, m["methods"], m["noise"], m["seeds"])
+    return cells(out, m["methods"], m["noise"], m["seeds"], m["guards"])
 
 
-def write_manifest(out: Path, methods: list[str], noise: list[float], seeds: list[int], settings: dict) -> None:
+def write_manifest(out: Path, methods: list[str], noise: list[float], seeds: list[int], settings: dict,
+                   guards: Iterable[str] = (NONE,)) -> None:
     """Create ``sweep.toml``, or grow the grid of an existing one with the same settings."""
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out}: exists and is not a folder")
@@ -95,8 +114,9 @@ def write_manifest(out: Path, methods: list[str], noise: list[float], seeds: lis
         methods = _union(old["methods"], methods)
         noise = _union([float(p) for p in old["noise"]], noise)
         seeds = _union(old["seeds"], seeds)
+        guards = _union(old["guards"], guards)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = {"methods": methods, "noise": noise, "seeds": seeds, "settings": settings}
+    manifest = {"methods": methods, "noise": noise, "seeds": seeds, "guards": list(guards), "settings": settings}
     with atomic_write(out / SWEEP_FILE) as fh:
         fh.write(tomli_w.dumps(manifest).encode())
 
@@ -106,5 +126,5 @@ def what_is_computed(settings: dict) -> dict:
     return {k: v for k, v in settings.items() if k.replace("-", "_") not in HOW_TO_RUN}
 
 
-def _union(first: list, second: list) -> list:
+def _union(first: Iterable, second: Iterable) -> list:
     return list(dict.fromkeys([*first, *second]))

@@ -1,11 +1,13 @@
 """A sweep's results: the seed paper's Table 3 layout, and per-method relabel numbers.
 
 ``sweep_results`` reads every finished run of a sweep folder into one row per run;
-``sweep_table`` aggregates them per (method, noise) as mean and standard deviation over
-seeds; ``accuracy_table`` lays test accuracy out as Table 3 does (methods down, noise
-levels across, ``mean ± std``). Test accuracy is the LAST epoch's, the protocol of the
-seed paper and of RUL's noisy-label experiments; ``epoch="best"`` reports the best epoch
-instead (what RUL's reference code prints), for comparison only.
+``sweep_table`` aggregates them per (method, noise, guard) as mean and standard deviation
+over seeds; ``accuracy_table`` lays test accuracy out as Table 3 does (methods down, noise
+levels across, ``mean ± std``; a row per method and guard when the sweep has a guard
+axis); ``relabel_table`` shows what relabelling did and what the guards refused. Test
+accuracy is the LAST epoch's, the protocol of the seed paper and of RUL's noisy-label
+experiments; ``epoch="best"`` reports the best epoch instead (what RUL's reference code
+prints), for comparison only.
 """
 
 from __future__ import annotations
@@ -19,22 +21,30 @@ import pandas as pd
 from relabscope.analysis.compare import headline
 from relabscope.analysis.run import Run
 from relabscope.errors import RunDirError
+from relabscope.sweep.guards import NONE
 from relabscope.sweep.manifest import Cell, manifest_cells, read_manifest
 
 Select = Literal["last", "best"]
-NUMBERS = ("test_acc", "flipflops", "closer_to_new", "closer_vs_control", "compactness_ratio", "nearest_own",
+NUMBERS = ("test_acc", "flipflops", "relabel_events", "vetoed", "noisy_corrected", "clean_corrupted",
+           "classes_emptied", "closer_to_new", "closer_vs_control", "compactness_ratio", "nearest_own",
            "compactness_raw")
+#: numbers that only a run that relabels has (NaN otherwise)
+RELABEL_ONLY = ("closer_to_new", "closer_vs_control", "noisy_corrected", "clean_corrupted")
 TABLE_NAME = "table"
 
 
 def run_row(cell: Cell) -> dict:
-    """One run's numbers: last and best test accuracy, flip-flops, relabel consistency
-    (share of relabels closer to the new class center once trained on it, and that share
-    minus the matched control group's: ``Run.consistency``) and compactness:
-    scale-free (own / nearest other center distance, share nearest their own center) and
-    raw (mean distance to the own center, in the model's units). A missing run gives status
-    "missing"; a run without a committed epoch its status and NaNs. Only finished runs enter :func:`sweep_table`."""
-    row = {"method": cell.method, "noise": cell.noise, "seed": cell.seed, "run": str(cell.run_dir)}
+    """One run's numbers: last and best test accuracy, flip-flops, relabel events and the
+    relabels the guards vetoed (``Run.vetoes``), the shares of noisy labels corrected and
+    of clean labels corrupted after the last epoch (``Run.noise_recovery``; NaN without
+    clean labels), classes relabelling emptied, relabel consistency (share of relabels
+    closer to the new class center once trained on it, and that share minus the matched
+    control group's: ``Run.consistency``) and compactness: scale-free (own / nearest other
+    center distance, share nearest their own center) and raw (mean distance to the own
+    center, in the model's units). A missing run gives status "missing"; a run without a
+    committed epoch its status and NaNs. Only finished runs enter :func:`sweep_table`."""
+    row = {"method": cell.method, "noise": cell.noise, "guard": cell.guard, "seed": cell.seed,
+           "run": str(cell.run_dir)}
     try:
         run = Run(cell.run_dir)
     except RunDirError:
@@ -45,15 +55,18 @@ def run_row(cell: Cell) -> dict:
                     **{k: np.nan for k in (*NUMBERS, "test_acc_best")}}
         numbers = headline(run)
         acc = run.metrics()["test_acc"]
+        relabels = bool(run.relabels_at_all)
         row.update(
             status=run.status,
-            relabels=bool(run.relabels_at_all),
+            relabels=relabels,
             epochs=run.num_epochs,
             test_acc=numbers["test_acc"],
             test_acc_best=float(acc.max()) if len(acc) else np.nan,
             flipflops=numbers["flipflops"],
-            closer_to_new=numbers["closer_to_new"] if run.relabels_at_all else np.nan,
-            closer_vs_control=numbers["closer_vs_control"] if run.relabels_at_all else np.nan,
+            relabel_events=numbers["relabel_events"],
+            vetoed=float(run.vetoes()["vetoed"].sum()),
+            classes_emptied=numbers["classes_emptied"],
+            **{k: numbers.get(k, np.nan) if relabels else np.nan for k in RELABEL_ONLY},
             compactness_ratio=numbers["compactness_ratio"],
             nearest_own=numbers["nearest_own"],
             compactness_raw=numbers["compactness_raw"],
@@ -67,52 +80,73 @@ def sweep_results(out: str | Path) -> pd.DataFrame:
 
 
 def sweep_table(results: pd.DataFrame | str | Path, epoch: Select = "last") -> pd.DataFrame:
-    """Per (method, noise): finished seeds, and mean and std over them of test accuracy
-    (``epoch``: "last" or "best"), flip-flops, relabel consistency and compactness.
-    Methods keep the sweep's order."""
+    """Per (method, noise, guard): finished seeds, and mean and std over them of test
+    accuracy (``epoch``: "last" or "best") and every other number of :func:`run_row`.
+    Methods and guards keep the sweep's order; results without a guard column (read
+    before the axis existed) are all ``none``."""
     if not isinstance(results, pd.DataFrame):
         results = sweep_results(results)
+    results = results if "guard" in results else results.assign(guard=NONE)
     done = results[results["status"] == "finished"].copy()
     if epoch == "best":
         done["test_acc"] = done["test_acc_best"]
-    order = list(dict.fromkeys(results["method"]))
     rows = []
-    for (method, noise), group in done.groupby(["method", "noise"], sort=False):
-        row = {"method": method, "noise": noise, "seeds": len(group), "relabels": bool(group["relabels"].all())}
+    for (method, noise, guard), group in done.groupby(["method", "noise", "guard"], sort=False):
+        row = {"method": method, "noise": noise, "guard": guard, "seeds": len(group),
+               "relabels": bool(group["relabels"].all())}
         for name in NUMBERS:
-            values = group[name].astype(float)
+            values = group[name].astype(float) if name in group else pd.Series(np.nan, index=group.index)
             row[f"{name}_mean"] = values.mean()
             row[f"{name}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    table["method"] = pd.Categorical(table["method"], categories=order, ordered=True)
-    return table.sort_values(["method", "noise"]).reset_index(drop=True).astype({"method": str})
+    for key in ("method", "guard"):
+        table[key] = pd.Categorical(table[key], categories=list(dict.fromkeys(results[key])), ordered=True)
+    table = table.sort_values(["method", "guard", "noise"]).reset_index(drop=True)
+    return table.astype({"method": str, "guard": str})
+
+
+def has_guard_axis(table: pd.DataFrame) -> bool:
+    """Whether a :func:`sweep_table` compares relabel guards (any guard but ``none``)."""
+    return "guard" in table and bool((table["guard"] != NONE).any())
 
 
 def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Table 3's layout: a row per method, a column per noise level, ``mean ± std`` of
-    test accuracy in percent (std over seeds; shown as ± – with a single seed)."""
+    """Table 3's layout: a row per method (per method and guard, a two-level index, when
+    the sweep compares guards), a column per noise level, ``mean ± std`` of test accuracy
+    in percent (std over seeds; shown as ± – with a single seed)."""
     cells = table.assign(cell=[_pm(m, s) for m, s in zip(table["test_acc_mean"], table["test_acc_std"])])
-    wide = cells.pivot(index="method", columns="noise", values="cell")
-    wide = wide.reindex(list(dict.fromkeys(table["method"])))
+    rows = ["method", "guard"] if has_guard_axis(table) else ["method"]
+    wide = cells.pivot(index=rows, columns="noise", values="cell")
+    keys = table[rows].drop_duplicates()  # the table's order: the sweep's
+    wide = wide.reindex(pd.MultiIndex.from_frame(keys) if len(rows) > 1 else pd.Index(keys["method"], name="method"))
     wide.columns = [f"noise {p:.0%}" for p in wide.columns]
-    wide.index.name = "method"
     return wide.fillna("")
 
 
 def relabel_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Per method and noise level: flip-flops, relabel consistency and compactness
-    (means over seeds); methods that never relabel say so instead of showing zeros."""
+    """Per method and noise level (and guard, when the sweep compares guards): flip-flops,
+    relabel events and the relabels the guards vetoed, noisy labels corrected and clean
+    labels corrupted (shares of the noisy / clean training labels after the last epoch),
+    classes emptied, relabel consistency and compactness (means over seeds); methods that
+    never relabel say so instead of showing zeros."""
+    guards = has_guard_axis(table)
     rows = []
     for _, r in table.iterrows():
         relabels = r["relabels"]
         rows.append({
             "method": r["method"],
             "noise": f"{r['noise']:.0%}",
+            **({"guard": r["guard"]} if guards else {}),
             "seeds": int(r["seeds"]),
             "flip-flops": f"{r['flipflops_mean']:.1f}" if relabels else "no relabelling",
+            "relabels": _count(r["relabel_events_mean"], relabels),
+            "vetoed": _count(r["vetoed_mean"], relabels),
+            "noisy labels corrected": _share(r["noisy_corrected_mean"], relabels),
+            "clean labels corrupted": _share(r["clean_corrupted_mean"], relabels),
+            "classes emptied": _count(r["classes_emptied_mean"], relabels, digits=2),
             "closer to new center": _share(r["closer_to_new_mean"], relabels),
             "relabelled − control": _share(r["closer_vs_control_mean"], relabels, signed=True),
             "own / nearest other center": f"{r['compactness_ratio_mean']:.3f}",
@@ -147,9 +181,13 @@ def render_markdown(out: Path, results: pd.DataFrame, table: pd.DataFrame, epoch
             f"{r.method}/noise {r.noise:g}/seed {r.seed} ({r.status})" for r in unfinished.itertuples()) + ".")
     if table.empty:
         return "\n".join(lines + ["", "No finished run yet."]) + "\n"
+    accuracy = accuracy_table(table)
+    if has_guard_axis(table):  # a column per index level reads better than tuples
+        accuracy = accuracy.reset_index().set_index("method")
     lines += ["", f"Test accuracy (%), {epoch} epoch, mean ± std over seeds:", "",
-              accuracy_table(table).to_markdown(), "",
-              "Flip-flops, relabel consistency and compactness (means over seeds):", "",
+              accuracy.to_markdown(), "",
+              "Flip-flops, relabels, noise recovery, classes emptied, relabel consistency and compactness "
+              "(means over seeds):", "",
               relabel_table(table).to_markdown(index=False)]
     return "\n".join(lines) + "\n"
 
@@ -160,6 +198,13 @@ def _share(value: float, relabels: bool, *, signed: bool = False) -> str:
     if not relabels or pd.isna(value):
         return "–"
     return f"{value:+.1%}" if signed else f"{value:.1%}"
+
+
+def _count(value: float, relabels: bool, *, digits: int = 1) -> str:
+    """A mean count over seeds; "–" for a method that never relabels."""
+    if not relabels or pd.isna(value):
+        return "–"
+    return f"{value:.{digits}f}"
 
 
 def _pm(mean: float, std: float) -> str:

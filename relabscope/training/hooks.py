@@ -33,7 +33,10 @@ import torch
 class BatchRecord:
     """One batch's per-sample results. ``sample_ids`` are run-log rows (test samples come
     after the training samples). ``labels`` are the labels in effect the loss used (train)
-    or the given labels (test, probe)."""
+    or the given labels (test, probe). Once relabelling is active, ``new_labels`` are the
+    labels in effect after the batch and ``proposed`` the labels the method proposed
+    before the relabel guards refused any (``relabscope.training.guards``; the same labels
+    when no guard is on)."""
 
     phase: str
     epoch: int
@@ -45,11 +48,13 @@ class BatchRecord:
     loss: torch.Tensor | None = None
     fields: dict[str, torch.Tensor] = field(default_factory=dict)
     new_labels: torch.Tensor | None = None
+    proposed: torch.Tensor | None = None
 
 
 @dataclass
 class RunInfo:
-    """What a run is, for hooks that set up outputs."""
+    """What a run is, for hooks that set up outputs. ``guards``: the relabel guards
+    switched on, in the order they apply (empty when none is)."""
 
     config: Any
     run_dir: Path
@@ -61,17 +66,21 @@ class RunInfo:
     steps_per_epoch: int
     metadata: dict[str, Any]
     skipped: list[str]
+    guards: tuple[str, ...] = ()
 
 
 @dataclass
 class EpochSummary:
-    """An epoch's end: host-side metrics plus arrays a log may keep (learned centers)."""
+    """An epoch's end: host-side metrics plus arrays a log may keep (learned centers), and
+    with relabel guards on the relabels each refused this epoch, per class left (``vetoed``:
+    guards x classes, every rank's, in ``RunInfo.guards``' order)."""
 
     epoch: int
     metrics: dict[str, float]
     arrays: dict[str, torch.Tensor]
     save_embeddings: bool
     unreadable: int = 0
+    vetoed: torch.Tensor | None = None
 
 
 @dataclass

@@ -29,12 +29,8 @@ class LabelState:
 
     def merge(self, mine: torch.Tensor, reduce_sum: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Under torchrun, at an epoch's end: every rank's labels of the samples it saw
-        (``mine`` here), so every rank holds every rank's relabels. Each sample was seen by
-        exactly one rank, so a sum over the ranks of "my samples' labels, 0 elsewhere" is
-        the merged state."""
-        owned = torch.zeros_like(self.current)
-        owned[mine] = self.current[mine]
-        self.current.copy_(reduce_sum(owned))
+        (``mine`` here), so every rank holds every rank's relabels (:func:`merge_owned`)."""
+        self.current.copy_(merge_owned(self.current, mine, reduce_sum))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"current": self.current.cpu().clone()}
@@ -46,3 +42,16 @@ class LabelState:
                 f"checkpoint holds labels for {current.shape[0]} samples, the data has {self.current.shape[0]}"
             )
         self.current.copy_(current.to(self.current.device))
+
+
+def merge_owned(values: torch.Tensor, mine: torch.Tensor,
+                reduce_sum: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Per-sample state (first axis: training samples) merged over the ranks of a torchrun
+    job at an epoch's end: each rank contributes the rows of the samples it saw (``mine``).
+    Each sample was seen by exactly one rank, so a sum over the ranks of "my rows, 0
+    elsewhere" is the merged state. Returns a new tensor of ``values``' dtype (booleans are
+    summed as integers)."""
+    summed = torch.int64 if values.dtype == torch.bool else values.dtype
+    owned = torch.zeros(values.shape, dtype=summed, device=values.device)
+    owned[mine] = values[mine].to(summed)
+    return reduce_sum(owned).to(values.dtype)

@@ -42,6 +42,7 @@ class RunLogHook(Hook):
             metadata=run.metadata,
             skipped=run.skipped,
             embed_every=cfg.embed_every,
+            guards=run.guards,
         )
 
     def on_batch_end(self, record: BatchRecord) -> None:
@@ -68,6 +69,7 @@ class RunLogHook(Hook):
             seconds=summary.metrics["seconds"],
             unreadable=summary.unreadable,
             save_embeddings=summary.save_embeddings,
+            vetoed=summary.vetoed,
             wait=False,
         )
 

@@ -1,9 +1,10 @@
 """The training loop: one loop for every method.
 
 Per epoch: a training pass (augment on the device, method step, optimiser step, center
-update, relabelling into the label state), a test pass, optionally a probe pass (the
-training images in eval mode, without augmentation), then the epoch's end. Every pass
-emits batch records to the hooks; nothing here writes files except checkpoints.
+update, relabelling into the label state through the relabel guards), a test pass,
+optionally a probe pass (the training images in eval mode, without augmentation), then the
+epoch's end. Every pass emits batch records to the hooks; nothing here writes files except
+checkpoints.
 
 What the loop guarantees:
 
@@ -49,6 +50,7 @@ from relabscope.methods.base import Method, StepOutput
 from relabscope.rundir import checkpoint_path
 from relabscope.training import checkpoint
 from relabscope.training.distributed import SINGLE, World
+from relabscope.training.guards import Proposal, build_guards
 from relabscope.training.hooks import BatchRecord, EpochSummary, Hook, HookList, RunInfo, RunResult
 from relabscope.training.labels import LabelState
 from relabscope.training.optim import build_optimizer, build_scheduler
@@ -215,6 +217,8 @@ class Trainer:
         self.opt = build_optimizer(method, cfg)
         self.sched = build_scheduler(self.opt, cfg)
         self.labels = LabelState(data.train.labels, device)
+        self.guards = (build_guards(cfg, self.labels.given, len(data.class_names), method.embed_dim)
+                       if method.relabels else None)
         self.test_labels = torch.as_tensor(data.test.labels, device=device)
         self.epoch = 0  # the next epoch to run
         self.step = 0  # training batches so far
@@ -247,6 +251,7 @@ class Trainer:
             "step": self.step,
             "model": self.method.state_dict(),
             "labels": self.labels.state_dict(),
+            **({"guards": self.guards.state_dict()} if self.guards is not None else {}),
             "rng": checkpoint.rng_state(),
             "config": self.cfg.to_dict(),
             "fingerprint": self.data.fingerprint,
@@ -264,6 +269,8 @@ class Trainer:
             self.opt.load_state_dict(state["optimizer"])
             self.sched.load_state_dict(state["scheduler"])
         self.labels.load_state_dict(state["labels"])
+        if self.guards is not None:
+            self.guards.load_state_dict(state.get("guards", {}))
         checkpoint.set_rng_state(state["rng"])
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
@@ -304,6 +311,7 @@ class Trainer:
         return RunInfo(
             self.cfg, self.run_dir, self.data.class_names, self.data.sample_table(), self.method,
             self.device, self.epoch, steps, self.metadata, self.data.skipped,
+            self.guards.names if self.guards is not None else (),
         )
 
     def _next_epoch(self, finisher: EpochFinisher) -> dict[str, float]:
@@ -315,7 +323,8 @@ class Trainer:
         self.sched.step()
         self.epoch += 1
         save_emb = (epoch + 1) % cfg.embed_every == 0 or epoch == cfg.epochs - 1
-        summary = EpochSummary(epoch, metrics, self.method.epoch_arrays(), save_emb, self._unreadable())
+        vetoed = self.guards.vetoed if self.guards is not None else None
+        summary = EpochSummary(epoch, metrics, self.method.epoch_arrays(), save_emb, self._unreadable(), vetoed)
         futures = self.hooks.epoch_end(summary)
         snapshot = checkpoint.to_cpu(self.state_dict()) if self.world.is_main else None  # rank 0 saves it
         finisher.submit(epoch, futures, snapshot, metrics)
@@ -372,6 +381,9 @@ class Trainer:
         order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, SHUFFLE)))
         gen = torch.Generator(device=self.device).manual_seed(epoch_seed(cfg.seed, epoch, AUGMENT, world.rank))
         relabelling = method.relabels and epoch + 1 >= cfg.relabel_epoch
+        guards = self.guards
+        if guards is not None:
+            guards.start_epoch(self.labels.current, world)
         running = _Running(self.device)
         batches = self._global_batches(order)
         shares = [world.shard(g) for g in batches]
@@ -381,16 +393,21 @@ class Trainer:
         for i, (images, ids) in enumerate(self.train_batches.batches_of(shares)):
             labels = self.labels[ids]
             out = self._step(train_transform(images, cfg.image_size, gen), labels, epoch, weights[i])
-            new_labels = None
+            if guards is not None:
+                guards.observe(labels, out.embedding.detach())
+            new_labels = proposed = None
             if relabelling:
-                new_labels = method.relabel(out, labels, epoch)
+                new_labels = proposed = method.relabel(out, labels, epoch)
+                if guards is not None:
+                    new_labels = guards.apply(Proposal(ids, labels, proposed, out.logits.detach(),
+                                                       out.embedding.detach()))
                 self.labels.update(ids, new_labels)
             pred = out.logits.detach().argmax(dim=1)
             running.add(out.sample_loss.detach(), pred == labels,
                         None if new_labels is None else new_labels != labels)
             record = BatchRecord("train", epoch, self.step, ids, labels, out.logits.detach(),
                                  out.embedding.detach(), out.sample_loss.detach(),
-                                 {k: v.detach() for k, v in out.fields.items()}, new_labels)
+                                 {k: v.detach() for k, v in out.fields.items()}, new_labels, proposed)
             self.hooks.on_batch_end(record)
             if new_labels is not None:
                 self.hooks.on_relabel(record)
@@ -403,9 +420,12 @@ class Trainer:
                 self._report(epoch, i + 1, total, running)
                 next_report = time.monotonic() + PROGRESS_INTERVAL_S
         self._agreement(epoch, running)
+        mine = torch.cat(shares).to(self.device)
         if world.distributed:  # every rank takes the others' relabels of this epoch
-            self.labels.merge(torch.cat(shares).to(self.device), world.all_reduce_sum)
+            self.labels.merge(mine, world.all_reduce_sum)
             running.reduce(world)
+        if guards is not None:  # and the others' guard state and vetoes
+            guards.end_epoch(mine, world)
         return self._report(epoch, total, total, running)
 
     def _step(self, x: torch.Tensor, labels: torch.Tensor, epoch: int, weight: float = 1.0) -> StepOutput:

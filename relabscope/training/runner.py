@@ -149,6 +149,11 @@ def _train_in(world: World, run_dir: Path, cfg: TrainConfig, resuming: bool, pro
         log(method.load_pretrained(cfg.pretrained).summary())
     metadata = run_metadata(cfg, device, data.fingerprint, len(data.train), len(data.test))
     metadata.update(method_relabels=int(method.relabels), world_size=world.size)
+    if data.noise_matrix_sha256:
+        metadata["noise_matrix_sha256"] = data.noise_matrix_sha256
+    if data.corrections is not None:
+        metadata["corrections_sha256"] = data.corrections.sha256
+        log(data.corrections.summary())
     own = [RunLogHook(world), *([ProgressHook()] if progress else [])] if world.is_main else [RecordSender(world)]
     trainer = Trainer(cfg, data, train_batches, test_batches, method, device, [*own, *hooks], run_dir, metadata,
                       world=world)

@@ -66,9 +66,12 @@ def test_compare_accepts_paths_and_names_two_runs_apart(tiny_runs) -> None:
     assert same.summary()["difference (B - A)"].fillna(0).eq(0).all()
 
 
-def _three_class_run(path, *, empty_c: bool) -> rs.Run:
+def _three_class_run(path, *, empty_c: bool, guards: tuple[str, ...] = (),
+                     vetoed: list[np.ndarray] | None = None) -> rs.Run:
     """Two epochs, classes a, b, c of 8 training samples around far-apart centers; with
-    ``empty_c`` every c sample is relabelled to a in epoch 0, so c has no mean in epoch 1."""
+    ``empty_c`` every c sample is relabelled to a in epoch 0, so c has no mean in epoch 1.
+    ``guards``: relabel guards the log records, ``vetoed`` their vetoes per epoch
+    (guards x classes)."""
     k, per, d = 3, 8, 4
     rng = np.random.default_rng(0)
     given = np.repeat(np.arange(k), per)
@@ -76,7 +79,7 @@ def _three_class_run(path, *, empty_c: bool) -> rs.Run:
     centers = np.eye(k, d) * 10.0
     centers[2] = [1.0, 4.0, 0.0, 0.0]  # c sits between a and b: the nearest other center of many samples
     effect = given.copy()
-    with rs.RunLogWriter.create(path, samples, ["a", "b", "c"], embed_dim=d) as log:
+    with rs.RunLogWriter.create(path, samples, ["a", "b", "c"], embed_dim=d, guards=guards) as log:
         for epoch in range(2):
             emb = centers[given] + rng.normal(0, 1.0, (k * per, d))
             new = effect.copy()
@@ -85,7 +88,7 @@ def _three_class_run(path, *, empty_c: bool) -> rs.Run:
             ids = np.arange(k * per)
             log.log_batch(ids, effect, rng.normal(size=(k * per, k)), emb, new_labels=new)
             effect = new
-            log.end_epoch()
+            log.end_epoch(**({"vetoed": vetoed[epoch]} if vetoed is not None else {}))
     return rs.open_run(path)
 
 
@@ -113,3 +116,23 @@ def test_runs_with_different_classes_compare_over_the_shared_ones(tmp_path) -> N
     assert given_b.loc["c", "n"] == 8 and given_b.loc["c", "n_without_mean"] == 8  # counted, not dropped
     with pytest.raises(ValueError, match="no class named 'x'"):
         a.compactness(competitors=["a", "x"])
+
+
+def test_summary_puts_vetoed_relabels_next_to_relabel_events(tmp_path, pair) -> None:
+    """A run whose guards (agree, floor) logged vetoes against one without guards: a total
+    row and a row per guard right after relabel_events, each guard's count in the run that
+    had it and NaN (no guard, no count: not zero) elsewhere; in either order of the runs.
+    Runs without guards get no such row."""
+    vetoed = [np.array([[0, 2, 1], [3, 0, 0]]), np.array([[1, 0, 0], [0, 0, 4]])]
+    guarded = _three_class_run(tmp_path / "guarded", empty_c=False, guards=("agree", "floor"), vetoed=vetoed)
+    free = _three_class_run(tmp_path / "free", empty_c=True)
+    rows = ["relabel_events", "relabels_vetoed", "vetoed_by_agree", "vetoed_by_floor", "relabelled_samples"]
+    for a, b in ((guarded, free), (free, guarded)):
+        summary = rs.compare(a, b).summary(warn=False)
+        at = list(summary.index).index("relabel_events")
+        assert list(summary.index[at:at + 5]) == rows
+        assert summary.loc[rows[1:4], "guarded"].tolist() == [11.0, 4.0, 7.0]
+        assert summary.loc[rows[1:4], "free"].isna().all()
+        assert summary.loc[rows[1:4], "difference (B - A)"].isna().all()
+    assert summary.loc["relabels_vetoed", "guarded"] == guarded.vetoes()["vetoed"].sum()
+    assert not pair.summary(warn=False).index.str.contains("vetoed").any()

@@ -18,7 +18,7 @@ SUMMARY = [f"{ids.OV_HEAD}.children", f"{ids.OV_NUMBERS}.children", f"{ids.OV_CO
 #: a projection method the test can wait for (UMAP's first use compiles for half a minute)
 OVERRIDES = {f"{ids.MP_METHOD}.value": "tsne"}
 #: callbacks each page fires with its own inputs (a page that lost its callbacks fails)
-MIN_CALLBACKS = {"": 7, "flipflops": 5, "sample": 4, "map": 2, "compactness": 1, "compare": 8}
+MIN_CALLBACKS = {"": 7, "flipflops": 5, "sample": 4, "map": 2, "compactness": 1, "compare": 8, "review": 2}
 NAN = re.compile(r"\bnan\b", re.IGNORECASE)
 
 

@@ -390,12 +390,12 @@ def test_compare_with_a_single_run_explains(tiny_runs, tmp_path) -> None:
 def test_pages_in_nav_order(app, client) -> None:
     from relabscope.dashboard.app import PAGES
 
-    assert list(PAGES) == ["", "flipflops", "sample", "map", "compactness", "compare"]
+    assert list(PAGES) == ["", "flipflops", "sample", "map", "compactness", "compare", "review"]
     nav = dash_call(app, client, ROUTER,
                     {f"{ids.URL}.pathname": "/compactness", f"{ids.URL}.search": "?run=scn"})[ids.TOPNAV]
     links = find(nav, lambda c: c["type"] == "Link")
     assert [c["props"]["children"] for c in links] == ["Overview", "Flip-flops", "Sample", "Embedding map",
-                                                       "Compactness", "Compare"]
+                                                       "Compactness", "Compare", "Review"]
     assert links[4]["props"]["className"] == "active" and links[5]["props"]["href"] == "/compare?run=scn"
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from relabscope.data.noise import inject_noise, normalised_stem, read_noise_file
+from relabscope.data.noise import (flip_matrix, inject_noise, inject_noise_matrix, matrix_digest, normalised_stem,
+                                   read_noise_file, read_noise_matrix)
 from relabscope.errors import DataError
 
 
@@ -123,3 +124,102 @@ def test_stem_matching_needs_a_unique_stem(tmp_path):
     with pytest.raises(DataError, match=r":1: x\.jpg matches several samples"):
         read_noise_file(path, keys, 3)
     assert normalised_stem("Image\\aligned\\test_0001_aligned.jpg") == "test_0001"
+
+
+# ---------------------------------------------------------------------- class-dependent noise
+NAMES = ["surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"]
+PAIRS = [("fear", "surprise"), ("disgust", "anger"), ("sadness", "neutral")]
+
+
+def paired_matrix(rate: float) -> np.ndarray:
+    """Each class of a pair becomes its partner with probability ``rate``; happiness stays."""
+    m = np.eye(len(NAMES))
+    for a, b in PAIRS:
+        for i, j in ((NAMES.index(a), NAMES.index(b)), (NAMES.index(b), NAMES.index(a))):
+            m[i, i], m[i, j] = 1 - rate, rate
+    return m
+
+
+def test_realised_flips_match_the_matrix_within_sampling_error():
+    """20,000 labels through a class-dependent matrix with a spread-out row: every cell's
+    realised fraction lies within 4.5 binomial standard deviations of the asked one (a
+    family-wise bound: 49 cells at 4.5 sigma fail by chance with probability < 4e-4), and
+    the cells asked 0 are exactly 0 (never drawn)."""
+    asked = paired_matrix(0.3)
+    asked[3] = [0.05, 0.1, 0.05, 0.6, 0.1, 0.05, 0.05]  # happiness: every class reachable
+    labels = np.arange(20_000) % 7
+    noisy = inject_noise_matrix(labels, asked, seed=3)
+    realised = flip_matrix(labels, noisy, 7)
+    per_row = np.bincount(labels, minlength=7)[:, None]
+    sigma = np.sqrt(asked * (1 - asked) / per_row)
+    assert np.all(np.abs(realised - asked) <= 4.5 * sigma + 1e-12)
+    assert np.all(realised[asked == 0] == 0)
+    # the same seed draws the same labels; another seed others
+    assert np.array_equal(noisy, inject_noise_matrix(labels, asked, seed=3))
+    assert not np.array_equal(noisy, inject_noise_matrix(labels, asked, seed=4))
+
+
+def test_identity_and_rounded_rows_never_draw_a_zero_entry():
+    labels = np.arange(700) % 7
+    assert np.array_equal(inject_noise_matrix(labels, np.eye(7), seed=0), labels)
+    # a row whose CDF ends a hair below 1 (allowed by the tolerance) and whose last class has 0
+    m = np.eye(3)
+    m[0] = [0.5, 0.5 - 1e-7, 0.0]
+    drawn = inject_noise_matrix(np.zeros(50_000, np.int64), m, seed=1)
+    assert set(np.unique(drawn).tolist()) == {0, 1}
+
+
+def test_read_noise_matrix_csv_npy_and_named(tmp_path):
+    asked = paired_matrix(0.2)
+    plain = tmp_path / "m.csv"
+    plain.write_text("# rows: given label, columns: noisy label\n"
+                     + "\n".join(",".join(f"{v:g}" for v in row) for row in asked) + "\n")
+    assert np.array_equal(read_noise_matrix(plain, NAMES), asked)
+    npy = tmp_path / "m.npy"
+    np.save(npy, asked)
+    assert np.array_equal(read_noise_matrix(npy, NAMES), asked)
+    # headed by names, rows and columns in another order, names in any case
+    order = [6, 0, 3, 1, 5, 2, 4]
+    named = tmp_path / "named.csv"
+    lines = ["from \\ to," + ",".join(NAMES[j].upper() for j in order)]
+    lines += [NAMES[i] + "," + ",".join(f"{asked[i, j]:g}" for j in order) for i in reversed(order)]
+    named.write_text("\n".join(lines) + "\n")
+    assert np.array_equal(read_noise_matrix(named, NAMES), asked)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1,0\n0,1\n", r"m\.csv: noise matrix is 2 x 2, but the data set has 3 classes \(a, b, c\)"),
+    ("1,0,0\n0,1,0\n0,0.5,0.4\n", r"m\.csv: noise matrix row 'c' sums to 0\.9, not 1 \(within 1e-06\)"),
+    ("1,0,0\n0.5,0.6,-0.1\n0,0,1\n", r"m\.csv: noise matrix entry \[b, c\] is -0\.1; entries must be finite"),
+    ("1,0,0\n0,1,0\n0,x,1\n", r"m\.csv:3: 'x' is not a number"),
+    ("1,0,0\n0,1\n0,0,1\n", r"m\.csv:2: expected 3 values like the first row, found 2"),
+    (",a,b,z\na,1,0,0\n", r"m\.csv:1: unknown class 'z'; the data set's classes: a, b, c"),
+    (",a,b,c\na,1,0,0\nb,0,1,0\n", r"m\.csv: noise matrix has no row for 'c' \(1 of 3 rows missing\)"),
+    (",a,b,c\na,1,0,0\na,1,0,0\nc,0,0,1\n", r"m\.csv:3: row 'a' is given twice"),
+    ("", r"m\.csv: noise matrix file is empty"),
+])
+def test_noise_matrix_errors_are_one_line_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "m.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message) as err:
+        read_noise_matrix(path, ["a", "b", "c"])
+    assert "\n" not in str(err.value)
+
+
+def test_noise_matrix_missing_and_npy_errors(tmp_path):
+    with pytest.raises(DataError, match=r"nope\.npy: noise matrix not found"):
+        read_noise_matrix(tmp_path / "nope.npy", ["a", "b"])
+    bad = tmp_path / "bad.npy"
+    bad.write_text("not numpy")
+    with pytest.raises(DataError, match=r"bad\.npy: not a readable \.npy array"):
+        read_noise_matrix(bad, ["a", "b"])
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.ones(3) / 3)
+    with pytest.raises(DataError, match=r"wrong\.npy: noise matrix is 3, but the data set has 2 classes"):
+        read_noise_matrix(wrong, ["a", "b"])
+
+
+def test_noise_matrix_digest_tells_matrices_apart():
+    a, b = paired_matrix(0.2), paired_matrix(0.3)
+    assert matrix_digest(a) == matrix_digest(a.copy()) != matrix_digest(b)
+    assert len(matrix_digest(a)) == 64

@@ -1,0 +1,182 @@
+"""How well ``Run.suspects()`` finds wrong labels, against every single signal and the plain
+"low probability of the given label" baseline, all on the same runs.
+
+Trains small runs on the synthetic faces (known clean labels) with symmetric noise (each
+label to a uniformly random other class) and with class-dependent noise (fear <-> surprise,
+disgust <-> anger, sadness <-> neutral, happiness kept: ``--noise-matrix``, each paired
+class flipping to its partner with probability 7/6 of the overall rate, so that the
+overall rate matches), at 10, 20 and 30 %, and scores each with
+``Run.suspect_quality()``: ROC AUC and average precision (AP; a random ranking's AP is the
+noise rate) of the score, of each signal, of the confident-learning flag and of the
+baseline. Also reports the flag's precision and recall and how often the suggested label
+is the clean one on the noisy samples. Runs given with ``--run`` are scored too (those
+without clean labels get the suspects' counts only).
+
+    python benchmarks/suspects.py --quick          # ~10 min on 2 CPU cores
+    python benchmarks/suspects.py                  # larger runs (a GPU: --device cuda)
+    python benchmarks/suspects.py --run runs/scn-rafdb --kinds none   # given runs only
+
+Prints a table of AUROC and one of AP (rows: scorers; columns: noise kind and rate) and
+writes JSON under benchmarks/results/, rewritten after every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from relabscope.atomic import atomic_write
+
+PAIRS = [("fear", "surprise"), ("disgust", "anger"), ("sadness", "neutral")]
+SIZES = {  # (training samples, test samples, epochs, image size)
+    "quick": (1000, 200, 8, 16),
+    "full": (3000, 500, 12, 32),
+}
+
+
+def paired_matrix(class_names: list[str], rate: float) -> np.ndarray:
+    """The class-dependent noise matrix whose overall flip rate over balanced classes is
+    ``rate``: each class of :data:`PAIRS` becomes its partner with ``rate * K / paired``."""
+    lower = [c.lower() for c in class_names]
+    paired = {lower.index(a): lower.index(b) for a, b in PAIRS} | {lower.index(b): lower.index(a) for a, b in PAIRS}
+    p = rate * len(class_names) / len(paired)
+    if p > 1:
+        raise SystemExit(f"rate {rate} needs a pair flip probability {p:.2f} > 1")
+    m = np.eye(len(class_names))
+    for i, j in paired.items():
+        m[i, i], m[i, j] = 1 - p, p
+    return m
+
+
+def train_run(out: Path, kind: str, rate: float, args: argparse.Namespace) -> Path:
+    from relabscope.data.synthetic import CLASS_NAMES
+    from relabscope.training.runner import train
+
+    n_train, n_test, epochs, image_size = SIZES["quick" if args.quick else "full"]
+    settings: dict[str, Any] = {
+        "dataset": "synthetic", "dataset_options": {"num_train": n_train, "num_test": n_test, "size": 32},
+        "image_size": image_size, "epochs": epochs, "relabel_epoch": max(2, epochs // 2), "method": args.method,
+        "seed": args.seed, "embed_every": epochs, "workers": 0, "device": args.device, "out": str(out),
+    }
+    if kind == "symmetric":
+        settings["noise"] = rate
+    else:
+        matrix = out.parent / f"{out.name}-matrix.csv"
+        np.savetxt(matrix, paired_matrix(list(CLASS_NAMES), rate), delimiter=",", fmt="%.6f")
+        settings["noise_matrix"] = str(matrix)
+    train(settings, progress=False, log=lambda line: None)
+    return out
+
+
+def score_run(path: Path) -> dict[str, Any]:
+    import relabscope as rs
+
+    with rs.open_run(path) as run:
+        table = run.suspects()
+        out: dict[str, Any] = {
+            "run": str(path), "method": run.method, "epochs": run.num_epochs, "train_samples": len(table),
+            "test_acc": float(run.metrics()["test_acc"].iloc[-1]),
+            "signals_used": table.attrs["signals"], "window": table.attrs["window"],
+            "flagged": int(table["flag"].sum()),
+        }
+        if run.clean_labels is None:
+            return out
+        clean = run.clean_labels[table["sample_id"].to_numpy()]
+        noisy = table["given_label"].to_numpy() != clean
+        flag = table["flag"].to_numpy()
+        out.update(
+            noise_rate=float(noisy.mean()),
+            quality=run.suspect_quality().to_dict(orient="records"),
+            flag_precision=float(noisy[flag].mean()) if flag.any() else float("nan"),
+            flag_recall=float(flag[noisy].mean()) if noisy.any() else float("nan"),
+            suggestion_accuracy=float((table["suggested_label"].to_numpy() == clean)[noisy].mean())
+            if noisy.any() else float("nan"),
+        )
+    return out
+
+
+def print_tables(results: list[dict[str, Any]]) -> None:
+    scored = [r for r in results if "quality" in r]
+    if scored:
+        heads = [r["label"] for r in scored]
+        scorers = [q["scorer"] for q in scored[0]["quality"]]
+        for metric, name in (("auroc", "ROC AUC"), ("average_precision", "average precision")):
+            print(f"\n{name} (higher finds more noisy labels; AP of a random ranking = the noise rate)")
+            print(f"{'':<16}" + "".join(f"{h:>13}" for h in heads))
+            for s in scorers:
+                cells = []
+                for r in scored:
+                    value = next(q[metric] for q in r["quality"] if q["scorer"] == s)
+                    cells.append("-" if value != value else f"{value:.3f}")
+                print(f"{s:<16}" + "".join(f"{c:>13}" for c in cells))
+        print()
+        for key, name in (("test_acc", "test accuracy"), ("noise_rate", "noise rate"), ("flagged", "flagged"),
+                          ("flag_precision", "flag precision"), ("flag_recall", "flag recall"),
+                          ("suggestion_accuracy", "suggested = clean")):
+            print(f"{name:<16}" + "".join(f"{r[key]:>13.3f}" if isinstance(r[key], float) else f"{r[key]:>13}"
+                                           for r in scored))
+    for r in results:
+        if "quality" not in r:
+            print(f"{r['run']}: no clean labels; {r['flagged']} of {r['train_samples']} training samples flagged, "
+                  f"score over {', '.join(r['signals_used'])}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller, shorter runs: %s" % (SIZES["quick"],))
+    ap.add_argument("--kinds", default="symmetric,class", help="noise kinds to train: symmetric, class, or none")
+    ap.add_argument("--rates", default="0.1,0.2,0.3")
+    ap.add_argument("--method", default="scn")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--run", action="append", type=Path, default=[], help="also score this run (repeatable)")
+    ap.add_argument("--keep", type=Path, help="train the runs into this folder (and reuse those already there)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "suspects.json")
+    args = ap.parse_args()
+    kinds = [k for k in args.kinds.split(",") if k and k != "none"]
+    rates = [float(r) for r in args.rates.split(",")]
+    tmp = None if args.keep else tempfile.TemporaryDirectory()
+    root = args.keep or Path(tmp.name)  # type: ignore[union-attr]
+    root.mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    report: dict[str, Any] = {"quick": args.quick, "method": args.method, "seed": args.seed,
+                              "sizes": SIZES["quick" if args.quick else "full"], "platform": platform.platform(),
+                              "runs": results, "complete": False}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        with atomic_write(args.out) as fh:
+            fh.write(json.dumps(report, indent=2, default=float).encode())
+
+    for kind in kinds:
+        for rate in rates:
+            out = root / f"{args.method}-{kind}-{rate:g}"
+            t = time.perf_counter()
+            if not (out / "run.h5").is_file():
+                train_run(out, kind, rate, args)
+            trained = time.perf_counter() - t
+            result = {"label": f"{kind[:3]} {rate:.0%}", "kind": kind, "rate": rate, "train_seconds": trained,
+                      **score_run(out)}
+            results.append(result)
+            print(f"{result['label']}: trained in {trained:.0f} s, test acc {result['test_acc']:.3f}", flush=True)
+            save()
+    for path in args.run:
+        results.append({"label": path.name[:12], "kind": "given", **score_run(path)})
+        save()
+    print_tables(results)
+    report["complete"] = True
+    save()
+    print(f"wrote {args.out}")
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

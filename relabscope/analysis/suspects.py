@@ -1,0 +1,402 @@
+"""Suspect labels: which training samples' given labels are most likely wrong, without
+clean labels.
+
+Real data sets (RAF-DB, AffectNet, FER2013) have no clean labels, so a noise-detection
+AUROC cannot be computed there and nothing flags a single sample. Every signal here is
+computed from what the run log keeps, against the *given* label, and oriented so that a
+high value points to a wrong label (:data:`SIGNALS` says which raw values do):
+
+- ``aum``: area under the margin of the given label (Pleiss et al., 2020), low = suspect;
+- ``forgetting``: forgetting events against the given label (Toneva et al., 2019), never
+  learned = the sentinel E, high = suspect;
+- ``out_of_class``: mean over epochs of the largest probability of a class other than the
+  given one: how strongly the model believes in *some* other class;
+- ``distance_ratio``: mean over epochs of ``d(given) / min_{k != given} d(k)``, the
+  distances of the sample's embedding to the class means under the labels in effect:
+  above 1, the embedding sits nearer another class than its own;
+- ``away``: fraction of the label states after each epoch (``labels()[1:]``, then
+  ``final_labels()``) whose label in effect is not the given one: time relabelling kept
+  the sample away from its label;
+- ``relabels``: its relabel events; ``flipflops``: those that undid an earlier relabel
+  (returned to a label held before).
+
+The last three need a method that relabels; for a run that cannot (a baseline) they are
+NaN and drop out of the score instead of counting as zero.
+
+**Score.** The mean of percentile ranks over the training samples of the signals in
+:data:`DEFAULT_SIGNALS`, each oriented so that 1 is the most suspect (ties share their
+average rank). One signal per source of evidence: the model's belief (``aum``), the
+embedding's geometry (``distance_ratio``) and relabelling's history (``away``). The other
+signals are further readings of a source already counted (``forgetting`` and
+``out_of_class`` of the model's belief: counting them would weigh that source three
+times) or measure instability rather than wrongness (``relabels``, ``flipflops``: a face
+between two expressions flips whatever its label; flip-flops alone rank noisy labels at
+chance on the synthetic benchmark); they stay in the table for filtering, and
+``signals=`` puts them in the score. Ranks because the signals live on unrelated scales
+(a clipped log-ratio, counts with many ties, bounded fractions, distance ratios): a rank
+needs no assumption about any of them and is not moved by the outliers AUM's clipping
+produces. Equal weights because without clean labels nothing can fit weights: weights
+learned on one synthetic noise model would be tuned to it. A signal that is NaN
+everywhere or constant (a run that relabelled nothing) ranks nobody and is left out; a
+sample missing one signal (its given class had no mean at any epoch) is scored by the
+others. ``rank`` 1 is the most suspect (ties by sample id).
+
+**Flag.** Confident learning's per-class thresholds (Northcutt et al., 2021), on the
+probabilities averaged over the last ``window`` epochs (default: the later half of the
+committed epochs, rounded up): the first epochs are a barely trained model, and the last
+ones are where the network memorises the given labels, so their average is the best
+estimate the log has of out-of-sample belief. The threshold of class j is the mean
+averaged probability of j over the samples *given* j; a class is confident for a sample
+when its probability reaches the class's threshold, the sample's confident class is the
+most probable confident one, and the sample is flagged when that class exists and is not
+its given label. The flag does not read the score: it is an independent decision rule of
+its own whose count tells how many of the top ranks to look at.
+
+**Suggested label.** The class other than the given one that the model and relabelling
+favour: ``argmax_{k != given} recent_p_k + share_k``, ``recent_p`` the window-averaged
+probabilities and ``share_k`` the fraction of label states (as for ``away``) in class k.
+Both terms lie in [0, 1]; for a method that never relabels the second is 0 and the model
+alone decides. It is always a different class from the given one: the alternative a
+reviewer weighs against keeping the label.
+
+:func:`suspect_quality` needs clean labels: ROC AUC and average precision of the score,
+of every single signal, of the flag and of the plain baseline ``low_p_given`` (1 - the
+given label's probability averaged over epochs), all on the same samples.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Signal:
+    """How a signal points to a wrong label: ``direction`` "high" or "low" (which raw
+    values are suspect) and whether it needs a method that relabels."""
+
+    direction: Literal["high", "low"]
+    needs_relabels: bool
+    description: str
+
+
+#: The per-sample signals, in the order their columns appear.
+SIGNALS: dict[str, Signal] = {
+    "aum": Signal("low", False, "area under the margin of the given label"),
+    "forgetting": Signal("high", False, "forgetting events against the given label (never learned: E)"),
+    "out_of_class": Signal("high", False, "mean over epochs of the largest probability of another class"),
+    "distance_ratio": Signal("high", False, "mean over epochs of d(given) / nearest other class mean"),
+    "away": Signal("high", True, "fraction of label states away from the given label"),
+    "relabels": Signal("high", True, "relabel events"),
+    "flipflops": Signal("high", True, "relabels undone: returns to a label held before"),
+}
+#: The signals the score combines by default: one per source of evidence (module docstring).
+DEFAULT_SIGNALS: tuple[str, ...] = ("aum", "distance_ratio", "away")
+#: The plain reference every signal and the score are compared with: low p(given).
+BASELINE = "low_p_given"
+#: The columns of :func:`suspects`, before the signals.
+LEAD_COLUMNS = ["sample_id", "rank", "score", "flag", "given_label", "suggested_label", "confident_label",
+                "final_label"]
+QUALITY_COLUMNS = ["scorer", "kind", "auroc", "average_precision", "n", "noisy"]
+
+
+# ---------------------------------------------------------------------- per-epoch pass
+def default_window(num_epochs: int) -> int:
+    """The later half of ``num_epochs``, rounded up (at least 1)."""
+    return max(1, math.ceil(num_epochs / 2))
+
+
+def _epoch_pass(probs: np.ndarray, distances: np.ndarray, given: np.ndarray,
+                window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over the epochs (one epoch in memory at a time, so h5py datasets work):
+    ``out_of_class``, ``distance_ratio`` (each a mean over the epochs where it is defined)
+    and the window-averaged probabilities ``(n, K)``."""
+    num_epochs, n, k = probs.shape
+    rows = np.arange(n)
+    first = num_epochs - window
+    other_sum, other_count = np.zeros(n), np.zeros(n, np.int64)
+    ratio_sum, ratio_count = np.zeros(n), np.zeros(n, np.int64)
+    recent_sum, recent_count = np.zeros((n, k)), np.zeros(n, np.int64)
+    for e in range(num_epochs):  # a loop over epochs, vectorised over samples
+        p = np.asarray(probs[e], dtype=np.float64)
+        seen = np.all(np.isfinite(p), axis=1)
+        others = p.copy()
+        others[rows, given] = -np.inf
+        other_sum += np.where(seen, others.max(axis=1), 0.0)
+        other_count += seen
+        if e >= first:
+            recent_sum += np.where(seen[:, None], p, 0.0)
+            recent_count += seen
+        d = np.asarray(distances[e], dtype=np.float64)
+        own = d[rows, given]
+        d_other = np.where(np.isfinite(d), d, np.inf)
+        d_other[rows, given] = np.inf
+        nearest = d_other.min(axis=1)
+        ok = np.isfinite(own) & np.isfinite(nearest) & (nearest > 0)
+        ratio_sum += np.where(ok, own / np.where(ok, nearest, 1.0), 0.0)
+        ratio_count += ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out_of_class = np.where(other_count > 0, other_sum / other_count, np.nan)
+        ratio = np.where(ratio_count > 0, ratio_sum / ratio_count, np.nan)
+        recent = np.where(recent_count[:, None] > 0, recent_sum / recent_count[:, None], np.nan)
+    return out_of_class, ratio, recent
+
+
+def label_states(labels: np.ndarray, final: np.ndarray) -> np.ndarray:
+    """The labels in effect after each epoch, ``(E, n)``: rows 1.. of ``labels`` (what the
+    next epoch trained on), then ``final`` (after the last epoch's relabels). Row 0 is
+    left out: it is the given label before any relabel could happen."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return np.vstack([labels[1:], np.asarray(final, dtype=np.int64)[None, :]])
+
+
+def label_share(states: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(n, K)``: per sample, the fraction of its seen label states (label >= 0) in each
+    class; a row of zeros for a sample never seen."""
+    states = np.asarray(states, dtype=np.int64)
+    n = states.shape[1]
+    counts = np.zeros((n, num_classes))
+    rows = np.arange(n)
+    for row in states:
+        ok = (row >= 0) & (row < num_classes)
+        np.add.at(counts, (rows[ok], row[ok]), 1.0)
+    total = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, counts / np.maximum(total, 1.0), 0.0)
+
+
+# ---------------------------------------------------------------------- signals
+def signal_table(
+    dynamics: pd.DataFrame,
+    flipflops: pd.DataFrame,
+    *,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    final: np.ndarray,
+    distances: np.ndarray,
+    given: np.ndarray,
+    relabels: bool,
+    window: int | None = None,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Every signal of :data:`SIGNALS` and the baseline, per training sample.
+
+    ``dynamics`` (``relabscope.analysis.dynamics.dynamics_table``) and ``flipflops``
+    (``relabscope.analysis.flipflops.flipflop_table``) are row-aligned over the same ``n``
+    training samples as ``probs`` ``(E, n, K)``, ``labels`` ``(E, n)`` (in effect),
+    ``final`` ``(n,)``, ``distances`` ``(E, n, K)`` and ``given`` ``(n,)``. ``relabels``:
+    whether the method can relabel at all (else the relabel signals are NaN).
+
+    Returns:
+        The table (sample_id, then one column per signal, then ``low_p_given``), the
+        window-averaged probabilities ``(n, K)`` and the label shares ``(n, K)``
+        (:func:`label_share`), which the flag and the suggestion read.
+    """
+    given = np.asarray(given, dtype=np.int64)
+    if not hasattr(probs, "shape"):
+        probs = np.asarray(probs)
+    if len(probs.shape) != 3 or probs.shape[0] == 0:
+        raise ValueError(f"probs must be (epochs >= 1, samples, classes), got shape {probs.shape}")
+    num_epochs, n, k = probs.shape
+    if len(dynamics) != n or len(flipflops) != n or len(given) != n:
+        raise ValueError(f"{n} samples in probs, {len(dynamics)} dynamics rows, {len(flipflops)} flip-flop rows, "
+                         f"{len(given)} given labels")
+    if not np.array_equal(dynamics["sample_id"].to_numpy(), flipflops["sample_id"].to_numpy()):
+        raise ValueError("dynamics and flipflops tables are not row-aligned (sample_id differs)")
+    window = default_window(num_epochs) if window is None else int(window)
+    if not 1 <= window <= num_epochs:
+        raise ValueError(f"window must be 1..{num_epochs} epochs, got {window}")
+    out_of_class, ratio, recent = _epoch_pass(probs, distances, given, window)
+    share = label_share(label_states(labels, final), k)
+    table = pd.DataFrame({
+        "sample_id": dynamics["sample_id"].to_numpy(dtype=np.int64),
+        "aum": dynamics["aum_given"].to_numpy(dtype=np.float64),
+        "forgetting": dynamics["forgetting_given"].to_numpy(),
+        "out_of_class": out_of_class,
+        "distance_ratio": ratio,
+    })
+    if relabels:
+        seen_states = share.sum(axis=1) > 0
+        table["away"] = np.where(seen_states, 1.0 - share[np.arange(n), given], np.nan)
+        table["relabels"] = flipflops["changes"].to_numpy()
+        table["flipflops"] = flipflops["flipflops"].to_numpy()
+    else:
+        for name in ("away", "relabels", "flipflops"):
+            table[name] = np.nan
+    table[BASELINE] = 1.0 - dynamics["confidence_given"].to_numpy(dtype=np.float64)
+    return table, recent, share
+
+
+# ---------------------------------------------------------------------- score
+def percentile_ranks(values: np.ndarray, direction: Literal["high", "low"]) -> np.ndarray:
+    """Percentile ranks in (0, 1], 1 the most suspect, ties at their average rank, NaN
+    kept NaN (and not counted in the denominator)."""
+    raw = np.asarray(values, dtype=np.float64)
+    oriented = raw if direction == "high" else -raw
+    ranks: np.ndarray = pd.Series(oriented).rank(pct=True, method="average").to_numpy()
+    return ranks
+
+
+def combine(table: pd.DataFrame, signals: Iterable[str]) -> tuple[np.ndarray, list[str]]:
+    """The score: per sample, the mean of its signals' percentile ranks (module docstring).
+
+    Returns:
+        The ``(n,)`` scores (NaN for a sample without any signal) and the signals used
+        (those of ``signals`` not NaN everywhere nor constant, in the order given).
+    """
+    ranks, used = [], []
+    for name in signals:
+        if name not in SIGNALS:
+            raise ValueError(f"unknown signal {name!r}; signals: {', '.join(SIGNALS)}")
+        raw = table[name].to_numpy(dtype=np.float64)
+        finite = raw[np.isfinite(raw)]
+        if len(finite) == 0 or finite.min() == finite.max():
+            continue
+        ranks.append(percentile_ranks(raw, SIGNALS[name].direction))
+        used.append(name)
+    if not ranks:
+        return np.full(len(table), np.nan), used
+    stacked = np.vstack(ranks)
+    have = np.isfinite(stacked).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.where(have > 0, np.nansum(stacked, axis=0) / np.maximum(have, 1), np.nan)
+    return score, used
+
+
+# ---------------------------------------------------------------------- flag and suggestion
+def class_thresholds(recent: np.ndarray, given: np.ndarray) -> np.ndarray:
+    """Confident learning's per-class thresholds ``(K,)``: for class j, the mean of
+    ``recent[:, j]`` over the samples given j (rows with NaN left out); NaN for a class
+    no sample is given (such a class is never confident)."""
+    recent = np.asarray(recent, dtype=np.float64)
+    given = np.asarray(given, dtype=np.int64)
+    k = recent.shape[1]
+    ok = np.isfinite(recent).all(axis=1) & (given >= 0) & (given < k)
+    sums = np.zeros((k, k))
+    np.add.at(sums, given[ok], recent[ok])
+    counts = np.bincount(given[ok], minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums[np.arange(k), np.arange(k)] / np.maximum(counts, 1), np.nan)
+
+
+def confident_labels(recent: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Per sample, the most probable class whose probability reaches its threshold; -1
+    when none does (or the sample was not seen in the window)."""
+    recent = np.asarray(recent, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        confident = recent >= np.asarray(thresholds, dtype=np.float64)[None, :]
+    masked = np.where(confident, recent, -np.inf)
+    best = masked.argmax(axis=1)
+    return np.where(confident.any(axis=1), best, -1).astype(np.int64)
+
+
+def suggested_labels(recent: np.ndarray, share: np.ndarray, given: np.ndarray) -> np.ndarray:
+    """``argmax_{k != given} recent_k + share_k`` (module docstring); -1 for a sample with
+    neither probabilities in the window nor a seen label state."""
+    votes = np.nan_to_num(np.asarray(recent, dtype=np.float64), nan=0.0) + np.asarray(share, dtype=np.float64)
+    n = len(votes)
+    given = np.asarray(given, dtype=np.int64)
+    known = votes.sum(axis=1) > 0
+    votes[np.arange(n), given] = -np.inf
+    return np.where(known, votes.argmax(axis=1), -1).astype(np.int64)
+
+
+# ---------------------------------------------------------------------- the table
+def suspects(
+    dynamics: pd.DataFrame,
+    flipflops: pd.DataFrame,
+    *,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    final: np.ndarray,
+    distances: np.ndarray,
+    given: np.ndarray,
+    relabels: bool,
+    window: int | None = None,
+    signals: Sequence[str] | None = None,
+    keys: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """One row per training sample, the most suspect first.
+
+    Inputs as in :func:`signal_table`; ``signals`` the signals the score combines
+    (default: :data:`DEFAULT_SIGNALS`), ``keys`` the samples' keys (a ``key`` column
+    after ``sample_id`` when given).
+
+    Returns:
+        Columns ``sample_id``, (``key``), ``rank`` (1 = most suspect), ``score`` in (0, 1],
+        ``flag`` (confident learning), ``given_label``, ``suggested_label``,
+        ``confident_label`` (-1: none), ``final_label`` (in effect after the last epoch),
+        then every signal and ``low_p_given``. ``attrs["signals"]`` names the signals the
+        score used, ``attrs["thresholds"]`` holds the per-class thresholds and
+        ``attrs["window"]`` the epochs they averaged.
+    """
+    table, recent, share = signal_table(dynamics, flipflops, probs=probs, labels=labels, final=final,
+                                        distances=distances, given=given, relabels=relabels, window=window)
+    given = np.asarray(given, dtype=np.int64)
+    score, used = combine(table, list(DEFAULT_SIGNALS if signals is None else signals))
+    thresholds = class_thresholds(recent, given)
+    confident = confident_labels(recent, thresholds)
+    lead = pd.DataFrame({
+        "sample_id": table["sample_id"].to_numpy(),
+        "rank": np.zeros(len(table), np.int64),
+        "score": score,
+        "flag": (confident >= 0) & (confident != given),
+        "given_label": given,
+        "suggested_label": suggested_labels(recent, share, given),
+        "confident_label": confident,
+        "final_label": np.asarray(final, dtype=np.int64),
+    })
+    if keys is not None:
+        lead.insert(1, "key", np.asarray(keys, dtype=object))
+    out = pd.concat([lead, table.drop(columns="sample_id")], axis=1)
+    out = out.sort_values(["score", "sample_id"], ascending=[False, True], na_position="last", kind="stable")
+    out = out.reset_index(drop=True)
+    out["rank"] = np.arange(1, len(out) + 1, dtype=np.int64)
+    out.attrs.update(signals=used, thresholds=thresholds.tolist(),
+                     window=default_window(probs.shape[0]) if window is None else int(window))
+    return out
+
+
+# ---------------------------------------------------------------------- quality
+def suspect_quality(table: pd.DataFrame, noisy: np.ndarray) -> pd.DataFrame:
+    """How well the score, each signal, the flag and the baseline find the noisy samples.
+
+    ``table`` is :func:`suspects`' table and ``noisy`` row-aligned with it (nullable
+    booleans: NA where the clean label is unknown, left out). Each scorer is oriented so
+    that high means suspect; samples where it is NaN are left out of it (``n`` says how
+    many were scored, ``noisy`` how many of those are noisy: the average precision of a
+    random ranking is ``noisy / n``). AUROC and AP are NaN when a scorer has no value or
+    the scored samples are all noisy or all clean.
+
+    Returns:
+        One row per scorer: scorer, kind ("score", "signal", "baseline" or "flag"),
+        auroc, average_precision, n, noisy.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    flags = pd.array(noisy, dtype="boolean")
+    if len(flags) != len(table):
+        raise ValueError(f"noisy has {len(flags)} entries, the table {len(table)} rows")
+    known = ~np.asarray(flags.isna(), dtype=bool)
+    truth = np.asarray(flags.fillna(False), dtype=bool)
+    scorers: list[tuple[str, str, np.ndarray]] = [("score", "score", table["score"].to_numpy(dtype=np.float64))]
+    for name, signal in SIGNALS.items():
+        raw = table[name].to_numpy(dtype=np.float64)
+        scorers.append((name, "signal", raw if signal.direction == "high" else -raw))
+    scorers.append((BASELINE, "baseline", table[BASELINE].to_numpy(dtype=np.float64)))
+    scorers.append(("flag", "flag", table["flag"].to_numpy(dtype=np.float64)))
+    rows = []
+    for name, kind, value in scorers:
+        ok = known & np.isfinite(value)
+        y = truth[ok]
+        both = 0 < y.sum() < len(y)
+        rows.append({
+            "scorer": name, "kind": kind,
+            "auroc": float(roc_auc_score(y, value[ok])) if both else float("nan"),
+            "average_precision": float(average_precision_score(y, value[ok])) if both else float("nan"),
+            "n": int(ok.sum()), "noisy": int(y.sum()),
+        })
+    return pd.DataFrame(rows, columns=QUALITY_COLUMNS)

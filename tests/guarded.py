@@ -1,0 +1,42 @@
+"""A tiny pair of SCN runs on the same noisy data, one with relabel guards on and one
+without, for the tests of the guard views (figures, compare summary, dashboard pages,
+report, browser). The cheapest setting of tests/training/test_guards.py: 64 training
+samples, half their labels wrong, the eagerest relabel rule; unguarded, relabelling there
+empties a class, and the guards switched on (hysteresis, floor) veto relabels. About 8 s
+a run on one CPU thread; each test module trains the pair once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: the data and training of both runs
+BASE = {
+    "method": "scn", "noise": 0.5, "delta": 0.0, "relabel_epoch": 1, "epochs": 3, "seed": 1,
+    "dataset_options": {"num_train": 64, "num_test": 16, "size": 32}, "image_size": 16,
+    "batch_size": 16, "workers": 0, "device": "cpu", "embed_every": 1,
+}
+#: the guarded run's guards, in the order they apply
+GUARDS = {"relabel_hysteresis": 1, "relabel_floor": 0.5}
+GUARD_NAMES = ["hysteresis", "floor"]
+#: the runs' folder names (and so their names in views)
+OFF, GUARDED = "scn-unguarded", "scn-guarded"
+
+
+def train_pair(root: Path) -> dict[str, Path]:
+    """Train both runs under ``root``; {name: run directory}. Checks what the tests rely
+    on: the guarded run logged vetoes, the unguarded one none (which guard vetoed how many
+    depends on floating point, so no test assumes it)."""
+    import relabscope as rs
+    from relabscope.training.runner import train
+
+    out = {}
+    for name, guards in ((OFF, {}), (GUARDED, GUARDS)):
+        result = train({**BASE, **guards, "out": str(root / name)}, progress=False, log=lambda line: None)
+        assert result.status == "finished", (name, result)
+        out[name] = root / name
+    with rs.open_run(out[GUARDED]) as run:
+        by_guard = run.vetoes().groupby("guard")["vetoed"].sum()
+        assert run.log.guards == GUARD_NAMES and by_guard.sum() > 0, by_guard
+    with rs.open_run(out[OFF]) as run:
+        assert run.log.guards == [] and run.vetoes().empty
+    return out
