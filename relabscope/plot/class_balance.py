@@ -6,7 +6,7 @@ half its given size is named in the figure's subtitle; a run trained with a rela
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Hashable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,9 @@ from plotly.subplots import make_subplots
 from relabscope.analysis.class_balance import SHRINK_THRESHOLD
 from relabscope.plot._style import (Runs, as_list, class_colours, finish, note_figure, ordered_names, title,
                                     unique_names)
+
+if TYPE_CHECKING:
+    from relabscope.analysis.run import Run
 
 
 #: label flow: pixels of one run's diagram, between two runs' (room for the run's name),
@@ -50,7 +53,13 @@ def class_counts(runs: Runs, *, threshold: float = SHRINK_THRESHOLD) -> go.Figur
     return class_counts_figure({n: r.class_counts() for n, r in zip(names, listed)},
                                warnings={n: r.class_warnings(threshold) for n, r in zip(names, listed)},
                                threshold=threshold,
-                               floors={n: float(r.config.get("relabel_floor") or 0.0) for n, r in zip(names, listed)})
+                               floors={n: _floor(r) for n, r in zip(names, listed)})
+
+
+def _floor(run: Run) -> float:
+    """The run's relabel floor F, 0 when its floor guard was not on (a method that never
+    relabels builds no guards, whatever its config says)."""
+    return float(run.config.get("relabel_floor") or 0.0) if "floor" in run.log.guards else 0.0
 
 
 def floor_counts(given: np.ndarray | Sequence[int], fraction: float) -> np.ndarray:
