@@ -393,6 +393,9 @@ def _comparison_views(rep: _Report, runs: list[Run], *, png: Any) -> None:
     rep.table(sec, slug, "class_counts", comp.class_counts, index=True,
               title="class sizes: given, after the last epoch and smallest, of both runs")
     rep.table(sec, slug, "summary", lambda: comp.summary(warn=False), index=True, inline=True, title="headline numbers, B − A")
+    if any(r.config.get("corrections") for r in runs):
+        rep.table(sec, slug, "correction_round", comp.correction_round, inline=True,
+                  title="correction round: what the reviewers' decisions did (train --corrections)")
     rep.table(sec, slug, "compactness", comp.compactness, index=True, title="compactness of both runs")
     rep.table(sec, slug, "consistency", comp.consistency, index=True, title="relabel consistency of both runs")
     rep.table(sec, slug, "metrics", comp.metrics, title="per-epoch metrics of both runs")

@@ -74,3 +74,24 @@ def test_export_import_train_compare(tiny_runs, tmp_path):
         reviewed = {r["key"] for r in rows if r["decision"] in ("keep", "relabel")}
         assert relabelled_again == len({sid for sid in events["sample_id"] if str(keys[sid]) in reviewed})
         assert np.isfinite(summary.loc["test_acc"]).all()
+
+    # the compare page and the report show the round, in either order of the runs
+    from relabscope.dashboard import ids
+    from relabscope.dashboard.app import create_app
+    from relabscope.dashboard.harness import by_id, dash_call, texts
+    from relabscope.report import write_report
+
+    with rs.open_run(before_dir) as before, rs.open_run(after_dir) as after:
+        expected = correction_round(before, after)
+        for a, b in ((before, after), (after, before)):
+            assert rs.compare(a, b).correction_round().equals(expected)
+    app = create_app([tmp_path], refresh_seconds=0)
+    out = dash_call(app, app.server.test_client(), [f"{ids.CP_SUMMARY}.children"],
+                    {f"{ids.CP_ARGS}.data": {"run": "before", "against": "after"}, f"{ids.LIVE_VERSION}.data": None})
+    section = by_id(out[ids.CP_SUMMARY]["children"], ids.CP_CORRECTIONS)
+    assert "Correction round" in texts(section)
+    shown = next(c for c in section["props"]["children"] if c.get("type") == "DataTable")["props"]["data"]
+    assert [r["decided"] for r in shown] == expected["decided"].tolist()
+    index = write_report([before_dir, after_dir], tmp_path / "report", png=False, projection=None, gradcam_samples=0)
+    assert "correction round" in index.read_text()
+    assert (tmp_path / "report" / "tables" / "compare__correction_round.csv").is_file()

@@ -17,6 +17,7 @@ import pandas as pd
 
 from relabscope.analysis.class_balance import ClassBalanceWarning
 from relabscope.analysis.compactness import overall
+from relabscope.analysis.correction_round import correction_round
 from relabscope.analysis.run import LabelKind, Run
 
 
@@ -130,6 +131,24 @@ class Comparison:
         """
         missing = set(self.a.classes_without_mean(epoch)) | set(self.b.classes_without_mean(epoch))
         return [c for c in self.a.class_names if c in self.b.class_names and c not in missing]
+
+    def correction_round(self) -> pd.DataFrame | None:
+        """What reviewers' decisions did when one run trained on the other's corrections
+        (``relabscope train --corrections``): the run without them is "before".
+
+        Returns:
+            ``relabscope.analysis.correction_round.correction_round``'s table (per decision:
+            decided, in_training, relabelled_again, final_differs, noisy_before/after), or
+            None when neither run trained on corrections.
+
+        Raises:
+            RunDirError: the corrections file is gone or changed since the run trained on it.
+        """
+        if self.b.config.get("corrections"):
+            return correction_round(self.a, self.b)
+        if self.a.config.get("corrections"):
+            return correction_round(self.b, self.a)
+        return None
 
     def geometry_note(self, epoch: int = -1) -> str | None:
         """One line when the two runs' sets of classes with a mean differ (which run lacks

@@ -269,6 +269,27 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
     ])
 
 
+def correction_section(ctx: Context, run_id: str, against: str) -> Any:
+    """The correction round, when one run trained on the other's reviewed labels (nothing
+    otherwise)."""
+    try:
+        table = ctx.pair_cached(run_id, against, "correction_round", lambda c: c.correction_round())
+    except Exception as exc:
+        return error_card(describe_error(exc), "Cannot read the corrections")
+    if table is None:
+        return None
+    return html.Div([
+        html.H3("Correction round"),
+        html.P("One run trained on the reviewers' decisions about the other's samples (train --corrections). Per "
+               "decision: samples decided, trained on, relabelled again by the new run, ending under another label "
+               "than the reviewed one" + (", and carrying a wrong label before / after (clean labels known)"
+                                          if "noisy_after" in table.columns else "") + ".", className="muted"),
+        DataTable(columns=[{"name": c.replace("_", " "), "id": c} for c in table.columns],
+                  data=table.astype(object).where(table.notna(), "–").to_dict("records"),
+                  style_table={"overflowX": "auto"}, style_cell={"textAlign": "right", "padding": "4px 8px"}),
+    ], id=ids.CP_CORRECTIONS)
+
+
 def register(app, ctx: Context) -> None:
     args = [Input(ids.CP_ARGS, "data"), Input(ids.LIVE_VERSION, "data")]
 
@@ -286,7 +307,7 @@ def register(app, ctx: Context) -> None:
         except Exception as exc:
             return error_card(describe_error(exc), "Cannot compare these runs")
         return [class_balance_card(list(balance["message"])), note_card(geometry) if geometry else None,
-                html.H3("Headline numbers"), summary_table(summary)]
+                html.H3("Headline numbers"), summary_table(summary), correction_section(ctx, run_id, against)]
 
     def figure_callback(which: str) -> None:
         @app.callback(Output(ids.cp_figure(which), "children"), *args)
