@@ -95,3 +95,19 @@ def test_export_import_train_compare(tiny_runs, tmp_path):
     index = write_report([before_dir, after_dir], tmp_path / "report", png=False, projection=None, gradcam_samples=0)
     assert "correction round" in index.read_text()
     assert (tmp_path / "report" / "tables" / "compare__correction_round.csv").is_file()
+
+
+def test_suspects_as_a_table_and_a_csv(tiny_runs, tmp_path):
+    runner = CliRunner()
+    printed = _ok(runner.invoke(main, ["suspects", str(tiny_runs["scn"]), "--top", "5"])).stdout.splitlines()
+    assert printed[0].split() == ["rank", "sample_id", "key", "score", "flag", "given", "suggested"]
+    assert [line.split()[0] for line in printed[1:]] == ["1", "2", "3", "4", "5"]
+    _ok(runner.invoke(main, ["suspects", str(tiny_runs["scn"]), "--top", "7", "--out", str(tmp_path / "s.csv")]))
+    with open(tmp_path / "s.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with rs.open_run(tiny_runs["scn"]) as run:
+        top = run.suspects().head(7)
+        names = run.class_names
+    assert [int(r["sample_id"]) for r in rows] == top["sample_id"].tolist()
+    assert [r["suggested"] for r in rows] == [names[i] for i in top["suggested_label"]]
+    assert "aum" in rows[0] and "low_p_given" in rows[0]
