@@ -394,12 +394,19 @@ def _comparison_views(rep: _Report, runs: list[Run], *, png: Any) -> None:
               title="class sizes: given, after the last epoch and smallest, of both runs")
     rep.table(sec, slug, "summary", lambda: comp.summary(warn=False), index=True, inline=True, title="headline numbers, B − A")
     if any(r.config.get("corrections") for r in runs):
-        rep.table(sec, slug, "correction_round", comp.correction_round, inline=True,
+        rep.table(sec, slug, "correction_round", lambda: _required(comp.correction_round()), inline=True,
                   title="correction round: what the reviewers' decisions did (train --corrections)")
     rep.table(sec, slug, "compactness", comp.compactness, index=True, title="compactness of both runs")
     rep.table(sec, slug, "consistency", comp.consistency, index=True, title="relabel consistency of both runs")
     rep.table(sec, slug, "metrics", comp.metrics, title="per-epoch metrics of both runs")
     rep.table(sec, slug, "samples", comp.samples, title="training samples of both runs, aligned by key")
+
+
+def _required(table: pd.DataFrame | None) -> pd.DataFrame:
+    """A table the caller checked exists (the report's views take DataFrames only)."""
+    if table is None:
+        raise ValueError("no table")
+    return table
 
 
 def _veto_table(run: Run) -> pd.DataFrame:

@@ -112,8 +112,8 @@ def read_noise_matrix(path: Path | str, class_names: Sequence[str]) -> np.ndarra
     in the order of ``class_names``.
 
     A ``.npy`` file holds the K x K array in class-id order. Any other file is CSV: K rows
-    of K numbers in class-id order, or a header row of class names (first cell free) and K
-    rows each led by a class name, in any order (names match case-insensitively). Blank
+    of K numbers in class-id order, or a header row of class names (its first cell free: empty
+    or text, not a number) and K rows each led by a class name, in any order (names match case-insensitively). Blank
     lines and lines starting with ``#`` are skipped. Raises a one-line DataError naming the
     file (and line) when it is missing, malformed or not a noise matrix.
     """
@@ -134,7 +134,7 @@ def read_noise_matrix(path: Path | str, class_names: Sequence[str]) -> np.ndarra
                 if cells and any(cells) and not cells[0].lstrip().startswith("#")]
     if not rows:
         raise DataError(f"{path}: noise matrix file is empty")
-    header = not all(_is_number(cell) for cell in rows[0][1][1:])
+    header = not _is_number(rows[0][1][0])  # a named matrix leads with a free cell, a plain one with a number
     return check_noise_matrix(_named(path, rows, class_names) if header else _numbers(path, rows), class_names, path)
 
 

@@ -57,6 +57,7 @@ import torch.nn.functional as F
 
 from relabscope import __version__
 from relabscope.errors import DataError, RelabscopeError, RunDirError
+from relabscope.runlog.images import ImagesArg
 from relabscope.runlog.schema import LOG_NAME, SPLIT_CODES, SampleTable
 from relabscope.runlog.writer import RunLogWriter
 
@@ -139,7 +140,7 @@ class RunCapture:
         class_names: Iterable[str] | None = None,
         keys: Iterable[str] | None = None,
         clean_labels: ArrayLike | None = None,
-        images: Any = None,
+        images: ImagesArg | None = None,
         embed_every: int = 1,
         config: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
@@ -487,11 +488,10 @@ class RunCapture:
 
     def _create_writer(self, embed_dim: int) -> RunLogWriter:
         metadata = {**_default_metadata(self.samples, self._size), **self.metadata}
-        extra = {} if self.images is None else {"images": self.images}
         try:
             self._writer = RunLogWriter.create(self.path, self.samples, self.class_names, embed_dim=embed_dim,
                                                config=self.config, metadata=metadata, embed_every=self.embed_every,
-                                               **extra)
+                                               images=self.images)
         except FileExistsError:
             raise RunDirError(f"{self.path}: a run log appeared there while this run started") from None
         return self._writer

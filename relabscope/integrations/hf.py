@@ -44,6 +44,7 @@ except ImportError as exc:
 
 from relabscope.errors import RelabscopeError
 from relabscope.integrations.capture import ArrayLike, EmbeddingIO, Phase, RunCapture
+from relabscope.runlog.images import ImagesArg
 
 
 class RelabscopeTrainerCallback(TrainerCallback):
@@ -85,7 +86,7 @@ class RelabscopeTrainerCallback(TrainerCallback):
         replace_labels: bool = True,
         keys: Iterable[str] | None = None,
         clean_labels: ArrayLike | None = None,
-        images: Any = None,
+        images: ImagesArg | None = None,
         embed_every: int = 1,
         config: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,

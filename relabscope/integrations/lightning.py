@@ -42,6 +42,7 @@ except ImportError as exc:
 
 from relabscope.errors import RelabscopeError
 from relabscope.integrations.capture import ArrayLike, EmbeddingIO, Phase, RunCapture
+from relabscope.runlog.images import ImagesArg
 
 
 class RelabscopeCallback(pl.Callback):
@@ -90,7 +91,7 @@ class RelabscopeCallback(pl.Callback):
         embedding_io: EmbeddingIO = "output",
         keys: Iterable[str] | None = None,
         clean_labels: ArrayLike | None = None,
-        images: Any = None,
+        images: ImagesArg | None = None,
         embed_every: int = 1,
         config: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
