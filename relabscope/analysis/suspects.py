@@ -25,21 +25,24 @@ NaN and drop out of the score instead of counting as zero.
 
 **Score.** The mean of percentile ranks over the training samples of the signals in
 :data:`DEFAULT_SIGNALS`, each oriented so that 1 is the most suspect (ties share their
-average rank). One signal per source of evidence: the model's belief (``aum``), the
-embedding's geometry (``distance_ratio``) and relabelling's history (``away``). The other
-signals are further readings of a source already counted (``forgetting`` and
-``out_of_class`` of the model's belief: counting them would weigh that source three
-times) or measure instability rather than wrongness (``relabels``, ``flipflops``: a face
-between two expressions flips whatever its label; flip-flops alone rank noisy labels at
-chance on the synthetic benchmark); they stay in the table for filtering, and
-``signals=`` puts them in the score. Ranks because the signals live on unrelated scales
-(a clipped log-ratio, counts with many ties, bounded fractions, distance ratios): a rank
-needs no assumption about any of them and is not moved by the outliers AUM's clipping
-produces. Equal weights because without clean labels nothing can fit weights: weights
-learned on one synthetic noise model would be tuned to it. A signal that is NaN
-everywhere or constant (a run that relabelled nothing) ranks nobody and is left out; a
-sample missing one signal (its given class had no mean at any epoch) is scored by the
-others. ``rank`` 1 is the most suspect (ties by sample id).
+average rank): ``aum`` and ``distance_ratio``, one signal per independent source of
+evidence, the classifier's margin and the embedding's geometry. The other signals repeat
+a source already counted: ``forgetting`` and ``out_of_class`` read the classifier's
+belief again, and relabelling's history (``away``, ``relabels``, ``flipflops``) is itself
+made by that belief (SCN relabels when ``p_max - p_label`` exceeds its threshold), read
+through single augmented passes; flip-flops mark faces between two expressions rather
+than wrong labels. On the synthetic benchmark (docs/analysis.md) adding ``away`` lowered
+the score's AUROC in 9 of 11 runs, adding all seven signals in 10 of 11. The others stay
+in the table for filtering, and ``signals=`` puts any of them in the score. Without
+relabel signals the score means the same for every method, so runs of a baseline and of
+SCN compare. Ranks because the signals live on unrelated scales (a clipped log-ratio, a
+distance ratio, counts with many ties, bounded fractions): a rank needs no assumption
+about any of them and is not moved by the outliers AUM's clipping produces. Equal weights
+because without clean labels nothing can fit weights: weights learned on one synthetic
+noise model would be tuned to it. A signal that is NaN everywhere or constant (a run that
+relabelled nothing) ranks nobody and is left out; a sample missing one signal (its given
+class had no mean at any epoch) is scored by the others. ``rank`` 1 is the most suspect
+(ties by sample id).
 
 **Flag.** Confident learning's per-class thresholds (Northcutt et al., 2021), on the
 probabilities averaged over the last ``window`` epochs (default: the later half of the
@@ -77,7 +80,8 @@ import pandas as pd
 @dataclass(frozen=True)
 class Signal:
     """How a signal points to a wrong label: ``direction`` "high" or "low" (which raw
-    values are suspect) and whether it needs a method that relabels."""
+    values are suspect), whether it needs a method that relabels, and a line saying what
+    it is (for legends and tooltips)."""
 
     direction: Literal["high", "low"]
     needs_relabels: bool
@@ -95,12 +99,9 @@ SIGNALS: dict[str, Signal] = {
     "flipflops": Signal("high", True, "relabels undone: returns to a label held before"),
 }
 #: The signals the score combines by default: one per source of evidence (module docstring).
-DEFAULT_SIGNALS: tuple[str, ...] = ("aum", "distance_ratio", "away")
+DEFAULT_SIGNALS: tuple[str, ...] = ("aum", "distance_ratio")
 #: The plain reference every signal and the score are compared with: low p(given).
 BASELINE = "low_p_given"
-#: The columns of :func:`suspects`, before the signals.
-LEAD_COLUMNS = ["sample_id", "rank", "score", "flag", "given_label", "suggested_label", "confident_label",
-                "final_label"]
 QUALITY_COLUMNS = ["scorer", "kind", "auroc", "average_precision", "n", "noisy"]
 
 
@@ -218,14 +219,14 @@ def signal_table(
         "out_of_class": out_of_class,
         "distance_ratio": ratio,
     })
-    if relabels:
-        seen_states = share.sum(axis=1) > 0
-        table["away"] = np.where(seen_states, 1.0 - share[np.arange(n), given], np.nan)
-        table["relabels"] = flipflops["changes"].to_numpy()
-        table["flipflops"] = flipflops["flipflops"].to_numpy()
-    else:
-        for name in ("away", "relabels", "flipflops"):
-            table[name] = np.nan
+    seen_states = share.sum(axis=1) > 0
+    table["away"] = np.where(seen_states, 1.0 - share[np.arange(n), given], np.nan)
+    table["relabels"] = flipflops["changes"].to_numpy()
+    table["flipflops"] = flipflops["flipflops"].to_numpy()
+    if not relabels:  # a method that cannot relabel has no relabel history, not a history of none
+        for name, signal in SIGNALS.items():
+            if signal.needs_relabels:
+                table[name] = np.nan
     table[BASELINE] = 1.0 - dynamics["confidence_given"].to_numpy(dtype=np.float64)
     return table, recent, share
 

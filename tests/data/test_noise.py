@@ -192,6 +192,7 @@ def test_read_noise_matrix_csv_npy_and_named(tmp_path):
     ("1,0,0\n0,1,0\n0,0.5,0.4\n", r"m\.csv: noise matrix row 'c' sums to 0\.9, not 1 \(within 1e-06\)"),
     ("1,0,0\n0.5,0.6,-0.1\n0,0,1\n", r"m\.csv: noise matrix entry \[b, c\] is -0\.1; entries must be finite"),
     ("1,0,0\n0,1,0\n0,x,1\n", r"m\.csv:3: 'x' is not a number"),
+    ("1,0.x,0\n0,1,0\n0,0,1\n", r"m\.csv:1: '0\.x' is not a number"),  # a typo is no header
     ("1,0,0\n0,1\n0,0,1\n", r"m\.csv:2: expected 3 values like the first row, found 2"),
     (",a,b,z\na,1,0,0\n", r"m\.csv:1: unknown class 'z'; the data set's classes: a, b, c"),
     (",a,b,c\na,1,0,0\nb,0,1,0\n", r"m\.csv: noise matrix has no row for 'c' \(1 of 3 rows missing\)"),
