@@ -18,14 +18,42 @@ from plotly.subplots import make_subplots
 from relabscope.plot._style import finish, note_figure, run_colour
 
 
-def _family(method: str) -> str:
+#: how a guarded cell's line is named: "scn-c · floor=0.5"
+GUARD_SEP = " · "
+#: marker per guard of a sweep's guard axis, in its order ("none" first: circles)
+GUARD_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "hexagon")
+
+
+def _method(series: str) -> str:
+    return series.split(GUARD_SEP)[0]
+
+
+def _family(series: str) -> str:
+    method = _method(series)
     return method[:-2] if method.endswith("-c") else method
 
 
-def _styles(methods: list[str]) -> dict[str, dict[str, str]]:
-    families = list(dict.fromkeys(_family(m) for m in methods))
-    return {m: dict(color=run_colour(families.index(_family(m))), dash="solid" if m.endswith("-c") else "dash")
-            for m in methods}
+def _series(table: pd.DataFrame) -> pd.DataFrame:
+    """One line per (method, guard) when the sweep compares relabel guards: the guard goes
+    into the line's name, so cells of different guards never join into one line."""
+    if "guard" not in table or not (table["guard"] != "none").any():
+        return table
+    named = [m if g == "none" else f"{m}{GUARD_SEP}{g}" for m, g in zip(table["method"], table["guard"])]
+    return table.assign(method=named)
+
+
+def _styles(series: list[str]) -> dict[str, dict[str, str]]:
+    """Colour by method family, solid for "-C" and dashed for its base; a marker per guard."""
+    families = list(dict.fromkeys(_family(m) for m in series))
+    guards = list(dict.fromkeys(m.split(GUARD_SEP)[1] if GUARD_SEP in m else "none" for m in series))
+    guards = ["none", *[g for g in guards if g != "none"]]
+
+    def symbol(m: str) -> str:
+        guard = m.split(GUARD_SEP)[1] if GUARD_SEP in m else "none"
+        return GUARD_SYMBOLS[guards.index(guard) % len(GUARD_SYMBOLS)]
+
+    return {m: dict(color=run_colour(families.index(_family(m))), dash="solid" if _method(m).endswith("-c") else "dash",
+                    symbol=symbol(m)) for m in series}
 
 
 def _lines(fig: go.Figure, table: pd.DataFrame, column: str, *, scale: float = 1.0, row: int | None = None,
@@ -38,7 +66,8 @@ def _lines(fig: go.Figure, table: pd.DataFrame, column: str, *, scale: float = 1
         std = t[f"{column}_std"].to_numpy(dtype=float) * scale
         trace = go.Scatter(
             x=100 * t["noise"], y=t[f"{column}_mean"] * scale, name=m, legendgroup=m, showlegend=m not in hidden,
-            mode="lines+markers", line=dict(width=2.2, **styles[m]), marker=dict(size=8, color=styles[m]["color"]),
+            mode="lines+markers", line=dict(width=2.2, color=styles[m]["color"], dash=styles[m]["dash"]),
+            marker=dict(size=8, color=styles[m]["color"], symbol=styles[m]["symbol"]),
             error_y=dict(type="data", array=np.nan_to_num(std), visible=bool(np.isfinite(std).any()), thickness=1.2),
             customdata=np.stack([t["seeds"]], axis=1),
             hovertemplate=f"{m}, noise %{{x:g}}%: %{{y:.4g}} (%{{customdata[0]}} seeds)<extra></extra>")
@@ -69,11 +98,14 @@ def sweep_accuracy_figure(table: pd.DataFrame, *, name: str | None = None) -> go
     what = "Test accuracy against label noise" + (f" — {name}" if name else "")
     if table.empty:
         return note_figure("no finished run in this sweep yet", what)
+    table = _series(table)
     fig = go.Figure()
     _lines(fig, table, "test_acc", scale=100.0)
     fig.update_xaxes(title_text="injected label noise (%)", tickvals=sorted(100 * table["noise"].unique()))
     fig.update_yaxes(title_text="test accuracy (%)")
-    return finish(fig, what, height=460, subtitle="mean ± std over seeds; -C methods solid, their base dashed")
+    guarded = any(GUARD_SEP in m for m in table["method"])
+    return finish(fig, what, height=460, subtitle="mean ± std over seeds; -C methods solid, their base dashed"
+                  + ("; a marker per relabel guard" if guarded else ""))
 
 
 def sweep_relabel_figure(table: pd.DataFrame, *, name: str | None = None) -> go.Figure:
@@ -92,6 +124,7 @@ def sweep_relabel_figure(table: pd.DataFrame, *, name: str | None = None) -> go.
     what = "Flip-flops and compactness against label noise" + (f" — {name}" if name else "")
     if table.empty:
         return note_figure("no finished run in this sweep yet", what)
+    table = _series(table)
     relabelling = [m for m in dict.fromkeys(table["method"]) if table[table["method"] == m]["relabels"].all()]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.14,
                         subplot_titles=["flip-flops (methods that relabel)",
