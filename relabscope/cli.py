@@ -404,10 +404,11 @@ def _image_options(values: tuple[str, ...]) -> dict[str, Any]:
     """``--images [RUN=]SOURCE`` values as ``RunRegistry``'s images: each source opened
     here, so a missing folder stops the command before a server starts."""
     from relabscope.dashboard.registry import DEFAULT_IMAGES
+
     out: dict[str, Any] = {}
     for value in values:
         run_id, sep, spec = value.partition("=")
-        key = run_id if sep else DEFAULT_IMAGES
+        key, spec = (run_id, spec) if sep else (DEFAULT_IMAGES, value)
         if key in out:
             raise RelabscopeError(f"--images {value}: {'run ' + repr(key) if key else 'the default'} was given twice")
         out[key] = image_source(spec)

@@ -206,8 +206,12 @@ def storable_spec(images: ImagesArg) -> str:
 
 
 def _from_text(text: str) -> ImageSource:
+    if not text.strip():
+        raise ImageSourceError("images: an empty source (name a folder, an array file or an image list)")
     kind, sep, rest = text.partition(":")
     if sep and kind in KINDS and not _is_drive(text):
+        if not rest.strip():
+            raise ImageSourceError(f"images: {text!r} names no {kind}")
         if kind == "folder":
             return FolderImages(rest)
         return ArrayImages(rest) if kind == "array" else FileListImages(rest)

@@ -107,7 +107,8 @@ def test_spec_parsing_and_one_line_errors(tmp_path):
     assert isinstance(image_source(lambda ids, keys: []), FunctionImages)
     for bad, message in [(tmp_path / "nope", "no such image folder or file"),
                          (f"folder:{tmp_path / 'nope'}", "image folder not found"),
-                         (tmp_path / "a.npy.bak", "no such image folder or file")]:
+                         (tmp_path / "a.npy.bak", "no such image folder or file"),
+                         ("", "an empty source"), ("folder:", "names no folder")]:
         with pytest.raises(ImageSourceError, match=message) as info:
             image_source(bad)
         assert "\n" not in str(info.value)
