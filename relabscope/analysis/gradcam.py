@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from relabscope.analysis.user_model import USER_IMAGE_SIZE, ModelArg, Transform, load_user_model
+from relabscope.analysis.user_model import USER_IMAGE_SIZE, ModelArg, Transform, load_user_model, ready_for_gradcam
 from relabscope.config import from_stored
 from relabscope.data import load_dataset
 from relabscope.data.augment import normalize, to_model_input
@@ -250,13 +250,9 @@ def final_labels(run: Any) -> np.ndarray:
 
 # ---------------------------------------------------------------------- model
 def load_model(run: Any) -> tuple[Method, dict[str, Any]]:
-    """The run's final model in evaluation mode, ready for Grad-CAM, and its config.
-
-    In-place ReLUs are switched off: torchvision's ResNet overwrites activations in place,
-    which clobbers tensors that hooks kept and breaks the backward pass captum runs through
-    them. Parameters stop requiring gradients, so attributions leave no ``.grad`` behind
-    (captum asks autograd for the layer's gradients only).
-    """
+    """The run's final model and its config, made ready for Grad-CAM by
+    :func:`~relabscope.analysis.user_model.ready_for_gradcam` (evaluation mode, in-place
+    ReLUs off: torchvision's ResNet overwrites activations in place; parameters frozen)."""
     path = checkpoint_path(run.run_dir)
     if not path.is_file():
         raise RunDirError(f"{path}: checkpoint not found (Grad-CAM needs the run's final model; for a model of "
@@ -271,12 +267,7 @@ def load_model(run: Any) -> tuple[Method, dict[str, Any]]:
     tc = from_stored(cfg)
     method = build_method(tc.method, len(run.class_names), tc)
     method.load_state_dict(state["model"])
-    method.eval()
-    for module in method.modules():
-        if isinstance(module, nn.ReLU):
-            module.inplace = False
-    for p in method.parameters():
-        p.requires_grad_(False)
+    ready_for_gradcam(method)
     return method, cfg
 
 

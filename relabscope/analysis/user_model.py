@@ -53,9 +53,7 @@ def logits_of(output: Any) -> torch.Tensor:
 
 
 def load_user_model(model: ModelArg, weights: str | Path | None, layer: str | None) -> tuple[nn.Module, nn.Module]:
-    """(images -> logits module, the layer to explain), in evaluation mode, parameters
-    frozen and in-place ReLUs switched off (an in-place activation overwrites the tensor a
-    hook kept, which breaks the backward pass captum runs through it).
+    """(images -> logits module, the layer to explain), made ready by :func:`ready_for_gradcam`.
 
     Raises:
         RelabscopeError: not a module, a TorchScript module, a weights file that does not
@@ -72,13 +70,21 @@ def load_user_model(model: ModelArg, weights: str | Path | None, layer: str | No
     except AttributeError:
         raise RelabscopeError(f"layer {layer!r}: the model has no such module "
                               f"(its last modules: {', '.join(_last_names(module))})") from None
+    return LogitsOf(ready_for_gradcam(module)), target
+
+
+def ready_for_gradcam(module: nn.Module) -> nn.Module:
+    """``module`` in evaluation mode with in-place ReLUs off (an in-place activation
+    overwrites the tensor a hook kept, which breaks the backward pass captum runs through
+    it) and parameters frozen (attributions then leave no ``.grad`` behind: captum asks
+    autograd for the layer's gradients only)."""
     module.eval()
     for sub in module.modules():
         if isinstance(sub, nn.ReLU):
             sub.inplace = False
     for p in module.parameters():
         p.requires_grad_(False)
-    return LogitsOf(module), target
+    return module
 
 
 def load_weights(module: nn.Module, path: Path) -> None:
