@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from relabscope.errors import RelabscopeError
+from relabscope.models.pretrained import read_weights_file
 
 #: a module, or a factory called with no argument that returns one
 ModelArg = Union[nn.Module, Callable[[], nn.Module]]
@@ -89,12 +90,7 @@ def ready_for_gradcam(module: nn.Module) -> nn.Module:
 
 def load_weights(module: nn.Module, path: Path) -> None:
     """Load a state-dict file strictly (a Lightning checkpoint's ``state_dict`` too)."""
-    if not path.is_file():
-        raise RelabscopeError(f"{path}: weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # torch raises several types for foreign or corrupt files
-        raise RelabscopeError(f"{path}: not a PyTorch weights file (or one holding more than tensors)") from None
+    state = read_weights_file(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

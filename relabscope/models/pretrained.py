@@ -54,6 +54,17 @@ def _state_dict_from(obj: object, path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
+def read_weights_file(path: Path, what: str = "weights") -> object:
+    """What a PyTorch weights file holds (tensors only: ``weights_only``), or a one-line
+    error naming the file."""
+    if not path.is_file():
+        raise RelabscopeError(f"{path}: {what} file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # torch raises several types for foreign or corrupt files
+        raise RelabscopeError(f"{path}: not a PyTorch weights file (or one holding more than tensors)") from None
+
+
 def load_pretrained(trunk: Trunk, path: str | Path) -> LoadReport:
     """Copy matching tensors (by name and shape) from a checkpoint file into ``trunk``.
 
@@ -65,13 +76,7 @@ def load_pretrained(trunk: Trunk, path: str | Path) -> LoadReport:
     downloaded.
     """
     path = Path(path)
-    if not path.is_file():
-        raise RelabscopeError(f"{path}: pretrained weights file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # torch raises several types for foreign or corrupt files
-        raise RelabscopeError(f"{path}: not a PyTorch weights file (or one holding more than tensors)") from None
-    source = _state_dict_from(obj, path)
+    source = _state_dict_from(read_weights_file(path, "pretrained weights"), path)
     module = trunk.pretrained_target
     target = module.state_dict()
     report = LoadReport(str(path))
