@@ -55,3 +55,20 @@ def test_concurrent_writers_of_one_file_all_succeed(tmp_path):
     lines = set(path.read_text().splitlines())
     assert len(lines) == 1 and lines.pop().startswith("writer ")  # one writer's whole file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.toml"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_the_new_file_has_the_mode_open_would_give_it(tmp_path, umask):
+    """mkstemp's 0600 would hide a shared run directory's tables from the group."""
+    import os
+
+    before = os.umask(umask)
+    try:
+        with atomic_write(tmp_path / "table.csv") as fh:
+            fh.write(b"a,b\n")
+        with open(tmp_path / "plain.csv", "wb") as fh:
+            fh.write(b"a,b\n")
+    finally:
+        os.umask(before)
+    assert (tmp_path / "table.csv").stat().st_mode & 0o777 == (tmp_path / "plain.csv").stat().st_mode & 0o777
+    assert (tmp_path / "table.csv").stat().st_mode & 0o777 == 0o666 & ~umask
