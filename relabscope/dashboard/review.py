@@ -31,7 +31,7 @@ A decision moves the focus to the next tile.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -49,6 +49,7 @@ from relabscope.dashboard.context import Context
 from relabscope.dashboard.flipflops import page_rows
 from relabscope.dashboard.inputs import class_name
 from relabscope.data.corrections import Decision, DecisionConflict
+from relabscope.errors import RelabscopeError
 from relabscope.plot import class_colours
 
 PATH = "review"
@@ -71,14 +72,23 @@ UNSEEN = "#e6e6e6"
 @dataclass(frozen=True)
 class Access:
     """Who may decide through this server: ``user`` the auth user (None: no auth), ``shared``
-    whether the server listens beyond this machine."""
+    whether the server listens beyond this machine, ``locked`` why the run's folder takes no
+    decisions (:meth:`for_run`)."""
 
     user: str | None = None
     shared: bool = False
+    locked: str | None = None
+
+    def for_run(self, run: Any) -> "Access":
+        """This access on ``run``: read-only also where its folder cannot be written."""
+        reason = run.journal.read_only
+        return self if reason is None else replace(self, locked=f"Read-only: {reason}.")
 
     @property
     def read_only(self) -> str | None:
         """Why this server takes no decisions (one line), or None when it takes them."""
+        if self.locked is not None:
+            return self.locked
         if self.shared and self.user is None:
             return ("Read-only: this server is reachable from other machines without a password, so it takes no "
                     "decisions (serve it with --auth USER:PASS, or on 127.0.0.1).")
@@ -264,7 +274,7 @@ def decide(ctx: Context, gate: Access, run_id: str, sid: int, request: Any, show
         raise PreventUpdate  # not a tile this page can show
     row = table.loc[sid].to_dict()
     key = str(row["key"])
-    message = gate.read_only
+    message = gate.for_run(run).read_only
     if message is None:
         try:
             decision, label = parse_request(request, run.num_classes)
@@ -273,7 +283,7 @@ def decide(ctx: Context, gate: Access, run_id: str, sid: int, request: Any, show
             run.review(sid, decision, label, reviewer=reviewer, base=base, source="dashboard")
         except DecisionConflict:
             message = conflict_message(run.journal.latest().get(key))
-        except ValueError as exc:
+        except (ValueError, RelabscopeError) as exc:
             message = str(exc)
     latest = run.journal.latest().get(key)
     body = tile_body(run, row, run.labels()[:, sid], latest, ctx.href("sample", run_id, sample=sid), message)
@@ -319,7 +329,7 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
     if run.num_epochs == 0:
         return html.Div([html.H2(f"Review — {run_id}"), error_card("no committed epoch yet", "Nothing to review")])
     table = suspects(ctx, run_id)
-    gate = access()
+    gate = access().for_run(run)
     names = run.class_names
     classes = [{"label": n, "value": i} for i, n in enumerate(names)]
     used = ", ".join(table.attrs.get("signals", [])) or "no signal"

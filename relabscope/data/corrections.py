@@ -12,8 +12,10 @@ A decision names a sample by its key (stable across runs of one data set) and sa
 JSON line, flushed and fsynced before the call returns), and ``corrections.csv`` (the latest
 decision per sample) is rewritten atomically after each append. The journal is the truth:
 a process killed at any moment loses at most the decision whose call had not returned, and
-``corrections.csv`` is rebuilt from the journal on the next open. A torn last line (a kill
-inside the write) is skipped when read.
+``corrections.csv`` is rebuilt from the journal on the next open when it differs from it. A
+torn last line (a kill inside the write) is skipped when read. A folder this process may
+not write (a shared, read-only copy of a run) is read as it is; deciding there is refused
+in one line (:attr:`CorrectionJournal.read_only`).
 
 **Two reviewers, two tabs.** Decisions carry the journal position of the decision the
 reviewer saw on that sample (``base``: 0 for none). An append whose ``base`` is not the
@@ -91,15 +93,25 @@ class CorrectionJournal:
         self._count = 0
         self._offset = 0
         if self.path.exists():
-            with self._locked() as fh:
+            with self._locked(write=False) as fh:
                 self._read_new(fh)
-            self._write_csv()
+            if self.read_only is None and not self._csv_current():
+                self._write_csv()
+
+    @property
+    def read_only(self) -> str | None:
+        """Why no decision can be saved here (one line naming the file or folder), or None."""
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            return f"{self.path}: the journal is read-only, so no decision can be saved"
+        if self.folder.exists() and not os.access(self.folder, os.W_OK | os.X_OK):
+            return f"{self.folder}: the folder is read-only, so no decision can be saved"
+        return None
 
     # ------------------------------------------------------------------ reading
     def latest(self) -> dict[str, Decision]:
         """The latest decision per sample key (re-reads what other processes appended)."""
         if self.path.exists():
-            with self._locked() as fh:
+            with self._locked(write=False) as fh:
                 self._read_new(fh)
         return dict(self._latest)
 
@@ -128,6 +140,7 @@ class CorrectionJournal:
         Raises:
             ValueError: an unknown decision or class, or a relabel without a label.
             DecisionConflict: ``base`` is not the sample's latest decision.
+            RelabscopeError: the folder or the journal is read-only.
         """
         if decision not in DECISIONS:
             raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
@@ -136,6 +149,8 @@ class CorrectionJournal:
         if label is not None and label not in self.class_names:
             raise ValueError(f"label {label!r} is not a class of this data set ({', '.join(self.class_names)})")
         self.folder.mkdir(parents=True, exist_ok=True)
+        if self.read_only is not None:
+            raise RelabscopeError(self.read_only)
         with self._locked() as fh:
             self._read_new(fh)
             seen = self._latest.get(key)
@@ -155,11 +170,12 @@ class CorrectionJournal:
 
     # ------------------------------------------------------------------ internals
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[BinaryIO]:
-        """The journal opened for reading and appending under an exclusive lock: this
+    def _locked(self, write: bool = True) -> Iterator[BinaryIO]:
+        """The journal opened under a lock: for appending under an exclusive one, or (``write``
+        False, which also works on a read-only file) for reading under a shared one. This
         process's threads take the thread lock, other processes wait on ``flock``."""
-        with self._lock, open(self.path, "a+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        with self._lock, open(self.path, "a+b" if write else "rb") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
             try:
                 yield fh
             finally:
@@ -177,6 +193,13 @@ class CorrectionJournal:
     def _take(self, record: Decision) -> None:
         self._latest[record.key] = record
         self._count = max(self._count, record.seq)
+
+    def _csv_current(self) -> bool:
+        """Whether ``corrections.csv`` already says what the journal does."""
+        try:
+            return self.csv_path.read_bytes() == corrections_csv(self._latest.values()).encode()
+        except OSError:
+            return False
 
     def _write_csv(self) -> None:
         with atomic_write(self.csv_path) as out:

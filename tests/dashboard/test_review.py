@@ -280,6 +280,30 @@ def test_writes_only_on_a_loopback_server_or_behind_auth(root) -> None:
     assert by_id(layout, ids.RV_GRID)["props"]["data-writable"] == "1" and by_id(layout, ids.RV_NAME)["props"]["type"] == "text"
 
 
+def test_a_read_only_run_folder_shows_the_page_read_only(root, monkeypatch) -> None:
+    """A run copied to a shared read-only place: the page opens (nothing is rewritten on
+    open), says why it takes no decisions, and a decision sent anyway writes nothing."""
+    from tests.data.test_corrections import _as_unprivileged
+
+    folder = root / "runs" / "ex"
+    rs.open_run(folder).review(5, "drop", reviewer="ann", base=0)
+    _as_unprivileged(monkeypatch)
+    for path, mode in ((folder / "corrections.journal", 0o444), (folder, 0o555)):
+        path.chmod(mode)
+    try:
+        app, client = _app(root)
+        layout = _layout(app, client)
+        assert f"Read-only: {folder / 'corrections.journal'}: the journal is read-only" in texts(layout)
+        assert by_id(layout, ids.RV_GRID)["props"]["data-writable"] == "0"
+        sid = int(app.relabscope.run("ex").suspects()["sample_id"].iloc[0])
+        text, seq = _decide(app, client, sid, {"decision": "keep", "n": 1}, 0)
+        assert "Read-only" in text and seq == 0
+        assert [d.sample_id for d in app.relabscope.run("ex").journal.history()] == [5]
+    finally:
+        folder.chmod(0o755)
+        (folder / "corrections.journal").chmod(0o644)
+
+
 def test_a_run_without_images_shows_tiles_without_pictures(root) -> None:
     app, client = _app(root)
     assert not app.relabscope.run("bare").has_images

@@ -155,3 +155,52 @@ def test_label_studio_export_then_import(tmp_path):
     (tmp_path / "notjson.json").write_text("{")
     with pytest.raises(DataError, match="not JSON"):
         read_export(tmp_path / "notjson.json", CLASSES)
+
+
+def _as_unprivileged(monkeypatch):
+    """Root may write anything, so for root ``os.access`` answers by the owner's mode bits,
+    as it would for the owner without privileges."""
+    if os.geteuid() != 0:
+        return
+    real = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if mode & os.W_OK and not os.stat(path).st_mode & 0o200:
+            return False
+        return real(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def test_a_read_only_run_folder_is_read_and_deciding_there_is_one_line(tmp_path, monkeypatch):
+    from relabscope.errors import RelabscopeError
+
+    journal = CorrectionJournal(tmp_path, CLASSES)
+    journal.decide("a.png", 0, "relabel", "fear", reviewer="ann", base=0)
+    (tmp_path / CSV_NAME).write_text("stale\n")  # e.g. copied with the run before the last decision
+    _as_unprivileged(monkeypatch)
+    for path, mode in ((tmp_path / JOURNAL_NAME, 0o444), (tmp_path / CSV_NAME, 0o444), (tmp_path, 0o555)):
+        path.chmod(mode)
+    try:
+        shared = CorrectionJournal(tmp_path, CLASSES)  # opening must not try to rebuild the csv
+        assert shared.latest()["a.png"].label == "fear"
+        assert shared.read_only == f"{tmp_path / JOURNAL_NAME}: the journal is read-only, so no decision can be saved"
+        with pytest.raises(RelabscopeError, match="read-only"):
+            shared.decide("b.png", 1, "drop", base=0)
+        assert (tmp_path / CSV_NAME).read_text() == "stale\n"
+        assert [d.key for d in shared.history()] == ["a.png"]
+    finally:
+        tmp_path.chmod(0o755)
+        for name in (JOURNAL_NAME, CSV_NAME):
+            (tmp_path / name).chmod(0o644)
+
+
+def test_opening_leaves_a_current_csv_alone(tmp_path):
+    CorrectionJournal(tmp_path, CLASSES).decide("a.png", 0, "keep", base=0)
+    before = (tmp_path / CSV_NAME).stat().st_mtime_ns
+    os.utime(tmp_path / CSV_NAME, ns=(before - 10**9, before - 10**9))
+    CorrectionJournal(tmp_path, CLASSES).latest()
+    assert (tmp_path / CSV_NAME).stat().st_mtime_ns == before - 10**9
+    (tmp_path / CSV_NAME).unlink()  # lost: rebuilt from the journal
+    CorrectionJournal(tmp_path, CLASSES)
+    assert _csv_rows(tmp_path)["a.png"]["decision"] == "keep"
