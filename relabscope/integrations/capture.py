@@ -17,6 +17,12 @@ a hand-written loop would otherwise rebuild:
   model does not have to return them, or given with each batch;
 - **per-sample loss**, cross-entropy against the labels in effect (train) or the given
   labels (test), as the log defines it;
+- **relabel guards** (``guards="floor=0.5+agree"``, the spelling of the sweep's
+  ``--guards``): the limits ``relabscope train``'s ``--relabel-floor``,
+  ``--relabel-hysteresis`` and ``--relabel-agree`` put on SCN, applied to your method's
+  relabels by the same code (``relabscope.training.guards``) when a batch is logged; their
+  vetoes go into the log per epoch, guard and class, and their state into
+  :meth:`RunCapture.state_dict`;
 - **several processes** (``torch.distributed`` joined, as Lightning's DDP or ``torchrun``
   do): rank 0 alone writes; the other ranks keep host copies of their batches and send
   them to it once per epoch, and every rank applies every rank's relabels, so the labels
@@ -43,6 +49,7 @@ A hand-written loop::
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import platform
 import time
@@ -57,9 +64,13 @@ import torch.nn.functional as F
 
 from relabscope import __version__
 from relabscope.errors import DataError, RelabscopeError, RunDirError
+from relabscope.methods.guards import NONE, guard_settings, parse_guard
+from relabscope.methods.settings import RelabelGuardSettings
 from relabscope.runlog.images import ImagesArg
 from relabscope.runlog.schema import LOG_NAME, SPLIT_CODES, SampleTable
 from relabscope.runlog.writer import RunLogWriter
+from relabscope.training.distributed import World
+from relabscope.training.guards import GUARD_ORDER, Proposal, RelabelGuards, build_guards
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[int]]
 EmbeddingIO = Literal["output", "input"]
@@ -126,9 +137,14 @@ class RunCapture:
         config: the run's settings, stored as JSON in the log.
         metadata: attributes of the log's ``meta`` group (``method``, ``dataset``, ...),
             over the defaults (versions, sizes, ``method`` and ``dataset`` "custom").
+        guards: relabel guards on :meth:`relabel`, spelled as the sweep's ``--guards``
+            values: ``"floor=0.5"``, ``"hysteresis=1"``, ``"agree"``, joined with ``+``
+            (``"floor=0.5+agree"``); None or ``"none"``: every relabel stands. Their
+            settings (``relabel_floor``, ...) join ``config``.
 
     Raises:
         DataError: labels or keys that do not fit together.
+        RelabscopeError: a ``guards`` value that is not one.
     """
 
     def __init__(
@@ -144,6 +160,7 @@ class RunCapture:
         embed_every: int = 1,
         config: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        guards: str | None = None,
     ) -> None:
         path = Path(path)
         self.path = path if path.suffix == ".h5" else path / LOG_NAME
@@ -154,7 +171,14 @@ class RunCapture:
         self.num_classes = len(self.class_names)
         self.images = images
         self.embed_every = embed_every
+        #: the relabel guards' settings (all off unless ``guards`` switches some on)
+        self.guard_settings = RelabelGuardSettings(**guard_settings(parse_guard(guards or NONE, "guards")))
+        on = {"floor": self.guard_settings.relabel_floor > 0, "hysteresis": self.guard_settings.relabel_hysteresis > 0,
+              "agree": self.guard_settings.relabel_agree}
+        self._guard_names = [name for name in GUARD_ORDER if on[name]]
         self.config = dict(config or {})
+        if self._guard_names:
+            self.config.update(dataclasses.asdict(self.guard_settings))
         self.metadata = dict(metadata or {})
         #: the next epoch ``end_epoch`` commits
         self.epoch = 0
@@ -172,6 +196,10 @@ class RunCapture:
         self._relabelled: list[_HostRecord] = []  # several ranks: this rank's relabels of the epoch
         self._checked: set[str] = set()
         self._step = 0
+        self._guards: RelabelGuards | None = None  # built at the first batch (agree needs the embedding size)
+        self._guard_state: dict[str, Any] | None = None  # a checkpoint's, until the guards are built
+        self._guards_started = False  # the guards saw this epoch's start
+        self._trained: torch.Tensor | None = None  # (n_train,) bool: this rank logged the sample this epoch
         self._opened = self._closed = False
         self._epoch_start = time.perf_counter()
 
@@ -244,8 +272,8 @@ class RunCapture:
                 f"{self.path}: the checkpoint's state has {keep} logged epochs but there is no run log to resume"
         try:
             self._writer = RunLogWriter.resume(self.path, keep_epochs=keep, embed_every=self.embed_every,
-                                               config=self.config or None)
-        except ValueError as exc:  # the log holds fewer epochs than the state
+                                               config=self.config or None, guards=self._guard_names)
+        except ValueError as exc:  # the log holds fewer epochs than the state, or other guards
             return f"{self.path}: {exc}"
         self._embed_dim = self._writer.embed_dim
         return None
@@ -316,9 +344,13 @@ class RunCapture:
         emb = self._batch_embeddings(embeddings)
         self._check_batch(ids, logits, emb, phase)
         self._state_on(logits.device)
+        if self._guard_names and self._guards is None:
+            self._build_guards(emb)
         if phase == "train":
             used = self._labels[ids]
-            new, decided = self._apply_relabels(ids, logits)
+            if self._guards is not None:
+                self._guard_step(ids, used, emb)
+            new, decided = self._apply_relabels(ids, logits, emb)
             rows = ids
         else:
             used, new, decided, rows = self._test_labels[ids], None, None, ids + self.num_train
@@ -351,6 +383,12 @@ class RunCapture:
         """
         if not self._opened or self._closed:
             raise RelabscopeError(f"{self.path}: RunCapture.end_epoch before open() or after close()")
+        vetoed = None
+        if self._guards is not None:  # every rank: the guards' state and vetoes merge over the ranks
+            mine = self._trained.nonzero().squeeze(1) if self._trained is not None else \
+                torch.zeros(0, dtype=torch.long, device=self._labels.device)
+            self._guards.end_epoch(mine, World(rank=self._rank, size=self._size))
+            vetoed, self._guards_started, self._trained = self._guards.vetoed, False, None
         if self._size > 1:
             self._exchange()
         now = time.perf_counter()
@@ -359,7 +397,7 @@ class RunCapture:
                 raise RelabscopeError(f"{self.path}: an epoch ended before any batch was logged")
             self._wait_for_commit()
             self._commit = self._writer.end_epoch(lr=lr, seconds=now - self._epoch_start,
-                                                  save_embeddings=save_embeddings, wait=False)
+                                                  save_embeddings=save_embeddings, vetoed=vetoed, wait=False)
         self.epoch += 1
         self._epoch_start = now
 
@@ -386,10 +424,16 @@ class RunCapture:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint keeps: the labels in effect and the epochs logged so far
-        (waits for the last commit, so the log holds them)."""
+        """What a checkpoint keeps: the labels in effect, the epochs logged so far (waits
+        for the last commit, so the log holds them) and the relabel guards' state."""
         self._wait_for_commit()
-        return {"labels": self._labels.cpu().clone(), "epochs": self.epoch, "step": self._step}
+        state: dict[str, Any] = {"labels": self._labels.cpu().clone(), "epochs": self.epoch, "step": self._step}
+        if self._guards is not None:
+            state["guards"] = {name: {k: v.cpu().clone() for k, v in part.items()}
+                               for name, part in self._guards.state_dict().items()}
+        elif self._guard_state is not None:
+            state["guards"] = self._guard_state
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from a checkpoint's state: its labels in effect, and :meth:`open`
@@ -408,6 +452,13 @@ class RunCapture:
         self._labels = labels.clone()
         self.epoch = self._resume_epochs = int(state["epochs"])
         self._step = int(state.get("step", 0))
+        if self._guard_names:
+            missing = [name for name in self._guard_names if name not in state.get("guards", {})]
+            if missing:
+                raise RunDirError(f"{self.path}: the checkpoint's state holds no state of the relabel guard(s) "
+                                  f"{', '.join(missing)}; cannot resume with guards={self._guards_text()!r}")
+            self._guard_state = dict(state["guards"])
+            self._guards = None
 
     # ------------------------------------------------------------------ helpers
     def layer_embeddings(self) -> torch.Tensor | None:
@@ -450,10 +501,42 @@ class RunCapture:
             self._checked.add(phase)
         self._embed_dim = emb.shape[1]
 
-    def _apply_relabels(self, ids: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor | None,
-                                                                                 torch.Tensor | None]:
-        """Apply the relabels made for this batch; its new labels and, when a relabel
-        brought its own, the probabilities the events report (else None: the softmax)."""
+    def _build_guards(self, emb: torch.Tensor) -> None:
+        """The guards switched on, on the batches' device (agree needs the embedding size),
+        with a loaded checkpoint's state."""
+        given = torch.as_tensor(self.samples.given_label[:self.num_train].astype(np.int64), device=emb.device)
+        self._guards = build_guards(self.guard_settings, given, self.num_classes, emb.shape[1])
+        if self._guards is not None and self._guard_state is not None:
+            self._guards.load_state_dict(self._guard_state)
+            self._guard_state = None
+
+    def _guard_step(self, ids: torch.Tensor, used: torch.Tensor, emb: torch.Tensor) -> None:
+        """A training batch for the guards: the epoch's start at its first, then what the
+        batch trained on (the agree guard's class means)."""
+        assert self._guards is not None
+        if not self._guards_started:
+            self._guards.start_epoch(self._labels, World(rank=self._rank, size=self._size))
+            self._trained = torch.zeros(self.num_train, dtype=torch.bool, device=ids.device)
+            self._guards_started = True
+        self._guards.observe(used, emb)
+        assert self._trained is not None
+        self._trained[ids] = True
+
+    def _guards_text(self) -> str:
+        return "+".join(self._guard_names) or NONE
+
+    def _rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """A training id's row in the batch ``ids`` (indexed by sample id)."""
+        if self._positions is None or self._positions.device != ids.device:
+            self._positions = torch.zeros(self.num_train, dtype=torch.long, device=ids.device)
+        self._positions[ids] = torch.arange(len(ids), device=ids.device)
+        return self._positions
+
+    def _apply_relabels(self, ids: torch.Tensor, logits: torch.Tensor,
+                        emb: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Apply the relabels made for this batch (those the guards let stand); its new
+        labels and, when a relabel brought its own, the probabilities the events report
+        (else None: the softmax)."""
         if not self._pending:
             return None, None
         pending, self._pending = self._pending, []
@@ -466,16 +549,23 @@ class RunCapture:
                                   "for the batch's own samples, before the batch is logged")
         if not bool(((pnew >= 0) & (pnew < self.num_classes)).all()):
             raise DataError(f"relabel: new labels must be class ids 0..{self.num_classes - 1}")
-        self._labels[pids] = pnew
+        if self._guards is None:
+            self._labels[pids] = pnew
+        else:
+            old = self._labels[ids]
+            proposed = old.clone()
+            proposed[self._rows(ids)[pids]] = pnew
+            granted = self._guards.apply(Proposal(ids, old, proposed, logits, emb))
+            self._labels[ids] = granted
+            changed = granted != old
+            pids, pnew = ids[changed], granted[changed]
         decided = None
         if any(p[2] is not None for p in pending):
             decided = logits.float().softmax(dim=1)
-            if self._positions is None or self._positions.device != device:
-                self._positions = torch.zeros(self.num_train, dtype=torch.long, device=device)
-            self._positions[ids] = torch.arange(len(ids), device=device)
+            rows = self._rows(ids)
             for sample, _, probs in pending:
                 if probs is not None:
-                    decided[self._positions[sample.to(device)]] = probs.to(device)
+                    decided[rows[sample.to(device)]] = probs.to(device)
         if self._size > 1:
             self._relabelled.append(_HostRecord("train", -1, {"sample_ids": pids, "new_labels": pnew}))
         return self._labels[ids], decided
@@ -491,7 +581,7 @@ class RunCapture:
         try:
             self._writer = RunLogWriter.create(self.path, self.samples, self.class_names, embed_dim=embed_dim,
                                                config=self.config, metadata=metadata, embed_every=self.embed_every,
-                                               images=self.images)
+                                               images=self.images, guards=self._guard_names)
         except FileExistsError:
             raise RunDirError(f"{self.path}: a run log appeared there while this run started") from None
         return self._writer

@@ -71,6 +71,7 @@ class RelabscopeTrainerCallback(TrainerCallback):
         embed_every: keep embeddings every this many epochs (and the last).
         config: settings stored in the log.
         metadata: attributes of the log's ``meta`` group (``method``, ``dataset``, ...).
+        guards: relabel guards on ``relabel`` (``RunCapture``'s: ``"floor=0.5+agree"``).
     """
 
     def __init__(
@@ -90,10 +91,12 @@ class RelabscopeTrainerCallback(TrainerCallback):
         embed_every: int = 1,
         config: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        guards: str | None = None,
     ) -> None:
         self.capture = RunCapture(path, train_labels, test_labels, class_names=class_names, keys=keys,
                                   clean_labels=clean_labels, images=images, embed_every=embed_every,
-                                  config=config, metadata={"framework": "transformers", **(metadata or {})})
+                                  config=config, metadata={"framework": "transformers", **(metadata or {})},
+                                  guards=guards)
         self.embedding_layer = embedding_layer
         self.embedding_io = embedding_io
         self.id_key = id_key

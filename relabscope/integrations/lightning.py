@@ -72,6 +72,7 @@ class RelabscopeCallback(pl.Callback):
         embed_every: keep embeddings every this many epochs (and the last).
         config: settings stored in the log.
         metadata: attributes of the log's ``meta`` group (``method``, ``dataset``, ...).
+        guards: relabel guards on ``relabel`` (``RunCapture``'s: ``"floor=0.5+agree"``).
 
     Example:
         >>> import relabscope.integrations.lightning as rl
@@ -95,10 +96,12 @@ class RelabscopeCallback(pl.Callback):
         embed_every: int = 1,
         config: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        guards: str | None = None,
     ) -> None:
         self.capture = RunCapture(path, train_labels, test_labels, class_names=class_names, keys=keys,
                                   clean_labels=clean_labels, images=images, embed_every=embed_every,
-                                  config=config, metadata={"framework": "lightning", **(metadata or {})})
+                                  config=config, metadata={"framework": "lightning", **(metadata or {})},
+                                  guards=guards)
         self.embedding_layer = embedding_layer
         self.embedding_io = embedding_io
         self._logging = False

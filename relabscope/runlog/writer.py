@@ -281,7 +281,7 @@ class RunLogWriter:
     @classmethod
     def resume(
         cls, path: str | Path, *, keep_epochs: int, embed_every: int = 1,
-        config: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None, guards: Sequence[str] | None = None,
     ) -> "RunLogWriter":
         """Reopen a log to append after its first epochs; later rows go (a run resumes from
         its last checkpoint, which may be older than the log's last epoch).
@@ -294,18 +294,24 @@ class RunLogWriter:
             keep_epochs: the epochs to keep; the next ``end_epoch`` commits this one.
             embed_every: keep the embeddings every this many epochs.
             config: replaces the stored config (a resumed run may extend its epochs).
+            guards: the relabel guards the resumed run has (None: not checked); a log
+                that records other guards' vetoes is refused before anything changes.
 
         Returns:
             The writer, at epoch ``keep_epochs``.
 
         Raises:
-            ValueError: the log holds fewer than ``keep_epochs`` epochs.
+            ValueError: the log holds fewer than ``keep_epochs`` epochs, or other guards.
         """
         path = Path(path)
         if write_flags(path):
             clear_write_flags(path)
         f = _open_swmr_writer(path, "a")
         try:
+            logged = json.loads(f["meta"].attrs.get("guards", "[]"))
+            if guards is not None and logged != list(guards):
+                raise ValueError(f"the log records the relabel guards {'+'.join(logged) or 'none'}, the resumed "
+                                 f"run has {'+'.join(guards) or 'none'}: resume with the guards it was written with")
             _truncate(f, keep_epochs)
             if config is not None:  # before SWMR starts: afterwards strings cannot change
                 f["meta/config"][()] = json.dumps(dict(config), default=str)

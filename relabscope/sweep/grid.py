@@ -24,7 +24,8 @@ from relabscope.config import RESUMABLE, TrainConfig, applies, read_run_config, 
 from relabscope.errors import RelabscopeError, RunDirError, RunLockedError
 from relabscope.methods import METHODS
 from relabscope.rundir import CONFIG_NAME, locked_elsewhere
-from relabscope.sweep.guards import GUARD_SETTINGS, NONE, guard_settings, parse_guards, reads_guards
+from relabscope.methods.guards import GUARD_SETTINGS, NONE, guard_settings, parse_guards
+from relabscope.sweep.guards import reads_guards
 from relabscope.sweep.manifest import GRID_KEYS, Cell, cells, write_manifest
 from relabscope.training.distributed import World, joined, on_main
 from relabscope.training.hooks import Hook

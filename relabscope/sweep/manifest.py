@@ -28,7 +28,8 @@ import tomli_w
 from relabscope.atomic import atomic_write
 from relabscope.config import HOW_TO_RUN, load_toml
 from relabscope.errors import RunDirError
-from relabscope.sweep.guards import GUARD_SETTINGS, NONE, guard_suffix, reads_guards
+from relabscope.methods.guards import GUARD_SETTINGS, NONE
+from relabscope.sweep.guards import guard_suffix, reads_guards
 
 SWEEP_FILE = "sweep.toml"
 # Settings that decide a cell, not the shared setting; the CLI's sweep options set them

@@ -21,7 +21,7 @@ import pandas as pd
 from relabscope.analysis.compare import headline
 from relabscope.analysis.run import Run
 from relabscope.errors import RunDirError
-from relabscope.sweep.guards import NONE
+from relabscope.methods.guards import NONE
 from relabscope.sweep.manifest import Cell, manifest_cells, read_manifest
 
 Select = Literal["last", "best"]

@@ -52,7 +52,7 @@ from relabscope.training.distributed import World
 from relabscope.training.labels import merge_owned
 
 if TYPE_CHECKING:
-    from relabscope.config import TrainConfig
+    from relabscope.methods.settings import RelabelGuardSettings
 
 #: every guard, in the order they apply (a log's ``meta/guards`` lists those switched on, in this order)
 GUARD_ORDER = ("hysteresis", "agree", "floor")
@@ -315,9 +315,9 @@ class RelabelGuards:
             g.load_state_dict(state[g.name])
 
 
-def build_guards(cfg: TrainConfig, given: torch.Tensor, num_classes: int, embed_dim: int) -> RelabelGuards | None:
-    """The guards ``cfg`` switches on, for training labels ``given`` (on the training
-    device); None when none is on (the trainer then applies the proposals as they come)."""
+def build_guards(cfg: RelabelGuardSettings, given: torch.Tensor, num_classes: int, embed_dim: int) -> RelabelGuards | None:
+    """The guards ``cfg`` (a ``TrainConfig``, or the guard settings alone) switches on, for
+    training labels ``given`` (on the training device); None when none is on (the trainer then applies the proposals as they come)."""
     makers: dict[str, Callable[[], Guard]] = {
         "hysteresis": lambda: HysteresisGuard(cfg.relabel_hysteresis, given, num_classes),
         "agree": lambda: AgreeGuard(num_classes, embed_dim, given.device),

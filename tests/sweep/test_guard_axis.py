@@ -17,7 +17,7 @@ from relabscope.cli import main
 from relabscope.config import load_toml
 from relabscope.errors import RelabscopeError
 from relabscope.sweep import accuracy_table, read_manifest, relabel_table, run_sweep, sweep_results, sweep_table
-from relabscope.sweep.guards import guard_settings, parse_guards
+from relabscope.methods.guards import guard_settings, parse_guards
 from relabscope.sweep.manifest import SWEEP_FILE, cells, manifest_cells
 from tests.conftest import TINY, scratch
 
