@@ -320,6 +320,8 @@ class Trainer:
         t0 = time.perf_counter()
         metrics = self._run_epoch(epoch)
         metrics["seconds"] = time.perf_counter() - t0
+        if self.guards is not None:  # the epoch's count over every rank (end_epoch summed it)
+            metrics["vetoed"] = int(self.guards.vetoed.sum())
         self.sched.step()
         self.epoch += 1
         save_emb = (epoch + 1) % cfg.embed_every == 0 or epoch == cfg.epochs - 1

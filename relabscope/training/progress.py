@@ -44,7 +44,9 @@ class ProgressHook(Hook):
         self._write(
             f"epoch {epoch + 1}/{self.epochs}  loss {metrics['train_loss']:.3f}  "
             f"train acc {metrics['train_acc']:.1%}  test acc {metrics['test_acc']:.1%}  "
-            f"relabels {metrics['relabels']}  {metrics['seconds']:.1f}s"
+            f"relabels {metrics['relabels']}"
+            + (f" (guards vetoed {metrics['vetoed']})" if "vetoed" in metrics else "")
+            + f"  {metrics['seconds']:.1f}s"
         )
 
     def on_run_end(self, result: RunResult) -> None:

@@ -5,6 +5,7 @@ proposal; the vetoes the log records, and resume."""
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import socket
@@ -22,6 +23,7 @@ from relabscope.runlog import RunLogReader
 from relabscope.training.guards import (GUARD_ORDER, Proposal, build_guards, floor_sizes, nearer_new,
                                         rank_share, within_budget)
 from relabscope.training.hooks import BatchRecord, Hook
+from relabscope.training.progress import ProgressHook
 from relabscope.training.runner import train
 from tests.conftest import scratch
 
@@ -49,6 +51,10 @@ class Recorder(Hook):
 
     def __init__(self) -> None:
         self.batches: Batches = []
+        self.metrics: dict[int, dict[str, float]] = {}
+
+    def on_epoch_complete(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.metrics[epoch] = dict(metrics)
 
     def on_batch_end(self, record: BatchRecord) -> None:
         if record.phase != "train":
@@ -221,6 +227,11 @@ def test_vetoes_are_logged_per_epoch_and_class(runs, guard: str) -> None:
         logged = table.pivot(index="epoch", columns="class_id", values="vetoed").to_numpy()
         assert np.array_equal(logged, refused(rec.batches, run.num_epochs, run.num_classes))
         assert logged.sum() > 0
+        # the epoch line says as many (ProgressHook reads the same metrics)
+        assert [rec.metrics[e]["vetoed"] for e in range(run.num_epochs)] == logged.sum(axis=1).tolist()
+        stream = io.StringIO()
+        ProgressHook(stream).on_epoch_complete(1, rec.metrics[1])
+        assert f"relabels {rec.metrics[1]['relabels']} (guards vetoed {logged[1].sum()})" in stream.getvalue()
 
 
 def test_a_guard_that_refuses_nothing_changes_nothing(runs) -> None:
