@@ -21,6 +21,8 @@ from tests.conftest import TINY, scratch
 
 ALL = ["baseline", "scn", "scn-c", "rul", "rul-c", "dmue", "dmue-c"]
 SHARED = {k: v for k, v in TINY.items() if k not in ("noise", "seed")} | {"epochs": 2}
+#: the in-suite grid's settings: batches of 32, half the steps (the 8 DMUE runs dominate)
+GRID = SHARED | {"batch_size": 32}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,7 @@ def sweep_dir(tmp_path_factory: pytest.TempPathFactory):
     their optimiser state, which would otherwise take 6 GB of disk)."""
     with scratch(tmp_path_factory, "sweep") as root:
         out = root / "grid"
-        result = run_sweep(out, methods=ALL, noise=[0.0, 0.3], seeds=2, settings={**SHARED, "keep_optimizer": False},
+        result = run_sweep(out, methods=ALL, noise=[0.0, 0.3], seeds=2, settings={**GRID, "keep_optimizer": False},
                            progress=False, log=lambda line: None)
         assert not result.failed
         assert len(result.trained) == len(ALL) * 2 * 2 and not result.skipped
@@ -79,7 +81,7 @@ def test_cli_reruns_skip_finished_runs_and_print_the_table(sweep_dir) -> None:
             "--epochs", "2", "--config", str(sweep_dir.parent / "shared.toml")]
     import tomli_w
 
-    (sweep_dir.parent / "shared.toml").write_text(tomli_w.dumps({k: v for k, v in SHARED.items() if k != "epochs"}))
+    (sweep_dir.parent / "shared.toml").write_text(tomli_w.dumps({k: v for k, v in GRID.items() if k != "epochs"}))
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert result.output.count("finished before, skipped") == len(ALL) * 4
