@@ -9,6 +9,7 @@ plain numpy arrays; the analysis layer builds on this.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from functools import cached_property
 from pathlib import Path
@@ -339,8 +340,11 @@ class RunLogReader:
             self._closed = True
             self._shared.release()
 
-    def __del__(self) -> None:  # a reader dropped without close() gives its share back
-        if getattr(self, "_shared", None) is not None:
+    def __del__(self) -> None:
+        """A reader dropped without close() gives its share back; not at interpreter exit,
+        when h5py's own modules may already be torn down (closing then raised TypeError
+        from inside h5py), and the process's exit closes the file anyway."""
+        if getattr(self, "_shared", None) is not None and not sys.is_finalizing():
             self.close()
 
     def __enter__(self) -> "RunLogReader":
