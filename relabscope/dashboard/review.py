@@ -339,8 +339,9 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
         dcc.Store(id=ids.RV_REVIEWER, storage_type="local"),
         dcc.Store(id=ids.RV_KEYS),
         html.H2(f"Review — {run_id}"),
-        html.Div(f"Training samples, most suspect first (score: mean percentile rank of {used}). A decision is saved "
-                 "at once to corrections.csv beside the run.", className="muted"),
+        html.Div(f"Training samples, most suspect first (score: mean percentile rank of {used}). "
+                 + ("Decisions made so far are shown." if gate.read_only else
+                    "A decision is saved at once to corrections.csv beside the run."), className="muted"),
         _reviewer(gate),
         legend(names, gate.read_only is None),
         html.Div([
