@@ -22,10 +22,19 @@ position in its split under ``"sample_id"`` (an int), and
 Trainer drops inputs the model's ``forward`` does not name otherwise).
 
 Epochs: a training epoch is committed after the evaluation the Trainer runs at its end
-(``eval_strategy="epoch"``), else when the next epoch begins or training ends. A run that
-stops with an exception leaves the log as a killed run does: the committed epochs,
-readable, status "running". Resuming a Trainer from a checkpoint is not supported: the
-log path must be new.
+(``eval_strategy="epoch"``), else when the next epoch begins, a checkpoint is saved or
+training ends. A run that stops with an exception leaves the log as a killed run does: the
+committed epochs, readable, status "running".
+
+Resuming: each checkpoint the Trainer saves gets the callback's state beside it
+(``checkpoint-N/relabscope.pt``: the labels in effect, the epochs logged, the relabel
+guards' state), and ``trainer.train(resume_from_checkpoint=...)`` with a new callback on
+the same log path continues the log from it (later epochs of the log go, as they do for
+``relabscope train --resume``). Only a checkpoint saved at an epoch's end can be resumed
+(``save_strategy="epoch"``): one saved inside an epoch holds relabels whose epoch the log
+never committed, and resuming from it is refused in one line. The checkpoint must be in
+``output_dir`` (where the Trainer saves them): a Trainer callback is not told which folder
+``resume_from_checkpoint`` named.
 """
 
 from __future__ import annotations
@@ -38,13 +47,18 @@ import torch
 
 try:
     from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
     from transformers.utils.generic import ModelOutput
 except ImportError as exc:
     raise ImportError(f"relabscope.integrations.hf needs transformers: pip install 'relabscope[hf]' ({exc})") from exc
 
+from relabscope.atomic import atomic_write
 from relabscope.errors import RelabscopeError
 from relabscope.integrations.capture import ArrayLike, EmbeddingIO, Phase, RunCapture
 from relabscope.runlog.images import ImagesArg
+
+#: the callback's state in each checkpoint folder the Trainer saves
+STATE_FILE = "relabscope.pt"
 
 
 class RelabscopeTrainerCallback(TrainerCallback):
@@ -54,7 +68,8 @@ class RelabscopeTrainerCallback(TrainerCallback):
     ``Trainer.compute_loss``, which sees the batch's ``sample_id`` and the outputs).
 
     Args:
-        path: a ``.h5`` file, or a directory to hold ``run.h5``; it must not hold a log.
+        path: a ``.h5`` file, or a directory to hold ``run.h5``; it must not hold a log,
+            unless the Trainer resumes from a checkpoint of this run (module docstring).
         train_labels: ``(n_train,)`` the given label of each training sample.
         test_labels: ``(n_test,)`` the given label of each evaluation sample.
         class_names: names by class id.
@@ -107,6 +122,7 @@ class RelabscopeTrainerCallback(TrainerCallback):
         self._phase: Phase = "train"
         self._staged: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
         self._epoch_over = False  # the training epoch ended; its evaluation may follow
+        self._trained = False  # a training batch was logged since the last commit
         self._epochs = 0  # the Trainer's epochs, for "keep the last epoch's embeddings"
 
     # ------------------------------------------------------------------ for the method
@@ -133,6 +149,8 @@ class RelabscopeTrainerCallback(TrainerCallback):
         self._install(model)  # a callback added after the Trainer was built
         self.capture.attach(model, self.embedding_layer, self.embedding_io)
         self._epochs = math.ceil(state.num_train_epochs)
+        if state.global_step > 0:  # the Trainer resumed from a checkpoint
+            self._resume(args, state)
         self.capture.open()
         self._active = True
 
@@ -154,6 +172,21 @@ class RelabscopeTrainerCallback(TrainerCallback):
                     **kwargs: Any) -> None:
         if self._epoch_over:
             self._commit(kwargs.get("optimizer"))
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                **kwargs: Any) -> None:
+        """Put the state beside the checkpoint the Trainer just saved: an ended epoch is
+        committed first, so the state names it; inside an epoch the file only says so."""
+        if self._epoch_over:
+            self._commit(kwargs.get("optimizer"))
+        if not state.is_world_process_zero:
+            return
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        saved: dict[str, Any] = {"mid_epoch": self._trained, "epoch": self.capture.epoch}
+        if not self._trained:
+            saved["capture"] = self.capture.state_dict()
+        with atomic_write(folder / STATE_FILE) as fh:
+            torch.save(saved, fh)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                      **kwargs: Any) -> None:
@@ -200,13 +233,29 @@ class RelabscopeTrainerCallback(TrainerCallback):
             self.capture.log(*batch, phase="test")
 
     # ------------------------------------------------------------------ helpers
+    def _resume(self, args: TrainingArguments, state: TrainerState) -> None:
+        """Load the state saved with the checkpoint the Trainer resumed from."""
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        path = folder / STATE_FILE
+        if not path.is_file():
+            raise RelabscopeError(f"{folder}: the Trainer resumes from step {state.global_step} but this folder holds "
+                                  f"no {STATE_FILE} (a checkpoint saved without the callback, or one outside "
+                                  f"output_dir): cannot continue the log {self.capture.path}")
+        saved = torch.load(path, weights_only=True)
+        if saved["mid_epoch"]:
+            raise RelabscopeError(f"{path}: saved inside epoch {saved['epoch'] + 1}, whose relabels the log never "
+                                  "committed; resume from a checkpoint saved at an epoch's end "
+                                  "(TrainingArguments(save_strategy='epoch'))")
+        self.capture.load_state_dict(saved["capture"])
+
     def _flush(self) -> None:
         if self._staged is not None:
             staged, self._staged = self._staged, None
             self.capture.log(*staged, phase="train")
+            self._trained = True
 
     def _commit(self, optimizer: Any) -> None:
         lr = float(optimizer.param_groups[0]["lr"]) if optimizer is not None else float("nan")
         last = self.capture.epoch + 1 >= self._epochs
         self.capture.end_epoch(lr=lr, save_embeddings=True if last else None)
-        self._epoch_over = False
+        self._epoch_over = self._trained = False

@@ -57,7 +57,7 @@ class RelabellingTrainer(transformers.Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def _train(tmp_path, remove_unused_columns: bool = False):
+def _train(tmp_path, remove_unused_columns: bool = False, epochs: int = EPOCHS, **arguments):
     data = make_data(size=16, channels=3)
     config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
                                     image_size=16, patch_size=4, num_channels=3, num_labels=K)
@@ -66,10 +66,10 @@ def _train(tmp_path, remove_unused_columns: bool = False):
     callback = RelabscopeTrainerCallback(tmp_path / "run.h5", data.y_train, data.y_test, class_names=["a", "b", "c"],
                                          clean_labels=data.clean)
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "out"), num_train_epochs=EPOCHS, per_device_train_batch_size=16,
-        per_device_eval_batch_size=16, learning_rate=1e-3, eval_strategy="epoch", save_strategy="no",
-        logging_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
-        remove_unused_columns=remove_unused_columns, seed=0)
+        **{"output_dir": str(tmp_path / "out"), "num_train_epochs": epochs, "per_device_train_batch_size": 16,
+           "per_device_eval_batch_size": 16, "learning_rate": 1e-3, "eval_strategy": "epoch", "save_strategy": "no",
+           "logging_strategy": "no", "report_to": "none", "use_cpu": True, "disable_tqdm": True,
+           "dataloader_num_workers": 0, "remove_unused_columns": remove_unused_columns, "seed": 0, **arguments})
     trainer = RelabellingTrainer(model=model, args=args, train_dataset=Items(data.x_train, data.y_train),
                                  eval_dataset=Items(data.x_test, data.y_test), callbacks=[callback],
                                  relabscope=callback)
@@ -107,3 +107,46 @@ def test_trainer_without_remove_unused_columns_false_is_refused(tmp_path) -> Non
     trainer, _, _ = _train(tmp_path, remove_unused_columns=True)
     with pytest.raises(RelabscopeError, match="remove_unused_columns=False"):
         trainer.train()
+
+
+def test_resuming_a_trainer_continues_the_log(tmp_path) -> None:
+    """Stopped after two epochs (checkpoints at each epoch's end), resumed from the second
+    for two more: one log of four epochs whose first two are the first run's, training
+    on from the labels in effect the checkpoint kept."""
+    trainer, callback, _ = _train(tmp_path, epochs=2, save_strategy="epoch")
+    trainer.train()
+    kept = callback.labels()
+    with rs.open_run(tmp_path / "run.h5") as run:
+        before = run.relabel_events()
+        first_labels = run.labels()
+    steps = trainer.state.global_step
+    assert (tmp_path / "out" / f"checkpoint-{steps}" / "relabscope.pt").is_file()
+
+    trainer, callback, _ = _train(tmp_path, epochs=4, save_strategy="epoch")
+    seen = []
+    original = callback.capture.open
+    callback.capture.open = lambda: (seen.append(callback.labels()), original())[1]
+    trainer.train(resume_from_checkpoint=str(tmp_path / "out" / f"checkpoint-{steps}"))
+    assert torch.equal(seen[0], kept)  # the labels in effect the checkpoint kept
+    with rs.open_run(tmp_path / "run.h5") as run:
+        assert run.num_epochs == 4 and run.status == "finished"
+        events = run.relabel_events()
+        assert events[events["epoch"] < 2].reset_index(drop=True).equals(before)
+        assert set(events["epoch"]) >= {2, 3}  # the resumed epochs relabel too
+        np.testing.assert_array_equal(run.labels()[:2], first_labels)
+        made = sorted((e, i, n) for e, ids, new in trainer.made for i, n in zip(ids, new))
+        assert sorted(zip(events["epoch"], events["sample_id"], events["new"]))[len(before):] == made
+
+
+def test_resuming_from_a_checkpoint_inside_an_epoch_is_one_line(tmp_path) -> None:
+    trainer, _, _ = _train(tmp_path, epochs=1, save_strategy="steps", save_steps=2)  # 6 steps an epoch
+    trainer.train()
+    trainer, _, _ = _train(tmp_path, epochs=2, save_strategy="steps", save_steps=2)
+    with pytest.raises(RelabscopeError, match=r"relabscope.pt: saved inside epoch 1, whose relabels the log never "
+                                              r"committed; resume from a checkpoint saved at an epoch's end"):
+        trainer.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
+    trainer, _, _ = _train(tmp_path, epochs=2)
+    (tmp_path / "out" / "checkpoint-2" / "relabscope.pt").unlink()
+    with pytest.raises(RelabscopeError, match=r"checkpoint-2: the Trainer resumes from step 2 but this folder holds "
+                                              r"no relabscope.pt"):
+        trainer.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2"))
