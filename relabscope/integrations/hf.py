@@ -181,7 +181,7 @@ class RelabscopeTrainerCallback(TrainerCallback):
             self._commit(kwargs.get("optimizer"))
         if not state.is_world_process_zero:
             return
-        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        folder = _checkpoint_folder(args, state)
         saved: dict[str, Any] = {"mid_epoch": self._trained, "epoch": self.capture.epoch}
         if not self._trained:
             saved["capture"] = self.capture.state_dict()
@@ -235,7 +235,7 @@ class RelabscopeTrainerCallback(TrainerCallback):
     # ------------------------------------------------------------------ helpers
     def _resume(self, args: TrainingArguments, state: TrainerState) -> None:
         """Load the state saved with the checkpoint the Trainer resumed from."""
-        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        folder = _checkpoint_folder(args, state)
         path = folder / STATE_FILE
         if not path.is_file():
             raise RelabscopeError(f"{folder}: the Trainer resumes from step {state.global_step} but this folder holds "
@@ -259,3 +259,10 @@ class RelabscopeTrainerCallback(TrainerCallback):
         last = self.capture.epoch + 1 >= self._epochs
         self.capture.end_epoch(lr=lr, save_embeddings=True if last else None)
         self._epoch_over = self._trained = False
+
+
+def _checkpoint_folder(args: TrainingArguments, state: TrainerState) -> Path:
+    """Where the Trainer saves (and, by default, resumes) the checkpoint of this step."""
+    if args.output_dir is None:
+        raise RelabscopeError("RelabscopeTrainerCallback: TrainingArguments has no output_dir to keep checkpoints in")
+    return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
