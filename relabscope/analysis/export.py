@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 
+from relabscope.analysis.suspects import BASELINES
 from relabscope.atomic import atomic_write
 from relabscope.data.corrections import CorrectionJournal
 from relabscope.data.labelstudio import Task, export_tasks, labeling_config, read_export
@@ -64,7 +65,7 @@ def export_suspects(run: Run, out: str | Path, *, top: int | None = 200, format:
         lead = ["rank", "sample_id", "key", "score", "flag", "given", "suggested", "final"]
         signals = [c for c in rows.attrs.get("signals", []) if c in rows.columns]
         with atomic_write(out) as fh:
-            fh.write(rows[lead + signals + ["low_p_given"]].to_csv(index=False).encode())
+            fh.write(rows[lead + signals + list(BASELINES)].to_csv(index=False).encode())
         return [out]
     images = run.images(rows["sample_id"].tolist(), size=TASK_IMAGE_SIZE) if run.has_images else None
     columns = zip(rows["sample_id"].tolist(), rows["key"].tolist(), rows["given"].tolist(),

@@ -706,7 +706,7 @@ class Run:
         Returns:
             One row per training sample: sample_id, key, rank (1 = most suspect), score,
             flag, given_label, suggested_label, confident_label (-1: none), final_label,
-            the signals and low_p_given; ``attrs`` name the signals used, the flag's
+            the signals and the baselines low_p_given and low_p_last; ``attrs`` name the signals used, the flag's
             per-class thresholds and the window.
         """
         mask = self.train_mask

@@ -63,8 +63,11 @@ alone decides. It is always a different class from the given one: the alternativ
 reviewer weighs against keeping the label.
 
 :func:`suspect_quality` needs clean labels: ROC AUC and average precision of the score,
-of every single signal, of the flag and of the plain baseline ``low_p_given`` (1 - the
-given label's probability averaged over epochs), all on the same samples.
+of every single signal, of the flag and of two plain baselines, all on the same samples:
+``low_p_given`` (1 - the given label's probability averaged over epochs: the stronger
+reference, itself a reading of the training history) and ``low_p_last`` (1 - its
+probability in the last committed epoch: what one snapshot of a model gives, as a ranking
+without any history would).
 """
 
 from __future__ import annotations
@@ -100,8 +103,9 @@ SIGNALS: dict[str, Signal] = {
 }
 #: The signals the score combines by default: one per source of evidence (module docstring).
 DEFAULT_SIGNALS: tuple[str, ...] = ("aum", "distance_ratio")
-#: The plain reference every signal and the score are compared with: low p(given).
-BASELINE = "low_p_given"
+#: The plain references every signal and the score are compared with: low p(given),
+#: averaged over the epochs and in the last one.
+BASELINES: tuple[str, ...] = ("low_p_given", "low_p_last")
 QUALITY_COLUMNS = ["scorer", "kind", "auroc", "average_precision", "n", "noisy"]
 
 
@@ -192,7 +196,7 @@ def signal_table(
     whether the method can relabel at all (else the relabel signals are NaN).
 
     Returns:
-        The table (sample_id, then one column per signal, then ``low_p_given``), the
+        The table (sample_id, then one column per signal, then the baselines), the
         window-averaged probabilities ``(n, K)`` and the label shares ``(n, K)``
         (:func:`label_share`), which the flag and the suggestion read.
     """
@@ -227,7 +231,9 @@ def signal_table(
         for name, signal in SIGNALS.items():
             if signal.needs_relabels:
                 table[name] = np.nan
-    table[BASELINE] = 1.0 - dynamics["confidence_given"].to_numpy(dtype=np.float64)
+    table["low_p_given"] = 1.0 - dynamics["confidence_given"].to_numpy(dtype=np.float64)
+    last = np.asarray(probs[num_epochs - 1], dtype=np.float64)
+    table["low_p_last"] = 1.0 - last[np.arange(n), given]
     return table, recent, share
 
 
@@ -330,8 +336,8 @@ def suspects(
         Columns ``sample_id``, (``key``), ``rank`` (1 = most suspect), ``score`` in (0, 1],
         ``flag`` (confident learning), ``given_label``, ``suggested_label``,
         ``confident_label`` (-1: none), ``final_label`` (in effect after the last epoch),
-        then every signal and ``low_p_given``. ``attrs["signals"]`` names the signals the
-        score used, ``attrs["thresholds"]`` holds the per-class thresholds and
+        then every signal and the baselines ``low_p_given`` and ``low_p_last``.
+        ``attrs["signals"]`` names the signals the score used, ``attrs["thresholds"]`` holds the per-class thresholds and
         ``attrs["window"]`` the epochs they averaged.
     """
     table, recent, share = signal_table(dynamics, flipflops, probs=probs, labels=labels, final=final,
@@ -387,7 +393,7 @@ def suspect_quality(table: pd.DataFrame, noisy: np.ndarray) -> pd.DataFrame:
     for name, signal in SIGNALS.items():
         raw = table[name].to_numpy(dtype=np.float64)
         scorers.append((name, "signal", raw if signal.direction == "high" else -raw))
-    scorers.append((BASELINE, "baseline", table[BASELINE].to_numpy(dtype=np.float64)))
+    scorers += [(name, "baseline", table[name].to_numpy(dtype=np.float64)) for name in BASELINES]
     scorers.append(("flag", "flag", table["flag"].to_numpy(dtype=np.float64)))
     rows = []
     for name, kind, value in scorers:

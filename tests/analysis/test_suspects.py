@@ -74,6 +74,9 @@ def test_signals_match_hand_counts(constructed):
     assert t["low_p_given"].to_numpy() == pytest.approx(
         [1 - (.5 + .75 + .75) / 3, 1 - (.5 + .25 + .625) / 3, 1 - 2 / 3, 1 - (.5 + .25 + .125) / 3,
          1 - 2 / 3, 1 - (.25 + .125 + .125) / 3], abs=1e-3)
+    # the one-snapshot baseline: 1 - p(given) in the last epoch
+    assert t.loc[[0, 1, 3, 5], "low_p_last"].to_numpy() == pytest.approx([1 - .75, 1 - .625, 1 - .125, 1 - .125],
+                                                                          abs=1e-3)
     # AUM: mean of log p(given) - log max other
     assert t.loc[0, "aum"] == pytest.approx((math.log(2) + 2 * math.log(6)) / 3, abs=1e-3)
     assert t.loc[5, "aum"] == pytest.approx((math.log(.5) + math.log(.2) + math.log(1 / 6)) / 3, abs=1e-3)
@@ -184,6 +187,7 @@ def test_quality_scores_each_scorer_on_the_same_samples():
     table = pd.DataFrame({name: np.linspace(0, 1, 8) for name in SIGNALS})
     table["score"] = np.linspace(0, 1, 8)
     table["low_p_given"] = np.linspace(1, 0, 8)
+    table["low_p_last"] = np.linspace(0, 1, 8)
     table["flag"] = [False] * 6 + [True, True]
     table["away"] = np.nan
     noisy = pd.array([False] * 5 + [True, True, pd.NA], dtype="boolean")
@@ -191,6 +195,7 @@ def test_quality_scores_each_scorer_on_the_same_samples():
     assert q.loc["score", "auroc"] == 1.0 and q.loc["score", "n"] == 7 and q.loc["score", "noisy"] == 2
     assert q.loc["aum", "auroc"] == 0.0  # low AUM points to noise: this one points the wrong way
     assert q.loc["low_p_given", "auroc"] == 0.0 and q.loc["low_p_given", "kind"] == "baseline"
+    assert q.loc["low_p_last", "auroc"] == 1.0 and q.loc["low_p_last", "kind"] == "baseline"
     assert math.isnan(q.loc["away", "auroc"]) and q.loc["away", "n"] == 0
     # AP of the flag: its one scored flag is noisy (precision 1, recall 1/2), then all 7 (2/7, 1)
     assert q.loc["flag", "average_precision"] == pytest.approx(0.5 * 1 + 0.5 * 2 / 7)
