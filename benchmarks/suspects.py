@@ -12,12 +12,16 @@ baseline. Also reports the flag's precision and recall and how often the suggest
 is the clean one on the noisy samples. Runs given with ``--run`` are scored too (those
 without clean labels get the suspects' counts only).
 
-    python benchmarks/suspects.py --quick          # 6 runs of ~80 s each on 2 idle CPU cores
-    python benchmarks/suspects.py                  # larger runs (a GPU: --device cuda)
+    python benchmarks/suspects.py --quick          # 6 runs of ~40 s each on 2 idle CPU cores
+    python benchmarks/suspects.py                  # larger runs, ~8 min each (a GPU: --device cuda)
+    python benchmarks/suspects.py --quick --rates 0.3 --seeds 5   # the paired comparison over seeds
     python benchmarks/suspects.py --run runs/scn-rafdb --kinds none   # given runs only
 
 Prints a table of AUROC and one of AP (rows: scorers; columns: noise kind and rate) and
-writes JSON under benchmarks/results/, rewritten after every run.
+writes JSON under benchmarks/results/, rewritten after every run. With ``--seeds N``
+(training and noise seeds ``--seed`` .. ``--seed + N - 1``) the tables are of the first
+seed's runs, followed by the score's paired AUROC difference from each baseline per
+column over the seeds: mean, sample SD and in how many seeds the score was higher.
 """
 
 from __future__ import annotations
@@ -112,6 +116,33 @@ def score_run(path: Path) -> dict[str, Any]:
     return out
 
 
+def paired_differences(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per column (noise kind and rate) and baseline, the score's AUROC minus the
+    baseline's over the seeds: mean, sample SD (NaN for one seed), wins, seeds."""
+    from relabscope.analysis.suspects import BASELINES
+
+    by_column: dict[str, list[dict[str, float]]] = {}
+    for r in results:
+        if "quality" in r and r["kind"] in ("symmetric", "class"):
+            by_column.setdefault(r["label"], []).append({q["scorer"]: q["auroc"] for q in r["quality"]})
+    out = []
+    for label, runs in by_column.items():
+        for baseline in BASELINES:
+            d = np.array([q["score"] - q[baseline] for q in runs])
+            out.append({"column": label, "baseline": baseline, "seeds": len(d), "mean": float(d.mean()),
+                        "sd": float(d.std(ddof=1)) if len(d) > 1 else float("nan"), "wins": int((d > 0).sum()),
+                        "score_mean": float(np.mean([q["score"] for q in runs])),
+                        "baseline_mean": float(np.mean([q[baseline] for q in runs]))})
+    return out
+
+
+def print_paired(rows: list[dict[str, Any]]) -> None:
+    print("\nscore's ROC AUC minus each baseline's, over seeds (mean ± SD, seeds where the score is higher)")
+    for r in rows:
+        print(f"{r['column']:<10}{r['baseline']:<13} score {r['score_mean']:.3f} vs {r['baseline_mean']:.3f}: "
+              f"{r['mean']:+.4f} ± {r['sd']:.4f}, higher in {r['wins']} of {r['seeds']}")
+
+
 def print_tables(results: list[dict[str, Any]]) -> None:
     scored = [r for r in results if "quality" in r]
     if scored:
@@ -145,6 +176,7 @@ def main() -> None:
     ap.add_argument("--rates", default="0.1,0.2,0.3")
     ap.add_argument("--method", default="scn")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=1, help="train each run with seeds --seed .. --seed + N - 1")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--run", action="append", type=Path, default=[], help="also score this run (repeatable)")
     ap.add_argument("--keep", type=Path, help="train the runs into this folder (and reuse those already there)")
@@ -156,7 +188,7 @@ def main() -> None:
     root = args.keep or Path(tmp.name)  # type: ignore[union-attr]
     root.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
-    report: dict[str, Any] = {"quick": args.quick, "method": args.method, "seed": args.seed,
+    report: dict[str, Any] = {"quick": args.quick, "method": args.method, "seed": args.seed, "seeds": args.seeds,
                               "sizes": SIZES["quick" if args.quick else "full"], "platform": platform.platform(),
                               "runs": results, "complete": False}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -165,24 +197,31 @@ def main() -> None:
         with atomic_write(args.out) as fh:
             fh.write(json.dumps(report, indent=2, default=float).encode())
 
-    for kind in kinds:
-        for rate in rates:
-            out = root / f"{args.method}-{kind}-{rate:g}"
-            t = time.perf_counter()
-            reused = finished(out)
-            if not reused:
-                train_run(out, kind, rate, args)
-            trained = None if reused else time.perf_counter() - t
-            result = {"label": f"{kind[:3]} {rate:.0%}", "kind": kind, "rate": rate, "train_seconds": trained,
-                      **score_run(out)}
-            results.append(result)
-            how = f"reused {out}" if trained is None else f"trained in {trained:.0f} s"
-            print(f"{result['label']}: {how}, test acc {result['test_acc']:.3f}", flush=True)
-            save()
+    first_seed = args.seed
+    for seed in range(first_seed, first_seed + args.seeds):
+        args.seed = seed
+        for kind in kinds:
+            for rate in rates:
+                out = root / (f"{args.method}-{kind}-{rate:g}" + (f"-seed{seed}" if seed else ""))
+                t = time.perf_counter()
+                reused = finished(out)
+                if not reused:
+                    train_run(out, kind, rate, args)
+                trained = None if reused else time.perf_counter() - t
+                result = {"label": f"{kind[:3]} {rate:.0%}", "kind": kind, "rate": rate, "seed": seed,
+                          "train_seconds": trained, **score_run(out)}
+                results.append(result)
+                how = f"reused {out}" if trained is None else f"trained in {trained:.0f} s"
+                print(f"{result['label']}, seed {seed}: {how}, test acc {result['test_acc']:.3f}", flush=True)
+                save()
+    args.seed = first_seed
     for path in args.run:
         results.append({"label": path.name[:12], "kind": "given", **score_run(path)})
         save()
-    print_tables(results)
+    print_tables([r for r in results if r.get("seed", first_seed) == first_seed])
+    if args.seeds > 1:
+        report["paired"] = paired_differences(results)
+        print_paired(report["paired"])
     report["complete"] = True
     save()
     print(f"wrote {args.out}")
