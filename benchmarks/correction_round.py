@@ -10,7 +10,7 @@
    labels corrected / clean corrupted) and the correction round (per decision: trained on,
    relabelled again, ended under another label, noisy before / after).
 
-    python benchmarks/correction_round.py --quick      # ~6 min on 2 CPU cores
+    python benchmarks/correction_round.py --quick      # ~70 s on 2 idle CPU cores
     python benchmarks/correction_round.py --top 300
 
 Prints both tables and writes JSON under benchmarks/results/.

@@ -146,11 +146,9 @@ def map_figure(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int, 
     values = colour_values(ctx, run_id, colour)
     fig = plot.projection_figure(df, run.class_names, color=COLOURS[colour] if values is not None else colour,
                                  values=values, title_text=head, caveat=embeddings_note(run, [epoch]),
-                                 classes=classes)
+                                 classes=classes, hover_labels=False)  # the hover card replaces plotly's label
     # a new uirevision when the real map replaces the preview: its zoom would not fit
     fig.update_layout(dragmode="lasso", clickmode="event", uirevision=f"{run_id}|{drawn}|{epoch}|{classes}")
-    # the hover card replaces plotly's label (which would cover it); hover events still fire
-    fig.update_traces(hoverinfo="none", hovertemplate=None)
     line = status(ctx, run_id, len(df))
     return fig, (f"{pending}; {METHODS[drawn]} preview: {line}" if pending else line), pending is not None
 

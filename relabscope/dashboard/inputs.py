@@ -170,11 +170,16 @@ def sample_from_bar_click(click: Any) -> int | None:
 
 def selected_ids(selected: Any) -> list[int]:
     """Sample ids of the points a lasso / box selection of the embedding map holds
-    (``customdata[0]`` of each point), sorted, without repeats."""
+    (``customdata[0]`` of each point), sorted, without repeats.
+
+    A figure whose ids are a number array is sent to the browser as a typed array, and a
+    point's row of it comes back from plotly's events as ``{"0": id}`` (JSON of a typed
+    array), not ``[id]``: both are read."""
     ids = set()
     for point in (selected or {}).get("points", []) if isinstance(selected, dict) else []:
         try:
-            ids.add(int(float(point["customdata"][0])))
+            row = point["customdata"]
+            ids.add(int(float(row["0"] if isinstance(row, dict) else row[0])))
         except (KeyError, IndexError, TypeError, ValueError):
             continue  # the legend's marker-only trace has no customdata
     return sorted(ids)

@@ -83,7 +83,7 @@ def projection(run: Run, *, method: ProjectionMethod = "umap", epoch: int = -1,
 def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: str = "effect",
                       values: pd.Series | None = None, title_text: str | None = None,
                       run_name: str | None = None, caveat: str | None = None,
-                      classes: Iterable[int] | None = None) -> go.Figure:
+                      classes: Iterable[int] | None = None, hover_labels: bool = True) -> go.Figure:
     """Draw :func:`projection` from a map.
 
     Args:
@@ -97,6 +97,10 @@ def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: st
         caveat: what the figure must say about its data (the pass the embeddings come from).
         classes: the classes ``df`` was filtered to (by label in effect), if any: only they
             can be named as relabelled away (other given labels of the shown points are not).
+        hover_labels: plotly's hover label per point. A host that shows a card of its own
+            (the dashboard's map) passes False: each point then carries its sample id alone
+            (``customdata[0]``, an int in a plain JSON list, which Dash's hover, click and
+            selection events can read) and the figure says nothing about hovering.
 
     Returns:
         The figure (a note for "clean" without clean labels).
@@ -108,7 +112,10 @@ def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: st
         return class_names[int(i)] if 0 <= int(i) < len(class_names) else "unknown"
 
     clean = df["clean_label"].to_numpy(np.int64) if "clean_label" in df else np.full(len(df), -1)
-    hover, template, subtitle = _hover(df, clean, name)
+    # a host's card reads the ids through Dash's events, which index the figure's customdata
+    # as sent: a plain list (object dtype), since a typed array's spec cannot be indexed
+    hover, template, subtitle = _hover(df, clean, name) if hover_labels else \
+        (df["sample_id"].to_numpy().astype(np.int64).astype(object)[:, None], "", None)
     moved = df["label"].to_numpy(np.int64) != df["given_label"].to_numpy(np.int64)
     symbols = np.where(moved, _CROSS, _CIRCLE)
     fig = go.Figure()
@@ -157,6 +164,8 @@ def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: st
     fig.update_xaxes(showticklabels=False, title_text="", zeroline=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, title_text="", zeroline=False, showgrid=False, scaleanchor="x", scaleratio=1)
     fig.update_layout(legend_title_text=legend_title)
+    if not hover_labels:  # hover events still fire for the host's card
+        fig.update_traces(hoverinfo="none", hovertemplate=None)
     subtitle = " · ".join(p for p in (subtitle, caveat) if p) or None
     return finish(fig, head, subtitle=subtitle, height=640, width=760)
 

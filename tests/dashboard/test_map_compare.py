@@ -89,9 +89,9 @@ def _points(fig) -> pd.DataFrame:
     rows = []
     for i, trace in enumerate(fig["data"]):
         cd = trace.get("customdata")
-        if not cd:
+        if cd is None or (isinstance(cd, list) and not cd):
             continue
-        for sid_row, x, y in zip(cd, _values(trace["x"]), _values(trace["y"])):
+        for sid_row, x, y in zip(_values(cd), _values(trace["x"]), _values(trace["y"])):
             rows.append((int(float(sid_row[0])), float(x), float(y), i))
     return pd.DataFrame(rows, columns=["sample_id", "x", "y", "trace"])
 
@@ -124,8 +124,8 @@ def test_map_is_the_runs_projection(app, client) -> None:
     np.testing.assert_allclose(got["x"], want.loc[got.index, "x"], rtol=1e-5)
     # one trace per class in effect, named with its count
     for t in fig["data"]:
-        if t.get("customdata"):
-            sample_ids = [int(float(c[0])) for c in t["customdata"]]
+        if t.get("customdata") is not None:
+            sample_ids = [int(c[0]) for c in _values(t["customdata"])]
             labels = {run.class_names[v] for v in want.loc[sample_ids, "label"]}
             assert len(labels) == 1 and t["name"].startswith(labels.pop())
     assert f"{len(want)} of {int(run.train_mask.sum())} training samples" in texts(out[ids.MP_STATUS])
@@ -139,7 +139,7 @@ def test_map_classes_and_numeric_colour(app, client) -> None:
     want = run.project("tsne", e, classes=[0, 1], max_points=app.relabscope.max_points)
     assert set(want["label"]) <= {0, 1}
     trace = fig["data"][0]
-    sample_ids = [int(float(c[0])) for c in trace["customdata"]]
+    sample_ids = [int(c[0]) for c in _values(trace["customdata"])]
     assert sorted(sample_ids) == sorted(want["sample_id"])
     flip = run.flipflops().set_index("sample_id")["flipflops"]
     np.testing.assert_array_equal(_values(trace["marker"]["color"]), flip.loc[sample_ids].to_numpy(float))
@@ -422,6 +422,7 @@ def test_demo_opens_the_compare_page_of_its_runs(tiny_runs, tmp_path, monkeypatc
 
 
 def test_plain_helpers_of_the_new_pages() -> None:
+    assert selected_ids({"points": [{"customdata": {"0": 7}}, {"customdata": {"0": 3.0, "1": 0.5}}]}) == [3, 7]
     assert selected_ids({"points": [{"customdata": ["3", "x"]}, {"customdata": [1]}, {"x": 0},
                                     {"customdata": ["3"]}]}) == [1, 3]
     assert selected_ids(None) == [] and sample_from_click({"points": []}) is None

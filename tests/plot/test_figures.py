@@ -325,6 +325,28 @@ def test_large_projection_hovers_the_sample_id_only(monkeypatch):
         assert "hover shows the sample id" in fig.layout.title.subtitle.text
 
 
+def test_a_host_with_its_own_hover_card_gets_ids_alone_and_no_hover_note(monkeypatch):
+    """The dashboard's map shows a card of its own: every point carries its sample id (what
+    the card and the lasso read), plotly draws no label, and the subtitle says nothing
+    about hovering, at any size."""
+    from relabscope.plot import embedding_maps
+
+    df = _proj()
+    for limit in (len(df) + 1, len(df) - 1):  # below and above the detail limit
+        monkeypatch.setattr(embedding_maps, "HOVER_DETAIL_POINTS", limit)
+        for color in ("effect", "sample_id"):
+            fig = plot.projection_figure(df, CLASSES, color=color, hover_labels=False, caveat="training pass")
+            drawn = [t for t in fig.data if t.customdata is not None]
+            assert sorted(np.concatenate([t.customdata[:, 0] for t in drawn]).tolist()) == sorted(df["sample_id"])
+            # a plain list in the figure's JSON: Dash's events index it (a typed array they cannot)
+            for t in drawn:
+                sent = t.to_plotly_json()["customdata"]
+                assert isinstance(sent, np.ndarray) and sent.dtype == object
+                assert all(isinstance(v, int) for v in sent[:, 0])
+            assert all(t.hoverinfo == "none" and t.hovertemplate is None for t in fig.data)
+            assert "hover" not in fig.layout.title.subtitle.text and "training pass" in fig.layout.title.subtitle.text
+
+
 def test_projection_by_number():
     df = _proj()
     values = pd.Series(np.arange(len(df), dtype=float)[::-1], index=df["sample_id"], name="flipflops")
