@@ -343,6 +343,13 @@ def _inputs(a: Any, method: Any, epoch: Any, classes: Any, ctx: Context):
 
 
 def register(app, ctx: Context) -> None:
+    def _drawn(a: Any, method: Any, epoch: Any, classes: Any, colour: Any) -> tuple[str, pd.DataFrame, int, str]:
+        """What the map draws for these inputs (the map or its preview): run id, points,
+        epoch and colouring, for the views beside it."""
+        run_id, _, method, epoch, classes = _inputs(a, method, epoch, classes, ctx)
+        df = projection(ctx, run_id, method, epoch, classes)[0]
+        return run_id, df, epoch, parse_choice(colour or "effect", COLOURS, "colour")
+
     live = Input(ids.LIVE_VERSION, "data")
     picks = [Input(ids.MP_METHOD, "value"), Input(ids.MP_EPOCH, "value"), Input(ids.MP_CLASSES, "value")]
 
@@ -384,9 +391,8 @@ def register(app, ctx: Context) -> None:
         if not chosen:  # cleared, or another map was asked for
             return None
         try:
-            run_id, run, method, epoch, classes = _inputs(a, method, epoch, classes, ctx)
-            df = projection(ctx, run_id, method, epoch, classes)[0]
-            return selection_grid(ctx, run_id, df, chosen, epoch, parse_choice(colour or "effect", COLOURS, "colour"))
+            run_id, df, epoch, colouring = _drawn(a, method, epoch, classes, colour)
+            return selection_grid(ctx, run_id, df, chosen, epoch, colouring)
         except Exception as exc:
             return error_card(describe_error(exc), "Cannot show the selected images")
 
@@ -401,9 +407,8 @@ def register(app, ctx: Context) -> None:
         if sid is None:  # the pointer left the point: the clientside callback hides the card
             return no_update
         try:
-            run_id, run, method, epoch, classes = _inputs(a, method, epoch, classes, ctx)
-            df = projection(ctx, run_id, method, epoch, classes)[0]
-            return hover_card(ctx, run_id, df, sid, epoch, parse_choice(colour or "effect", COLOURS, "colour"))
+            run_id, df, epoch, colouring = _drawn(a, method, epoch, classes, colour)
+            return hover_card(ctx, run_id, df, sid, epoch, colouring)
         except Exception as exc:
             return html.Div(describe_error(exc), className="err-msg")
 
