@@ -95,10 +95,11 @@ def main() -> None:
     ap.add_argument("log", type=Path)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--devices", type=int, default=1)
+    ap.add_argument("--guards", default=None, help="RelabscopeCallback's guards, e.g. floor=0.9+hysteresis=1")
     args = ap.parse_args()
     torch.set_num_threads(1)
     model, _, trainer = fit(args.log, args.epochs, devices=args.devices,
-                            strategy="ddp" if args.devices > 1 else "auto")
+                            strategy="ddp" if args.devices > 1 else "auto", callback_options={"guards": args.guards})
     Path(f"{args.log}.rank{trainer.global_rank}.json").write_text(json.dumps({"made": model.made, "seen": model.seen}))
 
 

@@ -52,6 +52,29 @@ def test_ddp_two_ranks_write_one_log_with_every_sample_and_both_ranks_relabels(t
         assert len(first) and (run.labels()[2, first["sample_id"]] == first["new"]).all()
 
 
+def test_ddp_two_ranks_apply_the_guards_and_count_every_veto(tmp_path) -> None:
+    """Guards on two ranks: every proposal either became a relabel event or a veto (summed
+    over the ranks), no class fell below the floor in any epoch, and no sample returned to
+    an earlier label twice."""
+    log = tmp_path / "run.h5"
+    proc = _run_script(log, "--epochs", "4", "--devices", "2", "--guards", "floor=0.9+hysteresis=1")
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out[-3000:]
+    ranks = [json.loads(Path(f"{log}.rank{r}.json").read_text()) for r in (0, 1)]
+    with rs.open_run(log) as run:
+        assert run.num_epochs == 4 and run.status == "finished" and run.log.guards == ["hysteresis", "floor"]
+        proposed = np.zeros(run.num_epochs, np.int64)
+        for rank in ranks:
+            for epoch, ids, _ in rank["made"]:
+                proposed[epoch] += len(ids)
+        granted = run.relabel_events().groupby("epoch").size().reindex(range(run.num_epochs), fill_value=0)
+        vetoed = run.vetoes().groupby("epoch")["vetoed"].sum().reindex(range(run.num_epochs), fill_value=0)
+        assert (vetoed.to_numpy() + granted.to_numpy() == proposed).all() and vetoed.sum() > 0 and granted.sum() > 0
+        counts = run.class_counts()
+        assert (counts["count"] >= np.ceil(0.9 * counts["given"] - 1e-9)).all()
+        assert run.flipflops()["flipflops"].max() <= 1
+
+
 def test_killed_run_keeps_its_committed_epochs(tmp_path) -> None:
     log = tmp_path / "run.h5"
     proc = _run_script(log, "--epochs", "1000")
