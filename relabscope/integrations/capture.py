@@ -70,7 +70,7 @@ from relabscope.runlog.images import ImagesArg
 from relabscope.runlog.schema import LOG_NAME, SPLIT_CODES, SampleTable
 from relabscope.runlog.writer import RunLogWriter
 from relabscope.training.distributed import World
-from relabscope.training.guards import GUARD_ORDER, Proposal, RelabelGuards, build_guards
+from relabscope.training.guards import Proposal, RelabelGuards, build_guards, guards_on
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[int]]
 EmbeddingIO = Literal["output", "input"]
@@ -173,9 +173,7 @@ class RunCapture:
         self.embed_every = embed_every
         #: the relabel guards' settings (all off unless ``guards`` switches some on)
         self.guard_settings = RelabelGuardSettings(**guard_settings(parse_guard(guards or NONE, "guards")))
-        on = {"floor": self.guard_settings.relabel_floor > 0, "hysteresis": self.guard_settings.relabel_hysteresis > 0,
-              "agree": self.guard_settings.relabel_agree}
-        self._guard_names = [name for name in GUARD_ORDER if on[name]]
+        self._guard_names = guards_on(self.guard_settings)
         self.config = dict(config or {})
         if self._guard_names:
             self.config.update(dataclasses.asdict(self.guard_settings))

@@ -323,9 +323,15 @@ def build_guards(cfg: RelabelGuardSettings, given: torch.Tensor, num_classes: in
         "agree": lambda: AgreeGuard(num_classes, embed_dim, given.device),
         "floor": lambda: FloorGuard(cfg.relabel_floor, given, num_classes),
     }
-    on = {"hysteresis": cfg.relabel_hysteresis > 0, "agree": cfg.relabel_agree, "floor": cfg.relabel_floor > 0}
-    guards = [makers[name]() for name in GUARD_ORDER if on[name]]
+    guards = [makers[name]() for name in guards_on(cfg)]
     return RelabelGuards(guards, num_classes, given.device) if guards else None
+
+
+def guards_on(cfg: RelabelGuardSettings) -> list[str]:
+    """The names of the guards ``cfg`` switches on, in :data:`GUARD_ORDER` (a log's
+    ``meta/guards``)."""
+    on = {"hysteresis": cfg.relabel_hysteresis > 0, "agree": cfg.relabel_agree, "floor": cfg.relabel_floor > 0}
+    return [name for name in GUARD_ORDER if on[name]]
 
 
 def _restored(saved: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
