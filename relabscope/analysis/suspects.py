@@ -337,8 +337,8 @@ def suspects(
         ``flag`` (confident learning), ``given_label``, ``suggested_label``,
         ``confident_label`` (-1: none), ``final_label`` (in effect after the last epoch),
         then every signal and the baselines ``low_p_given`` and ``low_p_last``.
-        ``attrs["signals"]`` names the signals the score used, ``attrs["thresholds"]`` holds the per-class thresholds and
-        ``attrs["window"]`` the epochs they averaged.
+        ``attrs["signals"]`` names the signals the score used, ``attrs["thresholds"]``
+        holds the per-class thresholds and ``attrs["window"]`` the epochs they averaged.
     """
     table, recent, share = signal_table(dynamics, flipflops, probs=probs, labels=labels, final=final,
                                         distances=distances, given=given, relabels=relabels, window=window)

@@ -315,9 +315,11 @@ class RelabelGuards:
             g.load_state_dict(state[g.name])
 
 
-def build_guards(cfg: RelabelGuardSettings, given: torch.Tensor, num_classes: int, embed_dim: int) -> RelabelGuards | None:
+def build_guards(cfg: RelabelGuardSettings, given: torch.Tensor, num_classes: int,
+                 embed_dim: int) -> RelabelGuards | None:
     """The guards ``cfg`` (a ``TrainConfig``, or the guard settings alone) switches on, for
-    training labels ``given`` (on the training device); None when none is on (the trainer then applies the proposals as they come)."""
+    training labels ``given`` (on the training device); None when none is on (the trainer
+    then applies the proposals as they come)."""
     makers: dict[str, Callable[[], Guard]] = {
         "hysteresis": lambda: HysteresisGuard(cfg.relabel_hysteresis, given, num_classes),
         "agree": lambda: AgreeGuard(num_classes, embed_dim, given.device),
