@@ -706,17 +706,18 @@ class Run:
         Returns:
             One row per training sample: sample_id, key, rank (1 = most suspect), score,
             flag, given_label, suggested_label, confident_label (-1: none), final_label,
-            the signals and the baselines low_p_given and low_p_last; ``attrs`` name the signals used, the flag's
-            per-class thresholds and the window.
+            the signals and the baselines low_p_given and low_p_last; ``attrs`` name the
+            signals used, the flag's per-class thresholds and the window.
         """
         mask = self.train_mask
         chosen = None if signals is None else tuple(signals)
         return self._cached_table(f"suspects:{window}:{chosen}", lambda: _suspects.suspects(
-            self.dynamics(), self.flipflops(), probs=self._train_columns(self.probabilities()),
-            labels=self._train_columns(self.labels()), final=self.final_labels()[mask],
-            distances=self._train_columns(self.distances(None)), given=self.given_labels[mask],
-            relabels=self.relabels_at_all, window=window, signals=chosen,
-            keys=[str(k) for k in self.log.samples["key"][mask]]))
+            _suspects.signal_table(
+                self.dynamics(), self.flipflops(), probs=self._train_columns(self.probabilities()),
+                labels=self._train_columns(self.labels()), final=self.final_labels()[mask],
+                distances=self._train_columns(self.distances(None)), given=self.given_labels[mask],
+                relabels=self.relabels_at_all, window=window),
+            signals=chosen, keys=[str(k) for k in self.log.samples["key"][mask]]))
 
     def suspect_quality(self, *, window: int | None = None, signals: Iterable[str] | None = None) -> pd.DataFrame:
         """How well :meth:`suspects` finds the wrong given labels, beside each single signal,

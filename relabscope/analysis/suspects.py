@@ -175,6 +175,22 @@ def label_share(states: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- signals
+@dataclass(frozen=True)
+class Signals:
+    """What :func:`signal_table` reads from a run, for :func:`suspects`: ``table``
+    (sample_id, one column per signal, the baselines), ``recent`` the window-averaged
+    probabilities ``(n, K)``, ``share`` the label shares ``(n, K)``
+    (:func:`label_share`), ``given`` and ``final`` labels ``(n,)``, and ``window`` the
+    epochs ``recent`` averages."""
+
+    table: pd.DataFrame
+    recent: np.ndarray
+    share: np.ndarray
+    given: np.ndarray
+    final: np.ndarray
+    window: int
+
+
 def signal_table(
     dynamics: pd.DataFrame,
     flipflops: pd.DataFrame,
@@ -186,8 +202,8 @@ def signal_table(
     given: np.ndarray,
     relabels: bool,
     window: int | None = None,
-) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Every signal of :data:`SIGNALS` and the baseline, per training sample.
+) -> Signals:
+    """Every signal of :data:`SIGNALS` and the baselines, per training sample.
 
     ``dynamics`` (``relabscope.analysis.dynamics.dynamics_table``) and ``flipflops``
     (``relabscope.analysis.flipflops.flipflop_table``) are row-aligned over the same ``n``
@@ -196,9 +212,7 @@ def signal_table(
     whether the method can relabel at all (else the relabel signals are NaN).
 
     Returns:
-        The table (sample_id, then one column per signal, then the baselines), the
-        window-averaged probabilities ``(n, K)`` and the label shares ``(n, K)``
-        (:func:`label_share`), which the flag and the suggestion read.
+        The :class:`Signals` that :func:`suspects` ranks.
     """
     given = np.asarray(given, dtype=np.int64)
     if not hasattr(probs, "shape"):
@@ -234,7 +248,7 @@ def signal_table(
     table["low_p_given"] = 1.0 - dynamics["confidence_given"].to_numpy(dtype=np.float64)
     last = np.asarray(probs[num_epochs - 1], dtype=np.float64)
     table["low_p_last"] = 1.0 - last[np.arange(n), given]
-    return table, recent, share
+    return Signals(table, recent, share, given, np.asarray(final, dtype=np.int64), window)
 
 
 # ---------------------------------------------------------------------- score
@@ -313,22 +327,14 @@ def suggested_labels(recent: np.ndarray, share: np.ndarray, given: np.ndarray) -
 
 # ---------------------------------------------------------------------- the table
 def suspects(
-    dynamics: pd.DataFrame,
-    flipflops: pd.DataFrame,
+    found: Signals,
     *,
-    probs: np.ndarray,
-    labels: np.ndarray,
-    final: np.ndarray,
-    distances: np.ndarray,
-    given: np.ndarray,
-    relabels: bool,
-    window: int | None = None,
     signals: Sequence[str] | None = None,
     keys: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per training sample, the most suspect first.
 
-    Inputs as in :func:`signal_table`; ``signals`` the signals the score combines
+    ``found``: :func:`signal_table`'s signals; ``signals`` the signals the score combines
     (default: :data:`DEFAULT_SIGNALS`), ``keys`` the samples' keys (a ``key`` column
     after ``sample_id`` when given).
 
@@ -340,9 +346,7 @@ def suspects(
         ``attrs["signals"]`` names the signals the score used, ``attrs["thresholds"]``
         holds the per-class thresholds and ``attrs["window"]`` the epochs they averaged.
     """
-    table, recent, share = signal_table(dynamics, flipflops, probs=probs, labels=labels, final=final,
-                                        distances=distances, given=given, relabels=relabels, window=window)
-    given = np.asarray(given, dtype=np.int64)
+    table, recent, given = found.table, found.recent, found.given
     score, used = combine(table, list(DEFAULT_SIGNALS if signals is None else signals))
     thresholds = class_thresholds(recent, given)
     confident = confident_labels(recent, thresholds)
@@ -352,9 +356,9 @@ def suspects(
         "score": score,
         "flag": (confident >= 0) & (confident != given),
         "given_label": given,
-        "suggested_label": suggested_labels(recent, share, given),
+        "suggested_label": suggested_labels(recent, found.share, given),
         "confident_label": confident,
-        "final_label": np.asarray(final, dtype=np.int64),
+        "final_label": found.final,
     })
     if keys is not None:
         lead.insert(1, "key", np.asarray(keys, dtype=object))
@@ -362,8 +366,7 @@ def suspects(
     out = out.sort_values(["score", "sample_id"], ascending=[False, True], na_position="last", kind="stable")
     out = out.reset_index(drop=True)
     out["rank"] = np.arange(1, len(out) + 1, dtype=np.int64)
-    out.attrs.update(signals=used, thresholds=thresholds.tolist(),
-                     window=default_window(probs.shape[0]) if window is None else int(window))
+    out.attrs.update(signals=used, thresholds=thresholds.tolist(), window=found.window)
     return out
 
 
