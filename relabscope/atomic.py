@@ -7,6 +7,10 @@ writer trips over another's temporary file. (Checkpoints keep one fixed temporar
 their run directory has one writer, and a killed writer's leftover is overwritten next
 time instead of piling up.)
 
+A full disk is one line naming the file and the space it needs (``relabscope.diskspace``),
+the old file left as it was: the bytes of a write whose size is known are claimed before
+any is written, and one that runs out of space midway is thrown away.
+
 ``mkstemp`` creates its file readable by the owner only (mode 0600); the new file gets the
 mode an ``open()`` would have given it (0666 less the umask), so a report, a table or
 ``corrections.csv`` can be read by the group that shares the run directory.
@@ -20,22 +24,46 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from relabscope.diskspace import disk_full, is_disk_full, reserve
+
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
+def atomic_write(path: str | os.PathLike, size: int | None = None) -> Iterator[BinaryIO]:
     """A binary file object whose contents replace ``path`` when the block ends without an
-    error; on an error the temporary file is removed and ``path`` is left as it was."""
+    error; on an error the temporary file is removed and ``path`` is left as it was.
+
+    Args:
+        path: the file to replace.
+        size: the bytes the block will write, when known: claimed first, so a disk without
+            room fails before anything is written, saying how much is needed.
+
+    Raises:
+        WriteError: the disk is full (the file's old contents are kept).
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fd, 0o666 & ~_umask())
+            if size:
+                reserve(fd, 0, size, path, f"writing {path.name}")
             yield fh
+            fh.truncate()  # a claim larger than what was written leaves no zeros behind
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and is_disk_full(exc):
+            raise disk_full(path, size, f"writing {path.name}") from None
         raise
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Replace ``path`` with ``data`` (text is written as UTF-8), its size claimed first:
+    :func:`atomic_write` for a whole file at once."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_write(path, len(raw)) as fh:
+        fh.write(raw)
 
 
 def _umask() -> int:

@@ -27,7 +27,7 @@ from relabscope.analysis.projection import METHODS as PROJECTIONS
 from relabscope.analysis.run import Run
 from relabscope.config import SPECS, read_toml, resolve
 from relabscope.errors import RelabscopeError
-from relabscope.rundir import CONFIG_NAME
+from relabscope.rundir import holds_run
 from relabscope.runlog.images import image_source
 from relabscope.settings import Spec
 from relabscope.sweep.manifest import GRID_KEYS
@@ -169,13 +169,16 @@ def _name_list(ctx: click.Context, param: click.Parameter, value: str) -> list[s
               help="Continue the run in RUNDIR from its last checkpoint; 'auto': continue the run in --out if it "
                    "holds one, else start it there (a requeued cluster job runs the same command again).")
 @click.option("--overwrite", is_flag=True, help="Replace the run in --out if there is one.")
+@click.option("--restart", is_flag=True,
+              help="With --resume: train the run again from its first epoch with its stored settings, replacing its "
+                   "log and checkpoint (a run whose checkpoint is missing or damaged cannot continue otherwise).")
 @click.option("--config", "config_file", type=click.Path(path_type=str), help="TOML file with any of these settings.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or epoch lines.")
 @click.option("--maps", "maps", default="", metavar="umap,tsne,pca", callback=_name_list,
               help="After training, compute these maps of the last epoch as the dashboard draws them (its "
                    f"default {MAP_POINTS:,} points), so its map page opens on them at once.")
-def train(resume: str | None, overwrite: bool, config_file: str | None, quiet: bool, maps: list[str],
-          **options: Any) -> None:
+def train(resume: str | None, overwrite: bool, restart: bool, config_file: str | None, quiet: bool,
+          maps: list[str], **options: Any) -> None:
     """Train a method and log every sample's labels, relabels and distances to class centers.
 
     With no options: SCN-C on the synthetic data set, into runs/.
@@ -188,12 +191,15 @@ def train(resume: str | None, overwrite: bool, config_file: str | None, quiet: b
         raise RelabscopeError(f"--maps: unknown map {unknown[0]!r}; choose from {', '.join(PROJECTIONS)}")
 
     given = {k: v for k, v in options.items() if v is not None}
+    if restart and not resume:
+        raise RelabscopeError("--restart goes with --resume RUNDIR (a new run needs no restart; --overwrite replaces "
+                              "the run in --out)")
     if resume == AUTO:
         resume, given, config_file = _auto_resume(given, config_file)
     if resume:
         if config_file:
             raise RelabscopeError("--config cannot be combined with --resume (the run keeps its config)")
-        result = run_training(given, resume=resume, progress=not quiet)
+        result = run_training(given, resume=resume, restart=restart, progress=not quiet)
     else:
         result = run_training(resolve(given, config_file), overwrite=overwrite, progress=not quiet)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the job
@@ -207,7 +213,8 @@ AUTO = "auto"
 
 
 def _auto_resume(given: dict[str, Any], config_file: str | None) -> tuple[str | None, dict[str, Any], str | None]:
-    """``--resume auto``: the run directory to resume (--out, when it holds a run's config)
+    """``--resume auto``: the run directory to resume (--out, when it holds a run: its
+    config.toml or its log)
     with the command's settings as the resume's (unchanged ones are accepted, changed ones
     must be resumable), or None to start the run there. Every rank of a torchrun job
     decides before any of them joins, so before rank 0 can have written anything."""
@@ -215,7 +222,7 @@ def _auto_resume(given: dict[str, Any], config_file: str | None) -> tuple[str | 
     out = settings.get("out")
     if not out:
         raise RelabscopeError("--resume auto needs --out: the run directory to continue, or to start the run in")
-    if (Path(out) / CONFIG_NAME).is_file():
+    if holds_run(out):
         return str(out), settings, None
     return None, given, config_file
 
@@ -336,6 +343,22 @@ def report(runs: tuple[str, ...], out: str, png: bool, images: tuple[str, ...]) 
     opened = [Run(path, images=sources[i] if sources else None) for i, path in enumerate(runs)]
     index = write_report(opened, out, png=png, log=lambda line: click.echo(line, err=True))
     click.echo(str(index))
+
+
+@main.command(context_settings={"show_default": False})
+@click.argument("runs", nargs=-1, required=True, metavar="RUN...", type=click.Path(path_type=str))
+def check(runs: tuple[str, ...]) -> None:
+    """Read every committed epoch of each run's log against its checksums and list what is
+    damaged and which epochs are intact. Exits 1 when anything is damaged."""
+    from relabscope.runlog.check import check_log
+
+    damaged = 0
+    for run in runs:
+        found = check_log(run)
+        click.echo(found.report())
+        damaged += not found.ok
+    if damaged:
+        raise RelabscopeError(f"{damaged} of {len(runs)} run logs damaged")
 
 
 @main.command(context_settings={"show_default": False})

@@ -26,6 +26,12 @@ class RunDirError(RelabscopeError):
     """A run directory that cannot be created, resumed or read."""
 
 
+class LogDamagedError(RunDirError):
+    """A run log that cannot be read through: a checksum does not match, or HDF5's
+    structure is broken. Its message names the dataset (and the epoch, for per-epoch data);
+    ``relabscope check RUN`` lists every damaged place and the intact epochs."""
+
+
 class RunLockedError(RunDirError):
     """Another process is training into the run directory."""
 

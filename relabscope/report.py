@@ -47,12 +47,15 @@ import numpy as np
 import pandas as pd
 
 import plotly.io as pio
+from plotly.offline import get_plotlyjs
 
 from relabscope import plot
 from relabscope.analysis.compactness import overall
 from relabscope.analysis.compare import compare, veto_counts
 from relabscope.analysis.run import Run
-from relabscope.errors import RunDirError
+from relabscope.atomic import write_atomic
+from relabscope.diskspace import disk_full, is_disk_full
+from relabscope.errors import LogDamagedError, RunDirError
 from relabscope.plot import figure_note, select_flipflopping
 from relabscope.sweep import accuracy_table, read_manifest, relabel_table, sweep_results, sweep_table
 
@@ -60,6 +63,8 @@ if TYPE_CHECKING:
     from relabscope.analysis.projection import ProjectionMethod
 
 MARKDOWN_ROWS = 50
+#: plotly.js, once per report folder, beside the figures that load it
+PLOTLY_JS = "plotly.min.js"
 PNG_WIDTH = 1000
 
 
@@ -104,8 +109,8 @@ class _Report:
             return
         name = f"{slug}__{key}"
         path = self.out / "figures" / f"{name}.html"
-        fig.write_html(path, include_plotlyjs="directory", full_html=True,
-                       config={"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name}})
+        write_atomic(path, fig.to_html(include_plotlyjs=PLOTLY_JS, full_html=True, config={
+            "displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name}}))
         item.files["html"] = f"figures/{name}.html"
         if _wants_png(png, key):
             self.figures.append((fig, self.out / "figures" / f"{name}.png"))
@@ -128,18 +133,16 @@ class _Report:
             df = df.to_frame()
             index = True
         name = f"{slug}__{key}"
-        csv = self.out / "tables" / f"{name}.csv"
-        df.to_csv(csv, index=index)
-        md = self.out / "tables" / f"{name}.md"
-        md.write_text(_markdown(df, index=index, title=f"{item.title} ({slug})"), encoding="utf-8")
+        write_atomic(self.out / "tables" / f"{name}.csv", df.to_csv(index=index))
+        write_atomic(self.out / "tables" / f"{name}.md", _markdown(df, index=index, title=f"{item.title} ({slug})"))
         item.files = {"csv": f"tables/{name}.csv", "md": f"tables/{name}.md"}
         item.rows = len(df)
         if inline:
             item.inline = _format(df).to_html(index=index, border=0, classes="data", na_rep="n/a", escape=True)
 
     def _failed(self, item: _Item, exc: BaseException) -> None:
-        if self.strict:
-            raise exc
+        if self.strict or isinstance(exc, LogDamagedError):
+            raise exc  # a damaged log: one line, not a report of wrong or missing numbers
         item.error = f"{type(exc).__name__}: {exc}"
         where = traceback.extract_tb(exc.__traceback__)[-1]
         self.log(f"report: {item.section} / {item.key} failed: {item.error} "
@@ -155,6 +158,10 @@ class _Report:
             pio.write_images(figs, paths, width=[f.layout.width or PNG_WIDTH for f in figs],
                              height=[f.layout.height or 500 for f in figs])
         except Exception as exc:
+            for p in paths:
+                p.unlink(missing_ok=True)  # none half written
+            if is_disk_full(exc):
+                raise disk_full(self.out / "figures", None, "writing the report's PNG figures") from None
             if self.strict:
                 raise
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
@@ -164,8 +171,6 @@ class _Report:
             self.log("report: " + msg)
             for item in self.items:
                 item.files.pop("png", None)
-            for p in paths:
-                p.unlink(missing_ok=True)
 
 
 # ==================================================================== public entry point
@@ -200,10 +205,10 @@ def write_report(runs: Sequence[Run | str | Path] | Run | str | Path, out_dir: s
         _comparison_views(rep, opened, png=png)
     rep.write_pngs()
     headline = _headline(opened, slugs)
-    headline.to_csv(out / "tables" / "key_numbers.csv", index=False)
-    (out / "tables" / "key_numbers.md").write_text(_markdown(headline, index=False, title="Key numbers"), encoding="utf-8")
+    write_atomic(out / "tables" / "key_numbers.csv", headline.to_csv(index=False))
+    write_atomic(out / "tables" / "key_numbers.md", _markdown(headline, index=False, title="Key numbers"))
     index = out / "index.html"
-    index.write_text(_index_html(rep, opened, slugs, headline, seconds=time.perf_counter() - started), encoding="utf-8")
+    write_atomic(index, _index_html(rep, opened, slugs, headline, seconds=time.perf_counter() - started))
     return index
 
 
@@ -259,7 +264,7 @@ def write_sweep_report(sweep: str | Path, out_dir: str | Path, *, png: bool | It
         parts.append(_section_html(rep, "highest-noise", f"Every method at {noise}"))
     parts.append("</body></html>")
     index = out / "index.html"
-    index.write_text("\n".join(parts), encoding="utf-8")
+    write_atomic(index, "\n".join(parts))
     return index
 
 
@@ -269,8 +274,24 @@ def _report_dir(out_dir: str | Path) -> Path:
         (out / "figures").mkdir(parents=True, exist_ok=True)
         (out / "tables").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(out, None, "creating the report folder") from None
         raise RunDirError(f"{out}: cannot create the report folder ({exc.strerror or exc})") from exc
+    _write_plotly_js(out / "figures" / PLOTLY_JS)
     return out
+
+
+def _write_plotly_js(path: Path) -> None:
+    """plotly.js beside the figures, so they work offline: written atomically, and again
+    whenever the file there is not plotly's own (a report cut short by a full disk once
+    left a truncated copy that every later report kept, its figures blank)."""
+    script = get_plotlyjs().encode("utf-8")
+    try:
+        if path.stat().st_size == len(script) and path.read_bytes() == script:
+            return
+    except OSError:
+        pass
+    write_atomic(path, script)
 
 
 def open_for_report(path: str | Path) -> Run:

@@ -5,7 +5,11 @@ written), ``config.toml`` (the resolved config), ``checkpoints/last.pt`` and ``.
 While a run trains, ``.lock`` is locked (``flock``), so a second trainer, a resume or a
 sweep process cannot write the same directory; the lock is released by the kernel when the
 process dies, so a killed run never leaves a stale lock. These rules are read by training,
-sweeps and the dashboard alike; this module needs neither torch nor h5py.
+sweeps and the dashboard alike; this module needs no torch.
+
+Data is sacred here: the run files are removed only by ``claim(overwrite=True)`` (the
+user's ``--overwrite``) and by :func:`start_over`, which refuses a log holding committed
+epochs unless the user said ``--restart``.
 
 Locks need a filesystem whose ``flock`` works across the processes that share a directory:
 local disks do; on NFS it depends on the mount (``local_lock``).
@@ -21,15 +25,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Mapping
 
-from relabscope.config import RESUMABLE, TrainConfig, read_run_config, validate
+from relabscope.config import INTRODUCED, RESUMABLE, SPECS, TrainConfig, read_run_config, validate
 from relabscope.errors import RunDirError, RunLockedError
-from relabscope.runlog.schema import LOG_NAME, PARTIAL_SUFFIX
+from relabscope.runlog.reader import RunLogReader
+from relabscope.runlog.schema import LOG_NAME, PARTIAL_SUFFIX, RESUME_SUFFIX
 
 CONFIG_NAME = "config.toml"
 LOCK_NAME = ".lock"
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAME = "last.pt"
-RUN_FILES = (LOG_NAME, LOG_NAME + PARTIAL_SUFFIX, CONFIG_NAME, CHECKPOINT_DIR, LOCK_NAME)
+RUN_FILES = (LOG_NAME, LOG_NAME + PARTIAL_SUFFIX, LOG_NAME + RESUME_SUFFIX, CONFIG_NAME, CHECKPOINT_DIR, LOCK_NAME)
 
 
 def checkpoint_path(run_dir: str | Path) -> Path:
@@ -120,13 +125,62 @@ def remove_run_files(run_dir: Path, keep_lock: bool) -> None:
             path.unlink()
 
 
+def holds_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a run to continue: its config.toml or its log."""
+    return (Path(run_dir) / CONFIG_NAME).is_file() or (Path(run_dir) / LOG_NAME).is_file()
+
+
+def stored_config(run_dir: str | Path) -> dict[str, Any]:
+    """The settings the run in ``run_dir`` was trained with: its config.toml, or, when that
+    is gone, the copy its log keeps (``meta/config``), settings it predates filled in.
+
+    Raises:
+        RunDirError: neither is there, or the log cannot be read.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / CONFIG_NAME).is_file():
+        return read_run_config(run_dir / CONFIG_NAME)
+    if not (run_dir / LOG_NAME).is_file():
+        raise RunDirError(f"{run_dir}: no run to resume (neither {CONFIG_NAME} nor {LOG_NAME} is there)")
+    with RunLogReader(run_dir) as log:
+        return {**INTRODUCED, **{k: v for k, v in log.config.items() if k in SPECS}}
+
+
+def committed_epochs(run_dir: str | Path) -> int | None:
+    """The epochs the log in ``run_dir`` committed: 0 without a log, None when it cannot
+    be read (damaged, or not a run log)."""
+    if not (Path(run_dir) / LOG_NAME).is_file():
+        return 0
+    try:
+        with RunLogReader(run_dir) as log:
+            return log.num_epochs
+    except RunDirError:
+        return None
+
+
+def start_over(run_dir: Path, restart: bool) -> None:
+    """Make a run that cannot continue from a checkpoint (there is none) train from its
+    first epoch again in the same directory: its run files are removed, but only when its
+    log holds no committed epoch or ``restart`` (``--restart``) says to replace it.
+
+    Raises:
+        RunDirError: the log holds committed epochs (or cannot be read) and ``restart`` is off.
+    """
+    held = committed_epochs(run_dir)
+    if held != 0 and not restart:
+        what = f"its log holds {held} committed epochs" if held is not None else \
+            f"its log cannot be read (relabscope check {run_dir})"
+        raise RunDirError(f"{run_dir}: {checkpoint_path(run_dir)} is missing and {what}: resuming would retrain "
+                          f"from the first epoch and replace the log. Train into a new --out, or pass --restart "
+                          "to replace this run")
+    remove_run_files(run_dir, keep_lock=True)
+
+
 def resume_config(run_dir: Path, overrides: TrainConfig | Mapping[str, Any] | None) -> TrainConfig:
-    """The config a resumed run trains with: the stored one, with ``overrides`` of the
-    RESUMABLE settings (where and how it runs, how long); any other change is refused in
-    one line naming the setting."""
-    if not (run_dir / CONFIG_NAME).is_file():
-        raise RunDirError(f"{run_dir}: no run to resume ({CONFIG_NAME} not found)")
-    stored = read_run_config(run_dir / CONFIG_NAME)
+    """The config a resumed run trains with: the stored one (:func:`stored_config`), with
+    ``overrides`` of the RESUMABLE settings (where and how it runs, how long); any other
+    change is refused in one line naming the setting."""
+    stored = stored_config(run_dir)
     changes = {k.replace("-", "_"): v for k, v in
                (overrides.to_dict() if isinstance(overrides, TrainConfig) else dict(overrides or {})).items()}
     for name, value in changes.items():
@@ -134,6 +188,7 @@ def resume_config(run_dir: Path, overrides: TrainConfig | Mapping[str, Any] | No
             raise RunDirError(
                 f"{run_dir}: cannot change {name} when resuming (run has {stored.get(name)!r}, asked {value!r})"
             )
-    cfg = validate(TrainConfig(**{**stored, **changes}), str(run_dir / CONFIG_NAME))
+    source = run_dir / CONFIG_NAME if (run_dir / CONFIG_NAME).is_file() else run_dir / LOG_NAME
+    cfg = validate(TrainConfig(**{**stored, **changes}), str(source))
     cfg.out = str(run_dir)
     return cfg

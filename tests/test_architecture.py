@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[1] / "relabscope"
 #: from a lower layer. Type-only imports (``if TYPE_CHECKING:``) are exempt: a method's
 #: ``cfg`` is a TrainConfig although the config is built from the methods' settings.
 LAYERS = [
-    {"errors", "atomic", "settings"},
+    {"errors"},
+    {"diskspace"},
+    {"atomic", "settings"},
     {"runlog", "models"},
     {"data", "methods"},
     {"config"},

@@ -74,7 +74,7 @@ class Run:
         self.log = RunLogReader(path)
         self.path = self.log.path
         self.run_dir = self.path.parent
-        self._cache: dict[str, tuple[int, Any]] = {}  # key -> (committed epochs, value)
+        self._cache: dict[str, tuple[tuple[int, int], Any]] = {}  # key -> ((file generation, epochs), value)
         self._images: DatasetIndex | None = None  # the data set, opened on the first image request
         self._images_lock = threading.Lock()
         self._source: ImageSource | None = None
@@ -124,6 +124,20 @@ class Run:
     def status(self) -> str:
         """"running", "finished", "diverged" or "interrupted"."""
         return self.log.status
+
+    @property
+    def damage(self) -> str | None:
+        """The first damage a read of this run's log met (one line), or None."""
+        return self.log.damage
+
+    def touch(self) -> None:
+        """Read a little of every per-epoch dataset, so a damaged log fails now rather than
+        when a view first asks (``RunLogReader.touch``).
+
+        Raises:
+            LogDamagedError: the log is damaged.
+        """
+        self.log.touch()
 
     @property
     def relabels_at_all(self) -> bool:
@@ -180,9 +194,12 @@ class Run:
 
     # ------------------------------------------------------------------ raw arrays
     def _cached(self, key: str, read: Callable[[], _T]) -> _T:
+        """``read()``, cached until the run commits another epoch or a resume replaces its
+        log file (the reader's generation)."""
         n = self.num_epochs
-        if key not in self._cache or self._cache[key][0] != n:
-            self._cache[key] = (n, read())
+        version = (self.log.generation, n)
+        if key not in self._cache or self._cache[key][0] != version:
+            self._cache[key] = (version, read())
         value: _T = self._cache[key][1]  # each key holds what its one reader returns
         return value
 

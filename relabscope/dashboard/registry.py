@@ -258,6 +258,11 @@ class RunRegistry:
                     # viewers see run ids, never the server's paths
                     entry.error = _one_line(exc).replace(str(entry.path), entry.id)
                 self._evict(keep=entry)
+            if entry.run is not None and entry.run.damage is not None:
+                # a read met damage: the run is listed with it until its file changes, and no
+                # page asks the damaged log again
+                entry.error = entry.run.damage.replace(str(entry.path), entry.id)
+                entry.run = None
             entry.last_used = time.monotonic()
             if entry.run is None:
                 raise RunUnavailable(entry.error or f"{entry.id}: run log not readable")
@@ -319,8 +324,10 @@ def _open(entry: RunEntry, images: Mapping[str, ImagesArg]) -> Run:
     if not run.has_images and DEFAULT_IMAGES in images:
         run.close()
         run = Run(entry.path, images=images[DEFAULT_IMAGES])
-    # touch what every page needs, so a log that opens but cannot be read fails here
+    # touch what every page needs, and every dataset's index, so a log that opens but cannot
+    # be read fails here and is listed with its error
     run.num_epochs, run.class_names, run.config, run.status  # noqa: B018
+    run.touch()
     return run
 
 

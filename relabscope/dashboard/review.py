@@ -283,8 +283,8 @@ def decide(ctx: Context, gate: Access, run_id: str, sid: int, request: Any, show
             run.review(sid, decision, label, reviewer=reviewer, base=base, source="dashboard")
         except DecisionConflict:
             message = conflict_message(run.journal.latest().get(key))
-        except (ValueError, RelabscopeError) as exc:
-            message = str(exc)
+        except (ValueError, RelabscopeError) as exc:  # a full disk too: one line on the tile
+            message = str(exc).replace(str(run.run_dir), run_id)  # viewers see run ids, not server paths
     latest = run.journal.latest().get(key)
     body = tile_body(run, row, run.labels()[:, sid], latest, ctx.href("sample", run_id, sample=sid), message)
     return body, latest.seq if latest else 0

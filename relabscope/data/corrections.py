@@ -42,14 +42,16 @@ import json
 import os
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from relabscope.atomic import atomic_write
-from relabscope.errors import DataError, RelabscopeError
+from relabscope.atomic import write_atomic
+from relabscope.diskspace import disk_full, is_disk_full
+from relabscope.errors import DataError, RelabscopeError, WriteError
 
 DECISIONS = ("keep", "relabel", "ambiguous", "drop")
 JOURNAL_NAME = "corrections.journal"
@@ -158,14 +160,21 @@ class CorrectionJournal:
                 raise DecisionConflict(_conflict(key, seen))
             record = Decision(str(key), int(sample_id), decision, label if decision in ("keep", "relabel") else None,
                               reviewer, source, time.time(), self._count + 1)
-            line = json.dumps(asdict(record), separators=(",", ":")) + "\n"
-            fh.seek(0, os.SEEK_END)
-            fh.write(line.encode())
-            fh.flush()
-            os.fsync(fh.fileno())
+            line = (json.dumps(asdict(record), separators=(",", ":")) + "\n").encode()
+            end = fh.seek(0, os.SEEK_END)
+            try:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError as exc:  # the decision is not on disk: take back what part of it is
+                with contextlib.suppress(OSError):
+                    fh.truncate(end)
+                if is_disk_full(exc):
+                    raise disk_full(self.path, len(line), "saving the decision") from None
+                raise WriteError(f"{self.path}: the decision could not be saved ({exc.strerror or exc})") from None
             self._take(record)
-            self._offset += len(line.encode())
-            self._write_csv()
+            self._offset += len(line)
+            self._refresh_csv()
         return record
 
     # ------------------------------------------------------------------ internals
@@ -202,8 +211,16 @@ class CorrectionJournal:
             return False
 
     def _write_csv(self) -> None:
-        with atomic_write(self.csv_path) as out:
-            out.write(corrections_csv(self._latest.values()).encode())
+        write_atomic(self.csv_path, corrections_csv(self._latest.values()))
+
+    def _refresh_csv(self) -> None:
+        """Rewrite corrections.csv after a decision is saved. It is derived from the journal
+        (rebuilt whenever it differs), so a failure here (a full disk) does not undo the
+        decision: it is warned about, and the next write or open rebuilds the file."""
+        try:
+            self._write_csv()
+        except WriteError as exc:
+            warnings.warn(f"{exc}; {self.csv_path.name} is rebuilt from the journal later", stacklevel=3)
 
 
 def _conflict(key: str, seen: Decision | None) -> str:

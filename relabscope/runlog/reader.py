@@ -9,8 +9,10 @@ plain numpy arrays; the analysis layer builds on this.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
+import time
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -18,8 +20,8 @@ from typing import Any, Callable, TypeVar
 import h5py
 import numpy as np
 
-from relabscope.errors import RunDirError
-from relabscope.runlog import schema
+from relabscope.errors import LogDamagedError, RunDirError
+from relabscope.runlog import hdf5, schema
 
 _T = TypeVar("_T")
 
@@ -33,22 +35,6 @@ def find_log(path: str | Path) -> Path:
     if log.with_name(log.name + schema.PARTIAL_SUFFIX).exists():
         raise RunDirError(f"{log}: the run stopped before its log was created")
     raise RunDirError(f"{log}: run log not found")
-
-
-def _refuse_truncated(log: Path) -> None:
-    """Refuse a truncated log before opening it in SWMR mode: HDF5 skips its end-of-file
-    check in SWMR mode and then retries failing metadata reads for minutes, which would
-    hang the first read. A plain read-only open finds truncation at once. It fails for
-    other reasons too (the flags of a writer that is still running, or was killed): those
-    are the SWMR open's to judge, so only truncation is reported here."""
-    try:
-        with h5py.File(log, "r", locking=False):
-            pass
-    except OSError as exc:
-        text = str(exc)
-        if "truncated file" in text:
-            detail = text[text.index("truncated file"):].rstrip(")")
-            raise RunDirError(f"{log}: not a readable HDF5 run log ({detail})") from None
 
 
 class _SharedFile:
@@ -72,20 +58,25 @@ class _SharedFile:
         self.file = file
         self.lock = threading.RLock()
         self.users = 0
-        self._datasets: dict[str, h5py.Dataset] = {}
+        self.closed = False
+        self._datasets: dict[str, Any] = {}
 
     @classmethod
     def acquire(cls, path: Path) -> "_SharedFile":
-        stat = path.stat()
-        key = (stat.st_dev, stat.st_ino)
         with cls._registry_lock:
+            key = _file_key(path)
             shared = cls._open.get(key)
             if shared is None:
-                try:
-                    file = h5py.File(path, "r", libver="latest", swmr=True)
-                except OSError as exc:
-                    raise RunDirError(f"{path}: not a readable HDF5 run log ({exc})") from None
-                shared = cls._open[key] = cls(key, file)
+                file = hdf5.open_log(path)
+                fd = hdf5.vfd_handle(file)
+                if fd is not None:  # the file opened, should the path have been swapped since the stat
+                    st = os.fstat(fd)
+                    key = (st.st_dev, st.st_ino)
+                shared = cls._open.get(key)
+                if shared is None:
+                    shared = cls._open[key] = cls(key, file)
+                else:
+                    file.close()
             shared.users += 1
             return shared
 
@@ -94,16 +85,26 @@ class _SharedFile:
             self.users -= 1
             if self.users == 0:
                 del self._open[self.key]
-                with self.lock:
+                with self.lock:  # after any read in progress
                     self._datasets.clear()
+                    self.closed = True
                     self.file.close()
 
-    def dataset(self, name: str) -> h5py.Dataset:
-        """The process's one handle of ``name`` (call with ``lock`` held)."""
+    def dataset(self, name: str) -> Any:
+        """The process's one handle of ``name``, a dataset or group (call with ``lock`` held)."""
         ds = self._datasets.get(name)
         if ds is None:
             ds = self._datasets[name] = self.file[name]
         return ds
+
+
+def _file_key(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
+#: tries of a read HDF5 fails (see ``RunLogReader._read``)
+_READ_ATTEMPTS = 3
 
 
 class RunLogReader:
@@ -135,45 +136,37 @@ class RunLogReader:
 
     def __init__(self, path: str | Path):
         self.path = find_log(path)
-        _refuse_truncated(self.path)
         self._shared = _SharedFile.acquire(self.path)
-        self._lock = self._shared.lock
-        self._file = self._shared.file
+        self._swap_lock = threading.Lock()
         self._closed = False
-        fmt = self._file.attrs.get("format")
-        if fmt != schema.FORMAT:
-            self.close()
-            raise RunDirError(f"{self.path}: not a relabscope run log")
-        version = int(self._file.attrs["schema_version"])
-        if version > schema.SCHEMA_VERSION:
-            self.close()
-            raise RunDirError(
-                f"{self.path}: written with run-log schema {version}, this relabscope reads "
-                f"up to {schema.SCHEMA_VERSION}; upgrade relabscope"
-            )
+        #: how many times a resume replaced the file under this reader (caches key on it)
+        self.generation = 0
+        #: the first damage a read met (one line), or None: a server stops asking a damaged log
+        self.damage: str | None = None
 
     # ------------------------------------------------------------------ metadata
     @cached_property
     def meta(self) -> dict[str, Any]:
         """The ``meta`` group's attributes: data set, method, versions, device, sample counts."""
-        with self._lock:
-            return {k: _plain(v) for k, v in self._file["meta"].attrs.items()}
+        meta: dict[str, Any] = self._read("meta", lambda g: {k: _plain(v) for k, v in g.attrs.items()},
+                                          refresh=False)
+        return meta
 
     @cached_property
     def config(self) -> dict[str, Any]:
         """The resolved training settings the run was started (or last resumed) with."""
-        config: dict[str, Any] = json.loads(self._read("meta/config", lambda ds: ds[()], refresh=False))
+        config: dict[str, Any] = json.loads(self._texts("meta/config")[0])
         return config
 
     @cached_property
     def class_names(self) -> list[str]:
         """Class names by class id."""
-        return [_text(s) for s in self._read("meta/class_names", lambda ds: ds[:], refresh=False)]
+        return self._texts("meta/class_names")
 
     @cached_property
     def skipped(self) -> list[str]:
         """Keys of the unreadable samples the run left out."""
-        return [_text(s) for s in self._read("meta/skipped", lambda ds: ds[:], refresh=False)]
+        return self._texts("meta/skipped")
 
     @cached_property
     def fields(self) -> list[str]:
@@ -189,22 +182,15 @@ class RunLogReader:
     @property
     def has_centers(self) -> bool:
         """Whether the log holds learned centers ("-C" methods)."""
-        with self._lock:
-            return "center" in self._file["epochs"]
+        return bool(self._read("epochs", lambda g: "center" in g, refresh=False))
 
     @cached_property
     def samples(self) -> dict[str, np.ndarray]:
         """Per-sample columns: key, split, given_label, clean_label and any extras."""
-        with self._lock:
-            extras = list(self._file["samples"].get("extra", {}))
-            out = {
-                "key": np.array([_text(k) for k in self._shared.dataset("samples/key")[:]], dtype=np.object_),
-                "split": self._shared.dataset("samples/split")[:],
-                "given_label": self._shared.dataset("samples/given_label")[:],
-                "clean_label": self._shared.dataset("samples/clean_label")[:],
-            }
-            for name in extras:
-                out[name] = self._shared.dataset("samples/extra/" + name)[:]
+        extras: list[str] = self._read("samples", lambda g: list(g.get("extra", {})), refresh=False)
+        out = {"key": np.array(self._texts("samples/key"), dtype=np.object_)}
+        for name in ("split", "given_label", "clean_label", *(f"extra/{e}" for e in extras)):
+            out[name.removeprefix("extra/")] = self._read("samples/" + name, lambda ds: ds[:], refresh=False)
         return out
 
     @property
@@ -292,9 +278,8 @@ class RunLogReader:
             recorded for that epoch); None when the log records no vetoes (no guard was on,
             or it predates guards), which is not the same as zero vetoes.
         """
-        with self._lock:
-            if "vetoed" not in self._file["epochs"]:
-                return None
+        if not self._read("epochs", lambda g: "vetoed" in g, refresh=False):
+            return None
         return self.epoch_array("vetoed")
 
     def embedding_epochs(self) -> np.ndarray:
@@ -325,14 +310,122 @@ class RunLogReader:
             raise KeyError(f"no embeddings kept for epoch {epoch}; kept: {which}")
         return self._read("embeddings/data", lambda ds: ds[which.index(e)])
 
-    def _read(self, name: str, select: Callable[[h5py.Dataset], _T], *, refresh: bool = True) -> _T:
-        """``select(dataset)`` on the refreshed dataset, one thread at a time, through the
-        one handle per dataset that this process keeps (see ``_SharedFile``)."""
-        with self._lock:
-            ds = self._shared.dataset(name)
-            if refresh:
-                ds.refresh()
-            return select(ds)
+    def touch(self) -> None:
+        """Read one value of the last committed row of every per-epoch dataset: a damaged
+        chunk index (which would fail every read of its dataset) is found here, at the cost
+        of one chunk per dataset, not when a page first asks for the numbers.
+
+        Raises:
+            LogDamagedError: a dataset cannot be read.
+        """
+        n = self.num_epochs
+        if n == 0:
+            return
+        names: list[str] = []
+        self._read("epochs", lambda g: g.visititems(
+            lambda name, obj: names.append("epochs/" + name) if isinstance(obj, h5py.Dataset) else None), refresh=False)
+        for name in names:
+            self._read(name, lambda ds: ds[(n - 1,) + (0,) * (ds.ndim - 1)] if ds.shape[0] >= n else None)
+
+    def _read(self, name: str, select: Callable[[Any], _T], *, refresh: bool = True) -> _T:
+        """``select(dataset)`` on the refreshed dataset (or group), one thread at a time,
+        through the one handle per dataset that this process keeps (see ``_SharedFile``),
+        in the file now at :attr:`path` (a resume swaps in a new one).
+
+        A read that HDF5 fails is tried again twice: a chunk's checksum can fail while the
+        writer rewrites that chunk (the per-epoch numbers of up to 1,024 epochs share one).
+        A read that keeps failing is damage: one line says where.
+
+        Raises:
+            RunDirError: the data is damaged (which dataset, and which epoch for per-epoch
+                data), or the log lacks the dataset.
+        """
+        failure: BaseException | None = None
+        for attempt in range(_READ_ATTEMPTS):
+            if attempt:
+                time.sleep(0.05 * attempt)
+            shared = self._current()
+            with shared.lock:
+                if shared.closed:  # a swap released it meanwhile: the next try reads the new file
+                    continue
+                try:
+                    ds = shared.dataset(name)
+                except KeyError:
+                    raise self._record(LogDamagedError(
+                        f"{self.path}: the log has no {name}: it is incomplete or damaged "
+                        f"(relabscope check {self.path.parent})")) from None
+                try:
+                    if refresh:
+                        ds.refresh()
+                    return select(ds)
+                except hdf5.READ_ERRORS as exc:
+                    failure = exc
+        raise self._record(self._damaged(name, failure))
+
+    def _texts(self, name: str) -> list[str]:
+        """A string dataset, checked against the digest the writer stored (HDF5 cannot
+        checksum variable-length strings itself; logs written before digests are not checked)."""
+        raw = self._read(name, lambda ds: ds[()], refresh=False)
+        values = [schema.text(v) for v in np.atleast_1d(raw)]
+        if schema.digest_mismatch(self.meta.get("digests", ""), name, values):
+            raise self._record(LogDamagedError(f"{self.path}: damaged: {name} does not match its checksum "
+                                               f"(relabscope check {self.path.parent})"))
+        return values
+
+    def _record(self, damage: LogDamagedError) -> LogDamagedError:
+        if self.damage is None:
+            self.damage = str(damage)
+        return damage
+
+    def _damaged(self, name: str, failure: BaseException | None) -> LogDamagedError:
+        """The one-line error for a read that kept failing: the dataset, and for per-epoch
+        data the first epoch whose row cannot be read."""
+        where = ""
+        if name.startswith("epochs/") or name == "embeddings/data":
+            bad = self._first_unreadable_row(name)
+            if bad is not None and name != "embeddings/data":
+                where = f" at epoch {bad},"
+            elif bad is not None:
+                where = f" at the {bad + 1}. kept embeddings,"
+        why = hdf5.describe(failure) if failure is not None else "it changed while being read"
+        return LogDamagedError(f"{self.path}: damaged{where} dataset {name} ({why}); relabscope check "
+                               f"{self.path.parent} lists what is intact")
+
+    def _first_unreadable_row(self, name: str) -> int | None:
+        shared = self._current()
+        with shared.lock:
+            try:
+                ds = shared.dataset(name)
+                rows = ds.shape[0] if name == "embeddings/data" else \
+                    min(ds.shape[0], shared.dataset("epochs/done").shape[0])
+            except hdf5.HDF5_ERRORS:
+                return None
+            for row in range(rows):
+                try:
+                    ds[row]
+                except hdf5.READ_ERRORS:
+                    return row
+        return None
+
+    def _current(self) -> _SharedFile:
+        """The shared handle of the file now at :attr:`path`. A resume replaces the log with
+        a new file (``RunLogWriter.resume``); the reader then reads the new one, forgets what
+        it cached of the old one and counts a new :attr:`generation`."""
+        try:
+            key = _file_key(self.path)
+        except OSError:  # moved or deleted: keep reading the file this reader holds
+            return self._shared
+        if key == self._shared.key or self._closed:
+            return self._shared
+        with self._swap_lock:
+            if key != self._shared.key:
+                old, self._shared = self._shared, _SharedFile.acquire(self.path)
+                for name in _CACHED:
+                    self.__dict__.pop(name, None)
+                self.generation += 1
+                self.damage = None
+                old.release()
+        return self._shared
 
     def close(self) -> None:
         """Give the file handle back (also on leaving a ``with`` block); idempotent."""
@@ -354,8 +447,8 @@ class RunLogReader:
         self.close()
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+#: what a reader caches of its file (forgotten when a resume swaps the file)
+_CACHED = [name for name, value in vars(RunLogReader).items() if isinstance(value, cached_property)]
 
 
 def _plain(value: Any) -> Any:

@@ -12,7 +12,10 @@ so its length is the number of complete epochs and rows beyond it are ignored.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
 
@@ -20,6 +23,8 @@ FORMAT = "relabscope-runlog"
 SCHEMA_VERSION = 1
 LOG_NAME = "run.h5"
 PARTIAL_SUFFIX = ".partial"
+#: a resume builds the continued log under this name, then renames it over the old one
+RESUME_SUFFIX = ".resuming"
 
 SPLIT_CODES = {"train": 0, "test": 1}
 EMBED_SOURCES = {"train": 0, "probe": 1}
@@ -70,6 +75,30 @@ class SampleTable:
     @property
     def train_mask(self) -> np.ndarray:
         return self.split == SPLIT_CODES["train"]
+
+
+def text_digest(values: Iterable[str]) -> str:
+    """SHA-256 of a list of strings (the ``meta`` attribute ``digests`` holds one per string
+    dataset: HDF5 cannot checksum variable-length strings itself)."""
+    sha = hashlib.sha256()
+    for value in values:
+        data = value.encode("utf-8", "surrogateescape")
+        sha.update(len(data).to_bytes(8, "little"))
+        sha.update(data)
+    return sha.hexdigest()
+
+
+def text(value: object) -> str:
+    """A string as h5py returns it (bytes for variable-length strings) as str; bytes that
+    are not UTF-8 (a damaged file) decode to surrogates, which no digest matches."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+def digest_mismatch(digests: str, name: str, values: Iterable[str]) -> bool:
+    """Whether ``values`` differ from what the ``meta`` attribute ``digests`` (JSON) holds
+    for the string dataset ``name`` (False when it holds nothing for it: older logs)."""
+    expected = json.loads(digests or "{}").get(name)
+    return expected is not None and text_digest(values) != expected
 
 
 def per_epoch_datasets(

@@ -30,6 +30,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, Union
@@ -38,16 +39,14 @@ import h5py
 import numpy as np
 import torch
 
+from relabscope.diskspace import METADATA_SLACK, disk_full, is_disk_full, reserve
+from relabscope.errors import RelabscopeError, RunDirError, WriteError
+from relabscope.runlog import hdf5, layout, schema
+from relabscope.runlog.check import check_log
 from relabscope.runlog.images import ImagesArg, storable_spec
-from relabscope.runlog import schema
-from relabscope.runlog.repair import clear_write_flags, write_flags
 
 ArrayLike = Union[torch.Tensor, np.ndarray]
 _QUEUE_DEPTH = 256  # batch records in flight before log_batch waits for the writer thread
-
-
-def _open_swmr_writer(path: Path, mode: str) -> h5py.File:
-    return h5py.File(path, mode, libver="latest")
 
 
 @dataclass
@@ -199,6 +198,7 @@ class RunLogWriter:
         self._committed = next_epoch  # owned by the writer thread
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=_QUEUE_DEPTH)
         self._error: BaseException | None = None
+        self._delivered = False  # the error reached the caller (a call raised it, or a commit's future)
         self._closed = False
         #: seconds each commit took in the writer thread (class means, distances, the write)
         self.commit_seconds: list[float] = []
@@ -265,16 +265,16 @@ class RunLogWriter:
         if images is not None:  # checked before the file exists: a bad source leaves nothing behind
             metadata["images"] = storable_spec(images)
         partial = path.with_name(path.name + schema.PARTIAL_SUFFIX)
-        f = _open_swmr_writer(partial, "w")
+        f = hdf5.open_file(partial, "w")
         try:
-            _build_layout(f, samples, class_names, embed_dim, fields, has_centers,
-                          dict(config or {}), metadata, list(skipped), list(guards))
+            _claim(f, partial, layout.layout_bytes(samples), "creating the log")
+            layout.build(f, samples, class_names, embed_dim, fields, has_centers,
+                         dict(config or {}), metadata, list(skipped), list(guards))
             f.swmr_mode = True
             f.flush()
             os.replace(partial, path)
         except BaseException:
-            f.close()
-            partial.unlink(missing_ok=True)
+            _abandon(f, partial)
             raise
         return cls(f, path, embed_every, next_epoch=0)
 
@@ -283,11 +283,16 @@ class RunLogWriter:
         cls, path: str | Path, *, keep_epochs: int, embed_every: int = 1,
         config: Mapping[str, Any] | None = None, guards: Sequence[str] | None = None,
     ) -> "RunLogWriter":
-        """Reopen a log to append after its first epochs; later rows go (a run resumes from
-        its last checkpoint, which may be older than the log's last epoch).
+        """Continue a log after its first epochs; later rows go (a run resumes from its last
+        checkpoint, which may be older than the log's last epoch).
 
-        A writer killed mid-run leaves HDF5's write flags set; they are cleared first (the
-        caller guarantees no other process writes the file).
+        The kept epochs are copied into a new file (``run.h5.resuming``) that then replaces
+        the log, which is only ever read. So a dashboard or notebook holding the log open
+        never blocks a resume and never sees a half-changed file (readers reopen the new
+        file when they see it, ``RunLogReader``); a kept row that is damaged (its checksum
+        fails) stops the resume before anything changed; a disk without room for the copy
+        is one line, the log as it was; and the "open for writing" flags a killed writer
+        left on the old file do not matter.
 
         Args:
             path: the ``.h5`` file.
@@ -301,26 +306,36 @@ class RunLogWriter:
             The writer, at epoch ``keep_epochs``.
 
         Raises:
+            RunDirError: the log cannot be read, or a row it would keep is damaged (the
+                message says which epochs are intact).
+            WriteError: no room on the disk for the copy.
             ValueError: the log holds fewer than ``keep_epochs`` epochs, or other guards.
         """
         path = Path(path)
-        if write_flags(path):
-            clear_write_flags(path)
-        f = _open_swmr_writer(path, "a")
-        try:
-            logged = json.loads(f["meta"].attrs.get("guards", "[]"))
+        staged = path.with_name(path.name + schema.RESUME_SUFFIX)
+        with hdf5.open_log(path) as old:
+            logged = json.loads(old["meta"].attrs.get("guards", "[]"))
             if guards is not None and logged != list(guards):
                 raise ValueError(f"the log records the relabel guards {'+'.join(logged) or 'none'}, the resumed "
                                  f"run has {'+'.join(guards) or 'none'}: resume with the guards it was written with")
-            _truncate(f, keep_epochs)
-            if config is not None:  # before SWMR starts: afterwards strings cannot change
-                f["meta/config"][()] = json.dumps(dict(config), default=str)
-            f.swmr_mode = True
-            f.flush()
-        except BaseException:
-            f.close()
-            raise
-        return cls(f, path, embed_every, next_epoch=keep_epochs)
+            if keep_epochs > old["epochs/done"].shape[0]:
+                raise ValueError(f"log holds {old['epochs/done'].shape[0]} epochs, cannot keep {keep_epochs}")
+            new = hdf5.open_file(staged, "w")
+            try:
+                _claim(new, staged, layout.copy_bytes(old, keep_epochs), f"copying its {keep_epochs} kept epochs")
+                layout.rebuild(old, new, keep_epochs, None if config is None else dict(config))
+                new.swmr_mode = True
+                new.flush()
+            except hdf5.HDF5_ERRORS as exc:
+                _abandon(new, staged)
+                if is_disk_full(exc):
+                    raise disk_full(staged, None, f"copying its {keep_epochs} kept epochs") from None
+                raise RunDirError(f"{_damage(path, exc)}; the resume changed nothing") from None
+            except BaseException:
+                _abandon(new, staged)
+                raise
+        os.replace(staged, path)
+        return cls(new, path, embed_every, next_epoch=keep_epochs)
 
     # ------------------------------------------------------------------ logging
     def log_batch(
@@ -472,7 +487,9 @@ class RunLogWriter:
             status: "finished", "diverged", "interrupted" (or "running").
 
         Raises:
-            RuntimeError: the background thread failed (its error chained).
+            WriteError: a commit failed for want of space or the status could not be
+                written; not raised again when a call already reported it.
+            RuntimeError: the background thread failed otherwise (its error chained).
         """
         if self._closed:
             return
@@ -483,10 +500,14 @@ class RunLogWriter:
             if self._file.id.valid:
                 self._file["status"][0] = schema.STATUS[status]
                 self._file.flush()
+                _unclaim(self._file)
+        except hdf5.HDF5_ERRORS as exc:
+            if self._error is None:
+                self._error = WriteError(f"{self.path}: could not record the run's status ({hdf5.describe(exc)})")
         finally:
             self._file.close()
-        if self._error is not None:
-            raise RuntimeError(f"run log writer failed: {self._error}") from self._error
+        if self._error is not None and not self._delivered:
+            raise self._failure()
 
     def __enter__(self) -> "RunLogWriter":
         return self
@@ -497,9 +518,20 @@ class RunLogWriter:
     # ------------------------------------------------------------------ internals
     def _check(self) -> None:
         if self._error is not None:
-            raise RuntimeError(f"run log writer failed: {self._error}") from self._error
+            self._delivered = True
+            raise self._failure()
         if self._closed:
             raise RuntimeError("run log writer is closed")
+
+    def _failure(self) -> BaseException:
+        """The background thread's error as the caller sees it: a WriteError (a full disk, a
+        failed write) as it is, one line; anything else as a RuntimeError chaining it."""
+        assert self._error is not None
+        if isinstance(self._error, RelabscopeError):
+            return self._error
+        failure = RuntimeError(f"run log writer failed: {self._error}")
+        failure.__cause__ = self._error
+        return failure
 
     def _put(self, item: _Item) -> None:
         while True:
@@ -527,7 +559,8 @@ class RunLogWriter:
             except BaseException as exc:  # reported to the caller on its next call
                 self._error = exc
                 if isinstance(item, (_EpochEnd, _Discard)):
-                    item.future.set_exception(exc)
+                    item.future.set_exception(self._failure())
+                    self._delivered = True
             finally:
                 self._queue.task_done()
 
@@ -606,6 +639,23 @@ class RunLogWriter:
             rows["epochs/center"] = host.get("center", np.full((self.num_classes, self.embed_dim), np.nan, np.float32))
         if self.guards:
             rows["epochs/vetoed"] = host.get("vetoed", np.full((len(self.guards), self.num_classes), -1, np.int32))
+        size = sum(np.asarray(row).nbytes for row in rows.values()) + events.nbytes
+        _claim(f, self.path, size + (buf.emb.nbytes if end.save_embeddings else 0), f"committing epoch {e}")
+        try:
+            self._write_epoch(e, rows, events, buf.emb if end.save_embeddings else None)
+        except hdf5.HDF5_ERRORS as exc:
+            raise WriteError(f"{self.path}: could not commit epoch {e} ({hdf5.describe(exc)}); the epochs "
+                             "before it are intact") from exc
+        buf.reset()
+        self._committed = e + 1
+        self.commit_seconds.append(time.perf_counter() - started)
+        end.future.set_result(e)
+
+
+    def _write_epoch(self, e: int, rows: dict[str, Any], events: np.ndarray, embeddings: np.ndarray | None) -> None:
+        """Append epoch ``e``'s rows, events and embeddings; flush; then commit it by growing
+        ``epochs/done`` and flushing again (readers count only epochs ``done`` holds)."""
+        f = self._file
         for name, row in rows.items():
             _append_row(f[name], e, row)
         if len(events):
@@ -613,11 +663,11 @@ class RunLogWriter:
             start = ds.shape[0]
             ds.resize((start + len(events),))
             ds[start:] = events
-        if end.save_embeddings:
+        if embeddings is not None:
             data, which = f["embeddings/data"], f["embeddings/epoch"]
             m = which.shape[0]
             data.resize((m + 1, *data.shape[1:]))
-            data[m] = buf.emb
+            data[m] = embeddings
             which.resize((m + 1,))
             which[m] = e
         f.flush()
@@ -625,13 +675,37 @@ class RunLogWriter:
         done.resize((e + 1,))
         done[e] = time.time()
         f.flush()
-        buf.reset()
-        self._committed = e + 1
-        self.commit_seconds.append(time.perf_counter() - started)
-        end.future.set_result(e)
 
 
 # ---------------------------------------------------------------------- helpers
+def _claim(f: h5py.File, path: Path, nbytes: int, what: str) -> None:
+    """Allocate the bytes the next write appends (plus HDF5's metadata) before writing any,
+    so a full disk stops it cleanly instead of in the middle (``relabscope.diskspace``)."""
+    reserve(hdf5.vfd_handle(f), f.id.get_filesize(), nbytes + METADATA_SLACK, path, what)
+
+
+def _unclaim(f: h5py.File) -> None:
+    """Give back what :func:`_claim` allocated and no write used: cut the file to the end
+    of HDF5's allocation (HDF5 would otherwise record the claimed tail as part of the file)."""
+    fd = hdf5.vfd_handle(f)
+    if fd is not None and os.fstat(fd).st_size > f.id.get_filesize():
+        os.ftruncate(fd, f.id.get_filesize())
+
+
+def _abandon(f: h5py.File, path: Path) -> None:
+    """Close and delete a file this writer was building and gave up on."""
+    with suppress(*hdf5.HDF5_ERRORS):
+        f.close()
+    path.unlink(missing_ok=True)
+
+
+def _damage(path: Path, exc: BaseException) -> str:
+    """Why a log could not be read through: what ``relabscope check`` finds, else HDF5's
+    error in a few words."""
+    found = check_log(path)
+    return found.summary() if not found.ok else f"{path}: {hdf5.describe(exc)}"
+
+
 def _start_copy(arrays: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """Start device-to-host copies; return host-side handles and a CUDA event (or None)."""
     out: dict[str, Any] = {}
@@ -710,70 +784,3 @@ def _append_row(ds: h5py.Dataset, e: int, row: Any) -> None:
     if ds.shape[0] < e + 1:
         ds.resize((e + 1, *ds.shape[1:]))
     ds[e] = row
-
-
-def _build_layout(
-    f: h5py.File,
-    samples: schema.SampleTable,
-    class_names: list[str],
-    embed_dim: int,
-    fields: dict[str, tuple[int, ...]],
-    has_centers: bool,
-    config: dict[str, Any],
-    metadata: dict[str, Any],
-    skipped: list[str],
-    guards: list[str],
-) -> None:
-    n, k, d = len(samples), len(class_names), embed_dim
-    text = h5py.string_dtype()
-    f.attrs["format"] = schema.FORMAT
-    f.attrs["schema_version"] = schema.SCHEMA_VERSION
-    meta = f.create_group("meta")
-    for key, value in metadata.items():
-        meta.attrs[key] = str(value) if isinstance(value, str) else value  # np.str_ -> str
-    meta.attrs.update(num_classes=k, embed_dim=d, num_samples=n, fields=json.dumps(fields),
-                      skipped_count=len(skipped), guards=json.dumps(guards))
-    meta.create_dataset("config", data=json.dumps(config, default=str), dtype=text)
-    meta.create_dataset("class_names", data=np.array(class_names, dtype=object), dtype=text)
-    meta.create_dataset("skipped", data=np.array(skipped, dtype=object), dtype=text)
-    s = f.create_group("samples")
-    s.create_dataset("key", data=np.array(samples.key, dtype=object), dtype=text)
-    s.create_dataset("split", data=samples.split)
-    s.create_dataset("given_label", data=samples.given_label)
-    s.create_dataset("clean_label", data=samples.clean_label)
-    for name, col in samples.extras.items():
-        s.create_dataset(f"extra/{name}", data=np.asarray(col))
-    for name, (row, dtype) in schema.per_epoch_datasets(n, k, d, fields, has_centers, len(guards)).items():
-        itemsize = np.dtype(dtype).itemsize
-        f.create_dataset(name, shape=(0, *row), maxshape=(None, *row), dtype=dtype,
-                         chunks=schema.chunk_shape(row, itemsize),
-                         fillvalue=_fill(dtype))
-    f.create_dataset("epochs/done", shape=(0,), maxshape=(None,), dtype="<f8", chunks=(1024,))
-    f.create_dataset("relabels", shape=(0,), maxshape=(None,), dtype=schema.RELABEL_DTYPE, chunks=(4096,))
-    f.create_dataset("embeddings/epoch", shape=(0,), maxshape=(None,), dtype="<i4", chunks=(256,))
-    f.create_dataset("embeddings/data", shape=(0, n, d), maxshape=(None, n, d), dtype="<f2",
-                     chunks=schema.chunk_shape((n, d), 2))
-    f.create_dataset("status", data=np.array([schema.STATUS["running"]], dtype=np.int8))
-
-
-def _fill(dtype: str) -> Any:
-    return np.nan if np.dtype(dtype).kind == "f" else -1
-
-
-def _truncate(f: h5py.File, keep: int) -> None:
-    """Cut every per-epoch dataset, the relabel list and kept embeddings to ``keep`` epochs."""
-    if keep > f["epochs/done"].shape[0]:
-        raise ValueError(f"log holds {f['epochs/done'].shape[0]} epochs, cannot keep {keep}")
-    keep_events = int(f["epochs/relabel_end"][keep - 1]) if keep else 0
-    for name, ds in f["epochs"].items():
-        if isinstance(ds, h5py.Group):
-            for sub in ds.values():
-                sub.resize((min(sub.shape[0], keep), *sub.shape[1:]))
-        else:
-            ds.resize((min(ds.shape[0], keep), *ds.shape[1:]))
-    f["relabels"].resize((keep_events,))
-    which = f["embeddings/epoch"][:]
-    m = int(np.sum(which < keep))
-    f["embeddings/epoch"].resize((m,))
-    f["embeddings/data"].resize((m, *f["embeddings/data"].shape[1:]))
-    f["status"][0] = schema.STATUS["running"]

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from relabscope.analysis.summary import run_numbers
-from relabscope.config import RESUMABLE, TrainConfig, applies, read_run_config, resolve
+from relabscope.config import RESUMABLE, TrainConfig, applies, resolve
 from relabscope.errors import RelabscopeError, RunDirError, RunLockedError
 from relabscope.methods import METHODS
-from relabscope.rundir import CONFIG_NAME, locked_elsewhere
+from relabscope.rundir import holds_run, locked_elsewhere, stored_config
 from relabscope.methods.guards import GUARD_SETTINGS, NONE, guard_settings, parse_guards
 from relabscope.sweep.guards import reads_guards
 from relabscope.sweep.manifest import GRID_KEYS, Cell, cells, write_manifest
@@ -127,11 +127,10 @@ def _plan_cell(cell: Cell, settings: Mapping[str, Any], log: Callable[[str], Non
     """What to do with one cell: "train" it, "resume" it or "skip" it (finished); raises
     RunLockedError when another process trains it, RunDirError when it holds another run."""
     cfg = cell_config(cell, settings)
-    stored_path = cell.run_dir / CONFIG_NAME
-    if not stored_path.is_file():
+    if not holds_run(cell.run_dir):
         log(f"sweep: {where}: training into {cell.run_dir}")
         return "train"
-    stored = read_run_config(stored_path)
+    stored = stored_config(cell.run_dir)
     wanted = cfg.to_dict()
     for key, value in wanted.items():
         if key in RESUMABLE or value is None and key not in stored or not applies(key, cell.method):

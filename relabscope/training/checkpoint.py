@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from relabscope.diskspace import disk_full, is_disk_full, reserve
 from relabscope.errors import WriteError
 
 
@@ -53,18 +54,47 @@ def to_cpu(obj: Any) -> Any:
 def save(state: dict[str, Any], path: Path) -> None:
     """Write atomically: a reader (or a crash) sees the old file or the new, never half.
 
-    A failed write (torch reports a full disk as a RuntimeError from its zip writer) leaves
-    the previous checkpoint in place, removes the partial file and raises WriteError.
+    The file's size is claimed on the disk first (``relabscope.diskspace``), so a full disk
+    is one line saying how much is needed before anything is written. Any failed write
+    (torch reports a full disk as a RuntimeError from its zip writer) leaves the previous
+    checkpoint in place, removes the partial file and raises WriteError.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as fh:
+            reserve(fh.fileno(), 0, _size(state), path, "writing the checkpoint")
+            torch.save(state, fh)
+            fh.truncate()
         os.replace(tmp, path)
+    except WriteError:
+        tmp.unlink(missing_ok=True)
+        raise
     except (OSError, RuntimeError) as exc:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full(path, _size(state), "writing the checkpoint") from None
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
         raise WriteError(f"{path}: could not be written ({reason})") from None
+
+
+def _size(obj: Any) -> int:
+    """About the bytes ``torch.save`` writes for ``obj``: its tensors' storage, 64 bytes of
+    alignment each, and 1 MiB for everything pickled around them."""
+    sizes: list[int] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            sizes.append(value.untyped_storage().nbytes() + 64)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+
+    walk(obj)
+    return sum(sizes) + (1 << 20)
 
 
 def load(path: Path) -> dict[str, Any]:

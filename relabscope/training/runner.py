@@ -29,14 +29,14 @@ from relabscope.data.pipeline import default_workers, load_images, prepare
 from relabscope.errors import RelabscopeError, RunDirError, RunLockedError
 from relabscope.methods import build_method
 from relabscope.rundir import (CONFIG_NAME, LOCK_NAME, RunDirLock, checkpoint_path, claim, default_run_dir,
-                               remove_run_files, resume_config)
+                               resume_config, start_over)
 from relabscope.runlog.reader import RunLogReader
 from relabscope.runlog.schema import LOG_NAME
 from relabscope.runlog.writer import RunLogWriter
 from relabscope.training import checkpoint
 from relabscope.training.distributed import (SINGLE, RecordSender, World, check_batch, check_sync_bn,
                                              check_train_size, joined, main_first, on_main)
-from relabscope.training.hooks import Hook, RunResult
+from relabscope.training.hooks import Hook, RunInfo, RunResult
 from relabscope.training.log_hook import RunLogHook
 from relabscope.training.loop import Trainer
 from relabscope.training.progress import ProgressHook
@@ -47,6 +47,7 @@ def train(
     *,
     resume: str | Path | None = None,
     overwrite: bool = False,
+    restart: bool = False,
     progress: bool = True,
     hooks: Iterable[Hook] = (),
     log: Callable[[str], None] | None = None,
@@ -62,6 +63,10 @@ def train(
             epochs).
         overwrite: replace the run files already in the output directory (a directory
             that holds anything else is still refused).
+        restart: with ``resume``: train the run again from its first epoch with its stored
+            settings, replacing its log and checkpoint (for a run whose checkpoint is
+            missing or damaged: such a resume is otherwise refused, so a log with committed
+            epochs is never replaced unasked).
         progress: show progress bars.
         hooks: more hooks (:class:`~relabscope.training.hooks.Hook`) to tell about the run.
         log: receives the run's messages, one line each (default: stderr).
@@ -93,11 +98,11 @@ def train(
         cfg = validate(config if isinstance(config, TrainConfig) else resolve(dict(config or {})))
     with joined(cfg.device) as world:
         check_batch(world, cfg.batch_size)
-        return _train_on(world, cfg, resume, overwrite, progress, list(hooks), log)
+        return _train_on(world, cfg, resume, overwrite, restart, progress, list(hooks), log)
 
 
-def _train_on(world: World, cfg: TrainConfig, resume: str | Path | None, overwrite: bool, progress: bool,
-              hooks: list[Hook], log: Callable[[str], None]) -> RunResult:
+def _train_on(world: World, cfg: TrainConfig, resume: str | Path | None, overwrite: bool, restart: bool,
+              progress: bool, hooks: list[Hook], log: Callable[[str], None]) -> RunResult:
     """Claim and lock the run directory (rank 0: one writer, whatever the world), then train."""
     created = False
 
@@ -112,7 +117,7 @@ def _train_on(world: World, cfg: TrainConfig, resume: str | Path | None, overwri
     run_dir = on_main(world, claim_dir)
     try:
         with RunDirLock(run_dir) if world.is_main else nullcontext():
-            return _train_in(world, run_dir, cfg, resume is not None, progress, hooks, log)
+            return _train_in(world, run_dir, cfg, resume is not None, restart, progress, hooks, log)
     except RunLockedError:
         raise  # another process trains here: its files stay as they are
     except BaseException:
@@ -123,7 +128,7 @@ def _train_on(world: World, cfg: TrainConfig, resume: str | Path | None, overwri
         raise
 
 
-def _train_in(world: World, run_dir: Path, cfg: TrainConfig, resuming: bool, progress: bool,
+def _train_in(world: World, run_dir: Path, cfg: TrainConfig, resuming: bool, restart: bool, progress: bool,
               hooks: list[Hook], log: Callable[[str], None]) -> RunResult:
     device = pick_device(cfg.device, world)
     check_sync_bn(world, cfg.sync_bn, device, cfg.method)
@@ -134,10 +139,12 @@ def _train_in(world: World, run_dir: Path, cfg: TrainConfig, resuming: bool, pro
         log("note: --amp only applies on CUDA; training in float32")
     state = None
     ckpt = checkpoint_path(run_dir)
-    if resuming and ckpt.exists():
-        state = checkpoint.load(ckpt)
-    elif resuming and world.is_main:  # killed before its first epoch completed: start over
-        remove_run_files(run_dir, keep_lock=True)
+    if resuming and not (run_dir / CONFIG_NAME).is_file() and world.is_main:
+        log(f"note: {run_dir / CONFIG_NAME} was missing: resuming with the settings the log keeps (meta/config)")
+    if resuming and ckpt.exists() and not restart:
+        state = _read_checkpoint(ckpt)
+    elif resuming:  # no checkpoint (killed before its first epoch completed), or --restart
+        on_main(world, lambda: start_over(run_dir, restart))
     workers = default_workers() if cfg.workers is None else cfg.workers
     data = main_first(world, lambda: prepare(cfg))  # rank 0 draws or caches the data set first
     data, train_batches, test_batches = load_images(data, device, workers, cfg.cache_gb, log)
@@ -154,7 +161,8 @@ def _train_in(world: World, run_dir: Path, cfg: TrainConfig, resuming: bool, pro
     if data.corrections is not None:
         metadata["corrections_sha256"] = data.corrections.sha256
         log(data.corrections.summary())
-    own = [RunLogHook(world), *([ProgressHook()] if progress else [])] if world.is_main else [RecordSender(world)]
+    own = [RunLogHook(world), ConfigFile(cfg), *([ProgressHook()] if progress else [])] if world.is_main \
+        else [RecordSender(world)]
     trainer = Trainer(cfg, data, train_batches, test_batches, method, device, [*own, *hooks], run_dir, metadata,
                       world=world)
     if state is not None:
@@ -174,11 +182,34 @@ def _train_in(world: World, run_dir: Path, cfg: TrainConfig, resuming: bool, pro
         if trainer.epoch >= cfg.epochs:
             if world.is_main:
                 _mark_finished(run_dir / LOG_NAME, trainer.epoch)
+                if not (run_dir / CONFIG_NAME).is_file():
+                    write_toml(cfg, run_dir / CONFIG_NAME)
                 log(f"{run_dir}: already trained {trainer.epoch} epochs; pass --epochs N (> {trainer.epoch}) to extend")
             return RunResult(run_dir, "finished", trainer.epoch)
-    if world.is_main:
-        write_toml(cfg, run_dir / CONFIG_NAME)
     return trainer.fit()
+
+
+class ConfigFile(Hook):
+    """Writes the run's config.toml once the run log is open for writing (hooks start in
+    order, after ``RunLogHook``): a resume that cannot open its log (damaged, no room for
+    the copy) leaves the stored config as it was."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+
+    def on_run_start(self, run: RunInfo) -> None:
+        write_toml(self.cfg, run.run_dir / CONFIG_NAME)
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """A run's checkpoint, or one line saying it cannot be read (a truncated or damaged file:
+    torch's zip reader, pickle or the disk refused it). The log is left as it is."""
+    try:
+        return checkpoint.load(path)
+    except Exception as exc:  # torch raises RuntimeError, pickle and zipfile their own
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunDirError(f"{path}: cannot be read, damaged or cut short ({reason[:200]}); the log is kept: train "
+                          f"into a new --out, or pass --restart to train this run again from its first epoch") from None
 
 
 def _mark_finished(log_path: Path, epochs: int) -> None:
