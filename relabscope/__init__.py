@@ -20,6 +20,7 @@ _EXPORTS = {
     "TrainConfig": "relabscope.config",
     "RunLogWriter": "relabscope.runlog.writer",
     "RunLogReader": "relabscope.runlog.reader",
+    "check_log": "relabscope.runlog.check",
     "SampleTable": "relabscope.runlog.schema",
     "example_run": "relabscope.examples",
     "live_example_run": "relabscope.examples",

@@ -28,6 +28,7 @@ from relabscope.analysis.run import Run
 from relabscope.config import SPECS, read_toml, resolve
 from relabscope.errors import RelabscopeError
 from relabscope.rundir import holds_run
+from relabscope.runlog.check import check_log
 from relabscope.runlog.images import image_source
 from relabscope.settings import Spec
 from relabscope.sweep.manifest import GRID_KEYS

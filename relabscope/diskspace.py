@@ -95,11 +95,11 @@ def _write_zeros(fd: int, offset: int, nbytes: int, path: str | Path, what: str)
     """Allocate by writing zeros where the file does not reach yet (what glibc does for a
     file system without ``fallocate``); on a full disk the file is cut back as it was."""
     size = os.fstat(fd).st_size
-    start, end = max(offset, size), offset + nbytes
+    at, end = max(offset, size), offset + nbytes
     block = bytes(1 << 20)
     try:
-        for at in range(start, end, len(block)):
-            os.pwrite(fd, block[:min(len(block), end - at)], at)
+        while at < end:  # a write may take fewer bytes than asked (the last ones that fit)
+            at += os.pwrite(fd, block[:min(len(block), end - at)], at)
     except OSError as exc:
         os.ftruncate(fd, size)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -163,8 +163,9 @@ class CorrectionJournal:
             line = (json.dumps(asdict(record), separators=(",", ":")) + "\n").encode()
             end = fh.seek(0, os.SEEK_END)
             try:
-                fh.write(line)
-                fh.flush()
+                view = memoryview(line)
+                while view:  # unbuffered: a write may take fewer bytes than asked
+                    view = view[fh.write(view) or 0:]
                 os.fsync(fh.fileno())
             except OSError as exc:  # the decision is not on disk: take back what part of it is
                 with contextlib.suppress(OSError):
@@ -183,7 +184,9 @@ class CorrectionJournal:
         """The journal opened under a lock: for appending under an exclusive one, or (``write``
         False, which also works on a read-only file) for reading under a shared one. This
         process's threads take the thread lock, other processes wait on ``flock``."""
-        with self._lock, open(self.path, "a+b" if write else "rb") as fh:
+        # unbuffered: what a failed write left behind is taken back, and closing has no
+        # buffer left to flush (a full disk would fail the close too)
+        with self._lock, open(self.path, "a+b" if write else "rb", buffering=0) as fh:
             fcntl.flock(fh, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
             try:
                 yield fh

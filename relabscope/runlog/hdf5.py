@@ -13,10 +13,11 @@ Why this module exists:
   through ctypes on the very libhdf5 that h5py loaded (another copy of the library would not
   know h5py's property-list id); where that library cannot be found the limit is not set
   and :func:`bounded` says so.
-- **No file locks.** HDF5's own ``flock`` let a reader (a dashboard, a notebook) block a
-  resume (``unable to lock file, errno = 11``). The run directory's lock already keeps
-  writers apart, and a reader never needs to keep a writer out: a resume builds a new file
-  and swaps it in (``RunLogWriter.resume``).
+- **HDF5's own file locks stay on** (as plain h5py opens files, so a notebook may mix the
+  two in one process: HDF5 refuses a second open with other locking flags). They used to
+  make a reader (a dashboard, a notebook) block a resume (``unable to lock file, errno =
+  11``), because the resume opened the log itself for writing; it now writes a new file and
+  swaps it in (``RunLogWriter.resume``), which no reader's lock touches.
 """
 
 from __future__ import annotations
@@ -86,7 +87,6 @@ def bounded() -> bool:
 def _file_access() -> h5p.PropFAID:
     fapl = h5p.create(h5p.FILE_ACCESS)
     fapl.set_libver_bounds(h5f.LIBVER_LATEST, h5f.LIBVER_LATEST)
-    fapl.set_file_locking(False, True)
     lib = _libhdf5()
     if lib is not None:
         lib.H5Pset_metadata_read_attempts(fapl.id, READ_ATTEMPTS)
@@ -95,8 +95,7 @@ def _file_access() -> h5p.PropFAID:
 
 def open_file(path: str | Path, mode: Literal["r", "w"]) -> h5py.File:
     """A run log's file: ``"r"`` reads in SWMR mode (a live, killed or finished run alike),
-    ``"w"`` creates (or truncates) one to write; both with bounded metadata retries and
-    without file locks.
+    ``"w"`` creates (or truncates) one to write; both with bounded metadata retries.
 
     Raises:
         OSError, RuntimeError, ValueError: HDF5 could not open it (:func:`describe` says why
@@ -118,12 +117,12 @@ def probe(path: str | Path) -> str | None:
     damage (None), on the "open for writing" flags of a live or killed writer, and when
     this process already holds the file open in SWMR mode."""
     try:
-        with h5py.File(path, "r", locking=False):
+        with h5py.File(path, "r"):
             return None
     except HDF5_ERRORS as exc:
         text = str(exc)
-        if "already open" in text or "file consistency flags" in text:
-            return None  # a writer's flags, or this process has it open in SWMR mode: not damage
+        if "already open" in text or "file consistency flags" in text or "unable to lock" in text:
+            return None  # a writer's flags or lock, or this process has it open in SWMR mode: not damage
         return describe(exc)
 
 
@@ -141,6 +140,8 @@ def describe(exc: BaseException) -> str:
                 else "truncated")
     if "already open" in text:
         return "this process already has the file open in another mode (open it with h5py's swmr=True)"
+    if "unable to lock" in text:
+        return "another process holds HDF5's lock on it"
     if "signature not found" in text:
         return "not an HDF5 file"
     if "does not match its checksum" in text:
@@ -164,7 +165,7 @@ def vfd_handle(file: h5py.File) -> int | None:
 
 
 def open_log(path: str | Path) -> h5py.File:
-    """A relabscope run log, open to read (SWMR; bounded retries; no lock), or one line
+    """A relabscope run log, open to read (SWMR; bounded retries), or one line
     saying why not.
 
     Raises:
