@@ -351,7 +351,6 @@ def report(runs: tuple[str, ...], out: str, png: bool, images: tuple[str, ...]) 
 def check(runs: tuple[str, ...]) -> None:
     """Read every committed epoch of each run's log against its checksums and list what is
     damaged and which epochs are intact. Exits 1 when anything is damaged."""
-    from relabscope.runlog.check import check_log
 
     damaged = 0
     for run in runs:

@@ -435,7 +435,7 @@ def test_a_checkpoint_that_cannot_be_written_ends_in_one_line_and_the_run_resume
     def disk_full_on_second_call(obj, f, *args, **kwargs):
         calls.append(f)
         if len(calls) == 2:
-            Path(f).write_bytes(b"PK\x03\x04 partial")
+            f.write(b"PK\x03\x04 partial")  # the checkpoint's open temporary file
             raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed "
                                "writing file data/3: file write failed\nframe #0: ...")
         return real_save(obj, f, *args, **kwargs)

@@ -180,7 +180,7 @@ def open_log(path: str | Path) -> h5py.File:
     except HDF5_ERRORS as exc:
         raise LogDamagedError(f"{path}: not a readable HDF5 run log ({describe(exc)})") from None
     try:
-        fmt, version = f.attrs.get("format"), int(f.attrs.get("schema_version", 0))
+        fmt, version = schema.text(f.attrs.get("format", "")), int(f.attrs.get("schema_version", 0))
     except HDF5_ERRORS as exc:
         f.close()
         raise LogDamagedError(f"{path}: not a readable HDF5 run log ({describe(exc)})") from None

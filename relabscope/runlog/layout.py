@@ -5,9 +5,11 @@ attributes afterwards). What keeps a flipped byte from becoming a wrong number:
 
 - every chunked dataset carries HDF5's fletcher32 filter (a checksum per chunk, which SWMR
   allows: measured with HDF5 2.0), so reading a damaged chunk fails instead of returning it;
-- variable-length strings (the sample keys, class names, config, skipped images) cannot
-  take a filter (HDF5: "not suitable for filters"), so the ``meta`` attribute ``digests``
-  holds the SHA-256 of each (``schema.text_digest``), which the reader checks;
+- strings are fixed-length (:func:`fixed_text`: never HDF5's variable-length strings, whose
+  global heap has no checksum), the lists of them chunked with fletcher32 too, and the
+  ``meta`` attribute ``digests`` holds the SHA-256 of each string dataset
+  (``schema.text_digest``), which the reader checks (it also covers the config, one
+  contiguous string, and logs written with variable-length strings);
 - HDF5's own metadata (superblock, object headers, chunk indexes) is checksummed in the
   file format relabscope writes (``libver="latest"``).
 
@@ -46,29 +48,27 @@ def build(
 ) -> None:
     """Create every group, dataset and attribute of an empty log (no epoch yet)."""
     n, k, d = len(samples), len(class_names), embed_dim
-    text = h5py.string_dtype()
     config_json = json.dumps(config, default=str)
-    f.attrs["format"] = schema.FORMAT
+    f.attrs["format"] = fixed_text(schema.FORMAT)
     f.attrs["schema_version"] = schema.SCHEMA_VERSION
     meta = f.create_group("meta")
-    for key, value in metadata.items():
-        if key not in _DERIVED:
-            meta.attrs[key] = str(value) if isinstance(value, str) else value  # np.str_ -> str
     digests = {"meta/config": [config_json], "meta/class_names": class_names, "meta/skipped": skipped,
                "samples/key": list(samples.key)}
-    meta.attrs.update(num_classes=k, embed_dim=d, num_samples=n, fields=json.dumps(fields),
-                      skipped_count=len(skipped), guards=json.dumps(guards),
-                      digests=json.dumps({name: schema.text_digest(v) for name, v in digests.items()}))
-    meta.create_dataset("config", data=config_json, dtype=text)
-    meta.create_dataset("class_names", data=np.array(class_names, dtype=object), dtype=text)
-    meta.create_dataset("skipped", data=np.array(skipped, dtype=object), dtype=text)
+    derived = dict(num_classes=k, embed_dim=d, num_samples=n, fields=json.dumps(fields), skipped_count=len(skipped),
+                   guards=json.dumps(guards),
+                   digests=json.dumps({name: schema.text_digest(v) for name, v in digests.items()}))
+    for key, value in {**{k_: v for k_, v in metadata.items() if k_ not in _DERIVED}, **derived}.items():
+        meta.attrs[key] = fixed_text(value) if isinstance(value, (str, bytes)) else value
+    meta.create_dataset("config", data=fixed_text(config_json))
+    _texts(meta, "class_names", class_names)
+    _texts(meta, "skipped", skipped)
     s = f.create_group("samples")
-    s.create_dataset("key", data=np.array(samples.key, dtype=object), dtype=text)
+    _texts(s, "key", list(samples.key))
     columns: dict[str, np.ndarray] = {
         "split": samples.split, "given_label": samples.given_label, "clean_label": np.asarray(samples.clean_label),
         **{f"extra/{name}": np.asarray(col) for name, col in samples.extras.items()}}
-    for name, col in columns.items():  # HDF5 cannot chunk (so checksum) an empty dataset
-        s.create_dataset(name, data=col, chunks=True if col.size else None, fletcher32=bool(col.size))
+    for name, col in columns.items():
+        _checksummed(s, name, col)
     for name, (row, dtype) in schema.per_epoch_datasets(n, k, d, fields, has_centers, len(guards)).items():
         _growing(f, name, row, dtype, schema.chunk_shape(row, np.dtype(dtype).itemsize))
     _growing(f, "epochs/done", (), "<f8", (1024,))
@@ -76,6 +76,28 @@ def build(
     _growing(f, "embeddings/epoch", (), "<i4", (256,))
     _growing(f, "embeddings/data", (n, d), "<f2", schema.chunk_shape((n, d), 2))
     f.create_dataset("status", data=np.array([schema.STATUS["running"]], dtype=np.int8))
+
+
+def fixed_text(value: str | bytes) -> np.ndarray:
+    """A string as a fixed-length UTF-8 HDF5 string. Not h5py's default, the variable-length
+    string: those live in HDF5's global heap, which has no checksum, and one flipped byte
+    of a heap object's size made HDF5 loop inside a read, with the GIL held, for good
+    (measured: an hour at full CPU opening the log). Fixed-length strings sit in the
+    checksummed object header (attributes) or in chunks fletcher32 covers."""
+    raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+    return np.array(raw, dtype=h5py.string_dtype("utf-8", max(1, len(raw))))
+
+
+def _texts(group: h5py.Group, name: str, values: list[str]) -> None:
+    """A list of strings as a fixed-length UTF-8 string dataset, checksummed per chunk."""
+    raw = [v.encode("utf-8", "surrogateescape") for v in values]
+    width = max([1, *map(len, raw)])
+    _checksummed(group, name, np.array(raw, dtype=h5py.string_dtype("utf-8", width)))
+
+
+def _checksummed(group: h5py.Group, name: str, data: np.ndarray) -> None:
+    """A dataset written once, chunked with fletcher32 (HDF5 cannot chunk an empty one)."""
+    group.create_dataset(name, data=data, chunks=True if data.size else None, fletcher32=bool(data.size))
 
 
 def _growing(f: h5py.File, name: str, row: tuple[int, ...], dtype: Any, chunks: tuple[int, ...]) -> None:

@@ -452,8 +452,8 @@ _CACHED = [name for name, value in vars(RunLogReader).items() if isinstance(valu
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode()
+    if isinstance(value, bytes):  # a fixed-length string attribute (np.bytes_)
+        return schema.text(value)
     if isinstance(value, np.generic):
         return value.item()
     return value

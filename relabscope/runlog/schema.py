@@ -20,7 +20,9 @@ from typing import Iterable
 import numpy as np
 
 FORMAT = "relabscope-runlog"
-SCHEMA_VERSION = 1
+#: 2: strings fixed-length UTF-8 (h5py reads them as bytes), fletcher32 on every chunked
+#: dataset, ``meta`` attribute ``digests``; 1: variable-length strings, no checksums
+SCHEMA_VERSION = 2
 LOG_NAME = "run.h5"
 PARTIAL_SUFFIX = ".partial"
 #: a resume builds the continued log under this name, then renames it over the old one

@@ -134,7 +134,7 @@ def test_hand_written_loop_round_trip(tmp_path) -> None:
     log.close()
 
     with h5py.File(tmp_path / "run" / "run.h5", "r") as f:  # plain h5py after a clean close
-        assert f.attrs["format"] == "relabscope-runlog"
+        assert f.attrs["format"] == b"relabscope-runlog" and f.attrs["schema_version"] == 2  # fixed-length: bytes
         assert f["epochs/label"].shape == (3, N_TRAIN + N_TEST)
 
 
@@ -268,3 +268,38 @@ def test_relabel_probs_set_the_events_probabilities(tmp_path) -> None:
     np.testing.assert_allclose(events["p_new"][:2], [0.7, 0.6], rtol=1e-6)
     np.testing.assert_allclose(events["p_old"][2:], [softmax[0, 1], softmax[1, 0]], rtol=1e-6)  # the softmax
     np.testing.assert_allclose(events["p_new"][2:], [softmax[0, 0], softmax[1, 1]], rtol=1e-6)
+
+
+def _as_schema_1(path) -> None:
+    """Rewrite a log's strings as schema 1 wrote them: variable-length, no digests."""
+    text = h5py.string_dtype()
+    with h5py.File(path, "r+") as f:
+        for name in ("meta/config", "meta/class_names", "meta/skipped", "samples/key"):
+            values = f[name][()]
+            del f[name]
+            data = values.decode() if isinstance(values, bytes) else np.array([v.decode() for v in values], dtype=object)
+            f.create_dataset(name, data=data, dtype=text)
+        for key, value in list(f["meta"].attrs.items()):
+            if isinstance(value, bytes):
+                f["meta"].attrs[key] = value.decode()
+        del f["meta"].attrs["digests"]
+        f.attrs["format"] = "relabscope-runlog"
+        f.attrs["schema_version"] = 1
+
+
+def test_a_schema_1_log_reads_and_resumes_into_schema_2(tmp_path) -> None:
+    _hand_written_loop(tmp_path / "run", epochs=2)
+    path = tmp_path / "run" / "run.h5"
+    with RunLogReader(path) as log:
+        expected = log.samples["key"].tolist(), log.config, log.meta["method"] if "method" in log.meta else None
+        labels = log.epoch_array("label")
+    _as_schema_1(path)
+    with RunLogReader(path) as log:
+        assert (log.samples["key"].tolist(), log.config, log.meta.get("method")) == expected
+        np.testing.assert_array_equal(log.epoch_array("label"), labels)
+    RunLogWriter.resume(path, keep_epochs=2).close()
+    with h5py.File(path, "r") as f:
+        assert f.attrs["schema_version"] == 2 and f["samples/key"].fletcher32 and "digests" in f["meta"].attrs
+    with RunLogReader(path) as log:
+        assert log.samples["key"].tolist() == expected[0]
+        np.testing.assert_array_equal(log.epoch_array("label"), labels)

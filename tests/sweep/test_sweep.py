@@ -103,6 +103,7 @@ def test_killed_run_is_resumed_and_matches_an_uninterrupted_one(tmp_path) -> Non
         run_sweep(out, hooks=[Stop()], log=lambda line: None, **grid)
     cell = cells(out, ["rul"], [0.3], [1])[0]
     assert 0 < run_numbers(cell.run_dir)["epochs"] < 3  # the epoch in flight may commit too
+    (cell.run_dir / "config.toml").unlink()  # its settings are in the log too: resumed, never trained over
     lines: list[str] = []
     result = run_sweep(out, log=lines.append, **grid)
     assert result.trained == [cell] and any("resuming" in line for line in lines)

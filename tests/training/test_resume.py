@@ -283,3 +283,19 @@ def test_resume_after_an_image_became_unreadable(faces_run) -> None:
     (data / "train" / "sad" / "2.png").write_bytes(b"not an image any more")
     with pytest.raises(RelabscopeError, match="unreadable|changed"):
         train({"epochs": 2}, resume=run, progress=False, log=lambda line: None)
+
+
+def test_the_demo_resumes_an_unfinished_run_instead_of_replacing_it(tiny_runs, tmp_path, monkeypatch) -> None:
+    """``relabscope demo`` used to train an unfinished run folder again with --overwrite,
+    deleting its committed epochs; it resumes it now."""
+    from relabscope import demo
+
+    run_dir = tmp_path / "demo" / "scn-20"
+    shutil.copytree(tiny_runs["scn"], run_dir)
+    with h5py.File(run_dir / "run.h5", "r+") as f:
+        f["status"][0] = 3  # interrupted
+    calls: list[dict] = []
+    monkeypatch.setattr(demo, "train", lambda config, **kw: calls.append({"config": config, **kw}))
+    monkeypatch.setattr(demo, "METHODS", ("scn",))
+    demo.demo_runs(tmp_path / "demo", noise=0.2, progress=False, log=lambda line: None)
+    assert len(calls) == 1 and calls[0]["resume"] == run_dir and not calls[0].get("overwrite")
