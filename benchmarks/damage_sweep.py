@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "damage_sweep.json"
@@ -104,38 +105,47 @@ def structure_offsets(path: Path) -> list[tuple[int, int]]:
     return gaps
 
 
-def sweep(log: Path, offsets: list[int], deadline: float, batch: int = 100) -> dict[int, str]:
-    """Each offset's outcome; a child process reads a batch of offsets, and one that stops
+def sweep(log: Path, offsets: list[int], deadline: float, jobs: int, batch: int = 100) -> dict[int, str]:
+    """Each offset's outcome. ``jobs`` child processes run at once (a damaged read mostly
+    sleeps in HDF5's bounded retries), each reading a batch of offsets; one that stops
     answering for ``deadline`` seconds is killed and its offset recorded as a hang."""
     results: dict[int, str] = {}
+    batches = [offsets[i:i + batch] for i in range(0, len(offsets), batch)]
+    with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(jobs) as pool:
+        for done, found in enumerate(pool.map(lambda b: _batch(log, b, scratch, deadline), batches), start=1):
+            results.update(found)
+            print(f"  {done}/{len(batches)} batches", flush=True)
+    return results
+
+
+def _batch(log: Path, offsets: list[int], scratch: str, deadline: float) -> dict[int, str]:
+    results: dict[int, str] = {}
     todo = list(offsets)
-    with tempfile.TemporaryDirectory() as scratch:
-        while todo:
-            chunk = todo[:batch]
-            proc = subprocess.Popen([sys.executable, "-c", WORKER, str(log), scratch, ",".join(map(str, chunk))],
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-            assert proc.stdout is not None
-            sel = selectors.DefaultSelector()
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            current, since = None, time.monotonic()
-            while True:
-                if sel.select(timeout=0.5):
-                    line = proc.stdout.readline()
-                    if not line:
-                        break
-                    kind, offset, *rest = line.rstrip("\n").split(" ", 2)
-                    if kind == "start":
-                        current, since = int(offset), time.monotonic()
-                    else:
-                        results[int(offset)], current = rest[0] if rest else "", None
-                if current is not None and time.monotonic() - since > deadline:
-                    proc.kill()
-                    results[current] = "HANG"
+    while todo:
+        proc = subprocess.Popen([sys.executable, "-c", WORKER, str(log), scratch, ",".join(map(str, todo))],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        current, since = None, time.monotonic()
+        while True:
+            if sel.select(timeout=0.5):
+                line = proc.stdout.readline()
+                if not line:
                     break
-            proc.wait()
-            if current is not None and current not in results:
-                results[current] = f"CRASH rc={proc.returncode}"
-            todo = [o for o in todo if o not in results]
+                kind, offset, *rest = line.rstrip("\n").split(" ", 2)
+                if kind == "start":
+                    current, since = int(offset), time.monotonic()
+                else:
+                    results[int(offset)], current = rest[0] if rest else "", None
+            if current is not None and time.monotonic() - since > deadline:
+                proc.kill()
+                results[current] = "HANG"
+                break
+        proc.wait()
+        if current is not None and current not in results:
+            results[current] = f"CRASH rc={proc.returncode}"
+        todo = [o for o in todo if o not in results]
     return results
 
 
@@ -144,6 +154,8 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=13, help="flip every STEP-th byte")
     parser.add_argument("--structures", action="store_true", help="only bytes outside the datasets' raw data")
     parser.add_argument("--deadline", type=float, default=20.0, help="seconds one read may take")
+    parser.add_argument("--jobs", type=int, default=6, help="reading processes at once (they mostly sleep)")
+    parser.add_argument("--offsets", help="flip only these bytes (comma-separated), e.g. to recheck a finding")
     args = parser.parse_args()
 
     import relabscope as rs
@@ -152,9 +164,10 @@ def main() -> None:
         log = Path(rs.example_run(Path(tmp) / "example")) / "run.h5"
         size = log.stat().st_size
         spans = structure_offsets(log) if args.structures else [(0, size)]
-        offsets = [o for start, end in spans for o in range(start, end, args.step)]
+        offsets = [int(o) for o in args.offsets.split(",")] if args.offsets else \
+            [o for start, end in spans for o in range(start, end, args.step)]
         started = time.perf_counter()
-        results = sweep(log, offsets, args.deadline)
+        results = sweep(log, offsets, args.deadline, args.jobs)
         seconds = time.perf_counter() - started
     counts = Counter(v.split(" ")[0] for v in results.values())
     bad = {o: v for o, v in sorted(results.items()) if not v.startswith(("same", "detected"))}

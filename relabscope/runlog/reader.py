@@ -350,21 +350,21 @@ class RunLogReader:
                     continue
                 try:
                     ds = shared.dataset(name)
+                    if refresh:
+                        ds.refresh()
+                    return select(ds)
                 except KeyError:
                     raise self._record(LogDamagedError(
                         f"{self.path}: the log has no {name}: it is incomplete or damaged "
                         f"(relabscope check {self.path.parent})")) from None
-                try:
-                    if refresh:
-                        ds.refresh()
-                    return select(ds)
-                except hdf5.READ_ERRORS as exc:
+                except hdf5.READ_ERRORS as exc:  # a checksum, or an object header HDF5 cannot parse
                     failure = exc
         raise self._record(self._damaged(name, failure))
 
     def _texts(self, name: str) -> list[str]:
-        """A string dataset, checked against the digest the writer stored (HDF5 cannot
-        checksum variable-length strings itself; logs written before digests are not checked)."""
+        """A string dataset, checked against the digest the writer stored (it covers the
+        config, a contiguous string no filter checks, and the strings of schema-1 logs in
+        HDF5's unchecksummed heap; logs written before digests are not checked)."""
         raw = self._read(name, lambda ds: ds[()], refresh=False)
         values = [schema.text(v) for v in np.atleast_1d(raw)]
         if schema.digest_mismatch(self.meta.get("digests", ""), name, values):
@@ -383,28 +383,28 @@ class RunLogReader:
         where = ""
         if name.startswith("epochs/") or name == "embeddings/data":
             bad = self._first_unreadable_row(name)
-            if bad is not None and name != "embeddings/data":
+            if bad is not None:
                 where = f" at epoch {bad},"
-            elif bad is not None:
-                where = f" at the {bad + 1}. kept embeddings,"
         why = hdf5.describe(failure) if failure is not None else "it changed while being read"
         return LogDamagedError(f"{self.path}: damaged{where} dataset {name} ({why}); relabscope check "
                                f"{self.path.parent} lists what is intact")
 
     def _first_unreadable_row(self, name: str) -> int | None:
+        """The epoch of the first committed row of ``name`` that cannot be read (for the
+        kept embeddings, the epoch they were kept at), or None."""
         shared = self._current()
         with shared.lock:
             try:
                 ds = shared.dataset(name)
-                rows = ds.shape[0] if name == "embeddings/data" else \
-                    min(ds.shape[0], shared.dataset("epochs/done").shape[0])
+                epochs = shared.dataset("embeddings/epoch")[:] if name == "embeddings/data" else \
+                    np.arange(min(ds.shape[0], shared.dataset("epochs/done").shape[0]))
             except hdf5.HDF5_ERRORS:
                 return None
-            for row in range(rows):
+            for row, epoch in enumerate(epochs[:ds.shape[0]]):
                 try:
                     ds[row]
                 except hdf5.READ_ERRORS:
-                    return row
+                    return int(epoch)
         return None
 
     def _current(self) -> _SharedFile:

@@ -16,7 +16,12 @@ Why it is built this way:
   readers take its length as the number of epochs. The file only appears under its final
   name once its layout exists (it is built under ``run.h5.partial`` and renamed).
 - **SWMR rules.** No dataset or attribute may be created once SWMR starts, so all of them
-  are created up front with a growable epoch axis.
+  are created up front with a growable epoch axis (``runlog.layout``), and a resume
+  copies the kept epochs into a new file instead of changing the old one.
+- **Checksums and disk space.** Every chunk carries a checksum (``runlog.layout``), and
+  each commit claims its bytes on the disk before writing any (``relabscope.diskspace``):
+  a damaged byte is a failed read, never a wrong number, and a full disk a one-line
+  WriteError before the epoch is written, never a crash.
 - **Distances are to class means.** At each commit the writer computes, per class, the mean
   embedding of the training samples under the labels in effect, and every sample's distance
   to every such mean: one definition for every method, so SCN and SCN-C compare.
@@ -40,7 +45,7 @@ import numpy as np
 import torch
 
 from relabscope.diskspace import METADATA_SLACK, disk_full, is_disk_full, reserve
-from relabscope.errors import RelabscopeError, RunDirError, WriteError
+from relabscope.errors import LogDamagedError, RelabscopeError, WriteError
 from relabscope.runlog import hdf5, layout, schema
 from relabscope.runlog.check import check_log
 from relabscope.runlog.images import ImagesArg, storable_spec
@@ -306,8 +311,9 @@ class RunLogWriter:
             The writer, at epoch ``keep_epochs``.
 
         Raises:
-            RunDirError: the log cannot be read, or a row it would keep is damaged (the
+            LogDamagedError: the log cannot be read, or a row it would keep is damaged (the
                 message says which epochs are intact).
+            RunDirError: not a run log, or one of a newer schema.
             WriteError: no room on the disk for the copy.
             ValueError: the log holds fewer than ``keep_epochs`` epochs, or other guards.
         """
@@ -330,7 +336,7 @@ class RunLogWriter:
                 _abandon(new, staged)
                 if is_disk_full(exc):
                     raise disk_full(staged, None, f"copying its {keep_epochs} kept epochs") from None
-                raise RunDirError(f"{_damage(path, exc)}; the resume changed nothing") from None
+                raise LogDamagedError(f"{_damage(path, exc)}; the resume changed nothing") from None
             except BaseException:
                 _abandon(new, staged)
                 raise
@@ -650,7 +656,6 @@ class RunLogWriter:
         self._committed = e + 1
         self.commit_seconds.append(time.perf_counter() - started)
         end.future.set_result(e)
-
 
     def _write_epoch(self, e: int, rows: dict[str, Any], events: np.ndarray, embeddings: np.ndarray | None) -> None:
         """Append epoch ``e``'s rows, events and embeddings; flush; then commit it by growing
