@@ -10,7 +10,7 @@ import pandas as pd
 from dash import dcc, html
 from dash.dash_table.DataTable import DataTable
 
-from relabscope.dashboard.registry import RunUnavailable
+from relabscope.errors import RelabscopeError
 
 GRAPH_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png"}}
 
@@ -38,8 +38,10 @@ def note_card(message: str) -> html.Div:
 
 
 def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, RunUnavailable):
-        return str(exc)
+    """An error as one line for a card: relabscope's own errors as their message (it names
+    the file and the problem), anything else with its class name."""
+    if isinstance(exc, RelabscopeError):
+        return str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}"[:500]
 

@@ -98,7 +98,7 @@ class CorrectionJournal:
             with self._locked(write=False) as fh:
                 self._read_new(fh)
             if self.read_only is None and not self._csv_current():
-                self._write_csv()
+                self._refresh_csv()
 
     @property
     def read_only(self) -> str | None:
