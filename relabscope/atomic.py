@@ -7,7 +7,9 @@ writer trips over another's temporary file. (Checkpoints keep one fixed temporar
 their run directory has one writer, and a killed writer's leftover is overwritten next
 time instead of piling up.)
 
-A full disk is one line naming the file and the space it needs (``relabscope.diskspace``),
+The new file is fsynced before the rename and its folder after it, so once the call
+returns the new contents survive a power cut, not only a killed process. A full disk is
+one line naming the file and the space it needs (``relabscope.diskspace``),
 the old file left as it was: the bytes of a write whose size is known are claimed before
 any is written, and one that runs out of space midway is thrown away.
 
@@ -49,13 +51,27 @@ def atomic_write(path: str | os.PathLike, size: int | None = None) -> Iterator[B
                 reserve(fd, 0, size, path, f"writing {path.name}")
             yield fh
             fh.truncate()  # a claim larger than what was written leaves no zeros behind
+            fh.flush()
+            os.fsync(fh.fileno())  # the contents are on disk before the name points at them
         os.replace(tmp, path)
+        fsync_folder(path.parent)  # and the rename itself
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError) and is_disk_full(exc):
             raise disk_full(path, size, f"writing {path.name}") from None
         raise
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Make a folder's entries (a new or renamed file) durable: fsync the folder itself.
+    Where a folder cannot be opened for that (Windows), nothing is done."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:

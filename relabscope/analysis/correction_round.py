@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from relabscope.data.corrections import DECISIONS, Corrections, read_corrections
+from relabscope.data.corrections import Corrections, read_corrections
+from relabscope.data.journal import DECISIONS
 from relabscope.errors import RunDirError
 
 if TYPE_CHECKING:
@@ -66,11 +67,11 @@ def correction_round(before: Run, after: Run) -> pd.DataFrame:
     clean, clean_before = after.clean_labels, before.clean_labels
     rows = []
     for decision in DECISIONS:
-        keys = [k for k, (d, _) in corrections.decisions.items() if d == decision and k in before_keys]
+        keys = [k for k, c in corrections.decisions.items() if c.decision == decision and k in before_keys]
         trained = [after_keys[k] for k in keys if k in after_keys]
         again = sum(1 for sid in trained if sid in relabelled)
         reviewed = np.array([given_after[after_keys[k]] if decision == "keep"
-                             else names.get(corrections.decisions[k][1] or "", -1)
+                             else names.get(corrections.decisions[k].label or "", -1)
                              for k in keys if k in after_keys], dtype=np.int64)
         differs = int((final[trained] != reviewed).sum())
         row = {"decision": decision, "decided": len(keys), "in_training": len(trained), "relabelled_again": again,

@@ -18,7 +18,7 @@ import pandas as pd
 
 from relabscope.analysis.suspects import BASELINES
 from relabscope.atomic import atomic_write
-from relabscope.data.corrections import CorrectionJournal
+from relabscope.data.journal import CorrectionJournal
 from relabscope.data.labelstudio import Task, export_tasks, labeling_config, read_export
 from relabscope.errors import RelabscopeError
 

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from relabscope.data.corrections import Decision
+from relabscope.data.journal import Decision
 
 #: the decisions a reviewer makes (``suggested`` is stored as ``relabel`` or ``keep``)
 REVIEW_DECISIONS = ("keep", "suggested", "relabel", "ambiguous", "drop")

@@ -29,7 +29,8 @@ from relabscope.analysis import flipflops as _flipflops
 from relabscope.analysis import review as _review
 from relabscope.analysis import suspects as _suspects
 from relabscope.analysis.projection import LANDMARKS, project_run
-from relabscope.data.corrections import CorrectionJournal, Decision
+from relabscope.data.corrections import labels_fingerprint
+from relabscope.data.journal import CorrectionJournal, Decision, Proposal, SuggestionChanged
 from relabscope.errors import RunDirError
 from relabscope.runlog.images import ImageSource, ImageSourceError, ImagesArg, image_source
 from relabscope.runlog.reader import RunLogReader
@@ -897,14 +898,24 @@ class Run:
         ``corrections.csv`` in the run directory (``relabscope.data.corrections``)."""
         return CorrectionJournal(self.run_dir, self.class_names)
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """A short hash of the training samples' keys and given labels, recorded with every
+        decision made on this run: training on the decisions later can tell a run whose
+        labels differ (``relabscope.data.corrections.labels_fingerprint``)."""
+        train = self.train_mask
+        return labels_fingerprint(self.log.samples["key"][train].tolist(), self.given_labels[train], self.class_names)
+
     def review(self, sample_ids: int | Iterable[int], decision: str, label: str | int | None = None, *,
-               reviewer: str = "", base: int | Iterable[int] | None = None,
+               reviewer: str = "", base: int | Iterable[int] | None = None, shown: int | str | None = None,
                source: str = "python") -> list[Decision]:
         """Record a reviewer's decision about samples, on disk when the call returns: the
         same decisions the dashboard's review page makes (``relabscope.analysis.review``).
+        Each records the label the sample is given and this run's :attr:`fingerprint`, so
+        it is applied later only where the sample has that label.
 
         Args:
-            sample_ids: one sample id or several; each is decided in turn.
+            sample_ids: one sample id or several; each is decided in turn (one write).
             decision: "keep", "suggested" (take :meth:`suspects`' suggestion: a training
                 sample), "relabel" (to ``label``), "ambiguous" or "drop".
             label: the class name or id of a relabel.
@@ -912,6 +923,8 @@ class Run:
             base: the ``seq`` of each sample's decision the reviewer saw (0: undecided), one
                 for all or one per sample: a sample decided since is refused. None replaces
                 whatever is there.
+            shown: for "suggested", the suggestion the reviewer saw (class name or id): a
+                sample whose suggestion is another one now (the run trained on) is refused.
             source: where the decision came from ("python", "dashboard", ...).
 
         Returns:
@@ -919,18 +932,19 @@ class Run:
 
         Raises:
             ValueError: an unknown sample, decision or class.
-            DecisionConflict: a sample was decided since ``base``; the samples before it
-                are saved, it and those after it are not.
+            DecisionConflict: a sample was decided since ``base`` (``SuggestionChanged``:
+                its suggestion is no longer ``shown``); the samples before it are saved, it
+                and those after it are not.
 
         Example:
             >>> import tempfile, relabscope as rs
             >>> run = rs.open_run(rs.example_run(tempfile.mkdtemp() + "/example"))
-            >>> [(d.decision, d.label) for d in run.review([21, 5], "suggested", reviewer="ann", base=0)]
-            [('relabel', 'happiness'), ('relabel', 'neutral')]
+            >>> [(d.decision, d.label, d.given) for d in run.review([21, 5], "suggested", reviewer="ann", base=0)]
+            [('relabel', 'happiness', 'neutral'), ('relabel', 'neutral', 'happiness')]
             >>> run.review(21, "drop", reviewer="bob", base=0)
             Traceback (most recent call last):
             ...
-            relabscope.data.corrections.DecisionConflict: sample 'img/0021.png' was decided meanwhile by ann (relabel happiness, #1): reload and decide again
+            relabscope.data.journal.DecisionConflict: sample 'img/0021.png' was decided meanwhile by ann (relabel happiness, #1): reload and decide again
             >>> run.corrections()[["sample_id", "decision", "label", "reviewer", "seq"]].values.tolist()
             [[5, 'relabel', 'neutral', 'ann', 2], [21, 'relabel', 'happiness', 'ann', 1]]
             >>> run.close()
@@ -951,14 +965,18 @@ class Run:
             missing = [int(s) for s in ids if int(s) not in suggested]
             if missing:
                 raise ValueError(f"samples {missing[:5]} are not training samples: they have no suggested label")
-        keys, given = self.log.samples["key"], self.given_labels
-        done = []
+        keys, given, names = self.log.samples["key"], self.given_labels, self.class_names
+        proposals = []
         for sid, seen in zip(ids.tolist(), bases):
+            if shown is not None and decision == "suggested" and suggested[sid] != _review.class_id(shown, names):
+                raise SuggestionChanged(
+                    f"sample {keys[sid]!r}: the suggestion is {names[suggested[sid]]} now, not "
+                    f"{names[_review.class_id(shown, names)]} as shown (the run trained on): reload and decide again")
             kind, name = _review.resolve(decision, label, given=int(given[sid]), suggested=suggested.get(sid),
-                                         class_names=self.class_names)
-            done.append(self.journal.decide(str(keys[sid]), sid, kind, name, reviewer=reviewer, source=source,
-                                            base=None if seen is None else int(seen)))
-        return done
+                                         class_names=names)
+            proposals.append(Proposal(str(keys[sid]), sid, kind, name, reviewer, source,
+                                      None if seen is None else int(seen), names[int(given[sid])], self.fingerprint))
+        return self.journal.record(proposals)
 
     def corrections(self) -> pd.DataFrame:
         """The latest decision per reviewed sample (what ``corrections.csv`` holds), also

@@ -48,7 +48,7 @@ from relabscope.dashboard.components import describe_error, error_card, fmt, not
 from relabscope.dashboard.context import Context
 from relabscope.dashboard.flipflops import page_rows
 from relabscope.dashboard.inputs import class_name
-from relabscope.data.corrections import Decision, DecisionConflict
+from relabscope.data.journal import Decision, DecisionConflict
 from relabscope.errors import RelabscopeError
 from relabscope.plot import class_colours
 

@@ -23,7 +23,7 @@ import relabscope as rs
 from relabscope.analysis.review import resolve
 from relabscope.dashboard import ids
 from relabscope.dashboard import review as rvpage
-from relabscope.data.corrections import CSV_NAME, CorrectionJournal
+from relabscope.data.journal import CSV_NAME, CorrectionJournal
 from tests.browser.conftest import TIMINGS, Board, free_port, screenshot_dir, until
 from tests.browser.overlap import measure_text
 

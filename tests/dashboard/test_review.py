@@ -16,7 +16,7 @@ import relabscope as rs
 from relabscope.dashboard import create_app, ids
 from relabscope.dashboard import review as rvpage
 from relabscope.dashboard.harness import ROUTER, answer, by_id, callback_key, dash_call, find, payload, texts
-from relabscope.data.corrections import CSV_NAME, DecisionConflict
+from relabscope.data.journal import CSV_NAME, DecisionConflict
 
 GRID = [f"{ids.RV_GRID}.children", f"{ids.RV_COUNT}.children", f"{ids.RV_PAGE}.data"]
 

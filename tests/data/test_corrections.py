@@ -12,8 +12,8 @@ import signal
 import numpy as np
 import pytest
 
-from relabscope.data.corrections import (CSV_NAME, JOURNAL_NAME, CorrectionJournal, DecisionConflict,
-                                         apply_corrections, read_corrections)
+from relabscope.data.corrections import apply_corrections, read_corrections
+from relabscope.data.journal import CSV_NAME, JOURNAL_NAME, CorrectionJournal, DecisionConflict
 from relabscope.data.labelstudio import Task, export_tasks, labeling_config, read_export
 from relabscope.errors import DataError
 

@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from relabscope.analysis.run import Run
-from relabscope.data.corrections import CSV_NAME, CorrectionJournal
+from relabscope.data.journal import CSV_NAME, CorrectionJournal
 from relabscope.errors import DataError
 from relabscope.training.runner import train
 from tests.conftest import TINY
