@@ -76,7 +76,7 @@ def main() -> None:
             noisy_in_top = int((top["given_label"].to_numpy() != clean[top["sample_id"].to_numpy()]).sum())
             rs.export_suspects(before, root / "tasks.json", top=args.top, format="labelstudio")
             oracle_export(root / "tasks.json", root / "export.json", before.class_names, clean)
-            decisions = rs.import_labelstudio(before, root / "export.json")
+            decisions = rs.import_labelstudio(before, root / "export.json").decisions
         train(settings(root / "after", args, corrections=str(root / "before" / "corrections.csv")),
               progress=False, log=lambda line: None)
         with rs.open_run(root / "before") as before, rs.open_run(root / "after") as after:

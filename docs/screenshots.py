@@ -185,7 +185,7 @@ def shoot(root: Path, pages: dict[str, str], out: Path, width: int = 1500, timeo
     for name, path in pages.items():
         if "@" in path and path.rsplit("@", 1)[1] not in ACTIONS:
             raise SystemExit(f"{name}: unknown action @{path.rsplit('@', 1)[1]}; actions: {', '.join(ACTIONS)}")
-    app = create_app([root], refresh_seconds=0)
+    app = create_app([root], refresh_seconds=0, host="127.0.0.1")
     port = _free_port()
     server = make_server("127.0.0.1", port, app.server, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -26,6 +26,7 @@ from relabscope.analysis.projection import MAP_POINTS
 from relabscope.analysis.projection import METHODS as PROJECTIONS
 from relabscope.analysis.run import Run
 from relabscope.config import SPECS, read_toml, resolve
+from relabscope.data.labelstudio import RESOLVE
 from relabscope.errors import RelabscopeError
 from relabscope.rundir import holds_run
 from relabscope.runlog.check import check_log
@@ -374,6 +375,9 @@ def check(runs: tuple[str, ...]) -> None:
 def suspects(run_dir: str, top: int, fmt: str, out: str | None, images: str | None) -> None:
     """The training samples whose given labels are most likely wrong, most suspect first
     (no clean labels needed: Run.suspects), as a table, a CSV or Label Studio tasks."""
+    if fmt == "labelstudio" and out is None:
+        raise RelabscopeError("--format labelstudio writes two files (the tasks and the labeling interface): give "
+                              "--out tasks.json")
     with Run(run_dir, images=images) as run:
         if out is None:
             shown = suspect_rows(run, top)[["rank", "sample_id", "key", "score", "flag", "given", "suggested"]]
@@ -386,41 +390,50 @@ def suspects(run_dir: str, top: int, fmt: str, out: str | None, images: str | No
 @main.command(context_settings={"show_default": False})
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=str))
 @click.option("--import", "import_file", type=click.Path(dir_okay=False, path_type=str),
-              help="A Label Studio JSON export of tasks `relabscope suspects --format labelstudio` wrote: each "
-                   "task's latest annotation becomes a decision.")
+              help="A Label Studio export (JSON, JSON-MIN or CSV) of the tasks `relabscope suspects --format "
+                   "labelstudio` wrote: each task's annotation becomes a decision (a ground-truth one wins).")
+@click.option("--resolve", "resolve_rule", type=click.Choice(list(RESOLVE)), default="refuse", show_default=True,
+              help="Annotators who disagree on a task: refuse the import naming them, take the latest annotation, "
+                   "or the majority's choice (a tie: the latest of the tied).")
 @click.option("--reviewer", help="Name the imported decisions' reviewer (default: each annotation's annotator).")
-def corrections(run_dir: str, import_file: str | None, reviewer: str | None) -> None:
+def corrections(run_dir: str, import_file: str | None, resolve_rule: str, reviewer: str | None) -> None:
     """The reviewers' decisions about RUN's samples (RUN/corrections.csv), after importing a
     Label Studio export if one is given. `relabscope train --corrections RUN/corrections.csv`
     trains on them."""
     with Run(run_dir) as run:
         if import_file:
-            done = import_labelstudio(run, import_file, reviewer=reviewer)
-            counts = done["decision"].value_counts()
-            click.echo(f"imported {len(done)} decisions ({', '.join(f'{n} {d}' for d, n in counts.items()) or 'none'})"
-                       f" into {run.run_dir / 'corrections.csv'}", err=True)
+            done = import_labelstudio(run, import_file, reviewer=reviewer, resolve=resolve_rule)
+            click.echo(f"{done.summary()}; into {run.run_dir / 'corrections.csv'}", err=True)
         table = run.corrections()
         click.echo(table.to_string(index=False) if len(table) else "no decisions yet")
 
 
 def _serve_options(f: Any) -> Any:
+    f = click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+                     help="A host name a loopback server also answers (it answers localhost, 127.0.0.1 and [::1]; "
+                          "any other is refused, against DNS rebinding). Repeatable.")(f)
+    f = click.option("--auth-file", type=click.Path(dir_okay=False, path_type=str), metavar="FILE",
+                     help="Reviewers who may sign in: an htpasswd-style file of bcrypt or PBKDF2 hashes (htpasswd "
+                          "-B, or relabscope passwd FILE USER); each decision is recorded under the signed-in name "
+                          "(default: the RELABSCOPE_AUTH_FILE environment variable).")(f)
     f = click.option("--auth", metavar="USER:PASS",
                      help="Require HTTP basic auth (default: the RELABSCOPE_AUTH environment variable).")(f)
     f = click.option("--max-points", type=click.IntRange(min=0), default=MAP_POINTS, show_default=True,
                      help="Points on an embedding map (a stratified subsample); 0: every training sample.")(f)
     f = click.option("--port", type=int, default=8050, show_default=True)(f)
     f = click.option("--host", default="127.0.0.1", show_default=True,
-                     help="Address to bind; 0.0.0.0 makes the dashboard reachable from other machines.")(f)
+                     help="Address to bind; 0.0.0.0 makes the dashboard reachable from other machines (decisions "
+                          "then need --auth or --auth-file).")(f)
     return f
 
 
-def _serve(roots: list[str], host: str, port: int, auth: str | None, max_points: int, page: str = "",
-           images: tuple[str, ...] = ()) -> None:
-    from relabscope.dashboard.app import AUTH_ENV, parse_auth, serve as run_server
+def _serve(roots: list[str], *, host: str, port: int, auth: str | None, auth_file: str | None,
+           allow_hosts: tuple[str, ...], max_points: int, page: str = "", images: tuple[str, ...] = ()) -> None:
+    from relabscope.dashboard.app import serve as run_server
 
-    credentials = parse_auth(auth if auth is not None else os.environ.get(AUTH_ENV))
-    run_server(roots, host=host, port=port, auth=credentials, page=page, max_points=max_points or None,
-               log=lambda line: click.echo(line, err=True), images=_image_options(images))
+    run_server(roots, host=host, port=port, auth=auth, auth_file=auth_file, allow_hosts=allow_hosts, page=page,
+               max_points=max_points or None, log=lambda line: click.echo(line, err=True),
+               images=_image_options(images))
 
 
 def _image_options(values: tuple[str, ...]) -> dict[str, Any]:
@@ -439,18 +452,30 @@ def _image_options(values: tuple[str, ...]) -> dict[str, Any]:
 
 
 @main.command(context_settings={"show_default": False})
+@click.argument("users_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("user")
+@click.password_option(help="The user's password (asked twice when not given).")
+def passwd(users_file: str, user: str, password: str) -> None:
+    """Add USER to the reviewers' FILE for serve --auth-file (or change their password): a
+    PBKDF2-SHA256 hash with a random salt, never the password itself."""
+    from relabscope.dashboard.users import add_user
+
+    replaced = add_user(users_file, user, password)
+    click.echo(f"{users_file}: {'changed the password of' if replaced else 'added'} {user}", err=True)
+
+
+@main.command(context_settings={"show_default": False})
 @click.argument("roots", nargs=-1, metavar="[PATH ...]", type=click.Path(path_type=str))
 @_serve_options
 @click.option("--images", "images", multiple=True, metavar="[RUN=]SOURCE",
               help="Images of runs whose log records none: a folder (keys are relative paths), a .npy/.npz "
                    "array or a .txt list of paths; RUN=SOURCE for that run id only (repeatable).")
-def serve(roots: tuple[str, ...], host: str, port: int, max_points: int, auth: str | None,
-          images: tuple[str, ...]) -> None:
+def serve(roots: tuple[str, ...], images: tuple[str, ...], **serving: Any) -> None:
     """Dashboard of every run under PATH (default: runs/), newest first, until Ctrl-C.
 
     Runs still training show new epochs as they commit.
     """
-    _serve(list(roots) or ["runs"], host, port, auth, max_points, images=images)
+    _serve(list(roots) or ["runs"], images=images, **serving)
 
 
 @main.command(context_settings={"show_default": False})
@@ -460,8 +485,7 @@ def serve(roots: tuple[str, ...], host: str, port: int, max_points: int, auth: s
 @click.option("--epochs", type=int, help="Epochs per run (default: the synthetic preset).")
 @click.option("--no-serve", is_flag=True, help="Only train the runs.")
 @_serve_options
-def demo(out: str, noise: float, epochs: int | None, no_serve: bool, host: str, port: int, max_points: int,
-         auth: str | None) -> None:
+def demo(out: str, noise: float, epochs: int | None, no_serve: bool, **serving: Any) -> None:
     """Train SCN and SCN-C on synthetic data with injected noise, then serve them side by side."""
     from relabscope.demo import demo_runs
 
@@ -470,7 +494,7 @@ def demo(out: str, noise: float, epochs: int | None, no_serve: bool, host: str, 
         for d in dirs:
             click.echo(str(d))
         return
-    _serve([out], host, port, auth, max_points, page=demo_page(out, dirs))
+    _serve([out], page=demo_page(out, dirs), **serving)
 
 
 def demo_page(out: str, dirs: list) -> str:

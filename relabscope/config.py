@@ -32,6 +32,7 @@ import tomli_w
 
 from relabscope.atomic import atomic_write
 from relabscope.data import DATASETS
+from relabscope.data.corrections import MISMATCH
 from relabscope.errors import RelabscopeError
 from relabscope.methods import METHODS, PRESET_NAMES
 from relabscope.methods.settings import (CenterLossSettings, DMUECenterSettings, DMUESettings, RelabelGuardSettings,
@@ -75,6 +76,10 @@ class DataAndOptimSettings:
               "relabscope corrections --import): relabels applied to the given labels, dropped and ambiguous "
               "samples left out of training; the log records the file's SHA-256 (docs/review.md).",
         path=True, metavar="FILE", introduced=None)
+    corrections_mismatch: str = setting(
+        "refuse", "A decision of --corrections made on another given label than this run's (its noise drawn "
+                  "with another seed, another noise file): refuse the file in one line naming them (refuse), or "
+                  "leave those decisions out, counted in the log (skip).", choices=MISMATCH, introduced="refuse")
     epochs: int = setting(70, "Epochs to train (a resumed run may extend it; 70 as SCN's reference, the "
                               "method's preset sets RUL's 60 and DMUE's 36).", check=positive_whole,
                           role="length")

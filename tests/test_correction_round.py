@@ -85,7 +85,7 @@ def test_export_import_train_compare(tiny_runs, tmp_path):
         expected = correction_round(before, after)
         for a, b in ((before, after), (after, before)):
             assert rs.compare(a, b).correction_round().equals(expected)
-    app = create_app([tmp_path], refresh_seconds=0)
+    app = create_app([tmp_path], refresh_seconds=0, host="127.0.0.1")
     out = dash_call(app, app.server.test_client(), [f"{ids.CP_SUMMARY}.children"],
                     {f"{ids.CP_ARGS}.data": {"run": "before", "against": "after"}, f"{ids.LIVE_VERSION}.data": None})
     section = by_id(out[ids.CP_SUMMARY]["children"], ids.CP_CORRECTIONS)

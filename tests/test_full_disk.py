@@ -188,7 +188,7 @@ def test_the_review_page_says_disk_full_on_the_tile(tiny_runs, tmp_path) -> None
 
     with small_disk(tmp_path / "disk", "4m") as disk:
         _bare_run(tiny_runs, disk / "runs" / "ex")
-        app = create_app([disk / "runs"], refresh_seconds=0)
+        app = create_app([disk / "runs"], refresh_seconds=0, host="127.0.0.1")
         client = app.server.test_client()
         sid = int(app.relabscope.run("ex").suspects()["sample_id"].iloc[0])
         fill(disk, 0)

@@ -90,6 +90,6 @@ def correction_round(before: Run, after: Run) -> pd.DataFrame:
 
 
 def _train_index(run: Run) -> dict[str, int]:
-    """Training sample key -> sample id."""
-    keys = run.log.samples["key"]
-    return {str(keys[i]): int(i) for i in np.flatnonzero(run.train_mask)}
+    """Training sample -> its id, by what decisions name it (its key, made unique)."""
+    keys = run.decision_keys
+    return {keys[i]: int(i) for i in np.flatnonzero(run.train_mask)}

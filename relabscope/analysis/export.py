@@ -11,6 +11,7 @@ decisions journal, ``relabscope.data.corrections``), from where ``relabscope tra
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -18,9 +19,9 @@ import pandas as pd
 
 from relabscope.analysis.suspects import BASELINES
 from relabscope.atomic import atomic_write
-from relabscope.data.journal import CorrectionJournal
-from relabscope.data.labelstudio import Task, export_tasks, labeling_config, read_export
-from relabscope.errors import RelabscopeError
+from relabscope.data.journal import Proposal
+from relabscope.data.labelstudio import AMBIGUOUS, DROP, Task, export_tasks, labeling_config, read_export, settle
+from relabscope.errors import DataError, RelabscopeError
 
 if TYPE_CHECKING:
     from relabscope.analysis.run import Run
@@ -48,17 +49,25 @@ def export_suspects(run: Run, out: str | Path, *, top: int | None = 200, format:
 
     ``csv``: rank, sample_id, key, score, flag, given, suggested, final and every signal.
     ``labelstudio``: import tasks (JSON) and the labeling interface beside them
-    (``out`` with suffix ``.xml``); tasks carry their image when the run has images.
+    (``out`` with suffix ``.xml``); every task carries its sample's image (the interface
+    shows ``$image``), so a run without images is refused.
 
     Returns:
         The files written.
 
     Raises:
-        RelabscopeError: an unknown format.
+        RelabscopeError: an unknown format; for Label Studio, an ``out`` ending in .xml
+            (the interface's name) or a run without images.
     """
     if format not in FORMATS:
         raise RelabscopeError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
     out = Path(out)
+    if format == "labelstudio" and out.suffix.lower() == ".xml":
+        raise RelabscopeError(f"{out}: the tasks are JSON and the labeling interface goes beside them as .xml: "
+                              f"give the tasks' file, e.g. {out.with_suffix('.json')}")
+    if format == "labelstudio" and not run.has_images:
+        raise RelabscopeError(f"{run.run_dir}: the run has no images, and a Label Studio task shows its sample's: "
+                              "give them (rs.open_run(path, images=FOLDER|ARRAY|LIST), or --images SOURCE)")
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = suspect_rows(run, top)
     if format == "csv":
@@ -67,11 +76,10 @@ def export_suspects(run: Run, out: str | Path, *, top: int | None = 200, format:
         with atomic_write(out) as fh:
             fh.write(rows[lead + signals + list(BASELINES)].to_csv(index=False).encode())
         return [out]
-    images = run.images(rows["sample_id"].tolist(), size=TASK_IMAGE_SIZE) if run.has_images else None
+    images = run.images(rows["sample_id"].tolist(), size=TASK_IMAGE_SIZE)
     columns = zip(rows["sample_id"].tolist(), rows["key"].tolist(), rows["given"].tolist(),
                   rows["suggested"].tolist(), rows["score"].tolist())
-    tasks = export_tasks(Task(int(sid), str(key), str(given), str(suggested), float(score),
-                              None if images is None else images[i])
+    tasks = export_tasks(Task(int(sid), str(key), str(given), str(suggested), float(score), images[i])
                          for i, (sid, key, given, suggested, score) in enumerate(columns))
     config = out.with_suffix(".xml")
     with atomic_write(out) as fh:
@@ -81,20 +89,94 @@ def export_suspects(run: Run, out: str | Path, *, top: int | None = 200, format:
     return [out, config]
 
 
-def import_labelstudio(run: Run, export: str | Path, *, reviewer: str | None = None) -> pd.DataFrame:
-    """Read a Label Studio JSON export into the run's decisions (``corrections.csv``).
+@dataclass
+class Imported:
+    """What :func:`import_labelstudio` did.
 
-    Each task's latest annotation becomes a decision by its annotator (or ``reviewer``);
-    a later import of the same task replaces the earlier decision (the export is the
-    reviewers' latest word). Returns the decisions imported.
+    Attributes:
+        decisions: the decisions written (one row each: sample_id, key, decision, label,
+            given, reviewer, how the task was settled).
+        format: the export's format ("JSON", "JSON-MIN" or "CSV").
+        counts: tasks, decided, skipped, unannotated, conflicting, ground_truth,
+            cancelled_annotations (``relabscope.data.labelstudio.settle``).
+        conflicts: (key, choices) of the tasks whose annotators disagreed.
+        resolve: how they were settled.
     """
-    keys = {str(k): i for i, k in enumerate(run.log.samples["key"])}
-    journal = CorrectionJournal(run.run_dir, run.class_names)
-    done = []
-    for d in read_export(export, run.class_names):
-        sample_id = keys.get(d.key, d.sample_id)
-        made = journal.decide(d.key, sample_id, d.decision, d.label, reviewer=reviewer or d.reviewer,
-                              source="labelstudio")
-        done.append({"sample_id": made.sample_id, "key": made.key, "decision": made.decision,
-                     "label": made.label, "reviewer": made.reviewer})
-    return pd.DataFrame(done, columns=["sample_id", "key", "decision", "label", "reviewer"])
+
+    decisions: pd.DataFrame
+    format: str
+    counts: dict[str, int]
+    conflicts: list[tuple[str, list[str]]]
+    resolve: str = "refuse"
+
+    def summary(self) -> str:
+        """One line: what was imported and what was left out, and why."""
+        c = self.counts
+        kinds = self.decisions["decision"].value_counts()
+        parts = [f"imported {len(self.decisions)} decisions ({', '.join(f'{n} {d}' for d, n in kinds.items()) or 'none'})"
+                 f" from {c['tasks']} tasks ({self.format})"]
+        if c["ground_truth"]:
+            parts.append(f"{c['ground_truth']} settled by a ground-truth annotation")
+        if c["conflicting"]:
+            rule = "the latest annotation" if self.resolve == "latest" else "the majority's choice"
+            parts.append(f"{c['conflicting']} where annotators disagreed, settled by {rule}")
+        if c["cancelled_annotations"]:
+            parts.append(f"{c['cancelled_annotations']} cancelled annotations beside others ignored")
+        left = [f"{c[k]} {name}" for k, name in (("skipped", "skipped in Label Studio"), ("unannotated", "unannotated"))
+                if c[k]]
+        return "; ".join(parts + ([f"not decided: {', '.join(left)}"] if left else []))
+
+
+def import_labelstudio(run: Run, export: str | Path, *, reviewer: str | None = None,
+                       resolve: str = "refuse") -> Imported:
+    """Read a Label Studio export (full JSON, JSON-MIN or CSV, as Label Studio writes them)
+    into the run's decisions: one append to the journal, then ``corrections.csv`` once.
+
+    Each task's answer (:func:`relabscope.data.labelstudio.settle`: a ground-truth annotation
+    wins, annotators who agree decide, annotators who disagree are refused or settled by
+    ``resolve``) becomes a decision by its annotator (or ``reviewer``), made on the given
+    label the task showed; it replaces the sample's earlier decision (the export is the
+    reviewers' latest word). Nothing is written unless the whole export can be imported.
+
+    Raises:
+        DataError: an unreadable export or malformed field; tasks about samples this run
+            does not have, or whose given label is not this run's (an export of another
+            run); a choice that is not a class, "ambiguous" or "drop"; or (``resolve``
+            "refuse") annotators who disagree. Each one line naming how many and the first.
+    """
+    path = Path(export)
+    fmt, tasks = read_export(path)
+    names = run.class_names
+    ids = {k: i for i, k in enumerate(run.decision_keys)}
+    given_here = run.given_labels
+    unknown = [t.key for t in tasks if t.key not in ids]
+    if unknown:
+        raise DataError(f"{path}: {len(unknown)} tasks name samples this run does not have (first: "
+                        f"{', '.join(repr(k[:60]) for k in unknown[:3])}): import the export of this run's tasks")
+    other = [(t.key, t.given, names[given_here[ids[t.key]]]) for t in tasks
+             if t.given is not None and t.given != names[given_here[ids[t.key]]]]
+    if other:
+        raise DataError(f"{path}: {len(other)} tasks showed another given label than this run's (first: "
+                        + "; ".join(f"{k}: {g}, here {h}" for k, g, h in other[:3])
+                        + "): the export was made from a run with other labels; import it into that run")
+    settled = settle(tasks, resolve)
+    if settled.conflicts and resolve == "refuse":
+        first = "; ".join(f"{k}: {' vs '.join(c)}" for k, c in settled.conflicts[:3])
+        raise DataError(f"{path}: annotators disagree on {len(settled.conflicts)} tasks ({first}); "
+                        "--resolve latest or --resolve majority settles them (docs/review.md)")
+    proposals, rows = [], []
+    for task, answer, how in settled.decided:
+        choice = answer.choice or ""
+        if choice not in (*names, AMBIGUOUS, DROP):
+            raise DataError(f"{path}: {task.where} ({task.key}): choice {choice!r} is not a class, "
+                            f"{AMBIGUOUS!r} or {DROP!r}")
+        sid, given = ids[task.key], names[given_here[ids[task.key]]]
+        decision, label = (choice, None) if choice in (AMBIGUOUS, DROP) else \
+            ("keep" if choice == given else "relabel", choice)
+        who = reviewer or answer.annotator
+        proposals.append(Proposal(task.key, sid, decision, label, who, "labelstudio", None, given, run.fingerprint))
+        rows.append({"sample_id": sid, "key": task.key, "decision": decision, "label": label, "given": given,
+                     "reviewer": who, "settled": how})
+    run.journal.record(proposals)
+    columns = ["sample_id", "key", "decision", "label", "given", "reviewer", "settled"]
+    return Imported(pd.DataFrame(rows, columns=columns), fmt, settled.counts, settled.conflicts, resolve)

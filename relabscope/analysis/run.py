@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -30,9 +30,9 @@ from relabscope.analysis import review as _review
 from relabscope.analysis import suspects as _suspects
 from relabscope.analysis.projection import LANDMARKS, project_run
 from relabscope.data.corrections import labels_fingerprint
-from relabscope.data.journal import CorrectionJournal, Decision, Proposal, SuggestionChanged
+from relabscope.data.journal import CorrectionJournal, Decision, Proposal, SuggestionChanged, decision_keys
 from relabscope.errors import RunDirError
-from relabscope.runlog.images import ImageSource, ImageSourceError, ImagesArg, image_source
+from relabscope.runlog.images import ImageSource, ImageSourceError, ImagesArg, image_source, outside
 from relabscope.runlog.reader import RunLogReader
 from relabscope.runlog.schema import EMBED_SOURCES, SPLIT_CODES
 
@@ -71,8 +71,10 @@ class Run:
         >>> run.close()
     """
 
-    def __init__(self, path: str | Path, *, images: ImagesArg | None = None):
+    def __init__(self, path: str | Path, *, images: ImagesArg | None = None,
+                 image_roots: Sequence[str | Path] | None = None):
         self.log = RunLogReader(path)
+        self._image_roots = None if image_roots is None else list(image_roots)
         self.path = self.log.path
         self.run_dir = self.path.parent
         self._cache: dict[str, tuple[tuple[int, int], Any]] = {}  # key -> ((file generation, epochs), value)
@@ -180,6 +182,18 @@ class Run:
     def train_mask(self) -> np.ndarray:
         """Per sample: whether it is a training sample."""
         return self._split_mask("train")
+
+    @property
+    def keys(self) -> np.ndarray:
+        """Per sample: its key (stable across runs of one data set: a path or a row)."""
+        keys: np.ndarray = self.log.samples["key"]
+        return keys
+
+    @cached_property
+    def decision_keys(self) -> list[str]:
+        """Per sample: what a reviewer's decision names it by, its key made unique where
+        samples share one (``relabscope.data.journal.decision_keys``)."""
+        return decision_keys(self.keys.tolist())
 
     @property
     def given_labels(self) -> np.ndarray:
@@ -735,7 +749,7 @@ class Run:
                 labels=self._train_columns(self.labels()), final=self.final_labels()[mask],
                 distances=self._train_columns(self.distances(None)), given=self.given_labels[mask],
                 relabels=self.relabels_at_all, window=window),
-            signals=chosen, keys=[str(k) for k in self.log.samples["key"][mask]]))
+            signals=chosen, keys=[self.decision_keys[i] for i in np.flatnonzero(mask)]))
 
     def suspect_quality(self, *, window: int | None = None, signals: Iterable[str] | None = None) -> pd.DataFrame:
         """How well :meth:`suspects` finds the wrong given labels, beside each single signal,
@@ -815,7 +829,22 @@ class Run:
         """Whether the run knows where its pixels are: a source given at open, one the log
         recorded, or the relabscope data set its config names. Cheap: nothing is opened
         (a folder that has since moved still fails on the first ``images`` call)."""
-        return self._source is not None or bool(self.meta.get("images")) or "dataset" in self.config
+        return self._source is not None or (bool(self.meta.get("images")) and self.images_withheld is None) \
+            or "dataset" in self.config
+
+    @cached_property
+    def images_withheld(self) -> str | None:
+        """Why the images this run's log names are not read (one line), or None. A server
+        opens runs with the folders it serves as ``image_roots``: a log (anyone can write
+        one, naming any folder, e.g. ``folder:/``) gets its images only from inside them."""
+        spec = str(self.meta.get("images") or "")
+        if self._source is not None or self._image_roots is None or not spec:
+            return None
+        found = outside(spec, self._image_roots)
+        if found is None:
+            return None
+        return (f"its log names images at {found}, outside the folders this server serves: serve the run with "
+                "--images SOURCE to show them")
 
     @property
     def image_source(self) -> str | None:
@@ -870,6 +899,8 @@ class Run:
         """The source given at open or recorded in the log (opened on first use), else None
         (then the data set in the run's config, if any, holds the images)."""
         if self._source is None and self.meta.get("images"):
+            if self.images_withheld is not None:
+                raise RunDirError(f"{self.path}: {self.images_withheld}")
             try:
                 self._source = image_source(str(self.meta["images"]))
             except ImageSourceError as exc:
@@ -904,7 +935,8 @@ class Run:
         decision made on this run: training on the decisions later can tell a run whose
         labels differ (``relabscope.data.corrections.labels_fingerprint``)."""
         train = self.train_mask
-        return labels_fingerprint(self.log.samples["key"][train].tolist(), self.given_labels[train], self.class_names)
+        return labels_fingerprint([k for k, t in zip(self.decision_keys, train) if t], self.given_labels[train],
+                                  self.class_names)
 
     def review(self, sample_ids: int | Iterable[int], decision: str, label: str | int | None = None, *,
                reviewer: str = "", base: int | Iterable[int] | None = None, shown: int | str | None = None,
@@ -965,13 +997,11 @@ class Run:
             missing = [int(s) for s in ids if int(s) not in suggested]
             if missing:
                 raise ValueError(f"samples {missing[:5]} are not training samples: they have no suggested label")
-        keys, given, names = self.log.samples["key"], self.given_labels, self.class_names
+        keys, given, names = self.decision_keys, self.given_labels, self.class_names
         proposals = []
         for sid, seen in zip(ids.tolist(), bases):
             if shown is not None and decision == "suggested" and suggested[sid] != _review.class_id(shown, names):
-                raise SuggestionChanged(
-                    f"sample {keys[sid]!r}: the suggestion is {names[suggested[sid]]} now, not "
-                    f"{names[_review.class_id(shown, names)]} as shown (the run trained on): reload and decide again")
+                raise SuggestionChanged(str(keys[sid]), names[suggested[sid]], names[_review.class_id(shown, names)])
             kind, name = _review.resolve(decision, label, given=int(given[sid]), suggested=suggested.get(sid),
                                          class_names=names)
             proposals.append(Proposal(str(keys[sid]), sid, kind, name, reviewer, source,

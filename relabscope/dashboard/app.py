@@ -9,29 +9,28 @@ seconds checks whether the shown run committed a new epoch; if so the page's vie
 redraw (a run still training updates without a restart).
 
 Security: only runs the registry discovered can be named, and only their samples' images
-served (see ``registry`` and ``images``); ``auth=("user", "password")`` puts every route,
-Dash's own included, behind HTTP basic auth (constant-time comparison).
+served (see ``registry`` and ``images``); who may read and decide, host names, origins and
+framing are ``security``'s rules, on every route, Dash's own included.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import os
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import dash
 from dash import Input, Output, State, dcc, html, no_update
-from flask import Response, request
 from waitress import serve as serve_wsgi
 
 from relabscope.analysis.projection import MAP_POINTS
-from relabscope.dashboard import compactness, compare, embedding_map, flipflops, ids, overview, review, sample
+from relabscope.dashboard import compactness, compare, embedding_map, flipflops, ids, overview, review, sample, security
 from relabscope.dashboard.components import describe_error, error_card
 from relabscope.dashboard.context import Context
 from relabscope.dashboard.images import register_route
 from relabscope.dashboard.inputs import parse_search
 from relabscope.dashboard.registry import RunRegistry, RunUnavailable
+from relabscope.dashboard.security import is_loopback
+from relabscope.dashboard.users import Users
 from relabscope.errors import RelabscopeError
 
 if TYPE_CHECKING:
@@ -41,6 +40,7 @@ if TYPE_CHECKING:
 PAGES = {overview.PATH: overview, flipflops.PATH: flipflops, sample.PATH: sample, embedding_map.PATH: embedding_map,
          compactness.PATH: compactness, compare.PATH: compare, review.PATH: review}
 AUTH_ENV = "RELABSCOPE_AUTH"
+AUTH_FILE_ENV = "RELABSCOPE_AUTH_FILE"
 #: requests served at once: a page fires up to 7 callbacks together, and a second user
 #: or a polling map should not wait behind them
 SERVER_THREADS = 16
@@ -97,35 +97,39 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
-def is_loopback(host: str) -> bool:
-    if host in ("localhost",):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def sign_in(auth: tuple[str, str] | str | None, auth_file: str | os.PathLike | None) -> Users | None:
+    """Who may sign in: ``auth`` (one USER:PASS) or ``auth_file`` (htpasswd-style, several
+    reviewers: ``relabscope.dashboard.users``), not both; None: nobody has to."""
+    if auth and auth_file:
+        raise RelabscopeError("--auth and --auth-file name the reviewers twice: give one")
+    if auth_file:
+        return Users.from_file(auth_file)
+    pair = parse_auth(auth) if isinstance(auth, str) else auth
+    return Users.single(*pair) if pair else None
 
 
 def create_app(roots: Iterable[str | os.PathLike] | str | os.PathLike = ("runs",), *,
-               auth: tuple[str, str] | str | None = None, refresh_seconds: float = 5.0,
+               auth: tuple[str, str] | str | None = None, auth_file: str | os.PathLike | None = None,
+               host: str | None = None, allow_hosts: Iterable[str] = (), refresh_seconds: float = 5.0,
                max_points: int | None = MAP_POINTS, rescan_seconds: float = 5.0,
-               url_base_pathname: str | None = None, images: Mapping[str, ImagesArg] | None = None,
-               shared: bool = False) -> dash.Dash:
+               url_base_pathname: str | None = None, images: Mapping[str, ImagesArg] | None = None) -> dash.Dash:
     """The dashboard over every run found under ``roots``.
 
-    ``auth``: ("user", "password") or "user:password" for HTTP basic auth on every route
-    (None: no auth). ``refresh_seconds``: how often a page checks its run for new epochs
+    ``auth``: ("user", "password") or "user:password", or ``auth_file``: an htpasswd-style
+    file of reviewers (``relabscope.dashboard.users``), for HTTP basic auth on every route
+    (neither: no auth). ``host``: the address the server binds (None: unknown, as under a
+    WSGI server); with ``allow_hosts`` it decides who may read and write
+    (``relabscope.dashboard.security``: without auth, decisions only on a loopback server
+    reached directly). ``refresh_seconds``: how often a page checks its run for new epochs
     (0: never). ``max_points``: cap of points in embedding maps (None: every training
     sample; WebGL draws 287,651 of them, the UMAP of that many takes minutes on 2 cores).
     ``images``: run id -> image source for runs whose log records none (key "": every such
-    run; see ``RunRegistry``). ``shared``: the app is served beyond this machine (``serve``
-    on a non-loopback host): without ``auth`` its review page is then read-only.
+    run; see ``RunRegistry``).
     """
     if isinstance(roots, (str, os.PathLike)):
         roots = [roots]
     registry = RunRegistry(list(roots), rescan_seconds=rescan_seconds, images=images)
-    if isinstance(auth, str):
-        auth = parse_auth(auth)
+    users = sign_in(auth, auth_file)
     kwargs: dict[str, Any] = {}
     if url_base_pathname:
         kwargs["url_base_pathname"] = url_base_pathname
@@ -139,9 +143,7 @@ def create_app(roots: Iterable[str | os.PathLike] | str | os.PathLike = ("runs",
                   max_points=max_points)
     app.relabscope = ctx  # type: ignore[attr-defined]  # the app's context, for tests and embedding
     server = app.server
-    server.config[review.ACCESS_CONFIG] = review.Access(user=auth[0] if auth else None, shared=shared)
-    if auth is not None:
-        _basic_auth(server, *auth)
+    security.install(server, security.Security(host, users, security.allowed_hosts(allow_hosts)))
     register_route(server, ctx.images, app.config.routes_pathname_prefix)
 
     app.layout = html.Div([
@@ -156,21 +158,6 @@ def create_app(roots: Iterable[str | os.PathLike] | str | os.PathLike = ("runs",
     for page in PAGES.values():
         page.register(app, ctx)
     return app
-
-
-def _basic_auth(server, user: str, password: str) -> None:
-    want_user, want_pass = user.encode(), password.encode()
-
-    @server.before_request
-    def _check():
-        given = request.authorization
-        ok = given is not None and given.type == "basic"
-        # compare both parts always (no early exit on the user name)
-        u_ok = hmac.compare_digest((given.username or "").encode() if ok else b"", want_user)
-        p_ok = hmac.compare_digest((given.password or "").encode() if ok else b"", want_pass)
-        if not (ok and u_ok and p_ok):
-            return Response("authentication required", 401, {"WWW-Authenticate": 'Basic realm="relabscope"'})
-        return None
 
 
 # ---------------------------------------------------------------------- routing
@@ -276,25 +263,30 @@ def _register_shell(app: dash.Dash, ctx: Context) -> None:
 
 
 def serve(roots: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", port: int = 8050,
-          auth: tuple[str, str] | str | None = None, page: str = "", max_points: int | None = MAP_POINTS,
+          auth: tuple[str, str] | str | None = None, auth_file: str | os.PathLike | None = None,
+          allow_hosts: Iterable[str] = (), page: str = "", max_points: int | None = MAP_POINTS,
           log=print, images: Mapping[str, ImagesArg] | None = None) -> None:
     """Serve the dashboard on waitress, a production WSGI server, until Ctrl-C.
 
     Waitress rather than Flask's development server: that one warns every user not to use
-    it in production, and a dashboard shared on a lab machine is exactly that. ``auth``
-    None reads ``RELABSCOPE_AUTH``; ``page`` is the path (and query) the printed URL opens;
-    ``max_points`` and ``images`` as in :func:`create_app`.
+    it in production, and a dashboard shared on a lab machine is exactly that. ``auth`` and
+    ``auth_file`` None read ``RELABSCOPE_AUTH`` and ``RELABSCOPE_AUTH_FILE``; ``page`` is the
+    path (and query) the printed URL opens; the rest as in :func:`create_app`. Proxy headers
+    reach the app (waitress would strip them): they are not trusted, only noticed, so a
+    request through a proxy counts as shared.
     """
-    if auth is None:
-        auth = os.environ.get(AUTH_ENV) or None
-    app = create_app(roots, auth=auth, max_points=max_points, images=images, shared=not is_loopback(host))
+    if auth is None and auth_file is None:
+        auth, auth_file = os.environ.get(AUTH_ENV) or None, os.environ.get(AUTH_FILE_ENV) or None
+    app = create_app(roots, auth=auth, auth_file=auth_file, host=host, allow_hosts=allow_hosts,
+                     max_points=max_points, images=images)
     registry = app.relabscope.registry
+    signed = auth or auth_file
     if not is_loopback(host):
         log(f"relabscope: warning: serving on {host}, reachable from other machines"
-            + ("" if auth else "; anyone who can reach it sees the runs and the review page takes no decisions "
-               "(add --auth USER:PASS)"))
+            + ("" if signed else "; anyone who can reach it sees the runs and the review page takes no decisions "
+               "(add --auth USER:PASS or --auth-file FILE)"))
     shown = "[" + host + "]" if ":" in host else host
     log(f"relabscope: {len(registry.ids())} run(s) under {', '.join(str(r) for r in registry.roots)}; "
         f"open http://{shown}:{port}/{page.lstrip('/')}")
     serve_wsgi(app.server, host=host, port=port, threads=SERVER_THREADS, ident="relabscope",
-               clear_untrusted_proxy_headers=True)
+               clear_untrusted_proxy_headers=False)

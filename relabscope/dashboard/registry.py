@@ -320,7 +320,9 @@ class RunRegistry:
 
 
 def _open(entry: RunEntry, images: Mapping[str, ImagesArg]) -> Run:
-    run = Run(entry.path, images=images.get(entry.id))
+    """The run of ``entry``, its images the operator's (``images``) or, when it names its
+    own, only those inside the root it was found under (``Run.images_withheld``)."""
+    run = Run(entry.path, images=images.get(entry.id), image_roots=[entry.root])
     if not run.has_images and DEFAULT_IMAGES in images:
         run.close()
         run = Run(entry.path, images=images[DEFAULT_IMAGES])

@@ -38,17 +38,16 @@ import numpy as np
 import pandas as pd
 from dash import MATCH, Input, Output, State, callback_context, dcc, html, no_update
 from dash.exceptions import PreventUpdate
-from flask import current_app
 
 from relabscope.analysis.review import REVIEW_DECISIONS
 from relabscope.analysis.run import Run
 from relabscope.analysis.suspects import SIGNALS
-from relabscope.dashboard import ids
+from relabscope.dashboard import ids, security
 from relabscope.dashboard.components import describe_error, error_card, fmt, note_card
 from relabscope.dashboard.context import Context
 from relabscope.dashboard.flipflops import page_rows
 from relabscope.dashboard.inputs import class_name
-from relabscope.data.journal import Decision, DecisionConflict
+from relabscope.data.journal import Decision, DecisionConflict, SuggestionChanged
 from relabscope.errors import RelabscopeError
 from relabscope.plot import class_colours
 
@@ -59,8 +58,6 @@ PAGE_SIZE = 24
 THUMB_PX = 160
 #: which samples the "decisions" filter shows
 SHOWN = ("all", "undecided", "decided")
-#: the Flask config key holding the server's :class:`Access` (set by ``create_app``)
-ACCESS_CONFIG = "RELABSCOPE_REVIEW_ACCESS"
 #: (keys, what they do), as the legend shows them
 KEYS = [(("←", "→", "j", "l"), "move"), (("↑", "↓"), "row"), (("k",), "keep the given label"),
         (("s", "Enter"), "take the suggestion"), (("1", "9"), "that class"), (("a",), "ambiguous"),
@@ -71,12 +68,13 @@ UNSEEN = "#e6e6e6"
 
 @dataclass(frozen=True)
 class Access:
-    """Who may decide through this server: ``user`` the auth user (None: no auth), ``shared``
-    whether the server listens beyond this machine, ``locked`` why the run's folder takes no
-    decisions (:meth:`for_run`)."""
+    """Who decides through this request and whether they may: ``user`` the signed-in
+    reviewer (None: the server has no users, the page asks for a name), ``refused`` why
+    the server takes no decisions from this request (``relabscope.dashboard.security``),
+    ``locked`` why the run's folder takes none (:meth:`for_run`)."""
 
     user: str | None = None
-    shared: bool = False
+    refused: str | None = None
     locked: str | None = None
 
     def for_run(self, run: Any) -> "Access":
@@ -86,19 +84,13 @@ class Access:
 
     @property
     def read_only(self) -> str | None:
-        """Why this server takes no decisions (one line), or None when it takes them."""
-        if self.locked is not None:
-            return self.locked
-        if self.shared and self.user is None:
-            return ("Read-only: this server is reachable from other machines without a password, so it takes no "
-                    "decisions (serve it with --auth USER:PASS, or on 127.0.0.1).")
-        return None
+        """Why no decision is taken here (one line), or None when they are."""
+        return self.locked or self.refused
 
 
 def access() -> Access:
-    """The running app's :class:`Access` (inside a request)."""
-    found = current_app.config.get(ACCESS_CONFIG)
-    return found if isinstance(found, Access) else Access()
+    """This request's :class:`Access` (inside a request)."""
+    return Access(user=security.signed_in(), refused=security.write_refusal())
 
 
 # ---------------------------------------------------------------------- plain functions
@@ -231,7 +223,7 @@ def tile(ctx: Context, run: Run, run_id: str, row: dict, labels: np.ndarray, dec
     href = ctx.href("sample", run_id, sample=sid)
     return html.Div([
         dcc.Store(id=ids.rv_tile(ids.RV_REQUEST, sid)),
-        dcc.Store(id=ids.rv_tile(ids.RV_SHOWN, sid), data=decision.seq if decision else 0),
+        dcc.Store(id=ids.rv_tile(ids.RV_SHOWN, sid), data=shown_state(decision, row)),
         html.Img(src=ctx.image_url(run_id, sid, THUMB_PX), alt=f"sample {sid}", className="rv-img")
         if picture else None,
         html.Div(tile_body(run, row, labels, decision, href), id=ids.rv_tile(ids.RV_BODY, sid)),
@@ -263,11 +255,20 @@ def grid(ctx: Context, run_id: str, *, given: int | None = None, suggested: int 
     return tiles, count, p
 
 
+def shown_state(decision: Decision | None, row: dict) -> dict[str, int]:
+    """What a tile shows that a decision made on it must still hold: the ``seq`` of the
+    sample's decision (0: undecided), its base, and the suggestion "take the suggestion"
+    takes (a run still training may suggest another one by the time a key is pressed)."""
+    return {"seq": decision.seq if decision else 0, "suggested": int(row["suggested_label"])}
+
+
 def decide(ctx: Context, gate: Access, run_id: str, sid: int, request: Any, shown: Any,
-           name: str | None) -> tuple[list, int]:
-    """Write the decision a key asked for on sample ``sid`` with ``base`` the seq the tile
-    ``shown``; the tile's new body and seq. A refused decision (read-only server, stale
-    base, bad request) leaves the journal as it is and says why on the tile."""
+           name: str | None) -> tuple[list, dict[str, int]]:
+    """Write the decision a key asked for on sample ``sid``, on what the tile ``shown``
+    (:func:`shown_state`: the decision as its base, the suggestion it showed); the tile's
+    new body and state. A refused decision (read-only server, decided meanwhile, a
+    suggestion that changed, a bad request, a full disk) leaves the journal as it is and
+    says why on the tile, which then shows the sample as it is now."""
     run = ctx.run(run_id)
     table = suspects(ctx, run_id).set_index("sample_id", drop=False)
     if sid not in table.index:
@@ -278,16 +279,25 @@ def decide(ctx: Context, gate: Access, run_id: str, sid: int, request: Any, show
     if message is None:
         try:
             decision, label = parse_request(request, run.num_classes)
-            base = int(shown) if isinstance(shown, int) and not isinstance(shown, bool) else 0
+            seen = shown if isinstance(shown, dict) else {}
+            base, suggestion = _whole(seen.get("seq"), 0), _whole(seen.get("suggested"), None)
             reviewer = gate.user if gate.user is not None else (name or "").strip()[:80]
-            run.review(sid, decision, label, reviewer=reviewer, base=base, source="dashboard")
+            run.review(sid, decision, label, reviewer=reviewer, base=base, source="dashboard",
+                       shown=suggestion if decision == "suggested" else None)
+        except SuggestionChanged as exc:
+            message = f"the suggestion is {exc.now} now, not {exc.shown}: reloaded"
         except DecisionConflict:
             message = conflict_message(run.journal.latest().get(key))
         except (ValueError, RelabscopeError) as exc:  # a full disk too: one line on the tile
             message = str(exc).replace(str(run.run_dir), run_id)  # viewers see run ids, not server paths
     latest = run.journal.latest().get(key)
     body = tile_body(run, row, run.labels()[:, sid], latest, ctx.href("sample", run_id, sample=sid), message)
-    return body, latest.seq if latest else 0
+    return body, shown_state(latest, row)
+
+
+def _whole(value: Any, default: int | None) -> int | None:
+    """An int a browser sent back, or ``default`` (a bool is not one)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 # ---------------------------------------------------------------------- Dash
@@ -342,6 +352,7 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
         html.Div(f"Training samples, most suspect first (score: mean percentile rank of {used}). "
                  + ("Decisions made so far are shown." if gate.read_only else
                     "A decision is saved at once to corrections.csv beside the run."), className="muted"),
+        note_card(f"No pictures: {run.images_withheld}.") if run.images_withheld else None,
         _reviewer(gate),
         legend(names, gate.read_only is None),
         html.Div([

@@ -18,7 +18,7 @@ from dash import Input, Output, State, dcc, html, no_update
 
 from relabscope import plot
 from relabscope.dashboard import ids
-from relabscope.dashboard.components import error_card, fmt, frame_table, graph, safe
+from relabscope.dashboard.components import error_card, fmt, frame_table, graph, note_card, safe
 from relabscope.dashboard.context import Context
 from relabscope.dashboard.inputs import class_name, parse_choice, parse_epochs, parse_sample, parse_search
 from relabscope.plot import select_flipflopping
@@ -88,7 +88,8 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
         html.H2(f"Sample {sid} — {run_id}"),
         _picker(sid, n),
         html.Div([
-            html.Div([html.Img(src=ctx.image_url(run_id, sid, 224), className="big-thumb", alt=f"sample {sid}"),
+            html.Div([html.Img(src=ctx.image_url(run_id, sid, 224), className="big-thumb", alt=f"sample {sid}")
+                      if run.has_images else note_card(f"No image: {run.images_withheld or 'the run has none'}."),
                       html.Div(id=ids.SM_FACTS)], className="cell"),
             html.Div(dcc.Loading(html.Div(id=ids.SM_TIMELINE)), className="cell"),
         ], className="grid2"),

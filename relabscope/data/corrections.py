@@ -33,7 +33,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -41,7 +41,6 @@ from relabscope.data.journal import DECISIONS
 from relabscope.errors import DataError
 
 #: what to do with decisions made on another given label than the run trains with
-Mismatch = Literal["refuse", "skip"]
 MISMATCH = ("refuse", "skip")
 
 
@@ -140,7 +139,7 @@ class Applied:
 
 
 def apply_corrections(keys: Sequence[str], labels: np.ndarray, class_names: Sequence[str],
-                      corrections: Corrections, *, mismatch: Mismatch = "refuse") -> Applied:
+                      corrections: Corrections, *, mismatch: str = "refuse") -> Applied:
     """The training labels with ``corrections`` applied (see the module docstring).
 
     Args:

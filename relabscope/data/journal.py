@@ -61,7 +61,13 @@ class DecisionConflict(RelabscopeError):
 
 
 class SuggestionChanged(DecisionConflict):
-    """"Take the suggestion" on a sample whose suggestion is no longer the one shown."""
+    """"Take the suggestion" on a sample whose suggestion is no longer the one shown (a run
+    still training suggests anew each epoch)."""
+
+    def __init__(self, key: str, now: str, shown: str):
+        super().__init__(f"sample {key!r}: the suggestion is {now} now, not {shown} as shown (the run trained on "
+                         "meanwhile): reload and decide again")
+        self.now, self.shown = now, shown
 
 
 @dataclass(frozen=True)
@@ -313,6 +319,21 @@ def corrections_csv(decisions: Iterable[Decision]) -> str:
         writer.writerow([d.key, d.sample_id, d.decision, d.label or "", d.given or "", d.reviewer, d.source,
                          time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(d.time)), d.seq, d.run])
     return buf.getvalue()
+
+
+def decision_keys(keys: Sequence[str]) -> list[str]:
+    """What decisions name each sample by: its key, and for the second, third ... sample
+    sharing a key (a data set listing one image twice), the key with ``#2``, ``#3`` ... in
+    sample order, so that each sample has decisions of its own (one no longer refuses the
+    other's as "decided meanwhile"). Training samples come first in a run and in a data
+    set's training split alike, so both number them the same."""
+    seen: dict[str, int] = {}
+    out = []
+    for key in keys:
+        key = str(key)
+        seen[key] = seen.get(key, 0) + 1
+        out.append(key if seen[key] == 1 else f"{key}#{seen[key]}")
+    return out
 
 
 def conflict_message(key: str, seen: Decision | None) -> str:

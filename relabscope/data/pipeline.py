@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from relabscope.data import load_dataset
 from relabscope.data.base import FERDataset, UnreadableImage
 from relabscope.data.corrections import Applied, apply_corrections, read_corrections
+from relabscope.data.journal import decision_keys
 from relabscope.data.noise import (inject_noise, inject_noise_matrix, matrix_digest, read_noise_file,
                                    read_noise_matrix)
 from relabscope.errors import DataError
@@ -123,7 +124,8 @@ def prepare(cfg: TrainConfig) -> PreparedData:
         train = train.subset(np.arange(cfg.limit))
     corrections = None
     if cfg.corrections:
-        corrections = apply_corrections(train.keys, train.labels, train.class_names, read_corrections(cfg.corrections))
+        corrections = apply_corrections(decision_keys(train.keys), train.labels, train.class_names,
+                                        read_corrections(cfg.corrections), mismatch=cfg.corrections_mismatch)
         # the labels as reviewed, not with_labels: the shipped labels stay what they were
         # (the clean reference, when known), they are not promoted to clean ones
         train = replace(train, labels=corrections.labels).subset(np.flatnonzero(corrections.keep))

@@ -205,6 +205,30 @@ def storable_spec(images: ImagesArg) -> str:
     return spec
 
 
+def outside(spec: str, roots: Sequence[str | os.PathLike]) -> Path | None:
+    """The first file or folder a stored ``spec`` would read that lies under none of
+    ``roots`` (None: all lie under one). A log is a file anyone can write: a server reads
+    the images it names only inside the folders its operator serves. An image list is read
+    (once its own file is inside) to check every path it lists."""
+    bases = [Path(r).expanduser().resolve() for r in roots]
+
+    def out(path: Path) -> bool:
+        path = path.expanduser().resolve()
+        return not any(path.is_relative_to(b) for b in bases)
+
+    kind, sep, rest = spec.partition(":")
+    where = Path(rest if sep and kind in KINDS else spec)
+    if out(where):
+        return where
+    if kind == "files" or where.suffix in LIST_SUFFIXES:
+        try:
+            listed = FileListImages(where).paths
+        except ImageSourceError:
+            return None  # a missing list fails when the images are asked for, in its own words
+        return next((p for p in listed if out(p)), None)
+    return None
+
+
 def _from_text(text: str) -> ImageSource:
     if not text.strip():
         raise ImageSourceError("images: an empty source (name a folder, an array file or an image list)")

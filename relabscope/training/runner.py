@@ -160,6 +160,7 @@ def _train_in(world: World, run_dir: Path, cfg: TrainConfig, resuming: bool, res
         metadata["noise_matrix_sha256"] = data.noise_matrix_sha256
     if data.corrections is not None:
         metadata["corrections_sha256"] = data.corrections.sha256
+        metadata["corrections_mismatched"] = data.corrections.mismatched  # left out (--corrections-mismatch skip)
         log(data.corrections.summary())
     own = [RunLogHook(world), ConfigFile(cfg), *([ProgressHook()] if progress else [])] if world.is_main \
         else [RecordSender(world)]

@@ -155,7 +155,7 @@ def dash_app(served):  # noqa: F811
     """A fresh app over the served runs; the refresh tick is off (no redraw mid-click)."""
     from relabscope.dashboard import create_app
 
-    return create_app([served], refresh_seconds=0)
+    return create_app([served], refresh_seconds=0, host="127.0.0.1")
 
 
 @pytest.fixture

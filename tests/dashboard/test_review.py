@@ -52,6 +52,8 @@ def root(tmp_path):
 
 
 def _app(root, **kwargs):
+    """The app as ``relabscope serve`` builds it, on 127.0.0.1 unless ``host`` says otherwise."""
+    kwargs.setdefault("host", "127.0.0.1")
     app = create_app([root / "runs"], refresh_seconds=0, images={"ex": str(root / "faces.npy")}, **kwargs)
     return app, app.server.test_client()
 
@@ -92,14 +94,16 @@ def _pattern(kind: str, sid: int) -> str:
     return json.dumps(ids.rv_tile(kind, sid), sort_keys=True, separators=(",", ":"))
 
 
-def _decide(app, client, sid, request, shown, *, run_id="ex", name="ann", auth=None):
-    """Run the tile callback of sample ``sid`` as a key press does: (tile text, seq shown)."""
+def _decide(app, client, sid, request, shown, *, run_id="ex", name="ann", auth=None, suggested=None):
+    """Run the tile callback of sample ``sid`` as a key press does on a tile that shows the
+    decision ``shown`` (its seq) and the suggestion ``suggested``: (tile text, seq shown)."""
     key = next(k for k in app.callback_map if ids.RV_BODY in k)
     body = {"output": key,
             "outputs": [{"id": ids.rv_tile(ids.RV_BODY, sid), "property": "children"},
                         {"id": ids.rv_tile(ids.RV_SHOWN, sid), "property": "data"}],
             "inputs": [{"id": ids.rv_tile(ids.RV_REQUEST, sid), "property": "data", "value": request}],
-            "state": [{"id": ids.rv_tile(ids.RV_SHOWN, sid), "property": "data", "value": shown},
+            "state": [{"id": ids.rv_tile(ids.RV_SHOWN, sid), "property": "data",
+                       "value": {"seq": shown, "suggested": suggested}},
                       {"id": ids.RV_ARGS, "property": "data", "value": {"run": run_id}},
                       {"id": ids.RV_NAME, "property": "value", "value": name}],
             "changedPropIds": [_pattern(ids.RV_REQUEST, sid) + ".data"]}
@@ -107,7 +111,7 @@ def _decide(app, client, sid, request, shown, *, run_id="ex", name="ann", auth=N
     resp = client.post("/_dash-update-component", data=json.dumps(body), content_type="application/json",
                        headers=headers)
     out = answer(resp.status_code, resp.get_data(as_text=True))
-    return texts(out[_pattern(ids.RV_BODY, sid)]["children"]), out[_pattern(ids.RV_SHOWN, sid)]["data"]
+    return texts(out[_pattern(ids.RV_BODY, sid)]["children"]), out[_pattern(ids.RV_SHOWN, sid)]["data"]["seq"]
 
 
 def _csv(folder) -> dict[str, dict]:
@@ -254,20 +258,20 @@ def test_a_decision_is_written_with_the_seq_the_tile_showed(root) -> None:
     children, _, _ = _grid(app, client)
     first = _tiles(children)[0]
     assert f"relabel → {names[3]} · bob" in texts(first)
-    assert by_id(first, ids.rv_tile(ids.RV_SHOWN, sid))["props"]["data"] == 2
+    assert by_id(first, ids.rv_tile(ids.RV_SHOWN, sid))["props"]["data"]["seq"] == 2
 
 
 def test_writes_only_on_a_loopback_server_or_behind_auth(root) -> None:
-    shared, client = _app(root, shared=True)  # reachable from other machines, no password
+    shared, client = _app(root, host="0.0.0.0")  # reachable from other machines, no password
     layout = _layout(shared, client)
-    assert "Read-only: this server is reachable from other machines without a password" in texts(layout)
+    assert "Read-only: this server is reachable from other machines (0.0.0.0) without a password" in texts(layout)
     assert by_id(layout, ids.RV_GRID)["props"]["data-writable"] == "0" and "keep the given label" not in texts(layout)
     sid = int(shared.relabscope.run("ex").suspects()["sample_id"].iloc[0])
     text, seq = _decide(shared, client, sid, {"decision": "keep", "n": 1}, 0)  # a request sent anyway
     assert "Read-only" in text and seq == 0
     assert not (root / "runs" / "ex" / "corrections.journal").exists()
 
-    guarded, client = _app(root, shared=True, auth="ann:secret")
+    guarded, client = _app(root, host="0.0.0.0", auth="ann:secret")
     assert client.post("/_dash-update-component", data="{}", content_type="application/json").status_code == 401
     text, seq = _decide(guarded, client, sid, {"decision": "keep", "n": 1}, 0, name="mallory", auth="ann:secret")
     assert seq == 1 and "· ann" in text  # the signed-in user, whatever the page sent

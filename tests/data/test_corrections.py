@@ -14,7 +14,7 @@ import pytest
 
 from relabscope.data.corrections import apply_corrections, read_corrections
 from relabscope.data.journal import CSV_NAME, JOURNAL_NAME, CorrectionJournal, DecisionConflict
-from relabscope.data.labelstudio import Task, export_tasks, labeling_config, read_export
+from relabscope.data.labelstudio import Task, export_tasks, labeling_config, read_export, settle
 from relabscope.errors import DataError
 
 CLASSES = ["anger", "fear", "happy"]
@@ -145,16 +145,17 @@ def test_label_studio_export_then_import(tmp_path):
             {"id": 4, "result": [{"from_name": "label", "type": "choices", "value": {"choices": ["drop"]}}]}]},
     ]
     (tmp_path / "export.json").write_text(json.dumps(exported))
-    got = read_export(tmp_path / "export.json", CLASSES)
-    assert [(d.key, d.decision, d.label, d.reviewer) for d in got] == [
-        ("a.png", "relabel", "fear", "bob@lab"), ("c.png", "drop", None, "")]
-    (tmp_path / "bad.json").write_text(json.dumps([{"data": {"key": "a"}, "annotations": [
-        {"result": [{"from_name": "label", "type": "choices", "value": {"choices": ["joy"]}}]}]}]))
-    with pytest.raises(DataError, match="choice 'joy' is not a class"):
-        read_export(tmp_path / "bad.json", CLASSES)
+    fmt, got = read_export(tmp_path / "export.json")
+    assert fmt == "JSON" and [t.key for t in got] == ["a.png", "b.png", "c.png"]
+    refused = settle(got)  # the two annotators of a.png disagree: the caller refuses
+    assert refused.conflicts == [("a.png", ["anger", "fear"])] and [t.key for t, _, _ in refused.decided] == ["c.png"]
+    latest = settle(got, "latest")
+    assert [(t.key, a.choice, a.annotator, how) for t, a, how in latest.decided] == [
+        ("a.png", "fear", "bob@lab", "latest"), ("c.png", "drop", "", "one annotator")]
+    assert latest.counts["skipped"] == 1 and latest.counts["conflicting"] == 1
     (tmp_path / "notjson.json").write_text("{")
-    with pytest.raises(DataError, match="not JSON"):
-        read_export(tmp_path / "notjson.json", CLASSES)
+    with pytest.raises(DataError, match="not a Label Studio export"):
+        read_export(tmp_path / "notjson.json")
 
 
 def _as_unprivileged(monkeypatch):

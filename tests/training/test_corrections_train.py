@@ -59,3 +59,37 @@ def test_corrections_for_another_data_set_are_one_line(tmp_path):
         train({**TINY, "epochs": 1, "method": "baseline", "corrections": str(tmp_path / CSV_NAME),
                "out": str(tmp_path / "run")}, progress=False, log=lambda line: None)
     assert not (tmp_path / "run" / "run.h5").exists()
+
+
+def test_decisions_made_on_other_labels_are_refused_or_skipped(tiny_runs, tmp_path):
+    """Failed on main at 0696aaf: corrections reviewed on a run whose noise was drawn with
+    another seed trained the kept samples under a label their reviewer never saw (39 of 50
+    in the issue's run), without a word."""
+    review = tmp_path / "review"
+    import shutil
+
+    shutil.copytree(tiny_runs["scn"], review, ignore=shutil.ignore_patterns("checkpoints", "*.npz"))
+    with Run(review) as run:
+        train_ids = [int(i) for i in run.samples.index[run.samples["split"] == "train"]]
+        run.review(train_ids, "keep", reviewer="ann")  # every training sample reviewed as given
+        expected = run.fingerprint
+    corrections = str(review / CSV_NAME)
+    other = {**TINY, "seed": 1, "epochs": 1, "method": "baseline", "corrections": corrections}  # other noise
+    with pytest.raises(DataError) as refused:
+        train({**other, "out": str(tmp_path / "refused")}, progress=False, log=lambda line: None)
+    message = str(refused.value)
+    assert message.startswith(f"{corrections}: ") and "decisions were made on another given label" in message
+    assert "reviewed as" in message and "--corrections-mismatch skip" in message and expected in message
+    assert not (tmp_path / "refused" / "run.h5").exists()
+    lines: list[str] = []
+    train({**other, "corrections_mismatch": "skip", "out": str(tmp_path / "skipped")}, progress=False,
+          log=lines.append)
+    mismatched = int(message.split(":")[1].split(" of ")[0])
+    with Run(tmp_path / "skipped") as after:
+        assert after.meta["corrections_mismatched"] == mismatched > 0
+    assert any(f"{mismatched} made on another given label left out" in line for line in lines), lines
+    # the same labels (same seed): every decision applies
+    train({**TINY, "epochs": 1, "method": "baseline", "corrections": corrections, "out": str(tmp_path / "same")},
+          progress=False, log=lambda line: None)
+    with Run(tmp_path / "same") as same:
+        assert same.meta["corrections_mismatched"] == 0
