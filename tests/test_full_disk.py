@@ -211,7 +211,7 @@ def test_an_import_onto_a_full_disk_is_one_line(tiny_runs, tmp_path) -> None:
         run_dir = _bare_run(tiny_runs, disk / "run")
         fill(disk, 0)
         done = _cli("corrections", str(run_dir), "--import", str(export))
-        _one_line(done, names=str(run_dir / "corrections.journal"), says="disk full: saving the decision needs")
+        _one_line(done, names=str(run_dir / "corrections.journal"), says="disk full: saving 3 decisions needs")
         assert not (run_dir / "corrections.journal").exists() or (run_dir / "corrections.journal").stat().st_size == 0
         with h5py.File(run_dir / "run.h5", "r") as f:  # the log is untouched
             assert f["epochs/done"].shape[0] == TINY["epochs"]

@@ -33,7 +33,8 @@ def test_derived_tables_follow_the_specs() -> None:
     assert INTRODUCED == {"preset": "reference", "backbone": "resnet18", "center_update": "wen", "dmue_train_neck": True,
                           "dmue_mask_absent": False,
                           "dmue_center_ramp": False, "dmue_center_on": "feature",
-                          "relabel_floor": 0.0, "relabel_hysteresis": 0, "relabel_agree": False, "corrections": None}
+                          "relabel_floor": 0.0, "relabel_hysteresis": 0, "relabel_agree": False, "corrections": None,
+                          "corrections_mismatch": "refuse"}
     assert METHOD_ONLY["relabel_floor"] == METHOD_ONLY["relabel_agree"] == {"scn", "scn-c"}
     assert HOW_TO_RUN == {"device", "workers", "cache_gb", "keep_optimizer", "out"}
     assert RESUMABLE == HOW_TO_RUN | {"epochs"}

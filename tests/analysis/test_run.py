@@ -37,7 +37,7 @@ def raw(path) -> dict:
             emb_epochs=f["embeddings/epoch"][:], emb=f["embeddings/data"][:],
             fields=list(f["epochs/field"].keys()) if "field" in f["epochs"] else [],
             weight=f["epochs/field/weight"][:n] if "field" in f["epochs"] and "weight" in f["epochs/field"] else None,
-            method=f["meta"].attrs["method"],
+            method=f["meta"].attrs["method"].decode(),  # schema 2: fixed-length strings read as bytes
         )
     return out
 

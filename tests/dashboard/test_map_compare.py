@@ -410,7 +410,7 @@ def test_demo_opens_the_compare_page_of_its_runs(tiny_runs, tmp_path, monkeypatc
         shutil.copytree(tiny_runs[method], d)
     served = {}
     monkeypatch.setattr(demo_module, "demo_runs", lambda *a, **k: dirs)
-    monkeypatch.setattr(cli, "_serve", lambda roots, host, port, auth, max_points, page="": served.update(
+    monkeypatch.setattr(cli, "_serve", lambda roots, page="", max_points=0, **serving: served.update(
         roots=roots, page=page, max_points=max_points))
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli.main, ["demo", "--out", "runs/demo", "--max-points", "0"])

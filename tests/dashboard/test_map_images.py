@@ -84,9 +84,10 @@ def own_pixels(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("own-pixels")
     pixels = np.random.default_rng(1).integers(0, 256, (48, 8, 8, 3), dtype=np.uint8)
-    np.save(root / "faces.npy", pixels)
+    (root / "runs").mkdir()
+    np.save(root / "runs" / "faces.npy", pixels)  # inside the folder served: a log's own images are read only there
     _write_log(root / "runs" / "bare")
-    _write_log(root / "runs" / "pixels", images=root / "faces.npy")
+    _write_log(root / "runs" / "pixels", images=root / "runs" / "faces.npy")
     app = create_app([root / "runs"], refresh_seconds=0)
     return app, app.server.test_client(), pixels
 

@@ -63,7 +63,7 @@ def logs(tmp_path_factory) -> Logs:
     train, test = _as_pixels(data.x_train), _as_pixels(data.x_test)
     pixels = np.concatenate([train, test])
     keys = [f"train/{i:03d}.png" for i in range(len(train))] + [f"test/{i:03d}.png" for i in range(len(test))]
-    folder = root / "images"
+    folder = root / "with-folder" / "images"  # inside the folder served: a log's own images are read only there
     for key, img in zip(keys, pixels):
         (folder / key).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(folder / key)

@@ -7,20 +7,21 @@ Before these changes (main at 0696aaf) a flipped superblock byte or a chunk-inde
 every reader inside HDF5's SWMR retry loop (over an hour), 64 flipped data bytes read as
 wrong numbers, resuming a run without checkpoints deleted its log, and a 10-byte log, a
 truncated checkpoint and an empty or non-HDF5 log ended in tracebacks. Every process runs
-in a child with a deadline: a hang in HDF5 holds the GIL, so nothing in-process could
-stop it.
+in a child with a deadline (one child per fixture, running the commands one after another:
+torch is imported once): a hang in HDF5 holds the GIL, so nothing in-process could stop it.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import selectors
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -33,22 +34,7 @@ from relabscope.dashboard.harness import ROUTER, answer, callback_key, payload, 
 DEADLINE_S = 20.0
 #: what a resume trains to when it can
 EPOCHS = 6
-OPEN_AND_READ = """
-import sys
-import relabscope as rs
-from relabscope.errors import RelabscopeError
-try:
-    run = rs.open_run(sys.argv[1])
-    log = run.log
-    for name in ("label", "pred", "prob", "loss", "distance", "class_mean", "test_acc", "relabel_end"):
-        log.epoch_array(name)
-    run.relabel_events(), run.samples, run.config, [log.embeddings(int(e)) for e in log.embedding_epochs()]
-    run.dynamics(), run.flipflops()
-except RelabscopeError as exc:
-    print(f"relabscope: error: {exc}", file=sys.stderr)
-    sys.exit(1)
-print(f"read {run.num_epochs} epochs")
-"""
+
 
 
 # ---------------------------------------------------------------------- the damage
@@ -138,20 +124,89 @@ def damaged(tiny_runs, tmp_path_factory) -> dict[str, Path]:
     return runs
 
 
-# ---------------------------------------------------------------------- running a user's command
-def _run(args: list[str], timeout: float = DEADLINE_S) -> subprocess.CompletedProcess:
-    """A child process that must end within ``timeout`` seconds (after its interpreter started:
-    the deadline covers the work, not importing torch on a loaded machine)."""
+# ---------------------------------------------------------------------- running a user's commands
+#: the commands of one fixture, run one after another in one child process (torch imported
+#: once): each prints a start line, then its exit code, output and seconds, as JSON
+BATCH = r"""
+import json, sys, time, traceback
+from click.testing import CliRunner
+import relabscope as rs
+from relabscope.cli import main
+from relabscope.errors import RelabscopeError
+
+def read_everything(path):
+    run = rs.open_run(path)
+    log = run.log
+    for name in ("label", "pred", "prob", "loss", "distance", "class_mean", "test_acc", "relabel_end"):
+        log.epoch_array(name)
+    run.relabel_events(), run.samples, run.config, [log.embeddings(int(e)) for e in log.embedding_epochs()]
+    run.dynamics(), run.flipflops()
+    return f"read {run.num_epochs} epochs"
+
+for job in json.loads(sys.argv[1]):
+    print(json.dumps({"start": job["name"]}), flush=True)
     started = time.monotonic()
+    if job["argv"][0] == "read":
+        try:
+            out = {"rc": 0, "stdout": read_everything(job["argv"][1]), "stderr": ""}
+        except RelabscopeError as exc:
+            out = {"rc": 1, "stdout": "", "stderr": f"relabscope: error: {exc}\n"}
+        except BaseException:
+            out = {"rc": 2, "stdout": "", "stderr": traceback.format_exc()}
+    else:
+        result = CliRunner().invoke(main, job["argv"])
+        trace = "" if result.exception is None or isinstance(result.exception, SystemExit) else \
+            "".join(traceback.format_exception(result.exception))
+        out = {"rc": result.exit_code, "stdout": result.stdout, "stderr": result.stderr + trace}
+    print(json.dumps({**out, "name": job["name"], "seconds": time.monotonic() - started}), flush=True)
+"""
+
+
+@dataclass
+class Done:
+    """How one command ended: its exit code, output and seconds."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def run_commands(jobs: dict[str, list[str]]) -> dict[str, Done]:
+    """Run each ``name: argv`` (a ``relabscope`` command line, or ``["read", RUN]``: open the
+    run and read every dataset) in one child process; a command that takes more than
+    :data:`DEADLINE_S` (after the child's imports) is a hang: the child is killed and the
+    test fails naming it."""
+    proc = subprocess.Popen([sys.executable, "-c", BATCH, json.dumps([{"name": k, "argv": v} for k, v in jobs.items()])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    results: dict[str, Done] = {}
+    current, since = None, time.monotonic()
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
     try:
-        done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout + 30)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{args[:4]} did not end within {timeout + 30:.0f} s: a hang")
-    assert time.monotonic() - started < timeout + 30
-    return done
+        while len(results) < len(jobs):
+            limit = (DEADLINE_S if current else 120.0) - (time.monotonic() - since)  # 120 s: the child's imports
+            if limit <= 0:
+                pytest.fail(f"{current or 'the child process'} did not end within {DEADLINE_S:.0f} s: a hang")
+            if not sel.select(timeout=min(limit, 1.0)):
+                continue
+            line = proc.stdout.readline()
+            if not line:
+                pytest.fail(f"the child process died in {current}: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+            record = json.loads(line)
+            if "start" in record:
+                current, since = record["start"], time.monotonic()
+                continue
+            results[record["name"]] = Done(record["rc"], record["stdout"], record["stderr"], record["seconds"])
+            current = None
+    finally:
+        proc.kill()
+        proc.wait()
+    return results
 
 
-def _one_line(done: subprocess.CompletedProcess, *, names: Path, says: str = "") -> str:
+def _one_line(done: Done, *, names: Path, says: str = "") -> str:
     """The failed command's stderr: exactly one line, relabscope's, naming ``names``."""
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 1, done.stderr[-2000:]
@@ -159,6 +214,7 @@ def _one_line(done: subprocess.CompletedProcess, *, names: Path, says: str = "")
     assert len(lines) == 1 and lines[0].startswith("relabscope: error: "), done.stderr[-2000:]
     assert str(names) in lines[0], lines[0]
     assert says in lines[0], lines[0]
+    assert done.seconds < DEADLINE_S
     return lines[0]
 
 
@@ -168,27 +224,35 @@ def _fingerprint(run: Path) -> dict[str, bytes | None]:
 
 
 # ---------------------------------------------------------------------- open_run and report
+@pytest.fixture(scope="module")
+def reads(damaged, tmp_path_factory) -> dict[str, Done]:
+    """Every damaged run opened and read, and reported on, as a user would."""
+    out = tmp_path_factory.mktemp("reports")
+    before = {case: _fingerprint(run) for case, run in damaged.items()}
+    jobs = {f"read {case}": ["read", str(run)] for case, run in damaged.items()}
+    jobs.update({f"report {case}": ["report", str(damaged[case]), "--out", str(out / case), "--no-png"]
+                 for case in LOG_DAMAGE})
+    done = run_commands(jobs)
+    assert {case: _fingerprint(run) for case, run in damaged.items()} == before  # nothing changed, nothing gone
+    return done
+
+
 @pytest.mark.parametrize("case", sorted(LOG_DAMAGE))
-def test_reading_a_damaged_log_is_one_line(damaged, case, tmp_path) -> None:
-    run = damaged[case]
-    before = _fingerprint(run)
-    with ThreadPoolExecutor(2) as pool:
-        read = pool.submit(_run, ["-c", OPEN_AND_READ, str(run)])
-        report = pool.submit(_run, ["-m", "relabscope", "report", str(run), "--out", str(tmp_path / "report"),
-                                    "--no-png"])
-    _one_line(read.result(), names=_log(run), says=LOG_PROBLEM[case])
-    _one_line(report.result(), names=_log(run), says=LOG_PROBLEM[case])
-    assert _fingerprint(run) == before
+def test_reading_a_damaged_log_is_one_line(damaged, reads, case) -> None:
+    _one_line(reads[f"read {case}"], names=_log(damaged[case]), says=LOG_PROBLEM[case])
+    _one_line(reads[f"report {case}"], names=_log(damaged[case]), says=LOG_PROBLEM[case])
 
 
 @pytest.mark.parametrize("case", sorted(OTHER_DAMAGE))
-def test_reading_needs_no_checkpoint_and_no_config(damaged, case, tmp_path) -> None:
-    run = damaged[case]
-    read = _run(["-c", OPEN_AND_READ, str(run)])
-    assert read.returncode == 0 and "read 4 epochs" in read.stdout, read.stderr[-2000:]
+def test_reading_needs_no_checkpoint_and_no_config(reads, case) -> None:
+    read = reads[f"read {case}"]
+    assert read.returncode == 0 and read.stdout == "read 4 epochs", read.stderr[-2000:]
 
 
 def test_check_lists_the_damage_and_the_intact_epochs(damaged) -> None:
+    from click.testing import CliRunner
+
+    from relabscope.cli import main
     from relabscope.runlog.check import check_log
 
     found = check_log(damaged["data-bytes"])
@@ -197,8 +261,8 @@ def test_check_lists_the_damage_and_the_intact_epochs(damaged) -> None:
     assert "epochs/prob at epoch 1" in found.summary() and "epoch 0 intact (1 of 4)" in found.summary()
     index = check_log(damaged["chunk-index"])
     assert not index.ok and index.intact == 0
-    cut = _run(["-m", "relabscope", "check", str(damaged["cut-90"])])
-    assert cut.returncode == 1 and "truncated" in cut.stdout and "no epoch is intact" in cut.stdout
+    cut = CliRunner().invoke(main, ["check", str(damaged["cut-90"])])
+    assert cut.exit_code == 1 and "truncated" in cut.stdout and "no epoch is intact" in cut.stdout
 
 
 # ---------------------------------------------------------------------- resume
@@ -207,26 +271,40 @@ RESUME_PROBLEM = {
     "checkpoint-cut": "checkpoints/last.pt: cannot be read, damaged or cut short",
     "checkpoint-missing": "checkpoints/last.pt is missing and its log holds 4 committed epochs",
 }
+REFUSED = sorted(LOG_DAMAGE) + ["checkpoint-cut", "checkpoint-missing"]
 
 
-@pytest.mark.parametrize("case", sorted(LOG_DAMAGE) + ["checkpoint-cut", "checkpoint-missing"])
-def test_resume_refuses_in_one_line_and_keeps_every_file(damaged, case, tmp_path) -> None:
-    run = tmp_path / case
-    shutil.copytree(damaged[case], run)
-    before = _fingerprint(run)
-    done = _run(["-m", "relabscope", "train", "--resume", str(run), "--epochs", str(EPOCHS), "-q"], timeout=60)
-    line = _one_line(done, names=run, says=RESUME_PROBLEM[case] if case in RESUME_PROBLEM else LOG_PROBLEM[case])
+@pytest.fixture(scope="module")
+def resumes(damaged, tmp_path_factory) -> tuple[dict[str, Path], dict[str, dict[str, bytes | None]], dict[str, Done]]:
+    """Every case resumed (each on its own copy), as a requeued job would: the copies, their
+    files before, and how each resume ended; plus the restart of a run without checkpoint."""
+    root = tmp_path_factory.mktemp("resumed")
+    runs = {case: root / case for case in [*REFUSED, "config-missing"]}
+    runs["restart"] = root / "restart"
+    for case, run in runs.items():
+        shutil.copytree(damaged["checkpoint-missing" if case == "restart" else case], run)
+    before = {case: _fingerprint(run) for case, run in runs.items()}
+    jobs = {case: ["train", "--resume", str(run), "--epochs", str(EPOCHS), "-q"] for case, run in runs.items()
+            if case != "restart"}
+    jobs["restart"] = ["train", "--resume", str(runs["restart"]), "--restart", "-q"]
+    return runs, before, run_commands(jobs)
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_resume_refuses_in_one_line_and_keeps_every_file(resumes, case) -> None:
+    runs, before, done = resumes
+    line = _one_line(done[case], names=runs[case],
+                     says=RESUME_PROBLEM[case] if case in RESUME_PROBLEM else LOG_PROBLEM[case])
     if case == "checkpoint-missing":
         assert "--restart" in line
-    assert _fingerprint(run) == before  # the log, its config and its checkpoint as they were
+    assert _fingerprint(runs[case]) == before[case]  # the log, its config and its checkpoint as they were
 
 
-def test_resume_without_config_takes_the_log_s_settings(damaged, tmp_path) -> None:
-    run = tmp_path / "run"
-    shutil.copytree(damaged["config-missing"], run)
-    done = _run(["-m", "relabscope", "train", "--resume", str(run), "--epochs", str(EPOCHS), "-q"], timeout=90)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "config.toml was missing" in done.stderr
+def test_resume_without_config_takes_the_log_s_settings(resumes) -> None:
+    runs, _, done = resumes
+    run = runs["config-missing"]
+    assert done["config-missing"].returncode == 0, done["config-missing"].stderr[-2000:]
+    assert "config.toml was missing" in done["config-missing"].stderr
     from relabscope.rundir import stored_config
 
     with h5py.File(_log(run), "r") as f:
@@ -236,11 +314,10 @@ def test_resume_without_config_takes_the_log_s_settings(damaged, tmp_path) -> No
     assert stored_config(run)["epochs"] == EPOCHS
 
 
-def test_restart_replaces_a_run_that_cannot_continue(damaged, tmp_path) -> None:
-    run = tmp_path / "run"
-    shutil.copytree(damaged["checkpoint-missing"], run)
-    done = _run(["-m", "relabscope", "train", "--resume", str(run), "--restart", "-q"], timeout=90)
-    assert done.returncode == 0, done.stderr[-2000:]
+def test_restart_replaces_a_run_that_cannot_continue(resumes) -> None:
+    runs, _, done = resumes
+    run = runs["restart"]
+    assert done["restart"].returncode == 0, done["restart"].stderr[-2000:]
     with h5py.File(_log(run), "r") as f:
         assert f["epochs/done"].shape[0] == 4 and int(f["status"][0]) == 1
     assert (run / "checkpoints" / "last.pt").is_file()
