@@ -34,3 +34,4 @@ def test_reading_a_run_does_not_import_torch(tiny_runs) -> None:
     out = subprocess.run([sys.executable, "-c", code, str(tiny_runs["scn"])], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+

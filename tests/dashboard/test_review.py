@@ -314,3 +314,43 @@ def test_a_run_without_images_shows_tiles_without_pictures(root) -> None:
     children, count, _ = _grid(app, client, run_id="bare")
     assert len(_tiles(children)) == 24 and not find(children, lambda c: c["type"] == "Img")
     assert "of 30 samples shown" in count and "given: " in texts(children)
+
+
+def test_taking_the_suggestion_takes_the_one_the_tile_showed(root) -> None:
+    """On main "take the suggestion" stored the suggestion recomputed when the key was
+    pressed: on a run still training, another one than the tile showed (17 of them changed
+    between two epochs in the issue's run)."""
+    app, client = _app(root)
+    run = app.relabscope.run("ex")
+    names = run.class_names
+    row = run.suspects().iloc[0]
+    sid, now = int(row["sample_id"]), int(row["suggested_label"])
+    shown = (now + 1) % len(names)  # what a tile drawn before the last epoch showed
+    text, seq = _decide(app, client, sid, {"decision": "suggested", "n": 1}, 0, suggested=shown)
+    assert f"the suggestion is {names[now]} now, not {names[shown]}: reloaded" in text and seq == 0
+    assert run.journal.history() == []
+    text, seq = _decide(app, client, sid, {"decision": "suggested", "n": 2}, 0, suggested=now)
+    stored = run.journal.history()[0]
+    assert seq == 1 and stored.label == names[now] and stored.given == names[int(row["given_label"])]
+    assert stored.run == run.fingerprint
+
+
+def test_samples_that_share_a_key_have_decisions_of_their_own(tmp_path) -> None:
+    """On main two samples listing the same image shared one decision: deciding the second
+    was refused as "decided meanwhile" by the first's."""
+    from relabscope.runlog import RunLogWriter, SampleTable
+
+    rng = np.random.default_rng(0)
+    given = np.array([0, 1, 0, 1, 0, 1])
+    samples = SampleTable(key=["same.png", "same.png", "b.png", "c.png", "t.png", "t.png"],
+                          split=[0, 0, 0, 0, 1, 1], given_label=given)
+    with RunLogWriter.create(tmp_path / "run", samples, ["a", "b"], embed_dim=2) as log:
+        log.log_batch(np.arange(4), given[:4], rng.normal(size=(4, 2)), rng.normal(size=(4, 2)))
+        log.log_batch(np.arange(4, 6), given[4:], rng.normal(size=(2, 2)), rng.normal(size=(2, 2)), phase="test")
+        log.end_epoch()
+    with rs.open_run(tmp_path / "run") as run:
+        assert run.decision_keys[:2] == ["same.png", "same.png#2"]
+        run.review(0, "drop", base=0)
+        run.review(1, "keep", base=0)  # not a conflict with sample 0's decision
+        assert run.corrections()[["sample_id", "key", "decision"]].values.tolist() == [
+            [0, "same.png", "drop"], [1, "same.png#2", "keep"]]

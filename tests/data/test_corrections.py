@@ -205,3 +205,11 @@ def test_opening_leaves_a_current_csv_alone(tmp_path):
     (tmp_path / CSV_NAME).unlink()  # lost: rebuilt from the journal
     CorrectionJournal(tmp_path, CLASSES)
     assert _csv_rows(tmp_path)["a.png"]["decision"] == "keep"
+
+
+def test_a_key_decided_twice_in_a_corrections_file_is_one_line(tmp_path):
+    """On main the last of two rows deciding one key won, silently."""
+    path = tmp_path / "corrections.csv"
+    path.write_text("key,decision,label\na.png,keep,anger\nb.png,drop,\na.png,relabel,fear\n")
+    with pytest.raises(DataError, match=rf"^{path}:4: 'a.png' is decided twice \(line 2 too\)"):
+        read_corrections(path)
