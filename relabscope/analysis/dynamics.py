@@ -33,11 +33,10 @@ Caveats:
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import numpy as np
 import pandas as pd
 
+from relabscope.analysis.epochs import over_epochs
 from relabscope.analysis.flipflops import time_ordered
 
 #: Smallest positive float16 (a subnormal): the floor probabilities are clamped to.
@@ -73,12 +72,13 @@ def forgetting_events(correct: np.ndarray, *, seen: np.ndarray | None = None) ->
 
 
 # ---------------------------------------------------------------------- per-epoch label stats
-def _label_rows(labels: np.ndarray, num_epochs: int, n: int) -> Iterator[np.ndarray]:
+def _label_rows(labels: np.ndarray, num_epochs: int, n: int) -> np.ndarray:
+    """``(E, n)``: each epoch's labels (one ``(n,)`` labeling repeated, as a view)."""
     labels = np.asarray(labels)
     if labels.shape == (n,):
-        return (labels for _ in range(num_epochs))
+        return np.broadcast_to(labels, (num_epochs, n))
     if labels.shape == (num_epochs, n):
-        return iter(labels)
+        return labels
     raise ValueError(f"labels must be ({n},) or ({num_epochs}, {n}), got {labels.shape}")
 
 
@@ -128,6 +128,17 @@ class _Accumulator:
         self.p += p_y
         self.p2 += p_y * p_y
 
+    @classmethod
+    def total(cls, parts: list["_Accumulator"]) -> "_Accumulator":
+        """The sums of several accumulators over disjoint epochs."""
+        out = cls(len(parts[0].count))
+        for part in parts:
+            out.count += part.count
+            out.margin += part.margin
+            out.p += part.p
+            out.p2 += part.p2
+        return out
+
     def aum(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.count > 0, self.margin / self.count, np.nan)
@@ -141,19 +152,25 @@ class _Accumulator:
 
 def _accumulate(probs: np.ndarray, labelings: list[np.ndarray]) -> list[_Accumulator]:
     """Sums for several labelings in one pass over ``probs`` (one epoch in memory at a time,
-    so an h5py dataset works too)."""
+    so an h5py dataset works too), contiguous ranges of epochs in threads
+    (``relabscope.analysis.epochs``)."""
     if not hasattr(probs, "shape"):
         probs = np.asarray(probs)
     if len(probs.shape) != 3:
         raise ValueError(f"probs must be (epochs, samples, classes), got shape {probs.shape}")
     num_epochs, n, _ = probs.shape
-    accs = [_Accumulator(n) for _ in labelings]
-    rows = [_label_rows(lab, num_epochs, n) for lab in labelings]
-    for e in range(num_epochs):
-        top = _EpochTop2(probs[e])
-        for acc, it in zip(accs, rows):
-            acc.add(top, next(it))
-    return accs
+    rows = [_label_rows(lab, num_epochs, n) for lab in labelings]  # checks the shapes once
+
+    def part(epochs: range) -> list[_Accumulator]:
+        accs = [_Accumulator(n) for _ in labelings]
+        for e in epochs:
+            top = _EpochTop2(probs[e])
+            for acc, labels in zip(accs, rows):
+                acc.add(top, labels[e])
+        return accs
+
+    parts = over_epochs(num_epochs, part) if num_epochs else [[_Accumulator(n) for _ in labelings]]
+    return [_Accumulator.total([p[i] for p in parts]) for i in range(len(labelings))]
 
 
 def area_under_margin(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:

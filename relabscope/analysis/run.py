@@ -687,10 +687,10 @@ class Run:
             variability_<...> (the data map's axes).
         """
         mask = self.train_mask
-        return _dynamics.dynamics_table(
+        return self._cached_table("dynamics", lambda: _dynamics.dynamics_table(
             probs=self._train_columns(self.probabilities()), preds=self._train_columns(self.predictions()),
             effect=self._train_columns(self.labels()), given=self.given_labels[mask],
-            sample_ids=np.flatnonzero(mask))
+            sample_ids=np.flatnonzero(mask)))
 
     def noise_detection(self) -> pd.DataFrame:
         """How well each dynamics score (and being relabelled) finds the samples whose given

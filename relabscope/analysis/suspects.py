@@ -79,6 +79,8 @@ from typing import Iterable, Literal, Sequence
 import numpy as np
 import pandas as pd
 
+from relabscope.analysis.epochs import over_epochs
+
 
 @dataclass(frozen=True)
 class Signal:
@@ -119,56 +121,75 @@ def _epoch_pass(probs: np.ndarray, distances: np.ndarray, given: np.ndarray,
                 window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One pass over the epochs (one epoch in memory at a time, so h5py datasets work):
     ``out_of_class``, ``distance_ratio`` (each a mean over the epochs where it is defined)
-    and the window-averaged probabilities ``(n, K)``."""
+    and the window-averaged probabilities ``(n, K)``. Contiguous ranges of epochs run in
+    threads (``relabscope.analysis.epochs``), each epoch class-major in float32."""
     num_epochs, n, k = probs.shape
-    rows = np.arange(n)
     first = num_epochs - window
-    other_sum, other_count = np.zeros(n), np.zeros(n, np.int64)
-    ratio_sum, ratio_count = np.zeros(n), np.zeros(n, np.int64)
-    recent_sum, recent_count = np.zeros((n, k)), np.zeros(n, np.int64)
-    for e in range(num_epochs):  # a loop over epochs, vectorised over samples
-        p = np.asarray(probs[e], dtype=np.float64)
-        seen = np.all(np.isfinite(p), axis=1)
-        others = p.copy()
-        others[rows, given] = -np.inf
-        other_sum += np.where(seen, others.max(axis=1), 0.0)
-        other_count += seen
-        if e >= first:
-            recent_sum += np.where(seen[:, None], p, 0.0)
-            recent_count += seen
-        d = np.asarray(distances[e], dtype=np.float64)
-        own = d[rows, given]
-        d_other = np.where(np.isfinite(d), d, np.inf)
-        d_other[rows, given] = np.inf
-        nearest = d_other.min(axis=1)
-        ok = np.isfinite(own) & np.isfinite(nearest) & (nearest > 0)
-        ratio_sum += np.where(ok, own / np.where(ok, nearest, 1.0), 0.0)
-        ratio_count += ok
+    at_given = given * n + np.arange(n)  # a sample's given class in a class-major (K, n) epoch
+
+    def part(epochs: range) -> _PassSums:
+        sums = _PassSums(n, k)
+        for e in epochs:
+            sums.add(np.asarray(probs[e]), np.asarray(distances[e]), at_given, e >= first)
+        return sums
+
+    total = _PassSums.total(over_epochs(num_epochs, part), n, k)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out_of_class = np.where(other_count > 0, other_sum / other_count, np.nan)
-        ratio = np.where(ratio_count > 0, ratio_sum / ratio_count, np.nan)
-        recent = np.where(recent_count[:, None] > 0, recent_sum / recent_count[:, None], np.nan)
+        out_of_class = np.where(total.other_count > 0, total.other_sum / total.other_count, np.nan)
+        ratio = np.where(total.ratio_count > 0, total.ratio_sum / total.ratio_count, np.nan)
+        recent = np.where(total.recent_count[:, None] > 0, total.recent_sum.T / total.recent_count[:, None], np.nan)
     return out_of_class, ratio, recent
 
 
-def label_states(labels: np.ndarray, final: np.ndarray) -> np.ndarray:
-    """The labels in effect after each epoch, ``(E, n)``: rows 1.. of ``labels`` (what the
-    next epoch trained on), then ``final`` (after the last epoch's relabels). Row 0 is
-    left out: it is the given label before any relabel could happen."""
-    labels = np.asarray(labels, dtype=np.int64)
-    return np.vstack([labels[1:], np.asarray(final, dtype=np.int64)[None, :]])
+class _PassSums:
+    """Running sums of :func:`_epoch_pass` over some epochs: the largest probability of
+    another class than the given one, the distance ratio, and the recent probabilities
+    (class-major, ``(K, n)``), each with the count of epochs that defined it."""
+
+    def __init__(self, n: int, k: int):
+        self.other_sum, self.other_count = np.zeros(n), np.zeros(n, np.int64)
+        self.ratio_sum, self.ratio_count = np.zeros(n), np.zeros(n, np.int64)
+        self.recent_sum, self.recent_count = np.zeros((k, n)), np.zeros(n, np.int64)
+
+    def add(self, prob: np.ndarray, distance: np.ndarray, at_given: np.ndarray, recent: bool) -> None:
+        """One epoch's ``(n, K)`` probabilities and distances."""
+        p = np.ascontiguousarray(prob.T, dtype=np.float32)  # (K, n): reductions over classes elementwise
+        seen = np.isfinite(p).all(axis=0)
+        if recent:
+            self.recent_sum += np.where(seen, p, 0.0)
+            self.recent_count += seen
+        p.ravel()[at_given] = -np.inf
+        self.other_sum += np.where(seen, p.max(axis=0), 0.0)
+        self.other_count += seen
+        d = np.ascontiguousarray(distance.T, dtype=np.float32)
+        own = d.ravel()[at_given]
+        d[~np.isfinite(d)] = np.inf
+        d.ravel()[at_given] = np.inf
+        nearest = d.min(axis=0)
+        ok = np.isfinite(own) & np.isfinite(nearest) & (nearest > 0)
+        self.ratio_sum += np.where(ok, own / np.where(ok, nearest, 1.0), 0.0)
+        self.ratio_count += ok
+
+    @classmethod
+    def total(cls, parts: list["_PassSums"], n: int, k: int) -> "_PassSums":
+        out = cls(n, k)
+        for part in parts:
+            for name, value in vars(part).items():
+                getattr(out, name).__iadd__(value)
+        return out
 
 
-def label_share(states: np.ndarray, num_classes: int) -> np.ndarray:
-    """``(n, K)``: per sample, the fraction of its seen label states (label >= 0) in each
-    class; a row of zeros for a sample never seen."""
-    states = np.asarray(states, dtype=np.int64)
-    n = states.shape[1]
+def label_share(labels: np.ndarray, final: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(n, K)``: per sample, the fraction of its label states in each class. The states
+    are the labels in effect after each epoch: rows 1.. of ``labels`` ``(E, n)`` (what the
+    next epoch trained on), then ``final`` (after the last epoch's relabels); row 0, the
+    given label before any relabel could happen, is left out, and so are unseen states
+    (-1). A sample never seen gets a row of zeros."""
+    n = len(final)
     counts = np.zeros((n, num_classes))
-    rows = np.arange(n)
-    for row in states:
-        ok = (row >= 0) & (row < num_classes)
-        np.add.at(counts, (rows[ok], row[ok]), 1.0)
+    for rows in (np.asarray(labels)[1:], np.asarray(final)[None, :]):
+        for c in range(num_classes):
+            counts[:, c] += (rows == c).sum(axis=0)
     total = counts.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, counts / np.maximum(total, 1.0), 0.0)
@@ -229,7 +250,7 @@ def signal_table(
     if not 1 <= window <= num_epochs:
         raise ValueError(f"window must be 1..{num_epochs} epochs, got {window}")
     out_of_class, ratio, recent = _epoch_pass(probs, distances, given, window)
-    share = label_share(label_states(labels, final), k)
+    share = label_share(labels, final, k)
     table = pd.DataFrame({
         "sample_id": dynamics["sample_id"].to_numpy(dtype=np.int64),
         "aum": dynamics["aum_given"].to_numpy(dtype=np.float64),

@@ -327,10 +327,12 @@ def decision_keys(keys: Sequence[str]) -> list[str]:
     sample order, so that each sample has decisions of its own (one no longer refuses the
     other's as "decided meanwhile"). Training samples come first in a run and in a data
     set's training split alike, so both number them the same."""
+    keys = [str(k) for k in keys]
+    if len(set(keys)) == len(keys):
+        return keys  # the usual case: every key names one sample
     seen: dict[str, int] = {}
     out = []
     for key in keys:
-        key = str(key)
         seen[key] = seen.get(key, 0) + 1
         out.append(key if seen[key] == 1 else f"{key}#{seen[key]}")
     return out

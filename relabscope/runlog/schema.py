@@ -80,14 +80,11 @@ class SampleTable:
 
 
 def text_digest(values: Iterable[str]) -> str:
-    """SHA-256 of a list of strings (the ``meta`` attribute ``digests`` holds one per string
-    dataset: HDF5 cannot checksum variable-length strings itself)."""
-    sha = hashlib.sha256()
-    for value in values:
-        data = value.encode("utf-8", "surrogateescape")
-        sha.update(len(data).to_bytes(8, "little"))
-        sha.update(data)
-    return sha.hexdigest()
+    """SHA-256 of a list of strings, as the ``meta`` attribute ``digests`` holds one per
+    string dataset: of the list written as a JSON array (compact, UTF-8, surrogates for
+    bytes that were not UTF-8), one unambiguous text for any strings, made in one call."""
+    text = json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def text(value: object) -> str:
@@ -100,7 +97,22 @@ def digest_mismatch(digests: str, name: str, values: Iterable[str]) -> bool:
     """Whether ``values`` differ from what the ``meta`` attribute ``digests`` (JSON) holds
     for the string dataset ``name`` (False when it holds nothing for it: older logs)."""
     expected = json.loads(digests or "{}").get(name)
-    return expected is not None and text_digest(values) != expected
+    if expected is None:
+        return False
+    values = list(values)
+    return text_digest(values) != expected and _length_prefixed_digest(values) != expected
+
+
+def _length_prefixed_digest(values: Iterable[str]) -> str:
+    """The digest the first schema-2 logs hold (each string's UTF-8 bytes preceded by their
+    length, 8 bytes little-endian): those logs still check, and only a mismatch with both
+    digests is damage."""
+    sha = hashlib.sha256()
+    for value in values:
+        data = value.encode("utf-8", "surrogateescape")
+        sha.update(len(data).to_bytes(8, "little"))
+        sha.update(data)
+    return sha.hexdigest()
 
 
 def per_epoch_datasets(
