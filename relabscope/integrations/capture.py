@@ -70,7 +70,8 @@ from relabscope.runlog.images import ImagesArg
 from relabscope.runlog.schema import LOG_NAME, SPLIT_CODES, SampleTable
 from relabscope.runlog.writer import RunLogWriter
 from relabscope.training.distributed import World
-from relabscope.training.guards import Proposal, RelabelGuards, build_guards, guards_on
+from relabscope.training.guards import Proposal, guards_on
+from relabscope.training.relabelling import Relabelling
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[int]]
 EmbeddingIO = Literal["output", "input"]
@@ -180,7 +181,8 @@ class RunCapture:
         self.metadata = dict(metadata or {})
         #: the next epoch ``end_epoch`` commits
         self.epoch = 0
-        self._labels = given[:self.num_train].clone()  # the labels in effect
+        #: the labels in effect and the guards (the trainer's core, ``training.relabelling``)
+        self._relabelling = Relabelling(given[:self.num_train], self.num_classes, self.guard_settings)
         self._test_labels = given[self.num_train:].clone()
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
         self._positions: torch.Tensor | None = None  # scratch: a training id's row in the batch
@@ -191,13 +193,9 @@ class RunCapture:
         self._resume_epochs: int | None = None
         self._rank, self._size = 0, 1
         self._held: list[_HostRecord] = []  # ranks other than 0: the epoch's batches, for rank 0
-        self._relabelled: list[_HostRecord] = []  # several ranks: this rank's relabels of the epoch
         self._checked: set[str] = set()
         self._step = 0
-        self._guards: RelabelGuards | None = None  # built at the first batch (agree needs the embedding size)
-        self._guard_state: dict[str, Any] | None = None  # a checkpoint's, until the guards are built
-        self._guards_started = False  # the guards saw this epoch's start
-        self._trained: torch.Tensor | None = None  # (n_train,) bool: this rank logged the sample this epoch
+        self._epoch_started = False  # the labels in effect saw this epoch's start (at its first training batch)
         self._opened = self._closed = False
         self._epoch_start = time.perf_counter()
 
@@ -281,10 +279,10 @@ class RunCapture:
         """The labels in effect: of ``sample_ids`` (training positions; on their device),
         or of every training sample (a copy)."""
         if sample_ids is None:
-            return self._labels.clone()
+            return self._relabelling.current.clone()
         ids = torch.as_tensor(sample_ids)
         self._state_on(ids.device)
-        return self._labels[ids.long()]
+        return self._relabelling[ids.long()]
 
     def relabel(self, sample_ids: ArrayLike, new_labels: ArrayLike, probs: ArrayLike | None = None) -> None:
         """Give training samples of the batch being trained new labels: the one call a
@@ -342,12 +340,12 @@ class RunCapture:
         emb = self._batch_embeddings(embeddings)
         self._check_batch(ids, logits, emb, phase)
         self._state_on(logits.device)
-        if self._guard_names and self._guards is None:
-            self._build_guards(emb)
         if phase == "train":
-            used = self._labels[ids]
-            if self._guards is not None:
-                self._guard_step(ids, used, emb)
+            used = self._relabelling[ids]
+            if not self._epoch_started:
+                self._relabelling.start_epoch(self._world)
+                self._epoch_started = True
+            self._relabelling.observe(ids, used, emb)
             new, decided = self._apply_relabels(ids, logits, emb)
             rows = ids
         else:
@@ -381,12 +379,8 @@ class RunCapture:
         """
         if not self._opened or self._closed:
             raise RelabscopeError(f"{self.path}: RunCapture.end_epoch before open() or after close()")
-        vetoed = None
-        if self._guards is not None:  # every rank: the guards' state and vetoes merge over the ranks
-            mine = self._trained.nonzero().squeeze(1) if self._trained is not None else \
-                torch.zeros(0, dtype=torch.long, device=self._labels.device)
-            self._guards.end_epoch(mine, World(rank=self._rank, size=self._size))
-            vetoed, self._guards_started, self._trained = self._guards.vetoed, False, None
+        self._relabelling.end_epoch(self._world)  # every rank: labels, guard state and vetoes merged
+        vetoed, self._epoch_started = self._relabelling.vetoed, False
         if self._size > 1:
             self._exchange()
         now = time.perf_counter()
@@ -425,12 +419,10 @@ class RunCapture:
         """What a checkpoint keeps: the labels in effect, the epochs logged so far (waits
         for the last commit, so the log holds them) and the relabel guards' state."""
         self._wait_for_commit()
-        state: dict[str, Any] = {"labels": self._labels.cpu().clone(), "epochs": self.epoch, "step": self._step}
-        if self._guards is not None:
-            state["guards"] = {name: {k: v.cpu().clone() for k, v in part.items()}
-                               for name, part in self._guards.state_dict().items()}
-        elif self._guard_state is not None:
-            state["guards"] = self._guard_state
+        core = self._relabelling.state_dict()
+        state: dict[str, Any] = {"labels": core["labels"]["current"], "epochs": self.epoch, "step": self._step}
+        if "guards" in core:
+            state["guards"] = core["guards"]
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -447,16 +439,15 @@ class RunCapture:
         if labels.shape != (self.num_train,):
             raise DataError(f"checkpoint state: labels for {labels.numel()} training samples, this run has "
                             f"{self.num_train}")
-        self._labels = labels.clone()
+        missing = [name for name in self._guard_names if name not in state.get("guards", {})]
+        if missing:
+            raise RunDirError(f"{self.path}: the checkpoint's state holds no state of the relabel guard(s) "
+                              f"{', '.join(missing)}; cannot resume with guards={self._guards_text()!r}")
+        self._relabelling = Relabelling(self._relabelling.given.cpu(), self.num_classes, self.guard_settings)
+        self._relabelling.load_state_dict({"labels": {"current": labels},
+                                           **({"guards": state["guards"]} if self._guard_names else {})})
         self.epoch = self._resume_epochs = int(state["epochs"])
         self._step = int(state.get("step", 0))
-        if self._guard_names:
-            missing = [name for name in self._guard_names if name not in state.get("guards", {})]
-            if missing:
-                raise RunDirError(f"{self.path}: the checkpoint's state holds no state of the relabel guard(s) "
-                                  f"{', '.join(missing)}; cannot resume with guards={self._guards_text()!r}")
-            self._guard_state = dict(state["guards"])
-            self._guards = None
 
     # ------------------------------------------------------------------ helpers
     def layer_embeddings(self) -> torch.Tensor | None:
@@ -499,26 +490,9 @@ class RunCapture:
             self._checked.add(phase)
         self._embed_dim = emb.shape[1]
 
-    def _build_guards(self, emb: torch.Tensor) -> None:
-        """The guards switched on, on the batches' device (agree needs the embedding size),
-        with a loaded checkpoint's state."""
-        given = torch.as_tensor(self.samples.given_label[:self.num_train].astype(np.int64), device=emb.device)
-        self._guards = build_guards(self.guard_settings, given, self.num_classes, emb.shape[1])
-        if self._guards is not None and self._guard_state is not None:
-            self._guards.load_state_dict(self._guard_state)
-            self._guard_state = None
-
-    def _guard_step(self, ids: torch.Tensor, used: torch.Tensor, emb: torch.Tensor) -> None:
-        """A training batch for the guards: the epoch's start at its first, then what the
-        batch trained on (the agree guard's class means)."""
-        assert self._guards is not None
-        if not self._guards_started:
-            self._guards.start_epoch(self._labels, World(rank=self._rank, size=self._size))
-            self._trained = torch.zeros(self.num_train, dtype=torch.bool, device=ids.device)
-            self._guards_started = True
-        self._guards.observe(used, emb)
-        assert self._trained is not None
-        self._trained[ids] = True
+    @property
+    def _world(self) -> World:
+        return World(rank=self._rank, size=self._size)
 
     def _guards_text(self) -> str:
         return "+".join(self._guard_names) or NONE
@@ -547,16 +521,10 @@ class RunCapture:
                                   "for the batch's own samples, before the batch is logged")
         if not bool(((pnew >= 0) & (pnew < self.num_classes)).all()):
             raise DataError(f"relabel: new labels must be class ids 0..{self.num_classes - 1}")
-        if self._guards is None:
-            self._labels[pids] = pnew
-        else:
-            old = self._labels[ids]
-            proposed = old.clone()
-            proposed[self._rows(ids)[pids]] = pnew
-            granted = self._guards.apply(Proposal(ids, old, proposed, logits, emb))
-            self._labels[ids] = granted
-            changed = granted != old
-            pids, pnew = ids[changed], granted[changed]
+        old = self._relabelling[ids]
+        proposed = old.clone()
+        proposed[self._rows(ids)[pids]] = pnew
+        now = self._relabelling.apply(Proposal(ids, old, proposed, logits, emb))
         decided = None
         if any(p[2] is not None for p in pending):
             decided = logits.float().softmax(dim=1)
@@ -564,15 +532,11 @@ class RunCapture:
             for sample, _, probs in pending:
                 if probs is not None:
                     decided[rows[sample.to(device)]] = probs.to(device)
-        if self._size > 1:
-            self._relabelled.append(_HostRecord("train", -1, {"sample_ids": pids, "new_labels": pnew}))
-        return self._labels[ids], decided
+        return now, decided
 
     def _log_on_writer(self, phase: str, step: int, r: Mapping[str, Any]) -> None:
         writer = self._writer or self._create_writer(r["embeddings"].shape[1])
-        writer.log_batch(r["sample_ids"], r["labels"], r["logits"], r["embeddings"], phase=phase, loss=r["loss"],
-                         new_labels=r.get("new_labels"), step=step if phase == "train" else None,
-                         relabel_probs=r.get("relabel_probs"))
+        writer.log_record({**r, "phase": phase, "step": step})
 
     def _create_writer(self, embed_dim: int) -> RunLogWriter:
         metadata = {**_default_metadata(self.samples, self._size), **self.metadata}
@@ -585,8 +549,8 @@ class RunCapture:
         return self._writer
 
     def _exchange(self) -> None:
-        """Rank 0 gets every other rank's batches of the epoch; every rank gets every
-        rank's relabels (applied in rank order: one state everywhere)."""
+        """Rank 0 gets every other rank's batches of the epoch (the labels in effect merged
+        already: ``Relabelling.end_epoch``)."""
         held = [r.numpy() for r in self._held]
         self._held = []
         gathered: list[Any] | None = [None] * self._size if self._rank == 0 else None
@@ -595,14 +559,6 @@ class RunCapture:
             for records in gathered[1:]:
                 for r in records:
                     self._log_on_writer(r["phase"], r["step"], r)
-        relabelled = [r.numpy() for r in self._relabelled]
-        self._relabelled = []
-        everyone: list[Any] = [None] * self._size
-        dist.all_gather_object(everyone, relabelled)
-        for records in everyone:
-            for r in records:
-                ids = torch.as_tensor(r["sample_ids"]).to(self._labels.device)
-                self._labels[ids] = torch.as_tensor(r["new_labels"]).to(self._labels.device)
 
     def _wait_for_commit(self) -> None:
         if self._commit is not None:
@@ -610,8 +566,8 @@ class RunCapture:
             commit.result()
 
     def _state_on(self, device: torch.device) -> None:
-        if self._labels.device != device:
-            self._labels = self._labels.to(device)
+        if self._relabelling.device != device:
+            self._relabelling.to(device)
             self._test_labels = self._test_labels.to(device)
 
 

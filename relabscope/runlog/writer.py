@@ -344,6 +344,17 @@ class RunLogWriter:
         return cls(new, path, embed_every, next_epoch=keep_epochs)
 
     # ------------------------------------------------------------------ logging
+    def log_record(self, record: Mapping[str, Any]) -> None:
+        """:meth:`log_batch` of one batch record, as the trainer, torchrun's other ranks and
+        ``RunCapture`` hand them on: the keys are ``log_batch``'s arguments (``phase``
+        default "train"; ``step`` read for training batches only). The one place a record
+        becomes a logged batch."""
+        phase = record.get("phase", "train")
+        self.log_batch(record["sample_ids"], record["labels"], record["logits"], record["embeddings"], phase=phase,
+                       loss=record.get("loss"), new_labels=record.get("new_labels"),
+                       step=record.get("step") if phase == "train" else None, fields=record.get("fields"),
+                       relabel_probs=record.get("relabel_probs"))
+
     def log_batch(
         self,
         sample_ids: ArrayLike,

@@ -75,6 +75,12 @@ class World:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def all_reduce_min(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor``'s elementwise minimum over the ranks, in place (no-op in one process)."""
+        if self.distributed:
+            dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+        return tensor
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
@@ -103,6 +109,17 @@ class World:
 
 
 SINGLE = World()
+
+
+def merge_over_ranks(values: torch.Tensor, owned: torch.Tensor, world: World) -> torch.Tensor:
+    """Per-sample state (first axis: training samples) merged over the ranks: each row from
+    the one rank that ``owned`` it (``(N,)`` bool; exactly one rank owns each row: see
+    ``relabscope.training.relabelling``). A sum over the ranks of "my rows, 0 elsewhere";
+    returns a new tensor of ``values``' dtype (booleans summed as integers)."""
+    summed = torch.int64 if values.dtype == torch.bool else values.dtype
+    mask = owned.reshape(-1, *([1] * (values.dim() - 1)))
+    mine = torch.where(mask, values.to(summed), torch.zeros((), dtype=summed, device=values.device))
+    return world.all_reduce_sum(mine).to(values.dtype)
 
 
 @contextmanager

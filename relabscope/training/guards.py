@@ -48,8 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from relabscope.errors import RunDirError
-from relabscope.training.distributed import World
-from relabscope.training.labels import merge_owned
+from relabscope.training.distributed import World, merge_over_ranks
 
 if TYPE_CHECKING:
     from relabscope.methods.settings import RelabelGuardSettings
@@ -164,8 +163,9 @@ class Guard:
     def commit(self, p: Proposal, granted: torch.Tensor) -> None:
         """After every guard decided: ``granted`` marks the relabels that take effect."""
 
-    def end_epoch(self, mine: torch.Tensor, world: World) -> None:
-        """After the pass; ``mine``: the training samples this rank trained on."""
+    def end_epoch(self, owned: torch.Tensor, world: World) -> None:
+        """After the pass; ``owned``: (N,) bool, the training samples whose merged state this
+        rank gives (``relabscope.training.relabelling``'s rank-merge rule)."""
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {}
@@ -197,10 +197,10 @@ class HysteresisGuard(Guard):
         self.returns[p.ids] += back.int()
         self.held[p.ids, p.new] = self.held[p.ids, p.new] | granted
 
-    def end_epoch(self, mine: torch.Tensor, world: World) -> None:
+    def end_epoch(self, owned: torch.Tensor, world: World) -> None:
         if world.distributed:
-            self.held = merge_owned(self.held, mine, world.all_reduce_sum)
-            self.returns = merge_owned(self.returns, mine, world.all_reduce_sum)
+            self.held = merge_over_ranks(self.held, owned, world)
+            self.returns = merge_over_ranks(self.returns, owned, world)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"held": self.held, "returns": self.returns}
@@ -228,7 +228,7 @@ class AgreeGuard(Guard):
     def refuse(self, p: Proposal, standing: torch.Tensor) -> torch.Tensor:
         return standing & ~nearer_new(p.embedding, self.means, p.old, p.new)
 
-    def end_epoch(self, mine: torch.Tensor, world: World) -> None:
+    def end_epoch(self, owned: torch.Tensor, world: World) -> None:
         both = world.all_reduce_sum(torch.cat([self._counts.unsqueeze(1), self._sums], dim=1))
         counts, sums = both[:, :1], both[:, 1:]
         self.means = torch.where(counts > 0, sums / counts.clamp(min=1), float("nan")).float()
@@ -297,10 +297,10 @@ class RelabelGuards:
             guard.commit(p, standing)
         return torch.where(standing, p.new, p.old)
 
-    def end_epoch(self, mine: torch.Tensor, world: World) -> None:
+    def end_epoch(self, owned: torch.Tensor, world: World) -> None:
         """Merge the guards' state and the epoch's vetoes over the ranks."""
         for g in self.guards:
-            g.end_epoch(mine, world)
+            g.end_epoch(owned, world)
         world.all_reduce_sum(self.vetoed)
 
     def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:

@@ -22,6 +22,7 @@ step never waits for it.
 from __future__ import annotations
 
 from concurrent.futures import Future
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,11 @@ class BatchRecord:
     fields: dict[str, torch.Tensor] = field(default_factory=dict)
     new_labels: torch.Tensor | None = None
     proposed: torch.Tensor | None = None
+
+    def as_mapping(self) -> dict[str, Any]:
+        """The fields by name, the tensors themselves (no copies): what
+        ``RunLogWriter.log_record`` takes."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 @dataclass

@@ -47,11 +47,7 @@ class RunLogHook(Hook):
 
     def on_batch_end(self, record: BatchRecord) -> None:
         assert self.writer is not None
-        self.writer.log_batch(
-            record.sample_ids, record.labels, record.logits, record.embeddings,
-            phase=record.phase, loss=record.loss, new_labels=record.new_labels,
-            step=record.step if record.phase == "train" else None, fields=record.fields,
-        )
+        self.writer.log_record(record.as_mapping())
 
     def on_epoch_end(self, summary: EpochSummary) -> Future:
         assert self.writer is not None
@@ -59,9 +55,7 @@ class RunLogHook(Hook):
             started = time.perf_counter()
             records = received_records(self.world)
             for r in records:
-                self.writer.log_batch(r["sample_ids"], r["labels"], r["logits"], r["embeddings"], phase=r["phase"],
-                                      loss=r.get("loss"), new_labels=r.get("new_labels"),
-                                      step=r["step"] if r["phase"] == "train" else None, fields=r["fields"])
+                self.writer.log_record(r)
             self.gathered.append((record_bytes(records), time.perf_counter() - started))
         return self.writer.end_epoch(
             centers=summary.arrays.get("centers"),

@@ -50,10 +50,10 @@ from relabscope.methods.base import Method, StepOutput
 from relabscope.rundir import checkpoint_path
 from relabscope.training import checkpoint
 from relabscope.training.distributed import SINGLE, World
-from relabscope.training.guards import Proposal, build_guards
+from relabscope.training.guards import Proposal
 from relabscope.training.hooks import BatchRecord, EpochSummary, Hook, HookList, RunInfo, RunResult
-from relabscope.training.labels import LabelState
 from relabscope.training.optim import build_optimizer, build_scheduler
+from relabscope.training.relabelling import Relabelling
 from relabscope.training.stopping import StopSignals
 
 PROGRESS_INTERVAL_S = 0.5
@@ -216,9 +216,8 @@ class Trainer:
         self.metadata = dict(metadata or {})
         self.opt = build_optimizer(method, cfg)
         self.sched = build_scheduler(self.opt, cfg)
-        self.labels = LabelState(data.train.labels, device)
-        self.guards = (build_guards(cfg, self.labels.given, len(data.class_names), method.embed_dim)
-                       if method.relabels else None)
+        given = torch.as_tensor(np.asarray(data.train.labels), dtype=torch.long, device=device)
+        self.labels = Relabelling(given, len(data.class_names), cfg if method.relabels else None, method.embed_dim)
         self.test_labels = torch.as_tensor(data.test.labels, device=device)
         self.epoch = 0  # the next epoch to run
         self.step = 0  # training batches so far
@@ -250,8 +249,7 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step,
             "model": self.method.state_dict(),
-            "labels": self.labels.state_dict(),
-            **({"guards": self.guards.state_dict()} if self.guards is not None else {}),
+            **self.labels.state_dict(),  # "labels" and, with guards, "guards"
             "rng": checkpoint.rng_state(),
             "config": self.cfg.to_dict(),
             "fingerprint": self.data.fingerprint,
@@ -268,9 +266,7 @@ class Trainer:
         if "optimizer" in state:
             self.opt.load_state_dict(state["optimizer"])
             self.sched.load_state_dict(state["scheduler"])
-        self.labels.load_state_dict(state["labels"])
-        if self.guards is not None:
-            self.guards.load_state_dict(state.get("guards", {}))
+        self.labels.load_state_dict(state)
         checkpoint.set_rng_state(state["rng"])
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
@@ -311,7 +307,7 @@ class Trainer:
         return RunInfo(
             self.cfg, self.run_dir, self.data.class_names, self.data.sample_table(), self.method,
             self.device, self.epoch, steps, self.metadata, self.data.skipped,
-            self.guards.names if self.guards is not None else (),
+            self.labels.guards.names if self.labels.guards is not None else (),
         )
 
     def _next_epoch(self, finisher: EpochFinisher) -> dict[str, float]:
@@ -320,12 +316,12 @@ class Trainer:
         t0 = time.perf_counter()
         metrics = self._run_epoch(epoch)
         metrics["seconds"] = time.perf_counter() - t0
-        if self.guards is not None:  # the epoch's count over every rank (end_epoch summed it)
-            metrics["vetoed"] = int(self.guards.vetoed.sum())
+        vetoed = self.labels.vetoed
+        if vetoed is not None:  # the epoch's count over every rank (end_epoch summed it)
+            metrics["vetoed"] = int(vetoed.sum())
         self.sched.step()
         self.epoch += 1
         save_emb = (epoch + 1) % cfg.embed_every == 0 or epoch == cfg.epochs - 1
-        vetoed = self.guards.vetoed if self.guards is not None else None
         summary = EpochSummary(epoch, metrics, self.method.epoch_arrays(), save_emb, self._unreadable(), vetoed)
         futures = self.hooks.epoch_end(summary)
         snapshot = checkpoint.to_cpu(self.state_dict()) if self.world.is_main else None  # rank 0 saves it
@@ -383,9 +379,7 @@ class Trainer:
         order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, SHUFFLE)))
         gen = torch.Generator(device=self.device).manual_seed(epoch_seed(cfg.seed, epoch, AUGMENT, world.rank))
         relabelling = method.relabels and epoch + 1 >= cfg.relabel_epoch
-        guards = self.guards
-        if guards is not None:
-            guards.start_epoch(self.labels.current, world)
+        self.labels.start_epoch(world)
         running = _Running(self.device)
         batches = self._global_batches(order)
         shares = [world.shard(g) for g in batches]
@@ -395,15 +389,12 @@ class Trainer:
         for i, (images, ids) in enumerate(self.train_batches.batches_of(shares)):
             labels = self.labels[ids]
             out = self._step(train_transform(images, cfg.image_size, gen), labels, epoch, weights[i])
-            if guards is not None:
-                guards.observe(labels, out.embedding.detach())
+            self.labels.observe(ids, labels, out.embedding.detach())
             new_labels = proposed = None
             if relabelling:
-                new_labels = proposed = method.relabel(out, labels, epoch)
-                if guards is not None:
-                    new_labels = guards.apply(Proposal(ids, labels, proposed, out.logits.detach(),
-                                                       out.embedding.detach()))
-                self.labels.update(ids, new_labels)
+                proposed = method.relabel(out, labels, epoch)
+                new_labels = self.labels.apply(Proposal(ids, labels, proposed, out.logits.detach(),
+                                                        out.embedding.detach()))
             pred = out.logits.detach().argmax(dim=1)
             running.add(out.sample_loss.detach(), pred == labels,
                         None if new_labels is None else new_labels != labels)
@@ -422,12 +413,9 @@ class Trainer:
                 self._report(epoch, i + 1, total, running)
                 next_report = time.monotonic() + PROGRESS_INTERVAL_S
         self._agreement(epoch, running)
-        mine = torch.cat(shares).to(self.device)
-        if world.distributed:  # every rank takes the others' relabels of this epoch
-            self.labels.merge(mine, world.all_reduce_sum)
+        self.labels.end_epoch(world)  # every rank takes the others' relabels, guard state and vetoes
+        if world.distributed:
             running.reduce(world)
-        if guards is not None:  # and the others' guard state and vetoes
-            guards.end_epoch(mine, world)
         return self._report(epoch, total, total, running)
 
     def _step(self, x: torch.Tensor, labels: torch.Tensor, epoch: int, weight: float = 1.0) -> StepOutput:
