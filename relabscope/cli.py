@@ -28,6 +28,7 @@ from relabscope.analysis.run import Run
 from relabscope.config import SPECS, read_toml, resolve
 from relabscope.data.labelstudio import RESOLVE
 from relabscope.errors import RelabscopeError
+from relabscope.methods import default_sweep
 from relabscope.rundir import holds_run
 from relabscope.runlog.check import check_log
 from relabscope.runlog.images import image_source
@@ -241,7 +242,7 @@ def _prepare_maps(run_dir: Path, maps: list[str]) -> None:
 
 
 @main.command(context_settings={"show_default": False})
-@click.option("--methods", default="baseline,scn,scn-c,rul,rul-c,dmue,dmue-c", show_default=True,
+@click.option("--methods", default=",".join(default_sweep()), show_default=True,
               callback=_name_list, help="Methods to train, comma-separated.")
 @click.option("--noise", default="0,0.1,0.2,0.3", show_default=True, callback=_float_list,
               help="Injected noise levels, comma-separated.")

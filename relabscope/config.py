@@ -4,7 +4,7 @@ from the setting specs (validation, TOML in and out, method relevance, resume ru
 Every setting is declared once, with :func:`relabscope.settings.setting`: the shared ones
 below (data, optimisation, the run), each method's own in
 ``relabscope/methods/settings.py``. ``TrainConfig`` is their union; ``validate``, the CLI
-options (``relabscope/cli.py``), ``METHOD_ONLY``, ``INTRODUCED``, ``HOW_TO_RUN``,
+options (``relabscope/cli.py``), ``readers``, ``INTRODUCED``, ``HOW_TO_RUN``,
 ``RESUMABLE`` and docs/settings.md (``python -m relabscope.config``) are derived from the
 specs.
 
@@ -26,7 +26,7 @@ import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import tomli_w
 
@@ -35,8 +35,7 @@ from relabscope.data import DATASETS
 from relabscope.data.corrections import MISMATCH
 from relabscope.errors import RelabscopeError
 from relabscope.methods import METHODS, PRESET_NAMES
-from relabscope.methods.settings import (CenterLossSettings, DMUECenterSettings, DMUESettings, RelabelGuardSettings,
-                                        SCNSettings)
+from relabscope.methods.settings import CenterLossSettings, DMUECenterSettings, DMUESettings, RelabelSettings, SCNSettings
 from relabscope.models.names import backbone_problem, split_problem, splits
 from relabscope.settings import (NOT_INTRODUCED, Spec, at_least, between, coerce, increasing_positive,
                                  non_negative, positive, positive_whole, setting, specs, type_name)
@@ -128,11 +127,27 @@ class RunSettings:
     out: str | None = setting(None, "Run directory (default: runs/<method>-<dataset>-<time>).", path=True, role="how")
 
 
+def method_settings() -> tuple[type, ...]:
+    """Every settings class a registered method reads (``MethodEntry.reads``), each once:
+    ``TrainConfig`` takes them from the registry, so a method's settings need no second
+    list. Reversed, so that the fields of methods listed first come first."""
+    seen: list[type] = []
+    for entry in METHODS.values():
+        seen += [c for c in entry.reads if c not in seen]
+    return tuple(reversed(seen))
+
+
+if TYPE_CHECKING:  # what the type checker sees; at run time, the registry's classes
+    class _MethodSettings(DMUECenterSettings, DMUESettings, SCNSettings, RelabelSettings, CenterLossSettings):
+        ...
+else:
+    _MethodSettings = dataclass(type("_MethodSettings", method_settings(), {}))
+
+
 # Field order (dataclasses take base classes' fields last base first): the data and the
-# optimisation, the methods' own settings, then the run's.
+# optimisation, the methods' settings, then the run's.
 @dataclass
-class TrainConfig(RunSettings, DMUECenterSettings, DMUESettings, RelabelGuardSettings, SCNSettings,
-                  CenterLossSettings, DataAndOptimSettings):
+class TrainConfig(RunSettings, _MethodSettings, DataAndOptimSettings):
     """Everything that decides what a training run does. Field names are the CLI options."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,13 +162,16 @@ class TrainConfig(RunSettings, DMUECenterSettings, DMUESettings, RelabelGuardSet
 SPECS: dict[str, Spec] = specs(TrainConfig)
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
-# Settings only some methods read (those declared by a method's settings class), with the
-# methods reading each; every other method ignores them, so a sweep does not compare them
-# between a stored run of such a method and the grid. A setting not named here is shared.
-METHOD_ONLY: dict[str, frozenset[str]] = {
-    name: frozenset(m for m, entry in METHODS.items() if spec.owner in entry.settings)
-    for name, spec in SPECS.items() if any(spec.owner in entry.settings for entry in METHODS.values())
-}
+def readers(key: str) -> frozenset[str] | None:
+    """The methods that read the setting ``key`` (those whose ``MethodEntry.reads`` declares
+    it), from the registry as it is now; None for a shared setting, which every method
+    reads. Every other method ignores a method's setting, so a sweep does not compare it
+    between a stored run of such a method and the grid."""
+    owner = SPECS[key].owner
+    if owner in (RunSettings, DataAndOptimSettings):
+        return None
+    return frozenset(m for m, entry in METHODS.items() if any(issubclass(c, owner) for c in entry.reads))
+
 
 # Settings added after runs were first written, each with the value that describes how a run
 # written before it existed was trained: a stored config without the key reads as that
@@ -169,8 +187,10 @@ RESUMABLE: frozenset[str] = HOW_TO_RUN | {n for n, s in SPECS.items() if s.setti
 
 
 def applies(key: str, method: str) -> bool:
-    """Whether ``method`` reads the setting ``key`` (see METHOD_ONLY)."""
-    return method in METHOD_ONLY.get(key, (method,))
+    """Whether ``method`` reads the setting ``key`` (:func:`readers`; a key that is no
+    setting reads as shared)."""
+    methods = readers(key) if key in SPECS else None
+    return methods is None or method in methods
 
 
 # ---------------------------------------------------------------------- presets
@@ -328,11 +348,12 @@ def settings_markdown() -> str:
             "(`--name`, dashes for underscores) and a `--config` TOML key.", "",
             "| setting | type | default | read by | resume / sweep | what it does |", "|---|---|---|---|---|---|"]
     for name, spec in SPECS.items():
-        readers = ", ".join(sorted(METHOD_ONLY[name])) if name in METHOD_ONLY else "every method"
+        methods = readers(name)
+        read_by = "every method" if methods is None else ", ".join(sorted(methods))
         role = {"what": "", "how": "may change", "length": "resume may extend"}[spec.setting.role]
         allowed = spec.setting.choices or (tuple(spec.setting.registry) if spec.setting.registry else None)
         what = spec.setting.help + (f" One of: {', '.join(map(str, allowed))}." if allowed else "")
-        rows.append(f"| `{name}` | {_type_text(spec)} | {_default_text(spec)} | {readers} | {role} | {what} |")
+        rows.append(f"| `{name}` | {_type_text(spec)} | {_default_text(spec)} | {read_by} | {role} | {what} |")
     rows += ["", "Method presets (applied first) and data-set presets: `relabscope.methods.METHODS` and "
                  "`relabscope.config.PRESETS`; docs/methods.md says why.", ""]
     return "\n".join(rows)

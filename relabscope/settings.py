@@ -6,7 +6,7 @@ how it behaves on ``--resume`` and in sweeps. The shared settings are declared i
 ``relabscope/config.py``; each method's own in ``relabscope/methods/settings.py``.
 Everything else is derived from those declarations: ``TrainConfig`` (their union),
 ``config.validate``, the command-line options of ``train`` and ``sweep``, which methods read
-which setting (``config.METHOD_ONLY``), what a resumed run or a sweep may change
+which setting (``config.readers``), what a resumed run or a sweep may change
 (``config.HOW_TO_RUN``, ``config.RESUMABLE``), the value older runs read as
 (``config.INTRODUCED``) and the table in docs/settings.md. Adding a setting is one
 :func:`setting` line (plus its test).

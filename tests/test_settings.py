@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from relabscope import config
-from relabscope.config import HOW_TO_RUN, INTRODUCED, METHOD_ONLY, RESUMABLE, SPECS, TrainConfig, resolve
+from relabscope.config import HOW_TO_RUN, INTRODUCED, RESUMABLE, SPECS, TrainConfig, readers, resolve
 from relabscope.errors import RelabscopeError
 from relabscope.methods import METHODS
 from relabscope.settings import Spec, coerce, setting, specs
@@ -28,14 +28,16 @@ def test_every_setting_has_a_spec_and_help() -> None:
 
 
 def test_derived_tables_follow_the_specs() -> None:
-    assert METHOD_ONLY["delta"] == {"scn", "scn-c"} and METHOD_ONLY["gamma"] == {m for m in METHODS if m.endswith("-c")}
-    assert METHOD_ONLY["dmue_center_ramp"] == {"dmue-c"} and "lr" not in METHOD_ONLY
+    assert readers("delta") == {"scn", "scn-c"} and readers("gamma") == {m for m in METHODS if m.endswith("-c")}
+    assert readers("dmue_center_ramp") == {"dmue-c"} and readers("lr") is None
     assert INTRODUCED == {"preset": "reference", "backbone": "resnet18", "center_update": "wen", "dmue_train_neck": True,
                           "dmue_mask_absent": False,
                           "dmue_center_ramp": False, "dmue_center_on": "feature",
                           "relabel_floor": 0.0, "relabel_hysteresis": 0, "relabel_agree": False, "corrections": None,
                           "corrections_mismatch": "refuse"}
-    assert METHOD_ONLY["relabel_floor"] == METHOD_ONLY["relabel_agree"] == {"scn", "scn-c"}
+    relabelling = {m for m, entry in METHODS.items() if entry.relabels}
+    assert relabelling == {"scn", "scn-c"}
+    assert readers("relabel_floor") == readers("relabel_agree") == readers("relabel_epoch") == relabelling
     assert HOW_TO_RUN == {"device", "workers", "cache_gb", "keep_optimizer", "out"}
     assert RESUMABLE == HOW_TO_RUN | {"epochs"}
 

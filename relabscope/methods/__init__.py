@@ -1,9 +1,12 @@
 """Training methods, by the name the CLI accepts: what each builds, reads and presets.
 
-``METHODS`` maps a name to a :class:`MethodEntry`: the class that implements it (a
+``METHODS`` maps a name to a :class:`MethodEntry`, which says everything relabscope needs
+to know about a method: the class that implements it (a
 :class:`~relabscope.methods.base.Method`), whether it adds the seed paper's center loss
-(a name ending in ``-c``), the settings it reads beyond the shared ones
-(``relabscope.methods.settings``) and the hyperparameters its paper trained with. The
+(a name ending in ``-c``) and whether it relabels, the settings of its own
+(``relabscope.methods.settings``), the hyperparameters its paper trained with, and its
+quirks under torchrun. The trainer, the config rules, the CLI, the sweep and resume read
+these, so a new method is its module and one line here (docs/adding-a-method.md). The
 registry names its classes by module path and imports them when a method is built, as
 ``relabscope.data.DATASETS`` does for loaders: the CLI, the config and the dashboard read
 the registry without loading torch (about 1.5 s and 250 MB), which the networks need.
@@ -15,8 +18,7 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
-from relabscope.methods.settings import (CenterLossSettings, DMUECenterSettings, DMUESettings, RelabelGuardSettings,
-                                        SCNSettings)
+from relabscope.methods.settings import CenterLossSettings, DMUECenterSettings, DMUESettings, RelabelSettings, SCNSettings
 
 if TYPE_CHECKING:
     from relabscope.config import TrainConfig
@@ -32,18 +34,45 @@ class MethodClass(Protocol):
 
 @dataclass(frozen=True)
 class MethodEntry:
-    """One method: ``target`` is ``"module:Class"``; ``settings`` the settings dataclasses it
-    reads beyond the shared ones; ``presets`` its hyperparameters per named preset
-    (``PRESET_NAMES``; the ``preset`` setting picks one), applied before the data set's
-    preset; ``splits_backbone``: it copies the backbone's last block (DMUE's branches), so
-    only a backbone that splits into a stem and a last block will do (the config refuses
-    others before any data is loaded)."""
+    """Everything relabscope needs to know about one method, so that adding a method is its
+    module and one line here (docs/adding-a-method.md).
+
+    Attributes:
+        target: ``"module:Class"``, the :class:`~relabscope.methods.base.Method` subclass.
+        with_center: it adds the seed paper's center loss (a name ending in ``-c``); brings
+            :class:`CenterLossSettings`.
+        settings: the settings dataclasses of its own (``relabscope.methods.settings``).
+        presets: its hyperparameters per named preset (``PRESET_NAMES``; the ``preset``
+            setting picks one), applied before the data set's preset.
+        relabels: its ``relabel`` proposes labels that the trainer applies through the
+            relabel guards; brings :class:`RelabelSettings` (``relabel_epoch`` and the
+            guards), which the trainer, the sweep's guard axis and resume read.
+        splits_backbone: it copies the backbone's last block (DMUE's branches), so only a
+            backbone that splits into a stem and a last block will do (the config refuses
+            others before any data is loaded).
+        sync_bn: ``--sync-bn`` may convert its batch norms (DMUE's branches run on parts of
+            a batch, which SyncBatchNorm cannot pool).
+        unused_parameters: some batches leave parameters without a gradient (DMUE's
+            branches): DDP must look for them.
+        in_default_sweep: ``relabscope sweep`` trains it when no ``--methods`` are given.
+    """
 
     target: str
     with_center: bool = False
     settings: tuple[type, ...] = ()
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    relabels: bool = False
     splits_backbone: bool = False
+    sync_bn: bool = True
+    unused_parameters: bool = False
+    in_default_sweep: bool = True
+
+    @property
+    def reads(self) -> tuple[type, ...]:
+        """Every settings class the method reads beyond the shared ones: the relabel group
+        when it relabels, its own, the center loss's when it adds one."""
+        return ((RelabelSettings,) if self.relabels else ()) + self.settings + \
+            ((CenterLossSettings,) if self.with_center else ())
 
     def preset(self, name: str) -> Mapping[str, Any]:
         """The settings preset ``name`` gives this method (empty when it changes none)."""
@@ -70,22 +99,24 @@ _RUL_REF = {"lr": 2e-4, "head_lr_mult": 10.0, "batch_size": 64, "epochs": 60}
 _RUL = {"reference": _RUL_REF, "seed-paper": _RUL_REF}
 _DMUE_REF = {"lr": 0.01, "lr_schedule": "step", "lr_milestones": [10, 20], "batch_size": 72, "epochs": 36}
 _DMUE = {"reference": _DMUE_REF, "seed-paper": _DMUE_REF}
-_C = (CenterLossSettings,)
-#: what a method that relabels through the trainer's label state reads: its own rule's
-#: settings and the relabel guards (which the trainer applies to any relabelling method)
-_SCN_READS = (SCNSettings, RelabelGuardSettings)
+_DMUE_QUIRKS = {"splits_backbone": True, "sync_bn": False, "unused_parameters": True}
 
 METHODS: dict[str, MethodEntry] = {
     "baseline": MethodEntry("relabscope.methods.baseline:Baseline"),
-    "baseline-c": MethodEntry("relabscope.methods.baseline:Baseline", True, _C),
-    "scn": MethodEntry("relabscope.methods.scn:SCN", False, _SCN_READS, _SCN),
-    "scn-c": MethodEntry("relabscope.methods.scn:SCN", True, (*_SCN_READS, *_C), _SCN),
-    "rul": MethodEntry("relabscope.methods.rul:RUL", False, (), _RUL),
-    "rul-c": MethodEntry("relabscope.methods.rul:RUL", True, _C, _RUL),
-    "dmue": MethodEntry("relabscope.methods.dmue:DMUE", False, (DMUESettings,), _DMUE, splits_backbone=True),
-    "dmue-c": MethodEntry("relabscope.methods.dmue:DMUE", True, (DMUESettings, DMUECenterSettings, *_C), _DMUE,
-                          splits_backbone=True),
+    "baseline-c": MethodEntry("relabscope.methods.baseline:Baseline", with_center=True, in_default_sweep=False),
+    "scn": MethodEntry("relabscope.methods.scn:SCN", settings=(SCNSettings,), presets=_SCN, relabels=True),
+    "scn-c": MethodEntry("relabscope.methods.scn:SCN", True, (SCNSettings,), _SCN, relabels=True),
+    "rul": MethodEntry("relabscope.methods.rul:RUL", presets=_RUL),
+    "rul-c": MethodEntry("relabscope.methods.rul:RUL", True, presets=_RUL),
+    "dmue": MethodEntry("relabscope.methods.dmue:DMUE", settings=(DMUESettings,), presets=_DMUE, **_DMUE_QUIRKS),
+    "dmue-c": MethodEntry("relabscope.methods.dmue:DMUE", True, (DMUESettings, DMUECenterSettings), _DMUE,
+                          **_DMUE_QUIRKS),
 }
+
+
+def default_sweep() -> list[str]:
+    """The methods ``relabscope sweep`` trains when given none (``in_default_sweep``)."""
+    return [name for name, entry in METHODS.items() if entry.in_default_sweep]
 
 
 def build_method(name: str, num_classes: int, cfg: TrainConfig) -> Method:
@@ -105,4 +136,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'relabscope.methods' has no attribute {name!r}")
 
 
-__all__ = ["METHODS", "PRESET_NAMES", "CenterLoss", "Method", "MethodEntry", "StepOutput", "build_method"]
+__all__ = ["METHODS", "PRESET_NAMES", "CenterLoss", "Method", "MethodEntry", "StepOutput", "build_method",
+           "default_sweep"]

@@ -10,7 +10,7 @@ loop does not change.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -50,13 +50,6 @@ class Method(nn.Module):
     """Base class of training methods. Subclasses set the class attributes and override
     ``training_step`` and ``predict``; the rest has sensible defaults."""
 
-    #: the name used on the command line and in logs
-    name: ClassVar[str] = ""
-    #: whether ``relabel`` may change labels (the trainer only calls it when True)
-    relabels: ClassVar[bool] = False
-    #: whether a training step may leave parameters without gradient (DMUE: a branch with
-    #: fewer than two samples in the batch); DDP must then look for them every step
-    unused_parameters: ClassVar[bool] = False
     #: per-sample quantities this method logs: name -> trailing shape (() for a scalar); a
     #: class attribute, or set in ``__init__`` when the shape depends on the classes (DMUE)
     sample_fields: dict[str, tuple[int, ...]] = {}
@@ -96,7 +89,9 @@ class Method(nn.Module):
         raise NotImplementedError
 
     def relabel(self, out: StepOutput, labels: torch.Tensor, epoch: int) -> torch.Tensor:
-        """The labels in effect after this batch (``labels`` when nothing changes)."""
+        """The labels this method proposes for the batch (``labels`` where it proposes no
+        change); the trainer calls it only for methods the registry marks ``relabels``, from
+        ``relabel_epoch`` on, and takes the proposals through the relabel guards."""
         return labels
 
     @torch.no_grad()

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 
 class Baseline(Method):
-    name = "baseline"
 
     def __init__(self, num_classes: int, cfg: TrainConfig, with_center: bool = False):
         super().__init__(num_classes, cfg)

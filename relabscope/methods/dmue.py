@@ -138,8 +138,6 @@ def soft_loss(logits: torch.Tensor, labels: torch.Tensor, latent: torch.Tensor) 
 
 
 class DMUE(Method):
-    name = "dmue"
-    unused_parameters = True
     backbone: SplitTrunk  # its last block is the target branch
 
     def __init__(self, num_classes: int, cfg: TrainConfig, with_center: bool = False):
@@ -287,7 +285,7 @@ def split_trunk(cfg: TrainConfig) -> SplitTrunk:
     """The backbone ``cfg`` names, which must split into a stem and a last block."""
     trunk = build_backbone(cfg.backbone, cfg.image_size)
     if not isinstance(trunk, SplitTrunk):
-        raise RelabscopeError(split_problem(DMUE.name, cfg.backbone))
+        raise RelabscopeError(split_problem(cfg.method, cfg.backbone))
     return trunk
 
 

@@ -99,7 +99,6 @@ def add_up_loss(logits: torch.Tensor, labels: torch.Tensor, perm: torch.Tensor) 
 
 
 class RUL(Method):
-    name = "rul"
     sample_fields = {"uncertainty": ()}
 
     def __init__(self, num_classes: int, cfg: TrainConfig, with_center: bool = False):

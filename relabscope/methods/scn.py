@@ -59,8 +59,6 @@ def low_importance(weights: torch.Tensor, beta: float) -> torch.Tensor:
 
 
 class SCN(Method):
-    name = "scn"
-    relabels = True
     sample_fields = {"weight": ()}
 
     def __init__(self, num_classes: int, cfg: TrainConfig, with_center: bool = False):

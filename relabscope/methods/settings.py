@@ -3,7 +3,7 @@
 ``relabscope.methods.METHODS`` names, per method, which of these it reads; ``TrainConfig``
 is the union of the shared settings and all of these. A method that does not read a
 setting ignores it, and a sweep does not compare it between a stored run of that method and
-the grid (``config.METHOD_ONLY``, derived from the registry). The help texts are the CLI's;
+the grid (``config.readers``, derived from the registry). The help texts are the CLI's;
 the methods' papers and the choices behind each default are in docs/methods.md.
 
 Torch-free on purpose: the CLI and the config read these without loading the networks.
@@ -31,9 +31,9 @@ class CenterLossSettings:
 
 @dataclass
 class SCNSettings:
-    """SCN's relabelling and rank regularisation (read by scn and scn-c)."""
+    """SCN's relabel rule and rank regularisation (read by scn and scn-c; when it starts to
+    relabel and the guards are :class:`RelabelSettings`)."""
 
-    relabel_epoch: int = setting(10, "First epoch (1-based) in which SCN relabels.", check=positive_whole)
     delta: float = setting(0.2, "Relabel when p_max - p_label > delta.", check=non_negative)
     relabel_scope: str = setting(
         "all", "Relabel any sample (reference code) or only the low-importance group (SCN paper).",
@@ -51,11 +51,11 @@ def _fraction(value: float) -> str | None:
 
 @dataclass
 class RelabelGuardSettings:
-    """Guards on relabelling, read by every method that relabels through the trainer's label
-    state (scn and scn-c); each is off by default and at the value runs written before it
-    existed read as (``introduced``). ``relabscope.training.guards`` applies them, in the
-    order hysteresis, agree, floor; docs/methods.md ("Relabel guards") says why each works
-    as it does."""
+    """Guards on relabelling, read by every relabelling method (through
+    :class:`RelabelSettings`) and by ``RunCapture(guards=...)``; each is off by default and
+    at the value runs written before it existed read as (``introduced``).
+    ``relabscope.training.guards`` applies them, in the order hysteresis, agree, floor;
+    docs/methods.md ("Relabel guards") says why each works as it does."""
 
     relabel_floor: float = setting(
         0.0, "Relabel guard: no relabel takes a class below F x its given size (its training samples' given "
@@ -71,6 +71,16 @@ class RelabelGuardSettings:
                "the old one's (the class means of the training embeddings under the labels in effect in the "
                "epoch before, as the log's class_mean; none in the first epoch, so it relabels nothing there).",
         flags=("--relabel-agree/--no-relabel-agree",), introduced=False)
+
+
+@dataclass
+class RelabelSettings(RelabelGuardSettings):
+    """When relabelling starts, and the guards on it: the settings group every method the
+    registry marks ``relabels`` reads (``MethodEntry.reads``), so the trainer, the sweep's
+    guard axis and resume treat every relabelling method alike."""
+
+    relabel_epoch: int = setting(10, "First epoch (1-based) in which a relabelling method (SCN) relabels.",
+                                 check=positive_whole)
 
 
 @dataclass
@@ -109,4 +119,5 @@ class DMUECenterSettings:
         choices=("feature", "neck", "normalized"), introduced="feature")
 
 
-__all__ = ["CenterLossSettings", "DMUECenterSettings", "DMUESettings", "RelabelGuardSettings", "SCNSettings"]
+__all__ = ["CenterLossSettings", "DMUECenterSettings", "DMUESettings", "RelabelGuardSettings", "RelabelSettings",
+           "SCNSettings"]

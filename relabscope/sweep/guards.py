@@ -5,21 +5,23 @@ A value is spelled as ``relabscope.methods.guards`` says (``none``, ``floor=0.5+
 ...), one canonical spelling per value, so the manifest, the run directories and the
 tables all use that spelling.
 
-Only methods that read the guard settings (``config.applies``: SCN and SCN-C) are trained
-under a guard other than ``none``; every other method would train the same run again.
+Only methods that relabel (the registry's ``relabels``: SCN and SCN-C) are trained under a
+guard other than ``none``; every other method would train the same run again.
 
 Torch-free, like ``manifest``: the dashboard and the report read the axis without training.
 """
 
 from __future__ import annotations
 
-from relabscope.config import applies
-from relabscope.methods.guards import GUARD_SETTINGS, NONE
+from relabscope.methods import METHODS
+from relabscope.methods.guards import NONE
 
 
 def reads_guards(method: str) -> bool:
-    """Whether ``method`` reads the guard settings (a guarded cell would differ from ``none``)."""
-    return all(applies(setting, method) for setting in GUARD_SETTINGS.values())
+    """Whether ``method`` relabels, and so reads the guard settings (the registry's
+    ``relabels``): only then would a guarded cell differ from ``none``."""
+    entry = METHODS.get(method)
+    return entry is not None and entry.relabels
 
 
 def guard_suffix(guard: str) -> str:

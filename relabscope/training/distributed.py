@@ -39,6 +39,7 @@ import torch
 import torch.distributed as dist
 
 from relabscope.errors import RelabscopeError
+from relabscope.methods import METHODS
 from relabscope.training.hooks import BatchRecord, EpochSummary, Hook
 
 T = TypeVar("T")
@@ -198,21 +199,17 @@ def main_first(world: World, make: Callable[[], T]) -> T:
     return result
 
 
-#: methods whose training step runs batch norm on a part of the batch that differs between
-#: ranks (DMUE's auxiliary branch c sees the samples not labelled c): pooled statistics
-#: would pair different branches across ranks, or wait for a rank that has none
-NO_SYNC_BN = ("dmue", "dmue-c")
-
-
 def check_sync_bn(world: World, sync_bn: bool, device: torch.device, method: str) -> None:
     """SyncBatchNorm pools statistics over NCCL (CUDA only), and only for methods whose
-    every batch-norm call runs on every rank's whole share."""
+    every batch-norm call runs on every rank's whole share (the registry's ``sync_bn``:
+    DMUE's auxiliary branch c sees the samples not labelled c, so pooled statistics would
+    pair different branches across ranks, or wait for a rank that has none)."""
     if not (sync_bn and world.distributed):
         return
     if device.type != "cuda":
         raise RelabscopeError("--sync-bn needs CUDA ranks (torch's SyncBatchNorm); on the CPU each rank keeps its "
                               "own batch statistics")
-    if method in NO_SYNC_BN:
+    if not METHODS[method].sync_bn:
         raise RelabscopeError(f"--sync-bn cannot train {method}: its auxiliary branches normalise a different part "
                               "of each rank's batch, so pooled statistics would mix branches or hang; train it "
                               "without --sync-bn (each rank keeps its own batch statistics)")

@@ -46,6 +46,7 @@ from relabscope.config import TrainConfig
 from relabscope.data.augment import eval_transform, train_transform
 from relabscope.data.pipeline import ImageBatches, PreparedData, split_batches
 from relabscope.errors import DivergedError, StoppedError, WriteError
+from relabscope.methods import METHODS
 from relabscope.methods.base import Method, StepOutput
 from relabscope.rundir import checkpoint_path
 from relabscope.training import checkpoint
@@ -202,6 +203,8 @@ class Trainer:
     ):
         self.cfg = cfg
         self.world = world
+        #: the registry's word on the method (whether it relabels, DDP's unused parameters)
+        self.entry = METHODS[cfg.method]
         self.data = data
         self.train_batches = train_batches
         self.test_batches = test_batches
@@ -217,7 +220,8 @@ class Trainer:
         self.opt = build_optimizer(method, cfg)
         self.sched = build_scheduler(self.opt, cfg)
         given = torch.as_tensor(np.asarray(data.train.labels), dtype=torch.long, device=device)
-        self.labels = Relabelling(given, len(data.class_names), cfg if method.relabels else None, method.embed_dim)
+        self.labels = Relabelling(given, len(data.class_names), cfg if self.entry.relabels else None,
+                                  method.embed_dim)
         self.test_labels = torch.as_tensor(data.test.labels, device=device)
         self.epoch = 0  # the next epoch to run
         self.step = 0  # training batches so far
@@ -237,7 +241,7 @@ class Trainer:
         if method.center is not None:
             method.center.reduce = self.world.all_reduce_sum
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(method, device_ids=ids, find_unused_parameters=method.unused_parameters)
+        return DistributedDataParallel(method, device_ids=ids, find_unused_parameters=self.entry.unused_parameters)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -378,7 +382,7 @@ class Trainer:
         n = len(self.train_batches)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, SHUFFLE)))
         gen = torch.Generator(device=self.device).manual_seed(epoch_seed(cfg.seed, epoch, AUGMENT, world.rank))
-        relabelling = method.relabels and epoch + 1 >= cfg.relabel_epoch
+        relabelling = self.entry.relabels and epoch + 1 >= cfg.relabel_epoch
         self.labels.start_epoch(world)
         running = _Running(self.device)
         batches = self._global_batches(order)

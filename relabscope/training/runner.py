@@ -27,7 +27,7 @@ from relabscope import __version__
 from relabscope.config import TrainConfig, resolve, validate, write_toml
 from relabscope.data.pipeline import default_workers, load_images, prepare
 from relabscope.errors import RelabscopeError, RunDirError, RunLockedError
-from relabscope.methods import build_method
+from relabscope.methods import METHODS, build_method
 from relabscope.rundir import (CONFIG_NAME, LOCK_NAME, RunDirLock, checkpoint_path, claim, default_run_dir,
                                resume_config, start_over)
 from relabscope.runlog.reader import RunLogReader
@@ -155,7 +155,7 @@ def _train_in(world: World, run_dir: Path, cfg: TrainConfig, resuming: bool, res
     if cfg.pretrained and state is None:
         log(method.load_pretrained(cfg.pretrained).summary())
     metadata = run_metadata(cfg, device, data.fingerprint, len(data.train), len(data.test))
-    metadata.update(method_relabels=int(method.relabels), world_size=world.size)
+    metadata.update(method_relabels=int(METHODS[cfg.method].relabels), world_size=world.size)
     if data.noise_matrix_sha256:
         metadata["noise_matrix_sha256"] = data.noise_matrix_sha256
     if data.corrections is not None:

@@ -181,15 +181,16 @@ def _other_value(key, value):
 
 
 def test_method_only_settings_are_ignored_by_the_other_methods() -> None:
-    """A sweep skips comparing a METHOD_ONLY setting for the methods it does not name, so
+    """A sweep skips comparing a method's own setting (``config.readers``) for the methods that do not read it, so
     those methods must train identically whatever its value (same loss and logits in the
     second step, once centers exist; same relabels); the map names real settings and methods."""
-    from relabscope.config import INTRODUCED, METHOD_ONLY, resolve
+    from relabscope.config import INTRODUCED, SPECS, readers, resolve
     from relabscope.methods import METHODS
 
     fields = set(TrainConfig.__dataclass_fields__)
-    assert set(METHOD_ONLY) <= fields and set(INTRODUCED) <= fields
-    assert set().union(*METHOD_ONLY.values()) <= set(METHODS)
+    method_only = {key: methods for key in SPECS if (methods := readers(key)) is not None}
+    assert method_only and set(INTRODUCED) <= fields
+    assert set().union(*method_only.values()) <= set(METHODS)
     images, labels = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.arange(8) % 4
 
     def second_step(name: str, overrides: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -200,8 +201,8 @@ def test_method_only_settings_are_ignored_by_the_other_methods() -> None:
         return out.loss.detach(), out.logits.detach(), model.relabel(out, labels, epoch=4)
 
     defaults: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # one default build per method
-    for key, readers in METHOD_ONLY.items():
-        for name in sorted(set(METHODS) - readers):
+    for key, methods in method_only.items():
+        for name in sorted(set(METHODS) - methods):
             if name not in defaults:
                 defaults[name] = second_step(name, {})
             default = getattr(resolve({"method": name, "dataset": "synthetic"}), key)
