@@ -132,13 +132,28 @@ def setting_option(spec: Spec) -> tuple[tuple[str, ...], dict[str, Any]]:
         attrs.update(multiple=True, callback=_dataset_option, default=())
     elif origin is list:
         attrs["callback"] = _list_of(typing.get_args(base)[0])
-    elif (allowed := s.registry if s.registry is not None else s.choices) is not None:
-        attrs["type"] = click.Choice(list(allowed))
+    elif s.registry is not None:
+        attrs["type"] = _RegistryChoice(s.registry)
+    elif s.choices is not None:
+        attrs["type"] = click.Choice(list(s.choices))
     elif s.path:
         attrs["type"] = click.Path(path_type=str)
     elif base is not bool:
         attrs["type"] = base
     return decls, attrs
+
+
+class _RegistryChoice(click.Choice):
+    """A choice among a registry's names as the registry is when the option is read, so
+    that a method or data set registered after this module was imported is accepted."""
+
+    def __init__(self, registry: typing.Mapping[str, Any]) -> None:
+        super().__init__(list(registry))
+        self.registry = registry
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        self.choices = tuple(self.registry)
+        return super().convert(value, param, ctx)
 
 
 def _settings(*, without: tuple[str, ...] = ()) -> Any:

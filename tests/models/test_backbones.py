@@ -21,7 +21,7 @@ from relabscope.analysis.run import Run
 from relabscope.cli import main
 from relabscope.config import TrainConfig, resolve
 from relabscope.errors import RelabscopeError
-from relabscope.methods import build_method
+from relabscope.methods import METHODS, build_method
 from relabscope.models import ResNetTrunk, TimmTrunk, build_backbone, load_pretrained
 from relabscope.training import checkpoint
 from relabscope.training.runner import train
@@ -118,7 +118,7 @@ def test_without_timm_only_torchvision_names_pass(monkeypatch: pytest.MonkeyPatc
     assert resolve({"backbone": "resnet34"}).backbone == "resnet34"
 
 
-@pytest.mark.parametrize("method", ["dmue", "dmue-c"])
+@pytest.mark.parametrize("method", [m for m, entry in METHODS.items() if entry.splits_backbone])
 def test_dmue_needs_a_backbone_it_can_split(method: str) -> None:
     expected = (f"method {method} copies its backbone's last block per class, which needs one of resnet18, resnet34, "
                 f"resnet50; backbone '{TIMM_CNN}' does not split into a stem and a last block")
@@ -126,7 +126,7 @@ def test_dmue_needs_a_backbone_it_can_split(method: str) -> None:
         resolve({"method": method, "backbone": TIMM_CNN})
     assert _one_line(exc) == f"invalid setting: {expected}"
     unchecked = TrainConfig(method=method, backbone=TIMM_CNN, image_size=32)  # no validation: the build refuses it
-    with pytest.raises(RelabscopeError, match="method dmue copies its backbone's last block per class"):
+    with pytest.raises(RelabscopeError, match=f"method {method} copies its backbone.s last block per class"):
         build_method(method, 3, unchecked)
 
 

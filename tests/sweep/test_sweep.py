@@ -12,14 +12,14 @@ from click.testing import CliRunner
 from relabscope.analysis.summary import run_numbers
 from relabscope.cli import main
 from relabscope.errors import DivergedError, RelabscopeError, RunDirError
-from relabscope.methods import METHODS
+from relabscope.methods import METHODS, default_sweep
 from relabscope.sweep import (accuracy_table, is_sweep, read_manifest, relabel_table, run_sweep, sweep_results,
                               sweep_table, write_tables)
 from relabscope.sweep.manifest import cells
 from relabscope.training.hooks import Hook
 from tests.conftest import TINY, scratch
 
-ALL = ["baseline", "scn", "scn-c", "rul", "rul-c", "dmue", "dmue-c"]
+ALL = default_sweep()
 SHARED = {k: v for k, v in TINY.items() if k not in ("noise", "seed")} | {"epochs": 2}
 #: the in-suite grid's settings: batches of 32, half the steps (the 8 DMUE runs dominate)
 GRID = SHARED | {"batch_size": 32}
@@ -70,7 +70,7 @@ def test_table_numbers_are_mean_and_std_over_seeds(sweep_dir) -> None:
     first = table.iloc[0]
     assert wide.iloc[0, 0] == f"{100 * first.test_acc_mean:.2f} ± {100 * first.test_acc_std:.2f}"
     relabel = relabel_table(table).set_index(["method", "noise"])
-    for method in ("baseline", "rul", "rul-c", "dmue", "dmue-c"):
+    for method in (m for m in ALL if not METHODS[m].relabels):
         assert relabel.loc[(method, "30%"), "flip-flops"] == "no relabelling"
     best = sweep_table(results, epoch="best")
     assert (best["test_acc_mean"] >= table["test_acc_mean"] - 1e-12).all()

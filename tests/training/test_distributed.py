@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from relabscope.methods import METHODS
 from relabscope.runlog.reader import RunLogReader
 
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
@@ -128,7 +129,7 @@ def test_two_ranks_share_one_label_state_and_identical_centers(tmp_path: Path) -
 
 
 # ---------------------------------------------------------------------- torchrun
-@pytest.mark.parametrize("method", ["baseline-c", "scn-c", "rul-c", "dmue-c"])
+@pytest.mark.parametrize("method", [m for m, entry in METHODS.items() if entry.with_center])
 def test_torchrun_two_ranks_write_one_complete_log(tmp_path: Path, method: str) -> None:
     out = tmp_path / "run"
     done = _torchrun(["--method", method, "--epochs", "2", *TINY, "--out", str(out)], tmp_path / "cache")

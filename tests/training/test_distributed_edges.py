@@ -19,6 +19,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from relabscope.data.pipeline import split_batches
+from relabscope.methods import METHODS
 from relabscope.runlog.reader import RunLogReader
 from relabscope.training import checkpoint
 from relabscope.training.distributed import World
@@ -158,7 +159,7 @@ def test_sync_bn_is_refused_where_it_could_hang() -> None:
     from relabscope.training.distributed import check_sync_bn
 
     two, cuda = World(0, 2), torch.device("cuda", 0)
-    for method in ("dmue", "dmue-c"):
+    for method in (m for m, entry in METHODS.items() if not entry.sync_bn):
         with pytest.raises(RelabscopeError, match=f"--sync-bn cannot train {method}: its auxiliary branches"):
             check_sync_bn(two, True, cuda, method)
     check_sync_bn(two, True, cuda, "rul-c")  # every batch-norm call on every rank's whole share
