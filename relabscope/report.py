@@ -314,7 +314,7 @@ def _run_views(rep: _Report, run: Run, slug: str, *, png: Any, top: int, samples
     rep.figure(sec, slug, "class_accuracy", lambda: plot.class_accuracy(run), png=png)
     rep.figure(sec, slug, "confusion", lambda: plot.confusion(run), png=png)
     rep.figure(sec, slug, "relabels_per_epoch", lambda: plot.relabels_per_epoch(run), png=png)
-    if run.log.guards:  # a run without guards gets no view of them: no empty chart, no empty table
+    if run.guards:  # a run without guards gets no view of them: no empty chart, no empty table
         rep.figure(sec, slug, "vetoes", lambda: plot.vetoes(run), png=png)
         rep.table(sec, slug, "vetoes", lambda: _veto_table(run), index=True, inline=True,
                   title="relabels vetoed by the relabel guards, per guard and class they would have left")
@@ -395,7 +395,7 @@ def _comparison_views(rep: _Report, runs: list[Run], *, png: Any) -> None:
     sec, slug = "compare", "compare"
     rep.figure(sec, slug, "accuracy", lambda: plot.accuracy_curves(runs), png=png)
     rep.figure(sec, slug, "relabels_per_epoch", lambda: plot.relabels_per_epoch(runs), png=png)
-    if any(r.log.guards for r in runs):
+    if any(r.guards for r in runs):
         rep.figure(sec, slug, "vetoes", lambda: plot.vetoes(runs), png=png)
     rep.figure(sec, slug, "compactness", lambda: plot.compactness(runs), png=png)
     rep.figure(sec, slug, "consistency", lambda: plot.consistency_summary(runs), png=png)
@@ -436,7 +436,7 @@ def _veto_table(run: Run) -> pd.DataFrame:
     table = run.vetoes()
     classes = plot.ordered_names(run.class_names)
     wide = (table.pivot_table(index="guard", columns="class_name", values="vetoed", aggfunc="sum")
-            .reindex(index=run.log.guards, columns=classes).fillna(0).astype(np.int64))
+            .reindex(index=run.guards, columns=classes).fillna(0).astype(np.int64))
     wide["total"] = wide.sum(axis=1)
     wide.columns.name = None
     return wide
@@ -490,7 +490,7 @@ def _headline(runs: list[Run], slugs: list[str]) -> pd.DataFrame:
         else:
             row["relabel events"] = row["relabelled samples"] = row["flip-flops"] = "never relabels"
             row["closer to new (consistency)"] = row["relabelled − control"] = "—"
-        if any(r.log.guards for r in runs):  # only then: a report of runs without guards stays as it was
+        if any(r.guards for r in runs):  # only then: a report of runs without guards stays as it was
             row.update(_veto_numbers(run))
         try:
             comp = overall(run.compactness())
@@ -518,14 +518,14 @@ def _headline(runs: list[Run], slugs: list[str]) -> pd.DataFrame:
 def _veto_numbers(run: Run) -> dict[str, Any]:
     """The key numbers of the relabel guards: which were on, and the relabels they vetoed
     (each guard's count in brackets); "none" / "no guard" for a run without one."""
-    if not run.log.guards:
+    if not run.guards:
         return {"relabel guards": "none", "relabels vetoed": "no guard"}
     try:
         counts = veto_counts(run)
     except Exception:
-        return {"relabel guards": ", ".join(run.log.guards)}
+        return {"relabel guards": ", ".join(run.guards)}
     by = ", ".join(f"{k.removeprefix('vetoed_by_')} {int(v):,}" for k, v in counts.items() if k.startswith("vetoed_by_"))
-    return {"relabel guards": ", ".join(run.log.guards),
+    return {"relabel guards": ", ".join(run.guards),
             "relabels vetoed": f"{int(counts['relabels_vetoed']):,} ({by})"}
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from relabscope.methods.guards import guards_on
+
 #: the data and training of both runs
 BASE = {
     "method": "scn", "noise": 0.5, "delta": 0.0, "relabel_epoch": 1, "epochs": 3, "seed": 1,
@@ -18,7 +20,7 @@ BASE = {
 }
 #: the guarded run's guards, in the order they apply
 GUARDS = {"relabel_hysteresis": 1, "relabel_floor": 0.5}
-GUARD_NAMES = ["hysteresis", "floor"]
+GUARD_NAMES = guards_on(GUARDS)
 #: the runs' folder names (and so their names in views)
 OFF, GUARDED = "scn-unguarded", "scn-guarded"
 

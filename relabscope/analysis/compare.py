@@ -277,7 +277,7 @@ def veto_counts(run: Run) -> dict[str, float]:
         return {}
     by_guard = run.vetoes().groupby("guard")["vetoed"].sum()
     return {"relabels_vetoed": float(by_guard.sum()),
-            **{f"vetoed_by_{g}": float(by_guard.get(g, 0)) for g in run.log.guards}}
+            **{f"vetoed_by_{g}": float(by_guard.get(g, 0)) for g in run.guards}}
 
 
 def headline(run: Run, classes: list[str] | None = None) -> pd.Series:

@@ -287,6 +287,12 @@ class Run:
         })
         return events
 
+    @property
+    def guards(self) -> list[str]:
+        """The relabel guards the run had on, in the order they apply (empty when none was,
+        or the log predates guards)."""
+        return list(self.log.guards)
+
     def vetoes(self) -> pd.DataFrame:
         """The relabels the run's relabel guards refused (``--relabel-floor``,
         ``--relabel-hysteresis``, ``--relabel-agree``), beside ``relabel_events``' granted ones.

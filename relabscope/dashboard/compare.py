@@ -22,6 +22,7 @@ from dash import Input, Output, State, dcc, html, no_update
 from dash.dash_table.DataTable import DataTable
 
 from relabscope import plot
+from relabscope.methods.guards import GUARDS
 from relabscope.dashboard import ids, sweeps
 from relabscope.dashboard.components import (class_balance_card, describe_error, error_card, figure_block, fmt,
                                              frame_table, graph, note_card, safe)
@@ -38,9 +39,7 @@ SUMMARY_ROWS = {
     "test_acc": ("test accuracy, last epoch", True),
     "relabel_events": ("relabel events", False),
     "relabels_vetoed": ("relabels vetoed by the relabel guards", False),
-    "vetoed_by_hysteresis": ("… by hysteresis (--relabel-hysteresis)", False),
-    "vetoed_by_agree": ("… by agree (--relabel-agree)", False),
-    "vetoed_by_floor": ("… by floor (--relabel-floor)", False),
+    **{f"vetoed_by_{g.name}": (f"… by {g.name} ({g.flag})", False) for g in GUARDS},
     "relabelled_samples": ("relabelled samples", False),
     "flipflops": ("flip-flops", False),
     "closer_before": ("closer to the new class already before the relabel", True),
@@ -128,7 +127,7 @@ def figure(ctx: Context, a_id: str, b_id: str, which: str):
 def shown_figures(ctx: Context, a_id: str, b_id: str) -> list[str]:
     """The page's figures: :data:`FIGURES`, less :data:`GUARD_FIGURES` when neither run had
     a relabel guard on."""
-    guarded = any(ctx.run(r).log.guards for r in (a_id, b_id))
+    guarded = any(ctx.run(r).guards for r in (a_id, b_id))
     return [w for w in FIGURES if guarded or w not in GUARD_FIGURES]
 
 

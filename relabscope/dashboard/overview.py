@@ -112,7 +112,7 @@ def figure(run: Run, which: str):
     if which == "accuracy":
         return plot.accuracy_curves(run)
     if which == "relabels":  # with relabel guards on: the relabels they vetoed beside those granted
-        return plot.vetoes(run) if run.log.guards else plot.relabels_per_epoch(run)
+        return plot.vetoes(run) if run.guards else plot.relabels_per_epoch(run)
     if which == "recovery":
         return plot.noise_recovery(run)
     if which == "consistency":

@@ -64,13 +64,13 @@ import torch.nn.functional as F
 
 from relabscope import __version__
 from relabscope.errors import DataError, RelabscopeError, RunDirError
-from relabscope.methods.guards import NONE, guard_settings, parse_guard
+from relabscope.methods.guards import NONE, guard_settings, guards_on, parse_guard
 from relabscope.methods.settings import RelabelGuardSettings
 from relabscope.runlog.images import ImagesArg
 from relabscope.runlog.schema import LOG_NAME, SPLIT_CODES, SampleTable
 from relabscope.runlog.writer import RunLogWriter
 from relabscope.training.distributed import World
-from relabscope.training.guards import Proposal, guards_on
+from relabscope.training.guards import Proposal
 from relabscope.training.relabelling import Relabelling
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[int]]

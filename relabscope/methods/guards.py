@@ -1,34 +1,87 @@
-"""The relabel guards as settings: their one spelling, ``floor=0.5+agree``, and the train
-settings it stands for (``relabel_floor``, ``relabel_hysteresis``, ``relabel_agree``:
-:class:`~relabscope.methods.settings.RelabelGuardSettings`).
+"""The relabel guards, described once: :data:`GUARDS` is the table (name, train setting,
+command-line flag, when the setting switches the guard on, the order they apply) and
+:func:`floor_size` the floor's formula, which the trainer (``relabscope.training.guards``),
+RunCapture, the sweep, the plots, the dashboard and the tests all derive from. Torch-free:
+the dashboard and the report read it without training.
 
-A value is ``none`` (every guard off) or guards joined by ``+``: ``floor=F``
-(``--relabel-floor``), ``hysteresis=K`` (``--relabel-hysteresis``), ``agree``
-(``--relabel-agree``). Each value has one canonical spelling (guards in the order floor,
-hysteresis, agree; numbers as ``%g`` prints them), so ``agree+floor=.5`` and
-``floor=0.5+agree`` are one value. The sweep's guard axis (``relabscope.sweep.guards``)
-and ``RunCapture(guards=...)`` both read it. Torch-free: the dashboard and the report read
-the axis without training.
+**One spelling.** A guards value is ``none`` (every guard off) or guards joined by ``+``:
+``floor=F``, ``hysteresis=K``, ``agree``; that is the canonical spelling, the one the
+sweep's ``--guards``, ``RunCapture(guards=...)``, the sweep's folder names and its tables
+use. ``relabscope train``'s ``--relabel-floor F``, ``--relabel-hysteresis K`` and
+``--relabel-agree`` are the train settings a value stands for (:func:`guard_settings` maps
+a value to them, :func:`guard_value` a run's settings back). Each value is written one way:
+guards in the order floor, hysteresis, agree (:data:`SPELLING_ORDER`, which the folder
+names of existing sweeps use) and numbers as ``%g`` prints them, so ``agree+floor=.5`` and
+``floor=0.5+agree`` are one value.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, Iterable, TypeVar
 
 from relabscope.errors import RelabscopeError
 from relabscope.methods.settings import RelabelGuardSettings
 from relabscope.settings import specs
 
 _SPECS = specs(RelabelGuardSettings)
+_N = TypeVar("_N")
 
+
+@dataclass(frozen=True)
+class Guard:
+    """One relabel guard: its ``name`` (a log's ``meta/guards``, the guards value, the
+    views) and the train ``setting`` that switches it on (off at 0 or False)."""
+
+    name: str
+    setting: str
+
+    @property
+    def flag(self) -> str:
+        """``relabscope train``'s option for the setting (``--relabel-agree``, not its
+        ``--no-`` form)."""
+        spec = _SPECS[self.setting]
+        return spec.setting.flags[0].split("/")[0] if spec.setting.flags else spec.flag
+
+    def is_on(self, value: Any) -> bool:
+        """Whether the setting's ``value`` switches the guard on."""
+        return bool(value)
+
+
+#: every guard, in the order they apply: a frozen sample's proposal is the hysteresis
+#: guard's veto, and the floor spends its budget only on relabels the others let through
+#: (a log's ``meta/guards`` lists those switched on in this order)
+GUARDS: tuple[Guard, ...] = (Guard("hysteresis", "relabel_hysteresis"), Guard("agree", "relabel_agree"),
+                             Guard("floor", "relabel_floor"))
+#: the guards by name
+BY_NAME: dict[str, Guard] = {g.name: g for g in GUARDS}
+#: the order of the guards in a value's canonical spelling
+SPELLING_ORDER = ("floor", "hysteresis", "agree")
+#: guard name -> the setting it switches on, in spelling order
+GUARD_SETTINGS: dict[str, str] = {name: BY_NAME[name].setting for name in SPELLING_ORDER}
 #: the value with every guard off (the only grid value of a sweep without the guard axis)
 NONE = "none"
-#: guard name -> the setting it switches on, in canonical order
-GUARD_SETTINGS: dict[str, str] = {
-    "floor": "relabel_floor",
-    "hysteresis": "relabel_hysteresis",
-    "agree": "relabel_agree",
-}
+
+
+def guards_on(settings: Any) -> list[str]:
+    """The names of the guards ``settings`` (a ``TrainConfig``, ``RelabelGuardSettings`` or
+    a run's config dict) switches on, in the order they apply (a log's ``meta/guards``)."""
+    get = settings.get if isinstance(settings, dict) else (lambda key, default=None: getattr(settings, key, default))
+    return [g.name for g in GUARDS if g.is_on(get(g.setting, 0))]
+
+
+def floor_size(given: _N, fraction: float) -> _N:
+    """The smallest count a class given ``given`` training samples may reach under
+    ``--relabel-floor fraction``: ``ceil(fraction x given)``, where a product that is a whole
+    number up to rounding (0.3 x 10) counts as that number. Works on numbers, numpy arrays
+    and torch tensors alike (floats; the caller casts).
+
+    >>> floor_size(15.0, 0.5), floor_size(10.0, 0.3)
+    (8.0, 3.0)
+    """
+    scaled: Any = given * fraction - 1e-9  # type: ignore[operator]
+    result: _N = -((-scaled) // 1)
+    return result
 
 _KIND = {int: "whole number", float: "number"}
 
@@ -91,6 +144,18 @@ def parse_guards(values: Iterable[str]) -> list[str]:
     if twice:
         raise RelabscopeError(f"--guards: {twice[0]} is listed twice")
     return guards
+
+
+def guard_value(settings: Any) -> str:
+    """The canonical guards value of a run's ``settings`` (the inverse of
+    :func:`guard_settings`).
+
+    >>> guard_value({"relabel_agree": True, "relabel_floor": 0.5, "relabel_hysteresis": 0})
+    'floor=0.5+agree'
+    """
+    get = settings.get if isinstance(settings, dict) else (lambda key, default=None: getattr(settings, key, default))
+    on = [name for name in SPELLING_ORDER if BY_NAME[name].is_on(get(BY_NAME[name].setting, 0))]
+    return "+".join(_spell(name, get(BY_NAME[name].setting)) for name in on) or NONE
 
 
 def guard_settings(guard: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from relabscope.analysis.class_balance import SHRINK_THRESHOLD
+from relabscope.methods.guards import floor_size
 from relabscope.plot._style import (Runs, as_list, class_colours, finish, note_figure, ordered_names, title,
                                     unique_names)
 
@@ -59,19 +60,18 @@ def class_counts(runs: Runs, *, threshold: float = SHRINK_THRESHOLD) -> go.Figur
 def _floor(run: Run) -> float:
     """The run's relabel floor F, 0 when its floor guard was not on (a method that never
     relabels builds no guards, whatever its config says)."""
-    return float(run.config.get("relabel_floor") or 0.0) if "floor" in run.log.guards else 0.0
+    return float(run.config.get("relabel_floor") or 0.0) if "floor" in run.guards else 0.0
 
 
 def floor_counts(given: np.ndarray | Sequence[int], fraction: float) -> np.ndarray:
-    """The relabel floor of each class: ``ceil(fraction x given)``, a product that is a
-    whole number up to rounding (0.3 x 10) counting as that number. The rule of
-    ``relabscope.training.guards.floor_sizes`` (which runs on torch tensors in training),
-    here on plain arrays for the views.
+    """The relabel floor of each class (``relabscope.methods.guards.floor_size``, the rule
+    the trainer applies), as int64.
 
     >>> floor_counts([16, 15, 10, 0], 0.5).tolist(), floor_counts([10], 0.3).tolist()
     ([8, 8, 5, 0], [3])
     """
-    return np.ceil(np.asarray(given, dtype=np.float64) * fraction - 1e-9).astype(np.int64)
+    sizes: np.ndarray = floor_size(np.asarray(given, dtype=np.float64), fraction).astype(np.int64)
+    return sizes
 
 
 def class_counts_figure(tables: Mapping[str, pd.DataFrame], *, warnings: Mapping[str, pd.DataFrame] | None = None,

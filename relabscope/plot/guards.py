@@ -13,14 +13,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from relabscope.methods.guards import BY_NAME
 from relabscope.plot._style import OTHER, Runs, as_list, finish, note_figure, panel_titles, title, unique_names
 
 #: what a view says about a run with no relabel guard on (the only thing it says about it)
 NO_GUARD = "no relabel guard was on"
 #: one colour per guard (the figure draws no classes, so these cannot be mistaken for one)
 GUARD_COLOURS = {"hysteresis": "#e45756", "agree": "#54a24b", "floor": "#b279a2"}
-#: the option that switches each guard on, for hover texts
-GUARD_OPTIONS = {"hysteresis": "--relabel-hysteresis", "agree": "--relabel-agree", "floor": "--relabel-floor"}
 #: classes a veto bar's hover names before it says "and N more"
 HOVER_CLASSES = 4
 #: room below the plot for the legend (one row of four entries)
@@ -54,7 +53,7 @@ def vetoes(runs: Runs) -> go.Figure:
     names = unique_names([r.name for r in listed])
     return vetoes_figure({n: r.vetoes() for n, r in zip(names, listed)},
                          {n: r.metrics() for n, r in zip(names, listed)},
-                         guards={n: r.log.guards for n, r in zip(names, listed)})
+                         guards={n: r.guards for n, r in zip(names, listed)})
 
 
 def vetoes_figure(tables: Mapping[str, pd.DataFrame], metrics: Mapping[str, pd.DataFrame], *,
@@ -99,7 +98,7 @@ def vetoes_figure(tables: Mapping[str, pd.DataFrame], metrics: Mapping[str, pd.D
                 x=epochs, y=counts, base=base.copy(), name=f"vetoed by {guard}", offsetgroup="vetoed",
                 legendgroup=guard, marker_color=guard_colour(guard), showlegend=guard not in in_legend,
                 customdata=hover,
-                hovertemplate=f"epoch %{{x}}: %{{y}} relabels vetoed by {guard} ({GUARD_OPTIONS.get(guard, guard)})"
+                hovertemplate=f"epoch %{{x}}: %{{y}} relabels vetoed by {guard} ({BY_NAME[guard].flag if guard in BY_NAME else guard})"
                               "<br>would have left: %{customdata}<extra>" + name + "</extra>"),
                 row=1, col=col)
             in_legend.add(guard)

@@ -48,13 +48,14 @@ import torch
 import torch.nn.functional as F
 
 from relabscope.errors import RunDirError
+from relabscope.methods.guards import GUARDS, floor_size, guards_on
 from relabscope.training.distributed import World, merge_over_ranks
 
 if TYPE_CHECKING:
     from relabscope.methods.settings import RelabelGuardSettings
 
-#: every guard, in the order they apply (a log's ``meta/guards`` lists those switched on, in this order)
-GUARD_ORDER = ("hysteresis", "agree", "floor")
+#: every guard, in the order they apply (``relabscope.methods.guards.GUARDS``)
+GUARD_ORDER = tuple(g.name for g in GUARDS)
 
 
 @dataclass
@@ -79,13 +80,12 @@ def class_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def floor_sizes(given_counts: torch.Tensor, fraction: float) -> torch.Tensor:
-    """The smallest count each class may reach: ``ceil(fraction x given)``, where a product
-    that is a whole number up to rounding (0.3 x 10) counts as that number.
+    """The smallest count each class may reach (``methods.guards.floor_size``), int64.
 
     >>> floor_sizes(torch.tensor([16, 15, 10]), 0.5).tolist(), floor_sizes(torch.tensor([10]), 0.3).tolist()
     ([8, 8, 5], [3])
     """
-    return torch.ceil(given_counts.double() * fraction - 1e-9).long()
+    return floor_size(given_counts.double(), fraction).long()
 
 
 def relabel_margin(logits: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
@@ -327,13 +327,6 @@ def build_guards(cfg: RelabelGuardSettings, given: torch.Tensor, num_classes: in
     }
     guards = [makers[name]() for name in guards_on(cfg)]
     return RelabelGuards(guards, num_classes, given.device) if guards else None
-
-
-def guards_on(cfg: RelabelGuardSettings) -> list[str]:
-    """The names of the guards ``cfg`` switches on, in :data:`GUARD_ORDER` (a log's
-    ``meta/guards``)."""
-    on = {"hysteresis": cfg.relabel_hysteresis > 0, "agree": cfg.relabel_agree, "floor": cfg.relabel_floor > 0}
-    return [name for name in GUARD_ORDER if on[name]]
 
 
 def _restored(saved: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
