@@ -6,8 +6,7 @@ The top level re-exports the public API. Heavy modules load on first use, so
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from relabscope.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -34,18 +33,7 @@ _EXPORTS = {
 
 
 _MODULES = {"plot": "relabscope.plot"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    if name in _MODULES:
-        return import_module(_MODULES[name])
-    raise AttributeError(f"module 'relabscope' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS, *_MODULES])
+__getattr__, __dir__ = lazy_exports(__name__, {**_EXPORTS, **_MODULES})
 
 
 __all__ = ["__version__", *_EXPORTS, *_MODULES]

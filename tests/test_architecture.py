@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / "relabscope"
 #: from a lower layer. Type-only imports (``if TYPE_CHECKING:``) are exempt: a method's
 #: ``cfg`` is a TrainConfig although the config is built from the methods' settings.
 LAYERS = [
-    {"errors"},
+    {"errors", "lazy"},
     {"diskspace"},
     {"atomic", "settings"},
     {"runlog", "models"},
@@ -155,3 +155,38 @@ def test_the_read_side_does_not_load_torch(module: str) -> None:
     code = f"import sys, {module}; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", f"importing {module} loads torch"
+
+
+FACADE_PACKAGES = ["relabscope", "relabscope.integrations", "relabscope.models", "relabscope.methods",
+                   "relabscope.data", "relabscope.runlog", "relabscope.sweep", "relabscope.training"]
+
+
+def test_every_facade_is_spelled_one_way() -> None:
+    """A package that exports names lazily does it through ``relabscope.lazy`` (which the
+    next tests read), never with a ``__getattr__`` of its own."""
+    own = [str(p.relative_to(ROOT)) for p in SOURCES if p.name == "__init__.py"
+           and any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in ast.parse(p.read_text()).body)]
+    assert not own, f"module __getattr__ written by hand in {own}: use relabscope.lazy.lazy_exports"
+
+
+@pytest.mark.parametrize("package", FACADE_PACKAGES)
+def test_a_facade_imports_none_of_its_exports_until_asked(package: str) -> None:
+    code = (f"import sys, importlib; importlib.import_module({package!r}); from relabscope.lazy import FACADES; "
+            f"exports = FACADES[{package!r}]; print(sorted(set(exports.values()) & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"importing {package} imports {out.stdout.strip()}"
+
+
+def test_every_facade_export_resolves() -> None:
+    import importlib
+
+    from relabscope.lazy import FACADES
+
+    for package in FACADE_PACKAGES:
+        importlib.import_module(package)
+    assert set(FACADES) == set(FACADE_PACKAGES)
+    for package, exports in FACADES.items():
+        module = importlib.import_module(package)
+        for name in exports:
+            assert getattr(module, name) is not None, f"{package}.{name}"
+            assert name in dir(module)

@@ -47,6 +47,7 @@ from relabscope.runlog.schema import SPLIT_CODES
 from relabscope.training import checkpoint
 
 if TYPE_CHECKING:
+    from relabscope.analysis.run import Run
     from relabscope.methods.base import Method
 
 TargetKind = Literal["given", "effect", "clean"]
@@ -97,7 +98,7 @@ class _Logits(nn.Module):
 
 # ---------------------------------------------------------------------- entry point
 def run_gradcam(
-    run: Any,
+    run: Run,
     sample_ids: list[int],
     *,
     label: TargetKind | int = "given",
@@ -130,7 +131,7 @@ def run_gradcam(
     classes out of range.
     """
     ids = np.asarray(list(sample_ids), dtype=np.int64).reshape(-1)
-    n_samples = len(run.log.samples["key"])
+    n_samples = len(run.keys)
     bad = ids[(ids < 0) | (ids >= n_samples)]
     if len(bad):
         raise ValueError(f"sample id {int(bad[0])} out of range: the run has {n_samples} samples (0..{n_samples - 1})")
@@ -206,22 +207,20 @@ def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------- targets
-def target_labels(run: Any, ids: np.ndarray, label: TargetKind | int) -> np.ndarray:
+def target_labels(run: Run, ids: np.ndarray, label: TargetKind | int) -> np.ndarray:
     """The class each sample's map explains, for ``label`` as ``run_gradcam`` takes it."""
     k = len(run.class_names)
     if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
         if not 0 <= int(label) < k:
             raise ValueError(f"class {int(label)} out of range: the run has {k} classes (0..{k - 1})")
         return np.full(len(ids), int(label), dtype=np.int64)
-    samples = run.log.samples
     if label == "given":
-        out = np.asarray(samples["given_label"], dtype=np.int64)[ids]
+        out = run.given_labels[ids]
     elif label == "effect":
-        # Run.final_labels when the run object has it (one definition for every view).
-        final = run.final_labels() if hasattr(run, "final_labels") else final_labels(run)
-        out = np.asarray(final, dtype=np.int64)[ids]
+        out = run.final_labels()[ids]
     elif label == "clean":
-        out = np.asarray(samples["clean_label"], dtype=np.int64)[ids]
+        clean = run.clean_labels
+        out = np.full(len(ids), -1, np.int64) if clean is None else clean[ids]
         if (out < 0).any():
             raise ValueError(f"{run.path}: the run's data set has no clean label for sample "
                              f"{int(ids[np.argmax(out < 0)])}")
@@ -233,23 +232,8 @@ def target_labels(run: Any, ids: np.ndarray, label: TargetKind | int) -> np.ndar
     return out
 
 
-def final_labels(run: Any) -> np.ndarray:
-    """Labels in effect after the last committed epoch (for run objects without
-    ``Run.final_labels``): its ``epochs/label`` row with that epoch's relabel events
-    applied in order (a relabel in epoch e shows from row e+1 on,
-    so the last epoch's events are in no row)."""
-    n = run.num_epochs
-    if n == 0:
-        return np.asarray(run.log.samples["given_label"], dtype=np.int64)
-    labels = np.asarray(run.log.epoch_array("label", n - 1), dtype=np.int64).copy()
-    events = run.log.relabels()
-    for event in events[events["epoch"] == n - 1]:
-        labels[int(event["sample"])] = int(event["new"])
-    return labels
-
-
 # ---------------------------------------------------------------------- model
-def load_model(run: Any) -> tuple[Method, dict[str, Any]]:
+def load_model(run: Run) -> tuple[Method, dict[str, Any]]:
     """The run's final model and its config, made ready for Grad-CAM by
     :func:`~relabscope.analysis.user_model.ready_for_gradcam` (evaluation mode, in-place
     ReLUs off: torchvision's ResNet overwrites activations in place; parameters frozen)."""
@@ -285,7 +269,7 @@ class DatasetIndex:
     rows: dict[str, dict[str, int]]
 
 
-def open_image_source(run: Any) -> DatasetIndex:
+def open_image_source(run: Run) -> DatasetIndex:
     """Re-open the data set ``run``'s config names; RunDirError when it cannot be found."""
     cfg = run.config
     try:
@@ -296,7 +280,7 @@ def open_image_source(run: Any) -> DatasetIndex:
     return DatasetIndex(splits, rows)
 
 
-def load_images(run: Any, ids: np.ndarray, *, image_size: int) -> torch.Tensor:
+def load_images(run: Run, ids: np.ndarray, *, image_size: int) -> torch.Tensor:
     """uint8 ``n x C x S x S`` images of samples ``ids`` as training stored them.
 
     Finds each sample by its key in its split of the run's data set (``run._image_source``);

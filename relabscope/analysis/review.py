@@ -15,12 +15,15 @@ journal (``relabscope.data.corrections``, which defines how decisions are kept a
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from relabscope.data.journal import Decision
+from relabscope.data.journal import Decision, Proposal, SuggestionChanged
+
+if TYPE_CHECKING:
+    from relabscope.analysis.run import Run
 
 #: the decisions a reviewer makes (``suggested`` is stored as ``relabel`` or ``keep``)
 REVIEW_DECISIONS = ("keep", "suggested", "relabel", "ambiguous", "drop")
@@ -78,3 +81,36 @@ def corrections_table(decisions: Iterable[Decision]) -> pd.DataFrame:
     table["label"] = table["label"].astype(object).where(table["label"].notna(), None)
     ordered: pd.DataFrame = table.sort_values(["sample_id", "key"], kind="stable").reset_index(drop=True)
     return ordered
+
+
+def review(run: Run, sample_ids: int | Iterable[int], decision: str, label: str | int | None = None, *,
+           reviewer: str = "", base: int | Iterable[int] | None = None, shown: int | str | None = None,
+           source: str = "python") -> list[Decision]:
+    """``Run.review``: check the samples and the decision, resolve the word per sample
+    (:func:`resolve`) and record them in the run's journal in one write; the arguments and
+    errors are ``Run.review``'s."""
+    ids = np.atleast_1d(np.asarray(sample_ids)).ravel()
+    if ids.size == 0:
+        return []
+    n = len(run.samples)
+    if not np.issubdtype(ids.dtype, np.integer) or ((ids < 0) | (ids >= n)).any():
+        raise ValueError(f"sample ids must be integers in 0..{n - 1}, not {sample_ids!r}")
+    bases = [base] * len(ids) if base is None or isinstance(base, (int, np.integer)) else list(base)
+    if len(bases) != len(ids):
+        raise ValueError(f"{len(bases)} bases for {len(ids)} samples")
+    suggested: dict[int, int] = {}
+    if decision == "suggested":
+        table = run.suspects()
+        suggested = dict(zip(table["sample_id"].tolist(), table["suggested_label"].tolist()))
+        missing = [int(s) for s in ids if int(s) not in suggested]
+        if missing:
+            raise ValueError(f"samples {missing[:5]} are not training samples: they have no suggested label")
+    keys, given, names = run.decision_keys, run.given_labels, run.class_names
+    proposals = []
+    for sid, seen in zip(ids.tolist(), bases):
+        if shown is not None and decision == "suggested" and suggested[sid] != class_id(shown, names):
+            raise SuggestionChanged(str(keys[sid]), names[suggested[sid]], names[class_id(shown, names)])
+        kind, name = resolve(decision, label, given=int(given[sid]), suggested=suggested.get(sid), class_names=names)
+        proposals.append(Proposal(str(keys[sid]), sid, kind, name, reviewer, source,
+                                  None if seen is None else int(seen), names[int(given[sid])], run.fingerprint))
+    return run.journal.record(proposals)

@@ -30,7 +30,7 @@ from relabscope.analysis import review as _review
 from relabscope.analysis import suspects as _suspects
 from relabscope.analysis.projection import LANDMARKS, project_run
 from relabscope.data.corrections import labels_fingerprint
-from relabscope.data.journal import CorrectionJournal, Decision, Proposal, SuggestionChanged, decision_keys
+from relabscope.data.journal import CorrectionJournal, Decision, decision_keys
 from relabscope.errors import RunDirError
 from relabscope.runlog.images import ImageSource, ImageSourceError, ImagesArg, image_source, outside
 from relabscope.runlog.reader import RunLogReader
@@ -987,32 +987,8 @@ class Run:
             [[5, 'relabel', 'neutral', 'ann', 2], [21, 'relabel', 'happiness', 'ann', 1]]
             >>> run.close()
         """
-        ids = np.atleast_1d(np.asarray(sample_ids)).ravel()
-        if ids.size == 0:
-            return []
-        n = len(self.samples)
-        if not np.issubdtype(ids.dtype, np.integer) or ((ids < 0) | (ids >= n)).any():
-            raise ValueError(f"sample ids must be integers in 0..{n - 1}, not {sample_ids!r}")
-        bases = [base] * len(ids) if base is None or isinstance(base, (int, np.integer)) else list(base)
-        if len(bases) != len(ids):
-            raise ValueError(f"{len(bases)} bases for {len(ids)} samples")
-        suggested: dict[int, int] = {}
-        if decision == "suggested":
-            table = self.suspects()
-            suggested = dict(zip(table["sample_id"].tolist(), table["suggested_label"].tolist()))
-            missing = [int(s) for s in ids if int(s) not in suggested]
-            if missing:
-                raise ValueError(f"samples {missing[:5]} are not training samples: they have no suggested label")
-        keys, given, names = self.decision_keys, self.given_labels, self.class_names
-        proposals = []
-        for sid, seen in zip(ids.tolist(), bases):
-            if shown is not None and decision == "suggested" and suggested[sid] != _review.class_id(shown, names):
-                raise SuggestionChanged(str(keys[sid]), names[suggested[sid]], names[_review.class_id(shown, names)])
-            kind, name = _review.resolve(decision, label, given=int(given[sid]), suggested=suggested.get(sid),
-                                         class_names=names)
-            proposals.append(Proposal(str(keys[sid]), sid, kind, name, reviewer, source,
-                                      None if seen is None else int(seen), names[int(given[sid])], self.fingerprint))
-        return self.journal.record(proposals)
+        return _review.review(self, sample_ids, decision, label, reviewer=reviewer, base=base, shown=shown,
+                              source=source)
 
     def corrections(self) -> pd.DataFrame:
         """The latest decision per reviewed sample (what ``corrections.csv`` holds), also

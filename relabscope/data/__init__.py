@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from relabscope.errors import DataError
+from relabscope.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from relabscope.data.base import DataSplits, FERDataset
@@ -50,12 +51,9 @@ def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> D
     return module.load(None if root is None else Path(root), **{**fixed, **options})
 
 
-def __getattr__(name: str) -> Any:
-    """``DataSplits`` and ``FERDataset``, loaded on first use: the registry above is read by
-    the config and the CLI without loading torch, which the data classes need."""
-    if name in ("DataSplits", "FERDataset"):
-        return getattr(import_module("relabscope.data.base"), name)
-    raise AttributeError(f"module 'relabscope.data' has no attribute {name!r}")
+#: ``DataSplits`` and ``FERDataset``, loaded on first use: the registry above is read by the
+#: config and the CLI without loading torch, which the data classes need
+__getattr__, __dir__ = lazy_exports(__name__, {"DataSplits": "relabscope.data.base", "FERDataset": "relabscope.data.base"})
 
 
 __all__ = ["DATASETS", "DataSplits", "FERDataset", "load_dataset"]

@@ -14,8 +14,7 @@ nor transformers (each integration needs its own extra: ``relabscope[lightning]`
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from relabscope.lazy import lazy_exports
 
 _EXPORTS = {
     "RunCapture": "relabscope.integrations.capture",
@@ -23,16 +22,7 @@ _EXPORTS = {
     "RelabscopeCallback": "relabscope.integrations.lightning",
     "RelabscopeTrainerCallback": "relabscope.integrations.hf",
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'relabscope.integrations' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = list(_EXPORTS)

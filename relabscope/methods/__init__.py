@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
+from relabscope.lazy import lazy_exports
 from relabscope.methods.settings import CenterLossSettings, DMUECenterSettings, DMUESettings, RelabelSettings, SCNSettings
 
 if TYPE_CHECKING:
@@ -127,13 +128,9 @@ def build_method(name: str, num_classes: int, cfg: TrainConfig) -> Method:
     return entry.load()(num_classes, cfg, with_center=entry.with_center)
 
 
-def __getattr__(name: str) -> Any:
-    """The torch classes, loaded on first use (see the module docstring)."""
-    homes = {"Method": "relabscope.methods.base", "StepOutput": "relabscope.methods.base",
-             "CenterLoss": "relabscope.methods.center_loss"}
-    if name in homes:
-        return getattr(import_module(homes[name]), name)
-    raise AttributeError(f"module 'relabscope.methods' has no attribute {name!r}")
+#: the torch classes, loaded on first use (see the module docstring)
+__getattr__, __dir__ = lazy_exports(__name__, {"Method": "relabscope.methods.base", "StepOutput": "relabscope.methods.base",
+                                               "CenterLoss": "relabscope.methods.center_loss"})
 
 
 __all__ = ["METHODS", "PRESET_NAMES", "CenterLoss", "Method", "MethodEntry", "StepOutput", "build_method",

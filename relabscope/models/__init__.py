@@ -8,9 +8,7 @@ first use, as ``relabscope.methods`` does for the method classes.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
+from relabscope.lazy import lazy_exports
 from relabscope.models.names import TORCHVISION_BACKBONES, backbone_problem
 
 _HOMES = {
@@ -22,13 +20,8 @@ _HOMES = {
     "LoadReport": "relabscope.models.pretrained",
     "load_pretrained": "relabscope.models.pretrained",
 }
-
-
-def __getattr__(name: str) -> Any:
-    """The torch classes and functions, loaded on first use (see the module docstring)."""
-    if name in _HOMES:
-        return getattr(import_module(_HOMES[name]), name)
-    raise AttributeError(f"module 'relabscope.models' has no attribute {name!r}")
+#: the torch classes and functions, loaded on first use (see the module docstring)
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)
 
 
 __all__ = ["TORCHVISION_BACKBONES", "LoadReport", "ResNetTrunk", "SplitTrunk", "TimmTrunk", "Trunk",

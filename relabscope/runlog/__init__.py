@@ -6,17 +6,9 @@ a notebook or the dashboard, does not pay torch's import time.
 
 from __future__ import annotations
 
-from typing import Any
-
+from relabscope.lazy import lazy_exports
 from relabscope.runlog.reader import RunLogReader, find_log
 from relabscope.runlog.schema import SCHEMA_VERSION, SampleTable
 
 __all__ = ["SCHEMA_VERSION", "RunLogReader", "RunLogWriter", "SampleTable", "find_log"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "RunLogWriter":
-        from relabscope.runlog.writer import RunLogWriter
-
-        return RunLogWriter
-    raise AttributeError(f"module 'relabscope.runlog' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, {"RunLogWriter": "relabscope.runlog.writer"})

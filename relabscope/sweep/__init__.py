@@ -9,17 +9,11 @@ load on first use, as ``relabscope.runlog.RunLogWriter`` does.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
+from relabscope.lazy import lazy_exports
 from relabscope.sweep.manifest import Cell, cells, is_sweep, manifest_cells, read_manifest
 from relabscope.sweep.table import accuracy_table, relabel_table, sweep_results, sweep_table, write_tables
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("run_sweep", "SweepResult"):
-        return getattr(import_module("relabscope.sweep.grid"), name)
-    raise AttributeError(f"module 'relabscope.sweep' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, {"run_sweep": "relabscope.sweep.grid", "SweepResult": "relabscope.sweep.grid"})
 
 
 __all__ = [
