@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / "relabscope"
 #: from a lower layer. Type-only imports (``if TYPE_CHECKING:``) are exempt: a method's
 #: ``cfg`` is a TrainConfig although the config is built from the methods' settings.
 LAYERS = [
-    {"errors", "lazy"},
+    {"errors", "lazy", "deprecation"},
     {"diskspace"},
     {"atomic", "settings"},
     {"runlog", "models"},

@@ -51,13 +51,16 @@ import sys
 import warnings
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
 
 import numpy as np
 import pandas as pd
 
 from relabscope.atomic import atomic_write
 from relabscope.runlog.schema import SPLIT_CODES
+
+if TYPE_CHECKING:
+    from relabscope.analysis.run import Run
 
 ProjectionMethod = Literal["umap", "tsne", "pca"]
 METHODS: tuple[str, ...] = ("umap", "tsne", "pca")
@@ -368,7 +371,7 @@ def _torch_threads_kept() -> Iterator[None]:
 
 # ---------------------------------------------------------------------- a run's map
 def project_run(
-    run: Any,
+    run: Run,
     *,
     method: ProjectionMethod = "umap",
     epoch: int = -1,
@@ -434,7 +437,7 @@ def project_run(
 
 
 # ---------------------------------------------------------------------- cache
-def _cache_key(run: Any, **params: Any) -> str:
+def _cache_key(run: Run, **params: Any) -> str:
     """A hash of everything the map depends on. The log's identity is cheap to read: its
     creation time and the commit time of the epoch shown (a run restarted into the same
     directory, or an epoch rewritten after a resume, gets a new time)."""

@@ -43,7 +43,7 @@ from relabscope.dashboard.inputs import (class_name, parse_choice, parse_classes
 from relabscope.plot import note_figure
 from relabscope.plot.embedding_maps import PROJECTION_NAMES
 from relabscope.plot.caveats import embeddings_note
-from relabscope.plot._style import class_colours, display_order, title
+from relabscope.plot._style import class_colors, display_order, title
 
 PATH = "map"
 TITLE = "Embedding map"
@@ -90,7 +90,7 @@ TABLE_COLUMNS = [("sample", "sample", "markdown"), ("sample_id", "sample id", No
 
 
 # ---------------------------------------------------------------------- plain functions
-def colour_choices(run) -> list[str]:
+def color_choices(run) -> list[str]:
     """The colourings that apply to ``run`` (clean only when the data set knows clean labels)."""
     return [c for c in COLOURS if c != "clean" or run.clean_labels is not None]
 
@@ -121,7 +121,7 @@ def projection(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int,
     return preview, PREVIEW, pending
 
 
-def colour_values(ctx: Context, run_id: str, colour: str) -> pd.Series | None:
+def color_values(ctx: Context, run_id: str, colour: str) -> pd.Series | None:
     """The per-sample numbers a numeric colouring shows (None for a label colouring)."""
     if colour not in VALUE_COLOURS:
         return None
@@ -143,7 +143,7 @@ def map_figure(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int, 
     df, drawn, pending = projection(ctx, run_id, method, epoch, classes)
     head = title(f"{METHODS[drawn]} (epoch {epoch}) while the {METHODS[method]} computes" if pending
                  else f"{METHODS[drawn]} of the embeddings (epoch {epoch})", run.name)
-    values = colour_values(ctx, run_id, colour)
+    values = color_values(ctx, run_id, colour)
     fig = plot.projection_figure(df, run.class_names, color=COLOURS[colour] if values is not None else colour,
                                  values=values, title_text=head, caveat=embeddings_note(run, [epoch]),
                                  classes=classes, hover_labels=False)  # the hover card replaces plotly's label
@@ -223,7 +223,7 @@ def hover_card(ctx: Context, run_id: str, df: pd.DataFrame, sample_id: int, epoc
     rows = df[df["sample_id"] == int(sample_id)]
     if rows.empty:
         return None
-    values = colour_values(ctx, run_id, colour)
+    values = color_values(ctx, run_id, colour)
     value = values.get(int(sample_id)) if values is not None else None
     lines = sample_lines(run.class_names, rows.iloc[0], epoch, COLOURS[colour] if values is not None else None, value)
     image = html.Img(src=ctx.image_url(run_id, sample_id, TIP_PX), alt=lines[0], className="tip-image",
@@ -239,7 +239,7 @@ def selection_grid(ctx: Context, run_id: str, df: pd.DataFrame, sample_ids: Sequ
     """Thumbnails of the selected samples ``grid_ids`` picks, each linking to the inspector,
     their images decoded in one batch; None when none is on the map."""
     run = ctx.run(run_id)
-    values = colour_values(ctx, run_id, colour)
+    values = color_values(ctx, run_id, colour)
     shown, total = grid_ids(df, sample_ids, run.class_names, colour, values)
     if not shown:
         return None
@@ -247,7 +247,7 @@ def selection_grid(ctx: Context, run_id: str, df: pd.DataFrame, sample_ids: Sequ
     if pictures:
         ctx.images.prefetch(run_id, shown, TILE_PX)
     rows = df.set_index("sample_id").loc[shown]
-    accents = class_colours(run.class_names) if values is None else {}
+    accents = class_colors(run.class_names) if values is None else {}
     column = LABEL_COLOURS.get(colour, "label")
     tiles = []
     for sid, row in zip(shown, rows.to_dict("records")):
@@ -286,7 +286,7 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
     except ValueError as exc:
         return html.Div([head, error_card(str(exc), "Cannot show this map"),
                          dcc.Link("open the default map", href=ctx.href(PATH, run_id))])
-    colours = colour_choices(run)
+    colours = color_choices(run)
     colour = params.get("color") if params.get("color") in colours else "effect"
     columns = [{"name": label, "id": cid, **({"presentation": kind} if kind else {})}
                for cid, label, kind in TABLE_COLUMNS if cid != "clean" or run.clean_labels is not None]

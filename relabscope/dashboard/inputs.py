@@ -13,10 +13,13 @@ label kinds) stay on the page and are passed in.
 from __future__ import annotations
 
 import math
-from typing import Any, Collection, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Sequence
 from urllib.parse import parse_qs
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from relabscope.analysis.run import Run
 
 #: the epoch row that means "the last committed epoch"
 LAST_EPOCH = -1
@@ -58,7 +61,7 @@ def parse_method(value: Any, methods: Collection[str]) -> str:
     return parse_choice(value, methods, "projection method")
 
 
-def parse_labels(value: Any, choices: Collection[str], run: Any) -> str:
+def parse_labels(value: Any, choices: Collection[str], run: Run) -> str:
     """Which labels give a sample its class (one of ``choices``); "clean" only for a run
     whose data set knows its clean labels."""
     labels = parse_choice(value, choices, "labels")
@@ -89,7 +92,7 @@ def parse_epoch(value: Any, num_epochs: int) -> int:
     return e
 
 
-def parse_embedding_epoch(run: Any, value: Any) -> int:
+def parse_embedding_epoch(run: Run, value: Any) -> int:
     """The absolute epoch ``value`` names among the epochs that kept embeddings (None: the
     latest); ValueError (one line) otherwise."""
     kept = run.embedding_epochs()

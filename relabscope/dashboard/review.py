@@ -49,7 +49,7 @@ from relabscope.dashboard.flipflops import page_rows
 from relabscope.dashboard.inputs import class_name
 from relabscope.data.journal import Decision, DecisionConflict, SuggestionChanged
 from relabscope.errors import RelabscopeError
-from relabscope.plot import class_colours
+from relabscope.plot import class_colors
 
 PATH = "review"
 TITLE = "Review"
@@ -77,7 +77,7 @@ class Access:
     refused: str | None = None
     locked: str | None = None
 
-    def for_run(self, run: Any) -> "Access":
+    def for_run(self, run: Run) -> "Access":
         """This access on ``run``: read-only also where its folder cannot be written."""
         reason = run.journal.read_only
         return self if reason is None else replace(self, locked=f"Read-only: {reason}.")
@@ -199,7 +199,7 @@ def tile_body(run: Run, row: dict, labels: np.ndarray, decision: Decision | None
     """A tile's text: rank, sample, score, flag, given / in effect / suggested labels, the
     label timeline, the decision and a message (a refused decision)."""
     names = run.class_names
-    colours = class_colours(names)
+    colours = class_colors(names)
     sid = int(row["sample_id"])
     flag = " · flagged" if bool(row["flag"]) else ""
     kind = decision.decision if decision is not None else "undecided"
@@ -307,7 +307,7 @@ def _kbd(text: str) -> html.Kbd:
 
 def legend(names: Sequence[str], writable: bool) -> html.Div:
     """The keys, and the classes 1..9 choose (in their timeline colours)."""
-    colours = class_colours(names)
+    colours = class_colors(names)
     keys = KEYS if writable else KEYS[:2] + KEYS[-1:]
     items: list = [html.Span("Keys: ", className="rv-keys-title")]
     for key, what in keys:

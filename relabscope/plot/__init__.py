@@ -14,7 +14,7 @@ why (``note_figure``): a method that never relabels, a data set without clean la
 This package imports plotly; training code never imports it.
 """
 
-from relabscope.plot._style import (class_colours, display_order, figure_note, never_relabels, note_figure,
+from relabscope.plot._style import (class_colors, class_colours, display_order, figure_note, never_relabels, note_figure,
                                     ordered_names)
 from relabscope.plot.class_balance import (class_counts, class_counts_figure, floor_counts, label_flow,
                                            label_flow_figure)
@@ -54,5 +54,5 @@ __all__ = [
     "sweep_accuracy_figure", "sweep_relabel_figure",
     "data_map", "data_map_figure", "noise_recovery", "noise_recovery_figure", "noise_detection",
     "noise_detection_figure", "probability_trace", "probability_trace_figure",
-    "class_colours", "display_order", "ordered_names", "note_figure", "figure_note", "never_relabels",
+    "class_colors", "class_colours", "display_order", "ordered_names", "note_figure", "figure_note", "never_relabels",
 ]

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from relabscope.deprecation import renamed
+
 if TYPE_CHECKING:
     from relabscope.analysis.run import Run
 
@@ -65,7 +67,7 @@ def _key(name: str) -> str:
     return _SYNONYMS.get(k, k)
 
 
-def class_colours(class_names: Sequence[str]) -> dict[str, str]:
+def class_colors(class_names: Sequence[str]) -> dict[str, str]:
     """One colour per class, stable across data sets for the usual expression names.
 
     Args:
@@ -107,7 +109,11 @@ def ordered_names(class_names: Sequence[str]) -> list[str]:
     return [class_names[i] for i in display_order(class_names)]
 
 
-def run_colour(i: int) -> str:
+#: deprecated spelling of :func:`class_colors`
+class_colours = renamed(class_colors, "class_colours")
+
+
+def run_color(i: int) -> str:
     return RUN_COLOURS[i % len(RUN_COLOURS)]
 
 

@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 
 from relabscope.analysis.class_balance import SHRINK_THRESHOLD
 from relabscope.methods.guards import floor_size
-from relabscope.plot._style import (Runs, as_list, class_colours, finish, note_figure, ordered_names, title,
+from relabscope.plot._style import (Runs, as_list, class_colors, finish, note_figure, ordered_names, title,
                                     unique_names)
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def class_counts_figure(tables: Mapping[str, pd.DataFrame], *, warnings: Mapping
     if not names or all(len(t) == 0 for t in tables.values()):
         return note_figure("no committed epoch yet", head)
     class_names = list(dict.fromkeys(c for t in tables.values() for c in t.sort_values("class_id")["class_name"]))
-    colours = class_colours(class_names)
+    colours = class_colors(class_names)
     order = ordered_names(class_names)
     fig = make_subplots(rows=1, cols=len(names), shared_yaxes=True, horizontal_spacing=0.05,
                         subplot_titles=names if len(names) > 1 else None)
@@ -217,7 +217,7 @@ def label_flow_figure(flows: Mapping[str, pd.DataFrame]) -> go.Figure:
     for i, name in enumerate(names):
         flow = flows[name]
         classes = list(flow.index)
-        colours = class_colours(classes)
+        colours = class_colors(classes)
         order = [classes.index(c) for c in ordered_names(classes)]
         given_n = flow.to_numpy().sum(axis=1)
         final_n = flow.to_numpy().sum(axis=0)

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from relabscope.analysis.consistency import FIRST_TRAINED_LAG
-from relabscope.plot._style import (Runs, as_list, finish, never_relabels, note_figure, panel_titles, run_colour,
+from relabscope.plot._style import (Runs, as_list, finish, never_relabels, note_figure, panel_titles, run_color,
                                     silent_message, title, unique_names)
 from relabscope.plot.caveats import geometry_note
 
@@ -122,14 +122,14 @@ def consistency_summary_figure(summaries: Mapping[str, pd.Series | None], *,
                 fig.add_annotation(x=name, y=0, yshift=10, text="n/a", showarrow=False, font=dict(size=11),
                                    row=1, col=col)
             fig.add_trace(go.Bar(
-                x=[name], y=[v], name=name, marker_color=run_colour(i), showlegend=col == 1, legendgroup=name,
+                x=[name], y=[v], name=name, marker_color=run_color(i), showlegend=col == 1, legendgroup=name,
                 offsetgroup="relabelled", text=[text], textposition="outside", cliponaxis=False,
                 hovertemplate=f"{name}<br>%{{y:{fmt}}}<br>{count}<extra></extra>"), row=1, col=col)
         control = _number(s, "control_closer")
         fig.add_trace(go.Bar(
             x=[name], y=[control], name=f"{name}: control", marker=dict(
-                color="white", line=dict(color=run_colour(i), width=1.5),
-                pattern=dict(shape="/", fgcolor=run_colour(i), size=6)),
+                color="white", line=dict(color=run_color(i), width=1.5),
+                pattern=dict(shape="/", fgcolor=run_color(i), size=6)),
             offsetgroup="control", showlegend=False, legendgroup=name,
             text=["" if np.isnan(control) else format(control, ".0%")], textposition="outside", cliponaxis=False,
             hovertemplate=(f"{name}: control group<br>%{{y:.0%}} closer to their argmax class<br>"
@@ -229,7 +229,7 @@ def consistency_by_lag_figure(tables: Mapping[str, pd.DataFrame | None], *,
     for i, name in enumerate(names):
         if name not in chosen:
             continue
-        t, colour = chosen[name], run_colour(i)
+        t, colour = chosen[name], run_color(i)
         if len(t) and len(tables[name]["pass"].unique()) > 1:  # type: ignore[index]
             mixed.append(f"{name}: {t['pass'].iloc[0]}-pass epochs only")
         if len(t):
@@ -329,7 +329,7 @@ def gap_change_histogram_figure(events: Mapping[str, pd.DataFrame | None], *,
         v = values[name]
         fig.add_trace(go.Histogram(
             x=v, name=f"{name} ({len(v)} events, {np.mean(v < 0):.0%} < 0)" if len(v) else f"{name} (no events)",
-            marker_color=run_colour(i), opacity=0.6 if len(drawn) > 1 else 0.9,
+            marker_color=run_color(i), opacity=0.6 if len(drawn) > 1 else 0.9,
             xbins=dict(start=lo, end=hi + size, size=size)))
     fig.add_vline(x=0, line_color="#333", line_dash="dash", annotation_text="← towards new   towards old →",
                   annotation_position="top")

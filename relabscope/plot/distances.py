@@ -11,8 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from relabscope.plot._style import (CLEAN, EFFECT, GIVEN, OTHER, Runs, as_list, class_colours, finish,
-                                    note_figure, ordered_names, panel_titles, run_colour, title, unique_names)
+from relabscope.plot._style import (CLEAN, EFFECT, GIVEN, OTHER, Runs, as_list, class_colors, finish,
+                                    note_figure, ordered_names, panel_titles, run_color, title, unique_names)
 from relabscope.plot.caveats import embeddings_note
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def distance_bars(run: Run, sample_id: int, epochs: Iterable[int] | None = None,
                                 caveat=embeddings_note(run, sorted(set(profile["epoch"].tolist()))))
 
 
-def bar_colours(profile: pd.DataFrame) -> list[str]:
+def bar_colors(profile: pd.DataFrame) -> list[str]:
     """Given label green, label in effect (when not the given one) amber, others blue."""
     return [GIVEN if g else EFFECT if e else OTHER
             for g, e in zip(profile["is_given"].to_numpy(bool), profile["is_effect"].to_numpy(bool))]
@@ -123,7 +123,7 @@ def distance_bars_figure(profile: pd.DataFrame, *, events: pd.DataFrame | None =
         rows = profile[profile["epoch"] == e].set_index("class_name").loc[order].reset_index()
         clean = rows["is_clean"].to_numpy(bool)
         fig.add_trace(go.Bar(
-            x=rows["class_name"], y=rows[column], marker_color=bar_colours(rows),
+            x=rows["class_name"], y=rows[column], marker_color=bar_colors(rows),
             marker_line_color=[CLEAN if c else "rgba(0,0,0,0)" for c in clean],
             marker_line_width=[3 if c else 0 for c in clean],
             showlegend=False, name=f"epoch {e}",
@@ -201,7 +201,7 @@ def compactness_figure(tables: Mapping[str, pd.DataFrame], *, class_names: Seque
         class_names = list(dict.fromkeys(c for t in tables.values() for c in t.index))
     order = [c for c in ordered_names(list(class_names)) if any(c in t.index for t in tables.values())]
     head = title(f"Compactness per class ({LABEL_WORDS.get(labels, labels)})", names)
-    colours = class_colours(list(class_names))
+    colours = class_colors(list(class_names))
     measured = {n: _measured(t) for n, t in tables.items()}
     empty = {n: [c for c in order if c in t.index and not measured[n][c]] for n, t in tables.items()}
     order = [c for c in order if any(c in t.index and measured[n][c] for n, t in tables.items())]
@@ -213,7 +213,7 @@ def compactness_figure(tables: Mapping[str, pd.DataFrame], *, class_names: Seque
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=panels)
     for i, name in enumerate(names):
         t = tables[name].reindex(order)
-        colour = [colours[c] for c in order] if len(names) == 1 else run_colour(i)
+        colour = [colours[c] for c in order] if len(names) == 1 else run_color(i)
         extra = t.reindex(columns=["n", "nearest_own", "silhouette", "std"]).to_numpy(dtype=float)
         ratio = t["ratio"] if "ratio" in t else pd.Series(np.nan, index=order)
         fig.add_trace(go.Bar(

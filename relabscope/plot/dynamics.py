@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from relabscope.plot._style import (CLEAN, EFFECT, FAINT, GIVEN, NOISY, class_colours, finish, never_relabels,
+from relabscope.plot._style import (CLEAN, EFFECT, FAINT, GIVEN, NOISY, class_colors, finish, never_relabels,
                                     note, note_figure, ordered_names, title)
 
 if TYPE_CHECKING:
@@ -223,7 +223,7 @@ def probability_trace_figure(probs: np.ndarray, class_names: Sequence[str], *, g
     """
     probs = np.asarray(probs, dtype=float)
     class_names = list(class_names)
-    colours = class_colours(class_names)
+    colours = class_colors(class_names)
     epochs = np.arange(probs.shape[0])
     fig = go.Figure()
     for name in ordered_names(class_names):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from relabscope.plot._style import class_colours, finish, note_figure, ordered_names, title
+from relabscope.plot._style import class_colors, finish, note_figure, ordered_names, title
 from relabscope.plot.caveats import embeddings_note
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ def projection_figure(df: pd.DataFrame, class_names: Sequence[str], *, color: st
     if column is not None:
         if column == "clean_label" and not (clean >= 0).any():
             return note_figure("clean labels are unknown for this data set", head)
-        colours = class_colours(class_names)
+        colours = class_colors(class_names)
         cats = df[column].to_numpy(np.int64)
         for cname in ordered_names(class_names) + ["unknown"]:
             idx = np.flatnonzero([name(v) == cname for v in cats]) if cname == "unknown" else \

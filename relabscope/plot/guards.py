@@ -13,22 +13,27 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from relabscope.deprecation import renamed
 from relabscope.methods.guards import BY_NAME
 from relabscope.plot._style import OTHER, Runs, as_list, finish, note_figure, panel_titles, title, unique_names
 
 #: what a view says about a run with no relabel guard on (the only thing it says about it)
 NO_GUARD = "no relabel guard was on"
 #: one colour per guard (the figure draws no classes, so these cannot be mistaken for one)
-GUARD_COLOURS = {"hysteresis": "#e45756", "agree": "#54a24b", "floor": "#b279a2"}
+GUARD_COLORS = {"hysteresis": "#e45756", "agree": "#54a24b", "floor": "#b279a2"}
 #: classes a veto bar's hover names before it says "and N more"
 HOVER_CLASSES = 4
 #: room below the plot for the legend (one row of four entries)
 LEGEND_PX = 40
 
 
-def guard_colour(guard: str) -> str:
+def guard_color(guard: str) -> str:
     """The colour of ``guard``'s vetoes (grey for a guard this module does not know)."""
-    return GUARD_COLOURS.get(guard, "#7f7f7f")
+    return GUARD_COLORS.get(guard, "#7f7f7f")
+
+
+#: deprecated spelling of :func:`guard_color`
+guard_colour = renamed(guard_color, "guard_colour")
 
 
 def vetoes(runs: Runs) -> go.Figure:
@@ -96,7 +101,7 @@ def vetoes_figure(tables: Mapping[str, pd.DataFrame], metrics: Mapping[str, pd.D
             counts, hover = _per_epoch(tables[name], guard, epochs)
             fig.add_trace(go.Bar(
                 x=epochs, y=counts, base=base.copy(), name=f"vetoed by {guard}", offsetgroup="vetoed",
-                legendgroup=guard, marker_color=guard_colour(guard), showlegend=guard not in in_legend,
+                legendgroup=guard, marker_color=guard_color(guard), showlegend=guard not in in_legend,
                 customdata=hover,
                 hovertemplate=f"epoch %{{x}}: %{{y}} relabels vetoed by {guard} ({BY_NAME[guard].flag if guard in BY_NAME else guard})"
                               "<br>would have left: %{customdata}<extra>" + name + "</extra>"),

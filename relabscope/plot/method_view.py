@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from relabscope.plot._style import OTHER, class_colours, finish, note_figure, ordered_names, title
+from relabscope.plot._style import OTHER, class_colors, finish, note_figure, ordered_names, title
 
 if TYPE_CHECKING:
     from relabscope.analysis.run import Run
@@ -71,7 +71,7 @@ def method_fields_figure(fields: Mapping[str, np.ndarray], class_names: Sequence
     names = list(fields)
     fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.12,
                         subplot_titles=[FIELD_TITLES.get(n, n) for n in names])
-    colours = class_colours(class_names)
+    colours = class_colors(class_names)
     for row, name in enumerate(names, 1):
         values = np.asarray(fields[name], dtype=float)
         epochs = np.arange(values.shape[0])

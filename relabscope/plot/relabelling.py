@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from relabscope.plot._style import (CLEAN, GIVEN, Runs, as_list, class_colours, finish, never_relabels, note,
-                                    note_figure, ordered_names, run_colour, silent_message, title,
+from relabscope.plot._style import (CLEAN, GIVEN, Runs, as_list, class_colors, finish, never_relabels, note,
+                                    note_figure, ordered_names, run_color, silent_message, title,
                                     unique_names)
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def flipflops_figure(table: pd.DataFrame, class_names: Sequence[str], *, top: in
     rows = select_flipflopping(table, top)
     if rows.empty:
         return note_figure("no sample was relabelled", head)
-    colours = class_colours(class_names)
+    colours = class_colors(class_names)
     labels = [f"#{int(sid)} {_name(class_names, given)}→{_name(class_names, final)}"
               for sid, given, final in zip(rows["sample_id"].to_numpy(), rows["given_label"].to_numpy(),
                                            rows["final_label"].to_numpy())]
@@ -166,7 +166,7 @@ def label_timeline_figure(labels: Sequence[int] | np.ndarray, class_names: Seque
         The figure.
     """
     effect = np.asarray(labels, dtype=np.int64)
-    colours = class_colours(class_names)
+    colours = class_colors(class_names)
     order = ordered_names(class_names)
     n = len(effect)
     x = list(range(n))
@@ -307,7 +307,7 @@ def flipflop_totals_figure(tables: Mapping[str, pd.DataFrame], *,
             continue
         row = totals.loc[name]
         # cliponaxis off: the label above the tallest bar sits above the plot area, not cut by it
-        fig.add_trace(go.Bar(x=list(row.index), y=row.to_numpy(), name=name, marker_color=run_colour(i),
+        fig.add_trace(go.Bar(x=list(row.index), y=row.to_numpy(), name=name, marker_color=run_color(i),
                              text=row.to_numpy(), textposition="outside", cliponaxis=False,
                              hovertemplate="%{x}: %{y}<extra>" + name + "</extra>"))
     fig.update_layout(barmode="group")

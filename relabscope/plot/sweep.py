@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from relabscope.plot._style import finish, note_figure, run_colour
+from relabscope.plot._style import finish, note_figure, run_color
 
 
 #: how a guarded cell's line is named: "scn-c · floor=0.5"
@@ -52,7 +52,7 @@ def _styles(series: list[str]) -> dict[str, dict[str, str]]:
         guard = m.split(GUARD_SEP)[1] if GUARD_SEP in m else "none"
         return GUARD_SYMBOLS[guards.index(guard) % len(GUARD_SYMBOLS)]
 
-    return {m: dict(color=run_colour(families.index(_family(m))), dash="solid" if _method(m).endswith("-c") else "dash",
+    return {m: dict(color=run_color(families.index(_family(m))), dash="solid" if _method(m).endswith("-c") else "dash",
                     symbol=symbol(m)) for m in series}
 
 

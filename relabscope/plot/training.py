@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from relabscope.plot._style import (Runs, as_list, class_colours, finish, note_figure,
-                                    ordered_names, run_colour, silent_message, title, unique_names)
+from relabscope.deprecation import warn_renamed
+from relabscope.plot._style import (Runs, as_list, class_colors, finish, note_figure,
+                                    ordered_names, run_color, silent_message, title, unique_names)
 
 if TYPE_CHECKING:
     from relabscope.analysis.run import Run
@@ -67,7 +68,7 @@ def accuracy_curves_figure(metrics: Mapping[str, pd.DataFrame], *, train: bool =
     fig = go.Figure()
     ends = []
     for i, (name, df) in enumerate(metrics.items()):
-        colour = run_colour(i)
+        colour = run_color(i)
         x = df["epoch"].to_numpy()
         fig.add_trace(go.Scatter(x=x, y=df["test_acc"], mode="lines+markers", name=f"{name}: test",
                                  line=dict(color=colour, width=2.5), legendgroup=name,
@@ -175,7 +176,7 @@ def relabels_per_epoch_figure(metrics: Mapping[str, pd.DataFrame], *,
         if name not in drawn:
             continue
         df = metrics[name]
-        fig.add_trace(go.Bar(x=df["epoch"].to_numpy(), y=df["relabels"], name=name, marker_color=run_colour(i),
+        fig.add_trace(go.Bar(x=df["epoch"].to_numpy(), y=df["relabels"], name=name, marker_color=run_color(i),
                              hovertemplate="epoch %{x}: %{y} relabels<extra>" + name + "</extra>"))
     fig.update_layout(barmode="group", showlegend=len(names) > 1)
     fig.update_xaxes(title_text="epoch", dtick=1)
@@ -214,7 +215,7 @@ def class_accuracy_figure(metrics: pd.DataFrame, class_names: Sequence[str], *, 
     Returns:
         The figure.
     """
-    colours = class_colours(class_names)
+    colours = class_colors(class_names)
     fig = go.Figure()
     x = metrics["epoch"].to_numpy()
     for name in ordered_names(class_names):
@@ -229,28 +230,32 @@ def class_accuracy_figure(metrics: pd.DataFrame, class_names: Sequence[str], *, 
     return finish(fig, title("Per-class test accuracy", run_name), height=420)
 
 
-def confusion(run: Run, epoch: int = -1, *, normalise: bool = True) -> go.Figure:
+def confusion(run: Run, epoch: int = -1, *, normalize: bool = True, normalise: bool | None = None) -> go.Figure:
     """Test confusion matrix at an epoch (rows: given label, columns: prediction).
 
     Args:
         run: the run.
         epoch: the epoch (negative counts from the last committed one).
-        normalise: show each row as shares of its given label (the counts stay in the text).
+        normalize: show each row as shares of its given label (the counts stay in the text).
+        normalise: deprecated spelling of ``normalize``.
 
     Returns:
         The figure.
     """
     e = epoch if epoch >= 0 else run.num_epochs + epoch
-    return confusion_figure(run.confusion(epoch), normalise=normalise, run_name=run.name, epoch=e)
+    if normalise is not None:
+        warn_renamed("confusion(normalise=)", "normalize=")
+        normalize = normalise
+    return confusion_figure(run.confusion(epoch), normalize=normalize, run_name=run.name, epoch=e)
 
 
-def confusion_figure(matrix: pd.DataFrame, *, normalise: bool = True, run_name: str | None = None,
+def confusion_figure(matrix: pd.DataFrame, *, normalize: bool = True, run_name: str | None = None,
                      epoch: int | None = None) -> go.Figure:
     """Draw :func:`confusion` from a matrix.
 
     Args:
         matrix: K x K counts, rows and columns by class name (``Run.confusion()``).
-        normalise: show each row as shares of its given label.
+        normalize: show each row as shares of its given label.
         run_name: the run's name, for the title.
         epoch: the epoch, for the title.
 
@@ -260,12 +265,12 @@ def confusion_figure(matrix: pd.DataFrame, *, normalise: bool = True, run_name: 
     order = ordered_names(list(matrix.index))
     m = matrix.loc[order, order].to_numpy().astype(float)
     counts = m.astype(np.int64)
-    if normalise:
+    if normalize:
         rows = m.sum(axis=1, keepdims=True)
         m = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
-    text = [[f"{v:.0%}<br>({c})" if normalise else f"{c}" for v, c in zip(rv, rc)] for rv, rc in zip(m, counts)]
+    text = [[f"{v:.0%}<br>({c})" if normalize else f"{c}" for v, c in zip(rv, rc)] for rv, rc in zip(m, counts)]
     fig = go.Figure(go.Heatmap(z=m, x=order, y=order, colorscale="Blues", text=text, texttemplate="%{text}",
-                               zmin=0, zmax=1 if normalise else None,
+                               zmin=0, zmax=1 if normalize else None,
                                hovertemplate="given %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
     fig.update_yaxes(title_text="given label", autorange="reversed")
     fig.update_xaxes(title_text="prediction")

@@ -1,5 +1,5 @@
 """DMUE and DMUE-C (relabscope/methods/dmue.py) against the reference facts
-(shared/reference/methods.md, section "DMUE"), each recomputed here in float64:
+(docs/methods.md, "DMUE and DMUE-C", which cites the DMUE paper and code), each recomputed here in float64:
 
 - routing: auxiliary branch c trains on exactly the samples not labelled c, and reads the
   latent distribution (eval mode, no gradient) of exactly those labelled c;

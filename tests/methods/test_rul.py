@@ -1,5 +1,6 @@
 """RUL and RUL-C (relabscope/methods/rul.py) against float64 computations written out
-here from the reference facts (docs: shared/reference/methods.md, section "RUL"):
+here from the reference facts (docs/methods.md, "RUL and RUL-C", which cites the RUL paper
+and code):
 
 - the uncertainty-proportional mixing ``f_i = (u_i mu_i + u_pi mu_pi) / (u_i + u_pi)``,
 - the add-up loss ``0.5 CE(., y_i) + 0.5 CE(., y_pi(i))``,

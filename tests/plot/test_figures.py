@@ -21,11 +21,11 @@ def _bars(fig: go.Figure) -> list[go.Bar]:
 
 # ---------------------------------------------------------------- style
 def test_class_colours_follow_names_across_datasets():
-    raf = plot.class_colours(CLASSES)
-    fer = plot.class_colours(["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"])
+    raf = plot.class_colors(CLASSES)
+    fer = plot.class_colors(["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"])
     assert raf["Happiness"] == fer["Happy"] and raf["Anger"] == fer["Angry"] and raf["Sadness"] == fer["Sad"]
     assert len(set(raf.values())) == K
-    odd = plot.class_colours(["cat", "dog"])
+    odd = plot.class_colors(["cat", "dog"])
     assert len(set(odd.values())) == 2
 
 
@@ -128,7 +128,7 @@ def test_flipflops_segments_sum_to_epochs_and_order_by_flipflops():
     bars = _bars(fig)
     assert [b.name for b in bars] == plot.ordered_names(CLASSES)  # one segment per class
     assert fig.layout.barmode == "stack"
-    colours = plot.class_colours(CLASSES)
+    colours = plot.class_colors(CLASSES)
     assert all(b.marker.color == colours[b.name] for b in bars)
     totals = np.sum([np.asarray(b.x, float) for b in bars], axis=0)
     assert len(totals) == 10 and np.all(totals == 6)
@@ -300,7 +300,7 @@ def test_projection_by_class_uses_webgl_and_class_colours():
     pts = [t for t in fig.data if t.x is not None and list(t.x) != [None]]
     assert all(isinstance(t, go.Scattergl) for t in pts)
     assert sum(len(t.x) for t in pts) == len(df)
-    colours = plot.class_colours(CLASSES)
+    colours = plot.class_colors(CLASSES)
     for t in pts:
         assert t.marker.color == colours[t.name.split(" (")[0]]
     moved = sum(list(t.marker.symbol).count(4) for t in pts)  # 4: plotly's "x" symbol

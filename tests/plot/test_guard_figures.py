@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from relabscope import plot
-from relabscope.plot.guards import GUARD_COLOURS, NO_GUARD
+from relabscope.plot.guards import GUARD_COLORS, NO_GUARD
 from relabscope.training.guards import floor_sizes
 
 CLASSES = ["anger", "sadness", "neutral"]
@@ -46,7 +46,7 @@ def test_vetoes_stack_per_guard_beside_the_granted_relabels() -> None:
     assert list(agree.y) == [0, 4, 7] and list(floor.y) == [0, 4, 1]  # per epoch, summed over classes
     assert list(agree.base) == [0, 0, 0] and list(floor.base) == list(agree.y)  # floor stacked on agree
     assert agree.offsetgroup == floor.offsetgroup != granted.offsetgroup  # beside the granted bars
-    assert agree.marker.color == GUARD_COLOURS["agree"] != floor.marker.color
+    assert agree.marker.color == GUARD_COLORS["agree"] != floor.marker.color
     # hovering names the classes the refused relabels would have left, most first
     assert list(agree.customdata) == ["—", "anger 3, sadness 1", "neutral 5, sadness 2"]
     assert fig.layout.meta["subtitle"] == "16 relabels vetoed (agree 11, floor 5) · 16 went through"
