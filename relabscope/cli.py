@@ -23,7 +23,7 @@ import click
 from relabscope import __version__
 from relabscope.analysis.export import export_suspects, import_labelstudio, suspect_rows
 from relabscope.analysis.projection import MAP_POINTS
-from relabscope.analysis.projection import METHODS as PROJECTIONS
+from relabscope.analysis.projection import PROJECTIONS
 from relabscope.analysis.run import Run
 from relabscope.config import SPECS, read_toml, resolve
 from relabscope.data.labelstudio import RESOLVE

@@ -12,7 +12,7 @@ from relabscope.errors import RunDirError
 from relabscope.rundir import holds_run
 from relabscope.training.runner import train
 
-METHODS = ("scn", "scn-c")
+DEMO_METHODS = ("scn", "scn-c")
 
 
 def demo_runs(out: str | Path = "runs/demo", *, noise: float = 0.2, epochs: int | None = None,
@@ -23,7 +23,7 @@ def demo_runs(out: str | Path = "runs/demo", *, noise: float = 0.2, epochs: int 
     replaced."""
     out = Path(out)
     dirs = []
-    for method in METHODS:
+    for method in DEMO_METHODS:
         run_dir = out / f"{method}-{round(noise * 100):02d}"
         options = {"method": method, "noise": noise, "out": str(run_dir)}
         if epochs is not None:

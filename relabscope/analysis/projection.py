@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from relabscope.analysis.run import Run
 
 ProjectionMethod = Literal["umap", "tsne", "pca"]
-METHODS: tuple[str, ...] = ("umap", "tsne", "pca")
+PROJECTIONS: tuple[str, ...] = ("umap", "tsne", "pca")
 CACHE_DIR = ".relabscope-cache"
 #: bump when the projection or the cached file's layout changes, to invalidate old files
 #: (3: landmarks stratified by the labels in effect)
@@ -230,8 +230,8 @@ def project(embeddings: np.ndarray, *, method: ProjectionMethod = "umap", seed: 
         >>> xy.shape, bool(abs(xy[:50, 0].mean() - xy[50:, 0].mean()) > 10)
         ((100, 2), True)
     """
-    if method not in METHODS:
-        raise ValueError(f"projection method must be one of {', '.join(METHODS)}, not {method!r}")
+    if method not in PROJECTIONS:
+        raise ValueError(f"projection method must be one of {', '.join(PROJECTIONS)}, not {method!r}")
     x = np.asarray(embeddings)
     if x.ndim != 2:
         raise ValueError(f"embeddings must be 2-D (samples x dims), got shape {x.shape}")
@@ -393,8 +393,8 @@ def project_run(
     unknown) is cached under ``RUNDIR/.relabscope-cache/``; a read-only run directory
     just means no caching.
     """
-    if method not in METHODS:
-        raise ValueError(f"projection method must be one of {', '.join(METHODS)}, not {method!r}")
+    if method not in PROJECTIONS:
+        raise ValueError(f"projection method must be one of {', '.join(PROJECTIONS)}, not {method!r}")
     if split not in (*SPLIT_CODES, "all"):
         raise ValueError(f"split must be train, test or all, not {split!r}")
     e = run.embedding_epoch(epoch)

@@ -47,7 +47,6 @@ from relabscope.plot._style import class_colors, display_order, title
 
 PATH = "map"
 TITLE = "Embedding map"
-METHODS = PROJECTION_NAMES  # method -> the name the picker and titles show
 PREVIEW: ProjectionMethod = "pca"  # drawn while another projection is computed
 #: colour choice -> what the legend / picker calls it
 COLOURS = {"effect": "label in effect", "given": "given label", "clean": "clean label",
@@ -115,7 +114,7 @@ def projection(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int,
     if state == "failed":
         raise value
     preview = ctx.cached(run_id, (key[0], PREVIEW, *key[2:]), compute(PREVIEW))
-    what = f"computing the {METHODS[method]} of epoch {epoch}"
+    what = f"computing the {PROJECTION_NAMES[method]} of epoch {epoch}"
     pending = (f"{what}: {value:.0f} s so far (once per run, epoch and classes; then cached)"
                if state == "running" else f"{what}: queued behind {value} other projection(s)")
     return preview, PREVIEW, pending
@@ -138,11 +137,11 @@ def map_figure(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int, 
     run = ctx.run(run_id)
     parse_choice(colour, COLOURS, "colour")
     if colour == "clean" and run.clean_labels is None:
-        head = title(f"{METHODS[method]} of the embeddings (epoch {epoch})", run.name)
+        head = title(f"{PROJECTION_NAMES[method]} of the embeddings (epoch {epoch})", run.name)
         return plot.note_figure("clean labels are unknown for this data set", head), "", False
     df, drawn, pending = projection(ctx, run_id, method, epoch, classes)
-    head = title(f"{METHODS[drawn]} (epoch {epoch}) while the {METHODS[method]} computes" if pending
-                 else f"{METHODS[drawn]} of the embeddings (epoch {epoch})", run.name)
+    head = title(f"{PROJECTION_NAMES[drawn]} (epoch {epoch}) while the {PROJECTION_NAMES[method]} computes" if pending
+                 else f"{PROJECTION_NAMES[drawn]} of the embeddings (epoch {epoch})", run.name)
     values = color_values(ctx, run_id, colour)
     fig = plot.projection_figure(df, run.class_names, color=COLOURS[colour] if values is not None else colour,
                                  values=values, title_text=head, caveat=embeddings_note(run, [epoch]),
@@ -150,7 +149,7 @@ def map_figure(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int, 
     # a new uirevision when the real map replaces the preview: its zoom would not fit
     fig.update_layout(dragmode="lasso", clickmode="event", uirevision=f"{run_id}|{drawn}|{epoch}|{classes}")
     line = status(ctx, run_id, len(df))
-    return fig, (f"{pending}; {METHODS[drawn]} preview: {line}" if pending else line), pending is not None
+    return fig, (f"{pending}; {PROJECTION_NAMES[drawn]} preview: {line}" if pending else line), pending is not None
 
 
 def selection_rows(df: pd.DataFrame, flip: pd.DataFrame, class_names: Sequence[str], sample_ids: Sequence[int],
@@ -281,7 +280,7 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
                                           "Nothing to show")])
     try:
         epoch = parse_embedding_epoch(run, params.get("epoch"))
-        method = parse_method(params.get("method", "umap"), METHODS)
+        method = parse_method(params.get("method", "umap"), PROJECTION_NAMES)
         classes = parse_classes(params.get("classes"), run.class_names)
     except ValueError as exc:
         return html.Div([head, error_card(str(exc), "Cannot show this map"),
@@ -295,7 +294,7 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
         head,
         html.Div([
             html.Span("method"),
-            dcc.RadioItems(id=ids.MP_METHOD, options=[{"label": v, "value": k} for k, v in METHODS.items()],
+            dcc.RadioItems(id=ids.MP_METHOD, options=[{"label": v, "value": k} for k, v in PROJECTION_NAMES.items()],
                            value=method, inline=True),
             html.Span("epoch"),
             dcc.Dropdown(id=ids.MP_EPOCH, options=[{"label": f"epoch {e}", "value": e} for e in kept], value=epoch,
@@ -338,7 +337,7 @@ def status(ctx: Context, run_id: str, shown: int) -> str:
 def _inputs(a: Any, method: Any, epoch: Any, classes: Any, ctx: Context):
     run_id = (a or {}).get("run")
     run = ctx.run(run_id)
-    return (run_id, run, parse_method(method, METHODS), parse_embedding_epoch(run, epoch),
+    return (run_id, run, parse_method(method, PROJECTION_NAMES), parse_embedding_epoch(run, epoch),
             parse_classes(classes, run.class_names))
 
 

@@ -430,7 +430,7 @@ def test_plain_helpers_of_the_new_pages() -> None:
     with pytest.raises(ValueError):
         parse_classes("5", ["a"])
     with pytest.raises(ValueError):
-        parse_method("mds", mppage.METHODS)
+        parse_method("mds", mppage.PROJECTION_NAMES)
     assert parse_epoch(None, 4) == -1 and parse_epoch("-4", 4) == -4
     for bad in ("4", "x", True):
         with pytest.raises(ValueError):
