@@ -588,29 +588,34 @@ def _section_html(rep: _Report, sec: str, heading: str) -> str:
     for i in inline:
         parts.append(f"<h3>{e(i.title)}</h3>{i.inline}")
     parts.append("<div class='grid'>")
-    for i in items:
-        if i.kind != "figure":
-            continue
-        if i.error or i.note:
-            parts.append(f"<div class='card'><div class='t'>{e(i.title)}</div><p>{_status_html(i)}</p></div>")
-        else:
-            img = (f"<a href='{e(i.files['html'])}'><img src='{e(i.files['png'])}' alt='{e(i.title)}'></a>"
-                   if "png" in i.files else "")
-            links = f"<a href='{e(i.files['html'])}'>interactive</a>"
-            if "png" in i.files:
-                links += f" · <a href='{e(i.files['png'])}'>PNG</a>"
-            parts.append(f"<div class='card'><div class='t'>{e(i.title)}</div>{img}<div>{links}</div></div>")
+    parts += [_figure_card(i) for i in items if i.kind == "figure"]
     parts.append("</div><h3>Tables</h3><ul class='tables'>")
-    for i in items:
-        if i.kind != "table":
-            continue
-        if i.error or i.note:
-            parts.append(f"<li>{e(i.title)}: {_status_html(i)}</li>")
-        else:
-            parts.append(f"<li>{e(i.title)} ({i.rows} rows): <a href='{e(i.files['csv'])}'>CSV</a> · "
-                         f"<a href='{e(i.files['md'])}'>Markdown</a></li>")
+    parts += [_table_entry(i) for i in items if i.kind == "table"]
     parts.append("</ul>")
     return "\n".join(parts)
+
+
+def _figure_card(i: _Item) -> str:
+    """A figure's card on the index: its PNG linking to the interactive HTML, or why it
+    is not there."""
+    e = html.escape
+    if i.error or i.note:
+        return f"<div class='card'><div class='t'>{e(i.title)}</div><p>{_status_html(i)}</p></div>"
+    img = (f"<a href='{e(i.files['html'])}'><img src='{e(i.files['png'])}' alt='{e(i.title)}'></a>"
+           if "png" in i.files else "")
+    links = f"<a href='{e(i.files['html'])}'>interactive</a>"
+    if "png" in i.files:
+        links += f" · <a href='{e(i.files['png'])}'>PNG</a>"
+    return f"<div class='card'><div class='t'>{e(i.title)}</div>{img}<div>{links}</div></div>"
+
+
+def _table_entry(i: _Item) -> str:
+    """A table's line on the index: its CSV and Markdown files, or why it is not there."""
+    e = html.escape
+    if i.error or i.note:
+        return f"<li>{e(i.title)}: {_status_html(i)}</li>"
+    return (f"<li>{e(i.title)} ({i.rows} rows): <a href='{e(i.files['csv'])}'>CSV</a> · "
+            f"<a href='{e(i.files['md'])}'>Markdown</a></li>")
 
 
 def _status_html(item: _Item) -> str:

@@ -21,7 +21,6 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-import torch.nn.functional as F
 from click.testing import CliRunner
 from torch import nn
 
@@ -30,8 +29,8 @@ from relabscope.cli import main
 from relabscope.config import TrainConfig, resolve
 from relabscope.methods import METHODS, MethodEntry, build_method
 from relabscope.methods.base import Method, StepOutput
+from relabscope.methods.baseline import Baseline
 from relabscope.methods.settings import RelabelGuardSettings
-from relabscope.models.backbone import build_backbone
 from relabscope.sweep import run_sweep, sweep_table
 from relabscope.training.guards import Proposal
 from relabscope.training.relabelling import Relabelling
@@ -39,31 +38,13 @@ from tests.conftest import TINY
 from tests.test_cli import TINY as TINY_ARGS
 
 
-class Toy(Method):
-    """A backbone, a linear head, cross-entropy; relabels a sample to the predicted class
-    when the prediction beats its label by more than ``delta`` in probability (a bare
-    version of SCN's rule, without its importance weights)."""
+class Toy(Baseline):
+    """The baseline's network and loss (a backbone, a linear head, cross-entropy), and a
+    relabel rule: a sample goes to the predicted class when the prediction beats its label
+    by more than ``margin`` in probability (a bare version of SCN's rule, without its
+    importance weights)."""
 
-    def __init__(self, num_classes: int, cfg: TrainConfig, with_center: bool = False):
-        super().__init__(num_classes, cfg)
-        self.backbone = build_backbone(cfg.backbone, cfg.image_size)
-        self.embed_dim = self.backbone.out_dim
-        self.fc = nn.Linear(self.embed_dim, num_classes)
-        self.margin = 0.1
-        if with_center:
-            self.add_center_loss(self.embed_dim)
-
-    def training_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int) -> StepOutput:
-        embedding = self.backbone(images)
-        logits = self.fc(embedding).float()
-        sample_loss = F.cross_entropy(logits, labels, reduction="none")
-        center = self.center_term(embedding, labels)
-        return StepOutput(loss=sample_loss.mean() + center, logits=logits, embedding=embedding,
-                          sample_loss=sample_loss)
-
-    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        embedding = self.backbone(images)
-        return self.fc(embedding).float(), embedding
+    margin = 0.1
 
     def relabel(self, out: StepOutput, labels: torch.Tensor, epoch: int) -> torch.Tensor:
         probs = out.logits.detach().softmax(dim=1)
