@@ -197,12 +197,8 @@ def applies(key: str, method: str) -> bool:
 # Per data set: the hyperparameters the seed paper reports (gamma per data set) and the
 # image size the references train at. ``synthetic`` is tuned to finish in minutes on 2 CPU
 # cores while still relabelling: small images, few epochs, relabelling from epoch 4.
-# A preset may hold per-method settings under "methods", applied after the method's preset.
-# On synthetic, DMUE (trained from scratch, 8 epochs) gets an lr like the other methods', its
-# ramp scaled to the run length, and a lighter structure-preserving term: at the reference
-# weight of 1000 it dominates the loss of a randomly initialised network and the target
-# branch stays at chance for the whole run (docs/methods.md).
-_SYNTHETIC_DMUE = {"lr": 1e-3, "dmue_ramp": 3.0, "dmue_sp_weight": 100.0, "lr_milestones": [6]}
+# A method's own settings for a data set are its registry entry's (``MethodEntry.on_dataset``),
+# applied after the data set's preset.
 PRESETS: dict[str, dict[str, Any]] = {
     "synthetic": {
         "image_size": 32,
@@ -210,7 +206,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "relabel_epoch": 4,
         "embed_every": 1,
         "gamma": 0.01,
-        "methods": {"dmue": _SYNTHETIC_DMUE, "dmue-c": _SYNTHETIC_DMUE},
     },
     "rafdb": {"image_size": 224, "gamma": 0.01},
     "fer2013": {"image_size": 224, "gamma": 0.002},
@@ -287,9 +282,10 @@ def resolve(overrides: Mapping[str, Any] | None = None, config_file: str | Path 
     dataset = given.get("dataset", file_values.get("dataset", SPECS["dataset"].default))
     method = given.get("method", file_values.get("method", SPECS["method"].default))
     named = given.get("preset", file_values.get("preset", SPECS["preset"].default))
-    preset = dict(PRESETS.get(dataset, {}))
-    per_method = preset.pop("methods", {}).get(method, {})
-    method_preset = METHODS[method].preset(named) if method in METHODS else {}
+    preset = PRESETS.get(dataset, {})
+    entry = METHODS.get(method)
+    method_preset = entry.preset(named) if entry else {}
+    per_method = entry.on_dataset.get(dataset, {}) if entry else {}
     values = {**method_preset, **preset, **per_method, **file_values, **given}
     return validate(TrainConfig(**values), str(config_file or "invalid setting"))
 
