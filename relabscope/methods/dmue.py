@@ -237,8 +237,9 @@ class DMUE(Method):
         up, down = ramp_up(epoch, self.cfg.dmue_ramp), ramp_down(epoch, self.cfg.dmue_ramp)
         pulled = self.center_vector(feature)
         center = self.center_term(pulled, labels)
-        center_weight = up if self.cfg.dmue_center_ramp else 1.0
-        loss = up * (main + SOFT_WEIGHT * soft + self.cfg.dmue_sp_weight * sp) + down * aux + center_weight * center
+        loss = up * (main + SOFT_WEIGHT * soft + self.cfg.dmue_sp_weight * sp) + down * aux
+        if self.center is not None:  # DMUE-C (its settings are read by it alone)
+            loss = loss + (up if self.cfg.dmue_center_ramp else 1.0) * center
         return StepOutput(
             loss=loss,
             logits=logits,
