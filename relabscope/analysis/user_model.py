@@ -2,13 +2,17 @@
 
 A run logged by the Lightning or Hugging Face callback, or by a hand-written loop, has no
 relabscope checkpoint: the user names the model (a module or a factory that builds one),
-optionally a state-dict file to load into it, and the layer to explain. TorchScript files
+optionally a state-dict file to load into it, and the layer to explain. A module is
+explained as a copy: Grad-CAM puts it in evaluation mode, turns in-place ReLUs off, freezes
+its parameters and moves it to the explaining device, none of which may reach a model the
+user goes on training. TorchScript files
 are refused with the reason: scripted modules take no forward hooks, and Grad-CAM needs
 one on the explained layer to read its activations and gradients.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Callable, Union
 
@@ -110,7 +114,7 @@ def _build(model: ModelArg) -> nn.Module:
         raise RelabscopeError(f"{model}: pass the model (a module or a function that builds one) and this file "
                               "as weights=; a TorchScript file cannot be explained (its modules take no hooks)")
     if isinstance(model, nn.Module):
-        return model
+        return copy.deepcopy(model)  # Grad-CAM changes modes, flags and devices: never the caller's module
     if callable(model):
         built = model()
         if isinstance(built, nn.Module):

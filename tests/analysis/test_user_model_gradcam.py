@@ -108,3 +108,24 @@ def test_unusable_models_are_one_line(user_run, tmp_path):
             with pytest.raises(RelabscopeError, match=message) as info:
                 run.gradcam([0], image_size=SIZE, **options)
             assert "\n" not in str(info.value)
+
+
+def test_the_module_given_is_left_as_it_was_and_still_trains(user_run):
+    """Grad-CAM works on a copy: the user's module keeps its weights, training mode,
+    requires_grad flags and in-place ReLUs, and a training step after it still updates it."""
+    run_dir, net, _, _ = user_run
+    net.train()
+    net.features[0].weight.requires_grad_(False)  # a frozen layer of the user's own stays frozen, the rest trains
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    flags = [p.requires_grad for p in net.parameters()]
+    with rs.open_run(run_dir) as run:
+        run.gradcam([0, 1], model=net, layer="features.2", image_size=SIZE)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert net.training and all(m.training for m in net.modules())
+    assert [p.requires_grad for p in net.parameters()] == flags
+    assert all(m.inplace for m in net.modules() if isinstance(m, nn.ReLU))
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    net(torch.randn(4, 3, SIZE, SIZE))[0].sum().backward()
+    opt.step()
+    assert not torch.equal(before["head.weight"], net.state_dict()["head.weight"])
+    assert torch.equal(before["features.0.weight"], net.state_dict()["features.0.weight"])
