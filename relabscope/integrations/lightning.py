@@ -108,6 +108,21 @@ class RelabscopeCallback(pl.Callback):
         self._epoch_trained = False  # the current epoch's last training batch is logged
 
     # ------------------------------------------------------------------ for the module
+    @classmethod
+    def of(cls, trainer: pl.Trainer) -> RelabscopeCallback:
+        """The trainer's RelabscopeCallback: how a LightningModule (in a file of its own)
+        reaches it, ``RelabscopeCallback.of(self.trainer)`` in ``training_step``.
+
+        Raises:
+            RelabscopeError: the trainer has none, or several.
+        """
+        found = [c for c in trainer.callbacks if isinstance(c, cls)]  # type: ignore[attr-defined]
+        if len(found) != 1:
+            raise RelabscopeError(f"RelabscopeCallback.of: the trainer has {len(found) or 'no'} RelabscopeCallback"
+                                  f"{'s' if len(found) > 1 else ''}; pass exactly one in Trainer(callbacks=[...])")
+        callback: RelabscopeCallback = found[0]
+        return callback
+
     def labels(self, sample_ids: ArrayLike | None = None) -> torch.Tensor:
         """The labels in effect of training ``sample_ids`` (on their device), or of all."""
         return self.capture.labels(sample_ids)

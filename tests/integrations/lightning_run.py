@@ -23,14 +23,14 @@ from tests.integrations.tiny import K, TinyData, make_data, relabel_rule  # noqa
 
 
 class TinyNet(pl.LightningModule):
-    """A 2-layer CNN on 8x8 images; ``backbone`` gives the 16-d embedding."""
+    """A 2-layer CNN on 8x8 images; ``backbone`` gives the 16-d embedding. It reaches the
+    callback as a module in a file of its own does: ``RelabscopeCallback.of(self.trainer)``."""
 
-    def __init__(self, relabscope: RelabscopeCallback) -> None:
+    def __init__(self) -> None:
         super().__init__()
         self.backbone = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
                                             torch.nn.Linear(4 * 64, 16), torch.nn.ReLU())
         self.head = torch.nn.Linear(16, K)
-        self.relabscope = relabscope
         self.made: list[tuple[int, list[int], list[int]]] = []  # (epoch, ids, new labels) it relabelled
         self.train_embeddings: dict[int, torch.Tensor] = {}  # id -> backbone output, latest training pass
         self.seen: dict[int, list[int]] = {}  # epoch -> training ids this process trained on
@@ -40,12 +40,13 @@ class TinyNet(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, _, ids = batch
-        labels = self.relabscope.labels(ids)
+        relabscope = RelabscopeCallback.of(self.trainer)
+        labels = relabscope.labels(ids)
         emb = self.backbone(x)
         logits = self.head(emb)
         relabel_ids, new = relabel_rule(ids, logits, labels, self.current_epoch)
         if len(relabel_ids):
-            self.relabscope.relabel(relabel_ids, new)
+            relabscope.relabel(relabel_ids, new)
             self.made.append((self.current_epoch, relabel_ids.tolist(), new.tolist()))
         self.seen.setdefault(self.current_epoch, []).extend(ids.tolist())
         for i, e in zip(ids.tolist(), emb.detach()):
@@ -77,7 +78,7 @@ def fit(log: Path, epochs: int, *, devices: int = 1, strategy: str = "auto", ckp
     callback = RelabscopeCallback(log, data.y_train, data.y_test, class_names=["a", "b", "c"],
                                   embedding_layer="backbone", clean_labels=data.clean, metadata={"method": "tiny"},
                                   **(callback_options or {}))
-    model = TinyNet(callback)
+    model = TinyNet()
     callbacks: list[pl.Callback] = [callback, *(extra_callbacks or [])]
     if checkpoints is not None:
         callbacks.append(pl.callbacks.ModelCheckpoint(checkpoints, filename="{epoch}", save_top_k=-1))

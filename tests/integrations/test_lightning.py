@@ -3,6 +3,8 @@ and embedded, and every analysis reads it; a checkpoint resumes the log."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,8 @@ import torch
 pl = pytest.importorskip("lightning.pytorch")
 
 import relabscope as rs  # noqa: E402
-from relabscope.errors import RunDirError  # noqa: E402
+from relabscope.errors import RelabscopeError, RunDirError  # noqa: E402
+from relabscope.integrations.lightning import RelabscopeCallback  # noqa: E402
 from tests.integrations.lightning_run import fit  # noqa: E402
 from tests.integrations.tiny import K, make_data  # noqa: E402
 
@@ -145,3 +148,15 @@ def test_a_fresh_fit_refuses_an_existing_log(tmp_path) -> None:
         fit(log, 1)
     with rs.open_run(log) as run:  # untouched, closed as finished
         assert run.num_epochs == 1 and run.status == "finished"
+
+
+def test_the_module_reaches_its_callback_through_the_trainer(trained, tmp_path) -> None:
+    """``RelabscopeCallback.of(self.trainer)`` is how TinyNet (tests/integrations/lightning_run.py,
+    a module that never receives the callback) read labels and relabelled in every test
+    above; a trainer without the callback, or with two, is one line."""
+    _, model, callback = trained
+    assert RelabscopeCallback.of(model.trainer) is callback
+    with pytest.raises(RelabscopeError, match="the trainer has no RelabscopeCallback"):
+        RelabscopeCallback.of(pl.Trainer(callbacks=[], logger=False, enable_checkpointing=False))
+    with pytest.raises(RelabscopeError, match="has 2 RelabscopeCallbacks"):  # Lightning itself refuses two
+        RelabscopeCallback.of(SimpleNamespace(callbacks=[callback, callback]))

@@ -245,7 +245,7 @@ def test_cli_report_draws_every_view_but_gradcam(logs, tmp_path) -> None:
 
 # ---------------------------------------------------------------------- Grad-CAM
 def _gradcam(run, ids, logs: Logs, **options):
-    return run.gradcam(ids, model=lambda: TinyNet(None), weights=logs.weights, layer="backbone.0", image_size=8,
+    return run.gradcam(ids, model=TinyNet, weights=logs.weights, layer="backbone.0", image_size=8,
                        transform=_as_input, **options)
 
 
