@@ -275,14 +275,17 @@ class RunCapture:
         return None
 
     # ------------------------------------------------------------------ the loop's calls
-    def labels(self, sample_ids: ArrayLike | None = None) -> torch.Tensor:
-        """The labels in effect: of ``sample_ids`` (training positions; on their device),
-        or of every training sample (a copy)."""
+    def labels(self, sample_ids: ArrayLike | None = None, phase: Phase = "train") -> torch.Tensor:
+        """The labels in effect of training ``sample_ids`` (positions in ``train_labels``;
+        on their device), or of every training sample (a copy); with ``phase="test"``, the
+        given labels of test (validation) samples, which relabelling never changes."""
+        if phase not in ("train", "test"):
+            raise DataError(f"phase must be 'train' or 'test', not {phase!r}")
         if sample_ids is None:
-            return self._relabelling.current.clone()
+            return (self._relabelling.current if phase == "train" else self._test_labels).clone()
         ids = torch.as_tensor(sample_ids)
         self._state_on(ids.device)
-        return self._relabelling[ids.long()]
+        return self._relabelling[ids.long()] if phase == "train" else self._test_labels[ids.long()]
 
     def relabel(self, sample_ids: ArrayLike, new_labels: ArrayLike, probs: ArrayLike | None = None) -> None:
         """Give training samples of the batch being trained new labels: the one call a

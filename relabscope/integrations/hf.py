@@ -126,13 +126,29 @@ class RelabscopeTrainerCallback(TrainerCallback):
         self._epochs = 0  # the Trainer's epochs, for "keep the last epoch's embeddings"
 
     # ------------------------------------------------------------------ for the method
-    def labels(self, sample_ids: ArrayLike | None = None) -> torch.Tensor:
-        """The labels in effect of training ``sample_ids`` (on their device), or of all."""
-        return self.capture.labels(sample_ids)
+    def labels(self, sample_ids: ArrayLike | None = None, phase: Phase | None = None) -> torch.Tensor:
+        """The labels of ``sample_ids`` (on their device) in ``phase``: "train", the labels
+        in effect of training samples; "test", the given labels of evaluation samples
+        (positions in ``test_labels``). By default the model's mode says which, so
+        ``compute_loss`` reads the right ones in training and in evaluation alike (the
+        Trainer evaluates in eval mode, and calls ``compute_loss`` then too). Without ids:
+        every training sample's label in effect, unless ``phase="test"``."""
+        if phase is None:
+            phase = "train" if sample_ids is None or self._training() else "test"
+        return self.capture.labels(sample_ids, phase=phase)
 
     def relabel(self, sample_ids: ArrayLike, new_labels: ArrayLike, probs: ArrayLike | None = None) -> None:
         """New labels for samples of the current training batch (``RunCapture.relabel``);
-        they take effect from the next batch."""
+        they take effect from the next batch.
+
+        Raises:
+            RelabscopeError: called while the model evaluates (``compute_loss`` runs in
+                ``trainer.evaluate()`` too: guard the rule with ``if model.training:``).
+        """
+        if not self._training():
+            raise RelabscopeError("RelabscopeTrainerCallback.relabel() during evaluation: the Trainer calls "
+                                  "compute_loss for evaluation batches too, whose ids are evaluation samples; "
+                                  "relabel only when model.training is True")
         self.capture.relabel(sample_ids, new_labels, probs)
 
     # ------------------------------------------------------------------ the Trainer's events
@@ -233,6 +249,11 @@ class RelabscopeTrainerCallback(TrainerCallback):
             self.capture.log(*batch, phase="test")
 
     # ------------------------------------------------------------------ helpers
+    def _training(self) -> bool:
+        """Whether the model trains now (the Trainer evaluates and predicts in eval mode);
+        True before the callback has met the model."""
+        return self._model is None or bool(self._model.training)
+
     def _resume(self, args: TrainingArguments, state: TrainerState) -> None:
         """Load the state saved with the checkpoint the Trainer resumed from."""
         folder = _checkpoint_folder(args, state)

@@ -35,15 +35,19 @@ class Items(torch.utils.data.Dataset):
 class RelabellingTrainer(transformers.Trainer):
     """A relabelling method: decides from the outputs in compute_loss, reports relabel()."""
 
-    def __init__(self, *args, relabscope: RelabscopeTrainerCallback, **kwargs) -> None:
+    def __init__(self, *args, relabscope: RelabscopeTrainerCallback, guarded: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.relabscope = relabscope
+        self.guarded = guarded  # the rule runs only when model.training (as the docs show)
         self.made: list[tuple[int, list[int], list[int]]] = []
         self.loss_gaps: list[tuple[float, float]] = []  # |loss - CE(labels in effect)|, |loss - CE(given)|
+        self.eval_labels: list[bool] = []  # in evaluation: labels(ids) == the batch's given labels
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
-        if model.training:
+        if not model.training:
+            self.eval_labels.append(torch.equal(self.relabscope.labels(inputs["sample_id"]), inputs["labels"]))
+        if model.training or not self.guarded:
             ids, given = inputs["sample_id"], inputs["labels"]
             effect = self.relabscope.labels(ids)
             if (effect != given).any():
@@ -57,7 +61,7 @@ class RelabellingTrainer(transformers.Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def _train(tmp_path, remove_unused_columns: bool = False, epochs: int = EPOCHS, **arguments):
+def _train(tmp_path, remove_unused_columns: bool = False, epochs: int = EPOCHS, guarded: bool = True, **arguments):
     data = make_data(size=16, channels=3)
     config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
                                     image_size=16, patch_size=4, num_channels=3, num_labels=K)
@@ -72,7 +76,7 @@ def _train(tmp_path, remove_unused_columns: bool = False, epochs: int = EPOCHS, 
            "dataloader_num_workers": 0, "remove_unused_columns": remove_unused_columns, "seed": 0, **arguments})
     trainer = RelabellingTrainer(model=model, args=args, train_dataset=Items(data.x_train, data.y_train),
                                  eval_dataset=Items(data.x_test, data.y_test), callbacks=[callback],
-                                 relabscope=callback)
+                                 relabscope=callback, guarded=guarded)
     return trainer, callback, data
 
 
@@ -101,6 +105,19 @@ def test_trainer_run_logs_relabels_labels_in_effect_and_classifier_inputs(tmp_pa
     # the model's own loss trained on the labels in effect, not on the batch's given labels
     assert trainer.loss_gaps and all(effect < 1e-5 < given for effect, given in trainer.loss_gaps)
     assert "eval_loss" in trainer.evaluate()  # the sample_id column still works after training
+
+
+def test_evaluation_between_epochs_reads_evaluation_labels_and_refuses_relabels(tmp_path) -> None:
+    """The Trainer calls compute_loss in evaluation too (eval mode, evaluation samples'
+    ids): labels(ids) there are those samples' given labels, not training labels; a rule
+    that relabels without checking model.training is stopped in one line at the first
+    evaluation where it would relabel, not at a later training batch with a misleading one."""
+    trainer, _, _ = _train(tmp_path / "guarded", epochs=2)
+    trainer.train()
+    assert len(trainer.eval_labels) >= 2 * 3 and all(trainer.eval_labels)  # 48 eval samples: 3 batches per evaluation
+    trainer, _, _ = _train(tmp_path / "unguarded", epochs=2, guarded=False)
+    with pytest.raises(RelabscopeError, match=r"relabel\(\) during evaluation.*relabel only when model.training"):
+        trainer.train()
 
 
 def test_trainer_without_remove_unused_columns_false_is_refused(tmp_path) -> None:
