@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from relabscope.analysis.user_model import USER_IMAGE_SIZE, ModelArg, Transform, load_user_model, ready_for_gradcam
+from relabscope.analysis.user_model import (USER_IMAGE_SIZE, ModelArg, Transform, load_user_model, ready_for_gradcam,
+                                            stored_normalization)
 from relabscope.config import from_stored
 from relabscope.data import load_dataset
 from relabscope.data.augment import normalize, to_model_input
@@ -124,7 +125,8 @@ def run_gradcam(
     explain, e.g. "backbone.layer4" or "features.7"). Its forward may return the logits,
     a tuple whose first item they are, or an object with ``.logits`` (Hugging Face).
     ``transform`` turns the float images (B x 3 x S x S, 0..255) into the model's input
-    (default: ImageNet normalisation, as relabscope trains).
+    (default: the normalisation the run recorded, ``RunCapture(normalize=...)``, else
+    ImageNet's, as relabscope trains).
 
     Raises RunDirError when the checkpoint or the images cannot be found, RelabscopeError
     for a model, weights file or layer that cannot be used, ValueError for sample ids or
@@ -149,6 +151,7 @@ def run_gradcam(
     else:
         forward, target_layer = load_user_model(model, weights, layer)
         size = stored = int(image_size or run.config.get("image_size") or USER_IMAGE_SIZE)
+        transform = transform or stored_normalization(run.config)
     dev = torch.device(device)
     forward.to(dev)
     uint8 = load_images(run, ids, image_size=stored)

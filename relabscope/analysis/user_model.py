@@ -92,6 +92,22 @@ def ready_for_gradcam(module: nn.Module) -> nn.Module:
     return module
 
 
+def stored_normalization(config: dict[str, Any]) -> Transform | None:
+    """The input normalisation a run's config records (``RunCapture(normalize=(mean,
+    std))``: 0..1 units, as torchvision's ``Normalize``) as a transform of float images
+    0..255; None when it records none."""
+    spec = config.get("normalize")
+    if not spec:
+        return None
+    mean = torch.tensor(spec["mean"], dtype=torch.float32).view(1, -1, 1, 1) * 255
+    std = torch.tensor(spec["std"], dtype=torch.float32).view(1, -1, 1, 1) * 255
+
+    def transform(pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels - mean.to(pixels.device)) / std.to(pixels.device)
+
+    return transform
+
+
 def load_weights(module: nn.Module, path: Path) -> None:
     """Load a state-dict file strictly (a Lightning checkpoint's ``state_dict`` too)."""
     state = read_weights_file(path)

@@ -55,7 +55,7 @@ import platform
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, Sequence, Union
+from typing import Any, Iterable, Literal, Mapping, Sequence, TypedDict, Union
 
 import numpy as np
 import torch
@@ -76,6 +76,24 @@ from relabscope.training.relabelling import Relabelling
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[int]]
 EmbeddingIO = Literal["output", "input"]
 Phase = Literal["train", "test"]
+
+
+class CaptureOptions(TypedDict, total=False):
+    """:class:`RunCapture`'s keyword arguments, which the Lightning and transformers
+    callbacks take as they are (documented there)."""
+
+    class_names: Iterable[str] | None
+    keys: Iterable[str] | None
+    clean_labels: ArrayLike | None
+    images: ImagesArg | None
+    embed_every: int
+    config: Mapping[str, Any] | None
+    metadata: Mapping[str, Any] | None
+    guards: str | None
+    relabel_threshold: float | None
+    relabel_from_epoch: int | None
+    image_size: int | None
+    normalize: tuple[Sequence[float], Sequence[float]] | None
 
 
 def sample_table(
@@ -142,9 +160,23 @@ class RunCapture:
             values: ``"floor=0.5"``, ``"hysteresis=1"``, ``"agree"``, joined with ``+``
             (``"floor=0.5+agree"``); None or ``"none"``: every relabel stands. Their
             settings (``relabel_floor``, ...) join ``config``.
+        relabel_threshold: the margin ``p_max - p_label`` above which your rule
+            relabels; the consistency view's control group (samples whose margin fell
+            just below it) needs it (stored as ``config["delta"]``, SCN's name). Without
+            it the view takes the smallest margin among the logged relabels.
+        relabel_from_epoch: the first epoch your rule may relabel in, counted from 0 like
+            every epoch in a log and its views (stored as ``config["relabel_epoch"]``,
+            which counts from 1 as ``relabscope train --relabel-epoch`` does). Without it
+            the views take the first epoch with a relabel.
+        image_size: the side length of your model's input: Grad-CAM resizes the images to
+            it (stored as ``config["image_size"]``; without it, 224).
+        normalize: ``(mean, std)`` per channel, in 0..1 units as torchvision's
+            ``Normalize`` takes them: your model's input normalisation, which Grad-CAM
+            applies (stored as ``config["normalize"]``; without it, ImageNet's).
 
     Raises:
-        DataError: labels or keys that do not fit together.
+        DataError: labels or keys that do not fit together, a view setting out of range,
+            or one that ``config`` gives otherwise.
         RelabscopeError: a ``guards`` value that is not one.
     """
 
@@ -162,6 +194,10 @@ class RunCapture:
         config: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
         guards: str | None = None,
+        relabel_threshold: float | None = None,
+        relabel_from_epoch: int | None = None,
+        image_size: int | None = None,
+        normalize: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
         path = Path(path)
         self.path = path if path.suffix == ".h5" else path / LOG_NAME
@@ -178,6 +214,9 @@ class RunCapture:
         self.config = dict(config or {})
         if self._guard_names:
             self.config.update(dataclasses.asdict(self.guard_settings))
+        self.config.update(view_settings(self.config, relabel_threshold=relabel_threshold,
+                                         relabel_from_epoch=relabel_from_epoch, image_size=image_size,
+                                         normalize=normalize))
         self.metadata = dict(metadata or {})
         #: the next epoch ``end_epoch`` commits
         self.epoch = 0
@@ -627,6 +666,38 @@ def _first_tensor(value: Any) -> torch.Tensor | None:
     if isinstance(value, Mapping) and value:
         return _first_tensor(next(iter(value.values())))
     return None
+
+
+def view_settings(config: Mapping[str, Any], *, relabel_threshold: float | None = None,
+                  relabel_from_epoch: int | None = None, image_size: int | None = None,
+                  normalize: tuple[Sequence[float], Sequence[float]] | None = None) -> dict[str, Any]:
+    """The config entries the views read, from RunCapture's first-class arguments (see
+    :class:`RunCapture`): ``delta``, ``relabel_epoch`` (1-based), ``image_size``,
+    ``normalize`` ({"mean": [...], "std": [...]}). One line for a value out of range or one
+    that ``config`` already gives otherwise."""
+    out: dict[str, Any] = {}
+    if relabel_threshold is not None:
+        if not 0 <= float(relabel_threshold) <= 1:
+            raise DataError(f"relabel_threshold must be a probability margin in [0, 1], got {relabel_threshold!r}")
+        out["delta"] = float(relabel_threshold)
+    if relabel_from_epoch is not None:
+        if int(relabel_from_epoch) < 0:
+            raise DataError(f"relabel_from_epoch counts from 0, got {relabel_from_epoch!r}")
+        out["relabel_epoch"] = int(relabel_from_epoch) + 1
+    if image_size is not None:
+        if int(image_size) < 1:
+            raise DataError(f"image_size must be a positive number of pixels, got {image_size!r}")
+        out["image_size"] = int(image_size)
+    if normalize is not None:
+        mean, std = ([float(v) for v in part] for part in normalize)
+        if len(mean) != len(std) or not mean or min(std) <= 0:
+            raise DataError(f"normalize: (mean, std) with one value per channel and std > 0, got {normalize!r}")
+        out["normalize"] = {"mean": mean, "std": std}
+    clash = [k for k, v in out.items() if k in config and config[k] != v]
+    if clash:
+        raise DataError(f"config[{clash[0]!r}] = {config[clash[0]]!r} but the argument gives {out[clash[0]]!r}: "
+                        "give it once")
+    return out
 
 
 def _class_ids(values: ArrayLike, name: str, unknown_ok: bool = False) -> np.ndarray:

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
@@ -54,8 +54,10 @@ except ImportError as exc:
 
 from relabscope.atomic import atomic_write
 from relabscope.errors import RelabscopeError
-from relabscope.integrations.capture import ArrayLike, EmbeddingIO, Phase, RunCapture
-from relabscope.runlog.images import ImagesArg
+from relabscope.integrations.capture import ArrayLike, CaptureOptions, EmbeddingIO, Phase, RunCapture
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack of TypedDict keywords: Python 3.12
 
 #: the callback's state in each checkpoint folder the Trainer saves
 STATE_FILE = "relabscope.pt"
@@ -72,21 +74,19 @@ class RelabscopeTrainerCallback(TrainerCallback):
             unless the Trainer resumes from a checkpoint of this run (module docstring).
         train_labels: ``(n_train,)`` the given label of each training sample.
         test_labels: ``(n_test,)`` the given label of each evaluation sample.
-        class_names: names by class id.
         embedding_layer: dotted name of the layer whose input (or output) is the
             embedding, in the model.
         embedding_io: "input" or "output" of that layer.
         id_key: the batch key holding the sample ids.
         replace_labels: train on the labels in effect (the batch's ``labels`` replaced
             by them); False leaves the batch's labels alone (only logging).
-        keys: one name per sample, train then evaluation (image paths let the views show
-            the pixels).
-        clean_labels: true labels when known, for the training samples or train then test.
-        images: where the pixels are, recorded in the log (``RunLogWriter.create``).
-        embed_every: keep embeddings every this many epochs (and the last).
-        config: settings stored in the log.
-        metadata: attributes of the log's ``meta`` group (``method``, ``dataset``, ...).
-        guards: relabel guards on ``relabel`` (``RunCapture``'s: ``"floor=0.5+agree"``).
+        **options: :class:`~relabscope.integrations.capture.RunCapture`'s keyword
+            arguments, as they are: ``class_names``, ``keys`` (one name per sample, train
+            then evaluation), ``clean_labels``, ``images`` (where the pixels are),
+            ``embed_every``, ``config``, ``metadata``, ``guards`` (``"floor=0.5+agree"``),
+            and what the views need to know of your method and model:
+            ``relabel_threshold``, ``relabel_from_epoch`` (0-based), ``image_size``,
+            ``normalize`` (docs/integrations.md, "What each view needs").
     """
 
     def __init__(
@@ -95,23 +95,14 @@ class RelabscopeTrainerCallback(TrainerCallback):
         train_labels: ArrayLike,
         test_labels: ArrayLike | None = None,
         *,
-        class_names: Iterable[str] | None = None,
         embedding_layer: str = "classifier",
         embedding_io: EmbeddingIO = "input",
         id_key: str = "sample_id",
         replace_labels: bool = True,
-        keys: Iterable[str] | None = None,
-        clean_labels: ArrayLike | None = None,
-        images: ImagesArg | None = None,
-        embed_every: int = 1,
-        config: Mapping[str, Any] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        guards: str | None = None,
+        **options: Unpack[CaptureOptions],
     ) -> None:
-        self.capture = RunCapture(path, train_labels, test_labels, class_names=class_names, keys=keys,
-                                  clean_labels=clean_labels, images=images, embed_every=embed_every,
-                                  config=config, metadata={"framework": "transformers", **(metadata or {})},
-                                  guards=guards)
+        options["metadata"] = {"framework": "transformers", **(options.get("metadata") or {})}
+        self.capture = RunCapture(path, train_labels, test_labels, **options)
         self.embedding_layer = embedding_layer
         self.embedding_io = embedding_io
         self.id_key = id_key

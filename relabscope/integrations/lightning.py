@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
@@ -41,8 +41,10 @@ except ImportError as exc:
                       f"({exc})") from exc
 
 from relabscope.errors import RelabscopeError
-from relabscope.integrations.capture import ArrayLike, EmbeddingIO, Phase, RunCapture
-from relabscope.runlog.images import ImagesArg
+from relabscope.integrations.capture import ArrayLike, CaptureOptions, EmbeddingIO, Phase, RunCapture
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack of TypedDict keywords: Python 3.12
 
 
 class RelabscopeCallback(pl.Callback):
@@ -61,18 +63,16 @@ class RelabscopeCallback(pl.Callback):
             unless the fit resumes from a checkpoint of the run that wrote it.
         train_labels: ``(n_train,)`` the given label of each training sample.
         test_labels: ``(n_test,)`` the given label of each validation sample.
-        class_names: names by class id.
         embedding_layer: dotted name of the layer whose output (or input) is the
             embedding, in the LightningModule ("backbone", "model.head").
         embedding_io: "output" or "input" of that layer.
-        keys: one name per sample, train then validation (image paths let the views show
-            the pixels).
-        clean_labels: true labels when known, for the training samples or train then test.
-        images: where the pixels are, recorded in the log (``RunLogWriter.create``).
-        embed_every: keep embeddings every this many epochs (and the last).
-        config: settings stored in the log.
-        metadata: attributes of the log's ``meta`` group (``method``, ``dataset``, ...).
-        guards: relabel guards on ``relabel`` (``RunCapture``'s: ``"floor=0.5+agree"``).
+        **options: :class:`~relabscope.integrations.capture.RunCapture`'s keyword
+            arguments, as they are: ``class_names``, ``keys`` (one name per sample, train
+            then validation), ``clean_labels``, ``images`` (where the pixels are),
+            ``embed_every``, ``config``, ``metadata``, ``guards`` (``"floor=0.5+agree"``),
+            and what the views need to know of your method and model:
+            ``relabel_threshold``, ``relabel_from_epoch`` (0-based), ``image_size``,
+            ``normalize`` (docs/integrations.md, "What each view needs").
 
     Example:
         >>> import relabscope.integrations.lightning as rl
@@ -87,21 +87,12 @@ class RelabscopeCallback(pl.Callback):
         train_labels: ArrayLike,
         test_labels: ArrayLike | None = None,
         *,
-        class_names: Iterable[str] | None = None,
         embedding_layer: str | None = None,
         embedding_io: EmbeddingIO = "output",
-        keys: Iterable[str] | None = None,
-        clean_labels: ArrayLike | None = None,
-        images: ImagesArg | None = None,
-        embed_every: int = 1,
-        config: Mapping[str, Any] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        guards: str | None = None,
+        **options: Unpack[CaptureOptions],
     ) -> None:
-        self.capture = RunCapture(path, train_labels, test_labels, class_names=class_names, keys=keys,
-                                  clean_labels=clean_labels, images=images, embed_every=embed_every,
-                                  config=config, metadata={"framework": "lightning", **(metadata or {})},
-                                  guards=guards)
+        options["metadata"] = {"framework": "lightning", **(options.get("metadata") or {})}
+        self.capture = RunCapture(path, train_labels, test_labels, **options)
         self.embedding_layer = embedding_layer
         self.embedding_io = embedding_io
         self._logging = False

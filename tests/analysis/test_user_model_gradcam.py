@@ -129,3 +129,26 @@ def test_the_module_given_is_left_as_it_was_and_still_trains(user_run):
     opt.step()
     assert not torch.equal(before["head.weight"], net.state_dict()["head.weight"])
     assert torch.equal(before["features.0.weight"], net.state_dict()["features.0.weight"])
+
+
+def test_grad_cam_applies_the_normalisation_the_run_recorded(tmp_path, user_run):
+    """A run logged with RunCapture(normalize=(mean, std)) is explained through that
+    normalisation without a transform= (ImageNet's otherwise)."""
+    _, net, images, _ = user_run
+    mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
+    samples = rs.SampleTable(key=[f"s{i}" for i in range(N)], split=[0] * 6 + [1, 1], given_label=[0, 1, 2] * 2 + [0, 1])
+    with rs.RunLogWriter.create(tmp_path / "normed", samples, ["a", "b", "c"], embed_dim=4,
+                                images=tmp_path / "images.npy", config={"normalize": {"mean": mean, "std": std}}) as log:
+        log.log_batch(np.arange(6), samples.given_label[:6], np.zeros((6, 3)), np.zeros((6, 4)))
+        log.end_epoch()
+
+    def by_hand(pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+    with rs.open_run(tmp_path / "normed") as run:
+        stored = run.gradcam([0, 1], model=net, layer="features.2", image_size=SIZE)
+        explicit = run.gradcam([0, 1], model=net, layer="features.2", image_size=SIZE, transform=by_hand)
+        imagenet = run.gradcam([0, 1], model=net, layer="features.2", image_size=SIZE, transform=normalize)
+    np.testing.assert_allclose(stored.heatmaps, explicit.heatmaps, atol=1e-5)
+    np.testing.assert_allclose(stored.probabilities, explicit.probabilities, atol=1e-5)
+    assert not np.allclose(stored.probabilities, imagenet.probabilities, atol=1e-4)
