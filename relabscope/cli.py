@@ -29,6 +29,7 @@ from relabscope.config import SPECS, read_toml, resolve
 from relabscope.data.labelstudio import RESOLVE
 from relabscope.errors import RelabscopeError
 from relabscope.methods import default_sweep
+from relabscope.models.spec import ModelSpec
 from relabscope.rundir import holds_run
 from relabscope.runlog.check import check_log
 from relabscope.runlog.images import image_source
@@ -332,6 +333,34 @@ def _sweep_per_gpu(gpus: list[str]) -> list[str]:
     return [f"the sweep process on GPU {gpu} exited with {code}" for gpu, code in codes if code != 0]
 
 
+def _model_options(f: Any) -> Any:
+    """``--model``, ``--weights``, ``--layer``, ``--transform``: the model Grad-CAM explains
+    for runs of a model relabscope did not build (a callback's or RunCapture's)."""
+    f = click.option("--transform", metavar="MODULE:FN",
+                     help="With --model: turns float images 0..255 into the model's input (default: the "
+                          "normalisation the run recorded, else ImageNet's).")(f)
+    f = click.option("--layer", metavar="NAME", help="With --model: the layer Grad-CAM explains (backbone.layer4).")(f)
+    f = click.option("--weights", type=click.Path(dir_okay=False, path_type=str), metavar="FILE",
+                     help="With --model: a state-dict file (a Lightning .ckpt too) loaded into the built model.")(f)
+    f = click.option("--model", "factory", metavar="MODULE:FACTORY",
+                     help="For runs of your own model (logged by a callback or RunCapture): the function (or class) "
+                          "that builds it, imported from the current folder or the installed packages; without it "
+                          "Grad-CAM uses the factory the run recorded, or says it is not available.")(f)
+    return f
+
+
+def _model_spec(factory: str | None, weights: str | None, layer: str | None, transform: str | None) -> ModelSpec | None:
+    """The ModelSpec of ``--model`` and its options (None without ``--model``); the factory
+    and transform are imported here, so a wrong path stops the command in one line."""
+    if factory is None:
+        if weights or layer or transform:
+            raise RelabscopeError("--weights, --layer and --transform go with --model MODULE:FACTORY")
+        return None
+    spec = ModelSpec(factory, weights, layer, transform)
+    spec.gradcam_options(Path.cwd())
+    return spec
+
+
 @main.command(context_settings={"show_default": False})
 @click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN2] | SWEEP", type=click.Path(path_type=str))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
@@ -340,7 +369,8 @@ def _sweep_per_gpu(gpus: list[str]) -> list[str]:
 @click.option("--images", "images", multiple=True, metavar="SOURCE",
               help="Where the runs' images are, for logs that record none: a folder (keys are relative paths), "
                    "a .npy/.npz array or a .txt list of paths; once for every run or once per RUN, in order.")
-def report(runs: tuple[str, ...], out: str, png: bool, images: tuple[str, ...]) -> None:
+@_model_options
+def report(runs: tuple[str, ...], out: str, png: bool, images: tuple[str, ...], **model: str | None) -> None:
     """Write every view of a run (or of two runs, plus comparisons) as HTML, PNG and tables.
 
     Given a sweep folder, writes the sweep's noise table and its figures instead.
@@ -359,7 +389,7 @@ def report(runs: tuple[str, ...], out: str, png: bool, images: tuple[str, ...]) 
                               f"for {len(runs)}")
     sources = list(images) * len(runs) if len(images) == 1 else list(images)
     opened = [Run(path, images=sources[i] if sources else None) for i, path in enumerate(runs)]
-    index = write_report(opened, out, png=png, log=lambda line: click.echo(line, err=True))
+    index = write_report(opened, out, png=png, model=_model_spec(**model), log=lambda line: click.echo(line, err=True))
     click.echo(str(index))
 
 
@@ -440,16 +470,17 @@ def _serve_options(f: Any) -> Any:
     f = click.option("--host", default="127.0.0.1", show_default=True,
                      help="Address to bind; 0.0.0.0 makes the dashboard reachable from other machines (decisions "
                           "then need --auth or --auth-file).")(f)
-    return f
+    return _model_options(f)
 
 
 def _serve(roots: list[str], *, host: str, port: int, auth: str | None, auth_file: str | None,
-           allow_hosts: tuple[str, ...], max_points: int, page: str = "", images: tuple[str, ...] = ()) -> None:
+           allow_hosts: tuple[str, ...], max_points: int, page: str = "", images: tuple[str, ...] = (),
+           **model: str | None) -> None:
     from relabscope.dashboard.app import serve as run_server
 
     run_server(roots, host=host, port=port, auth=auth, auth_file=auth_file, allow_hosts=allow_hosts, page=page,
                max_points=max_points or None, log=lambda line: click.echo(line, err=True),
-               images=_image_options(images))
+               images=_image_options(images), model=_model_spec(**model))
 
 
 def _image_options(values: tuple[str, ...]) -> dict[str, Any]:

@@ -41,6 +41,12 @@ class WriteError(RunDirError):
     before the failed write are kept."""
 
 
+class NotApplicable(RelabscopeError):
+    """A view that cannot apply to this run, and what would make it apply (Grad-CAM of a
+    model relabscope did not build, without the model): the report lists it as not
+    applicable and the dashboard's card says why, never as a failure."""
+
+
 class DivergedError(RelabscopeError):
     """Training produced a non-finite loss; the last good checkpoint and log are kept."""
 

@@ -56,6 +56,7 @@ from relabscope.analysis.run import Run
 from relabscope.atomic import write_atomic
 from relabscope.diskspace import disk_full, is_disk_full
 from relabscope.errors import LogDamagedError, RunDirError
+from relabscope.models.spec import ModelSpec
 from relabscope.plot import figure_note, select_flipflopping
 from relabscope.sweep import accuracy_table, read_manifest, relabel_table, sweep_results, sweep_table
 
@@ -176,8 +177,9 @@ class _Report:
 # ==================================================================== public entry point
 def write_report(runs: Sequence[Run | str | Path] | Run | str | Path, out_dir: str | Path, *,
                  png: bool | Iterable[str] = True, top: int = 20, samples: int = 3, gradcam_samples: int = 4,
-                 projection: ProjectionMethod | None = "umap",
-                 max_points: int = 2000, strict: bool = False, log: Callable[[str], None] | None = None) -> Path:
+                 projection: ProjectionMethod | None = "umap", max_points: int = 2000,
+                 model: ModelSpec | None = None, strict: bool = False,
+                 log: Callable[[str], None] | None = None) -> Path:
     """Write every view of one run, or of two runs plus comparison views, into ``out_dir``
     and return the path of its ``index.html``.
 
@@ -186,7 +188,9 @@ def write_report(runs: Sequence[Run | str | Path] | Run | str | Path, out_dir: s
     ``top``: samples in the flip-flop bars; ``samples``: samples that get their own distance
     bars, label timeline and probability trace (the most flip-flopping ones); ``gradcam_samples``
     for the Grad-CAM grid; ``projection``: "umap", "tsne", "pca" or None (no embedding map) of the
-    last kept embedding epoch, at most ``max_points`` points. ``log`` receives one line per
+    last kept embedding epoch, at most ``max_points`` points. ``model``: the model
+    Grad-CAM explains for runs of a model relabscope did not build (without it, the one the
+    run recorded; else Grad-CAM is listed as not available). ``log`` receives one line per
     failed view or skipped export.
     """
     started = time.perf_counter()
@@ -200,7 +204,8 @@ def write_report(runs: Sequence[Run | str | Path] | Run | str | Path, out_dir: s
 
     for run, slug in zip(opened, slugs):
         _run_views(rep, run, slug, png=png, top=top, samples=samples, gradcam_samples=gradcam_samples,
-                   projection=projection, max_points=max_points)
+                   projection=projection, max_points=max_points,
+                   model=model if model is not None and not run.trained_by_relabscope else None)
     if len(opened) == 2:
         _comparison_views(rep, opened, png=png)
     rep.write_pngs()
@@ -302,7 +307,7 @@ def open_for_report(path: str | Path) -> Run:
 
 # ==================================================================== the views
 def _run_views(rep: _Report, run: Run, slug: str, *, png: Any, top: int, samples: int, gradcam_samples: int,
-               projection: ProjectionMethod | None, max_points: int) -> None:
+               projection: ProjectionMethod | None, max_points: int, model: ModelSpec | None = None) -> None:
     sec = slug
     relabels = run.relabels_at_all
     clean_known = run.clean_labels is not None
@@ -377,7 +382,7 @@ def _run_views(rep: _Report, run: Run, slug: str, *, png: Any, top: int, samples
             rep.figure(sec, slug, "projection_flipflops", lambda: plot.projection(
                 run, method=projection, max_points=max_points, color="flipflops"), png=png)
     if gradcam_samples and chosen:
-        rep.figure(sec, slug, "gradcam", lambda: plot.gradcam(run, chosen[:gradcam_samples]), png=png,
+        rep.figure(sec, slug, "gradcam", lambda: plot.gradcam(run, chosen[:gradcam_samples], model=model), png=png,
                    describe=why)
 
     # dynamics and noise

@@ -28,10 +28,12 @@ from relabscope.analysis import dynamics as _dynamics
 from relabscope.analysis import flipflops as _flipflops
 from relabscope.analysis import review as _review
 from relabscope.analysis import suspects as _suspects
+from relabscope.models.spec import NO_MODEL, ModelSpec
 from relabscope.analysis.projection import LANDMARKS, project_run
 from relabscope.data.corrections import labels_fingerprint
 from relabscope.data.journal import CorrectionJournal, Decision, decision_keys
-from relabscope.errors import RunDirError
+from relabscope.errors import NotApplicable, RunDirError
+from relabscope.methods import METHODS
 from relabscope.runlog.images import ImageSource, ImageSourceError, ImagesArg, image_source, outside
 from relabscope.runlog.reader import RunLogReader
 from relabscope.runlog.schema import EMBED_SOURCES, SPLIT_CODES
@@ -141,6 +143,13 @@ class Run:
             LogDamagedError: the log is damaged.
         """
         self.log.touch()
+
+    @property
+    def trained_by_relabscope(self) -> bool:
+        """Whether ``relabscope train`` wrote the run, so its checkpoint holds the model;
+        a run logged by a callback or ``RunCapture`` is of the user's own model."""
+        meta = self.meta
+        return meta.get("writer") != "capture" and "framework" not in meta and meta.get("method") in METHODS
 
     @property
     def relabels_at_all(self) -> bool:
@@ -817,17 +826,29 @@ class Run:
             label: the class to explain per sample: "given", "effect" (after the last
                 epoch's relabels), "clean", or one class id for all.
             **options: ``device``, ``batch_size``, ``image_size``; for a model of your
-                own (a run relabscope did not train) ``model``, ``weights``, ``layer`` and
-                ``transform`` (see ``relabscope.analysis.gradcam.run_gradcam``).
+                own (a run relabscope did not train) ``model`` (a module, a factory, or a
+                :class:`~relabscope.models.spec.ModelSpec`), ``weights``, ``layer``
+                and ``transform`` (see ``relabscope.analysis.gradcam.run_gradcam``);
+                without ``model``, the one the run recorded (``RunCapture(model_factory=)``).
 
         Returns:
             Heat maps, images, overlays, the explained labels and the probabilities.
 
         Raises:
+            NotApplicable: a run of a model of your own, and no model named or recorded.
             RunDirError: the checkpoint or the images cannot be found.
         """
         from relabscope.analysis.gradcam import run_gradcam  # torch and captum: loaded for Grad-CAM only
 
+        spec = options.pop("model", None)
+        if spec is None and not self.trained_by_relabscope:
+            spec = ModelSpec.from_config(self.config)
+            if spec is None:
+                raise NotApplicable(NO_MODEL)
+        if isinstance(spec, ModelSpec):
+            options = {**spec.gradcam_options(), **{k: v for k, v in options.items() if v is not None}}
+        elif spec is not None:
+            options["model"] = spec
         return run_gradcam(self, list(sample_ids), label=label, **options)
 
     @property

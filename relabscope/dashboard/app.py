@@ -30,6 +30,7 @@ from relabscope.dashboard.images import register_route
 from relabscope.dashboard.inputs import parse_search
 from relabscope.dashboard.registry import RunRegistry, RunUnavailable
 from relabscope.dashboard.security import is_loopback
+from relabscope.models.spec import ModelSpec
 from relabscope.dashboard.users import Users
 from relabscope.errors import RelabscopeError
 
@@ -112,7 +113,8 @@ def create_app(roots: Iterable[str | os.PathLike] | str | os.PathLike = ("runs",
                auth: tuple[str, str] | str | None = None, auth_file: str | os.PathLike | None = None,
                host: str | None = None, allow_hosts: Iterable[str] = (), refresh_seconds: float = 5.0,
                max_points: int | None = MAP_POINTS, rescan_seconds: float = 5.0,
-               url_base_pathname: str | None = None, images: Mapping[str, ImagesArg] | None = None) -> dash.Dash:
+               url_base_pathname: str | None = None, images: Mapping[str, ImagesArg] | None = None,
+               model: ModelSpec | None = None) -> dash.Dash:
     """The dashboard over every run found under ``roots``.
 
     ``auth``: ("user", "password") or "user:password", or ``auth_file``: an htpasswd-style
@@ -124,7 +126,8 @@ def create_app(roots: Iterable[str | os.PathLike] | str | os.PathLike = ("runs",
     (0: never). ``max_points``: cap of points in embedding maps (None: every training
     sample; WebGL draws 287,651 of them, the UMAP of that many takes minutes on 2 cores).
     ``images``: run id -> image source for runs whose log records none (key "": every such
-    run; see ``RunRegistry``).
+    run; see ``RunRegistry``). ``model``: the model Grad-CAM explains for runs of a model
+    relabscope did not build (``--model``; a run's recorded ``model_factory`` otherwise).
     """
     if isinstance(roots, (str, os.PathLike)):
         roots = [roots]
@@ -140,7 +143,7 @@ def create_app(roots: Iterable[str | os.PathLike] | str | os.PathLike = ("runs",
                     **kwargs)
     app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + _CSS + "</style>")
     ctx = Context(registry, prefix=app.config.requests_pathname_prefix, refresh_seconds=refresh_seconds,
-                  max_points=max_points)
+                  max_points=max_points, model=model)
     app.relabscope = ctx  # type: ignore[attr-defined]  # the app's context, for tests and embedding
     server = app.server
     security.install(server, security.Security(host, users, security.allowed_hosts(allow_hosts)))
@@ -265,7 +268,7 @@ def _register_shell(app: dash.Dash, ctx: Context) -> None:
 def serve(roots: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", port: int = 8050,
           auth: tuple[str, str] | str | None = None, auth_file: str | os.PathLike | None = None,
           allow_hosts: Iterable[str] = (), page: str = "", max_points: int | None = MAP_POINTS,
-          log=print, images: Mapping[str, ImagesArg] | None = None) -> None:
+          log=print, images: Mapping[str, ImagesArg] | None = None, model: ModelSpec | None = None) -> None:
     """Serve the dashboard on waitress, a production WSGI server, until Ctrl-C.
 
     Waitress rather than Flask's development server: that one warns every user not to use
@@ -278,7 +281,7 @@ def serve(roots: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", port: 
     if auth is None and auth_file is None:
         auth, auth_file = os.environ.get(AUTH_ENV) or None, os.environ.get(AUTH_FILE_ENV) or None
     app = create_app(roots, auth=auth, auth_file=auth_file, host=host, allow_hosts=allow_hosts,
-                     max_points=max_points, images=images)
+                     max_points=max_points, images=images, model=model)
     registry = app.relabscope.registry
     signed = auth or auth_file
     if not is_loopback(host):

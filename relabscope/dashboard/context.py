@@ -19,12 +19,15 @@ from relabscope.analysis.run import LabelKind, Run
 from relabscope.dashboard.cache import Background, Memo
 from relabscope.dashboard.images import SIZES, ImageStore, image_url
 from relabscope.dashboard.registry import RunRegistry
+from relabscope.models.spec import ModelSpec
 
 
 class Context:
     def __init__(self, registry: RunRegistry, *, prefix: str = "/", refresh_seconds: float = 5.0,
-                 max_points: int | None = MAP_POINTS):
+                 max_points: int | None = MAP_POINTS, model: ModelSpec | None = None):
         self.registry = registry
+        #: the model Grad-CAM explains for runs of a model relabscope did not build (``--model``)
+        self.model = model
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.refresh_seconds = refresh_seconds
         self.max_points = max_points
@@ -73,7 +76,8 @@ class Context:
     def gradcam(self, run_id: str, sample_id: int, label: LabelKind) -> Any:
         run = self.run(run_id)
         key = (run_id, id(run), run.num_epochs, int(sample_id), label)
-        return self.gradcams.get(key, lambda: run.gradcam([int(sample_id)], label=label))
+        model = self.model if self.model is not None and not run.trained_by_relabscope else None
+        return self.gradcams.get(key, lambda: run.gradcam([int(sample_id)], label=label, model=model))
 
     def has_gradcam(self, run_id: str, sample_id: int, label: str) -> bool:
         run = self.run(run_id)

@@ -18,9 +18,10 @@ from dash import Input, Output, State, dcc, html, no_update
 
 from relabscope import plot
 from relabscope.dashboard import ids
-from relabscope.dashboard.components import error_card, fmt, frame_table, graph, note_card, safe
+from relabscope.dashboard.components import describe_error, error_card, fmt, frame_table, graph, note_card, safe
 from relabscope.dashboard.context import Context
 from relabscope.dashboard.inputs import class_name, parse_choice, parse_epochs, parse_sample, parse_search
+from relabscope.errors import NotApplicable
 from relabscope.plot import select_flipflopping
 
 PATH = "sample"
@@ -167,5 +168,9 @@ def register(app, ctx: Context) -> None:
         if not clicks and not cached:
             return html.Div("Grad-CAM reloads the run's final model; press the button to compute it.",
                             className="muted")
-        return safe(lambda: graph(gradcam_figure(ctx, run_id, sid)),
-                    "Grad-CAM not available")
+        try:
+            return graph(gradcam_figure(ctx, run_id, sid))
+        except NotApplicable as exc:  # a model of the user's, not named: what to do, not an error
+            return note_card(str(exc))
+        except Exception as exc:
+            return error_card(describe_error(exc), "Grad-CAM not available")

@@ -63,6 +63,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from relabscope import __version__
+from relabscope.models.spec import ModelSpec
 from relabscope.errors import DataError, RelabscopeError, RunDirError
 from relabscope.methods.guards import NONE, guard_settings, guards_on, parse_guard
 from relabscope.methods.settings import RelabelGuardSettings
@@ -94,6 +95,8 @@ class CaptureOptions(TypedDict, total=False):
     relabel_from_epoch: int | None
     image_size: int | None
     normalize: tuple[Sequence[float], Sequence[float]] | None
+    model_factory: str | None
+    cam_layer: str | None
 
 
 def sample_table(
@@ -173,6 +176,10 @@ class RunCapture:
         normalize: ``(mean, std)`` per channel, in 0..1 units as torchvision's
             ``Normalize`` takes them: your model's input normalisation, which Grad-CAM
             applies (stored as ``config["normalize"]``; without it, ImageNet's).
+        model_factory: ``"module:function"`` that builds your model (a class works too),
+            so every later report and dashboard can show Grad-CAM without being told
+            (stored as ``config["model"]``; weights: the factory's, or ``--weights``).
+        cam_layer: the layer Grad-CAM explains, dotted ("backbone.layer4").
 
     Raises:
         DataError: labels or keys that do not fit together, a view setting out of range,
@@ -198,6 +205,8 @@ class RunCapture:
         relabel_from_epoch: int | None = None,
         image_size: int | None = None,
         normalize: tuple[Sequence[float], Sequence[float]] | None = None,
+        model_factory: str | None = None,
+        cam_layer: str | None = None,
     ) -> None:
         path = Path(path)
         self.path = path if path.suffix == ".h5" else path / LOG_NAME
@@ -216,7 +225,7 @@ class RunCapture:
             self.config.update(dataclasses.asdict(self.guard_settings))
         self.config.update(view_settings(self.config, relabel_threshold=relabel_threshold,
                                          relabel_from_epoch=relabel_from_epoch, image_size=image_size,
-                                         normalize=normalize))
+                                         normalize=normalize, model_factory=model_factory, cam_layer=cam_layer))
         self.metadata = dict(metadata or {})
         #: the next epoch ``end_epoch`` commits
         self.epoch = 0
@@ -670,12 +679,20 @@ def _first_tensor(value: Any) -> torch.Tensor | None:
 
 def view_settings(config: Mapping[str, Any], *, relabel_threshold: float | None = None,
                   relabel_from_epoch: int | None = None, image_size: int | None = None,
-                  normalize: tuple[Sequence[float], Sequence[float]] | None = None) -> dict[str, Any]:
+                  normalize: tuple[Sequence[float], Sequence[float]] | None = None,
+                  model_factory: str | None = None, cam_layer: str | None = None) -> dict[str, Any]:
     """The config entries the views read, from RunCapture's first-class arguments (see
     :class:`RunCapture`): ``delta``, ``relabel_epoch`` (1-based), ``image_size``,
-    ``normalize`` ({"mean": [...], "std": [...]}). One line for a value out of range or one
-    that ``config`` already gives otherwise."""
+    ``normalize`` ({"mean": [...], "std": [...]}), ``model`` ({"factory", "layer"}). One
+    line for a value out of range or one that ``config`` already gives otherwise."""
     out: dict[str, Any] = {}
+    if cam_layer is not None and model_factory is None:
+        raise DataError("cam_layer names a layer of the model_factory's model: give model_factory too")
+    if model_factory is not None:
+        try:
+            out["model"] = ModelSpec(model_factory, layer=cam_layer).to_config()
+        except RelabscopeError as exc:
+            raise DataError(str(exc)) from None
     if relabel_threshold is not None:
         if not 0 <= float(relabel_threshold) <= 1:
             raise DataError(f"relabel_threshold must be a probability margin in [0, 1], got {relabel_threshold!r}")
@@ -731,6 +748,7 @@ def _default_metadata(samples: SampleTable, world_size: int) -> dict[str, Any]:
         "platform": platform.platform(),
         "dataset": "custom",
         "method": "custom",
+        "writer": "capture",  # a model of the user's: the views ask for it instead of a checkpoint
         "num_train": train,
         "num_test": len(samples) - train,
         "world_size": world_size,

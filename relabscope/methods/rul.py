@@ -105,7 +105,7 @@ class RUL(Method):
         super().__init__(num_classes, cfg)
         self.backbone = build_backbone(cfg.backbone, cfg.image_size)
         if not self.backbone.spatial:
-            raise self.backbone.no_feature_map(f"method {self.name} (its uncertainty heads)")
+            raise self.backbone.no_feature_map(f"method {cfg.method} (its uncertainty heads)")
         channels, h, w = self.backbone.feature_map_shape(cfg.image_size)
         self.mu_head = UncertaintyHead(channels, h * w)
         self.logvar_head = UncertaintyHead(channels, h * w)

@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from relabscope.errors import NotApplicable
 from relabscope.plot._style import finish, note_figure, title
 from relabscope.plot.relabelling import select_flipflopping
 
@@ -25,10 +26,12 @@ def gradcam(run: Run, sample_ids: Iterable[int] | None = None, *, top: int = 4, 
         run: the run.
         sample_ids: the samples; default: the ``top`` most flip-flopping training samples.
         top: how many samples by default.
-        **options: passed to ``Run.gradcam`` (e.g. image_size, device).
+        **options: passed to ``Run.gradcam`` (e.g. image_size, device, and for a model
+            of your own ``model``: a module, a factory or a ``ModelSpec``).
 
     Returns:
-        The figure (a note when no sample was relabelled).
+        The figure (a note when no sample was relabelled, or when the run is of a model
+        of your own and none was named or recorded).
     """
     head = title("Grad-CAM: given label vs label in effect", run.name)
     if sample_ids is None:
@@ -37,7 +40,10 @@ def gradcam(run: Run, sample_ids: Iterable[int] | None = None, *, top: int = 4, 
             return note_figure("no sample was relabelled" if run.relabels_at_all else
                                f"{run.method} never relabels", head)
     ids = [int(i) for i in sample_ids]
-    given = run.gradcam(ids, label="given", **options)
+    try:
+        given = run.gradcam(ids, label="given", **options)
+    except NotApplicable as exc:
+        return note_figure(str(exc), head)
     effect = run.gradcam(ids, label="effect", **options)
     return gradcam_figure(
         given.images, given.overlays, effect.overlays, sample_ids=ids, given_labels=given.labels,

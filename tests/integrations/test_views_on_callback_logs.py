@@ -3,9 +3,9 @@ image included), ``relabscope report`` and Grad-CAM of the user's own model.
 
 Two logs of the same training, images in a folder of PNG files whose relative paths are
 the sample keys: one records the folder, the other records none and gets it when served
-(``images={"": folder}``) or reported (``--images``). Only Grad-CAM without a model of the
-user's needs what such a log lacks, relabscope's checkpoint: the report lists it as the one
-view that failed, saying so in one line, and the sample page's button answers the same.
+(``images={"": folder}``) or reported (``--images``). Grad-CAM needs the user's model: given
+(``--model``, ``serve``'s too) it draws; without it the report lists Grad-CAM as not
+available and why, never as failed, and the sample page's card says the same.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ pytest.importorskip("lightning.pytorch")
 from PIL import Image  # noqa: E402
 
 import relabscope as rs  # noqa: E402
-from relabscope.errors import RunDirError  # noqa: E402
+from relabscope.errors import NotApplicable  # noqa: E402
+from relabscope.models.spec import ModelSpec  # noqa: E402
 from tests.integrations.lightning_run import TinyNet, fit  # noqa: E402
 from tests.integrations.tiny import TinyData, make_data  # noqa: E402
 
@@ -72,8 +73,8 @@ def logs(tmp_path_factory) -> Logs:
                          _as_input(torch.from_numpy(test)), data.y_test)
     recorded, bare = root / "with-folder" / "tiny", root / "without" / "tiny"
     model, _, _ = fit(recorded, EPOCHS, data=quantised, checkpoints=root / "ckpt",
-                      callback_options={"keys": keys, "images": folder})
-    fit(bare, EPOCHS, data=quantised, callback_options={"keys": keys})
+                      callback_options={"keys": keys, "images": folder, "image_size": 8})
+    fit(bare, EPOCHS, data=quantised, callback_options={"keys": keys, "image_size": 8})
     return Logs(folder, pixels, recorded, bare, root / "ckpt" / f"epoch={EPOCHS - 1}.ckpt", model)
 
 
@@ -192,39 +193,62 @@ def test_a_log_without_images_served_without_them_has_no_image(logs) -> None:
     assert client.get(f"/_relabscope/image?run=tiny&sample=5&size={THUMB}").status_code == 404
 
 
-def test_the_gradcam_button_says_in_one_line_that_it_needs_the_checkpoint(logs) -> None:
+def _gradcam_card(app, client):
     from relabscope.dashboard import ids
-    from relabscope.dashboard.harness import dash_call, texts
+    from relabscope.dashboard.harness import dash_call
+
+    return dash_call(app, client, [f"{ids.SM_GRADCAM}.children"],
+                     {f"{ids.SM_GRADCAM_GO}.n_clicks": 1, f"{ids.SM_ARGS}.data": {"run": "tiny", "sample": 5}})
+
+
+def test_the_gradcam_card_says_what_it_needs_and_draws_with_the_model(logs) -> None:
+    """Without a model: a note saying how to give one (no error card, no exception class,
+    no path); served with ``--model``: the figure."""
+    from relabscope.dashboard.app import create_app
+    from relabscope.dashboard.harness import find, texts
 
     app, client = _served(logs, "recorded")
-    out = dash_call(app, client, [f"{ids.SM_GRADCAM}.children"],
-                    {f"{ids.SM_GRADCAM_GO}.n_clicks": 1, f"{ids.SM_ARGS}.data": {"run": "tiny", "sample": 5}})
-    [card] = _error_cards(out)
-    assert "checkpoint not found (Grad-CAM needs the run's final model; for a model of " in texts(card)
+    out = _gradcam_card(app, client)
+    assert not _error_cards(out)
+    said = texts(out)
+    assert "Grad-CAM is not available for a model relabscope did not build: give --model" in said
+    assert "Error" not in said and str(logs.recorded) not in said
+    spec = ModelSpec("tests.integrations.lightning_run:TinyNet", str(logs.weights), "backbone.0",
+                     "tests.integrations.test_views_on_callback_logs:_as_input")
+    app = create_app([logs.recorded.parent], refresh_seconds=0, host="127.0.0.1", model=spec)
+    out = _gradcam_card(app, app.server.test_client())
+    assert not _error_cards(out) and find(out, lambda c: c.get("type") == "Graph")
 
 
 # ---------------------------------------------------------------------- report
-def test_cli_report_draws_every_view_but_gradcam(logs, tmp_path) -> None:
-    """``relabscope report RUN --images FOLDER`` on the log that records none: every figure
-    and table is written; Grad-CAM alone fails (it reloads relabscope's checkpoint, which
-    a callback's run has not: a model of the user's is passed to ``run.gradcam``), named
-    in one line of the index and one line on stderr."""
+#: TinyNet as the command line names it: its factory, the checkpoint, the layer, the input transform
+MODEL_ARGS = ["--model", "tests.integrations.lightning_run:TinyNet", "--layer", "backbone.0",
+              "--transform", "tests.integrations.test_views_on_callback_logs:_as_input"]
+
+
+def _report(logs: Logs, out: Path, *extra: str):
     from click.testing import CliRunner
 
     from relabscope.cli import main
 
-    out = tmp_path / "report"
     result = CliRunner().invoke(main, ["report", str(logs.bare), "--out", str(out), "--no-png",
-                                       "--images", str(logs.folder)])
+                                       "--images", str(logs.folder), *extra])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().splitlines() == [str(out / "index.html")]
-    warned = result.stderr.strip().splitlines()
-    assert len(warned) == 1 and warned[0].startswith("report: tiny / gradcam failed: RunDirError: ")
-    assert "checkpoint not found (Grad-CAM needs the run's final model; for a model of " in warned[0]
+    return result
 
+
+def test_cli_report_draws_every_view_and_says_what_gradcam_needs(logs, tmp_path) -> None:
+    """``relabscope report RUN --images FOLDER`` on the log that records none: every figure
+    and table is written; Grad-CAM, which needs the user's model, is listed as not
+    available with what to give, and no view failed."""
+    out = tmp_path / "report"
+    result = _report(logs, out)
+    assert result.stderr.strip() == ""
     text = (out / "index.html").read_text()
-    assert re.findall(r"<p class='error'>[^<]*</p>", text) == [
-        "<p class='error'>Views that failed: tiny / gradcam (details below).</p>"]
+    assert "class='error'" not in text and "Views that failed" not in text
+    assert "Grad-CAM is not available for a model relabscope did not build: give --model" in text
+    assert not list((out / "figures").glob("tiny__gradcam*"))
     figures = {p.name.split("__", 1)[1].removesuffix(".html") for p in (out / "figures").glob("tiny__*.html")}
     for view in ("accuracy", "class_accuracy", "confusion", "relabels_per_epoch", "class_counts", "label_flow",
                  "flipflops", "oscillations", "consistency", "consistency_by_lag", "gap_change",
@@ -243,6 +267,39 @@ def test_cli_report_draws_every_view_but_gradcam(logs, tmp_path) -> None:
         assert len(flips) == int(run.train_mask.sum())
 
 
+def test_cli_report_with_the_model_draws_gradcam_as_run_gradcam_does(logs, tmp_path) -> None:
+    from relabscope.report import _chosen_samples
+
+    out = tmp_path / "report"
+    _report(logs, out, *MODEL_ARGS, "--weights", str(logs.weights))
+    drawn = (out / "figures" / "tiny__gradcam.html").read_text()
+    with rs.open_run(logs.bare, images=logs.folder) as run:
+        chosen, _ = _chosen_samples(run, 4)
+        expected = rs.plot.gradcam(run, chosen[:4], model=TinyNet, weights=logs.weights, layer="backbone.0",
+                                   transform=_as_input)
+    arrays = re.findall(r'"bdata":"([^"]+)"', expected.to_json())
+    assert arrays and all(a in drawn for a in arrays)  # the same images and heat maps, byte for byte
+
+
+def test_a_recorded_model_factory_needs_no_model_argument(tmp_path) -> None:
+    """``model_factory=`` on the callback is stored in the log: Grad-CAM finds the model
+    later without being told (here an untrained TinyNet: the factory's own weights)."""
+    data = make_data()
+    fit(tmp_path / "run", 1, data=data, callback_options={
+        "model_factory": "tests.integrations.lightning_run:TinyNet", "cam_layer": "backbone.0", "image_size": 8,
+        "images": _images_npy(tmp_path, data)})
+    with rs.open_run(tmp_path / "run") as run:
+        assert run.config["model"] == {"factory": "tests.integrations.lightning_run:TinyNet", "layer": "backbone.0"}
+        cam = run.gradcam([0, 1], transform=_as_input)
+    assert cam.heatmaps.shape == (2, 8, 8)
+
+
+def _images_npy(folder: Path, data: TinyData) -> Path:
+    path = folder / "images.npy"
+    np.save(path, np.concatenate([_as_pixels(data.x_train), _as_pixels(data.x_test)]))
+    return path
+
+
 # ---------------------------------------------------------------------- Grad-CAM
 def _gradcam(run, ids, logs: Logs, **options):
     return run.gradcam(ids, model=TinyNet, weights=logs.weights, layer="backbone.0", image_size=8,
@@ -254,8 +311,8 @@ def test_gradcam_of_the_users_model_from_its_lightning_checkpoint(logs) -> None:
     with rs.open_run(logs.recorded) as run:
         cam = _gradcam(run, ids, logs, label="effect")
         np.testing.assert_array_equal(cam.labels, run.final_labels()[ids])
-        with pytest.raises(RunDirError, match="checkpoint not found"):
-            run.gradcam(ids)  # without a model: relabscope's own checkpoint, which this run has not
+        with pytest.raises(NotApplicable, match="give --model"):
+            run.gradcam(ids)  # without a model: none recorded, and this run has no relabscope checkpoint
     np.testing.assert_array_equal(cam.images[..., 0], logs.pixels[ids])
     logs.model.eval()
     with torch.no_grad():  # the trained weights, loaded from the checkpoint, on the folder's pixels

@@ -296,6 +296,6 @@ def test_the_demo_resumes_an_unfinished_run_instead_of_replacing_it(tiny_runs, t
         f["status"][0] = 3  # interrupted
     calls: list[dict] = []
     monkeypatch.setattr(demo, "train", lambda config, **kw: calls.append({"config": config, **kw}))
-    monkeypatch.setattr(demo, "METHODS", ("scn",))
+    monkeypatch.setattr(demo, "DEMO_METHODS", ("scn",))
     demo.demo_runs(tmp_path / "demo", noise=0.2, progress=False, log=lambda line: None)
     assert len(calls) == 1 and calls[0]["resume"] == run_dir and not calls[0].get("overwrite")
