@@ -12,7 +12,9 @@ ending in ``@ACTION`` is shot after that action (``ACTIONS``): ``@hover`` rests 
 on a map point until its hover card shows the image, ``@lasso`` lassoes part of the map
 until the image grid below it has loaded, ``@review`` decides the review page's first tiles
 by keyboard (written to that run's corrections: shoot a copy of the runs). A URL ending in
-``#ID`` (before any ``@ACTION``) is shot as that element alone, e.g. one figure's cell::
+``#ID`` (before any ``@ACTION``) is shot as that element alone, e.g. one figure's cell;
+``@gradcam`` presses the sample page's Grad-CAM button (``--model`` serves a model of your
+own for callback runs)::
 
     python docs/screenshots.py runs/guards --out docs/images \
         "guards-vetoes=/?run=scn-guarded#ov-relabels" "guards-class-floor=/?run=scn-guarded#ov-classes"
@@ -37,6 +39,7 @@ from selenium.webdriver.common.keys import Keys
 from werkzeug.serving import make_server
 
 from relabscope.dashboard import create_app, ids
+from relabscope.models.spec import ModelSpec
 
 
 def _free_port() -> int:
@@ -173,19 +176,30 @@ def review_by_keyboard(driver, timeout: float) -> str | None:
     return None
 
 
+def compute_gradcam(driver, timeout: float) -> str | None:
+    """Press the sample page's Grad-CAM button and wait until its card holds a figure or
+    a note (a run of a model of the user's, served without --model)."""
+    driver.find_element("id", ids.SM_GRADCAM_GO).click()
+    _until(driver, "var c = document.getElementById(arguments[0]);"
+                   "return !!(c && (c.querySelector('.js-plotly-plot') || c.querySelector('.note-card')));",
+           timeout, "the Grad-CAM card showed neither a figure nor a note", ids.SM_GRADCAM)
+    return ids.SM_GRADCAM
+
+
 #: ``NAME=/path@ACTION``: what to do on the page before its screenshot; each returns the id
 #: of the element the shot ends below (None: the whole page)
-ACTIONS = {"hover": hover_map_point, "lasso": lasso_map, "review": review_by_keyboard}
+ACTIONS = {"hover": hover_map_point, "lasso": lasso_map, "review": review_by_keyboard, "gradcam": compute_gradcam}
 
 
-def shoot(root: Path, pages: dict[str, str], out: Path, width: int = 1500, timeout: float = 120.0) -> list[Path]:
+def shoot(root: Path, pages: dict[str, str], out: Path, width: int = 1500, timeout: float = 120.0,
+          model: ModelSpec | None = None) -> list[Path]:
     """Save a full-page PNG of each ``name -> URL path`` (``@ACTION`` at its end: taken
     after that action of ``ACTIONS``; ``#ID`` before it: of that element alone) under
     ``out``; returns the files."""
     for name, path in pages.items():
         if "@" in path and path.rsplit("@", 1)[1] not in ACTIONS:
             raise SystemExit(f"{name}: unknown action @{path.rsplit('@', 1)[1]}; actions: {', '.join(ACTIONS)}")
-    app = create_app([root], refresh_seconds=0, host="127.0.0.1")
+    app = create_app([root], refresh_seconds=0, host="127.0.0.1", model=model)
     port = _free_port()
     server = make_server("127.0.0.1", port, app.server, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -233,9 +247,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/images"))
     parser.add_argument("--width", type=int, default=1500)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a page to settle")
+    parser.add_argument("--model", nargs=3, metavar=("FACTORY", "WEIGHTS", "LAYER"),
+                        help="serve with this model for runs of a model relabscope did not build (as serve --model)")
     args = parser.parse_args()
     pages = dict(p.split("=", 1) for p in args.pages)
-    shoot(args.root, pages, args.out, args.width, args.timeout)
+    shoot(args.root, pages, args.out, args.width, args.timeout, ModelSpec(*args.model) if args.model else None)
 
 
 if __name__ == "__main__":
