@@ -72,6 +72,7 @@ from relabscope.runlog.schema import LOG_NAME, SPLIT_CODES, SampleTable
 from relabscope.runlog.writer import RunLogWriter
 from relabscope.training.distributed import World
 from relabscope.training.guards import Proposal
+from relabscope.integrations.figures import EpochFigures
 from relabscope.training.relabelling import Relabelling
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[int]]
@@ -231,6 +232,8 @@ class RunCapture:
         self.epoch = 0
         #: the labels in effect and the guards (the trainer's core, ``training.relabelling``)
         self._relabelling = Relabelling(given[:self.num_train], self.num_classes, self.guard_settings)
+        self._figures = EpochFigures(given[:self.num_train], self.num_classes)
+        self.figures: dict[str, float] = {}
         self._test_labels = given[self.num_train:].clone()
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
         self._positions: torch.Tensor | None = None  # scratch: a training id's row in the batch
@@ -395,6 +398,7 @@ class RunCapture:
             used = self._relabelling[ids]
             if not self._epoch_started:
                 self._relabelling.start_epoch(self._world)
+                self._figures.start(self._relabelling.current)
                 self._epoch_started = True
             self._relabelling.observe(ids, used, emb)
             new, decided = self._apply_relabels(ids, logits, emb)
@@ -432,6 +436,8 @@ class RunCapture:
             raise RelabscopeError(f"{self.path}: RunCapture.end_epoch before open() or after close()")
         self._relabelling.end_epoch(self._world)  # every rank: labels, guard state and vetoes merged
         vetoed, self._epoch_started = self._relabelling.vetoed, False
+        #: the epoch's numbers for a framework's logger (``relabscope.integrations.figures``)
+        self.figures = self._figures.end(self._relabelling.current, vetoed)
         if self._size > 1:
             self._exchange()
         now = time.perf_counter()

@@ -66,6 +66,10 @@ class RelabscopeCallback(pl.Callback):
         embedding_layer: dotted name of the layer whose output (or input) is the
             embedding, in the LightningModule ("backbone", "model.head").
         embedding_io: "output" or "input" of that layer.
+        log_figures: send relabscope's numbers of each epoch (relabels, flip-flops so far,
+            guard vetoes, classes below half their given size:
+            ``relabscope.integrations.figures``) to the trainer's loggers under
+            ``relabscope/``, beside the module's own metrics (default on).
         **options: :class:`~relabscope.integrations.capture.RunCapture`'s keyword
             arguments, as they are: ``class_names``, ``keys`` (one name per sample, train
             then validation), ``clean_labels``, ``images`` (where the pixels are),
@@ -89,8 +93,10 @@ class RelabscopeCallback(pl.Callback):
         *,
         embedding_layer: str | None = None,
         embedding_io: EmbeddingIO = "output",
+        log_figures: bool = True,
         **options: Unpack[CaptureOptions],
     ) -> None:
+        self.log_figures = log_figures
         options["metadata"] = {"framework": "lightning", **(options.get("metadata") or {})}
         self.capture = RunCapture(path, train_labels, test_labels, **options)
         self.embedding_layer = embedding_layer
@@ -208,6 +214,9 @@ class RelabscopeCallback(pl.Callback):
         optimizers = trainer.optimizers
         lr = float(optimizers[0].param_groups[0]["lr"]) if optimizers else float("nan")
         self.capture.end_epoch(lr=lr, save_embeddings=True if last else None)
+        if self.log_figures and trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics({**self.capture.figures, "epoch": epoch}, step=trainer.global_step)
 
     def _log(self, outputs: STEP_OUTPUT, batch: Any, phase: Phase) -> None:
         self.capture.log(self.batch_sample_ids(batch), self.batch_logits(outputs, batch),

@@ -83,7 +83,8 @@ def fit(log: Path, epochs: int, *, devices: int = 1, strategy: str = "auto", ckp
     if checkpoints is not None:
         callbacks.append(pl.callbacks.ModelCheckpoint(checkpoints, filename="{epoch}", save_top_k=-1))
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=devices, strategy=strategy,
-                         callbacks=callbacks, logger=False, enable_checkpointing=checkpoints is not None,
+                         callbacks=callbacks, logger=trainer_options.pop("logger", False),
+                         enable_checkpointing=checkpoints is not None,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=1,
                          **trainer_options)
     train, test = loaders(data)

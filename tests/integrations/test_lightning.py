@@ -3,6 +3,7 @@ and embedded, and every analysis reads it; a checkpoint resumes the log."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -160,3 +161,28 @@ def test_the_module_reaches_its_callback_through_the_trainer(trained, tmp_path) 
         RelabscopeCallback.of(pl.Trainer(callbacks=[], logger=False, enable_checkpointing=False))
     with pytest.raises(RelabscopeError, match="has 2 RelabscopeCallbacks"):  # Lightning itself refuses two
         RelabscopeCallback.of(SimpleNamespace(callbacks=[callback, callback]))
+
+
+def test_relabscopes_numbers_reach_the_trainers_own_logger(tmp_path) -> None:
+    """Each epoch's relabels, flip-flops so far, guard vetoes and classes below half their
+    given size arrive in Lightning's CSVLogger under relabscope/, equal to the log's."""
+    import csv
+
+    epochs = 7  # long enough for samples to return to a label (relabel_rule picks each every 5 epochs)
+    logger = pl.loggers.CSVLogger(tmp_path / "logs", name="tiny")
+    fit(tmp_path / "run.h5", epochs, logger=logger, callback_options={"guards": "floor=0.9"})
+    with open(Path(logger.log_dir) / "metrics.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("relabscope/relabels")]
+    assert [int(float(r["epoch"])) for r in rows] == list(range(epochs))
+    with rs.open_run(tmp_path / "run.h5") as run:
+        events = run.relabel_events()
+        per_epoch = events.groupby("epoch")["sample_id"].nunique().reindex(range(epochs), fill_value=0)
+        assert [float(r["relabscope/relabels"]) for r in rows] == per_epoch.astype(float).tolist()
+        assert float(rows[-1]["relabscope/flipflops"]) == run.flipflops()["flipflops"].sum()
+        vetoes = run.vetoes()
+        by_epoch = vetoes.groupby("epoch")["vetoed"].sum().reindex(range(epochs), fill_value=0)
+        assert [float(r["relabscope/vetoed"]) for r in rows] == by_epoch.astype(float).tolist()
+        counts = run.class_counts()
+        last = counts[counts["epoch"] == run.num_epochs]
+        assert float(rows[-1]["relabscope/classes_below_half"]) == float((2 * last["count"] < last["given"]).sum())
+    assert all(sum(float(r[f"relabscope/{k}"]) for r in rows) > 0 for k in ("relabels", "vetoed", "flipflops"))
