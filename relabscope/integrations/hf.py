@@ -81,12 +81,9 @@ class RelabscopeTrainerCallback(TrainerCallback):
         replace_labels: train on the labels in effect (the batch's ``labels`` replaced
             by them); False leaves the batch's labels alone (only logging).
         **options: :class:`~relabscope.integrations.capture.RunCapture`'s keyword
-            arguments, as they are: ``class_names``, ``keys`` (one name per sample, train
-            then evaluation), ``clean_labels``, ``images`` (where the pixels are),
-            ``embed_every``, ``config``, ``metadata``, ``guards`` (``"floor=0.5+agree"``),
-            and what the views need to know of your method and model:
-            ``relabel_threshold``, ``relabel_from_epoch`` (0-based), ``image_size``,
-            ``normalize`` (docs/integrations.md, "What each view needs").
+            arguments, as they are (``CaptureOptions``): the samples' names, clean labels
+            and images, ``config``, ``metadata``, ``guards``, and what the views need of
+            your method and model (docs/integrations.md, "What each view needs").
     """
 
     def __init__(

@@ -113,7 +113,7 @@ def check_log(path: str | Path) -> LogCheck:
 def _walk(f: h5py.File, result: LogCheck) -> None:
     found = result.damage
     try:
-        meta = dict(f["meta"].attrs)
+        dict(f["meta"].attrs)  # the attributes every reader needs, read through once
         status = int(f["status"][0])
         result.status = next((k for k, v in schema.STATUS.items() if v == status), f"code {status}")
         n = result.epochs = int(f["epochs/done"].shape[0])
@@ -191,7 +191,7 @@ def _relabels(f: h5py.File, n: int, found: list[Damage]) -> None:
 def _embeddings(f: h5py.File, n: int, found: list[Damage]) -> None:
     try:
         which = f["embeddings/epoch"][:]
-        data = f["embeddings/data"]
+        f["embeddings/data"]  # its header: the rows are read one by one below
     except hdf5.HDF5_ERRORS as exc:
         found.append(Damage("embeddings/epoch", 0, hdf5.describe(exc)))
         return
