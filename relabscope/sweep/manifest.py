@@ -19,9 +19,11 @@ trains them.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import tomli_w
 
@@ -32,6 +34,9 @@ from relabscope.methods.guards import GUARD_SETTINGS, NONE
 from relabscope.sweep.guards import guard_suffix, reads_guards
 
 SWEEP_FILE = "sweep.toml"
+#: held (``flock``) while a process reads and rewrites the manifest: sweeps started together
+#: (``--gpus``, several terminals) grow one grid instead of racing on an empty folder
+MANIFEST_LOCK = SWEEP_FILE + ".lock"
 # Settings that decide a cell, not the shared setting; the CLI's sweep options set them
 # (the guard settings through --guards).
 GRID_KEYS = ("method", "noise", "seed", "out", *GUARD_SETTINGS.values())
@@ -98,28 +103,52 @@ def manifest_cells(out: str | Path) -> list[Cell]:
 
 def write_manifest(out: Path, methods: list[str], noise: list[float], seeds: list[int], settings: dict,
                    guards: Iterable[str] = (NONE,)) -> None:
-    """Create ``sweep.toml``, or grow the grid of an existing one with the same settings."""
+    """Create ``sweep.toml``, or grow the grid of an existing one with the same settings.
+
+    Processes that start one sweep together take turns (``MANIFEST_LOCK``), so each sees
+    the manifest the one before it wrote and the grid is the union of what they asked for.
+    """
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not is_sweep(out):
-        raise RunDirError(f"{out}: folder is not empty and holds no {SWEEP_FILE}; give an empty or new --out")
-    if is_sweep(out):
-        old = read_manifest(out)
-        before, now = what_is_computed(old["settings"]), what_is_computed(settings)
-        if before != now:
-            key = next(k for k in sorted({*before, *now}) if before.get(k) != now.get(k))
-            raise RunDirError(
-                f"{out / SWEEP_FILE}: this sweep was started with other settings ({key}: "
-                f"{old['settings'].get(key)!r} then, {settings.get(key)!r} now); use another --out"
-            )
-        methods = _union(old["methods"], methods)
-        noise = _union([float(p) for p in old["noise"]], noise)
-        seeds = _union(old["seeds"], seeds)
-        guards = _union(old["guards"], guards)
+    _refuse_foreign_folder(out)  # before the lock file is made in someone else's folder
     out.mkdir(parents=True, exist_ok=True)
-    manifest = {"methods": methods, "noise": noise, "seeds": seeds, "guards": list(guards), "settings": settings}
-    with atomic_write(out / SWEEP_FILE) as fh:
-        fh.write(tomli_w.dumps(manifest).encode())
+    with _manifest_lock(out):
+        _refuse_foreign_folder(out)
+        if is_sweep(out):
+            old = read_manifest(out)
+            before, now = what_is_computed(old["settings"]), what_is_computed(settings)
+            if before != now:
+                key = next(k for k in sorted({*before, *now}) if before.get(k) != now.get(k))
+                raise RunDirError(
+                    f"{out / SWEEP_FILE}: this sweep was started with other settings ({key}: "
+                    f"{old['settings'].get(key)!r} then, {settings.get(key)!r} now); use another --out"
+                )
+            methods = _union(old["methods"], methods)
+            noise = _union([float(p) for p in old["noise"]], noise)
+            seeds = _union(old["seeds"], seeds)
+            guards = _union(old["guards"], guards)
+        manifest = {"methods": methods, "noise": noise, "seeds": seeds, "guards": list(guards), "settings": settings}
+        with atomic_write(out / SWEEP_FILE) as fh:
+            fh.write(tomli_w.dumps(manifest).encode())
+
+
+def _refuse_foreign_folder(out: Path) -> None:
+    """Refuse a folder holding files but no manifest (the manifest's own lock and temporary
+    files, ``sweep.toml.*``, are those of a sweep starting there)."""
+    if out.is_dir() and not is_sweep(out) and any(not p.name.startswith(SWEEP_FILE) for p in out.iterdir()):
+        raise RunDirError(f"{out}: folder is not empty and holds no {SWEEP_FILE}; give an empty or new --out")
+
+
+@contextlib.contextmanager
+def _manifest_lock(out: Path) -> Iterator[None]:
+    """Hold the sweep folder's manifest lock (blocking: the holder only reads and writes a
+    small file)."""
+    with open(out / MANIFEST_LOCK, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def what_is_computed(settings: dict) -> dict:

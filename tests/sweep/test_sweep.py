@@ -4,6 +4,9 @@ runs' own (mean and sample std over seeds)."""
 
 from __future__ import annotations
 
+import multiprocessing
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +18,7 @@ from relabscope.errors import DivergedError, RelabscopeError, RunDirError
 from relabscope.methods import METHODS, default_sweep
 from relabscope.sweep import (accuracy_table, is_sweep, read_manifest, relabel_table, run_sweep, sweep_results,
                               sweep_table, write_tables)
-from relabscope.sweep.manifest import cells
+from relabscope.sweep.manifest import cells, write_manifest
 from relabscope.training.hooks import Hook
 from tests.conftest import TINY, scratch
 
@@ -258,3 +261,24 @@ def test_report_of_a_sweep_folder(sweep_dir, tmp_path) -> None:
         assert (out / "figures" / f"{name}.html").is_file()
     assert pd.read_csv(out / "tables" / "sweep__numbers.csv").shape[0] == len(ALL) * 2
     assert "Every method at noise 30%, seed 0" in index
+
+
+def _grow(out: str, method: str, start) -> None:
+    start.wait(timeout=60)
+    write_manifest(Path(out), [method], [0.0], [0], {"epochs": 1})
+
+
+def test_sweeps_started_together_grow_one_grid(tmp_path) -> None:
+    """Processes that start one sweep in one new folder at the same moment (``--gpus``,
+    several terminals) never see each other's temporary files as a foreign folder, and the
+    manifest names every method any of them asked for."""
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Barrier(6)
+    methods = [f"m{i}" for i in range(6)]
+    procs = [ctx.Process(target=_grow, args=(str(tmp_path / "sw"), m, start)) for m in methods]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0] * 6
+    assert sorted(read_manifest(tmp_path / "sw")["methods"]) == methods
