@@ -477,7 +477,8 @@ class RunCapture:
         for the last commit, so the log holds them) and the relabel guards' state."""
         self._wait_for_commit()
         core = self._relabelling.state_dict()
-        state: dict[str, Any] = {"labels": core["labels"]["current"], "epochs": self.epoch, "step": self._step}
+        state: dict[str, Any] = {"labels": core["labels"]["current"], "epochs": self.epoch, "step": self._step,
+                                 "figures": self._figures.state_dict()}
         if "guards" in core:
             state["guards"] = core["guards"]
         return state
@@ -505,6 +506,11 @@ class RunCapture:
                                            **({"guards": state["guards"]} if self._guard_names else {})})
         self.epoch = self._resume_epochs = int(state["epochs"])
         self._step = int(state.get("step", 0))
+        if "figures" in state:  # a checkpoint from before figures were kept counts flip-flops anew
+            try:
+                self._figures.load_state_dict(state["figures"])
+            except ValueError as exc:
+                raise DataError(f"checkpoint state: {exc}") from None
 
     # ------------------------------------------------------------------ helpers
     def layer_embeddings(self) -> torch.Tensor | None:

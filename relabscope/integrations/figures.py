@@ -12,6 +12,8 @@ start and its end, on the device, read once per epoch.
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
 import torch.nn.functional as F
 
@@ -20,7 +22,9 @@ PREFIX = "relabscope/"
 
 
 class EpochFigures:
-    """Follows the labels in effect from epoch to epoch (``start`` before, ``end`` after)."""
+    """Follows the labels in effect from epoch to epoch (``start`` before, ``end`` after);
+    its state (labels each sample has held, flip-flops so far) goes into checkpoints, so a
+    resumed run keeps counting where it stopped."""
 
     def __init__(self, given: torch.Tensor, num_classes: int) -> None:
         self.num_classes = num_classes
@@ -46,3 +50,14 @@ class EpochFigures:
         return {PREFIX + "relabels": float(changed.sum()), PREFIX + "flipflops": float(self._flipflops),
                 PREFIX + "vetoed": float(vetoed.sum()) if vetoed is not None else 0.0,
                 PREFIX + "classes_below_half": float(((counts * 2) < self.given_counts).sum())}
+
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"held": self._held.cpu(), "flipflops": self._flipflops}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        held = torch.as_tensor(state["held"]).bool()
+        if held.shape != self._held.shape:
+            raise ValueError(f"flip-flop state for {tuple(held.shape)} samples x classes, this run has "
+                             f"{tuple(self._held.shape)}")
+        self._held, self._flipflops = held, int(state["flipflops"])

@@ -21,9 +21,16 @@ position in its split under ``"sample_id"`` (an int), and
 ``TrainingArguments(remove_unused_columns=False)`` keeps that column in the batches (the
 Trainer drops inputs the model's ``forward`` does not name otherwise).
 
+relabscope's numbers of each epoch (``relabscope.integrations.figures``: relabels, flip-flops
+so far, guard vetoes, classes below half) go into the Trainer's log once the callback knows
+its Trainer, which a Trainer callback is not given: ``callback.attach_to(trainer)`` (or
+``RelabscopeTrainerCallback.of(trainer)`` finding it) makes them go through ``trainer.log``,
+so the log history and every ``report_to`` logger (TensorBoard, W&B, MLflow) get them. A
+callback that only sits in ``Trainer(callbacks=[...])`` puts them in
+``trainer.state.log_history`` alone, and says so once when ``report_to`` names a logger.
+
 Epochs: a training epoch is committed after the evaluation the Trainer runs at its end
-(``eval_strategy="epoch"``), else when the next epoch begins, a checkpoint is saved or
-training ends. A run that stops with an exception leaves the log as a killed run does: the
+(``eval_strategy="epoch"``), else at its end. A run that stops with an exception leaves the log as a killed run does: the
 committed epochs, readable, status "running".
 
 Resuming: each checkpoint the Trainer saves gets the callback's state beside it
@@ -40,13 +47,14 @@ never committed, and resuming from it is refused in one line. The checkpoint mus
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
 try:
-    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+    from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
     from transformers.utils.generic import ModelOutput
 except ImportError as exc:
@@ -80,6 +88,8 @@ class RelabscopeTrainerCallback(TrainerCallback):
         id_key: the batch key holding the sample ids.
         replace_labels: train on the labels in effect (the batch's ``labels`` replaced
             by them); False leaves the batch's labels alone (only logging).
+        log_figures: put relabscope's numbers of each epoch into the Trainer's log
+            (module docstring) under ``relabscope/``.
         **options: :class:`~relabscope.integrations.capture.RunCapture`'s keyword
             arguments, as they are (``CaptureOptions``): the samples' names, clean labels
             and images, ``config``, ``metadata``, ``guards``, and what the views need of
@@ -96,6 +106,7 @@ class RelabscopeTrainerCallback(TrainerCallback):
         embedding_io: EmbeddingIO = "input",
         id_key: str = "sample_id",
         replace_labels: bool = True,
+        log_figures: bool = True,
         **options: Unpack[CaptureOptions],
     ) -> None:
         options["metadata"] = {"framework": "transformers", **(options.get("metadata") or {})}
@@ -104,6 +115,9 @@ class RelabscopeTrainerCallback(TrainerCallback):
         self.embedding_io = embedding_io
         self.id_key = id_key
         self.replace_labels = replace_labels
+        self.log_figures = log_figures
+        self._trainer: Trainer | None = None  # known through attach_to() or of(): the figures go through its log
+        self._said_unbound = False  # warned that report_to loggers miss the figures
         self._model: torch.nn.Module | None = None  # the model the hooks are on
         self._active = False  # inside train(): batches are logged
         self._ids: torch.Tensor | None = None  # the batch in the model's forward pass
@@ -112,6 +126,36 @@ class RelabscopeTrainerCallback(TrainerCallback):
         self._epoch_over = False  # the training epoch ended; its evaluation may follow
         self._trained = False  # a training batch was logged since the last commit
         self._epochs = 0  # the Trainer's epochs, for "keep the last epoch's embeddings"
+
+    # ------------------------------------------------------------------ the Trainer
+    def attach_to(self, trainer: Trainer) -> RelabscopeTrainerCallback:
+        """Join ``trainer``'s callbacks (if not one of them yet) and log relabscope's
+        numbers of each epoch through ``trainer.log``, so its log history and every
+        ``report_to`` logger get them. Returns the callback:
+        ``log = RelabscopeTrainerCallback(...).attach_to(trainer)``."""
+        if self not in trainer.callback_handler.callbacks:
+            trainer.add_callback(self)
+        self._trainer = trainer
+        if trainer.model is not None:
+            self._install(trainer.model)  # evaluate() before train() already meets sample ids
+        return self
+
+    @classmethod
+    def of(cls, trainer: Trainer) -> RelabscopeTrainerCallback:
+        """The trainer's RelabscopeTrainerCallback: how an overridden ``compute_loss``
+        reaches it (``RelabscopeTrainerCallback.of(self)``); the callback then knows its
+        Trainer too (:meth:`attach_to`).
+
+        Raises:
+            RelabscopeError: the trainer has none, or several.
+        """
+        found = [c for c in trainer.callback_handler.callbacks if isinstance(c, cls)]
+        if len(found) != 1:
+            raise RelabscopeError(f"RelabscopeTrainerCallback.of: the trainer has {len(found) or 'no'} "
+                                  f"RelabscopeTrainerCallback{'s' if len(found) > 1 else ''}; pass exactly one "
+                                  "in Trainer(callbacks=[...]) or call attach_to(trainer)")
+        callback: RelabscopeTrainerCallback = found[0]
+        return callback.attach_to(trainer)
 
     # ------------------------------------------------------------------ for the method
     def labels(self, sample_ids: ArrayLike | None = None, phase: Phase | None = None) -> torch.Tensor:
@@ -165,24 +209,26 @@ class RelabscopeTrainerCallback(TrainerCallback):
     def on_epoch_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:
         if self._epoch_over:  # no evaluation after the last epoch
-            self._commit(kwargs.get("optimizer"))
+            self._commit(args, state, kwargs.get("optimizer"))
 
     def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                      **kwargs: Any) -> None:
         self._flush()
         self._epoch_over = True
+        if not control.should_evaluate:  # no evaluation follows at this epoch's end
+            self._commit(args, state, kwargs.get("optimizer"))
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     **kwargs: Any) -> None:
         if self._epoch_over:
-            self._commit(kwargs.get("optimizer"))
+            self._commit(args, state, kwargs.get("optimizer"))
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                 **kwargs: Any) -> None:
         """Put the state beside the checkpoint the Trainer just saved: an ended epoch is
         committed first, so the state names it; inside an epoch the file only says so."""
         if self._epoch_over:
-            self._commit(kwargs.get("optimizer"))
+            self._commit(args, state, kwargs.get("optimizer"))
         if not state.is_world_process_zero:
             return
         folder = _checkpoint_folder(args, state)
@@ -196,7 +242,7 @@ class RelabscopeTrainerCallback(TrainerCallback):
                      **kwargs: Any) -> None:
         self._flush()
         if self._epoch_over:
-            self._commit(kwargs.get("optimizer"))
+            self._commit(args, state, kwargs.get("optimizer"))
         self._active = False
         self.capture.close("finished")
 
@@ -263,11 +309,29 @@ class RelabscopeTrainerCallback(TrainerCallback):
             self.capture.log(*staged, phase="train")
             self._trained = True
 
-    def _commit(self, optimizer: Any) -> None:
+    def _commit(self, args: TrainingArguments, state: TrainerState, optimizer: Any) -> None:
         lr = float(optimizer.param_groups[0]["lr"]) if optimizer is not None else float("nan")
         last = self.capture.epoch + 1 >= self._epochs
         self.capture.end_epoch(lr=lr, save_embeddings=True if last else None)
         self._epoch_over = self._trained = False
+        if self.log_figures:
+            self._log_figures(args, state)
+
+    def _log_figures(self, args: TrainingArguments, state: TrainerState) -> None:
+        """The epoch's numbers into the Trainer's log: through ``Trainer.log`` (history
+        and reporters) when the callback knows its Trainer, else into the history, saying
+        once which ``report_to`` loggers miss them."""
+        figures = dict(self.capture.figures)
+        if self._trainer is not None:
+            self._trainer.log(figures)
+            return
+        state.log_history.append({**figures, "epoch": state.epoch, "step": state.global_step})
+        reporters = [r for r in (args.report_to or []) if r != "none"]
+        if reporters and not self._said_unbound:
+            self._said_unbound = True
+            warnings.warn(f"RelabscopeTrainerCallback: relabscope's numbers reach report_to={reporters} only after "
+                          "callback.attach_to(trainer); until then they are in trainer.state.log_history alone",
+                          stacklevel=2)
 
 
 def _checkpoint_folder(args: TrainingArguments, state: TrainerState) -> Path:

@@ -35,9 +35,8 @@ class Items(torch.utils.data.Dataset):
 class RelabellingTrainer(transformers.Trainer):
     """A relabelling method: decides from the outputs in compute_loss, reports relabel()."""
 
-    def __init__(self, *args, relabscope: RelabscopeTrainerCallback, guarded: bool = True, **kwargs) -> None:
+    def __init__(self, *args, guarded: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.relabscope = relabscope
         self.guarded = guarded  # the rule runs only when model.training (as the docs show)
         self.made: list[tuple[int, list[int], list[int]]] = []
         self.loss_gaps: list[tuple[float, float]] = []  # |loss - CE(labels in effect)|, |loss - CE(given)|
@@ -45,38 +44,40 @@ class RelabellingTrainer(transformers.Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        relabscope = RelabscopeTrainerCallback.of(self)  # as the docs show: no global, no argument
         if not model.training:
-            self.eval_labels.append(torch.equal(self.relabscope.labels(inputs["sample_id"]), inputs["labels"]))
+            self.eval_labels.append(torch.equal(relabscope.labels(inputs["sample_id"]), inputs["labels"]))
         if model.training or not self.guarded:
             ids, given = inputs["sample_id"], inputs["labels"]
-            effect = self.relabscope.labels(ids)
+            effect = relabscope.labels(ids)
             if (effect != given).any():
                 self.loss_gaps.append(((loss - F.cross_entropy(outputs.logits, effect)).abs().item(),
                                        (loss - F.cross_entropy(outputs.logits, given)).abs().item()))
-            epoch = self.relabscope.capture.epoch
+            epoch = relabscope.capture.epoch
             relabel_ids, new = relabel_rule(ids, outputs.logits, effect, epoch)
             if len(relabel_ids):
-                self.relabscope.relabel(relabel_ids, new)
+                relabscope.relabel(relabel_ids, new)
                 self.made.append((epoch, relabel_ids.tolist(), new.tolist()))
         return (loss, outputs) if return_outputs else loss
 
 
-def _train(tmp_path, remove_unused_columns: bool = False, epochs: int = EPOCHS, guarded: bool = True, **arguments):
+def _train(tmp_path, remove_unused_columns: bool = False, epochs: int = EPOCHS, guarded: bool = True,
+           callback_options: dict | None = None, trainer_class: type = RelabellingTrainer, **arguments):
     data = make_data(size=16, channels=3)
     config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
                                     image_size=16, patch_size=4, num_channels=3, num_labels=K)
     torch.manual_seed(0)
     model = transformers.ViTForImageClassification(config)
     callback = RelabscopeTrainerCallback(tmp_path / "run.h5", data.y_train, data.y_test, class_names=["a", "b", "c"],
-                                         clean_labels=data.clean)
+                                         clean_labels=data.clean, **(callback_options or {}))
     args = transformers.TrainingArguments(
         **{"output_dir": str(tmp_path / "out"), "num_train_epochs": epochs, "per_device_train_batch_size": 16,
            "per_device_eval_batch_size": 16, "learning_rate": 1e-3, "eval_strategy": "epoch", "save_strategy": "no",
            "logging_strategy": "no", "report_to": "none", "use_cpu": True, "disable_tqdm": True,
            "dataloader_num_workers": 0, "remove_unused_columns": remove_unused_columns, "seed": 0, **arguments})
-    trainer = RelabellingTrainer(model=model, args=args, train_dataset=Items(data.x_train, data.y_train),
-                                 eval_dataset=Items(data.x_test, data.y_test), callbacks=[callback],
-                                 relabscope=callback, guarded=guarded)
+    extra = {"guarded": guarded} if trainer_class is RelabellingTrainer else {}
+    trainer = trainer_class(model=model, args=args, train_dataset=Items(data.x_train, data.y_train),
+                            eval_dataset=Items(data.x_test, data.y_test), callbacks=[callback], **extra)
     return trainer, callback, data
 
 
@@ -126,11 +127,81 @@ def test_trainer_without_remove_unused_columns_false_is_refused(tmp_path) -> Non
         trainer.train()
 
 
+def _figures(history: list[dict]) -> list[dict]:
+    return [entry for entry in history if "relabscope/relabels" in entry]
+
+
+def _expected_figures(run) -> dict[str, list[float]]:
+    """Each epoch's relabscope numbers, recomputed from the run log."""
+    epochs = range(run.num_epochs)
+    events = run.relabel_events()
+    vetoes = run.vetoes()
+    counts = run.class_counts()
+    last = counts[counts["epoch"] == run.num_epochs]
+    return {"relabels": events.groupby("epoch")["sample_id"].nunique().reindex(epochs, fill_value=0).tolist(),
+            "vetoed": vetoes.groupby("epoch")["vetoed"].sum().reindex(epochs, fill_value=0).tolist(),
+            "flipflops_at_end": float(run.flipflops()["flipflops"].sum()),
+            "classes_below_half_at_end": float((2 * last["count"] < last["given"]).sum())}
+
+
+def test_relabscopes_numbers_reach_the_log_history_and_tensorboard(tmp_path, monkeypatch) -> None:
+    """A callback the Trainer knows (``of(trainer)`` in compute_loss) sends each epoch's
+    numbers through Trainer.log: they are in the log history and in the TensorBoard event
+    file report_to="tensorboard" writes (under HF's train/ prefix), equal to the run log's."""
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))
+    epochs = 7  # long enough for samples to return to a label (relabel_rule picks each every 5 epochs)
+    trainer, _, _ = _train(tmp_path, epochs=epochs, callback_options={"guards": "floor=0.9"},
+                           report_to=["tensorboard"])
+    trainer.train()
+    history = _figures(trainer.state.log_history)
+    assert [entry["epoch"] for entry in history] == [float(e) for e in range(1, epochs + 1)]
+    with rs.open_run(tmp_path / "run.h5") as run:
+        expected = _expected_figures(run)
+    assert [entry["relabscope/relabels"] for entry in history] == expected["relabels"]
+    assert [entry["relabscope/vetoed"] for entry in history] == expected["vetoed"]
+    assert history[-1]["relabscope/flipflops"] == expected["flipflops_at_end"] > 0
+    assert history[-1]["relabscope/classes_below_half"] == expected["classes_below_half_at_end"]
+    assert sum(expected["relabels"]) > 0 and sum(expected["vetoed"]) > 0
+
+    board = event_accumulator.EventAccumulator(str(tmp_path / "tb"))
+    board.Reload()
+    for name in ("relabels", "flipflops", "vetoed", "classes_below_half"):
+        scalars = board.Scalars(f"train/relabscope/{name}")
+        assert [s.value for s in scalars] == [entry[f"relabscope/{name}"] for entry in history]
+        assert [s.step for s in scalars] == [entry["step"] for entry in history]
+
+
+def test_a_callback_the_trainer_does_not_know_fills_the_log_history_and_says_so(tmp_path) -> None:
+    """Only in Trainer(callbacks=[...]) and never reached with of(): the numbers go into the
+    log history alone, and a report_to logger that cannot get them is named once."""
+    pytest.importorskip("tensorboard")
+    trainer, _, _ = _train(tmp_path, epochs=2, trainer_class=transformers.Trainer, report_to=["tensorboard"])
+    with pytest.warns(UserWarning, match=r"reach report_to=\['tensorboard'\] only after callback.attach_to"):
+        trainer.train()
+    history = _figures(trainer.state.log_history)
+    assert [entry["epoch"] for entry in history] == [1.0, 2.0]
+    assert all(entry["relabscope/relabels"] == 0 for entry in history)  # nothing relabels here
+
+
+def test_attach_to_adds_the_callback_once_and_of_finds_exactly_one(tmp_path) -> None:
+    trainer, callback, _ = _train(tmp_path, epochs=1)
+    assert callback.attach_to(trainer) is callback
+    assert trainer.callback_handler.callbacks.count(callback) == 1
+    assert RelabscopeTrainerCallback.of(trainer) is callback
+    trainer.remove_callback(callback)
+    with pytest.raises(RelabscopeError, match="the trainer has no RelabscopeTrainerCallback"):
+        RelabscopeTrainerCallback.of(trainer)
+
+
 def test_resuming_a_trainer_continues_the_log(tmp_path) -> None:
-    """Stopped after two epochs (checkpoints at each epoch's end), resumed from the second
-    for two more: one log of four epochs whose first two are the first run's, training
-    on from the labels in effect the checkpoint kept."""
-    trainer, callback, _ = _train(tmp_path, epochs=2, save_strategy="epoch")
+    """Stopped after seven epochs (checkpoints at each epoch's end), resumed from the last
+    for two more: one log of nine epochs whose first seven are the first run's, training on
+    from the labels in effect the checkpoint kept, and counting flip-flops on from the
+    checkpoint's count and the labels each sample held before the stop (epoch 6 returns
+    samples epoch 1 moved, epochs 7 and 8 those of epochs 2 and 3)."""
+    first, total = 7, 9
+    trainer, callback, _ = _train(tmp_path, epochs=first, save_strategy="epoch")
     trainer.train()
     kept = callback.labels()
     with rs.open_run(tmp_path / "run.h5") as run:
@@ -139,20 +210,26 @@ def test_resuming_a_trainer_continues_the_log(tmp_path) -> None:
     steps = trainer.state.global_step
     assert (tmp_path / "out" / f"checkpoint-{steps}" / "relabscope.pt").is_file()
 
-    trainer, callback, _ = _train(tmp_path, epochs=4, save_strategy="epoch")
+    trainer, callback, _ = _train(tmp_path, epochs=total, save_strategy="epoch")
     seen = []
     original = callback.capture.open
     callback.capture.open = lambda: (seen.append(callback.labels()), original())[1]
     trainer.train(resume_from_checkpoint=str(tmp_path / "out" / f"checkpoint-{steps}"))
     assert torch.equal(seen[0], kept)  # the labels in effect the checkpoint kept
     with rs.open_run(tmp_path / "run.h5") as run:
-        assert run.num_epochs == 4 and run.status == "finished"
+        assert run.num_epochs == total and run.status == "finished"
         events = run.relabel_events()
-        assert events[events["epoch"] < 2].reset_index(drop=True).equals(before)
-        assert set(events["epoch"]) >= {2, 3}  # the resumed epochs relabel too
-        np.testing.assert_array_equal(run.labels()[:2], first_labels)
+        assert events[events["epoch"] < first].reset_index(drop=True).equals(before)
+        assert set(events["epoch"]) >= {first, first + 1}  # the resumed epochs relabel too
+        np.testing.assert_array_equal(run.labels()[:first], first_labels)
         made = sorted((e, i, n) for e, ids, new in trainer.made for i, n in zip(ids, new))
         assert sorted(zip(events["epoch"], events["sample_id"], events["new"]))[len(before):] == made
+        expected = _expected_figures(run)
+    # the history holds every epoch once; the flip-flop count goes on from the checkpoint's
+    history = _figures(trainer.state.log_history)
+    assert [entry["relabscope/relabels"] for entry in history] == expected["relabels"]
+    assert history[first - 1]["relabscope/flipflops"] > 0  # before the stop
+    assert history[-1]["relabscope/flipflops"] == expected["flipflops_at_end"] > history[first - 1]["relabscope/flipflops"]
 
 
 def test_resuming_from_a_checkpoint_inside_an_epoch_is_one_line(tmp_path) -> None:

@@ -186,3 +186,23 @@ def test_relabscopes_numbers_reach_the_trainers_own_logger(tmp_path) -> None:
         last = counts[counts["epoch"] == run.num_epochs]
         assert float(rows[-1]["relabscope/classes_below_half"]) == float((2 * last["count"] < last["given"]).sum())
     assert all(sum(float(r[f"relabscope/{k}"]) for r in rows) > 0 for k in ("relabels", "vetoed", "flipflops"))
+
+
+def test_relabscopes_numbers_reach_a_tensorboard_event_file(tmp_path) -> None:
+    """The same numbers through Lightning's TensorBoardLogger, read back with tensorboard's
+    own event reader: one value per epoch under relabscope/, equal to the CSV logger's."""
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    import csv
+
+    epochs = 3
+    loggers = [pl.loggers.TensorBoardLogger(tmp_path / "tb", name="tiny"),
+               pl.loggers.CSVLogger(tmp_path / "csv", name="tiny")]
+    fit(tmp_path / "run.h5", epochs, logger=loggers)
+    with open(Path(loggers[1].log_dir) / "metrics.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("relabscope/relabels")]
+    board = event_accumulator.EventAccumulator(loggers[0].log_dir)
+    board.Reload()
+    for name in ("relabels", "flipflops", "vetoed", "classes_below_half"):
+        scalars = board.Scalars(f"relabscope/{name}")
+        assert [s.value for s in scalars] == [float(r[f"relabscope/{name}"]) for r in rows]
+    assert sum(s.value for s in board.Scalars("relabscope/relabels")) > 0
