@@ -10,6 +10,13 @@ per-batch records and the commit, which runs in the background); each trial's fi
 is warm-up and not counted. The figure of merit is the ratio of the median epoch times,
 on / off, and what it comes to per training batch.
 
+Where the "on" arm's time goes, measured in the same trials: the training thread's CPU
+time inside the callback's hooks and ``labels()`` per epoch (``thread_time``: what the
+loop waits for), the writer's commit of each epoch (its background thread), and the
+process's CPU time per epoch in both arms (on a machine whose cores training keeps busy,
+the background work costs wall time too). On a small shared machine the wall ratio moves
+by several percent from run to run; the CPU figures move less.
+
     python benchmarks/callback_overhead.py                           # CPU, the defaults
     python benchmarks/callback_overhead.py --device cuda --num-train 50000 --image-size 32 \\
         --batch-size 256                                             # a GPU setting
@@ -66,13 +73,43 @@ class SmallCNN(pl.LightningModule):
 
 
 class EpochClock(pl.Callback):
-    """Host time at the end of each training epoch (placed after the logging callback)."""
+    """Host time and process CPU time at the end of each training epoch (placed after the
+    logging callback)."""
 
     def __init__(self) -> None:
         self.times: list[float] = []
+        self.cpu: list[float] = []
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.times.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+
+
+class TimedCallback(RelabscopeCallback):
+    """RelabscopeCallback that adds up the training thread's CPU time in its hooks and in
+    ``labels()`` (the step's call), per epoch."""
+
+    HOOKS = ("labels", "on_train_batch_end", "on_validation_batch_end", "on_train_epoch_start",
+             "on_train_epoch_end", "on_validation_end")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hook_seconds: list[float] = [0.0]
+        for name in self.HOOKS:
+            setattr(self, name, self._timed(getattr(self, name)))
+
+    def _timed(self, hook: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            start = time.thread_time()
+            try:
+                return hook(*args, **kwargs)
+            finally:
+                self.hook_seconds[-1] += time.thread_time() - start
+        return run
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.hook_seconds.append(0.0)  # before the timed body adds this hook's own time
+        super().on_train_epoch_start(trainer, pl_module)
 
 
 def make_data(n: int, classes: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,17 +144,27 @@ def main() -> None:
         pl.seed_everything(0, verbose=False)
         clock = EpochClock()
         with tempfile.TemporaryDirectory() as tmp:
-            log = RelabscopeCallback(Path(tmp) / "run.h5", y_train, y_test, embedding_layer="backbone") \
+            log = TimedCallback(Path(tmp) / "run.h5", y_train, y_test, embedding_layer="backbone") \
                 if arm == "on" else None
             model = SmallCNN(3, args.classes, args.image_size, log)
             trainer = pl.Trainer(max_epochs=args.epochs, accelerator=args.device, devices=1, logger=False,
                                  enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                                  num_sanity_val_steps=0, callbacks=[*([log] if log else []), clock])
             trainer.fit(model, train, test)
+            if log is not None:  # epoch e's hooks: from its start to the next one's (the first is warm-up)
+                hooks["on"] += log.hook_seconds[2:]
+                commits["on"] += log.capture._writer.commit_seconds[1:]  # type: ignore[union-attr]
+        cpu[arm] += [b - a for a, b in zip(clock.cpu, clock.cpu[1:])]
         return [b - a for a, b in zip(clock.times, clock.times[1:])]
 
     arms = ["off", "on"]
     times: dict[str, list[float]] = {arm: [] for arm in arms}
+    cpu: dict[str, list[float]] = {arm: [] for arm in arms}
+    hooks: dict[str, list[float]] = {"on": []}
+    commits: dict[str, list[float]] = {"on": []}
+
+    def med_ms(values: list[float]) -> float | None:
+        return statistics.median(values) * 1e3 if values else None
 
     def summary(trials: int, complete: bool) -> dict[str, Any]:
         med = {arm: statistics.median(t) if t else None for arm, t in times.items()}
@@ -140,6 +187,16 @@ def main() -> None:
             "median_epoch_off_s": off,
             "ratio_on_off": on / off if on and off else None,
             "overhead_ms_per_train_batch": (on - off) / batches * 1e3 if on and off else None,
+            "cpu_epoch_seconds": cpu,
+            "median_cpu_epoch_ms": {arm: med_ms(values) for arm, values in cpu.items()},
+            "cpu_ratio_on_off": statistics.median(cpu["on"]) / statistics.median(cpu["off"])
+            if cpu["on"] and cpu["off"] else None,
+            "where_on_arm_time_goes": {
+                "training_thread_in_callback_ms_per_epoch": med_ms(hooks["on"]),
+                "training_thread_in_callback_ms_per_train_batch": (med_ms(hooks["on"]) or 0) / batches
+                if hooks["on"] else None,
+                "writer_commit_ms_per_epoch": med_ms(commits["on"]),
+            },
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(args.out) as fh:
@@ -165,6 +222,13 @@ def main() -> None:
     print(f"ratio on/off: {ratio:.3f}, {per_batch:.2f} ms per training batch  ({args.device}, {args.num_train} train + "
           f"{args.num_test} val images, {args.image_size}px, batch {args.batch_size}, {batches} batches/epoch, "
           f"{args.epochs - 1} timed epochs x {args.repeats} trials per arm)")
+    where = result["where_on_arm_time_goes"]
+    if where["training_thread_in_callback_ms_per_epoch"] is not None:
+        print(f"process CPU per epoch: on {result['median_cpu_epoch_ms']['on']:.0f} ms, off "
+              f"{result['median_cpu_epoch_ms']['off']:.0f} ms (ratio {result['cpu_ratio_on_off']:.3f}); the callback's "
+              f"hooks on the training thread {where['training_thread_in_callback_ms_per_epoch']:.1f} ms per epoch "
+              f"({where['training_thread_in_callback_ms_per_train_batch']:.2f} ms per training batch), the writer's "
+              f"commit {where['writer_commit_ms_per_epoch']:.1f} ms per epoch (background)")
     print(f"wrote {args.out}")
 
 

@@ -13,7 +13,7 @@
 #
 #   step        limit  what, and how its data is sized so each figure is steady state
 #   setup         15   nvidia-smi, versions, the training stack imports (machine.log)
-#   throughput   255   benchmarks/throughput.py: the SCN reference pipeline in fp32 and bf16,
+#   throughput   235   benchmarks/throughput.py: the SCN reference pipeline in fp32 and bf16,
 #                      `relabscope train` in fp32 and bf16, the model-only limit (eager,
 #                      torch.compile, CUDA graph), GPU JPEG decoding; RAF-DB-shaped data at
 #                      its published size (12,271 / 3,068 JPEGs, 224 px: relabscope 3 epochs
@@ -24,7 +24,12 @@
 #                      synthetic images at 224 px, batch 256, bf16: 79 steps an epoch, 3
 #                      epochs a trial (the first untimed), 3 trials an arm, arms interleaved
 #                      (logging_overhead.json)
-#   speed         65   benchmarks/method_speed.py: every method, 4,096 synthetic images at
+#   callback      30   benchmarks/callback_overhead.py: Lightning's RelabscopeCallback on / off,
+#                      a small CNN, 10,240 synthetic images at 64 px, batch 256: 40 steps an
+#                      epoch, 3 epochs a trial (the first untimed), 2 trials an arm
+#                      (callback_overhead.json); needs lightning (a wheel in WHEELS), else
+#                      skipped at once
+#   speed         55   benchmarks/method_speed.py: every method, 4,096 synthetic images at
 #                      224 px (stored 100 px), batch 64, bf16, 2 epochs (the first untimed):
 #                      64 timed steps each (method_speed.json)
 #   dmue          60   DMUE-C's three center placements under bf16 on the synthetic 30 % grid
@@ -40,8 +45,8 @@
 #                      sweep reports the runs it finished) (sweep.log, runs.csv)
 #
 # STEPS picks some ("throughput overhead"), default all; they still run in the order above.
-# THROUGHPUT_LIMIT, OVERHEAD_LIMIT, SPEED_LIMIT, DMUE_LIMIT, DISTRIBUTED_LIMIT, BUDGET,
-# SWEEP_MIN override the numbers; THROUGHPUT_ARGS, OVERHEAD_ARGS, SPEED_ARGS, DMUE_ARGS,
+# THROUGHPUT_LIMIT, OVERHEAD_LIMIT, CALLBACK_LIMIT, SPEED_LIMIT, DMUE_LIMIT, DISTRIBUTED_LIMIT, BUDGET,
+# SWEEP_MIN override the numbers; THROUGHPUT_ARGS, OVERHEAD_ARGS, CALLBACK_ARGS, SPEED_ARGS, DMUE_ARGS,
 # SWEEP_ARGS, DISTRIBUTED_ARGS the arguments. Needs only the training stack (torch,
 # torchvision, numpy, h5py, pandas, click, tqdm, tomli-w, tabulate); run from the repository
 # root (the checkout goes on PYTHONPATH, so relabscope need not be installed, and so does
@@ -60,21 +65,23 @@ PYTHON=${PYTHON:-python3}
 OUT=${OUT:-/tmp/gpu-check}
 SWEEP_DIR=${SWEEP_DIR:-/tmp/gpu-sweep-30}
 DMUE_DIR=${DMUE_DIR:-/tmp/gpu-dmue}
-STEPS=${STEPS:-throughput overhead speed dmue distributed sweep}
+STEPS=${STEPS:-throughput overhead callback speed dmue distributed sweep}
 BUDGET=${BUDGET:-540}
 SETUP_LIMIT=15
-THROUGHPUT_LIMIT=${THROUGHPUT_LIMIT:-255}
+THROUGHPUT_LIMIT=${THROUGHPUT_LIMIT:-235}
 OVERHEAD_LIMIT=${OVERHEAD_LIMIT:-75}
-SPEED_LIMIT=${SPEED_LIMIT:-65}
+CALLBACK_LIMIT=${CALLBACK_LIMIT:-30}
+SPEED_LIMIT=${SPEED_LIMIT:-55}
 DMUE_LIMIT=${DMUE_LIMIT:-60}
 DISTRIBUTED_LIMIT=${DISTRIBUTED_LIMIT:-60}
 SWEEP_MIN=${SWEEP_MIN:-60}
-ORDER=(throughput overhead speed dmue distributed sweep)
+ORDER=(throughput overhead callback speed dmue distributed sweep)
 
 if [ "$DEVICE" = cpu ]; then  # the dry run: small CPU settings
     small="-O num_train=32 -O num_test=16 --epochs 1 --batch-size 16"
     THROUGHPUT_ARGS=${THROUGHPUT_ARGS:---device cpu --quick}
     OVERHEAD_ARGS=${OVERHEAD_ARGS:---device cpu --num-train 128 --epochs 2 --repeats 1}
+    CALLBACK_ARGS=${CALLBACK_ARGS:---device cpu --num-train 256 --num-test 64 --epochs 2 --repeats 1}
     SPEED_ARGS=${SPEED_ARGS:---device cpu --image-size 32 --num-train 64 --num-test 32 --epochs 2}
     DMUE_ARGS=${DMUE_ARGS:---device cpu $small}
     SWEEP_ARGS=${SWEEP_ARGS:---device cpu $small}
@@ -82,6 +89,8 @@ else
     THROUGHPUT_ARGS=${THROUGHPUT_ARGS:---device $DEVICE}
     OVERHEAD_ARGS=${OVERHEAD_ARGS:---device $DEVICE --image-size 224 --batch-size 256 --amp --num-train 20000 \
 --epochs 3 --repeats 3}
+    CALLBACK_ARGS=${CALLBACK_ARGS:---device $DEVICE --num-train 10240 --num-test 1024 --image-size 64 \
+--batch-size 256 --epochs 3 --repeats 2}
     SPEED_ARGS=${SPEED_ARGS:---device $DEVICE --num-train 4096}
     DMUE_ARGS=${DMUE_ARGS:---device $DEVICE --amp}
     SWEEP_ARGS=${SWEEP_ARGS:---device $DEVICE --amp}
@@ -94,6 +103,7 @@ limit_of() {
         setup) echo "$SETUP_LIMIT" ;;
         throughput) echo "$THROUGHPUT_LIMIT" ;;
         overhead) echo "$OVERHEAD_LIMIT" ;;
+        callback) echo "$CALLBACK_LIMIT" ;;
         speed) echo "$SPEED_LIMIT" ;;
         dmue) echo "$DMUE_LIMIT" ;;
         distributed) echo "$DISTRIBUTED_LIMIT" ;;
@@ -104,6 +114,7 @@ what_of() {
     case $1 in
         throughput) echo "throughput.py: reference / relabscope train / limit, fp32 and bf16, GPU decode" ;;
         overhead) echo "logging_overhead.py: run log on / off (goal <= 1.02)" ;;
+        callback) echo "callback_overhead.py: Lightning callback on / off (goal <= 1.05)" ;;
         speed) echo "method_speed.py: every method, one timed epoch each" ;;
         dmue) echo "DMUE-C's center placements under bf16 (three processes at once)" ;;
         distributed) echo "distributed.py over NCCL; only with 2+ GPUs, else skipped at once" ;;
@@ -203,6 +214,17 @@ step_throughput() {
 step_overhead() {
     limited "$1" $PYTHON benchmarks/logging_overhead.py $OVERHEAD_ARGS --out "$OUT/logging_overhead.json" \
         2>&1 | tee "$OUT/logging_overhead.log"
+    return "${PIPESTATUS[0]}"
+}
+
+step_callback() {
+    if ! $PYTHON -c "import lightning.pytorch" 2>/dev/null; then
+        record callback "$1" 0 "skipped: lightning does not import (put its wheels in WHEELS)"
+        RECORDED=1
+        return 0
+    fi
+    limited "$1" $PYTHON benchmarks/callback_overhead.py $CALLBACK_ARGS --out "$OUT/callback_overhead.json" \
+        2>&1 | tee "$OUT/callback_overhead.log"
     return "${PIPESTATUS[0]}"
 }
 

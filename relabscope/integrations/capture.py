@@ -60,7 +60,6 @@ from typing import Any, Iterable, Literal, Mapping, Sequence, TypedDict, Union
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from relabscope import __version__
 from relabscope.models.spec import ModelSpec
@@ -72,6 +71,7 @@ from relabscope.runlog.schema import LOG_NAME, SPLIT_CODES, SampleTable
 from relabscope.runlog.writer import RunLogWriter
 from relabscope.training.distributed import World
 from relabscope.training.guards import Proposal
+from relabscope.integrations.chunks import BatchChunk
 from relabscope.integrations.figures import EpochFigures
 from relabscope.training.relabelling import Relabelling
 
@@ -244,6 +244,7 @@ class RunCapture:
         self._resume_epochs: int | None = None
         self._rank, self._size = 0, 1
         self._held: list[_HostRecord] = []  # ranks other than 0: the epoch's batches, for rank 0
+        self._chunks = {"train": BatchChunk(), "test": BatchChunk()}  # batches not yet made records (chunks.py)
         self._checked: set[str] = set()
         self._step = 0
         self._epoch_started = False  # the labels in effect saw this epoch's start (at its first training batch)
@@ -405,20 +406,13 @@ class RunCapture:
             rows = ids
         else:
             used, new, decided, rows = self._test_labels[ids], None, None, ids + self.num_train
-        with torch.no_grad():
-            loss = F.cross_entropy(logits.float(), used, reduction="none")
         step = -1
         if phase == "train":
             step, self._step = self._step, self._step + 1
-        record = {"sample_ids": rows, "labels": used, "logits": logits, "embeddings": emb, "loss": loss}
-        if new is not None:
-            record["new_labels"] = new
-        if decided is not None:
-            record["relabel_probs"] = decided
-        if self._rank == 0:
-            self._log_on_writer(phase, step, record)
-        else:
-            self._held.append(_HostRecord(phase, step, record))
+        chunk = self._chunks[phase]
+        chunk.add(step, rows, used, logits, emb, new, decided)
+        if chunk.full():
+            self._record(phase)
 
     def end_epoch(self, *, lr: float = float("nan"), save_embeddings: bool | None = None) -> None:
         """Close the epoch: under several ranks, gather their batches to rank 0 and share
@@ -434,6 +428,8 @@ class RunCapture:
         """
         if not self._opened or self._closed:
             raise RelabscopeError(f"{self.path}: RunCapture.end_epoch before open() or after close()")
+        for phase in self._chunks:
+            self._record(phase)
         self._relabelling.end_epoch(self._world)  # every rank: labels, guard state and vetoes merged
         vetoed, self._epoch_started = self._relabelling.vetoed, False
         #: the epoch's numbers for a framework's logger (``relabscope.integrations.figures``)
@@ -522,7 +518,7 @@ class RunCapture:
         if given is not None:
             if given.dim() < 2:
                 raise DataError(f"embeddings of shape {tuple(given.shape)}: expected (B, D) or (B, ...)")
-            return torch.flatten(given.detach(), 1)
+            return torch.flatten(given.detach(), 1).clone()  # kept until its chunk becomes a record
         emb = self.layer_embeddings()
         if emb is None:
             raise RelabscopeError("no embeddings for the batch: pass them to log(), or attach() an embedding layer "
@@ -546,7 +542,7 @@ class RunCapture:
             n = self.num_train if phase == "train" else len(self._test_labels)
             if n == 0:
                 raise DataError(f"a {phase} batch, but no {phase}_labels were given")
-            low, high = int(ids.min()), int(ids.max())
+            low, high = (int(v) for v in torch.aminmax(ids))
             if low < 0 or high >= n:
                 raise DataError(f"{phase} sample ids must be positions 0..{n - 1} in the {phase} labels, "
                                 f"got {low}..{high}")
@@ -596,6 +592,18 @@ class RunCapture:
                 if probs is not None:
                     decided[rows[sample.to(device)]] = probs.to(device)
         return now, decided
+
+    def _record(self, phase: str) -> None:
+        """The phase's batches since the last record, as one record: to the writer on
+        rank 0, held for rank 0 on the others."""
+        taken = self._chunks[phase].take()
+        if taken is None:
+            return
+        step, record = taken
+        if self._rank == 0:
+            self._log_on_writer(phase, step, record)
+        else:
+            self._held.append(_HostRecord(phase, step, record))
 
     def _log_on_writer(self, phase: str, step: int, r: Mapping[str, Any]) -> None:
         writer = self._writer or self._create_writer(r["embeddings"].shape[1])

@@ -37,12 +37,14 @@ import time
 from concurrent.futures import Future
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, Union
 
 import h5py
 import numpy as np
 import torch
+from threadpoolctl import ThreadpoolController
 
 from relabscope.diskspace import METADATA_SLACK, disk_full, is_disk_full, reserve
 from relabscope.errors import LogDamagedError, RelabscopeError, WriteError
@@ -184,6 +186,7 @@ class RunLogWriter:
 
     def __init__(self, file: h5py.File, path: Path, embed_every: int, next_epoch: int):
         self._file = file
+        self._datasets: dict[str, h5py.Dataset] = {}  # opened once: a lookup by path costs more than a small write
         self.path = path
         self.embed_every = embed_every
         self.epoch = next_epoch
@@ -353,7 +356,7 @@ class RunLogWriter:
         self.log_batch(record["sample_ids"], record["labels"], record["logits"], record["embeddings"], phase=phase,
                        loss=record.get("loss"), new_labels=record.get("new_labels"),
                        step=record.get("step") if phase == "train" else None, fields=record.get("fields"),
-                       relabel_probs=record.get("relabel_probs"))
+                       relabel_probs=record.get("relabel_probs"), steps=record.get("steps"))
 
     def log_batch(
         self,
@@ -368,6 +371,7 @@ class RunLogWriter:
         step: int | None = None,
         fields: Mapping[str, ArrayLike] | None = None,
         relabel_probs: ArrayLike | None = None,
+        steps: ArrayLike | None = None,
     ) -> None:
         """Record one batch of the current epoch. Only queues device work and copies, then
         returns: a background thread moves the numbers into the epoch's buffers, so logging
@@ -390,6 +394,8 @@ class RunLogWriter:
                 when they are not the softmax of ``logits`` (a method that relabels from
                 scaled logits or an ensemble): the relabel events' p(old) and p(new) come
                 from them. The logged ``prob`` stays the softmax of ``logits``.
+            steps: ``(B,)`` each row's batch number for its relabel events, when the record
+                joins several batches (``step`` is then the last one's).
 
         Raises:
             RuntimeError: the writer failed earlier or is closed.
@@ -425,6 +431,8 @@ class RunLogWriter:
                     torch.as_tensor(relabel_probs).detach().to(device=logits_t.device, dtype=torch.float32)
                 arrays["p_old"] = decided.gather(1, labels_t.unsqueeze(1)).squeeze(1)
                 arrays["p_new"] = decided.gather(1, new_t.unsqueeze(1)).squeeze(1)
+                if steps is not None:
+                    arrays["steps"] = torch.as_tensor(steps).detach()
         record = _Record(phase, step, *_start_copy(arrays))
         self._put(record)
 
@@ -551,6 +559,11 @@ class RunLogWriter:
         return failure
 
     def _put(self, item: _Item) -> None:
+        try:
+            self._queue.put_nowait(item)  # the common case, without a timed wait's cost
+            return
+        except queue.Full:
+            pass
         while True:
             try:
                 self._queue.put(item, timeout=0.5)
@@ -608,7 +621,7 @@ class RunLogWriter:
             if len(changed):
                 ev = np.empty(len(changed), schema.RELABEL_DTYPE)
                 ev["epoch"] = self._committed
-                ev["step"] = record.step
+                ev["step"] = a["steps"][changed] if "steps" in a else record.step
                 ev["sample"] = ids[changed]
                 ev["old"] = a["label"][changed]
                 ev["new"] = a["new"][changed]
@@ -622,15 +635,16 @@ class RunLogWriter:
         e = self._committed
         host = _Record("end", 0, end.arrays, end.event).host()
         labels = buf.label.astype(np.int64)
-        means, counts = class_means(buf.emb, labels, self._train & buf.has_emb, self.num_classes)
-        distance = class_distances(buf.emb, means)
+        with _one_blas_thread():
+            means, counts = class_means(buf.emb, labels, self._train & buf.has_emb, self.num_classes)
+            distance = class_distances(buf.emb, means)
         distance[~buf.has_emb] = np.nan
         test = (~self._train) & (buf.pred >= 0)
         confusion = confusion_matrix(self._given[test], buf.pred[test], self.num_classes)
         seen = self._train & (buf.pred >= 0)
         events = np.concatenate(buf.events) if buf.events else np.empty(0, schema.RELABEL_DTYPE)
         events = events[np.argsort(events["step"], kind="stable")]  # time order, whichever rank sent them
-        relabel_end = (f["relabels"].shape[0]) + len(events)
+        relabel_end = self._dataset("relabels").shape[0] + len(events)
         rows = {
             "epochs/label": buf.label,
             "epochs/pred": buf.pred,
@@ -671,29 +685,49 @@ class RunLogWriter:
     def _write_epoch(self, e: int, rows: dict[str, Any], events: np.ndarray, embeddings: np.ndarray | None) -> None:
         """Append epoch ``e``'s rows, events and embeddings; flush; then commit it by growing
         ``epochs/done`` and flushing again (readers count only epochs ``done`` holds)."""
-        f = self._file
+        f, ds_ = self._file, self._dataset
         for name, row in rows.items():
-            _append_row(f[name], e, row)
+            _append_row(ds_(name), e, row)
         if len(events):
-            ds = f["relabels"]
+            ds = ds_("relabels")
             start = ds.shape[0]
             ds.resize((start + len(events),))
             ds[start:] = events
         if embeddings is not None:
-            data, which = f["embeddings/data"], f["embeddings/epoch"]
+            data, which = ds_("embeddings/data"), ds_("embeddings/epoch")
             m = which.shape[0]
             data.resize((m + 1, *data.shape[1:]))
             data[m] = embeddings
             which.resize((m + 1,))
             which[m] = e
         f.flush()
-        done = f["epochs/done"]
+        done = ds_("epochs/done")
         done.resize((e + 1,))
         done[e] = time.time()
         f.flush()
 
+    def _dataset(self, name: str) -> h5py.Dataset:
+        """The log's dataset ``name``, opened once per writer."""
+        found = self._datasets.get(name)
+        if found is None:
+            found = self._datasets[name] = self._file[name]
+        return found
+
 
 # ---------------------------------------------------------------------- helpers
+@cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _one_blas_thread() -> Any:
+    """numpy's BLAS on one thread while a commit computes distances: a commit runs beside
+    training, and the BLAS pool's other threads (which spin a while after every call) took
+    the cores training's own threads were using; an epoch of a small CPU model ran 20 %
+    slower for a 15 ms commit (benchmarks/callback_overhead.py)."""
+    return _blas().limit(limits=1, user_api="blas")
+
+
 def _claim(f: h5py.File, path: Path, nbytes: int, what: str) -> None:
     """Allocate the bytes the next write appends (plus HDF5's metadata) before writing any,
     so a full disk stops it cleanly instead of in the middle (``relabscope.diskspace``)."""

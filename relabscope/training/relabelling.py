@@ -58,7 +58,9 @@ class Relabelling:
             self._build(embed_dim)
 
     def __getitem__(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.current[ids]
+        """The labels in effect of ``ids`` (1-D integer positions): ``index_select``, several
+        times cheaper per batch on the host than advanced indexing."""
+        return torch.index_select(self.current, 0, ids.reshape(-1).long())
 
     @property
     def device(self) -> torch.device:
@@ -89,7 +91,7 @@ class Relabelling:
             self._build(embedding.shape[1])
             if self.guards is not None:
                 self.guards.start_epoch(self.current, self._world)
-        self._seen[ids] = True
+        self._seen.index_fill_(0, ids.reshape(-1).long(), True)
         if self.guards is not None:
             self.guards.observe(labels, embedding)
 
