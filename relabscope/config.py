@@ -70,6 +70,11 @@ class DataAndOptimSettings:
               ".npy); a training label i becomes j with probability [i, j], drawn with the noise seed. The log "
               "records its SHA-256 (docs/methods.md).", path=True, metavar="FILE")
     noise_seed: int | None = setting(None, "Seed of the injected noise (default: --seed).")
+    canaries: float = setting(
+        0.0, "Fraction of the training labels moved on purpose to another class, chosen by --seed, and recorded "
+             "as canaries: run.suspect_quality() then says how well the suspect ranking finds wrong labels on "
+             "data without clean labels (docs/analysis.md). 0.02 costs little; 0 plants none.",
+        check=between(0, 0.5), metavar="FRACTION", introduced=0.0)
     corrections: str | None = setting(
         None, "Reviewers' decisions to train with (a corrections.csv from the review page, run.review or "
               "relabscope corrections --import): relabels applied to the given labels, dropped and ambiguous "

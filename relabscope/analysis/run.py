@@ -30,6 +30,7 @@ from relabscope.analysis import review as _review
 from relabscope.analysis import suspects as _suspects
 from relabscope.models.spec import NO_MODEL, ModelSpec
 from relabscope.analysis.projection import LANDMARKS, project_run
+from relabscope.data.canaries import CANARY_COLUMN
 from relabscope.data.corrections import labels_fingerprint
 from relabscope.data.journal import CorrectionJournal, Decision, decision_keys
 from relabscope.errors import NotApplicable, RunDirError
@@ -208,6 +209,20 @@ class Run:
     def given_labels(self) -> np.ndarray:
         """Per sample: the label the data set gives (noise included)."""
         return self.log.samples["given_label"].astype(np.int64)
+
+    @cached_property
+    def canary_labels(self) -> np.ndarray:
+        """Per sample: the label a canary had before relabscope moved it (``--canaries``,
+        ``relabscope.data.canaries``); -1 for every other sample, and everywhere in a run
+        without canaries."""
+        column = self.log.samples.get(CANARY_COLUMN)
+        labels: np.ndarray = np.full(len(self._split), -1, np.int64) if column is None else column.astype(np.int64)
+        return labels
+
+    @property
+    def has_canaries(self) -> bool:
+        """Whether the run was trained with canaries planted."""
+        return bool((self.canary_labels >= 0).any())
 
     @property
     def clean_labels(self) -> np.ndarray | None:
@@ -766,26 +781,52 @@ class Run:
                 relabels=self.relabels_at_all, window=window),
             signals=chosen, keys=[self.decision_keys[i] for i in np.flatnonzero(mask)]))
 
-    def suspect_quality(self, *, window: int | None = None, signals: Iterable[str] | None = None) -> pd.DataFrame:
+    def suspect_quality(self, *, window: int | None = None, signals: Iterable[str] | None = None,
+                        truth: Literal["auto", "canaries", "clean"] = "auto",
+                        confidence: float = 0.95) -> pd.DataFrame:
         """How well :meth:`suspects` finds the wrong given labels, beside each single signal,
-        the flag and the plain "low probability of the given label" baseline.
+        the flag and the plain "low probability of the given label" baseline, with
+        confidence intervals.
+
+        On a run trained with canaries (``--canaries``) no clean labels are needed: the
+        truth is which training samples are canaries, and every figure estimates how well
+        a ranking finds wrong labels. The other samples may hold natural noise, which a
+        good ranking puts high too, where it counts against it: on noisy data the
+        estimate is low (``benchmarks/suspects.py`` measures by how much, where the truth
+        is known). ``attrs["truth"]`` says which truth was used.
 
         Args:
             window: as in :meth:`suspects`.
             signals: as in :meth:`suspects`.
+            truth: "canaries", "clean" (given != clean label), or "auto": canaries when
+                the run has them, else clean labels.
+            confidence: the intervals' coverage.
 
         Returns:
-            One row per scorer: scorer, kind, auroc, average_precision, n, noisy.
+            One row per scorer: scorer, kind, auroc, auroc_low, auroc_high,
+            average_precision, ap_low, ap_high, n, noisy (canaries, with that truth).
 
         Raises:
-            ValueError: the run's data set knows no clean labels.
+            ValueError: the run has neither canaries nor clean labels (or not the one
+                ``truth`` names).
         """
-        clean = self._require_clean()
+        if truth == "auto":
+            truth = "canaries" if self.has_canaries else "clean"
+        if truth not in ("canaries", "clean"):
+            raise ValueError(f"truth must be auto, canaries or clean, not {truth!r}")
         table = self.suspects(window=window, signals=signals)
         ids = table["sample_id"].to_numpy()
-        noisy = pd.array(self.given_labels[ids] != clean[ids], dtype="boolean")
-        noisy[clean[ids] < 0] = pd.NA
-        return _suspects.suspect_quality(table, noisy)
+        if truth == "canaries":
+            if not self.has_canaries:
+                raise ValueError(f"{self.path}: the run has no canaries (train it with --canaries 0.02)")
+            noisy = pd.array(self.canary_labels[ids] >= 0, dtype="boolean")
+        else:
+            clean = self._require_clean()
+            noisy = pd.array(self.given_labels[ids] != clean[ids], dtype="boolean")
+            noisy[clean[ids] < 0] = pd.NA
+        quality = _suspects.suspect_quality(table, noisy, confidence=confidence)
+        quality.attrs.update(truth=truth, confidence=confidence)
+        return quality
 
     def project(
         self,

@@ -108,7 +108,8 @@ DEFAULT_SIGNALS: tuple[str, ...] = ("aum", "distance_ratio")
 #: The plain references every signal and the score are compared with: low p(given),
 #: averaged over the epochs and in the last one.
 BASELINES: tuple[str, ...] = ("low_p_given", "low_p_last")
-QUALITY_COLUMNS = ["scorer", "kind", "auroc", "average_precision", "n", "noisy"]
+QUALITY_COLUMNS = ["scorer", "kind", "auroc", "auroc_low", "auroc_high", "average_precision", "ap_low", "ap_high",
+                   "n", "noisy"]
 
 
 # ---------------------------------------------------------------------- per-epoch pass
@@ -392,25 +393,33 @@ def suspects(
 
 
 # ---------------------------------------------------------------------- quality
-def suspect_quality(table: pd.DataFrame, noisy: np.ndarray) -> pd.DataFrame:
+def suspect_quality(table: pd.DataFrame, noisy: np.ndarray, confidence: float = 0.95) -> pd.DataFrame:
     """How well the score, each signal, the flag and the baseline find the noisy samples.
 
     ``table`` is :func:`suspects`' table and ``noisy`` row-aligned with it (nullable
-    booleans: NA where the clean label is unknown, left out). Each scorer is oriented so
+    booleans: NA where the truth is unknown, left out): the clean labels' verdict, or
+    which samples are canaries (``relabscope.data.canaries``). Each scorer is oriented so
     that high means suspect; samples where it is NaN are left out of it (``n`` says how
     many were scored, ``noisy`` how many of those are noisy: the average precision of a
     random ranking is ``noisy / n``). AUROC and AP are NaN when a scorer has no value or
     the scored samples are all noisy or all clean.
 
+    The intervals hold ``confidence`` of the sampling uncertainty: DeLong's variance for
+    AUROC (DeLong et al., 1988, computed from midranks as Sun and Xu, 2014), the logit
+    interval for AP (Boyd et al., 2013), whose width shrinks with the number of noisy
+    samples; with 40 canaries among 800 an AUROC of 0.77 gets about +-0.06.
+
     Returns:
         One row per scorer: scorer, kind ("score", "signal", "baseline" or "flag"),
-        auroc, average_precision, n, noisy.
+        auroc, auroc_low, auroc_high, average_precision, ap_low, ap_high, n, noisy.
     """
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from scipy.stats import norm
+    from sklearn.metrics import average_precision_score
 
     flags = pd.array(noisy, dtype="boolean")
     if len(flags) != len(table):
         raise ValueError(f"noisy has {len(flags)} entries, the table {len(table)} rows")
+    z = float(norm.ppf(0.5 + confidence / 2))
     known = ~np.asarray(flags.isna(), dtype=bool)
     truth = np.asarray(flags.fillna(False), dtype=bool)
     scorers: list[tuple[str, str, np.ndarray]] = [("score", "score", table["score"].to_numpy(dtype=np.float64))]
@@ -423,11 +432,36 @@ def suspect_quality(table: pd.DataFrame, noisy: np.ndarray) -> pd.DataFrame:
     for name, kind, value in scorers:
         ok = known & np.isfinite(value)
         y = truth[ok]
-        both = 0 < y.sum() < len(y)
-        rows.append({
-            "scorer": name, "kind": kind,
-            "auroc": float(roc_auc_score(y, value[ok])) if both else float("nan"),
-            "average_precision": float(average_precision_score(y, value[ok])) if both else float("nan"),
-            "n": int(ok.sum()), "noisy": int(y.sum()),
-        })
+        row = {"scorer": name, "kind": kind, "n": int(ok.sum()), "noisy": int(y.sum())}
+        auroc = ap = (float("nan"),) * 3
+        if 0 < y.sum() < len(y):
+            auroc = delong_auroc(value[ok][y], value[ok][~y], z)
+            ap = logit_interval(float(average_precision_score(y, value[ok])), int(y.sum()), z)
+        row.update(zip(("auroc", "auroc_low", "auroc_high"), auroc))
+        row.update(zip(("average_precision", "ap_low", "ap_high"), ap))
+        rows.append(row)
     return pd.DataFrame(rows, columns=QUALITY_COLUMNS)
+
+
+def delong_auroc(positive: np.ndarray, negative: np.ndarray, z: float) -> tuple[float, float, float]:
+    """AUROC of scores ``positive`` (should rank high) against ``negative``, and its
+    interval ``+- z`` DeLong standard errors (clipped to [0, 1]); ties count one half."""
+    from scipy.stats import rankdata
+
+    m, n = len(positive), len(negative)
+    both = rankdata(np.concatenate([positive, negative]))
+    within_pos, within_neg = rankdata(positive), rankdata(negative)
+    auroc = float((both[:m].sum() - m * (m + 1) / 2) / (m * n))
+    v10 = (both[:m] - within_pos) / n  # per positive: the share of negatives below it
+    v01 = 1.0 - (both[m:] - within_neg) / m  # per negative: the share of positives above it
+    var = (v10.var(ddof=1) if m > 1 else 0.0) / m + (v01.var(ddof=1) if n > 1 else 0.0) / n
+    half = z * float(np.sqrt(var))
+    return auroc, max(0.0, auroc - half), min(1.0, auroc + half)
+
+
+def logit_interval(ap: float, positives: int, z: float) -> tuple[float, float, float]:
+    """AP and its logit interval: ``expit(logit(ap) +- z / sqrt(positives * ap * (1 - ap)))``."""
+    if not 0.0 < ap < 1.0:
+        return ap, ap, ap
+    eta, tau = np.log(ap / (1 - ap)), 1.0 / np.sqrt(positives * ap * (1 - ap))
+    return ap, float(1 / (1 + np.exp(-(eta - z * tau)))), float(1 / (1 + np.exp(-(eta + z * tau))))

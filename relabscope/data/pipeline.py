@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from relabscope.data import load_dataset
 from relabscope.data.base import FERDataset, UnreadableImage
+from relabscope.data.canaries import CANARY_COLUMN, plant_canaries
 from relabscope.data.corrections import Applied, apply_corrections, read_corrections
 from relabscope.data.journal import decision_keys
 from relabscope.data.noise import (inject_noise, inject_noise_matrix, matrix_digest, read_noise_file,
@@ -129,11 +130,23 @@ def prepare(cfg: TrainConfig) -> PreparedData:
         # the labels as reviewed, not with_labels: the shipped labels stay what they were
         # (the clean reference, when known), they are not promoted to clean ones
         train = replace(train, labels=corrections.labels).subset(np.flatnonzero(corrections.keep))
+    if cfg.canaries > 0:
+        train, test = _with_canaries(train, test, cfg.canaries, cfg.seed)
     for ds in (train, test):
         ds.size = storage_size(ds, cfg.image_size)
     return PreparedData(train, test, fingerprint=fingerprint,
                         noise_matrix_sha256=None if noise_matrix is None else matrix_digest(noise_matrix),
                         corrections=corrections)
+
+
+def _with_canaries(train: FERDataset, test: FERDataset, fraction: float, seed: int) -> tuple[FERDataset, FERDataset]:
+    """The splits with canaries planted in the training labels (``data/canaries.py``): the
+    labels from before each flip go into the extra column both splits then carry. Not
+    ``with_labels``: the labels before the canaries are not promoted to clean ones."""
+    planted, original = plant_canaries(train.labels, fraction, train.num_classes, seed)
+    train = replace(train, labels=planted, extras={**train.extras, CANARY_COLUMN: original})
+    test = replace(test, extras={**test.extras, CANARY_COLUMN: np.full(len(test), -1, np.int64)})
+    return train, test
 
 
 def split_batches(order: torch.Tensor, batch_size: int, min_last: int = 2) -> list[torch.Tensor]:

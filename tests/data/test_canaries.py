@@ -1,0 +1,99 @@
+"""Canaries (``--canaries``): exactly the asked fraction of the training labels, moved to
+another class, chosen by the seed alone, never in the test split, recorded in the log; and
+what suspect_quality() estimates from them equals the same figures recomputed from the log."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import relabscope as rs
+from relabscope.analysis.suspects import delong_auroc
+from relabscope.config import resolve
+from relabscope.data.canaries import CANARY_COLUMN, plant_canaries
+from relabscope.data.pipeline import prepare
+from relabscope.errors import RelabscopeError
+
+SYNTHETIC = {"dataset": "synthetic", "dataset_options": {"num_train": 400, "num_test": 64, "size": 32},
+             "image_size": 16, "device": "cpu", "workers": 0}
+
+
+def test_exactly_the_fraction_moves_each_to_another_class() -> None:
+    labels = np.arange(1000) % 7
+    planted, original = plant_canaries(labels, 0.02, 7, seed=3)
+    chosen = np.flatnonzero(original >= 0)
+    assert len(chosen) == 20
+    assert (original[chosen] == labels[chosen]).all() and (planted[chosen] != labels[chosen]).all()
+    others = np.setdiff1d(np.arange(1000), chosen)
+    assert (planted[others] == labels[others]).all() and (original[others] == -1).all()
+    assert len(np.flatnonzero(plant_canaries(labels, 0.0, 7, seed=3)[1] >= 0)) == 0
+
+
+def test_the_seed_alone_chooses_them() -> None:
+    labels = np.arange(500) % 5
+    first, again, other = (plant_canaries(labels, 0.05, 5, seed=s) for s in (1, 1, 2))
+    assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+    assert not np.array_equal(first[1] >= 0, other[1] >= 0)
+    # the labels do not steer the choice: other labels, the same samples chosen
+    assert np.array_equal(plant_canaries((labels + 1) % 5, 0.05, 5, seed=1)[1] >= 0, first[1] >= 0)
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 0.5, 1.0])
+def test_a_fraction_out_of_range_is_refused(fraction: float) -> None:
+    with pytest.raises(ValueError, match=r"canary fraction must be in \[0, 0.5\)"):
+        plant_canaries(np.zeros(10, np.int64), fraction, 3, seed=0)
+    with pytest.raises(RelabscopeError, match=r"canaries must be in \[0, 0.5\)"):
+        resolve({**SYNTHETIC, "canaries": fraction})
+
+
+def test_canaries_are_planted_after_noise_and_limit_in_the_training_split_only() -> None:
+    data = prepare(resolve({**SYNTHETIC, "noise": 0.2, "limit": 300, "canaries": 0.05, "seed": 4}))
+    noisy_only = prepare(resolve({**SYNTHETIC, "noise": 0.2, "limit": 300, "seed": 4}))
+    original = data.train.extras[CANARY_COLUMN]
+    chosen = np.flatnonzero(original >= 0)
+    assert len(data.train) == 300 and len(chosen) == 15
+    assert np.array_equal(original[chosen], noisy_only.train.labels[chosen])  # moved from the noisy label
+    assert (data.train.labels[chosen] != original[chosen]).all()
+    assert np.array_equal(np.delete(data.train.labels, chosen), np.delete(noisy_only.train.labels, chosen))
+    assert np.array_equal(data.train.clean_labels, noisy_only.train.clean_labels)  # not promoted to clean
+    assert (data.test.extras[CANARY_COLUMN] == -1).all()
+    table = data.sample_table()
+    assert np.array_equal(table.extras[CANARY_COLUMN][:300], original)
+
+
+def test_the_log_records_them_and_suspect_quality_measures_against_them(tmp_path) -> None:
+    from relabscope.training.runner import train
+
+    train({**SYNTHETIC, "method": "scn", "noise": 0.2, "limit": 300, "canaries": 0.05, "epochs": 2, "seed": 4,
+           "out": str(tmp_path / "run")}, progress=False, log=lambda line: None)
+    with rs.open_run(tmp_path / "run") as run:
+        assert run.has_canaries and int((run.canary_labels >= 0).sum()) == 15
+        assert (run.canary_labels[~run.train_mask] == -1).all()
+        assert run.config["canaries"] == 0.05
+        quality = run.suspect_quality()
+        assert quality.attrs["truth"] == "canaries"
+        score = quality.set_index("scorer").loc["score"]
+        table = run.suspects()
+        canary = run.canary_labels[table["sample_id"].to_numpy()] >= 0
+        scores = table["score"].to_numpy()
+        expected = delong_auroc(scores[canary], scores[~canary], 1.959963984540054)
+        assert (score["auroc"], score["auroc_low"], score["auroc_high"]) == pytest.approx(expected)
+        from sklearn.metrics import average_precision_score, roc_auc_score
+        assert score["auroc"] == pytest.approx(roc_auc_score(canary, scores))
+        assert score["average_precision"] == pytest.approx(average_precision_score(canary, scores))
+        assert score["ap_low"] < score["average_precision"] < score["ap_high"]
+        assert score["noisy"] == 15 and score["n"] == 300
+        # the synthetic set knows clean labels too: that truth stays one argument away
+        assert run.suspect_quality(truth="clean").attrs["truth"] == "clean"
+
+
+def test_a_run_without_canaries_says_so(tmp_path) -> None:
+    from relabscope.training.runner import train
+
+    train({**SYNTHETIC, "method": "baseline", "limit": 100, "epochs": 1, "out": str(tmp_path / "run")},
+          progress=False, log=lambda line: None)
+    with rs.open_run(tmp_path / "run") as run:
+        assert not run.has_canaries and (run.canary_labels == -1).all()
+        assert run.suspect_quality().attrs["truth"] == "clean"  # auto: the clean labels the data set knows
+        with pytest.raises(ValueError, match="no canaries"):
+            run.suspect_quality(truth="canaries")
