@@ -62,9 +62,10 @@ class Comparison:
             mean_rel_gap_change, gap_change_raw, undone_fraction, compactness_ratio,
             nearest_own, silhouette, compactness_raw (``relabscope.analysis.compactness.overall``
             over :meth:`shared_classes`, each sample's nearest other center among them too),
-            classes_compared (their number), classes_emptied, classes_below_half, and
-            noisy_corrected, clean_corrupted when clean labels are known); a column per run
-            and "difference (B - A)".
+            classes_compared (their number), classes_emptied, classes_below_half,
+            canaries_back, others_away when a run has canaries (``Run.canary_recovery``),
+            and noisy_corrected, clean_corrupted when clean labels are known); a column per
+            run and "difference (B - A)".
         """
         shared = self.shared_classes()
         rows = {name: headline(run, classes=shared) for name, run in zip(self.names, (self.a, self.b))}
@@ -311,6 +312,10 @@ def headline(run: Run, classes: list[str] | None = None) -> pd.Series:
         "classes_emptied": float((balance["kind"] == "emptied").sum()),
         "classes_below_half": float((balance["kind"] == "shrunk").sum()),
     }
+    if run.has_canaries:
+        canaries = run.canary_recovery()
+        for column in ("canaries_back", "others_away"):
+            out[column] = float(canaries[column].iloc[-1]) if len(canaries) else np.nan
     if run.clean_labels is not None:
         rec = run.noise_recovery()
         out["noisy_corrected"] = float(rec["noisy_corrected"].iloc[-1]) if len(rec) else np.nan

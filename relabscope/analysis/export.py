@@ -33,8 +33,12 @@ TASK_IMAGE_SIZE = 160
 
 
 def suspect_rows(run: Run, top: int | None = None) -> pd.DataFrame:
-    """The ``top`` most suspect training samples with their labels named, for export."""
+    """The ``top`` most suspect training samples with their labels named, for export.
+    Canaries are never among them: their labels are wrong on purpose, and a review of them
+    would be effort spent on relabscope's own errors (``relabscope.data.canaries``)."""
     table = run.suspects()
+    if run.has_canaries:
+        table = table[run.canary_labels[table["sample_id"].to_numpy()] < 0]
     if top is not None:
         table = table.head(top)
     names = run.class_names

@@ -755,6 +755,35 @@ class Run:
             self._train_columns(self.labels()), self.final_labels()[mask], self._events(),
             self.given_labels, clean, mask))
 
+    def canary_recovery(self) -> pd.DataFrame:
+        """Is relabelling helping on this data? What it did to the canaries (``--canaries``)
+        and to the rest, per epoch, without clean labels: :meth:`noise_recovery` with each
+        canary's label from before the flip as its right label and every other sample's
+        given label as its own.
+
+        Returns:
+            One row per epoch: epoch, relabels, canaries_back (fraction of canaries whose
+            label after the epoch is their label from before the flip: a planted error
+            undone) and others_away (fraction of the other training samples whose label
+            after the epoch is not their given one: at most what relabelling corrupted,
+            since some of those were wrong and are now right).
+
+        Raises:
+            ValueError: the run has no canaries.
+        """
+        if not self.has_canaries:
+            raise ValueError(f"{self.path}: the run has no canaries (train it with --canaries 0.02)")
+        mask, canary = self.train_mask, self.canary_labels
+        reference = np.where(canary >= 0, canary, self.given_labels)
+
+        def table() -> pd.DataFrame:
+            recovery = _dynamics.noise_recovery(self._train_columns(self.labels()), self.final_labels()[mask],
+                                                self._events(), self.given_labels, reference, mask)
+            return recovery.rename(columns={"noisy_corrected": "canaries_back", "clean_corrupted": "others_away"})[
+                ["epoch", "relabels", "canaries_back", "others_away"]]
+
+        return self._cached_table("canary_recovery", table)
+
     def suspects(self, *, window: int | None = None, signals: Iterable[str] | None = None) -> pd.DataFrame:
         """The training samples whose given labels are most likely wrong, most suspect first:
         no clean labels needed (``relabscope.analysis.suspects`` defines every column).

@@ -61,12 +61,21 @@ def test_canaries_are_planted_after_noise_and_limit_in_the_training_split_only()
     assert np.array_equal(table.extras[CANARY_COLUMN][:300], original)
 
 
-def test_the_log_records_them_and_suspect_quality_measures_against_them(tmp_path) -> None:
+@pytest.fixture(scope="module")
+def canary_run(tmp_path_factory: pytest.TempPathFactory):
+    """SCN relabelling from the second epoch with a low threshold: relabels for sure."""
     from relabscope.training.runner import train
 
-    train({**SYNTHETIC, "method": "scn", "noise": 0.2, "limit": 300, "canaries": 0.05, "epochs": 2, "seed": 4,
-           "out": str(tmp_path / "run")}, progress=False, log=lambda line: None)
-    with rs.open_run(tmp_path / "run") as run:
+    out = tmp_path_factory.mktemp("canaries") / "run"
+    train({**SYNTHETIC, "method": "scn", "noise": 0.2, "limit": 300, "canaries": 0.05, "epochs": 3, "seed": 4,
+           "relabel_epoch": 1, "delta": 0.05, "out": str(out)}, progress=False, log=lambda line: None)
+    return out
+
+
+def test_the_log_records_them_and_suspect_quality_measures_against_them(canary_run) -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    with rs.open_run(canary_run) as run:
         assert run.has_canaries and int((run.canary_labels >= 0).sum()) == 15
         assert (run.canary_labels[~run.train_mask] == -1).all()
         assert run.config["canaries"] == 0.05
@@ -78,13 +87,41 @@ def test_the_log_records_them_and_suspect_quality_measures_against_them(tmp_path
         scores = table["score"].to_numpy()
         expected = delong_auroc(scores[canary], scores[~canary], 1.959963984540054)
         assert (score["auroc"], score["auroc_low"], score["auroc_high"]) == pytest.approx(expected)
-        from sklearn.metrics import average_precision_score, roc_auc_score
         assert score["auroc"] == pytest.approx(roc_auc_score(canary, scores))
         assert score["average_precision"] == pytest.approx(average_precision_score(canary, scores))
         assert score["ap_low"] < score["average_precision"] < score["ap_high"]
         assert score["noisy"] == 15 and score["n"] == 300
         # the synthetic set knows clean labels too: that truth stays one argument away
         assert run.suspect_quality(truth="clean").attrs["truth"] == "clean"
+
+
+def test_canary_recovery_counts_planted_errors_undone_and_other_labels_moved(canary_run) -> None:
+    with rs.open_run(canary_run) as run:
+        recovery = run.canary_recovery()
+        train = run.train_mask
+        labels, final = run.labels()[:, train], run.final_labels()[train]
+        original, given = run.canary_labels[train], run.given_labels[train]
+        canary = original >= 0
+        for e in range(run.num_epochs):
+            after = labels[e + 1] if e + 1 < run.num_epochs else final
+            row = recovery.iloc[e]
+            assert row["canaries_back"] == pytest.approx(np.mean(after[canary] == original[canary]))
+            assert row["others_away"] == pytest.approx(np.mean(after[~canary] != given[~canary]))
+        assert recovery["relabels"].sum() > 0 and recovery["canaries_back"].iloc[-1] > 0
+        summary = rs.compare(run, run).summary(warn=False)
+        assert summary.loc["canaries_back"].iloc[0] == recovery["canaries_back"].iloc[-1]
+        assert summary.loc["others_away"].iloc[0] == recovery["others_away"].iloc[-1]
+
+
+def test_exports_never_hold_canaries(canary_run, tmp_path) -> None:
+    from relabscope.analysis.export import export_suspects, suspect_rows
+
+    with rs.open_run(canary_run) as run:
+        rows = suspect_rows(run)
+        assert len(rows) == 300 - 15 and (run.canary_labels[rows["sample_id"].to_numpy()] == -1).all()
+        written = export_suspects(run, tmp_path / "suspects.csv", top=None)
+        import pandas as pd
+        assert set(pd.read_csv(written[0])["sample_id"]).isdisjoint(np.flatnonzero(run.canary_labels >= 0))
 
 
 def test_a_run_without_canaries_says_so(tmp_path) -> None:
