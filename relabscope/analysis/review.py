@@ -95,6 +95,10 @@ def review(run: Run, sample_ids: int | Iterable[int], decision: str, label: str 
     n = len(run.samples)
     if not np.issubdtype(ids.dtype, np.integer) or ((ids < 0) | (ids >= n)).any():
         raise ValueError(f"sample ids must be integers in 0..{n - 1}, not {sample_ids!r}")
+    planted = ids[run.canary_labels[ids] >= 0]
+    if len(planted):
+        raise ValueError(f"samples {planted[:5].tolist()} are canaries (labels relabscope made wrong on purpose, "
+                         "--canaries): no decision is taken on them")
     bases = [base] * len(ids) if base is None or isinstance(base, (int, np.integer)) else list(base)
     if len(bases) != len(ids):
         raise ValueError(f"{len(bases)} bases for {len(ids)} samples")

@@ -95,8 +95,30 @@ def access() -> Access:
 
 # ---------------------------------------------------------------------- plain functions
 def suspects(ctx: Context, run_id: str) -> pd.DataFrame:
-    """``Run.suspects()``, kept per run version."""
-    return ctx.cached(run_id, "suspects", lambda run: run.suspects())
+    """``Run.suspects()`` without the canaries (their labels are wrong on purpose: nothing
+    for a reviewer to decide), kept per run version."""
+    def read(run: Run) -> pd.DataFrame:
+        table = run.suspects()
+        return table[run.canary_labels[table["sample_id"].to_numpy()] < 0] if run.has_canaries else table
+    return ctx.cached(run_id, "suspects", read)
+
+
+def canary_line(run: Run) -> str | None:
+    """What the canaries say of the ranking on this run, in one line; None without them.
+    The depth is the flag's count (how far into the ranking a review should go), or 5 % of
+    the training samples when nothing is flagged."""
+    if not run.has_canaries:
+        return None
+    table = run.suspects()
+    canary = run.canary_labels[table["sample_id"].to_numpy()] >= 0
+    depth = int(table["flag"].sum()) or max(1, round(0.05 * len(table)))
+    found = int(canary[table["rank"].to_numpy() <= depth].sum())
+    score = run.suspect_quality(truth="canaries").set_index("scorer").loc["score"]
+    return (f"On this run the ranking puts {found} of its {int(canary.sum())} canaries (labels relabscope made "
+            f"wrong on purpose) in its top {depth} ({found / max(1, int(canary.sum())):.0%}); AUROC "
+            f"{score['auroc']:.2f} [{score['auroc_low']:.2f}, {score['auroc_high']:.2f}] against them. An estimate "
+            "of how well it finds wrong labels, low where the data holds natural noise; the canaries are not "
+            "shown here.")
 
 
 def signal_options(table: pd.DataFrame) -> list[dict]:
@@ -353,6 +375,7 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
                  + ("Decisions made so far are shown." if gate.read_only else
                     "A decision is saved at once to corrections.csv beside the run."), className="muted"),
         note_card(f"No pictures: {run.images_withheld}.") if run.images_withheld else None,
+        html.Div(canary_line(run), id=ids.RV_CANARIES, className="muted") if run.has_canaries else None,
         _reviewer(gate),
         legend(names, gate.read_only is None),
         html.Div([

@@ -134,3 +134,25 @@ def test_a_run_without_canaries_says_so(tmp_path) -> None:
         assert run.suspect_quality().attrs["truth"] == "clean"  # auto: the clean labels the data set knows
         with pytest.raises(ValueError, match="no canaries"):
             run.suspect_quality(truth="canaries")
+
+
+def test_the_review_page_hides_canaries_and_says_what_they_measured(canary_run) -> None:
+    from relabscope.dashboard import review
+    from relabscope.dashboard.context import Context
+    from relabscope.dashboard.registry import RunRegistry
+
+    ctx = Context(RunRegistry([canary_run]))
+    run_id = ctx.registry.ids()[0]
+    run = ctx.run(run_id)
+    table = review.suspects(ctx, run_id)
+    assert len(table) == 285 and (run.canary_labels[table["sample_id"].to_numpy()] == -1).all()
+    line = review.canary_line(run)
+    full = run.suspects()
+    depth = int(full["flag"].sum()) or 15
+    planted = full[run.canary_labels[full["sample_id"].to_numpy()] >= 0]
+    found = int((planted["rank"] <= depth).sum())
+    auroc = run.suspect_quality().set_index("scorer").loc["score", "auroc"]
+    assert line is not None and f"puts {found} of its 15 canaries" in line and f"in its top {depth}" in line
+    assert f"AUROC {auroc:.2f}" in line
+    with pytest.raises(ValueError, match=r"are canaries .* no decision is taken on them"):
+        run.review([int(planted["sample_id"].iloc[0])], "keep", reviewer="ann")
