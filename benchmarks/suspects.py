@@ -17,6 +17,15 @@ without clean labels get the suspects' counts only).
     python benchmarks/suspects.py --quick --rates 0.3 --seeds 5   # the paired comparison over seeds
     python benchmarks/suspects.py --run runs/scn-rafdb --kinds none   # given runs only
 
+With ``--canaries F[,F...]`` each run also plants that fraction of canaries
+(``relabscope.data.canaries``), and the canary estimate of each ranking's AUROC and AP
+(``suspect_quality(truth="canaries")``: no clean labels needed) is printed beside the truth
+it estimates, the same figure against the clean labels on the samples that are not
+canaries; a fraction of 0 among them gives the runs that measure what canaries cost in
+test accuracy.
+
+    python benchmarks/suspects.py --quick --rates 0.2 --canaries 0,0.02,0.05 --seeds 2
+
 Prints a table of AUROC and one of AP (rows: scorers; columns: noise kind and rate) and
 writes JSON under benchmarks/results/, rewritten after every run. With ``--seeds N``
 (training and noise seeds ``--seed`` .. ``--seed + N - 1``) the tables are of the first
@@ -59,7 +68,7 @@ def paired_matrix(class_names: list[str], rate: float) -> np.ndarray:
     return m
 
 
-def train_run(out: Path, kind: str, rate: float, args: argparse.Namespace) -> Path:
+def train_run(out: Path, kind: str, rate: float, args: argparse.Namespace, canaries: float = 0.0) -> Path:
     from relabscope.data.synthetic import CLASS_NAMES
     from relabscope.training.runner import train
 
@@ -68,6 +77,7 @@ def train_run(out: Path, kind: str, rate: float, args: argparse.Namespace) -> Pa
         "dataset": "synthetic", "dataset_options": {"num_train": n_train, "num_test": n_test, "size": 32},
         "image_size": image_size, "epochs": epochs, "relabel_epoch": max(2, epochs // 2), "method": args.method,
         "seed": args.seed, "embed_every": epochs, "workers": 0, "device": args.device, "out": str(out),
+        "canaries": canaries,
     }
     if kind == "symmetric":
         settings["noise"] = rate
@@ -107,13 +117,56 @@ def score_run(path: Path) -> dict[str, Any]:
         flag = table["flag"].to_numpy()
         out.update(
             noise_rate=float(noisy.mean()),
-            quality=run.suspect_quality().to_dict(orient="records"),
+            quality=run.suspect_quality(truth="clean").to_dict(orient="records"),
             flag_precision=float(noisy[flag].mean()) if flag.any() else float("nan"),
             flag_recall=float(flag[noisy].mean()) if noisy.any() else float("nan"),
             suggestion_accuracy=float((table["suggested_label"].to_numpy() == clean)[noisy].mean())
             if noisy.any() else float("nan"),
         )
+        if run.has_canaries:
+            out.update(canaries=int((run.canary_labels >= 0).sum()),
+                       canary_estimate=run.suspect_quality(truth="canaries").to_dict(orient="records"),
+                       truth_without_canaries=quality_without_canaries(run, table))
     return out
+
+
+def quality_without_canaries(run: Any, table: Any) -> list[dict[str, Any]]:
+    """What the canary estimate estimates: each ranking against the clean labels, over the
+    training samples that are not canaries (the natural noise a user wants found)."""
+    import pandas as pd
+
+    from relabscope.analysis.suspects import suspect_quality
+
+    ids = table["sample_id"].to_numpy()
+    noisy = pd.array(run.given_labels[ids] != run.clean_labels[ids], dtype="boolean")
+    noisy[run.canary_labels[ids] >= 0] = pd.NA  # left out
+    return suspect_quality(table, noisy).to_dict(orient="records")
+
+
+def print_canaries(results: list[dict[str, Any]]) -> None:
+    """The canary estimate beside the truth it estimates, per run, for the score and the
+    baselines; then what canaries cost in test accuracy (runs without them, same seed)."""
+    with_canaries = [r for r in results if "canary_estimate" in r]
+    if not with_canaries:
+        return
+    print("\ncanary estimate of ROC AUC vs the truth (clean labels, samples that are not canaries)")
+    print(f"{'run':<26}{'scorer':<14}{'estimate':>10}{'95% interval':>18}{'truth':>8}{'est - truth':>13}")
+    for r in with_canaries:
+        truth = {q["scorer"]: q for q in r["truth_without_canaries"]}
+        for q in r["canary_estimate"]:
+            if q["scorer"] in ("score", "low_p_given", "low_p_last", "aum", "distance_ratio"):
+                t = truth[q["scorer"]]["auroc"]
+                interval = f"[{q['auroc_low']:.3f}, {q['auroc_high']:.3f}]"
+                print(f"{r['name']:<26}{q['scorer']:<14}{q['auroc']:>10.3f}{interval:>18}{t:>8.3f}"
+                      f"{q['auroc'] - t:>+13.3f}")
+    base = {(r["kind"], r["rate"], r["seed"]): r["test_acc"] for r in results if r.get("canary_fraction") == 0}
+    costs = [(r, base.get((r["kind"], r["rate"], r["seed"]))) for r in with_canaries]
+    if any(b is not None for _, b in costs):
+        print("\nwhat canaries cost: test accuracy with them minus without (same noise, seed)")
+        for r, b in costs:
+            if b is not None:
+                print(f"{r['name']:<26}{r['canary_fraction']:>6.0%} canaries: {r['test_acc']:.3f} vs {b:.3f} "
+                      f"({r['test_acc'] - b:+.3f})")
 
 
 def paired_differences(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -139,7 +192,7 @@ def paired_differences(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def print_paired(rows: list[dict[str, Any]]) -> None:
     print("\nscore's ROC AUC minus each baseline's, over seeds (mean ± SD, seeds where the score is higher)")
     for r in rows:
-        print(f"{r['column']:<10}{r['baseline']:<13} score {r['score_mean']:.3f} vs {r['baseline_mean']:.3f}: "
+        print(f"{r['column']:<14}{r['baseline']:<13} score {r['score_mean']:.3f} vs {r['baseline_mean']:.3f}: "
               f"{r['mean']:+.4f} ± {r['sd']:.4f}, higher in {r['wins']} of {r['seeds']}")
 
 
@@ -180,8 +233,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--run", action="append", type=Path, default=[], help="also score this run (repeatable)")
     ap.add_argument("--keep", type=Path, help="train the runs into this folder (and reuse those already there)")
+    ap.add_argument("--canaries", default="0", help="canary fractions to train each run with (e.g. 0,0.02,0.05)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "suspects.json")
     args = ap.parse_args()
+    fractions = [float(c) for c in args.canaries.split(",")]
     kinds = [k for k in args.kinds.split(",") if k and k != "none"]
     rates = [float(r) for r in args.rates.split(",")]
     tmp = None if args.keep else tempfile.TemporaryDirectory()
@@ -202,23 +257,28 @@ def main() -> None:
         args.seed = seed
         for kind in kinds:
             for rate in rates:
-                out = root / (f"{args.method}-{kind}-{rate:g}" + (f"-seed{seed}" if seed else ""))
-                t = time.perf_counter()
-                reused = finished(out)
-                if not reused:
-                    train_run(out, kind, rate, args)
-                trained = None if reused else time.perf_counter() - t
-                result = {"label": f"{kind[:3]} {rate:.0%}", "kind": kind, "rate": rate, "seed": seed,
-                          "train_seconds": trained, **score_run(out)}
-                results.append(result)
-                how = f"reused {out}" if trained is None else f"trained in {trained:.0f} s"
-                print(f"{result['label']}, seed {seed}: {how}, test acc {result['test_acc']:.3f}", flush=True)
-                save()
+                for fraction in fractions:
+                    name = (f"{args.method}-{kind}-{rate:g}" + (f"-canaries{fraction:g}" if fraction else "")
+                            + (f"-seed{seed}" if seed else ""))
+                    out = root / name
+                    t = time.perf_counter()
+                    reused = finished(out)
+                    if not reused:
+                        train_run(out, kind, rate, args, canaries=fraction)
+                    trained = None if reused else time.perf_counter() - t
+                    label = f"{kind[:3]} {rate:.0%}" + (f" c{fraction:.0%}" if fraction else "")
+                    result = {"label": label, "name": name, "kind": kind, "rate": rate, "seed": seed,
+                              "canary_fraction": fraction, "train_seconds": trained, **score_run(out)}
+                    results.append(result)
+                    how = f"reused {out}" if trained is None else f"trained in {trained:.0f} s"
+                    print(f"{result['label']}, seed {seed}: {how}, test acc {result['test_acc']:.3f}", flush=True)
+                    save()
     args.seed = first_seed
     for path in args.run:
         results.append({"label": path.name[:12], "kind": "given", **score_run(path)})
         save()
     print_tables([r for r in results if r.get("seed", first_seed) == first_seed])
+    print_canaries(results)
     if args.seeds > 1:
         report["paired"] = paired_differences(results)
         print_paired(report["paired"])
