@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Iterable, Literal, Sequence
 
 import numpy as np
@@ -413,13 +414,12 @@ def suspect_quality(table: pd.DataFrame, noisy: np.ndarray, confidence: float = 
         One row per scorer: scorer, kind ("score", "signal", "baseline" or "flag"),
         auroc, auroc_low, auroc_high, average_precision, ap_low, ap_high, n, noisy.
     """
-    from scipy.stats import norm
     from sklearn.metrics import average_precision_score
 
     flags = pd.array(noisy, dtype="boolean")
     if len(flags) != len(table):
         raise ValueError(f"noisy has {len(flags)} entries, the table {len(table)} rows")
-    z = float(norm.ppf(0.5 + confidence / 2))
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
     known = ~np.asarray(flags.isna(), dtype=bool)
     truth = np.asarray(flags.fillna(False), dtype=bool)
     scorers: list[tuple[str, str, np.ndarray]] = [("score", "score", table["score"].to_numpy(dtype=np.float64))]
@@ -446,17 +446,21 @@ def suspect_quality(table: pd.DataFrame, noisy: np.ndarray, confidence: float = 
 def delong_auroc(positive: np.ndarray, negative: np.ndarray, z: float) -> tuple[float, float, float]:
     """AUROC of scores ``positive`` (should rank high) against ``negative``, and its
     interval ``+- z`` DeLong standard errors (clipped to [0, 1]); ties count one half."""
-    from scipy.stats import rankdata
-
     m, n = len(positive), len(negative)
-    both = rankdata(np.concatenate([positive, negative]))
-    within_pos, within_neg = rankdata(positive), rankdata(negative)
+    both = _midranks(np.concatenate([positive, negative]))
+    within_pos, within_neg = _midranks(positive), _midranks(negative)
     auroc = float((both[:m].sum() - m * (m + 1) / 2) / (m * n))
     v10 = (both[:m] - within_pos) / n  # per positive: the share of negatives below it
     v01 = 1.0 - (both[m:] - within_neg) / m  # per negative: the share of positives above it
     var = (v10.var(ddof=1) if m > 1 else 0.0) / m + (v01.var(ddof=1) if n > 1 else 0.0) / n
     half = z * float(np.sqrt(var))
     return auroc, max(0.0, auroc - half), min(1.0, auroc + half)
+
+
+def _midranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties sharing their average."""
+    ranks: np.ndarray = pd.Series(values).rank(method="average").to_numpy()
+    return ranks
 
 
 def logit_interval(ap: float, positives: int, z: float) -> tuple[float, float, float]:

@@ -63,6 +63,7 @@ import torch.distributed as dist
 
 from relabscope import __version__
 from relabscope.models.spec import ModelSpec
+from relabscope.data.canaries import CANARY_COLUMN, plant_canaries
 from relabscope.errors import DataError, RelabscopeError, RunDirError
 from relabscope.methods.guards import NONE, guard_settings, guards_on, parse_guard
 from relabscope.methods.settings import RelabelGuardSettings
@@ -98,6 +99,8 @@ class CaptureOptions(TypedDict, total=False):
     normalize: tuple[Sequence[float], Sequence[float]] | None
     model_factory: str | None
     cam_layer: str | None
+    canaries: float
+    canary_seed: int
 
 
 def sample_table(
@@ -181,6 +184,12 @@ class RunCapture:
             so every later report and dashboard can show Grad-CAM without being told
             (stored as ``config["model"]``; weights: the factory's, or ``--weights``).
         cam_layer: the layer Grad-CAM explains, dotted ("backbone.layer4").
+        canaries: the fraction of training labels to move on purpose to another class,
+            recorded as canaries (``relabscope.data.canaries``), so that
+            ``run.suspect_quality()`` says how well a suspect ranking finds wrong labels
+            without clean labels. The labels in effect start from them: train on
+            :meth:`labels` (as every example here does) or the canaries measure nothing.
+        canary_seed: the seed that chooses the canaries.
 
     Raises:
         DataError: labels or keys that do not fit together, a view setting out of range,
@@ -208,20 +217,26 @@ class RunCapture:
         normalize: tuple[Sequence[float], Sequence[float]] | None = None,
         model_factory: str | None = None,
         cam_layer: str | None = None,
+        canaries: float = 0.0,
+        canary_seed: int = 0,
     ) -> None:
         path = Path(path)
         self.path = path if path.suffix == ".h5" else path / LOG_NAME
         self.samples = sample_table(train_labels, test_labels, keys=keys, clean_labels=clean_labels)
-        given = torch.as_tensor(self.samples.given_label.astype(np.int64))
         self.num_train = int(self.samples.train_mask.sum())
-        self.class_names = _class_names(class_names, given)
+        self.class_names = _class_names(class_names, torch.as_tensor(self.samples.given_label.astype(np.int64)))
         self.num_classes = len(self.class_names)
+        if canaries:
+            self._plant_canaries(canaries, canary_seed)
+        given = torch.as_tensor(self.samples.given_label.astype(np.int64))
         self.images = images
         self.embed_every = embed_every
         #: the relabel guards' settings (all off unless ``guards`` switches some on)
         self.guard_settings = RelabelGuardSettings(**guard_settings(parse_guard(guards or NONE, "guards")))
         self._guard_names = guards_on(self.guard_settings)
         self.config = dict(config or {})
+        if canaries:
+            self.config["canaries"] = canaries
         if self._guard_names:
             self.config.update(dataclasses.asdict(self.guard_settings))
         self.config.update(view_settings(self.config, relabel_threshold=relabel_threshold,
@@ -252,6 +267,18 @@ class RunCapture:
         self._epoch_start = time.perf_counter()
 
     # ------------------------------------------------------------------ set-up
+    def _plant_canaries(self, fraction: float, seed: int) -> None:
+        """Move ``fraction`` of the training labels (``relabscope.data.canaries``); the
+        labels from before go into the samples table."""
+        try:
+            planted, original = plant_canaries(self.samples.given_label[:self.num_train], fraction,
+                                               self.num_classes, seed)
+        except ValueError as exc:
+            raise DataError(f"canaries: {exc}") from None
+        self.samples.given_label[:self.num_train] = planted
+        test = len(self.samples.given_label) - self.num_train
+        self.samples.extras[CANARY_COLUMN] = np.concatenate([original, np.full(test, -1, np.int64)])
+
     def attach(self, model: torch.nn.Module, embedding_layer: str, embedding_io: EmbeddingIO = "output") -> None:
         """Take each batch's embeddings from a layer of ``model``, so it need not return
         them: the layer's output (or first input) of the batch's last forward pass,

@@ -156,3 +156,29 @@ def test_the_review_page_hides_canaries_and_says_what_they_measured(canary_run) 
     assert f"AUROC {auroc:.2f}" in line
     with pytest.raises(ValueError, match=r"are canaries .* no decision is taken on them"):
         run.review([int(planted["sample_id"].iloc[0])], "keep", reviewer="ann")
+
+
+def test_runcapture_plants_them_and_a_loop_trains_on_them(tmp_path) -> None:
+    """RunCapture(canaries=...) for a loop of one's own: the labels in effect start from
+    the planted labels, the log records the canaries and suspect_quality reads them."""
+    import torch
+
+    from relabscope.integrations import RunCapture
+
+    given = torch.arange(200) % 4
+    cap = RunCapture(tmp_path / "run.h5", given, torch.arange(20) % 4, canaries=0.05, canary_seed=7)
+    planted, original = plant_canaries(given.numpy(), 0.05, 4, seed=7)
+    assert torch.equal(cap.labels(), torch.as_tensor(planted))  # what the loop trains on
+    with cap:
+        for _ in range(2):
+            for start in range(0, 200, 50):
+                ids = torch.arange(start, start + 50)
+                cap.log(ids, torch.nn.functional.one_hot(cap.labels(ids), 4).float(), torch.randn(50, 3))
+            cap.log(torch.arange(20), torch.randn(20, 4), torch.randn(20, 3), phase="test")
+            cap.end_epoch()
+    with rs.open_run(tmp_path / "run.h5") as run:
+        assert np.array_equal(run.canary_labels[:200], original) and (run.canary_labels[200:] == -1).all()
+        assert np.array_equal(run.given_labels[:200], planted) and run.config["canaries"] == 0.05
+        assert run.suspect_quality().attrs["truth"] == "canaries"
+    with pytest.raises(RelabscopeError, match=r"canaries: canary fraction must be in \[0, 0.5\)"):
+        RunCapture(tmp_path / "other.h5", given, canaries=0.6)
