@@ -47,6 +47,10 @@ def headline(run: Run, flip: pd.DataFrame) -> dict[str, Any]:
         out["closer_to_new"] = float(cons["closer_to_new"])
         out["control_closer"] = float(cons["control_closer"])
         out["undone_fraction"] = float(cons["undone_fraction"])
+    if run.has_canaries and run.relabels_at_all and run.num_epochs:
+        canaries = run.canary_recovery()
+        out["canaries_back"] = float(canaries["canaries_back"].iloc[-1])
+        out["others_away"] = float(canaries["others_away"].iloc[-1])
     if run.clean_labels is not None and run.relabels_at_all and run.num_epochs:
         rec = run.noise_recovery()
         out["noisy_corrected"] = float(rec["noisy_corrected"].iloc[-1])
@@ -81,6 +85,9 @@ def headline_cards(numbers: dict[str, Any]) -> list[tuple[str, str, str | None]]
         cards.append(("closer to new class once trained on it", fmt(numbers["closer_to_new"], "%"),
                       f"control: {fmt(numbers['control_closer'], '%')} · undone later: "
                       f"{fmt(numbers['undone_fraction'], '%')}"))
+    if "canaries_back" in numbers:
+        cards.append(("canaries relabelled back", fmt(numbers["canaries_back"], "%"),
+                      f"other labels moved: {fmt(numbers['others_away'], '%')} (at most the corrupted)"))
     if "noisy_corrected" in numbers:
         cards.append(("noisy labels corrected", fmt(numbers["noisy_corrected"], "%"),
                       f"clean labels corrupted: {fmt(numbers['clean_corrupted'], '%')}"))

@@ -23,7 +23,8 @@ from relabscope.plot.consistency import (consistency_by_lag, consistency_by_lag_
                                          consistency_summary_figure, gap_change_histogram,
                                          gap_change_histogram_figure)
 from relabscope.plot.distances import compactness, compactness_figure, distance_bars, distance_bars_figure
-from relabscope.plot.dynamics import (data_map, data_map_figure, noise_detection, noise_detection_figure,
+from relabscope.plot.dynamics import (canary_recovery, canary_recovery_figure, data_map, data_map_figure,
+                                      noise_detection, noise_detection_figure,
                                       noise_recovery, noise_recovery_figure, probability_trace,
                                       probability_trace_figure)
 from relabscope.plot.relabelling import (flipflops, flipflops_figure, flipflop_totals, flipflop_totals_figure,
@@ -53,6 +54,7 @@ __all__ = [
     "gradcam", "gradcam_figure", "method_fields", "method_fields_figure",
     "sweep_accuracy_figure", "sweep_relabel_figure",
     "data_map", "data_map_figure", "noise_recovery", "noise_recovery_figure", "noise_detection",
+    "canary_recovery", "canary_recovery_figure",
     "noise_detection_figure", "probability_trace", "probability_trace_figure",
     "class_colors", "class_colours", "display_order", "ordered_names", "note_figure", "figure_note", "never_relabels",
 ]

@@ -98,10 +98,49 @@ def noise_recovery(run: Run) -> go.Figure:
     """
     head = title("Noise recovery", run.name)
     if run.clean_labels is None:
-        return note_figure(NO_CLEAN, head)
+        return canary_recovery(run) if run.has_canaries else note_figure(NO_CLEAN, head)
     if not run.relabels_at_all:
         return note_figure(never_relabels(run.method) + ": its labels stay as given", head)
     return noise_recovery_figure(run.noise_recovery(), run_name=run.name)
+
+
+def canary_recovery(run: Run) -> go.Figure:
+    """Per epoch, without clean labels: the canaries relabelling returned to their label
+    and the other samples it moved off their given one (``Run.canary_recovery``).
+
+    Args:
+        run: a run trained with canaries.
+
+    Returns:
+        The figure (a note without canaries, or when the method never relabels).
+    """
+    head = title("Is relabelling helping? Canaries", run.name)
+    if not run.has_canaries:
+        return note_figure("no canaries in this run: train it with --canaries 0.02", head)
+    if not run.relabels_at_all:
+        return note_figure(never_relabels(run.method) + ": its labels stay as given", head)
+    return canary_recovery_figure(run.canary_recovery(), run_name=run.name)
+
+
+def canary_recovery_figure(df: pd.DataFrame, *, run_name: str | None = None) -> go.Figure:
+    """Draw :func:`canary_recovery` from ``Run.canary_recovery()`` (epoch, relabels,
+    canaries_back, others_away)."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Bar(x=df["epoch"], y=df["relabels"], name="relabel events", marker_color="#d9d9d9",
+                         hovertemplate="epoch %{x}: %{y} relabels<extra></extra>"), secondary_y=False)
+    lines = [("canaries_back", "canaries relabelled back to their label (planted errors undone)", GIVEN),
+             ("others_away", "other samples moved off their given label (at most the corrupted)", NOISY)]
+    for col, name, colour in lines:
+        fig.add_trace(go.Scatter(x=df["epoch"], y=df[col], name=name, mode="lines+markers", line=dict(color=colour),
+                                 hovertemplate="epoch %{x}: %{y:.1%}<extra>" + name + "</extra>"), secondary_y=True)
+    fig.update_yaxes(title_text="fraction", tickformat=".0%", range=[-0.02, 1.02], side="left", tickmode="auto",
+                     secondary_y=True)
+    none_yet = not len(df) or int(df["relabels"].max()) == 0
+    fig.update_yaxes(title_text="relabel events", showgrid=False, rangemode="tozero", side="right",
+                     secondary_y=False, **(dict(range=[0, 1], dtick=1) if none_yet else {}))
+    fig.update_xaxes(title_text="epoch", dtick=1 if len(df) <= 30 else None)
+    fig.update_layout(legend=dict(orientation="h", y=-0.2, x=0))
+    return finish(fig, title("Is relabelling helping? Canaries", run_name), height=480)
 
 
 def noise_recovery_figure(df: pd.DataFrame, *, relabels_at_all: bool = True, method: str | None = None,

@@ -182,3 +182,24 @@ def test_runcapture_plants_them_and_a_loop_trains_on_them(tmp_path) -> None:
         assert run.suspect_quality().attrs["truth"] == "canaries"
     with pytest.raises(RelabscopeError, match=r"canaries: canary fraction must be in \[0, 0.5\)"):
         RunCapture(tmp_path / "other.h5", given, canaries=0.6)
+
+
+def test_the_overview_shows_what_relabelling_did_to_the_canaries(canary_run) -> None:
+    from relabscope import plot
+    from relabscope.dashboard import overview
+
+    with rs.open_run(canary_run) as run:
+        recovery = run.canary_recovery()
+        numbers = overview.headline(run, run.flipflops())
+        assert numbers["canaries_back"] == recovery["canaries_back"].iloc[-1]
+        assert numbers["others_away"] == recovery["others_away"].iloc[-1]
+        card = next(c for c in overview.headline_cards(numbers) if c[0] == "canaries relabelled back")
+        assert card[1] == f"{100 * recovery['canaries_back'].iloc[-1]:.1f}%"
+        fig = plot.canary_recovery(run)
+        lines = {t.name: list(t.y) for t in fig.data if t.type == "scatter"}
+        assert lines["canaries relabelled back to their label (planted errors undone)"] == \
+            recovery["canaries_back"].tolist()
+        assert lines["other samples moved off their given label (at most the corrupted)"] == \
+            recovery["others_away"].tolist()
+        # with clean labels known the overview's recovery figure stays the clean-label one
+        assert "Noise recovery" in overview.figure(run, "recovery").layout.title.text
