@@ -26,10 +26,11 @@ from relabscope.sweep.manifest import Cell, manifest_cells, read_manifest
 
 Select = Literal["last", "best"]
 NUMBERS = ("test_acc", "flipflops", "relabel_events", "vetoed", "noisy_corrected", "clean_corrupted",
-           "classes_emptied", "closer_to_new", "closer_vs_control", "compactness_ratio", "nearest_own",
-           "compactness_raw")
-#: numbers that only a run that relabels has (NaN otherwise)
-RELABEL_ONLY = ("closer_to_new", "closer_vs_control", "noisy_corrected", "clean_corrupted")
+           "canaries_back", "others_away", "classes_emptied", "closer_to_new", "closer_vs_control",
+           "compactness_ratio", "nearest_own", "compactness_raw")
+#: numbers that only a run that relabels has (NaN otherwise; the canaries' also without canaries)
+RELABEL_ONLY = ("closer_to_new", "closer_vs_control", "noisy_corrected", "clean_corrupted", "canaries_back",
+                "others_away")
 TABLE_NAME = "table"
 
 
@@ -37,7 +38,8 @@ def run_row(cell: Cell) -> dict:
     """One run's numbers: last and best test accuracy, flip-flops, relabel events and the
     relabels the guards vetoed (``Run.vetoes``), the shares of noisy labels corrected and
     of clean labels corrupted after the last epoch (``Run.noise_recovery``; NaN without
-    clean labels), classes relabelling emptied, relabel consistency (share of relabels
+    clean labels), of canaries relabelled back and other labels moved (``Run.canary_recovery``;
+    NaN without canaries), classes relabelling emptied, relabel consistency (share of relabels
     closer to the new class center once trained on it, and that share minus the matched
     control group's: ``Run.consistency``) and compactness: scale-free (own / nearest other
     center distance, share nearest their own center) and raw (mean distance to the own
@@ -130,9 +132,11 @@ def relabel_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per method and noise level (and guard, when the sweep compares guards): flip-flops,
     relabel events and the relabels the guards vetoed, noisy labels corrected and clean
     labels corrupted (shares of the noisy / clean training labels after the last epoch),
+    with canaries the canaries relabelled back and the other labels moved (``Run.canary_recovery``),
     classes emptied, relabel consistency and compactness (means over seeds); methods that
     never relabel say so instead of showing zeros."""
     guards = has_guard_axis(table)
+    canaries = "canaries_back_mean" in table and bool(table["canaries_back_mean"].notna().any())
     rows = []
     for _, r in table.iterrows():
         relabels = r["relabels"]
@@ -146,6 +150,8 @@ def relabel_table(table: pd.DataFrame) -> pd.DataFrame:
             "vetoed": _count(r["vetoed_mean"], relabels),
             "noisy labels corrected": _share(r["noisy_corrected_mean"], relabels),
             "clean labels corrupted": _share(r["clean_corrupted_mean"], relabels),
+            **({"canaries relabelled back": _share(r["canaries_back_mean"], relabels),
+                "other labels moved": _share(r["others_away_mean"], relabels)} if canaries else {}),
             "classes emptied": _count(r["classes_emptied_mean"], relabels, digits=2),
             "closer to new center": _share(r["closer_to_new_mean"], relabels),
             "relabelled − control": _share(r["closer_vs_control_mean"], relabels, signed=True),

@@ -203,3 +203,21 @@ def test_the_overview_shows_what_relabelling_did_to_the_canaries(canary_run) -> 
             recovery["others_away"].tolist()
         # with clean labels known the overview's recovery figure stays the clean-label one
         assert "Noise recovery" in overview.figure(run, "recovery").layout.title.text
+
+
+def test_the_sweep_table_carries_them(canary_run) -> None:
+    import pandas as pd
+
+    from relabscope.sweep.manifest import Cell
+    from relabscope.sweep.table import relabel_table, run_row, sweep_table
+
+    row = run_row(Cell("scn", 0.2, 4, canary_run))
+    with rs.open_run(canary_run) as run:
+        recovery = run.canary_recovery()
+    assert row["canaries_back"] == recovery["canaries_back"].iloc[-1]
+    assert row["others_away"] == recovery["others_away"].iloc[-1]
+    table = relabel_table(sweep_table(pd.DataFrame([row])))
+    assert table.loc[0, "canaries relabelled back"] == f"{recovery['canaries_back'].iloc[-1]:.1%}"
+    assert table.loc[0, "other labels moved"] == f"{recovery['others_away'].iloc[-1]:.1%}"
+    without = {**row, "canaries_back": np.nan, "others_away": np.nan}
+    assert "canaries relabelled back" not in relabel_table(sweep_table(pd.DataFrame([without])))
