@@ -220,6 +220,14 @@ class Run:
         return labels
 
     @property
+    def dataset_labels(self) -> np.ndarray:
+        """Per sample: the label the data set gives, each canary's from before relabscope
+        moved it (:attr:`given_labels` otherwise)."""
+        canary = self.canary_labels
+        labels: np.ndarray = np.where(canary >= 0, canary, self.given_labels)
+        return labels
+
+    @property
     def has_canaries(self) -> bool:
         """Whether the run was trained with canaries planted."""
         return bool((self.canary_labels >= 0).any())
@@ -494,7 +502,9 @@ class Run:
 
     def class_counts(self) -> pd.DataFrame:
         """Class sizes under the labels in effect, beside each class's given (and, when known,
-        clean) size: relabelling can empty a class, which a flip-flop count never shows.
+        clean) size: relabelling can empty a class, which a flip-flop count never shows. The
+        given size is the data set's, canaries counted under their label from before the
+        flip (:attr:`dataset_labels`).
 
         Returns:
             One row per epoch 0..E and class (row ``E`` = num_epochs counts the labels after
@@ -504,7 +514,7 @@ class Run:
         mask = self.train_mask
         clean = self.clean_labels
         return self._cached_table("class_counts", lambda: _class_balance.class_counts(
-            self._train_columns(self.labels()), self.final_labels()[mask], self.given_labels[mask],
+            self._train_columns(self.labels()), self.final_labels()[mask], self.dataset_labels[mask],
             None if clean is None else clean[mask], self.class_names))
 
     def class_warnings(self, threshold: float = _class_balance.SHRINK_THRESHOLD) -> pd.DataFrame:

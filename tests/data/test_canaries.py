@@ -221,3 +221,12 @@ def test_the_sweep_table_carries_them(canary_run) -> None:
     assert table.loc[0, "other labels moved"] == f"{recovery['others_away'].iloc[-1]:.1%}"
     without = {**row, "canaries_back": np.nan, "others_away": np.nan}
     assert "canaries relabelled back" not in relabel_table(sweep_table(pd.DataFrame([without])))
+
+
+def test_class_sizes_shown_as_given_are_the_data_sets(canary_run) -> None:
+    with rs.open_run(canary_run) as run:
+        counts = run.class_counts()
+        given = counts[counts["epoch"] == 0].set_index("class_id")["given"]
+        before = run.dataset_labels[run.train_mask]
+        assert given.tolist() == np.bincount(before, minlength=run.num_classes).tolist()
+        assert not np.array_equal(before, run.given_labels[run.train_mask])  # the canaries moved some
