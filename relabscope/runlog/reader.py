@@ -51,7 +51,11 @@ class _SharedFile:
     """
 
     _open: dict[tuple[int, int], "_SharedFile"] = {}
-    _registry_lock = threading.Lock()
+    #: re-entrant: a reader dropped without close() gives its share back from ``__del__``,
+    #: which the garbage collector may run inside ``acquire`` on the same thread (seen: the
+    #: dashboard opening one damaged log while the reader of another was collected, which
+    #: hung every request behind a plain lock)
+    _registry_lock = threading.RLock()
 
     def __init__(self, key: tuple[int, int], file: h5py.File):
         self.key = key

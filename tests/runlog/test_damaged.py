@@ -340,8 +340,11 @@ def served_damage(damaged, tiny_runs, tmp_path_factory):
     for case in LOG_DAMAGE:
         shutil.copytree(damaged[case], root / case)
     port = _free_port()
+    # stderr to a file, not a pipe: a pipe nobody reads fills up (64 KiB of request log
+    # lines) and then blocks the server in the middle of a request
+    errors = open(root.parent / "serve-stderr.txt", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "relabscope", "serve", str(root), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=errors, text=True)
     base = f"http://127.0.0.1:{port}"
     session = requests.Session()
     started = time.monotonic()
@@ -350,7 +353,7 @@ def served_damage(damaged, tiny_runs, tmp_path_factory):
             deps = session.get(base + "/_dash-dependencies", timeout=DEADLINE_S).json()
             break
         except requests.ConnectionError:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert proc.poll() is None, (errors.seek(0), errors.read())[1]
             assert time.monotonic() - started < 90, "the server did not answer within 90 s"
             time.sleep(0.2)
     callbacks = {d["output"]: d for d in deps}
@@ -359,6 +362,7 @@ def served_damage(damaged, tiny_runs, tmp_path_factory):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        errors.close()
 
 
 def _call(served, outputs: list[str], values: dict) -> tuple[dict, float]:

@@ -55,3 +55,33 @@ def test_threads_sharing_a_reader_read_the_right_rows(tiny_runs) -> None:
         t.join()
     reader.close()
     assert wrong == []
+
+
+def test_a_reader_collected_while_another_log_opens_does_not_deadlock(tiny_runs, tmp_path, monkeypatch) -> None:
+    """A reader dropped without close() gives its share back from ``__del__``; the garbage
+    collector may run that inside the opening of another log, on the same thread, while
+    the shared-file registry's lock is held (the dashboard hung every request that way)."""
+    import gc
+    import shutil
+
+    from relabscope.runlog import hdf5
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(tiny_runs["scn"], first)
+    shutil.copytree(tiny_runs["scn"], second)
+    dropped = RunLogReader(first / "run.h5")
+    dropped.cycle = dropped  # freed only by the collector, not by reference counting
+    del dropped
+    opening = hdf5.open_log
+
+    def collect_then_open(path):
+        gc.collect()  # the dropped reader's __del__ runs here, inside acquire
+        return opening(path)
+
+    monkeypatch.setattr(hdf5, "open_log", collect_then_open)
+    opened: list[int] = []
+    worker = threading.Thread(target=lambda: opened.append(RunLogReader(second / "run.h5").num_epochs), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "opening a log deadlocked while another reader was collected"
+    assert opened and opened[0] > 0
