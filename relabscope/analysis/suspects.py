@@ -44,16 +44,23 @@ relabelled nothing) ranks nobody and is left out; a sample missing one signal (i
 class had no mean at any epoch) is scored by the others. ``rank`` 1 is the most suspect
 (ties by sample id).
 
-**Flag.** Confident learning's per-class thresholds (Northcutt et al., 2021), on the
-probabilities averaged over the last ``window`` epochs (default: the later half of the
-committed epochs, rounded up): the first epochs are a barely trained model, and the last
-ones are where the network memorises the given labels, so their average is the best
-estimate the log has of out-of-sample belief. The threshold of class j is the mean
-averaged probability of j over the samples *given* j; a class is confident for a sample
-when its probability reaches the class's threshold, the sample's confident class is the
-most probable confident one, and the sample is flagged when that class exists and is not
-its given label. The flag does not read the score: it is an independent decision rule of
-its own whose count tells how many of the top ranks to look at.
+**Flag.** Confident learning (Northcutt et al., 2021), on the probabilities averaged over
+the last ``window`` epochs (default: the later half of the committed epochs, rounded up):
+the first epochs are a barely trained model, and the last ones are where the network
+memorises the given labels, so their average is the best estimate the log has of
+out-of-sample belief. The threshold of class j is the mean averaged probability of j over
+the samples *given* j; a class is confident for a sample when its probability reaches the
+class's threshold, and the sample's confident class is the most probable confident one.
+Counting samples by (given, confident) class gives the confident joint; calibrated so each
+row sums to its class's given count, its off-diagonal cell (i, j) estimates how many
+samples given i belong to j. The flag is *prune by noise rate*, the rule the paper and
+cleanlab default to: of the samples given i, the (i, j) count with the largest margin
+``p_j - p_i`` are flagged, for each j != i, and none the model predicts as given. Against
+the rule it replaced ("a confident class other than the given one"), on 12 quick synthetic
+runs (docs/analysis.md) it found more of the wrong labels in every run (recall +0.05 to
++0.17) and was as precise or more (precision -0.02 to +0.07). The flag does not read the
+score: it is an independent decision rule whose count tells how many of the top ranks to
+look at.
 
 **Suggested label.** The class other than the given one that the model and relabelling
 favour: ``argmax_{k != given} recent_p_k + share_k``, ``recent_p`` the window-averaged
@@ -326,6 +333,37 @@ def class_thresholds(recent: np.ndarray, given: np.ndarray) -> np.ndarray:
         return np.where(counts > 0, sums[np.arange(k), np.arange(k)] / np.maximum(counts, 1), np.nan)
 
 
+def noise_rate_flags(recent: np.ndarray, given: np.ndarray, confident: np.ndarray) -> np.ndarray:
+    """Confident learning's prune by noise rate (module docstring): per (given i, class
+    j != i), flag the calibrated confident joint's count of the samples given i, those of
+    largest ``p_j - p_i``; then unflag every sample whose most probable class is its given
+    one. Samples without probabilities in the window are never flagged."""
+    recent = np.asarray(recent, dtype=np.float64)
+    given = np.asarray(given, dtype=np.int64)
+    confident = np.asarray(confident, dtype=np.int64)
+    n, k = recent.shape
+    seen = np.isfinite(recent).all(axis=1) & (given >= 0) & (given < k)
+    joint = np.zeros((k, k))
+    both = seen & (confident >= 0)
+    np.add.at(joint, (given[both], confident[both]), 1)
+    counts = np.bincount(given[seen], minlength=k)
+    rows = joint.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        calibrated = np.where(rows[:, None] > 0, joint / rows[:, None] * counts[:, None], 0.0)
+    if calibrated.sum() > 0:
+        calibrated *= counts.sum() / calibrated.sum()
+    flags = np.zeros(n, bool)
+    for i in range(k):
+        members = np.flatnonzero(seen & (given == i))
+        for j in range(k):
+            take = int(round(calibrated[i, j])) if j != i else 0
+            if take > 0 and len(members):
+                margin = recent[members, j] - recent[members, i]
+                flags[members[np.argsort(-margin, kind="stable")[:take]]] = True
+    predicted = np.where(seen, np.nan_to_num(recent, nan=-np.inf).argmax(axis=1), -1)
+    return flags & (predicted != given)
+
+
 def confident_labels(recent: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Per sample, the most probable class whose probability reaches its threshold; -1
     when none does (or the sample was not seen in the window)."""
@@ -377,7 +415,7 @@ def suspects(
         "sample_id": table["sample_id"].to_numpy(),
         "rank": np.zeros(len(table), np.int64),
         "score": score,
-        "flag": (confident >= 0) & (confident != given),
+        "flag": noise_rate_flags(recent, given, confident),
         "given_label": given,
         "suggested_label": suggested_labels(recent, found.share, given),
         "confident_label": confident,

@@ -125,7 +125,7 @@ def signal_options(table: pd.DataFrame) -> list[dict]:
     """The signal filter's choices: every sample, flagged ones, and each signal the run has
     on its suspect side of the median (the value named in the label)."""
     options = [{"label": "every sample", "value": "all"},
-               {"label": "flagged (confident learning: another class is confident)", "value": "flag"}]
+               {"label": "flagged (confident learning: likely in another class)", "value": "flag"}]
     for name, signal in SIGNALS.items():
         values = table[name].to_numpy(dtype=np.float64) if name in table else np.array([])
         finite = values[np.isfinite(values)]

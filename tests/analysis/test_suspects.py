@@ -271,3 +271,38 @@ def test_a_noise_matrix_run_records_its_matrix_and_flips_only_within_pairs(train
     moved = clean != given
     assert moved.any() and (matrix[clean[moved], given[moved]] > 0).all()  # only within the pairs
     assert not moved[clean == 3].any()  # happiness is never flipped
+
+
+def test_the_flag_prunes_by_noise_rate() -> None:
+    """Confident learning's prune by noise rate, by hand on 8 samples of 2 classes: the
+    calibrated confident joint's off-diagonal count of each given class, its largest
+    margins first, and never a sample predicted as its given class."""
+    from relabscope.analysis.suspects import class_thresholds, confident_labels, noise_rate_flags
+
+    p1 = np.array([.10, .20, .30, .60, .70, .90, .80, .45])  # p(class 1); p(class 0) = 1 - p1
+    recent = np.stack([1 - p1, p1], axis=1)
+    given = np.array([0, 0, 0, 0, 0, 1, 1, 1])
+    thresholds = class_thresholds(recent, given)  # class 0: mean of .9 .8 .7 .4 .3 = .62; class 1: .7167
+    assert thresholds == pytest.approx([0.62, (0.9 + 0.8 + 0.45) / 3])
+    confident = confident_labels(recent, thresholds)
+    # given 0: samples 0, 1 confidently 0; 2 (.7/.3) confidently 0; 3 (.4/.6) neither; 4 (.3/.7) neither
+    # given 1: 5 (.9) and 6 (.8) confidently 1; 7 (.55/.45) neither
+    assert confident.tolist() == [0, 0, 0, -1, -1, 1, 1, -1]
+    # joint: row 0 = [3, 0], row 1 = [0, 2]: no off-diagonal count, nothing flagged
+    assert not noise_rate_flags(recent, given, confident).any()
+    # a lower threshold for class 1 makes samples 3 and 4 confidently 1: row 0 = [3, 2],
+    # calibrated to 5 samples: [3, 2]; the two of largest p1 - p0 (4, then 3) are flagged
+    confident = confident_labels(recent, np.array([0.62, 0.55]))
+    assert confident.tolist() == [0, 0, 0, 1, 1, 1, 1, -1]
+    assert noise_rate_flags(recent, given, confident).tolist() == [False, False, False, True, True, False, False,
+                                                                  False]
+    # the count is the calibrated joint's, not the number of confident others: with row 0 =
+    # [1, 2] over 5 samples given 0, calibrated (1/3, 2/3) x 5 = 3.33 -> the 3 of largest
+    # margin (4, 3, 2), less those the model predicts as their given class (2: p0 = .7)
+    confident = np.array([0, -1, 1, 1, -1, 1, 1, -1])
+    assert noise_rate_flags(recent, given, confident).tolist() == [False, False, False, True, True, False, False,
+                                                                  False]
+    recent_2 = recent.copy()
+    recent_2[2] = [0.45, 0.55]  # now predicted as class 1: flagged
+    assert noise_rate_flags(recent_2, given, confident).tolist() == [False, False, True, True, True, False, False,
+                                                                    False]
