@@ -125,22 +125,9 @@ def canary_recovery(run: Run) -> go.Figure:
 def canary_recovery_figure(df: pd.DataFrame, *, run_name: str | None = None) -> go.Figure:
     """Draw :func:`canary_recovery` from ``Run.canary_recovery()`` (epoch, relabels,
     canaries_back, others_away)."""
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Bar(x=df["epoch"], y=df["relabels"], name="relabel events", marker_color="#d9d9d9",
-                         hovertemplate="epoch %{x}: %{y} relabels<extra></extra>"), secondary_y=False)
-    lines = [("canaries_back", "canaries relabelled back to their label (planted errors undone)", GIVEN),
-             ("others_away", "other samples moved off their given label (at most the corrupted)", NOISY)]
-    for col, name, colour in lines:
-        fig.add_trace(go.Scatter(x=df["epoch"], y=df[col], name=name, mode="lines+markers", line=dict(color=colour),
-                                 hovertemplate="epoch %{x}: %{y:.1%}<extra>" + name + "</extra>"), secondary_y=True)
-    fig.update_yaxes(title_text="fraction", tickformat=".0%", range=[-0.02, 1.02], side="left", tickmode="auto",
-                     secondary_y=True)
-    none_yet = not len(df) or int(df["relabels"].max()) == 0
-    fig.update_yaxes(title_text="relabel events", showgrid=False, rangemode="tozero", side="right",
-                     secondary_y=False, **(dict(range=[0, 1], dtick=1) if none_yet else {}))
-    fig.update_xaxes(title_text="epoch", dtick=1 if len(df) <= 30 else None)
-    fig.update_layout(legend=dict(orientation="h", y=-0.2, x=0))
-    return finish(fig, title("Is relabelling helping? Canaries", run_name), height=480)
+    lines = [("canaries_back", "canaries relabelled back to their label (planted errors undone)", GIVEN, "solid"),
+             ("others_away", "other samples moved off their given label (at most the corrupted)", NOISY, "solid")]
+    return _recovery_figure(df, lines, title("Is relabelling helping? Canaries", run_name))
 
 
 def noise_recovery_figure(df: pd.DataFrame, *, relabels_at_all: bool = True, method: str | None = None,
@@ -160,15 +147,21 @@ def noise_recovery_figure(df: pd.DataFrame, *, relabels_at_all: bool = True, met
     head = title("Noise recovery", run_name)
     if not relabels_at_all:
         return note_figure(never_relabels(method) + ": its labels stay as given", head)
+    lines = [("relabel_precision", "relabel precision (new label = clean)", "#4c78a8", "solid"),
+             ("relabel_recall", "recall (noisy samples ever relabelled to clean)", "#72b7b2", "dash"),
+             ("noisy_corrected", "noisy samples now correct", GIVEN, "solid"),
+             ("clean_corrupted", "clean samples now wrong", NOISY, "solid")]
+    return _recovery_figure(df, lines, head)
+
+
+def _recovery_figure(df: pd.DataFrame, lines: list[tuple[str, str, str, str]], head: str) -> go.Figure:
+    """Relabel events per epoch as bars, and ``lines`` (column, name, colour, dash) as
+    fractions over them."""
     # the counts' bars on the primary axis (drawn first, at the right), the fractions on the
     # overlaying one (drawn over the bars, at the left): bars over lines would hide them
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_trace(go.Bar(x=df["epoch"], y=df["relabels"], name="relabel events", marker_color="#d9d9d9",
                          hovertemplate="epoch %{x}: %{y} relabels<extra></extra>"), secondary_y=False)
-    lines = [("relabel_precision", "relabel precision (new label = clean)", "#4c78a8", "solid"),
-             ("relabel_recall", "recall (noisy samples ever relabelled to clean)", "#72b7b2", "dash"),
-             ("noisy_corrected", "noisy samples now correct", GIVEN, "solid"),
-             ("clean_corrupted", "clean samples now wrong", NOISY, "solid")]
     for col, name, colour, dash in lines:
         fig.add_trace(go.Scatter(x=df["epoch"], y=df[col], name=name, mode="lines+markers",
                                  line=dict(color=colour, dash=dash),
