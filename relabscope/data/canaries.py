@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from relabscope.data.noise import flippable
+
 #: the samples table's extra column holding a canary's label before the flip (-1: not one)
 CANARY_COLUMN = "canary_label"
 #: mixed into the seed, so canaries come from a stream of their own
@@ -42,13 +44,9 @@ def plant_canaries(labels: np.ndarray, fraction: float, num_classes: int, seed: 
         ValueError: ``fraction`` outside [0, 0.5), fewer than 2 classes, or labels out of
             range.
     """
-    labels = np.asarray(labels, dtype=np.int64)
     if not 0.0 <= fraction < 0.5:
         raise ValueError(f"canary fraction must be in [0, 0.5), not {fraction}")
-    if num_classes < 2:
-        raise ValueError(f"canaries need at least 2 classes, not {num_classes}")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in 0..{num_classes - 1}")
+    labels = flippable(labels, num_classes, "planting canaries")
     rng = np.random.default_rng([seed, _STREAM])
     chosen = np.sort(rng.choice(len(labels), size=int(round(fraction * len(labels))), replace=False))
     planted = labels.copy()

@@ -43,17 +43,27 @@ def inject_noise(labels: np.ndarray, rate: float, num_classes: int, seed: int) -
     The new class is uniform over the ``num_classes - 1`` others. Deterministic for a
     given ``seed``; ``rate`` must lie in [0, 1).
     """
-    labels = np.asarray(labels, dtype=np.int64)
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"noise rate must be in [0, 1), not {rate}")
-    if num_classes < 2:
-        raise ValueError(f"noise needs at least 2 classes, not {num_classes}")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in 0..{num_classes - 1}")
+    labels = flippable(labels, num_classes, "noise")
     rng = np.random.default_rng(seed)
     flip = rng.random(labels.shape) < rate
     shift = rng.integers(1, num_classes, size=labels.shape)
     return np.where(flip, (labels + shift) % num_classes, labels)
+
+
+def flippable(labels: np.ndarray, num_classes: int, what: str) -> np.ndarray:
+    """``labels`` as int64, checked to be class ids that another class can replace.
+
+    Raises:
+        ValueError: fewer than 2 classes (``what`` names the caller), or a label out of range.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if num_classes < 2:
+        raise ValueError(f"{what} needs at least 2 classes, not {num_classes}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in 0..{num_classes - 1}")
+    return labels
 
 
 # ---------------------------------------------------------------------- class-dependent noise
