@@ -115,11 +115,16 @@ def score_run(path: Path) -> dict[str, Any]:
         clean = run.clean_labels[table["sample_id"].to_numpy()]
         noisy = table["given_label"].to_numpy() != clean
         flag = table["flag"].to_numpy()
+        confident = table["confident_label"].to_numpy()
+        other = (confident >= 0) & (confident != table["given_label"].to_numpy())
         out.update(
             noise_rate=float(noisy.mean()),
             quality=run.suspect_quality(truth="clean").to_dict(orient="records"),
             flag_precision=float(noisy[flag].mean()) if flag.any() else float("nan"),
             flag_recall=float(flag[noisy].mean()) if noisy.any() else float("nan"),
+            # the flag before prune by noise rate: a confident class other than the given one
+            old_flag_precision=float(noisy[other].mean()) if other.any() else float("nan"),
+            old_flag_recall=float(other[noisy].mean()) if noisy.any() else float("nan"),
             suggestion_accuracy=float((table["suggested_label"].to_numpy() == clean)[noisy].mean())
             if noisy.any() else float("nan"),
         )
@@ -157,10 +162,13 @@ def print_canaries(results: list[dict[str, Any]]) -> None:
             if q["scorer"] in ("score", "low_p_given", "low_p_last", "aum", "distance_ratio"):
                 t = truth[q["scorer"]]["auroc"]
                 interval = f"[{q['auroc_low']:.3f}, {q['auroc_high']:.3f}]"
-                print(f"{r['name']:<26}{q['scorer']:<14}{q['auroc']:>10.3f}{interval:>18}{t:>8.3f}"
+                print(f"{r.get('name', r['label']):<26}{q['scorer']:<14}{q['auroc']:>10.3f}{interval:>18}{t:>8.3f}"
                       f"{q['auroc'] - t:>+13.3f}")
-    base = {(r["kind"], r["rate"], r["seed"]): r["test_acc"] for r in results if r.get("canary_fraction") == 0}
-    costs = [(r, base.get((r["kind"], r["rate"], r["seed"]))) for r in with_canaries]
+    def cell(r: dict[str, Any]) -> tuple:
+        return r["kind"], r.get("rate"), r.get("seed")
+
+    base = {cell(r): r["test_acc"] for r in results if r.get("canary_fraction") == 0}
+    costs = [(r, base.get(cell(r))) for r in with_canaries if "canary_fraction" in r]
     if any(b is not None for _, b in costs):
         print("\nwhat canaries cost: test accuracy with them minus without (same noise, seed)")
         for r, b in costs:
@@ -213,6 +221,7 @@ def print_tables(results: list[dict[str, Any]]) -> None:
         print()
         for key, name in (("test_acc", "test accuracy"), ("noise_rate", "noise rate"), ("flagged", "flagged"),
                           ("flag_precision", "flag precision"), ("flag_recall", "flag recall"),
+                          ("old_flag_precision", "old flag prec."), ("old_flag_recall", "old flag recall"),
                           ("suggestion_accuracy", "suggested = clean")):
             print(f"{name:<16}" + "".join(f"{r[key]:>13.3f}" if isinstance(r[key], float) else f"{r[key]:>13}"
                                            for r in scored))

@@ -62,18 +62,18 @@ import torch
 import torch.distributed as dist
 
 from relabscope import __version__
-from relabscope.models.spec import ModelSpec
 from relabscope.data.canaries import CANARY_COLUMN, plant_canaries
 from relabscope.errors import DataError, RelabscopeError, RunDirError
 from relabscope.methods.guards import NONE, guard_settings, guards_on, parse_guard
 from relabscope.methods.settings import RelabelGuardSettings
+from relabscope.models.spec import ModelSpec
 from relabscope.runlog.images import ImagesArg
 from relabscope.runlog.schema import LOG_NAME, SPLIT_CODES, SampleTable
 from relabscope.runlog.writer import RunLogWriter
 from relabscope.training.distributed import World
-from relabscope.training.guards import Proposal
 from relabscope.integrations.chunks import BatchChunk
 from relabscope.integrations.figures import EpochFigures
+from relabscope.training.guards import Proposal
 from relabscope.training.relabelling import Relabelling
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[int]]
