@@ -364,7 +364,7 @@ class RunCapture:
             return (self._relabelling.current if phase == "train" else self._test_labels).clone()
         ids = torch.as_tensor(sample_ids)
         self._state_on(ids.device)
-        return self._relabelling[ids.long()] if phase == "train" else self._test_labels[ids.long()]
+        return self._labels_of(_batch_ids(ids, ids.device), phase)
 
     def relabel(self, sample_ids: ArrayLike, new_labels: ArrayLike, probs: ArrayLike | None = None) -> None:
         """Give training samples of the batch being trained new labels: the one call a
@@ -418,12 +418,12 @@ class RunCapture:
         if phase not in ("train", "test"):
             raise DataError(f"phase must be 'train' or 'test', not {phase!r}")
         logits = logits.detach()
-        ids = torch.as_tensor(sample_ids).detach().reshape(-1).to(logits.device)
+        ids = _batch_ids(sample_ids, logits.device)
         emb = self._batch_embeddings(embeddings)
         self._check_batch(ids, logits, emb, phase)
         self._state_on(logits.device)
+        used = self._labels_of(ids, phase)
         if phase == "train":
-            used = self._relabelling[ids]
             if not self._epoch_started:
                 self._relabelling.start_epoch(self._world)
                 self._figures.start(self._relabelling.current)
@@ -432,7 +432,7 @@ class RunCapture:
             new, decided = self._apply_relabels(ids, logits, emb)
             rows = ids
         else:
-            used, new, decided, rows = self._test_labels[ids], None, None, ids + self.num_train
+            new, decided, rows = None, None, ids + self.num_train
         step = -1
         if phase == "train":
             step, self._step = self._step, self._step + 1
@@ -553,8 +553,9 @@ class RunCapture:
         return emb
 
     def _check_batch(self, ids: torch.Tensor, logits: torch.Tensor, emb: torch.Tensor, phase: str) -> None:
-        """Shapes always; the ids' range on the host (free) or once per phase on a device
-        (one sync: enough to catch ids from the wrong split)."""
+        """Shapes always; the ids' range once per phase on a device (one sync: enough to
+        catch ids from the wrong split; a device asserts on an index out of range). On the
+        host the labels' lookup checks the range for free (:meth:`_labels_of`)."""
         b = len(ids)
         if ids.is_floating_point() or ids.dtype == torch.bool:
             raise DataError(f"{phase} sample ids must be integers, not {ids.dtype}")
@@ -565,16 +566,28 @@ class RunCapture:
             raise DataError(f"{phase} batch: {len(emb)} embeddings for {b} sample ids")
         if self._embed_dim is not None and emb.shape[1] != self._embed_dim:
             raise DataError(f"{phase} batch: embeddings of size {emb.shape[1]}, earlier batches {self._embed_dim}")
-        if b and (ids.device.type == "cpu" or phase not in self._checked):
-            n = self.num_train if phase == "train" else len(self._test_labels)
-            if n == 0:
-                raise DataError(f"a {phase} batch, but no {phase}_labels were given")
-            low, high = (int(v) for v in torch.aminmax(ids))
-            if low < 0 or high >= n:
-                raise DataError(f"{phase} sample ids must be positions 0..{n - 1} in the {phase} labels, "
-                                f"got {low}..{high}")
+        n = self.num_train if phase == "train" else len(self._test_labels)
+        if b and n == 0:
+            raise DataError(f"a {phase} batch, but no {phase}_labels were given")
+        if b and ids.device.type != "cpu" and phase not in self._checked:
+            self._check_range(ids, phase, n)
             self._checked.add(phase)
         self._embed_dim = emb.shape[1]
+
+    @staticmethod
+    def _check_range(ids: torch.Tensor, phase: str, n: int) -> None:
+        low, high = (int(v) for v in torch.aminmax(ids))
+        if low < 0 or high >= n:
+            raise DataError(f"{phase} sample ids must be positions 0..{n - 1} in the {phase} labels, got {low}..{high}")
+
+    def _labels_of(self, ids: torch.Tensor, phase: str) -> torch.Tensor:
+        """The labels the batch used: in effect (train) or given (test); ids out of range
+        are reported as such (``_check_range``), not as an index error."""
+        try:
+            return self._relabelling[ids] if phase == "train" else torch.index_select(self._test_labels, 0, ids)
+        except IndexError:
+            self._check_range(ids, phase, self.num_train if phase == "train" else len(self._test_labels))
+            raise
 
     @property
     def _world(self) -> World:
@@ -710,6 +723,16 @@ class _HostRecord:
         out: dict[str, Any] = {k: v.numpy() for k, v in self.tensors.items()}
         out.update(phase=self.phase, step=self.step)
         return out
+
+
+def _batch_ids(sample_ids: ArrayLike, device: torch.device) -> torch.Tensor:
+    """A batch's ids as a 1-D tensor on ``device``: as given when they are one already (the
+    common case costs no tensor call)."""
+    if isinstance(sample_ids, torch.Tensor) and sample_ids.dtype == torch.long and sample_ids.dim() == 1 \
+            and sample_ids.device == device and not sample_ids.requires_grad:
+        return sample_ids
+    ids = torch.as_tensor(sample_ids).detach().reshape(-1).to(device)
+    return ids if ids.is_floating_point() or ids.dtype == torch.bool else ids.long()  # the first: refused later
 
 
 def _first_tensor(value: Any) -> torch.Tensor | None:

@@ -59,8 +59,9 @@ class Relabelling:
 
     def __getitem__(self, ids: torch.Tensor) -> torch.Tensor:
         """The labels in effect of ``ids`` (1-D integer positions): ``index_select``, several
-        times cheaper per batch on the host than advanced indexing."""
-        return torch.index_select(self.current, 0, ids.reshape(-1).long())
+        times cheaper per batch on the host than advanced indexing. Out-of-range ids raise
+        IndexError on the host (a device asserts)."""
+        return torch.index_select(self.current, 0, _positions(ids))
 
     @property
     def device(self) -> torch.device:
@@ -91,7 +92,8 @@ class Relabelling:
             self._build(embedding.shape[1])
             if self.guards is not None:
                 self.guards.start_epoch(self.current, self._world)
-        self._seen.index_fill_(0, ids.reshape(-1).long(), True)
+        if self._world.distributed:  # only the rank merge reads it
+            self._seen.index_fill_(0, _positions(ids), True)
         if self.guards is not None:
             self.guards.observe(labels, embedding)
 
@@ -158,3 +160,8 @@ class Relabelling:
             self.guards.load_state_dict(dict(self._guard_state))
         self._guard_state = None
 
+
+def _positions(ids: torch.Tensor) -> torch.Tensor:
+    """``ids`` as 1-D int64, without a tensor call when they are already (most batches: a
+    call costs microseconds, and a small model's step is a few milliseconds)."""
+    return ids if ids.dtype == torch.long and ids.dim() == 1 else ids.reshape(-1).long()

@@ -303,3 +303,28 @@ def test_a_schema_1_log_reads_and_resumes_into_schema_2(tmp_path) -> None:
     with RunLogReader(path) as log:
         assert log.samples["key"].tolist() == expected[0]
         np.testing.assert_array_equal(log.epoch_array("label"), labels)
+
+
+def test_class_means_and_distances_match_the_definitions() -> None:
+    """The commit's fast forms (sorted sums; |x|^2 - 2x.m + |m|^2 in float64) equal the plain
+    definitions, an empty class giving NaN means and NaN distances, across several chunks."""
+    from relabscope.runlog.writer import class_distances, class_means
+
+    rng = np.random.default_rng(0)
+    emb = (rng.normal(size=(1000, 16)) * 3 + 50).astype(np.float16)  # far from 0: cancellation-prone
+    labels = rng.integers(0, 4, 1000)
+    labels[labels == 2] = 1  # class 2 empty
+    mask = rng.random(1000) < 0.8
+    means, counts = class_means(emb, labels, mask, 5, chunk=128)
+    x = emb.astype(np.float64)
+    for k in range(5):
+        rows = mask & (labels == k)
+        assert counts[k] == rows.sum()
+        if rows.any():
+            np.testing.assert_allclose(means[k], x[rows].mean(axis=0), rtol=1e-12)
+        else:
+            assert np.isnan(means[k]).all()
+    dist = class_distances(emb, means, chunk=300)
+    direct = np.sqrt(((x[:, None, :] - means[None]) ** 2).sum(axis=2))
+    np.testing.assert_allclose(dist, direct, rtol=1e-7, equal_nan=True)
+    assert np.isnan(dist[:, 2]).all() and np.isnan(dist[:, 4]).all()
