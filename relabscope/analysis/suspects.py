@@ -44,6 +44,20 @@ relabelled nothing) ranks nobody and is left out; a sample missing one signal (i
 class had no mean at any epoch) is scored by the others. ``rank`` 1 is the most suspect
 (ties by sample id).
 
+**Shrunk classes.** A run that relabels can empty a class, or shrink it below half its
+given samples: from then on the model is trained never to predict it, so every sample
+given it has a low probability of it, a low margin and no class mean to be near, whether
+its label is right or not (on real photos, a run that emptied two classes had the flag
+mark 399 of the 437 samples given them, 101 of them noisy, and put 176 of them in the top
+300 ranks). Those epochs are not evidence against the given label: every given-label
+signal (AUM, forgetting, out-of-class, the distance ratio) and the flag's probabilities
+read, per sample, only the epochs in which its given class held at least
+:data:`SHRUNK_BELOW` of its given samples under the labels in effect (the first epoch
+normally does: it starts from the given labels), the flag's window being the last ``window``
+of those. A sample whose class was shrunk in every epoch (a rule that emptied it within
+the first) reads them all. A run that shrank no class reads every epoch, as before. The baselines keep
+their plain definitions.
+
 **Flag.** Confident learning (Northcutt et al., 2021), on the probabilities averaged over
 the last ``window`` epochs (default: the later half of the committed epochs, rounded up):
 the first epochs are a barely trained model, and the last ones are where the network
@@ -87,6 +101,7 @@ from typing import Iterable, Literal, Sequence
 import numpy as np
 import pandas as pd
 
+from relabscope.analysis.dynamics import area_under_margin, forgetting_events
 from relabscope.analysis.epochs import over_epochs
 
 
@@ -126,20 +141,25 @@ def default_window(num_epochs: int) -> int:
     return max(1, math.ceil(num_epochs / 2))
 
 
-def _epoch_pass(probs: np.ndarray, distances: np.ndarray, given: np.ndarray,
-                window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _epoch_pass(probs: np.ndarray, distances: np.ndarray, given: np.ndarray, window: int,
+                evidence: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One pass over the epochs (one epoch in memory at a time, so h5py datasets work):
     ``out_of_class``, ``distance_ratio`` (each a mean over the epochs where it is defined)
-    and the window-averaged probabilities ``(n, K)``. Contiguous ranges of epochs run in
-    threads (``relabscope.analysis.epochs``), each epoch class-major in float32."""
+    and the window-averaged probabilities ``(n, K)``. ``evidence`` ``(E, n)``: the epochs
+    that count for each sample (:func:`evidence_epochs`; None: all), the window being its
+    last ``window`` such epochs. Contiguous ranges of epochs run in threads
+    (``relabscope.analysis.epochs``), each epoch class-major in float32."""
     num_epochs, n, k = probs.shape
-    first = num_epochs - window
     at_given = given * n + np.arange(n)  # a sample's given class in a class-major (K, n) epoch
+    # per sample, its evidence epochs from each epoch to the last
+    counts = None if evidence is None else np.flip(np.cumsum(np.flip(evidence, axis=0), axis=0, dtype=np.int32), 0)
 
     def part(epochs: range) -> _PassSums:
         sums = _PassSums(n, k)
         for e in epochs:
-            sums.add(np.asarray(probs[e]), np.asarray(distances[e]), at_given, e >= first)
+            rows = None if evidence is None else evidence[e]
+            recent = e >= num_epochs - window if counts is None else rows & (counts[e] <= window)
+            sums.add(np.asarray(probs[e]), np.asarray(distances[e]), at_given, recent, rows)
         return sums
 
     total = _PassSums.total(over_epochs(num_epochs, part), n, k)
@@ -160,13 +180,19 @@ class _PassSums:
         self.ratio_sum, self.ratio_count = np.zeros(n), np.zeros(n, np.int64)
         self.recent_sum, self.recent_count = np.zeros((k, n)), np.zeros(n, np.int64)
 
-    def add(self, prob: np.ndarray, distance: np.ndarray, at_given: np.ndarray, recent: bool) -> None:
-        """One epoch's ``(n, K)`` probabilities and distances."""
+    def add(self, prob: np.ndarray, distance: np.ndarray, at_given: np.ndarray, recent: bool | np.ndarray,
+            rows: np.ndarray | None) -> None:
+        """One epoch's ``(n, K)`` probabilities and distances; ``recent`` which samples
+        count it in their window (or all / none), ``rows`` which count it at all (None:
+        all)."""
         p = np.ascontiguousarray(prob.T, dtype=np.float32)  # (K, n): reductions over classes elementwise
         seen = np.isfinite(p).all(axis=0)
-        if recent:
-            self.recent_sum += np.where(seen, p, 0.0)
-            self.recent_count += seen
+        if rows is not None:
+            seen &= rows
+        if np.any(recent):
+            this = seen & recent
+            self.recent_sum += np.where(this, p, 0.0)
+            self.recent_count += this
         p.ravel()[at_given] = -np.inf
         self.other_sum += np.where(seen, p.max(axis=0), 0.0)
         self.other_count += seen
@@ -176,6 +202,8 @@ class _PassSums:
         d.ravel()[at_given] = np.inf
         nearest = d.min(axis=0)
         ok = np.isfinite(own) & np.isfinite(nearest) & (nearest > 0)
+        if rows is not None:
+            ok &= rows
         self.ratio_sum += np.where(ok, own / np.where(ok, nearest, 1.0), 0.0)
         self.ratio_count += ok
 
@@ -204,14 +232,47 @@ def label_share(labels: np.ndarray, final: np.ndarray, num_classes: int) -> np.n
         return np.where(total > 0, counts / np.maximum(total, 1.0), 0.0)
 
 
+#: A class counts as shrunk in an epoch when the labels in effect give it fewer than this
+#: share of the samples given it.
+SHRUNK_BELOW = 0.5
+
+
+def shrunk_classes(labels: np.ndarray, given: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(E, K)``: whether each class held fewer than :data:`SHRUNK_BELOW` of its given
+    samples under the labels each epoch trained on (rows of ``labels`` ``(E, n)``; samples
+    whose label is unknown, -1, left out of both counts)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    given = np.asarray(given, dtype=np.int64)
+    out = np.zeros((len(labels), num_classes), bool)
+    for e, row in enumerate(labels):
+        known = (row >= 0) & (given >= 0)
+        now = np.bincount(row[known], minlength=num_classes)[:num_classes]
+        before = np.bincount(given[known], minlength=num_classes)[:num_classes]
+        out[e] = now < SHRUNK_BELOW * before
+    return out
+
+
+def evidence_epochs(shrunk: np.ndarray, given: np.ndarray) -> np.ndarray | None:
+    """``(E, n)``: the epochs whose probabilities and distances count as evidence about a
+    sample's given label, those in which the run had not shrunk its given class (module
+    docstring, "Shrunk classes"); None when no class shrank (every epoch counts)."""
+    if not shrunk.any():
+        return None
+    given = np.asarray(given, dtype=np.int64)
+    out: np.ndarray = ~shrunk[:, np.clip(given, 0, shrunk.shape[1] - 1)]
+    out[:, ~out.any(axis=0)] = True  # shrunk in every epoch (relabelled within the first): all there is
+    return out
+
+
 # ---------------------------------------------------------------------- signals
 @dataclass(frozen=True)
 class Signals:
     """What :func:`signal_table` reads from a run, for :func:`suspects`: ``table``
     (sample_id, one column per signal, the baselines), ``recent`` the window-averaged
     probabilities ``(n, K)``, ``share`` the label shares ``(n, K)``
-    (:func:`label_share`), ``given`` and ``final`` labels ``(n,)``, and ``window`` the
-    epochs ``recent`` averages."""
+    (:func:`label_share`), ``given`` and ``final`` labels ``(n,)``, ``window`` the epochs
+    ``recent`` averages, and ``shrunk`` ``(E, K)`` the epochs in which each class was
+    shrunk (:func:`shrunk_classes`)."""
 
     table: pd.DataFrame
     recent: np.ndarray
@@ -219,6 +280,7 @@ class Signals:
     given: np.ndarray
     final: np.ndarray
     window: int
+    shrunk: np.ndarray
 
 
 def signal_table(
@@ -226,6 +288,7 @@ def signal_table(
     flipflops: pd.DataFrame,
     *,
     probs: np.ndarray,
+    preds: np.ndarray,
     labels: np.ndarray,
     final: np.ndarray,
     distances: np.ndarray,
@@ -237,9 +300,12 @@ def signal_table(
 
     ``dynamics`` (``relabscope.analysis.dynamics.dynamics_table``) and ``flipflops``
     (``relabscope.analysis.flipflops.flipflop_table``) are row-aligned over the same ``n``
-    training samples as ``probs`` ``(E, n, K)``, ``labels`` ``(E, n)`` (in effect),
-    ``final`` ``(n,)``, ``distances`` ``(E, n, K)`` and ``given`` ``(n,)``. ``relabels``:
-    whether the method can relabel at all (else the relabel signals are NaN).
+    training samples as ``probs`` ``(E, n, K)``, ``preds`` ``(E, n)``, ``labels``
+    ``(E, n)`` (in effect), ``final`` ``(n,)``, ``distances`` ``(E, n, K)`` and ``given``
+    ``(n,)``. ``relabels``: whether the method can relabel at all (else the relabel
+    signals are NaN). The given-label signals read only the epochs in which the run had
+    not shrunk the sample's given class (:func:`evidence_epochs`); the baselines read
+    every epoch, as their definitions say.
 
     Returns:
         The :class:`Signals` that :func:`suspects` ranks.
@@ -258,12 +324,18 @@ def signal_table(
     window = default_window(num_epochs) if window is None else int(window)
     if not 1 <= window <= num_epochs:
         raise ValueError(f"window must be 1..{num_epochs} epochs, got {window}")
-    out_of_class, ratio, recent = _epoch_pass(probs, distances, given, window)
+    shrunk = shrunk_classes(labels, given, k)
+    evidence = evidence_epochs(shrunk, given)
+    out_of_class, ratio, recent = _epoch_pass(probs, distances, given, window, evidence)
     share = label_share(labels, final, k)
+    if evidence is None:
+        aum, forgetting = dynamics["aum_given"].to_numpy(dtype=np.float64), dynamics["forgetting_given"].to_numpy()
+    else:
+        aum, forgetting = _given_dynamics(probs, preds, given, evidence)
     table = pd.DataFrame({
         "sample_id": dynamics["sample_id"].to_numpy(dtype=np.int64),
-        "aum": dynamics["aum_given"].to_numpy(dtype=np.float64),
-        "forgetting": dynamics["forgetting_given"].to_numpy(),
+        "aum": aum,
+        "forgetting": forgetting,
         "out_of_class": out_of_class,
         "distance_ratio": ratio,
     })
@@ -278,7 +350,18 @@ def signal_table(
     table["low_p_given"] = 1.0 - dynamics["confidence_given"].to_numpy(dtype=np.float64)
     last = np.asarray(probs[num_epochs - 1], dtype=np.float64)
     table["low_p_last"] = 1.0 - last[np.arange(n), given]
-    return Signals(table, recent, share, given, np.asarray(final, dtype=np.int64), window)
+    return Signals(table, recent, share, given, np.asarray(final, dtype=np.int64), window, shrunk)
+
+
+def _given_dynamics(probs: np.ndarray, preds: np.ndarray, given: np.ndarray,
+                    evidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUM and forgetting events against the given label over each sample's evidence
+    epochs only (``dynamics_table``'s over every epoch)."""
+    masked = np.where(evidence, given[None, :], -1)
+    aum = area_under_margin(probs, masked)
+    preds = np.asarray(preds, dtype=np.int64)
+    forgetting = forgetting_events(preds == given[None, :], seen=(preds >= 0) & evidence & (given[None, :] >= 0))
+    return aum, forgetting
 
 
 # ---------------------------------------------------------------------- score
@@ -405,7 +488,10 @@ def suspects(
         ``confident_label`` (-1: none), ``final_label`` (in effect after the last epoch),
         then every signal and the baselines ``low_p_given`` and ``low_p_last``.
         ``attrs["signals"]`` names the signals the score used, ``attrs["thresholds"]``
-        holds the per-class thresholds and ``attrs["window"]`` the epochs they averaged.
+        holds the per-class thresholds, ``attrs["window"]`` the epochs they averaged and
+        ``attrs["shrunk_from"]`` the classes the run shrank, each with the first epoch it
+        was shrunk (their samples are judged by the epochs before it and any after it
+        recovered).
     """
     table, recent, given = found.table, found.recent, found.given
     score, used = combine(table, list(DEFAULT_SIGNALS if signals is None else signals))
@@ -427,7 +513,8 @@ def suspects(
     out = out.sort_values(["score", "sample_id"], ascending=[False, True], na_position="last", kind="stable")
     out = out.reset_index(drop=True)
     out["rank"] = np.arange(1, len(out) + 1, dtype=np.int64)
-    out.attrs.update(signals=used, thresholds=thresholds.tolist(), window=found.window)
+    first = {int(c): int(np.argmax(found.shrunk[:, c])) for c in np.flatnonzero(found.shrunk.any(axis=0))}
+    out.attrs.update(signals=used, thresholds=thresholds.tolist(), window=found.window, shrunk_from=first)
     return out
 
 

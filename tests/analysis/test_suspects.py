@@ -306,3 +306,56 @@ def test_the_flag_prunes_by_noise_rate() -> None:
     recent_2[2] = [0.45, 0.55]  # now predicted as class 1: flagged
     assert noise_rate_flags(recent_2, given, confident).tolist() == [False, False, True, True, True, False, False,
                                                                     False]
+
+
+def write_emptying_run(path):
+    """3 classes x 30 training samples, 3 wrong labels per class (true class: the next one);
+    8 epochs. The model learns the true classes (a wrong label keeps 0.25 of the
+    probability); from epoch 2 the run has relabelled every sample given class 2 to class 0,
+    so the model stops predicting class 2 at all."""
+    k, per, epochs = 3, 30, 8
+    given = np.repeat(np.arange(k), per)
+    noisy = np.zeros(k * per, bool)
+    noisy[[i * per + j for i in range(k) for j in range(3)]] = True
+    true = np.where(noisy, (given + 1) % k, given)
+    samples = SampleTable(key=[f"img/{i}.png" for i in range(k * per + 3)], split=np.r_[np.zeros(k * per), np.ones(3)],
+                          given_label=np.r_[given, [0, 1, 2]], clean_label=np.r_[true, [0, 1, 2]])
+    rng = np.random.default_rng(0)
+    centers = np.eye(k, dtype=np.float32) * 10
+    with rs.RunLogWriter.create(path, samples, ["a", "b", "c"], embed_dim=k,
+                                metadata={"method": "scn", "method_relabels": 1}) as log:
+        for e in range(epochs):
+            emptied = e >= 2
+            effect = np.where(emptied & (given == 2), 0, given)
+            probs = np.full((k * per, k), 0.15)
+            believed = np.where(emptied & (true == 2), 0, true)  # a class nobody holds is never predicted
+            probs[np.arange(k * per), believed] = 0.7
+            probs[np.flatnonzero(noisy), given[noisy]] = 0.25
+            probs[np.flatnonzero(noisy), 3 - given[noisy] - true[noisy]] = 0.05
+            if emptied:
+                probs[:, 1] += probs[:, 2] - 0.02
+                probs[:, 2] = 0.02
+            emb = centers[believed] + rng.normal(size=(k * per, k)).astype(np.float32)  # follows the belief
+            new = np.where((e >= 1) & (given == 2), 0, given)  # relabelled during epoch 1
+            log.log_batch(np.arange(k * per), effect, np.log(probs), emb, new_labels=new)
+            log.log_batch(np.arange(k * per, k * per + 3), np.arange(3), np.log(np.full((3, k), 1 / k)),
+                          centers, phase="test")
+            log.end_epoch()
+    return path, noisy
+
+
+def test_a_class_the_run_emptied_does_not_poison_the_ranking(tmp_path):
+    """The model never predicts a class the run emptied, so every sample given it looks
+    wrong in those epochs; the ranking and the flag judge them by the epochs before."""
+    path, noisy = write_emptying_run(tmp_path / "run")
+    with rs.open_run(path) as run:
+        table = by_id(run.suspects())
+        quality = run.suspect_quality(truth="clean").set_index("scorer")
+    assert table.attrs["shrunk_from"] == {2: 2}
+    top = table.sort_values("rank").index[:noisy.sum()]
+    assert set(top) == set(np.flatnonzero(noisy))  # the nine wrong labels first, none of class 2's clean ones
+    given_2 = (table["given_label"] == 2).to_numpy()
+    assert table.loc[given_2 & noisy[table.index], "flag"].all()
+    assert not table.loc[given_2 & ~noisy[table.index], "flag"].any()
+    # the plain baseline, which reads every epoch, is poisoned: that is what the rule prevents
+    assert quality.loc["low_p_given", "auroc"] < 0.85 < quality.loc["score", "auroc"] == 1.0
