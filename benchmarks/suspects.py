@@ -73,6 +73,7 @@ def train_run(out: Path, kind: str, rate: float, args: argparse.Namespace, canar
     from relabscope.training.runner import train
 
     n_train, n_test, epochs, image_size = SIZES["quick" if args.quick else "full"]
+    epochs = args.epochs or epochs
     settings: dict[str, Any] = {
         "dataset": "synthetic", "dataset_options": {"num_train": n_train, "num_test": n_test, "size": 32},
         "image_size": image_size, "epochs": epochs, "relabel_epoch": max(2, epochs // 2), "method": args.method,
@@ -131,7 +132,8 @@ def score_run(path: Path) -> dict[str, Any]:
         if run.has_canaries:
             out.update(canaries=int((run.canary_labels >= 0).sum()),
                        canary_estimate=run.suspect_quality(truth="canaries").to_dict(orient="records"),
-                       truth_without_canaries=quality_without_canaries(run, table))
+                       truth_without_canaries=quality_without_canaries(run, table),
+                       candidates=candidate_quality(run, table))
     return out
 
 
@@ -146,6 +148,80 @@ def quality_without_canaries(run: Any, table: Any) -> list[dict[str, Any]]:
     noisy = pd.array(run.given_labels[ids] != run.clean_labels[ids], dtype="boolean")
     noisy[run.canary_labels[ids] >= 0] = pd.NA  # left out
     return suspect_quality(table, noisy).to_dict(orient="records")
+
+
+#: the single signals the candidate rankings combine, each oriented so that high = suspect
+CANDIDATE_SIGNALS = ("aum", "distance_ratio", "out_of_class", "forgetting", "low_p_given")
+#: fixed combinations (mean of percentile ranks) tried as the default ranking
+CANDIDATE_MIXES = {
+    "score": ("aum", "distance_ratio"),
+    "p_given+distance": ("low_p_given", "distance_ratio"),
+    "aum+p_given+distance": ("aum", "low_p_given", "distance_ratio"),
+    "all five": CANDIDATE_SIGNALS,
+}
+
+
+def candidate_quality(run: Any, table: Any) -> list[dict[str, Any]]:
+    """Rankings the default could be, each scored against the clean labels on the samples
+    that are not canaries (AUROC, AP), and by the canaries alone (AUROC): every single
+    signal, the fixed mixes of :data:`CANDIDATE_MIXES`, and two that the canaries choose
+    per run: ``canary-weighted`` (percentile ranks weighted by each signal's canary AUROC
+    above 0.5) and ``canary-best`` (the single signal or mix with the best canary AUROC)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from relabscope.analysis.suspects import SIGNALS, percentile_ranks
+
+    ids = table["sample_id"].to_numpy()
+    canary = run.canary_labels[ids] >= 0
+    noisy = run.given_labels[ids] != run.clean_labels[ids]
+    ranks = {}
+    for name in CANDIDATE_SIGNALS:
+        direction = "high" if name == "low_p_given" else SIGNALS[name].direction
+        ranks[name] = np.nan_to_num(percentile_ranks(table[name].to_numpy(dtype=np.float64), direction), nan=0.0)
+
+    def auroc(score: np.ndarray, truth: np.ndarray, rows: np.ndarray) -> float:
+        return float(roc_auc_score(truth[rows], score[rows])) if 0 < truth[rows].sum() < rows.sum() else float("nan")
+
+    everyone = np.ones(len(ids), bool)
+    candidates = dict(ranks)
+    candidates.update({name: np.mean([ranks[s] for s in mix], axis=0) for name, mix in CANDIDATE_MIXES.items()})
+    by_canaries = {name: auroc(score, canary, everyone) for name, score in candidates.items()}
+    weights = {s: max(0.0, by_canaries[s] - 0.5) for s in CANDIDATE_SIGNALS}
+    if sum(weights.values()) > 0:
+        candidates["canary-weighted"] = sum(w * ranks[s] for s, w in weights.items()) / sum(weights.values())
+    best = max(by_canaries, key=lambda k: by_canaries[k])
+    candidates["canary-best"] = candidates[best]
+    rows = ~canary
+    out = []
+    for name, score in candidates.items():
+        out.append({"candidate": name, "auroc": auroc(score, noisy, rows),
+                    "ap": float(average_precision_score(noisy[rows], score[rows])) if noisy[rows].any() else float("nan"),
+                    "canary_auroc": auroc(score, canary, everyone), **({"chose": best} if name == "canary-best" else {})})
+    return out
+
+
+def print_candidates(results: list[dict[str, Any]]) -> None:
+    """Per cell (method, noise, length; mean over seeds): each candidate's AUROC and AP
+    against the truth, and its paired AP difference from low_p_given (mean, wins)."""
+    with_candidates = [r for r in results if "candidates" in r]
+    if not with_candidates:
+        return
+    cells: dict[str, list[dict[str, Any]]] = {}
+    for r in with_candidates:
+        cells.setdefault(r["label"], []).append(r)
+    names = [c["candidate"] for c in with_candidates[0]["candidates"]]
+    for metric in ("auroc", "ap"):
+        print(f"\ncandidate default rankings: {metric.upper()} against clean labels (samples not canaries), "
+              "mean over seeds (in brackets: seeds where it beat low_p_given)")
+        print(f"{'':<22}" + "".join(f"{label:>20}" for label in cells))
+        for name in names:
+            row = []
+            for runs in cells.values():
+                mine = [next(c[metric] for c in r["candidates"] if c["candidate"] == name) for r in runs]
+                base = [next(c[metric] for c in r["candidates"] if c["candidate"] == "low_p_given") for r in runs]
+                wins = sum(m > b for m, b in zip(mine, base))
+                row.append(f"{np.mean(mine):.3f} ({wins}/{len(runs)})")
+            print(f"{name:<22}" + "".join(f"{c:>20}" for c in row))
 
 
 def print_canaries(results: list[dict[str, Any]]) -> None:
@@ -236,7 +312,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller, shorter runs: %s" % (SIZES["quick"],))
     ap.add_argument("--kinds", default="symmetric,class", help="noise kinds to train: symmetric, class, or none")
     ap.add_argument("--rates", default="0.1,0.2,0.3")
-    ap.add_argument("--method", default="scn")
+    ap.add_argument("--methods", default="scn", help="methods to train, e.g. scn,scn-c,baseline")
+    ap.add_argument("--epochs", default="", help="training lengths to train, e.g. 4,16 (default: the size's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, default=1, help="train each run with seeds --seed .. --seed + N - 1")
     ap.add_argument("--device", default="cpu")
@@ -252,7 +329,9 @@ def main() -> None:
     root = args.keep or Path(tmp.name)  # type: ignore[union-attr]
     root.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
-    report: dict[str, Any] = {"quick": args.quick, "method": args.method, "seed": args.seed, "seeds": args.seeds,
+    methods = [m for m in args.methods.split(",") if m]
+    lengths: list[int | None] = [int(e) for e in args.epochs.split(",") if e] or [None]
+    report: dict[str, Any] = {"quick": args.quick, "methods": methods, "seed": args.seed, "seeds": args.seeds,
                               "sizes": SIZES["quick" if args.quick else "full"], "platform": platform.platform(),
                               "runs": results, "complete": False}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -262,32 +341,33 @@ def main() -> None:
             fh.write(json.dumps(report, indent=2, default=float).encode())
 
     first_seed = args.seed
-    for seed in range(first_seed, first_seed + args.seeds):
-        args.seed = seed
-        for kind in kinds:
-            for rate in rates:
-                for fraction in fractions:
-                    name = (f"{args.method}-{kind}-{rate:g}" + (f"-canaries{fraction:g}" if fraction else "")
-                            + (f"-seed{seed}" if seed else ""))
-                    out = root / name
-                    t = time.perf_counter()
-                    reused = finished(out)
-                    if not reused:
-                        train_run(out, kind, rate, args, canaries=fraction)
-                    trained = None if reused else time.perf_counter() - t
-                    label = f"{kind[:3]} {rate:.0%}" + (f" c{fraction:.0%}" if fraction else "")
-                    result = {"label": label, "name": name, "kind": kind, "rate": rate, "seed": seed,
-                              "canary_fraction": fraction, "train_seconds": trained, **score_run(out)}
-                    results.append(result)
-                    how = f"reused {out}" if trained is None else f"trained in {trained:.0f} s"
-                    print(f"{result['label']}, seed {seed}: {how}, test acc {result['test_acc']:.3f}", flush=True)
-                    save()
+    cells = [(seed, method, length, kind, rate, fraction) for seed in range(first_seed, first_seed + args.seeds)
+             for method in methods for length in lengths for kind in kinds for rate in rates for fraction in fractions]
+    for seed, method, length, kind, rate, fraction in cells:
+        args.seed, args.method, args.epochs = seed, method, length
+        name = (f"{method}-{kind}-{rate:g}" + (f"-e{length}" if length else "")
+                + (f"-canaries{fraction:g}" if fraction else "") + (f"-seed{seed}" if seed else ""))
+        out = root / name
+        t = time.perf_counter()
+        reused = finished(out)
+        if not reused:
+            train_run(out, kind, rate, args, canaries=fraction)
+        trained = None if reused else time.perf_counter() - t
+        label = ((f"{method} " if len(methods) > 1 else "") + f"{kind[:3]} {rate:.0%}"
+                 + (f" e{length}" if len(lengths) > 1 else "") + (f" c{fraction:.0%}" if fraction else ""))
+        result = {"label": label, "name": name, "kind": kind, "rate": rate, "seed": seed,
+                  "canary_fraction": fraction, "train_seconds": trained, **score_run(out)}
+        results.append(result)
+        how = f"reused {out}" if trained is None else f"trained in {trained:.0f} s"
+        print(f"{result['label']}, seed {seed}: {how}, test acc {result['test_acc']:.3f}", flush=True)
+        save()
     args.seed = first_seed
     for path in args.run:
         results.append({"label": path.name[:12], "kind": "given", **score_run(path)})
         save()
     print_tables([r for r in results if r.get("seed", first_seed) == first_seed])
     print_canaries(results)
+    print_candidates(results)
     if args.seeds > 1:
         report["paired"] = paired_differences(results)
         print_paired(report["paired"])

@@ -146,3 +146,24 @@ def image_grid(tiles: list[Any], note: str | None = None) -> html.Div:
     saying what they are (which of how many, in what order)."""
     grid = html.Div(tiles, className="sample-grid", style={"display": "flex", "flexWrap": "wrap", "gap": "6px"})
     return html.Div([html.Div(note, className="muted", style={"margin": ".3em 0"}) if note else None, grid])
+
+
+#: the value a canary toggle holds when canaries are hidden
+HIDE_CANARIES = "hide"
+
+
+def canary_toggle(toggle_id: str, run: Any) -> dcc.Checklist:
+    """"hide canaries" for a page that lists or draws training samples: there for every
+    run (a callback needs its input), shown only for a run trained with canaries."""
+    label = html.Span("hide canaries", title="canaries: labels relabscope made wrong on purpose (--canaries), to "
+                                             "measure the ranking and relabelling")
+    return dcc.Checklist(id=toggle_id, options=[{"label": label, "value": HIDE_CANARIES}], value=[], inline=True,
+                         style=None if run.has_canaries else {"display": "none"})
+
+
+def without_canaries(run: Any, rows: pd.DataFrame, toggle: Any) -> pd.DataFrame:
+    """``rows`` (a ``sample_id`` column) without the run's canaries when ``toggle`` says to
+    hide them."""
+    if not run.has_canaries or HIDE_CANARIES not in (toggle or []):
+        return rows
+    return rows[run.canary_labels[rows["sample_id"].to_numpy()] < 0]

@@ -35,8 +35,8 @@ from dash.dash_table.DataTable import DataTable
 from relabscope import plot
 from relabscope.analysis.projection import ProjectionMethod
 from relabscope.dashboard import ids
-from relabscope.dashboard.components import (GRAPH_CONFIG, describe_error, error_card, fit, fmt, image_grid,
-                                             sample_tile)
+from relabscope.dashboard.components import (GRAPH_CONFIG, canary_toggle, describe_error, error_card, fit, fmt,
+                                             image_grid, sample_tile, without_canaries)
 from relabscope.dashboard.context import Context
 from relabscope.dashboard.inputs import (class_name, parse_choice, parse_classes, parse_embedding_epoch, parse_method,
                                          sample_from_click, selected_ids)
@@ -130,16 +130,19 @@ def color_values(ctx: Context, run_id: str, colour: str) -> pd.Series | None:
 
 
 def map_figure(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int, classes: list[int] | None,
-               colour: str) -> tuple[Any, str, bool]:
+               colour: str, canaries: Any = None) -> tuple[Any, str, bool]:
     """The Fig. 5 map, as ``relabscope.plot.projection`` draws it, from the cached projection
     (or its PCA preview while it is computed), the status line under it, and whether the
-    real map is still being computed (the page then polls)."""
+    real map is still being computed (the page then polls). ``canaries``: the page's
+    canary toggle (hidden canaries are left off the map; the projection is the same)."""
     run = ctx.run(run_id)
     parse_choice(colour, COLOURS, "colour")
     if colour == "clean" and run.clean_labels is None:
         head = title(f"{PROJECTION_NAMES[method]} of the embeddings (epoch {epoch})", run.name)
         return plot.note_figure("clean labels are unknown for this data set", head), "", False
     df, drawn, pending = projection(ctx, run_id, method, epoch, classes)
+    all_points = len(df)
+    df = without_canaries(run, df, canaries)
     head = title(f"{PROJECTION_NAMES[drawn]} (epoch {epoch}) while the {PROJECTION_NAMES[method]} computes" if pending
                  else f"{PROJECTION_NAMES[drawn]} of the embeddings (epoch {epoch})", run.name)
     values = color_values(ctx, run_id, colour)
@@ -148,7 +151,7 @@ def map_figure(ctx: Context, run_id: str, method: ProjectionMethod, epoch: int, 
                                  classes=classes, hover_labels=False)  # the hover card replaces plotly's label
     # a new uirevision when the real map replaces the preview: its zoom would not fit
     fig.update_layout(dragmode="lasso", clickmode="event", uirevision=f"{run_id}|{drawn}|{epoch}|{classes}")
-    line = status(ctx, run_id, len(df))
+    line = status(ctx, run_id, all_points, hidden=all_points - len(df))
     return fig, (f"{pending}; {PROJECTION_NAMES[drawn]} preview: {line}" if pending else line), pending is not None
 
 
@@ -305,6 +308,7 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
             html.Span("colour by"),
             dcc.RadioItems(id=ids.MP_COLOUR, options=[{"label": COLOURS[c], "value": c} for c in colours],
                            value=colour, inline=True),
+            canary_toggle(ids.MP_CANARIES, run),
         ], className="controls"),
         html.Div(id=ids.MP_STATUS, className="muted"),
         dcc.Interval(id=ids.MP_POLL, interval=POLL_MS, disabled=True),
@@ -325,13 +329,15 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
     ])
 
 
-def status(ctx: Context, run_id: str, shown: int) -> str:
-    """How many training samples the map shows (``shown``: the projection's rows) of how many."""
+def status(ctx: Context, run_id: str, shown: int, hidden: int = 0) -> str:
+    """How many training samples the map shows (``shown``: the projection's rows, of which
+    ``hidden`` canaries are left off) of how many."""
     run = ctx.run(run_id)
     total = int(run.train_mask.sum())
     capped = ctx.max_points is not None and shown >= ctx.max_points
     cap = f" (capped at {ctx.max_points:,}; each class keeps its share; serve --max-points 0 maps all)" if capped else ""
-    return f"{shown:,} of {total:,} training samples{cap}; × marks a label in effect ≠ given"
+    canaries = f" ({hidden:,} canaries hidden)" if hidden else ""
+    return f"{shown - hidden:,} of {total:,} training samples{canaries}{cap}; × marks a label in effect ≠ given"
 
 
 def _inputs(a: Any, method: Any, epoch: Any, classes: Any, ctx: Context):
@@ -342,23 +348,24 @@ def _inputs(a: Any, method: Any, epoch: Any, classes: Any, ctx: Context):
 
 
 def register(app, ctx: Context) -> None:
-    def _drawn(a: Any, method: Any, epoch: Any, classes: Any, colour: Any) -> tuple[str, pd.DataFrame, int, str]:
+    def _drawn(a: Any, method: Any, epoch: Any, classes: Any, colour: Any,
+               canaries: Any) -> tuple[str, pd.DataFrame, int, str]:
         """What the map draws for these inputs (the map or its preview): run id, points,
         epoch and colouring, for the views beside it."""
-        run_id, _, method, epoch, classes = _inputs(a, method, epoch, classes, ctx)
-        df = projection(ctx, run_id, method, epoch, classes)[0]
+        run_id, run, method, epoch, classes = _inputs(a, method, epoch, classes, ctx)
+        df = without_canaries(run, projection(ctx, run_id, method, epoch, classes)[0], canaries)
         return run_id, df, epoch, parse_choice(colour or "effect", COLOURS, "colour")
 
     live = Input(ids.LIVE_VERSION, "data")
     picks = [Input(ids.MP_METHOD, "value"), Input(ids.MP_EPOCH, "value"), Input(ids.MP_CLASSES, "value")]
 
     @app.callback(Output(ids.MP_GRAPH, "figure"), Output(ids.MP_STATUS, "children"), Output(ids.MP_POLL, "disabled"),
-                  Input(ids.MP_ARGS, "data"), *picks, Input(ids.MP_COLOUR, "value"), live,
-                  Input(ids.MP_POLL, "n_intervals"))
-    def _map(a, method, epoch, classes, colour, _version, _poll):
+                  Input(ids.MP_ARGS, "data"), *picks, Input(ids.MP_COLOUR, "value"), Input(ids.MP_CANARIES, "value"),
+                  live, Input(ids.MP_POLL, "n_intervals"))
+    def _map(a, method, epoch, classes, colour, canaries, _version, _poll):
         try:
             run_id, run, method, epoch, classes = _inputs(a, method, epoch, classes, ctx)
-            fig, line, waiting = map_figure(ctx, run_id, method, epoch, classes, colour or "effect")
+            fig, line, waiting = map_figure(ctx, run_id, method, epoch, classes, colour or "effect", canaries)
             if waiting:  # the page asks again every POLL_MS until the map replaces the preview
                 return fit(fig), html.Span(line, className="computing"), False
             return fit(fig), line, True
@@ -382,15 +389,16 @@ def register(app, ctx: Context) -> None:
         return rows, f"{len(rows):,} samples selected (labels in effect at epoch {epoch})"
 
     @app.callback(Output(ids.MP_GRID, "children"), Input(ids.MP_GRAPH, "selectedData"), *picks,
-                  Input(ids.MP_COLOUR, "value"), State(ids.MP_ARGS, "data"), prevent_initial_call=True)
-    def _grid(selected, method, epoch, classes, colour, a):
+                  Input(ids.MP_COLOUR, "value"), State(ids.MP_CANARIES, "value"), State(ids.MP_ARGS, "data"),
+                  prevent_initial_call=True)
+    def _grid(selected, method, epoch, classes, colour, canaries, a):
         # another colouring draws the same points: the selection stands, in the new order
         same_points = callback_context.triggered_id in (ids.MP_GRAPH, ids.MP_COLOUR, None)
         chosen = selected_ids(selected) if same_points else []
         if not chosen:  # cleared, or another map was asked for
             return None
         try:
-            run_id, df, epoch, colouring = _drawn(a, method, epoch, classes, colour)
+            run_id, df, epoch, colouring = _drawn(a, method, epoch, classes, colour, canaries)
             return selection_grid(ctx, run_id, df, chosen, epoch, colouring)
         except Exception as exc:
             return error_card(describe_error(exc), "Cannot show the selected images")
@@ -400,13 +408,13 @@ def register(app, ctx: Context) -> None:
 
     @app.callback(Output(ids.MP_TOOLTIP, "children"), Input(ids.MP_GRAPH, "hoverData"), State(ids.MP_METHOD, "value"),
                   State(ids.MP_EPOCH, "value"), State(ids.MP_CLASSES, "value"), State(ids.MP_COLOUR, "value"),
-                  State(ids.MP_ARGS, "data"), prevent_initial_call=True)
-    def _hover(hover, method, epoch, classes, colour, a):
+                  State(ids.MP_CANARIES, "value"), State(ids.MP_ARGS, "data"), prevent_initial_call=True)
+    def _hover(hover, method, epoch, classes, colour, canaries, a):
         sid = sample_from_click(hover)
         if sid is None:  # the pointer left the point: the clientside callback hides the card
             return no_update
         try:
-            run_id, df, epoch, colouring = _drawn(a, method, epoch, classes, colour)
+            run_id, df, epoch, colouring = _drawn(a, method, epoch, classes, colour, canaries)
             return hover_card(ctx, run_id, df, sid, epoch, colouring)
         except Exception as exc:
             return html.Div(describe_error(exc), className="err-msg")

@@ -22,7 +22,8 @@ from dash.dash_table.DataTable import DataTable
 
 from relabscope import plot
 from relabscope.dashboard import ids
-from relabscope.dashboard.components import GRAPH_CONFIG, describe_error, error_card, fit, graph, safe
+from relabscope.dashboard.components import (GRAPH_CONFIG, canary_toggle, describe_error, error_card, fit, graph, safe,
+                                             without_canaries)
 from relabscope.dashboard.context import Context
 from relabscope.dashboard.inputs import class_name, cycle_from_click, parse_sample, sample_from_bar_click
 from relabscope.plot import never_relabels, note_figure
@@ -136,6 +137,7 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
                          style={"width": "200px"}),
             html.Span(id=ids.FF_CELL_CHIP, className="chip"),
             html.Button("clear cycle filter", id=ids.FF_CLEAR, n_clicks=0, className="btn"),
+            canary_toggle(ids.FF_CANARIES, run),
         ], className="controls"),
         html.Div(id=ids.FF_COUNT, className="muted"),
         html.Div([
@@ -212,8 +214,8 @@ def register(app, ctx: Context) -> None:
         Output(ids.FF_COUNT, "children"),
         Input(ids.FF_ARGS, "data"), live, Input(ids.FF_MODE, "value"), Input(ids.FF_GIVEN, "value"),
         Input(ids.FF_FINAL, "value"), Input(ids.FF_CELL, "data"), Input(ids.FF_TABLE, "page_current"),
-        Input(ids.FF_TABLE, "sort_by"))
-    def _table(a, _version, mode, given, final, cell, page, sort_by):
+        Input(ids.FF_TABLE, "sort_by"), Input(ids.FF_CANARIES, "value"))
+    def _table(a, _version, mode, given, final, cell, page, sort_by, canaries):
         run_id = (a or {}).get("run")
         try:
             run = ctx.run(run_id)
@@ -222,11 +224,12 @@ def register(app, ctx: Context) -> None:
             filters_changed = callback_context.triggered_id not in (ids.FF_TABLE, None)
             rows = select_rows(flip, mode=mode or "flipflopping", given=given, final=final, cycle=cycle,
                                oscillations=ctx.oscillations(run_id) if cycle else None)
-            rows = sort_rows(rows, sort_by)
+            rows = sort_rows(without_canaries(run, rows, canaries), sort_by)
             shown, pages, p = page_rows(rows, 0 if filters_changed else page)
             ctx.images.prefetch(run_id, shown["sample_id"].tolist())
             data = records(shown, run.class_names, lambda sid: ctx.image_url(run_id, sid, 48))
-            count = f"{len(rows):,} of {len(flip):,} training samples ({MODES.get(mode, mode)})"
+            hidden = "; canaries hidden" if len(without_canaries(run, flip, canaries)) < len(flip) else ""
+            count = f"{len(rows):,} of {len(flip):,} training samples ({MODES.get(mode, mode)}{hidden})"
             return data, pages, p, count
         except Exception as exc:
             return [], 1, 0, error_card(describe_error(exc))

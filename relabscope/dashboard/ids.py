@@ -50,6 +50,7 @@ FF_HEATMAP = "ff-heatmap"
 FF_BARS = "ff-bars"
 FF_LAG = "ff-lag"
 FF_CONSISTENCY = "ff-consistency"
+FF_CANARIES = "ff-canaries"
 
 # ---------------------------------------------------------------------- sample inspector (sample.py)
 SM_ARGS = "sm-args"
@@ -78,6 +79,7 @@ MP_TOOLTIP = "mp-tooltip"
 MP_GRID = "mp-grid"
 MP_COUNT = "mp-count"
 MP_TABLE = "mp-table"
+MP_CANARIES = "mp-canaries"
 
 # ---------------------------------------------------------------------- compactness (compactness.py)
 CM_ARGS = "cm-args"

@@ -230,3 +230,40 @@ def test_class_sizes_shown_as_given_are_the_data_sets(canary_run) -> None:
         before = run.dataset_labels[run.train_mask]
         assert given.tolist() == np.bincount(before, minlength=run.num_classes).tolist()
         assert not np.array_equal(before, run.given_labels[run.train_mask])  # the canaries moved some
+
+
+def test_the_map_and_the_flip_flop_table_can_hide_them(canary_run) -> None:
+    from relabscope.dashboard import embedding_map, flipflops, ids
+    from relabscope.dashboard.components import HIDE_CANARIES, without_canaries
+    from relabscope.dashboard.context import Context
+    from relabscope.dashboard.registry import RunRegistry
+
+    ctx = Context(RunRegistry([canary_run]))
+    run_id = ctx.registry.ids()[0]
+    run = ctx.run(run_id)
+    planted = set(np.flatnonzero(run.canary_labels >= 0).tolist())
+
+    def drawn(fig) -> set[int]:
+        return {int(c[0]) for trace in fig.data if trace.customdata is not None for c in trace.customdata}
+
+    shown, line, _ = embedding_map.map_figure(ctx, run_id, "pca", run.num_epochs - 1, None, "effect")
+    hidden, hidden_line, _ = embedding_map.map_figure(ctx, run_id, "pca", run.num_epochs - 1, None, "effect",
+                                                      [HIDE_CANARIES])
+    assert planted <= drawn(shown) and not planted & drawn(hidden)
+    assert drawn(shown) - drawn(hidden) == planted and "285 of 300 training samples (15 canaries hidden)" in hidden_line
+    flip = ctx.flipflops(run_id)
+    kept = without_canaries(run, flip, [HIDE_CANARIES])
+    assert len(kept) == len(flip) - 15 and not planted & set(kept["sample_id"])
+    assert without_canaries(run, flip, []) is flip
+    # the toggle is on both pages, shown for a run with canaries
+    for page, toggle in ((embedding_map, ids.MP_CANARIES), (flipflops, ids.FF_CANARIES)):
+        found = [c for c in _walk(page.layout(ctx, run_id, {})) if getattr(c, "id", None) == toggle]
+        assert len(found) == 1 and found[0].style is None
+
+
+def _walk(component):
+    yield component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children] if children is not None else []:
+        if hasattr(child, "to_plotly_json"):
+            yield from _walk(child)
