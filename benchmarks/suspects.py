@@ -134,6 +134,8 @@ def score_run(path: Path) -> dict[str, Any]:
                        canary_estimate=run.suspect_quality(truth="canaries").to_dict(orient="records"),
                        truth_without_canaries=quality_without_canaries(run, table),
                        candidates=candidate_quality(run, table))
+            if run.relabels_at_all:
+                out["recovery"] = recovery_against_truth(run)
     return out
 
 
@@ -198,6 +200,37 @@ def candidate_quality(run: Any, table: Any) -> list[dict[str, Any]]:
                     "ap": float(average_precision_score(noisy[rows], score[rows])) if noisy[rows].any() else float("nan"),
                     "canary_auroc": auroc(score, canary, everyone), **({"chose": best} if name == "canary-best" else {})})
     return out
+
+
+def recovery_against_truth(run: Any) -> list[dict[str, Any]]:
+    """Per epoch, what the canaries say relabelling did beside what it did (clean labels,
+    the samples that are not canaries): canaries_back against noisy_corrected, others_away
+    against clean_corrupted (and the share of the others that are noisy, which
+    others_away also counts when relabelling moves them)."""
+    from relabscope.analysis import dynamics
+
+    mask = run.train_mask
+    clean = np.where(run.canary_labels >= 0, -1, run.clean_labels)  # canaries: no clean label to judge
+    truth = dynamics.noise_recovery(run._train_columns(run.labels()), run.final_labels()[mask], run._events(),
+                                    run.given_labels, clean, mask)
+    canaries = run.canary_recovery()
+    return [{"epoch": int(e), "canaries_back": float(cb), "noisy_corrected": float(nc), "others_away": float(oa),
+             "clean_corrupted": float(cc)}
+            for e, cb, nc, oa, cc in zip(truth["epoch"], canaries["canaries_back"], truth["noisy_corrected"],
+                                         canaries["others_away"], truth["clean_corrupted"])]
+
+
+def print_recovery(results: list[dict[str, Any]]) -> None:
+    """The last epoch's canary figures beside the truth they stand for, per run."""
+    rows = [r for r in results if r.get("recovery")]
+    if not rows:
+        return
+    print("\nis relabelling helping? the canaries' answer (last epoch) beside the truth (clean labels, non-canaries)")
+    print(f"{'run':<40}{'canaries back':>15}{'noisy corrected':>17}{'others away':>13}{'clean corrupted':>17}")
+    for r in rows:
+        last = r["recovery"][-1]
+        print(f"{r['name']:<40}{last['canaries_back']:>15.3f}{last['noisy_corrected']:>17.3f}"
+              f"{last['others_away']:>13.3f}{last['clean_corrupted']:>17.3f}")
 
 
 def print_candidates(results: list[dict[str, Any]]) -> None:
@@ -368,6 +401,7 @@ def main() -> None:
     print_tables([r for r in results if r.get("seed", first_seed) == first_seed])
     print_canaries(results)
     print_candidates(results)
+    print_recovery(results)
     if args.seeds > 1:
         report["paired"] = paired_differences(results)
         print_paired(report["paired"])
