@@ -78,7 +78,7 @@ def train_run(out: Path, kind: str, rate: float, args: argparse.Namespace, canar
         "dataset": "synthetic", "dataset_options": {"num_train": n_train, "num_test": n_test, "size": 32},
         "image_size": image_size, "epochs": epochs, "relabel_epoch": max(2, epochs // 2), "method": args.method,
         "seed": args.seed, "embed_every": epochs, "workers": 0, "device": args.device, "out": str(out),
-        "canaries": canaries,
+        "canaries": canaries, **({"canary_matrix": str(args.canary_matrix)} if canaries and args.canary_matrix else {}),
     }
     if kind == "symmetric":
         settings["noise"] = rate
@@ -353,6 +353,8 @@ def main() -> None:
     ap.add_argument("--run", action="append", type=Path, default=[], help="also score this run (repeatable)")
     ap.add_argument("--keep", type=Path, help="train the runs into this folder (and reuse those already there)")
     ap.add_argument("--canaries", default="0", help="canary fractions to train each run with (e.g. 0,0.02,0.05)")
+    ap.add_argument("--canary-matrix", type=Path, help="where canaries go (run.noise_matrix_estimate() of an "
+                    "earlier run, as CSV): canaries like the data's own errors")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "suspects.json")
     args = ap.parse_args()
     fractions = [float(c) for c in args.canaries.split(",")]
@@ -379,7 +381,8 @@ def main() -> None:
     for seed, method, length, kind, rate, fraction in cells:
         args.seed, args.method, args.epochs = seed, method, length
         name = (f"{method}-{kind}-{rate:g}" + (f"-e{length}" if length else "")
-                + (f"-canaries{fraction:g}" if fraction else "") + (f"-seed{seed}" if seed else ""))
+                + (f"-canaries{fraction:g}" if fraction else "") + ("-like" if fraction and args.canary_matrix else "")
+                + (f"-seed{seed}" if seed else ""))
         out = root / name
         t = time.perf_counter()
         reused = finished(out)

@@ -75,6 +75,11 @@ class DataAndOptimSettings:
              "as canaries: run.suspect_quality() then says how well the suspect ranking finds wrong labels on "
              "data without clean labels (docs/analysis.md). 0.02 costs little; 0 plants none.",
         check=between(0, 0.5), metavar="FRACTION", introduced=0.0)
+    canary_matrix: str | None = setting(
+        None, "Where canaries go: a K x K matrix in --noise-matrix's format; a canary of class i moves to j != i "
+              "with probability in proportion to [i, j] (default: uniformly). Write one from an earlier run with "
+              "run.noise_matrix_estimate(), so canaries resemble the data's own errors (docs/analysis.md).",
+        path=True, metavar="FILE", introduced=None)
     corrections: str | None = setting(
         None, "Reviewers' decisions to train with (a corrections.csv from the review page, run.review or "
               "relabscope corrections --import): relabels applied to the given labels, dropped and ambiguous "
@@ -299,6 +304,7 @@ def resolve(overrides: Mapping[str, Any] | None = None, config_file: str | Path 
 RULES: list[Callable[[TrainConfig], str | None]] = [
     lambda c: "give one of noise, noise_file and noise_matrix, not several"
     if sum(map(bool, (c.noise, c.noise_file, c.noise_matrix))) > 1 else None,
+    lambda c: "canary_matrix needs canaries > 0" if c.canary_matrix and not c.canaries else None,
     lambda c: split_problem(c.method, c.backbone) if METHODS[c.method].splits_backbone and not splits(c.backbone)
     else None,
 ]

@@ -820,6 +820,18 @@ class Run:
                 relabels=self.relabels_at_all, window=window),
             signals=chosen, keys=[self.decision_keys[i] for i in np.flatnonzero(mask)]))
 
+    def noise_matrix_estimate(self, *, window: int | None = None) -> np.ndarray:
+        """The data's label errors as this run saw them: ``(K, K)``, row-stochastic, the
+        estimated probability that a training sample of class a was given class b
+        (confident learning's calibrated joint over :meth:`suspects`' confident labels,
+        canaries left out). Saved as CSV (``np.savetxt(path, m, delimiter=",")``) it is a
+        ``--canary-matrix`` for the next run, whose canaries then resemble these errors,
+        or a ``--noise-matrix`` to train on errors like them."""
+        table = self.suspects(window=window)
+        real = self.canary_labels[table["sample_id"].to_numpy()] < 0
+        return _suspects.noise_matrix_estimate(table["given_label"].to_numpy()[real],
+                                               table["confident_label"].to_numpy()[real], self.num_classes)
+
     def suspect_quality(self, *, window: int | None = None, signals: Iterable[str] | None = None,
                         truth: Literal["auto", "canaries", "clean"] = "auto",
                         confidence: float = 0.95) -> pd.DataFrame:

@@ -426,15 +426,7 @@ def noise_rate_flags(recent: np.ndarray, given: np.ndarray, confident: np.ndarra
     confident = np.asarray(confident, dtype=np.int64)
     n, k = recent.shape
     seen = np.isfinite(recent).all(axis=1) & (given >= 0) & (given < k)
-    joint = np.zeros((k, k))
-    both = seen & (confident >= 0)
-    np.add.at(joint, (given[both], confident[both]), 1)
-    counts = np.bincount(given[seen], minlength=k)
-    rows = joint.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        calibrated = np.where(rows[:, None] > 0, joint / rows[:, None] * counts[:, None], 0.0)
-    if calibrated.sum() > 0:
-        calibrated *= counts.sum() / calibrated.sum()
+    calibrated = calibrated_joint(given, confident, seen, k)
     flags = np.zeros(n, bool)
     for i in range(k):
         members = np.flatnonzero(seen & (given == i))
@@ -445,6 +437,38 @@ def noise_rate_flags(recent: np.ndarray, given: np.ndarray, confident: np.ndarra
                 flags[members[np.argsort(-margin, kind="stable")[:take]]] = True
     predicted = np.where(seen, np.nan_to_num(recent, nan=-np.inf).argmax(axis=1), -1)
     return flags & (predicted != given)
+
+
+def calibrated_joint(given: np.ndarray, confident: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
+    """Confident learning's calibrated confident joint ``(K, K)``: samples counted by (given,
+    confident class), each row rescaled to its class's size among the ``seen`` samples, the
+    whole to their number; cell (i, j) estimates how many samples given i belong to j."""
+    given = np.asarray(given, dtype=np.int64)
+    confident = np.asarray(confident, dtype=np.int64)
+    joint = np.zeros((k, k))
+    both = seen & (confident >= 0)
+    np.add.at(joint, (given[both], confident[both]), 1)
+    counts = np.bincount(given[seen], minlength=k)
+    rows = joint.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        calibrated = np.where(rows[:, None] > 0, joint / rows[:, None] * counts[:, None], 0.0)
+    if calibrated.sum() > 0:
+        calibrated *= counts.sum() / calibrated.sum()
+    return calibrated
+
+
+def noise_matrix_estimate(given: np.ndarray, confident: np.ndarray, k: int) -> np.ndarray:
+    """``(K, K)``, row-stochastic: the estimated probability that a sample of class a is
+    given class b, from the calibrated confident joint (its columns, normalised): the
+    errors of the data as the run saw them, in ``--noise-matrix``'s form (for
+    ``--canary-matrix``: canaries that resemble them). A class nothing was confidently
+    found in keeps its row as the identity."""
+    given = np.asarray(given, dtype=np.int64)
+    joint = calibrated_joint(given, confident, (given >= 0) & (given < k), k)
+    column = joint.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(column[:, None] > 0, joint.T / column[:, None], np.eye(k))
+    return out
 
 
 def confident_labels(recent: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

@@ -32,9 +32,14 @@ CANARY_COLUMN = "canary_label"
 _STREAM = 0xCA_4A_21
 
 
-def plant_canaries(labels: np.ndarray, fraction: float, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Move exactly ``round(fraction * len(labels))`` labels, chosen by ``seed``, each to a
-    uniformly random other class.
+def plant_canaries(labels: np.ndarray, fraction: float, num_classes: int, seed: int,
+                   like: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Move exactly ``round(fraction * len(labels))`` labels, chosen by ``seed``, each to
+    another class: uniformly random, or with ``like`` (``(K, K)``, e.g. an earlier run's
+    ``Run.noise_matrix_estimate()``) a label i to j != i with probability proportional to
+    ``like[i, j]`` (a row with nothing off the diagonal: uniform). Canaries like the
+    data's own errors are as hard to find as those, so the canary estimate of a ranking's
+    quality is not flattered by easy uniform flips (docs/analysis.md measures by how much).
 
     Returns:
         The labels with the canaries planted, and per sample the label a canary had
@@ -51,6 +56,24 @@ def plant_canaries(labels: np.ndarray, fraction: float, num_classes: int, seed: 
     chosen = np.sort(rng.choice(len(labels), size=int(round(fraction * len(labels))), replace=False))
     planted = labels.copy()
     planted[chosen] = (labels[chosen] + rng.integers(1, num_classes, size=len(chosen))) % num_classes
+    if like is not None:
+        planted[chosen] = _draw_other(labels[chosen], np.asarray(like, dtype=np.float64), rng)
     original = np.full(len(labels), -1, np.int64)
     original[chosen] = labels[chosen]
     return planted, original
+
+
+def _draw_other(labels: np.ndarray, like: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per label i, a class j != i drawn with probability proportional to ``like[i, j]``
+    (uniform over the others where that row has no weight off the diagonal)."""
+    k = like.shape[0]
+    weights = np.clip(like, 0.0, None)
+    np.fill_diagonal(weights, 0.0)
+    empty = weights.sum(axis=1) == 0
+    weights[empty] = 1.0 - np.eye(k)[empty]
+    cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
+    last = k - 1 - np.argmax(weights[:, ::-1] > 0, axis=1)  # each row's last class with weight
+    cumulative[np.arange(k)[None, :] >= last[:, None]] = 1.0  # rounding never reaches past it
+    draws = rng.random(len(labels))
+    out: np.ndarray = (draws[:, None] >= cumulative[labels]).sum(axis=1)
+    return out

@@ -131,7 +131,8 @@ def prepare(cfg: TrainConfig) -> PreparedData:
         # (the clean reference, when known), they are not promoted to clean ones
         train = replace(train, labels=corrections.labels).subset(np.flatnonzero(corrections.keep))
     if cfg.canaries > 0:
-        train, test = _with_canaries(train, test, cfg.canaries, cfg.seed)
+        like = read_noise_matrix(cfg.canary_matrix, train.class_names) if cfg.canary_matrix else None
+        train, test = _with_canaries(train, test, cfg.canaries, cfg.seed, like)
     for ds in (train, test):
         ds.size = storage_size(ds, cfg.image_size)
     return PreparedData(train, test, fingerprint=fingerprint,
@@ -139,11 +140,13 @@ def prepare(cfg: TrainConfig) -> PreparedData:
                         corrections=corrections)
 
 
-def _with_canaries(train: FERDataset, test: FERDataset, fraction: float, seed: int) -> tuple[FERDataset, FERDataset]:
-    """The splits with canaries planted in the training labels (``data/canaries.py``): the
-    labels from before each flip go into the extra column both splits then carry. Not
-    ``with_labels``: the labels before the canaries are not promoted to clean ones."""
-    planted, original = plant_canaries(train.labels, fraction, train.num_classes, seed)
+def _with_canaries(train: FERDataset, test: FERDataset, fraction: float, seed: int,
+                   like: np.ndarray | None) -> tuple[FERDataset, FERDataset]:
+    """The splits with canaries planted in the training labels (``data/canaries.py``; where
+    they go: ``like``, or uniformly): the labels from before each flip go into the extra
+    column both splits then carry. Not ``with_labels``: the labels before the canaries are
+    not promoted to clean ones."""
+    planted, original = plant_canaries(train.labels, fraction, train.num_classes, seed, like)
     train = replace(train, labels=planted, extras={**train.extras, CANARY_COLUMN: original})
     test = replace(test, extras={**test.extras, CANARY_COLUMN: np.full(len(test), -1, np.int64)})
     return train, test

@@ -38,6 +38,42 @@ def test_the_seed_alone_chooses_them() -> None:
     assert np.array_equal(plant_canaries((labels + 1) % 5, 0.05, 5, seed=1)[1] >= 0, first[1] >= 0)
 
 
+def test_a_canary_matrix_sends_them_where_its_rows_say(tmp_path) -> None:
+    """--canary-matrix: a canary of class i goes to j != i in proportion to [i, j]; a row
+    with nothing off its diagonal sends its canaries uniformly; the same samples are chosen
+    as without the matrix."""
+    like = np.eye(4)
+    like[0] = [0.5, 0.5, 0.0, 0.0]  # class 0 only ever to 1
+    like[1] = [0.1, 0.6, 0.0, 0.3]  # class 1 to 0 or 3, 1 : 3
+    labels = np.arange(8000) % 4
+    planted, original = plant_canaries(labels, 0.4, 4, seed=5, like=like)
+    assert np.array_equal(original >= 0, plant_canaries(labels, 0.4, 4, seed=5)[1] >= 0)
+    moved = {i: np.bincount(planted[(original >= 0) & (labels == i)], minlength=4) for i in range(4)}
+    assert moved[0][[0, 2, 3]].sum() == 0 and moved[0][1] > 0
+    assert moved[1][[1, 2]].sum() == 0 and 0.15 < moved[1][0] / (moved[1][0] + moved[1][3]) < 0.35
+    for i in (2, 3):  # identity rows: uniform over the other classes
+        others = np.delete(moved[i], i)
+        assert moved[i][i] == 0 and others.min() > 0.25 * others.sum()
+    np.savetxt(tmp_path / "like.csv", np.eye(7)[[1, 0, 3, 2, 5, 4, 6]] * 0.5 + np.eye(7) * 0.5, delimiter=",")
+    data = prepare(resolve({**SYNTHETIC, "canaries": 0.1, "seed": 2, "canary_matrix": str(tmp_path / "like.csv")}))
+    original = data.train.extras[CANARY_COLUMN]
+    chosen = original >= 0
+    pairs = {0: 1, 1: 0, 2: 3, 3: 2, 4: 5, 5: 4}
+    assert all(data.train.labels[i] == pairs[original[i]] for i in np.flatnonzero(chosen) if original[i] != 6)
+    with pytest.raises(RelabscopeError, match="canary_matrix needs canaries > 0"):
+        resolve({**SYNTHETIC, "canary_matrix": str(tmp_path / "like.csv")})
+
+
+def test_the_noise_matrix_estimate_is_the_calibrated_joint_by_column() -> None:
+    from relabscope.analysis.suspects import noise_matrix_estimate
+
+    given = np.repeat([0, 1], 10)
+    confident = np.r_[[0] * 8, [1] * 2, [1] * 10]  # two given 0 are confidently 1
+    estimate = noise_matrix_estimate(given, confident, 3)
+    # joint [[8, 2], [0, 10]]: of the 12 found in class 1, 2 were given 0
+    assert estimate == pytest.approx(np.array([[1, 0, 0], [2 / 12, 10 / 12, 0], [0, 0, 1]]))
+
+
 @pytest.mark.parametrize("fraction", [-0.1, 0.5, 1.0])
 def test_a_fraction_out_of_range_is_refused(fraction: float) -> None:
     with pytest.raises(ValueError, match=r"canary fraction must be in \[0, 0.5\)"):
@@ -93,6 +129,17 @@ def test_the_log_records_them_and_suspect_quality_measures_against_them(canary_r
         assert score["noisy"] == 15 and score["n"] == 300
         # the synthetic set knows clean labels too: that truth stays one argument away
         assert run.suspect_quality(truth="clean").attrs["truth"] == "clean"
+
+
+def test_a_run_estimates_its_noise_matrix_without_its_canaries(canary_run) -> None:
+    from relabscope.analysis.suspects import noise_matrix_estimate
+
+    with rs.open_run(canary_run) as run:
+        estimate = run.noise_matrix_estimate()
+        table = run.suspects()
+        real = run.canary_labels[table["sample_id"].to_numpy()] < 0
+    assert estimate.shape == (7, 7) and np.allclose(estimate.sum(axis=1), 1.0) and (estimate >= 0).all()
+    assert np.allclose(estimate, noise_matrix_estimate(table["given_label"][real], table["confident_label"][real], 7))
 
 
 def test_canary_recovery_counts_planted_errors_undone_and_other_labels_moved(canary_run) -> None:
