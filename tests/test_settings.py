@@ -34,7 +34,7 @@ def test_derived_tables_follow_the_specs() -> None:
                           "dmue_mask_absent": False,
                           "dmue_center_ramp": False, "dmue_center_on": "feature",
                           "relabel_floor": 0.0, "relabel_hysteresis": 0, "relabel_agree": False, "corrections": None,
-                          "corrections_mismatch": "refuse", "canaries": 0.0}
+                          "corrections_mismatch": "refuse", "canaries": 0.0, "canary_matrix": None}
     relabelling = {m for m, entry in METHODS.items() if entry.relabels}
     assert relabelling == {"scn", "scn-c"}
     assert readers("relabel_floor") == readers("relabel_agree") == readers("relabel_epoch") == relabelling
