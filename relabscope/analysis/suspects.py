@@ -53,10 +53,10 @@ mark 399 of the 437 samples given them, 101 of them noisy, and put 176 of them i
 signal (AUM, forgetting, out-of-class, the distance ratio) and the flag's probabilities
 read, per sample, only the epochs in which its given class held at least
 :data:`SHRUNK_BELOW` of its given samples under the labels in effect (the first epoch
-normally does: it starts from the given labels), the flag's window being the last ``window``
-of those. A sample whose class was shrunk in every epoch (a rule that emptied it within
-the first) reads them all. A run that shrank no class reads every epoch, as before. The baselines keep
-their plain definitions.
+normally does: it starts from the given labels), the flag's window being the last
+``window`` of those. A sample whose class was shrunk in every epoch (a rule that emptied
+it within the first) reads them all. A run that shrank no class reads every epoch, as
+before. The baselines keep their plain definitions.
 
 **Flag.** Confident learning (Northcutt et al., 2021), on the probabilities averaged over
 the last ``window`` epochs (default: the later half of the committed epochs, rounded up):
