@@ -364,7 +364,7 @@ class RunCapture:
             return (self._relabelling.current if phase == "train" else self._test_labels).clone()
         ids = torch.as_tensor(sample_ids)
         self._state_on(ids.device)
-        return self._labels_of(_batch_ids(ids, ids.device), phase)
+        return self._labels_of(_batch_ids(ids, ids.device, phase), phase)
 
     def relabel(self, sample_ids: ArrayLike, new_labels: ArrayLike, probs: ArrayLike | None = None) -> None:
         """Give training samples of the batch being trained new labels: the one call a
@@ -418,7 +418,7 @@ class RunCapture:
         if phase not in ("train", "test"):
             raise DataError(f"phase must be 'train' or 'test', not {phase!r}")
         logits = logits.detach()
-        ids = _batch_ids(sample_ids, logits.device)
+        ids = _batch_ids(sample_ids, logits.device, phase)
         emb = self._batch_embeddings(embeddings)
         self._check_batch(ids, logits, emb, phase)
         self._state_on(logits.device)
@@ -557,8 +557,6 @@ class RunCapture:
         catch ids from the wrong split; a device asserts on an index out of range). On the
         host the labels' lookup checks the range for free (:meth:`_labels_of`)."""
         b = len(ids)
-        if ids.is_floating_point() or ids.dtype == torch.bool:
-            raise DataError(f"{phase} sample ids must be integers, not {ids.dtype}")
         if tuple(logits.shape) != (b, self.num_classes):
             raise DataError(f"{phase} batch: logits of shape {tuple(logits.shape)} for {b} sample ids and "
                             f"{self.num_classes} classes")
@@ -725,14 +723,20 @@ class _HostRecord:
         return out
 
 
-def _batch_ids(sample_ids: ArrayLike, device: torch.device) -> torch.Tensor:
-    """A batch's ids as a 1-D tensor on ``device``: as given when they are one already (the
-    common case costs no tensor call)."""
+def _batch_ids(sample_ids: ArrayLike, device: torch.device, phase: str) -> torch.Tensor:
+    """A batch's ids as a 1-D int64 tensor on ``device``: as given when they are one already
+    (the common case costs no tensor call).
+
+    Raises:
+        DataError: ids that are not integers.
+    """
     if isinstance(sample_ids, torch.Tensor) and sample_ids.dtype == torch.long and sample_ids.dim() == 1 \
             and sample_ids.device == device and not sample_ids.requires_grad:
         return sample_ids
     ids = torch.as_tensor(sample_ids).detach().reshape(-1).to(device)
-    return ids if ids.is_floating_point() or ids.dtype == torch.bool else ids.long()  # the first: refused later
+    if ids.is_floating_point() or ids.dtype == torch.bool:
+        raise DataError(f"{phase} sample ids must be integers, not {ids.dtype}")
+    return ids.long()
 
 
 def _first_tensor(value: Any) -> torch.Tensor | None:

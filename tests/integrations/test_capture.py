@@ -135,6 +135,10 @@ def test_misuse_fails_with_one_line(tmp_path) -> None:
             cap.log(torch.tensor([3, 4]), torch.zeros(2, K), torch.zeros(2, 8))
         with pytest.raises(DataError, match=r"train sample ids must be positions 0\.\.3 in the train labels, got -1\.\.0"):
             cap.labels([-1, 0])
+        with pytest.raises(DataError, match=r"train sample ids must be integers, not torch.float32"):
+            cap.labels(torch.tensor([0.0, 1.0]))
+        with pytest.raises(DataError, match=r"test sample ids must be integers, not torch.bool"):
+            cap.log(torch.tensor([True, False]), torch.zeros(2, K), torch.zeros(2, 8), phase="test")
         with pytest.raises(DataError, match=r"test sample ids must be positions 0\.\.1 in the test labels, got -2\.\.-2"):
             cap.log([-2], torch.zeros(1, K), torch.zeros(1, 8), phase="test")
         with pytest.raises(DataError, match=r"logits of shape \(2, 2\) for 2 sample ids and 3 classes"):
