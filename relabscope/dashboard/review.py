@@ -121,6 +121,18 @@ def canary_line(run: Run) -> str | None:
             "shown here.")
 
 
+def shrunk_line(run: Run, table: pd.DataFrame) -> str | None:
+    """Which classes the run emptied or shrank below half, and how the ranking judges the
+    samples given them (``relabscope.analysis.suspects``, "Shrunk classes"); None when it
+    shrank none."""
+    shrunk = table.attrs.get("shrunk_from") or {}
+    if not shrunk:
+        return None
+    named = ", ".join(f"{run.class_names[c]} from epoch {e}" for c, e in sorted(shrunk.items()))
+    return (f"Relabelling left fewer than half the samples given these classes: {named}. The model then stopped "
+            "predicting them, so the ranking judges the samples given them by the epochs before.")
+
+
 def signal_options(table: pd.DataFrame) -> list[dict]:
     """The signal filter's choices: every sample, flagged ones, and each signal the run has
     on its suspect side of the median (the value named in the label)."""
@@ -376,6 +388,7 @@ def layout(ctx: Context, run_id: str, params: dict[str, str]) -> Any:
                     "A decision is saved at once to corrections.csv beside the run."), className="muted"),
         note_card(f"No pictures: {run.images_withheld}.") if run.images_withheld else None,
         html.Div(canary_line(run), id=ids.RV_CANARIES, className="muted") if run.has_canaries else None,
+        note_card(shrunk) if (shrunk := shrunk_line(run, table)) else None,
         _reviewer(gate),
         legend(names, gate.read_only is None),
         html.Div([

@@ -369,3 +369,16 @@ def test_a_class_the_run_emptied_does_not_poison_the_ranking(tmp_path):
     assert not table.loc[given_2 & ~noisy[table.index], "flag"].any()
     # the plain baseline, which reads every epoch, is poisoned: that is what the rule prevents
     assert quality.loc["low_p_given", "auroc"] < 0.85 < quality.loc["score", "auroc"] == 1.0
+
+
+def test_the_review_page_says_which_classes_the_run_shrank(tmp_path, constructed):
+    from relabscope.dashboard import review
+    from relabscope.dashboard.context import Context
+    from relabscope.dashboard.registry import RunRegistry
+
+    path, _ = write_emptying_run(tmp_path / "run")
+    ctx = Context(RunRegistry([path]))
+    run_id = ctx.registry.ids()[0]
+    line = review.shrunk_line(ctx.run(run_id), review.suspects(ctx, run_id))
+    assert line is not None and "given these classes: c from epoch 2." in line
+    assert review.shrunk_line(constructed, constructed.suspects()) is None  # it shrank nothing
