@@ -815,7 +815,8 @@ class Run:
         return self._cached_table(f"suspects:{window}:{chosen}", lambda: _suspects.suspects(
             _suspects.signal_table(
                 self.dynamics(), self.flipflops(), probs=self._train_columns(self.probabilities()),
-                preds=self._train_columns(self.predictions()), labels=self._train_columns(self.labels()), final=self.final_labels()[mask],
+                preds=self._train_columns(self.predictions()), labels=self._train_columns(self.labels()),
+                final=self.final_labels()[mask],
                 distances=self._train_columns(self.distances(None)), given=self.given_labels[mask],
                 relabels=self.relabels_at_all, window=window),
             signals=chosen, keys=[self.decision_keys[i] for i in np.flatnonzero(mask)]))

@@ -55,8 +55,9 @@ def plant_canaries(labels: np.ndarray, fraction: float, num_classes: int, seed: 
     rng = np.random.default_rng([seed, _STREAM])
     chosen = np.sort(rng.choice(len(labels), size=int(round(fraction * len(labels))), replace=False))
     planted = labels.copy()
-    planted[chosen] = (labels[chosen] + rng.integers(1, num_classes, size=len(chosen))) % num_classes
-    if like is not None:
+    if like is None:
+        planted[chosen] = (labels[chosen] + rng.integers(1, num_classes, size=len(chosen))) % num_classes
+    else:
         planted[chosen] = _draw_other(labels[chosen], np.asarray(like, dtype=np.float64), rng)
     original = np.full(len(labels), -1, np.int64)
     original[chosen] = labels[chosen]
