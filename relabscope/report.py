@@ -544,7 +544,7 @@ border-bottom:1px solid #e5e5e5;text-align:right} table.data th:first-child,tabl
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:1.2em}
 .card{border:1px solid #e5e5e5;border-radius:6px;padding:.6em .8em;background:#fafafa}
 .card img{width:100%;border:1px solid #eee;background:white} .card .t{font-size:.92em;margin-bottom:.4em}
-ul.tables li{margin:.2em 0}
+ul.tables li{margin:.2em 0} .scroll{overflow-x:auto;max-width:100%}
 """
 
 
@@ -558,9 +558,7 @@ def _index_html(rep: _Report, runs: list[Run], slugs: list[str], headline: pd.Da
              f"{len([i for i in rep.items if i.kind == 'table' and i.files])} tables, written in {seconds:.0f} s "
              f"on {time.strftime('%Y-%m-%d %H:%M')}. Epochs are 0-based rows as in the run log.</p>",
              "<h2 id='key-numbers'>Key numbers</h2>",
-             _format(_percent(headline, ["final test accuracy", "closer to new (consistency)",
-                                         "relabelled − control", "nearest center is own"])).to_html(
-                 index=False, border=0, classes="data", na_rep="n/a", escape=True),
+             _key_numbers_html(headline),
              "<p><a href='tables/key_numbers.csv'>CSV</a> · <a href='tables/key_numbers.md'>Markdown</a></p>"]
     for msg in rep.notes:
         parts.append(f"<p class='note'>{e(msg)}</p>")
@@ -591,7 +589,7 @@ def _section_html(rep: _Report, sec: str, heading: str) -> str:
     parts.append(f"<h2 id='{e(sec)}'>{e(heading)}</h2>")
     inline = [i for i in items if i.kind == "table" and i.inline]
     for i in inline:
-        parts.append(f"<h3>{e(i.title)}</h3>{i.inline}")
+        parts.append(f"<h3>{e(i.title)}</h3><div class='scroll'>{i.inline}</div>")
     parts.append("<div class='grid'>")
     parts += [_figure_card(i) for i in items if i.kind == "figure"]
     parts.append("</div><h3>Tables</h3><ul class='tables'>")
@@ -612,6 +610,15 @@ def _figure_card(i: _Item) -> str:
     if "png" in i.files:
         links += f" · <a href='{e(i.files['png'])}'>PNG</a>"
     return f"<div class='card'><div class='t'>{e(i.title)}</div>{img}<div>{links}</div></div>"
+
+
+def _key_numbers_html(headline: pd.DataFrame) -> str:
+    """The key numbers on the index: one row per figure, one column per run (fourteen
+    figures side by side ran wider than the page; the CSV keeps a row per run)."""
+    shown = _format(_percent(headline, ["final test accuracy", "closer to new (consistency)",
+                                        "relabelled − control", "nearest center is own"]))
+    table = shown.set_index("run").T.to_html(index=True, border=0, classes="data", na_rep="n/a", escape=True)
+    return f"<div class='scroll'>{table}</div>"
 
 
 def _table_entry(i: _Item) -> str:

@@ -128,9 +128,9 @@ def shrunk_line(run: Run, table: pd.DataFrame) -> str | None:
     shrunk = table.attrs.get("shrunk_from") or {}
     if not shrunk:
         return None
-    named = ", ".join(f"{run.class_names[c]} from epoch {e}" for c, e in sorted(shrunk.items()))
-    return (f"Relabelling left fewer than half the samples given these classes: {named}. The model then stopped "
-            "predicting them, so the ranking judges the samples given them by the epochs before.")
+    named = ", ".join(f"{run.class_names[c]} (from epoch {e})" for c, e in sorted(shrunk.items()))
+    return (f"Relabelling left the model training on fewer than half the samples given {named}. It then stopped "
+            "predicting those classes, so the ranking judges the samples given them by the epochs before.")
 
 
 def signal_options(table: pd.DataFrame) -> list[dict]:

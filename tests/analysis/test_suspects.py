@@ -380,5 +380,5 @@ def test_the_review_page_says_which_classes_the_run_shrank(tmp_path, constructed
     ctx = Context(RunRegistry([path]))
     run_id = ctx.registry.ids()[0]
     line = review.shrunk_line(ctx.run(run_id), review.suspects(ctx, run_id))
-    assert line is not None and "given these classes: c from epoch 2." in line
+    assert line is not None and "fewer than half the samples given c (from epoch 2)." in line
     assert review.shrunk_line(constructed, constructed.suspects()) is None  # it shrank nothing

@@ -43,3 +43,17 @@ def test_report_figures_have_no_overlapping_text(dash_duo, reports, width) -> No
     TEXT_COUNTS.append((f"report figures at {width} px", len(measured), dict(counts)))
     assert not problems, f"unreadable figure text at {width} px:\n" + "\n".join(problems) + \
         "\ntexts measured:\n" + "\n".join(measured)
+
+
+def test_the_report_index_fits_the_window(dash_duo, reports) -> None:
+    """The index runs no wider than a 1,280 px window: the key numbers stand one run per
+    column (fourteen figures side by side ran past 1,600 px), and a wide table scrolls in
+    its own box."""
+    driver = dash_duo.driver
+    driver.set_window_size(1280, 1000)
+    for index in sorted({page.parent.parent / "index.html" for page in reports}):
+        driver.get(index.as_uri())
+        until(lambda: driver.execute_script("return document.readyState") == "complete", 30, f"{index}: not loaded")
+        wide, window = driver.execute_script(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];")
+        assert wide <= window, f"{index}: {wide} px wide in a {window} px window"
