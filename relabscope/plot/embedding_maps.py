@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 _LABEL_COLUMNS = {"effect": "label", "label": "label", "given": "given_label", "clean": "clean_label"}
 _LABEL_WORDS = {"label": "label in effect", "given_label": "given label", "clean_label": "clean label"}
+#: how a map's title names its colouring when it is not the label in effect (a report shows
+#: several maps of one run side by side)
+_COLOUR_WORDS = {"given": "given label", "clean": "clean label", "flipflops": "flip-flops"}
 #: above this many points, hovering shows the sample id only (select points to list their
 #: labels): four strings per point made a 287,651-point map 16 MiB of JSON and 6 s to build
 HOVER_DETAIL_POINTS = 50_000
@@ -64,7 +67,8 @@ def projection(run: Run, *, method: ProjectionMethod = "umap", epoch: int = -1,
         ['neutral (24)', 'happiness (34)', 'sadness (6)', '× label in effect ≠ given']
     """
     e = run.embedding_epoch(epoch)
-    head = title(f"{PROJECTION_NAMES[method]} of the embeddings (epoch {e})", run.name)
+    by = "" if color in ("effect", "label") else f", by {_COLOUR_WORDS.get(color, color.replace('_', ' '))}"
+    head = title(f"{PROJECTION_NAMES[method]} of the embeddings (epoch {e}){by}", run.name)
     if color == "clean" and run.clean_labels is None:
         return note_figure("clean labels are unknown for this data set", head)
     df = run.project(method=method, epoch=epoch, classes=classes, max_points=max_points, seed=seed, split=split)
