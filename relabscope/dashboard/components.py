@@ -161,9 +161,14 @@ def canary_toggle(toggle_id: str, run: Any) -> dcc.Checklist:
                          style=None if run.has_canaries else {"display": "none"})
 
 
+def hides_canaries(run: Any, toggle: Any) -> bool:
+    """Whether a page's canary toggle hides canaries of ``run`` (one that has some)."""
+    return bool(run.has_canaries) and HIDE_CANARIES in (toggle or [])
+
+
 def without_canaries(run: Any, rows: pd.DataFrame, toggle: Any) -> pd.DataFrame:
     """``rows`` (a ``sample_id`` column) without the run's canaries when ``toggle`` says to
     hide them."""
-    if not run.has_canaries or HIDE_CANARIES not in (toggle or []):
+    if not hides_canaries(run, toggle):
         return rows
     return rows[run.canary_labels[rows["sample_id"].to_numpy()] < 0]

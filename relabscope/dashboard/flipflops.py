@@ -22,8 +22,8 @@ from dash.dash_table.DataTable import DataTable
 
 from relabscope import plot
 from relabscope.dashboard import ids
-from relabscope.dashboard.components import (GRAPH_CONFIG, canary_toggle, describe_error, error_card, fit, graph, safe,
-                                             without_canaries)
+from relabscope.dashboard.components import (GRAPH_CONFIG, canary_toggle, describe_error, error_card, fit, graph,
+                                             hides_canaries, safe, without_canaries)
 from relabscope.dashboard.context import Context
 from relabscope.dashboard.inputs import class_name, cycle_from_click, parse_sample, sample_from_bar_click
 from relabscope.plot import never_relabels, note_figure
@@ -228,7 +228,7 @@ def register(app, ctx: Context) -> None:
             shown, pages, p = page_rows(rows, 0 if filters_changed else page)
             ctx.images.prefetch(run_id, shown["sample_id"].tolist())
             data = records(shown, run.class_names, lambda sid: ctx.image_url(run_id, sid, 48))
-            hidden = "; canaries hidden" if len(without_canaries(run, flip, canaries)) < len(flip) else ""
+            hidden = "; canaries hidden" if hides_canaries(run, canaries) else ""
             count = f"{len(rows):,} of {len(flip):,} training samples ({MODES.get(mode, mode)}{hidden})"
             return data, pages, p, count
         except Exception as exc:
